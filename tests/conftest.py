@@ -1,0 +1,57 @@
+"""Shared fixtures: a seeded rng, a fresh metrics registry, a temporary model store directory,
+and the real Kafka broker with factories for uniquely named topics and consumer groups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tests.support.kafka import Broker, start_broker, unique
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def tmp_store(tmp_path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "store"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[Broker]:
+    yield from start_broker()
+
+
+@pytest.fixture
+def topic_factory(kafka: Broker) -> Callable[..., str]:
+    def make(prefix: str = "t", partitions: int = 1) -> str:
+        return kafka.create_topic(unique(prefix), partitions)
+
+    return make
+
+
+@pytest.fixture
+def group_factory() -> Callable[[str], str]:
+    return lambda prefix="g": unique(prefix)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    """A Kafka test that skips is a failure of the run, not a pass."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.get_closest_marker("kafka") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"Kafka test skipped ({report.longrepr}); the broker is part of the run"
