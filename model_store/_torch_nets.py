@@ -1,0 +1,158 @@
+"""Torch architectures the store can rebuild from a JSON spec.
+
+Only weights are stored (safetensors); the module is rebuilt from the ``spec`` in the
+manifest, so loading never runs code shipped with the model. Training code calls
+:func:`build_torch_model` to get the same architecture, trains it, and publishes it with
+the same spec.
+
+Specs
+-----
+``{"arch": "mlp", "n_inputs": int, "hidden": [int, ...], "n_outputs": int,
+"task": "classification" | "regression"}``
+    Fully connected ReLU network; outputs logits (classification) or values.
+``{"arch": "multitask_mlp", "n_inputs": int, "trunk": [int, ...],
+"tasks": [{"name": str, "type": "classification" | "regression", "n_outputs": int}, ...]}``
+    Shared ReLU trunk, one linear head per task; ``forward`` returns ``{task name: tensor}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import InvalidSpecError
+
+__all__ = ["MLP", "TASK_TYPES", "MultiTaskMLP", "build_torch_model", "validate_spec"]
+
+TASK_TYPES = ("classification", "regression")
+_KEYS = {
+    "mlp": {"arch", "n_inputs", "hidden", "n_outputs", "task"},
+    "multitask_mlp": {"arch", "n_inputs", "trunk", "tasks"},
+}
+_TASK_KEYS = {"name", "type", "n_outputs", "classes"}
+
+
+def _layers(n_inputs: int, widths: Sequence[int]) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for width in widths:
+        layers += [nn.Linear(n_inputs, width), nn.ReLU()]
+        n_inputs = width
+    return layers
+
+
+class MLP(nn.Module):
+    """ReLU multilayer perceptron: ``(n_events, n_inputs) -> (n_events, n_outputs)``."""
+
+    def __init__(self, n_inputs: int, hidden: Sequence[int], n_outputs: int) -> None:
+        super().__init__()
+        last = hidden[-1] if hidden else n_inputs
+        self.net = nn.Sequential(*_layers(n_inputs, hidden), nn.Linear(last, n_outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class MultiTaskMLP(nn.Module):
+    """Shared trunk with one head per task; ``forward`` returns ``{task: (n_events, n_out)}``."""
+
+    def __init__(self, n_inputs: int, trunk: Sequence[int], tasks: Sequence[tuple[str, int]]):
+        super().__init__()
+        self.trunk = nn.Sequential(*_layers(n_inputs, trunk))
+        last = trunk[-1] if trunk else n_inputs
+        self.task_names = [task_name for task_name, _ in tasks]
+        self.heads = nn.ModuleDict({task_name: nn.Linear(last, n) for task_name, n in tasks})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        shared = self.trunk(x)
+        return {task_name: self.heads[task_name](shared) for task_name in self.task_names}
+
+
+def _positive_int(spec: Mapping[str, Any], key: str) -> int:
+    value = spec.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidSpecError(key, f"must be a positive integer, got {value!r}")
+    return value
+
+
+def _widths(spec: Mapping[str, Any], key: str) -> list[int]:
+    value = spec.get(key)
+    if not isinstance(value, list) or not all(
+        isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in value
+    ):
+        raise InvalidSpecError(key, f"must be a list of positive integers, got {value!r}")
+    return list(value)
+
+
+def validate_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a spec and return a plain-JSON copy of it.
+
+    Raises
+    ------
+    InvalidSpecError
+        Unknown architecture, missing or unknown keys, or bad values.
+    """
+    if not isinstance(spec, Mapping):
+        raise InvalidSpecError("arch", f"spec must be a mapping, got {type(spec).__name__}")
+    arch = spec.get("arch")
+    if arch not in _KEYS:
+        raise InvalidSpecError("arch", f"must be one of {sorted(_KEYS)}, got {arch!r}")
+    unknown = set(spec) - _KEYS[arch]
+    if unknown:
+        raise InvalidSpecError(sorted(unknown)[0], f"unknown key for arch {arch!r}")
+    if arch == "mlp":
+        if spec.get("task") not in TASK_TYPES:
+            raise InvalidSpecError("task", f"must be one of {TASK_TYPES}, got {spec.get('task')!r}")
+        return {
+            "arch": "mlp",
+            "n_inputs": _positive_int(spec, "n_inputs"),
+            "hidden": _widths(spec, "hidden"),
+            "n_outputs": _positive_int(spec, "n_outputs"),
+            "task": spec["task"],
+        }
+    tasks = spec.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        raise InvalidSpecError("tasks", "must be a non-empty list of task mappings")
+    clean_tasks = []
+    for task in tasks:
+        if not isinstance(task, Mapping) or set(task) - _TASK_KEYS:
+            raise InvalidSpecError("tasks", f"each task needs name, type, n_outputs: {task!r}")
+        task_name = task.get("name")
+        if not isinstance(task_name, str) or not task_name.isidentifier():
+            raise InvalidSpecError("tasks", f"task name must be an identifier, got {task_name!r}")
+        if task.get("type") not in TASK_TYPES:
+            raise InvalidSpecError("tasks", f"task {task_name!r}: type must be one of {TASK_TYPES}")
+        n_outputs = _positive_int(task, "n_outputs")
+        clean_tasks.append({"name": task_name, "type": task["type"], "n_outputs": n_outputs})
+    names = [t["name"] for t in clean_tasks]
+    if len(set(names)) != len(names):
+        raise InvalidSpecError("tasks", f"task names must be unique, got {names}")
+    return {
+        "arch": "multitask_mlp",
+        "n_inputs": _positive_int(spec, "n_inputs"),
+        "trunk": _widths(spec, "trunk"),
+        "tasks": clean_tasks,
+    }
+
+
+def build_torch_model(spec: Mapping[str, Any]) -> nn.Module:
+    """Build the (untrained) torch module described by ``spec``.
+
+    Parameters
+    ----------
+    spec : mapping
+        See the module docstring for the two architectures.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``MLP`` or ``MultiTaskMLP`` with float32 parameters.
+    """
+    clean = validate_spec(spec)
+    if clean["arch"] == "mlp":
+        return MLP(clean["n_inputs"], clean["hidden"], clean["n_outputs"])
+    return MultiTaskMLP(
+        clean["n_inputs"], clean["trunk"], [(t["name"], t["n_outputs"]) for t in clean["tasks"]]
+    )
