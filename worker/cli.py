@@ -6,10 +6,17 @@ Exit codes: 0 success, 2 bad usage or bad config (the message names the key), 1 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from worker import __version__
+from worker.config import Settings
+from worker.errors import ConfigError, WorkerError
+
+log = logging.getLogger("streamfuse.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +25,48 @@ def build_parser() -> argparse.ArgumentParser:
         description="Streaming inference: Kafka features in, fused ensemble predictions out.",
     )
     parser.add_argument("--version", action="version", version=f"streamfuse {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the worker")
+    p.add_argument("--config", required=True, type=Path)
+
+    p = sub.add_parser("train", help="train demo models, fit strategies, write a config")
+    p.add_argument(
+        "--dataset",
+        required=True,
+        choices=["digits", "breast_cancer", "wine", "diabetes", "synthetic"],
+    )
+    p.add_argument("--store", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--config-out", type=Path, default=None)
+    p.add_argument("--bootstrap", default="127.0.0.1:9092")
+
+    p = sub.add_parser("produce", help="replay a data set's test split as events and labels")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--count", type=int, default=None)
+    p.add_argument("--rate", type=float, default=None, help="events per second (default: max)")
+    p.add_argument("--labels-delay", type=float, default=2.0)
+    p.add_argument("--id-prefix", default=None)
+
+    p = sub.add_parser("replay", help="backtest every configured strategy offline")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--events", required=True, type=Path)
+    p.add_argument("--labels", type=Path, default=None)
+
+    p = sub.add_parser("store", help="inspect and manage model versions")
+    p.add_argument("--store", type=Path, default=None, help="store directory")
+    p.add_argument("--config", type=Path, default=None, help="or the config naming it")
+    ssub = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    ssub.add_parser("list", help="models and their versions")
+    q = ssub.add_parser("show", help="a version's manifest")
+    q.add_argument("name")
+    q.add_argument("--version", type=int, default=None)
+    q = ssub.add_parser("promote", help="serve this version (workers hot-reload it)")
+    q.add_argument("name")
+    q.add_argument("version", type=int)
+    q = ssub.add_parser("rollback", help="back to the previously promoted version")
+    q.add_argument("name")
     return parser
 
 
@@ -28,6 +76,132 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    from worker.logs import configure_logging
+
+    configure_logging()
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"streamfuse: {exc}", file=sys.stderr)
+        return 2
+    except WorkerError as exc:
+        print(f"streamfuse: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(args)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "produce":
+        return _produce(args)
+    if args.command == "replay":
+        return _replay(args)
+    if args.command == "store":
+        return _store(args)
+    raise AssertionError(args.command)
+
+
+def _settings(path: Path) -> Settings:
+    from worker.config import load_settings
+
+    return load_settings(path)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from worker.logs import configure_logging
+    from worker.server import serve
+
+    settings = _settings(args.config)
+    configure_logging(settings.logging.level, settings.logging.json_lines)
+    return serve(settings)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import time
+
+    from worker.train import train
+
+    started = time.perf_counter()
+    report = train(
+        args.dataset,
+        args.store,
+        seed=args.seed,
+        config_out=args.config_out,
+        progress=sys.stderr.isatty(),
+        bootstrap=args.bootstrap,
+    )
+    print(f"Held-out fit, test-split scores on {args.dataset} (seed {args.seed}):\n")
+    print(report.table())
+    print(f"\nconfig written to {report.config_path} ({time.perf_counter() - started:.1f}s)")
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from worker.produce import produce
+
+    settings = _settings(args.config)
+    n = produce(
+        settings,
+        count=args.count,
+        rate=args.rate,
+        labels_delay=args.labels_delay,
+        prefix=args.id_prefix or args.dataset,
+        progress=sys.stderr.isatty(),
+    )
+    print(
+        f"produced {n} events to {settings.topics.input} and their labels to "
+        f"{settings.topics.labels}"
+    )
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from worker.replay import replay
+
+    settings = _settings(args.config)
+    report = replay(settings, args.events, args.labels)
+    print(
+        f"{report.n_events} events: {report.n_predicted} predicted, "
+        f"{report.n_dead_lettered} dead-lettered, {report.n_labelled} labelled\n"
+    )
+    if report.rows:
+        print(report.table())
+    return 0
+
+
+def _store(args: argparse.Namespace) -> int:
+    from model_store import ModelStore, ModelStoreError
+
+    if args.store is None and args.config is None:
+        raise ConfigError("store", "give --store DIR or --config FILE")
+    root = args.store if args.store is not None else _settings(args.config).store
+    store = ModelStore(root)
+    try:
+        if args.store_command == "list":
+            for name in store.models():
+                try:
+                    active = store.active_version(name)
+                except ModelStoreError:
+                    active = None
+                versions = ", ".join(
+                    f"{v}*" if v == active else str(v) for v in store.versions(name)
+                )
+                print(f"{name}: {versions}")
+        elif args.store_command == "show":
+            print(json.dumps(store.manifest(args.name, args.version), indent=2, default=str))
+        elif args.store_command == "promote":
+            store.promote(args.name, args.version)
+            print(f"{args.name}: promoted v{args.version}")
+        elif args.store_command == "rollback":
+            version = store.rollback(args.name)
+            print(f"{args.name}: rolled back to v{version}")
+    except ModelStoreError as exc:
+        print(f"streamfuse: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,0 +1,258 @@
+"""The worker's configuration: one validated, immutable settings object built at start-up.
+
+A YAML file, validated strictly (unknown keys are errors with a "did you mean"), where any key can
+be overridden by an environment variable ``STREAMFUSE_<SECTION>__<KEY>``
+(``STREAMFUSE_KAFKA__BOOTSTRAP_SERVERS``; deeper keys add more ``__``). Values from the
+environment are parsed as YAML scalars, so ``STREAMFUSE_BATCH__MAX_EVENTS=256`` is a number.
+Relative paths resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from worker.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "settings_from_dict"]
+
+ENV_PREFIX = "STREAMFUSE_"
+SECRET_WORDS = ("password", "secret", "token", "sasl_plain_username", "keyfile")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "streamfuse"
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # Stable per worker instance so a restarted instance fences its predecessor at once.
+    instance_id: str = "0"
+    transactional_id: str | None = None
+    transaction_timeout_ms: int = Field(15_000, ge=1_000)
+    watchdog_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(30.0, gt=0)
+    # Passed through to kafka-python: security (SSL, SASL_SSL) and tuning for both clients.
+    client: dict[str, Any] = Field(default_factory=dict)
+    producer: dict[str, Any] = Field(default_factory=dict)
+    consumer: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def effective_transactional_id(self) -> str:
+        return self.transactional_id or f"streamfuse-{self.group_id}-{self.instance_id}"
+
+
+class TopicsSettings(_Section):
+    input: str = "features"
+    output: str = "predictions"
+    labels: str | None = "labels"
+    dead_letter: str = "features.dlq"
+    create: bool = False
+    partitions: int = Field(1, ge=1)
+
+
+class BatchSettings(_Section):
+    max_events: int = Field(512, ge=1, le=100_000)
+    max_wait_ms: int = Field(20, ge=0, le=60_000)
+
+
+class ValidationSettings(_Section):
+    max_event_bytes: int = Field(1_048_576, ge=64)
+
+
+class ModelRef(_Section):
+    name: str
+    version: int | None = Field(None, ge=1)
+
+
+class StrategyRef(_Section):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    # auto: the fitted strategy from the store when it was fitted on the loaded model versions,
+    # else refit on the store's held-out set; store: only the stored one; heldout: always refit.
+    fit: Literal["auto", "store", "heldout"] = "auto"
+
+
+class ModelErrorPolicy(_Section):
+    policy: Literal["renormalize", "fail"] = "renormalize"
+    min_models: int = Field(1, ge=1)
+    timeout_ms: int = Field(1_000, ge=1)
+
+
+class MetricsSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+    lag_interval_s: float = Field(5.0, gt=0)
+
+
+class LabelsSettings(_Section):
+    window: int = Field(1000, ge=1)
+    join_max_entries: int = Field(200_000, ge=1)
+    join_max_age_s: float = Field(600.0, gt=0)
+    early_label_wait_s: float = Field(60.0, ge=0)
+    update_online: bool = True
+
+
+class ReloadSettings(_Section):
+    enabled: bool = True
+    interval_s: float = Field(1.0, gt=0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_lines: bool = False
+
+
+class Settings(_Section):
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicsSettings = TopicsSettings()
+    batch: BatchSettings = BatchSettings()
+    validation: ValidationSettings = ValidationSettings()
+    store: Path = Path("model-store")
+    models: tuple[ModelRef, ...]
+    strategy: StrategyRef
+    shadow_strategies: tuple[StrategyRef, ...] = ()
+    on_model_error: ModelErrorPolicy = ModelErrorPolicy()
+    metrics: MetricsSettings = MetricsSettings()
+    labels: LabelsSettings = LabelsSettings()
+    reload: ReloadSettings = ReloadSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @field_validator("models")
+    @classmethod
+    def _models_unique(cls, models: tuple[ModelRef, ...]) -> tuple[ModelRef, ...]:
+        if not models:
+            raise ValueError("at least one model is needed")
+        names = [m.name for m in models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        return models
+
+    @field_validator("shadow_strategies")
+    @classmethod
+    def _shadows_unique(cls, shadows: tuple[StrategyRef, ...]) -> tuple[StrategyRef, ...]:
+        names = [s.name for s in shadows]
+        if len(set(names)) != len(names):
+            raise ValueError("shadow strategy names must be unique")
+        return shadows
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as plain data with every secret-looking value replaced, for logs."""
+        return _redact(self.model_dump(mode="json"))
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: "***" if any(w in str(k).lower() for w in SECRET_WORDS) else _redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    return value
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, override from the environment, and validate the config file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError("", f"{path} must hold a mapping of sections, not {type(data).__name__}")
+    return settings_from_dict(data, base_dir=path.parent, environ=environ)
+
+
+def settings_from_dict(
+    data: Mapping[str, Any],
+    base_dir: str | Path = ".",
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    merged = _apply_env(dict(data), os.environ if environ is None else environ)
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+    if not settings.store.is_absolute():
+        settings = settings.model_copy(update={"store": (Path(base_dir) / settings.store)})
+    return settings
+
+
+def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST"):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path):
+            continue
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            else:
+                child = dict(child)
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    # Only the location and pydantic's message: never the input value, which may be a secret.
+    first = exc.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    key = ".".join(loc)
+    if first["type"] == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        hint = difflib.get_close_matches(loc[-1], known, n=1)
+        problem = "unknown key" + (f"; did you mean '{hint[0]}'?" if hint else "")
+        if known:
+            problem += f" (known: {', '.join(sorted(known))})"
+        return ConfigError(key, problem)
+    if first["type"] == "missing":
+        return ConfigError(key, "is required")
+    more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+    return ConfigError(key, f"{first['msg']}{more}")
+
+
+def _known_keys(parent: list[str]) -> list[str]:
+    model: Any = Settings
+    for part in parent:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        if inner:  # tuple[ModelRef, ...] and the like
+            annotation = inner[0]
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

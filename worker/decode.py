@@ -1,0 +1,234 @@
+"""Decode and validate a whole batch of feature events into one float array.
+
+The fast path parses every value with orjson and gathers ids and features through C-level
+``map`` calls, then checks the whole feature matrix at once (shape, dtype, finiteness). Only a
+batch that fails somewhere takes the slow path, which finds each bad event and its reason; the
+good events of that batch go on.
+
+Event schema (``../shared/DESIGN.md``): ``{"id": str | int, "features": [float, ...] |
+{"name": float}, "ts": epoch seconds (optional)}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import orjson
+
+__all__ = ["DecodedBatch", "Rejection", "Schema", "decode_batch"]
+
+_get_id = itemgetter("id")
+_get_features = itemgetter("features")
+_ID_TYPES = frozenset({str, int})
+MAX_ID_CHARS = 256
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What the models take: ``n_features`` columns, named when the models were trained so."""
+
+    n_features: int
+    feature_names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One event that cannot be predicted: its position in the batch, stage and reason."""
+
+    index: int
+    stage: str
+    reason: str
+
+
+@dataclass
+class DecodedBatch:
+    """The good events of a batch.
+
+    Attributes
+    ----------
+    index : ndarray of shape (n_good,)
+        Positions of the good events in the input batch.
+    ids : list of str or int, length n_good
+    X : ndarray of shape (n_good, n_features), float64
+    ts : ndarray of shape (n_good,), float64; NaN where the event had no ``ts``
+    rejections : list of Rejection
+    """
+
+    index: np.ndarray
+    ids: list[Any]
+    X: np.ndarray
+    ts: np.ndarray
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def decode_batch(
+    values: Sequence[bytes | None], schema: Schema, max_event_bytes: int = 1 << 20
+) -> DecodedBatch:
+    """Decode ``values`` (raw Kafka record values) into a :class:`DecodedBatch`."""
+    n = len(values)
+    if n == 0:
+        return _empty(schema)
+    if schema.feature_names is None:
+        fast = _fast_path(values, schema, max_event_bytes)
+        if fast is not None:
+            return fast
+    return _slow_path(values, schema, max_event_bytes)
+
+
+def _empty(schema: Schema) -> DecodedBatch:
+    return DecodedBatch(
+        np.zeros(0, dtype=np.int64),
+        [],
+        np.zeros((0, schema.n_features)),
+        np.zeros(0),
+    )
+
+
+def _fast_path(
+    values: Sequence[bytes | None], schema: Schema, max_event_bytes: int
+) -> DecodedBatch | None:
+    try:
+        if max(map(len, values)) > max_event_bytes:  # type: ignore[arg-type]
+            return None
+        docs = list(map(orjson.loads, values))  # type: ignore[arg-type]
+        ids = list(map(_get_id, docs))
+        features = list(map(_get_features, docs))
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        return None
+    if not set(map(type, ids)) <= _ID_TYPES:
+        return None
+    try:
+        X = np.array(features)
+    except ValueError:  # ragged
+        return None
+    if X.ndim != 2 or X.shape[1] != schema.n_features or X.dtype.kind not in "iuf":
+        return None
+    X = X.astype(np.float64, copy=False)
+    if not np.isfinite(X).all():
+        return None
+    # Long string ids and duplicates are rare; checking both costs one pass over the ids.
+    if len(set(ids)) != len(ids) or any(isinstance(i, str) and len(i) > MAX_ID_CHARS for i in ids):
+        return None
+    ts = _timestamps(docs)
+    if ts is None:
+        return None
+    return DecodedBatch(np.arange(len(values)), ids, X, ts)
+
+
+def _timestamps(docs: list[Any]) -> np.ndarray | None:
+    raw = [d.get("ts") for d in docs]
+    try:
+        ts = np.array([math.nan if t is None else t for t in raw], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if any(isinstance(t, bool) or not isinstance(t, int | float | type(None)) for t in raw):
+        return None
+    return ts
+
+
+def _slow_path(
+    values: Sequence[bytes | None], schema: Schema, max_event_bytes: int
+) -> DecodedBatch:
+    index: list[int] = []
+    ids: list[Any] = []
+    rows: list[list[float]] = []
+    ts: list[float] = []
+    rejections: list[Rejection] = []
+    seen: set[Any] = set()
+    for i, value in enumerate(values):
+        try:
+            doc_id, row, t = _decode_one(value, schema, max_event_bytes)
+        except _Reject as reject:
+            rejections.append(Rejection(i, reject.stage, reject.reason))
+            continue
+        if doc_id in seen:
+            rejections.append(Rejection(i, "validate", f"duplicate id {doc_id!r} in the batch"))
+            continue
+        seen.add(doc_id)
+        index.append(i)
+        ids.append(doc_id)
+        rows.append(row)
+        ts.append(t)
+    X = np.array(rows, dtype=np.float64).reshape(len(rows), schema.n_features)
+    return DecodedBatch(np.array(index, dtype=np.int64), ids, X, np.array(ts), rejections)
+
+
+class _Reject(Exception):
+    def __init__(self, stage: str, reason: str) -> None:
+        self.stage = stage
+        self.reason = reason
+
+
+def _decode_one(
+    value: bytes | None, schema: Schema, max_event_bytes: int
+) -> tuple[Any, list[float], float]:
+    if value is None:
+        raise _Reject("decode", "empty record (null value)")
+    if len(value) > max_event_bytes:
+        raise _Reject(
+            "validate", f"event is {len(value)} bytes, over the limit of {max_event_bytes}"
+        )
+    if not value.strip():
+        raise _Reject("decode", "empty record")
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise _Reject("decode", f"not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _Reject("validate", f"event must be a JSON object, got {type(doc).__name__}")
+    if "id" not in doc:
+        raise _Reject("validate", "missing 'id'")
+    doc_id = doc["id"]
+    if type(doc_id) not in _ID_TYPES:
+        raise _Reject("validate", f"'id' must be a string or an integer, got {_kind(doc_id)}")
+    if isinstance(doc_id, str) and not 0 < len(doc_id) <= MAX_ID_CHARS:
+        raise _Reject("validate", f"'id' must have 1 to {MAX_ID_CHARS} characters")
+    if "features" not in doc:
+        raise _Reject("validate", "missing 'features'")
+    row = _row(doc["features"], schema)
+    t = doc.get("ts")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, int | float)):
+        raise _Reject("validate", f"'ts' must be epoch seconds, got {_kind(t)}")
+    return doc_id, row, math.nan if t is None else float(t)
+
+
+def _row(features: Any, schema: Schema) -> list[float]:
+    if isinstance(features, dict):
+        if schema.feature_names is None:
+            raise _Reject(
+                "validate", "'features' is an object but the models have no feature names"
+            )
+        missing = [n for n in schema.feature_names if n not in features]
+        if missing:
+            raise _Reject("validate", f"'features' lacks {', '.join(missing[:5])}")
+        extra = len(features) - len(schema.feature_names)
+        if extra > 0:
+            raise _Reject("validate", f"'features' has {extra} names the models do not know")
+        values = [features[n] for n in schema.feature_names]
+    elif isinstance(features, list):
+        if len(features) != schema.n_features:
+            raise _Reject(
+                "validate",
+                f"expected {schema.n_features} features, got {len(features)}",
+            )
+        values = features
+    else:
+        raise _Reject("validate", f"'features' must be an array or object, got {_kind(features)}")
+    for j, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise _Reject("validate", f"feature {j} must be a number, got {_kind(v)}")
+        if not math.isfinite(v):
+            raise _Reject("validate", f"feature {j} is not finite")
+    try:
+        return [float(v) for v in values]
+    except OverflowError:
+        raise _Reject("validate", "a feature is too large for a float") from None
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,61 @@
+"""Errors raised by the worker.
+
+Hierarchy::
+
+    WorkerError
+    ├── ConfigError (ValueError)            bad config: exit code 2, the message names the key
+    ├── StartupError (RuntimeError)         checks before the first event failed (models, topics)
+    │   └── BrokerUnavailableError          no broker answered within the start-up deadline
+    └── DeliveryError (RuntimeError)        publishing or committing failed beyond recovery
+        └── TransactionWatchdogError        a transaction call hung past its deadline
+
+Per-event problems are not exceptions that escape: they become dead-letter records
+(:class:`worker.pipeline.Rejection`) with a stage and a reason.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerUnavailableError",
+    "ConfigError",
+    "DeliveryError",
+    "StartupError",
+    "TransactionWatchdogError",
+    "WorkerError",
+]
+
+
+class WorkerError(Exception):
+    """Root of every error the worker raises on purpose."""
+
+
+class ConfigError(WorkerError, ValueError):
+    """The configuration is invalid; ``key`` is the dotted path of the offending setting."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"config key '{key}': {problem}" if key else f"config: {problem}")
+
+
+class StartupError(WorkerError, RuntimeError):
+    """Something that can be checked before the first event is wrong."""
+
+
+class BrokerUnavailableError(StartupError):
+    def __init__(self, bootstrap: str, waited_s: float, cause: str) -> None:
+        self.bootstrap = bootstrap
+        super().__init__(
+            f"no Kafka broker answered at {bootstrap} within {waited_s:.0f}s ({cause}); "
+            "is it running? (dev/kafka start)"
+        )
+
+
+class DeliveryError(WorkerError, RuntimeError):
+    """Publishing or committing failed and could not be retried."""
+
+
+class TransactionWatchdogError(DeliveryError):
+    def __init__(self, call: str, timeout_s: float) -> None:
+        self.call = call
+        super().__init__(f"Kafka transaction call {call}() did not return within {timeout_s:.0f}s")

@@ -1,0 +1,111 @@
+"""Fan one batch out to every base model at once, isolating each model's failures.
+
+Each model gets a thread of its own. scikit-learn's tree prediction and torch release the GIL,
+so the models run in parallel with each other and with kafka-python's network thread. A model
+that raises, returns the wrong shape or non-finite values, or misses the deadline is left out of
+the batch (``available[m]`` is False, its rows of ``P`` are NaN); a model still busy with an
+earlier batch that timed out is skipped rather than queued, so in-flight work stays bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Failure", "Fanout", "FanoutResult"]
+
+PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Failure:
+    model: str
+    kind: str  # exception, timeout, busy, shape, nonfinite
+    message: str
+
+
+@dataclass
+class FanoutResult:
+    """``P`` of shape (n_models, n_events, n_outputs); ``seconds[m]`` is model m's predict time."""
+
+    P: np.ndarray
+    available: np.ndarray
+    failures: list[Failure]
+    seconds: np.ndarray
+
+
+class Fanout:
+    def __init__(self, names: Sequence[str], timeout_s: float) -> None:
+        self.names = list(names)
+        self.timeout_s = timeout_s
+        self._pools = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{n}") for n in names
+        ]
+        self._pending: list[Future[tuple[np.ndarray, float]] | None] = [None] * len(names)
+
+    def predict(self, fns: Sequence[PredictFn], X: np.ndarray, n_outputs: int) -> FanoutResult:
+        n_models, n_events = len(fns), X.shape[0]
+        P = np.full((n_models, n_events, n_outputs), np.nan)
+        available = np.zeros(n_models, dtype=bool)
+        seconds = np.zeros(n_models)
+        failures: list[Failure] = []
+        futures: list[Future[tuple[np.ndarray, float]] | None] = []
+        for m, fn in enumerate(fns):
+            pending = self._pending[m]
+            if pending is not None and not pending.done():
+                futures.append(None)
+                failures.append(
+                    Failure(self.names[m], "busy", "still running an earlier batch that timed out")
+                )
+                continue
+            future = self._pools[m].submit(_timed, fn, X)
+            self._pending[m] = future
+            futures.append(future)
+        deadline = time.monotonic() + self.timeout_s
+        for m, fut in enumerate(futures):
+            if fut is None:
+                continue
+            try:
+                out, took = fut.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                failures.append(
+                    Failure(self.names[m], "timeout", f"no result within {self.timeout_s:g}s")
+                )
+                continue
+            except Exception as exc:  # a model's own error: isolate it, never crash the worker
+                failures.append(Failure(self.names[m], "exception", f"{type(exc).__name__}: {exc}"))
+                continue
+            seconds[m] = took
+            problem = _check(out, n_events, n_outputs)
+            if problem is not None:
+                kind, message = problem
+                failures.append(Failure(self.names[m], kind, message))
+                continue
+            P[m] = out
+            available[m] = True
+        return FanoutResult(P, available, failures, seconds)
+
+    def close(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _timed(fn: PredictFn, X: np.ndarray) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    out = fn(X)
+    return out, time.perf_counter() - start
+
+
+def _check(out: object, n_events: int, n_outputs: int) -> tuple[str, str] | None:
+    if not isinstance(out, np.ndarray):
+        return "shape", f"returned {type(out).__name__}, not an array"
+    if out.shape != (n_events, n_outputs):
+        return "shape", f"returned shape {out.shape}, expected {(n_events, n_outputs)}"
+    if not np.isfinite(out).all():
+        return "nonfinite", "returned NaN or infinite values"
+    return None

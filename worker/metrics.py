@@ -1,0 +1,185 @@
+"""Prometheus metrics of the worker, on a registry passed in (never the global one).
+
+Names and labels are a contract with dashboards (``../shared/DESIGN.md``). Histograms, not
+summaries, so dashboards can aggregate across workers. Per-event values (end-to-end latency) are
+observed a whole batch at a time through :class:`BatchHistogram`, a collector that bins a numpy
+array with one ``searchsorted`` instead of one ``observe`` call per event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["LATENCY_BUCKETS", "BatchHistogram", "Metrics"]
+
+# 100 µs to 10 s: resolves sub-millisecond model calls and multi-second stalls alike.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+BATCH_BUCKETS = tuple(float(2**i) for i in range(0, 15))
+
+
+class BatchHistogram(Collector):
+    """A label-less histogram fed whole arrays at a time."""
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = np.asarray(buckets, dtype=np.float64)
+        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # last: above every bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, values: np.ndarray) -> None:
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return
+        # side="left": a value equal to a bound falls in that bucket (le is inclusive).
+        counts = np.bincount(
+            np.searchsorted(self.bounds, values, side="left"), minlength=len(self._counts)
+        )
+        with self._lock:
+            self._counts += counts
+            self._sum += float(values.sum())
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts)
+            total = self._sum
+        family = HistogramMetricFamily(self.name, self.documentation)
+        buckets = [(_le(b), float(c)) for b, c in zip(self.bounds, cumulative[:-1], strict=True)]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        family.add_metric([], buckets, total)
+        yield family
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation)
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+class Metrics:
+    """Every metric the worker exports, registered on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.events_consumed = Counter(
+            "streamfuse_events_consumed", "Records read from a topic.", ["topic"], registry=r
+        )
+        self.events_published = Counter(
+            "streamfuse_events_published", "Predictions published.", registry=r
+        )
+        self.events_dead_lettered = Counter(
+            "streamfuse_events_dead_lettered",
+            "Events sent to the dead-letter topic, by the stage that refused them.",
+            ["stage"],
+            registry=r,
+        )
+        self.events_degraded = Counter(
+            "streamfuse_events_degraded",
+            "Predictions made without every model (a model failed for their batch).",
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "streamfuse_batch_size", "Events per micro-batch.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.model_predict_seconds = Histogram(
+            "streamfuse_model_predict_seconds",
+            "One model's predict call on a whole batch.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_errors = Counter(
+            "streamfuse_model_errors",
+            "Model failures by kind (exception, timeout, busy, shape, nonfinite).",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.combine_seconds = Histogram(
+            "streamfuse_combine_seconds",
+            "One strategy's combine call on a whole batch.",
+            ["strategy"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_latency = BatchHistogram(
+            "streamfuse_end_to_end_latency_seconds",
+            "From the event's ts to the publish of its prediction.",
+            LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_processing_seconds = Histogram(
+            "streamfuse_batch_processing_seconds",
+            "From poll to commit of one micro-batch.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "streamfuse_consumer_lag",
+            "Records behind the end of the partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.rolling_metric = Gauge(
+            "streamfuse_rolling_metric",
+            "A rolling score over the last labelled events.",
+            ["scope", "name", "metric"],
+            registry=r,
+        )
+        self.labels_joined = Counter(
+            "streamfuse_labels_joined", "Labels joined to a prediction.", registry=r
+        )
+        self.labels_unmatched = Counter(
+            "streamfuse_labels_unmatched",
+            "Labels that never met a prediction (unknown id, expired, or invalid).",
+            registry=r,
+        )
+        self.labels_evicted = Counter(
+            "streamfuse_labels_evicted",
+            "Predictions dropped from the join cache before their label came (size or age).",
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "streamfuse_model_info",
+            "The model version being served (1).",
+            ["model", "version"],
+            registry=r,
+        )
+        self.model_reloads = Counter(
+            "streamfuse_model_reloads",
+            "Hot reloads of a promoted model version by outcome (swapped, refused).",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.transactions_aborted = Counter(
+            "streamfuse_transactions_aborted",
+            "Kafka transactions aborted (the batch is re-read from the committed offsets).",
+            registry=r,
+        )
+        self.strategy_errors = Counter(
+            "streamfuse_strategy_errors",
+            "Combine failures of a strategy (its batch goes to the dead-letter topic if active).",
+            ["strategy"],
+            registry=r,
+        )
+
+    def set_model_version(self, model: str, version: int, previous: int | None = None) -> None:
+        if previous is not None and previous != version:
+            with contextlib.suppress(KeyError):
+                self.model_info.remove(model, str(previous))
+        self.model_info.labels(model, str(version)).set(1)

@@ -1,0 +1,139 @@
+"""The served model set: load from the store, check that the models agree, hot-reload promotions.
+
+Every model must take the same input (feature count and names) and produce the same output
+layout (task, classes, number of outputs), or the combiners could not line their outputs up;
+a model set that disagrees is refused at start-up, and a promoted version that would break the
+agreement is refused at reload while the old version keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model_store import LoadedModel, ModelStore, ModelStoreError
+from worker.config import ModelRef
+from worker.decode import Schema
+from worker.errors import ConfigError
+from worker.layout import OutputLayout
+
+__all__ = ["ModelSet", "Promotion"]
+
+log = logging.getLogger("streamfuse.models")
+
+
+@dataclass(frozen=True)
+class Promotion:
+    model: str
+    old_version: int
+    new_version: int
+
+
+class ModelSet:
+    """The models of one worker, in config order."""
+
+    def __init__(self, store: ModelStore, refs: Sequence[ModelRef]) -> None:
+        self.store = store
+        self.refs = list(refs)
+        self.names = [r.name for r in refs]
+        self.models: list[LoadedModel] = []
+        known = set(store.models())
+        for ref in refs:
+            if ref.name not in known:
+                raise ConfigError(
+                    "models",
+                    f"no model named {ref.name!r} in the store "
+                    f"{store.root} (known: {', '.join(sorted(known)) or 'none'})",
+                )
+            try:
+                self.models.append(store.load(ref.name, ref.version))
+            except ModelStoreError as exc:
+                raise ConfigError("models", f"cannot load {ref.name!r}: {exc}") from exc
+        first = self.models[0]
+        for model in self.models[1:]:
+            problem = _disagreement(first, model)
+            if problem:
+                raise ConfigError(
+                    "models", f"{model.name!r} does not match {first.name!r}: {problem}"
+                )
+        self.schema = Schema(
+            first.n_features, tuple(first.feature_names) if first.feature_names else None
+        )
+        self.layout = OutputLayout.from_manifest(first.manifest, first.n_outputs)
+
+    @property
+    def versions(self) -> dict[str, int]:
+        return {m.name: m.version for m in self.models}
+
+    @property
+    def predict_fns(self) -> list[Any]:
+        return [m.predict_outputs for m in self.models]
+
+    def pending_promotions(self) -> list[Promotion]:
+        """Models not pinned in config whose promoted version differs from the served one."""
+        found = []
+        for ref, model in zip(self.refs, self.models, strict=True):
+            if ref.version is not None:
+                continue
+            try:
+                active = self.store.active_version(ref.name)
+            except ModelStoreError as exc:
+                log.warning("cannot read the promoted version of %s: %s", ref.name, exc)
+                continue
+            if active != model.version:
+                found.append(Promotion(ref.name, model.version, active))
+        return found
+
+    def load_candidate(self, promotion: Promotion, probe: np.ndarray) -> LoadedModel:
+        """Load the promoted version and check it on ``probe`` without serving it yet.
+
+        Raises
+        ------
+        ModelStoreError
+            The version cannot be loaded (missing, tampered with, unsafe).
+        ValueError
+            It disagrees with the served set or its probe output is wrong.
+        """
+        candidate = self.store.load(promotion.model, promotion.new_version)
+        index = self.names.index(promotion.model)
+        problem = _disagreement(self.models[index], candidate)
+        if problem:
+            raise ValueError(problem)
+        out = candidate.predict_outputs(probe)
+        if out.shape != (probe.shape[0], self.layout.n_outputs) or not np.isfinite(out).all():
+            raise ValueError(f"probe batch gave shape {out.shape} or non-finite values")
+        return candidate
+
+    def swap(self, candidate: LoadedModel) -> LoadedModel:
+        index = self.names.index(candidate.name)
+        old = self.models[index]
+        self.models[index] = candidate
+        return old
+
+
+def _disagreement(a: LoadedModel, b: LoadedModel) -> str | None:
+    if a.n_features != b.n_features:
+        return f"takes {b.n_features} features, not {a.n_features}"
+    if (a.feature_names or None) != (b.feature_names or None):
+        return "its feature names differ"
+    if a.task != b.task:
+        return f"its task is {b.task}, not {a.task}"
+    if a.n_outputs != b.n_outputs:
+        return f"it has {b.n_outputs} outputs, not {a.n_outputs}"
+    if _plain(a.classes) != _plain(b.classes):
+        return f"its classes {b.classes} differ from {a.classes}"
+    if a.task == "multitask" and _tasks(a) != _tasks(b):
+        return "its tasks differ"
+    return None
+
+
+def _plain(classes: Sequence[Any] | None) -> list[Any] | None:
+    return None if classes is None else [str(c) for c in classes]
+
+
+def _tasks(model: LoadedModel) -> list[tuple[str, str, int]]:
+    return [(t["name"], t["type"], int(t["n_outputs"])) for t in model.tasks or []]

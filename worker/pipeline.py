@@ -1,0 +1,200 @@
+"""The hot path of one micro-batch, without Kafka: decode → validate → predict → combine → encode.
+
+:meth:`Pipeline.process` turns a list of consumed records into prediction records and
+dead-letter records. Nothing here touches the network, so unit tests and ``streamfuse replay``
+drive it directly; :mod:`worker.runner` adds the consumer, the producer and the commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from worker.config import ModelErrorPolicy
+from worker.decode import DecodedBatch, decode_batch
+from worker.encode import encode_predictions
+from worker.fanout import Failure, Fanout
+from worker.metrics import Metrics
+from worker.models import ModelSet
+from worker.strategies import Strategy
+
+__all__ = ["BatchResult", "InRecord", "OutRecord", "Pipeline"]
+
+log = logging.getLogger("streamfuse.pipeline")
+
+
+class InRecord(Protocol):
+    """What the pipeline reads of a consumed record (kafka-python's ConsumerRecord fits)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+@dataclass
+class BatchResult:
+    """What one batch produced.
+
+    ``ids``, ``outputs`` (strategy name to (n_ok, n_outputs)), ``P`` and ``available`` describe
+    the published predictions, for the label join.
+    """
+
+    predictions: list[OutRecord] = field(default_factory=list)
+    dead_letters: list[tuple[OutRecord, str]] = field(default_factory=list)  # (record, stage)
+    ids: list[Any] = field(default_factory=list)
+    ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    P: np.ndarray | None = None
+    available: np.ndarray | None = None
+    failures: list[Failure] = field(default_factory=list)
+    degraded: bool = False
+
+
+def source_of(record: InRecord) -> bytes:
+    return f"{record.topic}:{record.partition}:{record.offset}".encode()
+
+
+def dead_letter(record: InRecord, stage: str, reason: str) -> tuple[OutRecord, str]:
+    headers = [
+        ("streamfuse.error", reason.encode("utf-8", "replace")[:1000]),
+        ("streamfuse.stage", stage.encode()),
+        ("streamfuse.source", source_of(record)),
+    ]
+    return OutRecord(record.key, record.value or b"", headers), stage
+
+
+class Pipeline:
+    def __init__(
+        self,
+        model_set: ModelSet,
+        strategies: list[Strategy],
+        policy: ModelErrorPolicy,
+        max_event_bytes: int,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.model_set = model_set
+        self.strategies = strategies
+        self.policy = policy
+        self.max_event_bytes = max_event_bytes
+        self.metrics = metrics
+        self.fanout = Fanout(model_set.names, policy.timeout_ms / 1000)
+        self.last_good_X: np.ndarray | None = None
+
+    @property
+    def active(self) -> Strategy:
+        return self.strategies[0]
+
+    def close(self) -> None:
+        self.fanout.close()
+
+    def process(self, records: Sequence[InRecord], started: float | None = None) -> BatchResult:
+        started = time.perf_counter() if started is None else started
+        result = BatchResult()
+        if not records:
+            return result
+        decoded = decode_batch(
+            [r.value for r in records], self.model_set.schema, self.max_event_bytes
+        )
+        for rejection in decoded.rejections:
+            result.dead_letters.append(
+                dead_letter(records[rejection.index], rejection.stage, rejection.reason)
+            )
+        if len(decoded.ids) == 0:
+            return result
+        self._predict_and_encode(records, decoded, result, started)
+        return result
+
+    def _predict_and_encode(
+        self,
+        records: Sequence[InRecord],
+        decoded: DecodedBatch,
+        result: BatchResult,
+        started: float,
+    ) -> None:
+        good = [records[i] for i in decoded.index.tolist()]
+        layout = self.model_set.layout
+        fan = self.fanout.predict(self.model_set.predict_fns, decoded.X, layout.n_outputs)
+        self._count_models(fan.failures, fan.seconds, fan.available)
+        n_ok = int(fan.available.sum())
+        if n_ok < len(fan.available) and (
+            self.policy.policy == "fail" or n_ok < self.policy.min_models
+        ):
+            reason = "; ".join(f"{f.model}: {f.kind}: {f.message}" for f in fan.failures)
+            why = f"{n_ok} of {len(fan.available)} models answered ({reason})"
+            result.dead_letters.extend(dead_letter(r, "predict", why) for r in good)
+            return
+        outputs: dict[str, np.ndarray] = {}
+        for strategy in self.strategies:
+            t0 = time.perf_counter()
+            try:
+                out = strategy.combiner.combine(fan.P, available=fan.available)
+            except Exception as exc:  # a strategy's error: the active one dead-letters the batch
+                if self.metrics is not None:
+                    self.metrics.strategy_errors.labels(strategy.name).inc()
+                if strategy is self.active:
+                    why = f"strategy {strategy.name}: {type(exc).__name__}: {exc}"
+                    result.dead_letters.extend(dead_letter(r, "combine", why) for r in good)
+                    return
+                log.warning("shadow strategy %s failed: %s", strategy.name, exc)
+                continue
+            if self.metrics is not None:
+                self.metrics.combine_seconds.labels(strategy.name).observe(time.perf_counter() - t0)
+            outputs[strategy.name] = out
+        shadows = {s.name: outputs[s.name] for s in self.strategies[1:] if s.name in outputs}
+        try:
+            values = encode_predictions(
+                ids=decoded.ids,
+                layout=layout,
+                strategy=self.active.name,
+                combined=outputs[self.active.name],
+                model_names=self.model_set.names,
+                model_versions=[m.version for m in self.model_set.models],
+                P=fan.P,
+                available=fan.available,
+                failure_kinds={f.model: f.kind for f in fan.failures},
+                shadows=shadows,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        except (TypeError, ValueError) as exc:
+            why = f"cannot encode the prediction: {exc}"
+            result.dead_letters.extend(dead_letter(r, "encode", why) for r in good)
+            return
+        for record, doc_id, value in zip(good, decoded.ids, values, strict=True):
+            key = record.key if record.key is not None else str(doc_id).encode()
+            result.predictions.append(
+                OutRecord(key, value, [("streamfuse.source", source_of(record))])
+            )
+        result.ids = decoded.ids
+        result.ts = decoded.ts
+        result.outputs = outputs
+        result.P = fan.P
+        result.available = fan.available
+        result.failures = fan.failures
+        result.degraded = n_ok < len(fan.available)
+        if n_ok == len(fan.available):
+            self.last_good_X = decoded.X[:64]
+
+    def _count_models(
+        self, failures: list[Failure], seconds: np.ndarray, available: np.ndarray
+    ) -> None:
+        if self.metrics is None:
+            return
+        for name, took, ok in zip(self.model_set.names, seconds, available, strict=True):
+            if ok:
+                self.metrics.model_predict_seconds.labels(name).observe(float(took))
+        for failure in failures:
+            self.metrics.model_errors.labels(failure.model, failure.kind).inc()

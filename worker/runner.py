@@ -1,0 +1,381 @@
+"""The worker loop: poll a micro-batch, run the pipeline, publish, then commit.
+
+Delivery (``kafka.processing_guarantee``):
+
+- ``at_least_once``: send every prediction and dead letter, flush, check every send's result,
+  then commit the batch's offsets. A failed send commits nothing and the batch is re-read from
+  its first offsets, so nothing unpublished is ever committed (duplicates are possible).
+- ``exactly_once``: one transaction per batch: send, ``send_offsets_to_transaction`` with the
+  consumer's group metadata, commit. An abortable error aborts and seeks back to the last
+  committed offsets; fencing (another instance took over the transactional id) exits. Every
+  transaction call runs under a watchdog.
+
+Offsets are committed before the next poll, so a rebalance (which happens inside ``poll``) never
+revokes uncommitted work; the rebalance listener only clears state. SIGTERM or SIGINT finishes the
+current batch, commits, closes and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.errors import (
+    InvalidProducerEpochError,
+    KafkaError,
+    ProducerFencedError,
+    TransactionalIdAuthorizationFailedError,
+)
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from model_store import ModelStore, ModelStoreError
+from worker import kafka_io
+from worker.config import Settings
+from worker.errors import ConfigError, DeliveryError, TransactionWatchdogError
+from worker.metrics import Metrics
+from worker.models import ModelSet
+from worker.pipeline import BatchResult, Pipeline
+from worker.strategies import build_strategies
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("streamfuse.worker")
+FATAL_TXN_ERRORS = (
+    ProducerFencedError,
+    InvalidProducerEpochError,
+    TransactionalIdAuthorizationFailedError,
+)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        # Offsets were committed before this poll; only local state is cleared.
+        log.info("partitions revoked: %s", _tps(revoked))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("partitions assigned: %s", _tps(assigned))
+        self.worker.on_assigned(list(assigned))
+
+
+def _tps(tps: Any) -> str:
+    return ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in tps)) or "none"
+
+
+class Worker:
+    """One worker process: build everything from ``settings``, then :meth:`run` until stopped."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self._stop = False
+        self._next_reload_check = 0.0
+        self._refused: set[Any] = set()
+        self.store = self._open_store(settings.store)
+        self.model_set = ModelSet(self.store, settings.models)
+        strategies = build_strategies(
+            self.store, self.model_set, settings.strategy, settings.shadow_strategies
+        )
+        self.pipeline = Pipeline(
+            self.model_set,
+            strategies,
+            settings.on_model_error,
+            settings.validation.max_event_bytes,
+            self.metrics,
+        )
+        for name, version in self.model_set.versions.items():
+            self.metrics.set_model_version(name, version)
+        self.exactly_once = settings.kafka.processing_guarantee == "exactly_once"
+        self.consumer: KafkaConsumer | None = None
+        self.producer: KafkaProducer | None = None
+        self.batches = 0
+
+    @staticmethod
+    def _open_store(path: Path) -> ModelStore:
+        if not Path(path).is_dir():
+            raise ConfigError("store", f"{path} is not a directory")
+        try:
+            return ModelStore(path)
+        except ModelStoreError as exc:
+            raise ConfigError("store", f"{exc}") from exc
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Check topics, then build the producer (transactions initialised) and the consumer."""
+        s = self.settings
+        admin = kafka_io.admin_client(s)
+        try:
+            kafka_io.ensure_topics(s, admin)
+        finally:
+            admin.close()
+        self.producer = kafka_io.output_producer(s)
+        if self.exactly_once:
+            producer = self.producer
+            kafka_io.with_watchdog(
+                producer.init_transactions, "init_transactions", s.kafka.watchdog_s
+            )
+        self.consumer = kafka_io.input_consumer(s, listener=_Rebalance(self))
+        log.info(
+            "worker started: group %s, %s, models %s, strategy %s, shadows %s",
+            s.kafka.group_id,
+            s.kafka.processing_guarantee,
+            self.model_set.versions,
+            self.pipeline.active.name,
+            [st.name for st in self.pipeline.strategies[1:]],
+        )
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        log.info("received %s: finishing the current batch", signal.Signals(signum).name)
+        self._stop = True
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
+        if self.producer is not None:
+            self.producer.close(timeout=10)
+        self.pipeline.close()
+        log.info("worker stopped after %d batches", self.batches)
+
+    def run(self, max_batches: int | None = None) -> None:
+        if self.consumer is None:
+            self.connect()
+        try:
+            while not self._stop and (max_batches is None or self.batches < max_batches):
+                self._maybe_reload()
+                records, started = self._poll_batch()
+                if not records:
+                    continue
+                self._process(records, started)
+        finally:
+            self.close()
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _poll_batch(self) -> tuple[list[Any], float]:
+        """Up to ``batch.max_events`` records, waiting at most ``batch.max_wait_ms`` after the
+        first one; ``self._span`` gets each partition's first and last offset in the batch."""
+        assert self.consumer is not None
+        max_events = self.settings.batch.max_events
+        max_wait = self.settings.batch.max_wait_ms / 1000
+        batch: list[Any] = []
+        self._span: dict[TopicPartition, tuple[int, int]] = {}
+        started = 0.0
+        deadline = 0.0
+        while len(batch) < max_events and not self._stop:
+            if batch:
+                timeout_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            else:
+                timeout_ms = 200  # idle: stay responsive to signals and reloads
+            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_events - len(batch))
+            for tp, tp_records in polled.items():
+                if not tp_records:
+                    continue
+                batch.extend(tp_records)
+                first, _ = self._span.get(tp, (tp_records[0].offset, 0))
+                self._span[tp] = (first, tp_records[-1].offset)
+            if not batch:
+                return [], 0.0
+            if not started:
+                started = time.perf_counter()
+                deadline = time.monotonic() + max_wait
+            if time.monotonic() >= deadline:
+                break
+        return batch, started
+
+    def _process(self, records: list[Any], started: float) -> None:
+        result = self.pipeline.process(records, started)
+        offsets = {
+            tp: OffsetAndMetadata(last + 1, None, -1) for tp, (_, last) in self._span.items()
+        }
+        if self.exactly_once:
+            delivered = self._deliver_transaction(result, offsets)
+        else:
+            delivered = self._deliver_at_least_once(result, offsets, records)
+        if not delivered:
+            return
+        self.batches += 1
+        self._observe(records, result, started)
+
+    def _observe(self, records: list[Any], result: BatchResult, started: float) -> None:
+        m = self.metrics
+        m.events_consumed.labels(self.settings.topics.input).inc(len(records))
+        m.events_published.inc(len(result.predictions))
+        for _, stage in result.dead_letters:
+            m.events_dead_lettered.labels(stage).inc()
+        if result.degraded:
+            m.events_degraded.inc(len(result.predictions))
+            log.warning(
+                "degraded batch of %d: %s",
+                len(result.predictions),
+                "; ".join(f"{f.model} {f.kind}" for f in result.failures),
+            )
+        m.batch_size.observe(len(records))
+        now = time.time()
+        if result.ts.size:
+            m.end_to_end_latency.observe_many(now - result.ts)
+        m.batch_processing_seconds.observe(time.perf_counter() - started)
+
+    def _send_all(self, result: BatchResult) -> list[Any]:
+        assert self.producer is not None
+        s = self.settings.topics
+        futures = [
+            self.producer.send(s.output, key=r.key, value=r.value, headers=r.headers)
+            for r in result.predictions
+        ]
+        futures.extend(
+            self.producer.send(s.dead_letter, key=r.key, value=r.value, headers=r.headers)
+            for r, _ in result.dead_letters
+        )
+        return futures
+
+    def _deliver_at_least_once(
+        self,
+        result: BatchResult,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        records: list[Any],
+    ) -> bool:
+        assert self.producer is not None and self.consumer is not None
+        try:
+            futures = self._send_all(result)
+            self.producer.flush(timeout=self.settings.kafka.watchdog_s)
+            for future in futures:
+                future.get(timeout=0)
+        except KafkaError as exc:
+            log.error("publishing a batch failed (%s); re-reading it from its first offsets", exc)
+            self._seek_to_first(records)
+            return False
+        try:
+            self.consumer.commit(offsets)
+        except KafkaError as exc:
+            # Published but not committed: after a rebalance or restart the batch is read again
+            # (at-least-once); in this process, seek back so nothing is skipped either.
+            log.error("committing offsets failed (%s); the batch will be re-read", exc)
+            self._seek_to_first(records)
+            return False
+        return True
+
+    def _deliver_transaction(
+        self, result: BatchResult, offsets: dict[TopicPartition, OffsetAndMetadata]
+    ) -> bool:
+        assert self.producer is not None and self.consumer is not None
+        producer, consumer = self.producer, self.consumer
+        watchdog = self.settings.kafka.watchdog_s
+        try:
+            producer.begin_transaction()
+            self._send_all(result)
+            kafka_io.with_watchdog(
+                lambda: producer.send_offsets_to_transaction(offsets, consumer.group_metadata()),
+                "send_offsets_to_transaction",
+                watchdog,
+            )
+            kafka_io.with_watchdog(producer.commit_transaction, "commit_transaction", watchdog)
+            return True
+        except FATAL_TXN_ERRORS as exc:
+            raise DeliveryError(f"this worker's producer was fenced ({exc}); exiting") from exc
+        except TransactionWatchdogError:
+            raise
+        except KafkaError as exc:
+            log.error("transaction failed (%s); aborting and re-reading from committed", exc)
+            self.metrics.transactions_aborted.inc()
+            try:
+                kafka_io.with_watchdog(producer.abort_transaction, "abort_transaction", watchdog)
+            except KafkaError as abort_exc:
+                raise DeliveryError(f"aborting the transaction failed: {abort_exc}") from abort_exc
+            self._seek_to_committed()
+            return False
+
+    def _seek_to_first(self, records: list[Any]) -> None:
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        for tp, (first, _) in self._span.items():
+            if tp in assigned:
+                self.consumer.seek(tp, first)
+
+    def _seek_to_committed(self) -> None:
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            committed = self.consumer.committed(tp)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
+    # -- hot reload --------------------------------------------------------------------------
+
+    def _maybe_reload(self) -> None:
+        if not self.settings.reload.enabled:
+            return
+        now = time.monotonic()
+        if now < self._next_reload_check:
+            return
+        self._next_reload_check = now + self.settings.reload.interval_s
+        for promotion in self.model_set.pending_promotions():
+            if promotion in self._refused:
+                continue
+            probe = self.pipeline.last_good_X
+            if probe is None:
+                probe = _heldout_probe(self.store, self.model_set.schema.n_features)
+            try:
+                candidate = self.model_set.load_candidate(promotion, probe)
+            except (ModelStoreError, ValueError, RuntimeError) as exc:
+                self.metrics.model_reloads.labels(promotion.model, "refused").inc()
+                log.error(
+                    "refusing %s v%d, still serving v%d: %s",
+                    promotion.model,
+                    promotion.new_version,
+                    promotion.old_version,
+                    exc,
+                )
+                self._refused.add(promotion)  # not retried on every check
+                continue
+            old = self.model_set.swap(candidate)
+            try:
+                strategies = build_strategies(
+                    self.store,
+                    self.model_set,
+                    self.settings.strategy,
+                    self.settings.shadow_strategies,
+                )
+            except ConfigError as exc:
+                self.model_set.swap(old)
+                self.metrics.model_reloads.labels(promotion.model, "refused").inc()
+                log.error(
+                    "refusing %s v%d: strategies cannot be refit: %s",
+                    promotion.model,
+                    promotion.new_version,
+                    exc,
+                )
+                continue
+            self.pipeline.strategies = strategies
+            self.metrics.set_model_version(promotion.model, candidate.version, old.version)
+            self.metrics.model_reloads.labels(promotion.model, "swapped").inc()
+            log.info("hot reload: %s v%d -> v%d", promotion.model, old.version, candidate.version)
+
+
+def _heldout_probe(store: ModelStore, n_features: int) -> Any:
+    import numpy as np
+
+    try:
+        data = store.load_dataset("heldout")
+        return np.asarray(data.arrays["X"][:64], dtype=np.float64)
+    except ModelStoreError:
+        return np.zeros((8, n_features))

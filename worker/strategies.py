@@ -1,0 +1,137 @@
+"""Build and fit the active strategy and the shadow strategies from config and the store.
+
+Where a strategy's fitted state comes from (``strategy.fit`` in config):
+
+- ``store``: the fitted artifact ``streamfuse train`` published under the strategy's name, used
+  only when it was fitted on exactly the model versions being served;
+- ``heldout``: refit at start (and after every hot reload) on the store's held-out set, the base
+  models' outputs recomputed with the versions being served;
+- ``auto`` (default): the artifact when it matches, else a refit on the held-out set.
+
+A strategy fitted on other model versions than those served would weigh the wrong models, so it
+is never used silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+import combiners
+from model_store import ModelStore, ModelStoreError
+from worker.config import StrategyRef
+from worker.errors import ConfigError
+from worker.models import ModelSet
+
+__all__ = ["HELDOUT_DATASET", "Strategy", "build_strategies", "heldout_outputs"]
+
+log = logging.getLogger("streamfuse.strategies")
+
+HELDOUT_DATASET = "heldout"
+
+
+@dataclass
+class Strategy:
+    name: str
+    ref: StrategyRef
+    combiner: Any
+    source: str  # "store vN" or "heldout"
+    key: str  # config key, for messages
+
+    @property
+    def online(self) -> bool:
+        return hasattr(self.combiner, "partial_fit")
+
+
+def heldout_outputs(store: ModelStore, model_set: ModelSet) -> tuple[np.ndarray, np.ndarray]:
+    """``(P, y)`` on the store's held-out set with the served model versions."""
+    data = store.load_dataset(HELDOUT_DATASET)
+    X = np.asarray(data.arrays["X"], dtype=np.float64)
+    y = np.asarray(data.arrays["y"])
+    P = np.stack([fn(X) for fn in model_set.predict_fns])
+    return P, y
+
+
+def build_strategies(
+    store: ModelStore, model_set: ModelSet, active: StrategyRef, shadows: Sequence[StrategyRef]
+) -> list[Strategy]:
+    """The active strategy first, then the shadows, each fitted and ready to combine."""
+    refs = [("strategy", active)] + [(f"shadow_strategies.{i}", s) for i, s in enumerate(shadows)]
+    heldout: tuple[np.ndarray, np.ndarray] | None = None
+    built = []
+    for key, ref in refs:
+        try:
+            cls = combiners.resolve(ref.name)
+        except combiners.CombinerError as exc:
+            raise ConfigError(f"{key}.name", f"{exc}") from exc
+        strategy = _from_store(store, model_set, ref, key)
+        if strategy is None:
+            if ref.fit == "store":
+                raise ConfigError(
+                    f"{key}.fit",
+                    f"the store has no fitted {ref.name!r} for model "
+                    f"versions {model_set.versions}; use fit: heldout (or auto) to refit",
+                )
+            if heldout is None:
+                heldout = _load_heldout(store, model_set, key)
+            strategy = fit_on_heldout(cls, ref, key, heldout)
+        log.info("strategy %s ready (%s)", ref.name, strategy.source)
+        built.append(strategy)
+    return built
+
+
+def fit_on_heldout(
+    cls: Any, ref: StrategyRef, key: str, heldout: tuple[np.ndarray, np.ndarray]
+) -> Strategy:
+    try:
+        combiner = cls(**ref.params)
+        combiner.fit(*heldout)
+    except (combiners.CombinerError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{key}.params", f"{ref.name}: {exc}") from exc
+    return Strategy(ref.name, ref, combiner, "heldout", key)
+
+
+def _load_heldout(
+    store: ModelStore, model_set: ModelSet, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return heldout_outputs(store, model_set)
+    except ModelStoreError as exc:
+        raise ConfigError(
+            key,
+            f"no fitted strategy matches the served model versions and the "
+            f"store has no held-out set to refit on ({exc}); run streamfuse train",
+        ) from exc
+
+
+def _from_store(
+    store: ModelStore, model_set: ModelSet, ref: StrategyRef, key: str
+) -> Strategy | None:
+    if ref.fit == "heldout":
+        return None
+    try:
+        stored = store.load_strategy(ref.name)
+    except ModelStoreError:
+        return None
+    if dict(stored.fitted_on) != model_set.versions:
+        log.info(
+            "stored %s v%s was fitted on %s, serving %s",
+            ref.name,
+            stored.version,
+            dict(stored.fitted_on),
+            model_set.versions,
+        )
+        return None
+    stored_params = stored.meta.get("params", {})
+    if ref.params and any(stored_params.get(k) != v for k, v in ref.params.items()):
+        log.info("config params of %s differ from the stored fit; refitting", ref.name)
+        return None
+    try:
+        combiner = combiners.load_state(stored.meta, stored.arrays)
+    except combiners.CombinerError as exc:
+        raise ConfigError(key, f"stored {ref.name!r} is unusable: {exc}") from exc
+    return Strategy(ref.name, ref, combiner, f"store v{stored.version}", key)

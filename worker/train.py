@@ -1,0 +1,395 @@
+"""``streamfuse train``: base models, fitted strategies, held-out and test sets, a config.
+
+Deterministic for a given seed. The base models are a random forest, histogram gradient
+boosting, a linear model (scaled logistic or ridge regression) and a torch MLP; data sets with
+several tasks (``diabetes``, ``synthetic``) also get two torch multi-task networks and the
+``multitask`` fusion strategy over them. Every strategy is fitted on the held-out split, with the
+base models' outputs as the store serves them (each model is loaded back before use), and scored
+with the models on the test split.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from tqdm import tqdm
+
+import combiners
+from model_store import ModelStore, build_torch_model
+from worker.datasets import Dataset, load_dataset
+from worker.scoring import score
+from worker.strategies import HELDOUT_DATASET
+
+__all__ = ["CLASSIFICATION_STRATEGIES", "REGRESSION_STRATEGIES", "TrainReport", "train"]
+
+CLASSIFICATION_STRATEGIES: dict[str, dict[str, Any]] = {
+    "soft_vote": {},
+    "hard_vote": {},
+    "weighted_average": {},
+    "weighted_sum": {},
+    "stacking": {},
+    "select_best": {"k": 2, "window": 1000},
+    "hedge": {"eta": 0.5},
+}
+REGRESSION_STRATEGIES: dict[str, dict[str, Any]] = {
+    "weighted_average": {},
+    "weighted_sum": {},
+    "stacking": {},
+    "select_best": {"k": 2, "window": 1000},
+    "hedge": {"eta": 0.5},
+}
+MULTITASK_MODELS = {"mt_a": [64], "mt_b": [32, 32]}
+
+
+@dataclass
+class TrainReport:
+    dataset: str
+    kind: str
+    metric: str
+    rows: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)  # scope, name
+    config_path: Path | None = None
+
+    def table(self) -> str:
+        metrics = sorted({k for _, _, s in self.rows for k in s})
+        head = f"| scope | name | {' | '.join(metrics)} |"
+        lines = [head, "|" + "---|" * (2 + len(metrics))]
+        for scope, name, scores in self.rows:
+            cells = " | ".join(f"{scores[m]:.4f}" if m in scores else "" for m in metrics)
+            lines.append(f"| {scope} | {name} | {cells} |")
+        return "\n".join(lines)
+
+
+def train(
+    dataset: str,
+    store_dir: str | Path,
+    seed: int = 0,
+    config_out: str | Path | None = None,
+    progress: bool = True,
+    bootstrap: str = "127.0.0.1:9092",
+) -> TrainReport:
+    ds = load_dataset(dataset, seed=seed)
+    store_dir = Path(store_dir)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    store = ModelStore(store_dir)
+    torch.manual_seed(seed)
+    kind = ds.task.kind
+    report = TrainReport(dataset, kind, "accuracy" if kind == "classification" else "mae")
+    steps = 4 + len(_strategies(kind)) + (len(MULTITASK_MODELS) + 1 if ds.extra else 0)
+    bar = tqdm(total=steps, desc=f"train {dataset}", disable=not progress, file=sys.stderr)
+
+    X_tr, y_tr = ds.part("train")
+    X_ho, _ = ds.part("heldout")
+    X_te, _ = ds.part("test")
+    y_ho = _encode(ds, ds.splits["heldout"])
+    y_te = _encode(ds, ds.splits["test"])
+    versions: dict[str, int] = {}
+    for name, (model, framework, spec) in _base_models(ds, seed).items():
+        bar.set_postfix_str(name)
+        if framework == "torch":
+            assert spec is not None
+            y_fit = _encode(ds, ds.splits["train"])
+            fitted = fit_torch(spec, X_tr, [(ds.task.name, y_fit)], seed)
+        else:
+            fitted = model.fit(X_tr, y_tr)
+        versions[name] = store.publish(
+            name,
+            fitted,
+            framework=framework,
+            input_schema={"n_features": ds.X.shape[1], "feature_names": None},
+            task=kind,
+            classes=list(ds.task.classes) if ds.task.classes else None,
+            output_kind="proba" if kind == "classification" else "value",
+            spec=spec,
+        )
+        bar.update()
+    names = list(versions)
+    loaded = [store.load(n, versions[n]) for n in names]
+    P_ho = np.stack([m.predict_outputs(X_ho) for m in loaded])
+    P_te = np.stack([m.predict_outputs(X_te) for m in loaded])
+    for name, P in zip(names, P_te, strict=True):
+        report.rows.append(("model", name, score(kind, P, y_te)))
+    store.publish_dataset(HELDOUT_DATASET, {"X": X_ho, "y": y_ho})
+    store.publish_dataset(
+        "test", {"X": X_te, "y": y_te, "targets": ds.targets()[ds.splits["test"]]}
+    )
+    for sname, params in _strategies(kind).items():
+        bar.set_postfix_str(sname)
+        combiner = combiners.get_combiner(sname, task=kind, **params).fit(P_ho, y_ho)
+        report.rows.append(("strategy", sname, score(kind, combiner.combine(P_te), y_te)))
+        meta, arrays = combiners.save_state(combiner)
+        store.publish_strategy(sname, meta, arrays, versions)
+        bar.update()
+    if ds.extra:
+        _train_multitask(ds, store, seed, report, bar)
+    bar.close()
+    config_out = Path(config_out) if config_out else store_dir.parent / "streamfuse.yaml"
+    _write_config(config_out, store_dir, names, kind, bootstrap)
+    report.config_path = config_out
+    return report
+
+
+def _strategies(kind: str) -> dict[str, dict[str, Any]]:
+    return CLASSIFICATION_STRATEGIES if kind == "classification" else REGRESSION_STRATEGIES
+
+
+def _encode(ds: Dataset, idx: np.ndarray) -> np.ndarray:
+    """Targets in combiner form: class index for classification, values for regression."""
+    y = ds.y[idx]
+    if ds.task.kind == "classification":
+        assert ds.task.classes is not None
+        return np.searchsorted(np.asarray(ds.task.classes), y)
+    return y.astype(np.float64)
+
+
+def _base_models(ds: Dataset, seed: int) -> dict[str, tuple[Any, str, dict[str, Any] | None]]:
+    n_features = ds.X.shape[1]
+    if ds.task.kind == "classification":
+        n_classes = len(ds.task.classes or ())
+        return {
+            "rf": (
+                RandomForestClassifier(100, max_depth=12, random_state=seed, n_jobs=1),
+                "sklearn",
+                None,
+            ),
+            "hgb": (
+                HistGradientBoostingClassifier(max_iter=100, random_state=seed),
+                "sklearn",
+                None,
+            ),
+            "linear": (
+                make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                "sklearn",
+                None,
+            ),
+            "mlp": (
+                None,
+                "torch",
+                {
+                    "arch": "mlp",
+                    "n_inputs": n_features,
+                    "hidden": [128, 128],
+                    "n_outputs": n_classes,
+                    "task": "classification",
+                },
+            ),
+        }
+    return {
+        "rf": (
+            RandomForestRegressor(100, max_depth=12, random_state=seed, n_jobs=1),
+            "sklearn",
+            None,
+        ),
+        "hgb": (HistGradientBoostingRegressor(max_iter=100, random_state=seed), "sklearn", None),
+        "linear": (make_pipeline(StandardScaler(), Ridge(alpha=1.0)), "sklearn", None),
+        "mlp": (
+            None,
+            "torch",
+            {
+                "arch": "mlp",
+                "n_inputs": n_features,
+                "hidden": [64, 64],
+                "n_outputs": 1,
+                "task": "regression",
+            },
+        ),
+    }
+
+
+def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = X.mean(axis=0)
+    scale = X.std(axis=0)
+    scale[scale == 0] = 1.0
+    return mean, scale
+
+
+def fit_torch(
+    spec: dict[str, Any],
+    X: np.ndarray,
+    targets: list[tuple[str, np.ndarray]],
+    seed: int,
+    epochs: int = 300,
+) -> torch.nn.Module:
+    """Train a store architecture on standardised inputs and targets, then fold the scaling
+    into the first and last layers, so the served module takes raw features and returns raw
+    values: the store keeps one plain architecture, with no preprocessing code to trust."""
+    torch.manual_seed(seed)
+    net = build_torch_model(spec)
+    mean, scale = _standardise(X)
+    Xs = torch.tensor((X - mean) / scale, dtype=torch.float32)
+    kinds = _task_kinds(spec)
+    ys, y_stats = [], []
+    for (_task, y), kind in zip(targets, kinds, strict=True):
+        if kind == "classification":
+            ys.append(torch.tensor(y, dtype=torch.long))
+            y_stats.append((0.0, 1.0))
+        else:
+            mu, sd = float(y.mean()), float(y.std() or 1.0)
+            ys.append(torch.tensor((y - mu) / sd, dtype=torch.float32))
+            y_stats.append((mu, sd))
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
+    net.train()
+    for _ in range(epochs):
+        optimiser.zero_grad()
+        out = net(Xs)
+        outs = [out[t] for t, _ in targets] if isinstance(out, dict) else [out]
+        loss = sum(
+            torch.nn.functional.cross_entropy(o, yt)
+            if k == "classification"
+            else torch.nn.functional.mse_loss(o[:, 0], yt)
+            for o, yt, k in zip(outs, ys, kinds, strict=True)
+        )
+        loss.backward()  # type: ignore[union-attr]
+        optimiser.step()
+    net.eval()
+    _fold_scaling(net, mean, scale, [t for t, _ in targets], kinds, y_stats)
+    return net
+
+
+def _task_kinds(spec: dict[str, Any]) -> list[str]:
+    if spec["arch"] == "mlp":
+        return [spec["task"]]
+    return [t["type"] for t in spec["tasks"]]
+
+
+@torch.no_grad()
+def _fold_scaling(
+    net: torch.nn.Module,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    tasks: list[str],
+    kinds: list[str],
+    y_stats: list[tuple[float, float]],
+) -> None:
+    linears = [m for m in net.modules() if isinstance(m, torch.nn.Linear)]
+    first = linears[0]
+    m = torch.tensor(mean, dtype=torch.float32)
+    s = torch.tensor(scale, dtype=torch.float32)
+    first.weight.div_(s)
+    first.bias.sub_(first.weight @ m)
+    heads: list[torch.nn.Linear]
+    if hasattr(net, "heads"):
+        heads = [net.heads[t] for t in tasks]  # type: ignore[index, misc]
+    else:
+        heads = [linears[-1]]
+    for head, kind, (mu, sd) in zip(heads, kinds, y_stats, strict=True):
+        if kind == "regression":
+            head.weight.mul_(sd)
+            head.bias.mul_(sd).add_(mu)
+
+
+def _train_multitask(
+    ds: Dataset, store: ModelStore, seed: int, report: TrainReport, bar: Any
+) -> None:
+    task_specs = ds.tasks
+    tasks: list[dict[str, Any]] = [
+        {
+            "name": t.name,
+            "type": t.kind,
+            "n_outputs": len(t.classes) if t.classes else 1,
+            "classes": list(t.classes) if t.classes else None,
+        }
+        for t in task_specs
+    ]
+    targets = ds.targets()
+    tr, ho, te = ds.splits["train"], ds.splits["heldout"], ds.splits["test"]
+    versions = {}
+    for i, (name, trunk) in enumerate(MULTITASK_MODELS.items()):
+        bar.set_postfix_str(name)
+        spec = {
+            "arch": "multitask_mlp",
+            "n_inputs": ds.X.shape[1],
+            "trunk": trunk,
+            "tasks": [{k: v for k, v in t.items() if k != "classes"} for t in tasks],
+        }
+        y_cols = [
+            (
+                t["name"],
+                targets[tr, j].astype(np.int64)
+                if t["type"] == "classification"
+                else targets[tr, j],
+            )
+            for j, t in enumerate(tasks)
+        ]
+        net = fit_torch(spec, ds.X[tr], y_cols, seed + i)
+        versions[name] = store.publish(
+            name,
+            net,
+            framework="torch",
+            input_schema={"n_features": ds.X.shape[1], "feature_names": None},
+            task="multitask",
+            tasks=tasks,
+            output_kind="mixed",
+            spec=spec,
+        )
+        bar.update()
+    loaded = [store.load(n, v) for n, v in versions.items()]
+    P_ho = np.stack([m.predict_outputs(ds.X[ho]) for m in loaded])
+    P_te = np.stack([m.predict_outputs(ds.X[te]) for m in loaded])
+    y_ho, y_te = targets[ho], targets[te]
+    store.publish_dataset(HELDOUT_DATASET + "_multitask", {"X": ds.X[ho], "y": y_ho})
+    fusion = combiners.get_combiner(
+        "multitask",
+        tasks=[{k: v for k, v in t.items() if k != "classes"} for t in tasks],
+        random_state=seed,
+    ).fit(P_ho, y_ho)
+    combined = fusion.combine(P_te)
+    for scope, name, P in [
+        *(("model", n, p) for n, p in zip(versions, P_te, strict=True)),
+        ("strategy", "multitask", combined),
+    ]:
+        start = 0
+        for j, t in enumerate(tasks):
+            block = P[:, start : start + t["n_outputs"]]
+            start += t["n_outputs"]
+            scores = score(t["type"], block, y_te[:, j])
+            report.rows.append((scope, f"{name}[{t['name']}]", scores))
+    meta, arrays = combiners.save_state(fusion)
+    store.publish_strategy("multitask", meta, arrays, versions)
+    bar.update()
+
+
+def _write_config(path: Path, store_dir: Path, names: list[str], kind: str, bootstrap: str) -> None:
+    strategy = "soft_vote" if kind == "classification" else "weighted_average"
+    shadows = [s for s in _strategies(kind) if s != strategy]
+    try:
+        store_ref = str(store_dir.resolve().relative_to(path.resolve().parent))
+    except ValueError:
+        store_ref = str(store_dir.resolve())
+    config = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": "streamfuse",
+            "processing_guarantee": "at_least_once",
+        },
+        "topics": {
+            "input": "features",
+            "output": "predictions",
+            "labels": "labels",
+            "dead_letter": "features.dlq",
+            "create": True,
+        },
+        "batch": {"max_events": 512, "max_wait_ms": 20},
+        "store": store_ref,
+        "models": [{"name": n} for n in names],
+        "strategy": {"name": strategy},
+        "shadow_strategies": [{"name": s} for s in shadows],
+        "on_model_error": {"policy": "renormalize", "min_models": 2, "timeout_ms": 1000},
+        "metrics": {"host": "127.0.0.1", "port": 9464},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
