@@ -57,6 +57,9 @@ class TopicsSettings(_Section):
     dead_letter: str = "features.dlq"
     create: bool = False
     partitions: int = Field(1, ge=1)
+    # A dead letter larger than this is cut to this size (headers say so and give the original
+    # size): keep it under the dead-letter topic's max.message.bytes (Kafka's default ~1 MiB).
+    dead_letter_max_bytes: int = Field(900_000, ge=1024)
 
 
 class BatchSettings(_Section):

@@ -102,7 +102,7 @@ def output_producer(settings: Settings) -> KafkaProducer:
         "enable_idempotence": True,
         "linger_ms": 5,
         "batch_size": 256 * 1024,
-        "max_request_size": max(1 << 20, settings.validation.max_event_bytes + 64 * 1024),
+        "max_request_size": max(1 << 20, settings.topics.dead_letter_max_bytes + 64 * 1024),
         **settings.kafka.producer,
     }
     if settings.kafka.processing_guarantee == "exactly_once":

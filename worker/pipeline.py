@@ -68,13 +68,24 @@ def source_of(record: InRecord) -> bytes:
     return f"{record.topic}:{record.partition}:{record.offset}".encode()
 
 
-def dead_letter(record: InRecord, stage: str, reason: str) -> tuple[OutRecord, str]:
+def dead_letter(
+    record: InRecord, stage: str, reason: str, max_bytes: int = 900_000
+) -> tuple[OutRecord, str]:
+    """The original bytes and key, with the reason, stage and source in headers.
+
+    A value over ``max_bytes`` (the dead-letter topic could not take it) is cut to that size and
+    the headers say so, with its original size: it is never dropped.
+    """
+    value = record.value or b""
     headers = [
         ("streamfuse.error", reason.encode("utf-8", "replace")[:1000]),
         ("streamfuse.stage", stage.encode()),
         ("streamfuse.source", source_of(record)),
     ]
-    return OutRecord(record.key, record.value or b"", headers), stage
+    if len(value) > max_bytes:
+        headers.append(("streamfuse.truncated", str(len(value)).encode()))
+        value = value[:max_bytes]
+    return OutRecord(record.key, value, headers), stage
 
 
 class Pipeline:
@@ -85,6 +96,7 @@ class Pipeline:
         policy: ModelErrorPolicy,
         max_event_bytes: int,
         metrics: Metrics | None = None,
+        dead_letter_max_bytes: int = 900_000,
     ) -> None:
         self.model_set = model_set
         self.strategies = strategies
@@ -93,6 +105,7 @@ class Pipeline:
         self.metrics = metrics
         self.fanout = Fanout(model_set.names, policy.timeout_ms / 1000)
         self.last_good_X: np.ndarray | None = None
+        self.dead_letter_max_bytes = dead_letter_max_bytes
 
     @property
     def active(self) -> Strategy:
@@ -111,7 +124,12 @@ class Pipeline:
         )
         for rejection in decoded.rejections:
             result.dead_letters.append(
-                dead_letter(records[rejection.index], rejection.stage, rejection.reason)
+                dead_letter(
+                    records[rejection.index],
+                    rejection.stage,
+                    rejection.reason,
+                    self.dead_letter_max_bytes,
+                )
             )
         if len(decoded.ids) == 0:
             return result
@@ -135,7 +153,9 @@ class Pipeline:
         ):
             reason = "; ".join(f"{f.model}: {f.kind}: {f.message}" for f in fan.failures)
             why = f"{n_ok} of {len(fan.available)} models answered ({reason})"
-            result.dead_letters.extend(dead_letter(r, "predict", why) for r in good)
+            result.dead_letters.extend(
+                dead_letter(r, "predict", why, self.dead_letter_max_bytes) for r in good
+            )
             return
         outputs: dict[str, np.ndarray] = {}
         for strategy in self.strategies:
@@ -147,7 +167,9 @@ class Pipeline:
                     self.metrics.strategy_errors.labels(strategy.name).inc()
                 if strategy is self.active:
                     why = f"strategy {strategy.name}: {type(exc).__name__}: {exc}"
-                    result.dead_letters.extend(dead_letter(r, "combine", why) for r in good)
+                    result.dead_letters.extend(
+                        dead_letter(r, "combine", why, self.dead_letter_max_bytes) for r in good
+                    )
                     return
                 log.warning("shadow strategy %s failed: %s", strategy.name, exc)
                 continue
@@ -171,7 +193,9 @@ class Pipeline:
             )
         except (TypeError, ValueError) as exc:
             why = f"cannot encode the prediction: {exc}"
-            result.dead_letters.extend(dead_letter(r, "encode", why) for r in good)
+            result.dead_letters.extend(
+                dead_letter(r, "encode", why, self.dead_letter_max_bytes) for r in good
+            )
             return
         for record, doc_id, value in zip(good, decoded.ids, values, strict=True):
             key = record.key if record.key is not None else str(doc_id).encode()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ class Worker:
         self._stop = False
         self._next_reload_check = 0.0
         self._refused: set[Any] = set()
+        self._wake = threading.Event()  # set by a stop request: cuts backoff waits short
+        self._failed_deliveries = 0
         self.store = self._open_store(settings.store)
         self.model_set = ModelSet(self.store, settings.models)
         strategies = build_strategies(
@@ -90,6 +93,7 @@ class Worker:
             settings.on_model_error,
             settings.validation.max_event_bytes,
             self.metrics,
+            settings.topics.dead_letter_max_bytes,
         )
         for name, version in self.model_set.versions.items():
             self.metrics.set_model_version(name, version)
@@ -139,10 +143,16 @@ class Worker:
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         log.info("received %s: finishing the current batch", signal.Signals(signum).name)
-        self._stop = True
+        self.stop()
 
     def stop(self) -> None:
         self._stop = True
+        self._wake.set()
+
+    def _backoff(self) -> None:
+        """Wait before retrying a batch whose delivery failed: 0.1 s doubling up to 5 s."""
+        self._failed_deliveries += 1
+        self._wake.wait(min(5.0, 0.1 * 2 ** (self._failed_deliveries - 1)))
 
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
         pass
@@ -211,7 +221,9 @@ class Worker:
         else:
             delivered = self._deliver_at_least_once(result, offsets, records)
         if not delivered:
+            self._backoff()
             return
+        self._failed_deliveries = 0
         self.batches += 1
         self._observe(records, result, started)
 

@@ -110,9 +110,7 @@ def start_broker() -> Iterator[Broker]:
         return
     port = int(os.environ.get("KAFKA_TEST_PORT", "19092"))
     env = {**os.environ, "KAFKA_PORT": str(port)}
-    already_up = (
-        subprocess.run([DEV_KAFKA, "status"], env=env, capture_output=True).returncode == 0
-    )
+    already_up = subprocess.run([DEV_KAFKA, "status"], env=env, capture_output=True).returncode == 0
     out = subprocess.run([DEV_KAFKA, "start"], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"dev/kafka start failed:\n{out.stdout}\n{out.stderr}")
