@@ -1,0 +1,112 @@
+"""Hot reload under load: a promotion mid-stream swaps the model between batches, losing and
+duplicating nothing, and every output names the version that produced it."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from sklearn.ensemble import RandomForestClassifier
+
+from model_store import ModelStore
+from tests.support.kafka import Broker, wait_for
+from tests.support.worker import WorkerProcess, events, produce, write_config
+
+pytestmark = pytest.mark.kafka
+
+
+def test_promote_mid_stream_swaps_between_batches(
+    kafka: Broker, topics, group_factory, trained_store: Path, test_rows, tmp_path
+) -> None:
+    store_dir = tmp_path / "model-store"
+    shutil.copytree(trained_store, store_dir)
+    store = ModelStore(store_dir)
+    heldout = store.load_dataset("heldout").arrays
+    rf2 = RandomForestClassifier(n_estimators=20, max_depth=4, random_state=1)
+    rf2.fit(heldout["X"], heldout["y"])
+    v2 = store.publish("rf", rf2, framework="sklearn", promote=False)
+
+    t = topics()
+    n = 10_000
+    X = np.resize(test_rows, (n, test_rows.shape[1]))
+    ids, values = events(X, "r")
+    config = write_config(
+        tmp_path / "c.yaml",
+        store=store_dir,
+        bootstrap=kafka.bootstrap,
+        topics=t,
+        group=group_factory("reload"),
+        batch={"max_events": 100, "max_wait_ms": 5},
+    )
+    worker = WorkerProcess(config, tmp_path / "w.log").start()
+    try:
+        worker.wait_assigned()
+        produce(kafka.bootstrap, t.input, values)
+        wait_for(
+            lambda: len(kafka.consume_all(t.output, 2000, timeout=2)) >= 2000,
+            timeout=120,
+            what="2,000 predictions before the promotion",
+        )
+        store.promote("rf", v2)
+        out = kafka.consume_all(t.output, n, timeout=120)
+    finally:
+        worker.stop()
+    docs = [orjson.loads(r.value) for r in out]
+    offsets = [int(r.headers[0][1].decode().rsplit(":", 1)[1]) for r in out]
+    seen = Counter(d["id"] for d in docs)
+    assert set(seen) == set(ids) and max(seen.values()) == 1
+    rf_versions = [d["models"]["rf"]["version"] for d in docs]
+    by_offset = [v for _, v in sorted(zip(offsets, rf_versions, strict=True))]
+    swap = by_offset.index(v2)
+    print(f"hot reload: {n} events, rf v1 for the first {swap}, v{v2} for the remaining {n - swap}")
+    assert 0 < swap < n
+    assert set(by_offset[:swap]) == {1} and set(by_offset[swap:]) == {v2}
+    # The new version's outputs are really the new model's.
+    row = {i: k for k, i in enumerate(ids)}
+    after = [d for d, o in zip(docs, offsets, strict=True) if o >= swap]
+    expected = rf2.predict_proba(X[[row[d["id"]] for d in after]])
+    got = np.array([d["models"]["rf"]["scores"] for d in after])
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert "hot reload: rf v1 -> v2" in worker.text()
+
+
+def test_a_tampered_promotion_is_refused_and_the_old_version_keeps_serving(
+    kafka: Broker, topics, group_factory, trained_store: Path, test_rows, tmp_path
+) -> None:
+    store_dir = tmp_path / "model-store"
+    shutil.copytree(trained_store, store_dir)
+    store = ModelStore(store_dir)
+    heldout = store.load_dataset("heldout").arrays
+    rf2 = RandomForestClassifier(n_estimators=5, random_state=2).fit(heldout["X"], heldout["y"])
+    v2 = store.publish("rf", rf2, framework="sklearn", promote=False)
+    model_file = next(
+        p for p in (store_dir / "rf" / str(v2)).iterdir() if p.name != "manifest.json"
+    )
+    model_file.write_bytes(model_file.read_bytes() + b"tampered")
+
+    t = topics()
+    ids, values = events(test_rows, "t")
+    config = write_config(
+        tmp_path / "c.yaml",
+        store=store_dir,
+        bootstrap=kafka.bootstrap,
+        topics=t,
+        group=group_factory("tamper"),
+    )
+    worker = WorkerProcess(config, tmp_path / "w.log").start()
+    try:
+        worker.wait_assigned()
+        store.promote("rf", v2)
+        wait_for(lambda: "refusing rf v2" in worker.text(), timeout=30, what="the refusal")
+        produce(kafka.bootstrap, t.input, values)
+        out = kafka.consume_all(t.output, len(ids), timeout=60)
+    finally:
+        worker.stop()
+    versions = {orjson.loads(r.value)["models"]["rf"]["version"] for r in out}
+    print(f"tampered v{v2} refused; served versions {versions}")
+    assert versions == {1}
+    assert model_file.name in worker.text()
