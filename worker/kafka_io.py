@@ -58,6 +58,8 @@ def _common(settings: Settings) -> dict[str, Any]:
     return {
         "bootstrap_servers": settings.kafka.bootstrap_servers,
         "client_id": f"streamfuse-{settings.kafka.instance_id}",
+        # Each connection attempt gives up after 2 s; _retry_connect bounds the whole wait.
+        "bootstrap_timeout_ms": 2000,
         **settings.kafka.client,
     }
 

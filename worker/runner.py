@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 from model_store import ModelStore, ModelStoreError
 from worker import kafka_io
 from worker.config import Settings
-from worker.errors import ConfigError, DeliveryError, TransactionWatchdogError
+from worker.errors import ConfigError, DeliveryError, TransactionWatchdogError, WorkerError
 from worker.metrics import Metrics
 from worker.models import ModelSet
 from worker.pipeline import BatchResult, Pipeline
@@ -212,6 +212,9 @@ class Worker:
         return batch, started
 
     def _process(self, records: list[Any], started: float) -> None:
+        if self.producer is None:  # stopped while replacing it: re-read the batch next time
+            self._seek_to_first(records)
+            return
         result = self.pipeline.process(records, started)
         offsets = {
             tp: OffsetAndMetadata(last + 1, None, -1) for tp, (_, last) in self._span.items()
@@ -303,17 +306,51 @@ class Worker:
             return True
         except FATAL_TXN_ERRORS as exc:
             raise DeliveryError(f"this worker's producer was fenced ({exc}); exiting") from exc
-        except TransactionWatchdogError:
-            raise
+        except TransactionWatchdogError as exc:
+            # The broker went away mid-transaction: a new producer with the same transactional
+            # id fences the stuck one and aborts its open transaction.
+            log.error("%s; replacing the producer and re-reading from committed", exc)
+            self.metrics.transactions_aborted.inc()
+            self._replace_producer()
+            self._seek_to_committed()
+            return False
         except KafkaError as exc:
             log.error("transaction failed (%s); aborting and re-reading from committed", exc)
             self.metrics.transactions_aborted.inc()
             try:
                 kafka_io.with_watchdog(producer.abort_transaction, "abort_transaction", watchdog)
-            except KafkaError as abort_exc:
-                raise DeliveryError(f"aborting the transaction failed: {abort_exc}") from abort_exc
+            except FATAL_TXN_ERRORS as abort_exc:
+                raise DeliveryError(f"this worker's producer was fenced ({abort_exc})") from exc
+            except (KafkaError, TransactionWatchdogError) as abort_exc:
+                log.error("aborting failed (%s); replacing the producer", abort_exc)
+                self._replace_producer()
             self._seek_to_committed()
             return False
+
+    def _replace_producer(self) -> None:
+        """Close the producer without waiting and build a new one, retrying until it is ready
+        (or the worker is asked to stop)."""
+        old, self.producer = self.producer, None
+        if old is not None:
+            try:
+                kafka_io.with_watchdog(lambda: old.close(timeout=0), "close", 5.0)
+            except Exception as exc:  # the old client is being discarded either way
+                log.warning("closing the old producer: %s", exc)
+        while not self._stop:
+            try:
+                producer = kafka_io.output_producer(self.settings)
+                if self.exactly_once:
+                    kafka_io.with_watchdog(
+                        producer.init_transactions,
+                        "init_transactions",
+                        self.settings.kafka.watchdog_s,
+                    )
+                self.producer = producer
+                log.info("producer replaced")
+                return
+            except (KafkaError, WorkerError) as exc:
+                log.warning("the new producer is not ready yet (%s)", exc)
+                self._backoff()
 
     def _seek_to_first(self, records: list[Any]) -> None:
         assert self.consumer is not None
