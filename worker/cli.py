@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", required=True, type=Path)
     p.add_argument("--labels", type=Path, default=None)
 
+    p = sub.add_parser("report", help="chart a running worker's accuracy and latency (HTML)")
+    p.add_argument("--url", default="http://127.0.0.1:9464/metrics")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds to sample")
+    p.add_argument("--interval", type=float, default=2.0)
+    p.add_argument("--out", type=Path, default=Path("streamfuse-report.html"))
+
     p = sub.add_parser("store", help="inspect and manage model versions")
     p.add_argument("--store", type=Path, default=None, help="store directory")
     p.add_argument("--config", type=Path, default=None, help="or the config naming it")
@@ -102,6 +108,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _replay(args)
     if args.command == "store":
         return _store(args)
+    if args.command == "report":
+        return _report(args)
     raise AssertionError(args.command)
 
 
@@ -170,6 +178,15 @@ def _replay(args: argparse.Namespace) -> int:
     )
     if report.rows:
         print(report.table())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from worker.report import collect, write_report
+
+    samples = collect(args.url, args.duration, args.interval)
+    path = write_report(samples, args.out)
+    print(f"{len(samples)} samples from {args.url} charted in {path}")
     return 0
 
 

@@ -62,7 +62,7 @@ class LagMonitor:
         if not tps:
             return {}
         ends = consumer.end_offsets(tps)
-        committed = admin.list_consumer_group_offsets(self.settings.kafka.group_id, partitions=tps)
+        committed = _committed(admin, self.settings.kafka.group_id, tps)
         offsets = {tp: om.offset for tp, om in committed.items() if om is not None}
         missing = [tp for tp in tps if offsets.get(tp, -1) < 0]
         if missing:
@@ -91,7 +91,7 @@ class LagMonitor:
             self.refresh()
         except Exception as exc:  # the worker must never stop for a metric
             if not self._failing:
-                log.warning("consumer lag unavailable (%s: %s); retrying", type(exc).__name__, exc)
+                log.warning("consumer lag unavailable, retrying every interval: %r", exc)
             self._failing = True
             self._close_clients()  # reconnect from scratch next time
             return
@@ -105,6 +105,7 @@ class LagMonitor:
             "bootstrap_servers": k.bootstrap_servers,
             "client_id": f"streamfuse-{k.instance_id}-lag",
             "request_timeout_ms": REQUEST_TIMEOUT_MS,
+            "bootstrap_timeout_ms": REQUEST_TIMEOUT_MS,
             **k.client,
         }
         if self._admin is None:
@@ -123,3 +124,10 @@ class LagMonitor:
                 log.debug("closing a lag client failed: %s", exc)
         self._admin = None
         self._consumer = None
+
+
+def _committed(admin: KafkaAdminClient, group: str, tps: list[TopicPartition]) -> dict[Any, Any]:
+    # kafka-python 3 renamed list_consumer_group_offsets to list_group_offsets({group: tps}).
+    if hasattr(admin, "list_group_offsets"):
+        return dict(admin.list_group_offsets({group: tps}).get(group) or {})
+    return dict(admin.list_consumer_group_offsets(group, partitions=tps))

@@ -16,10 +16,10 @@ from tqdm import tqdm
 from model_store import ModelStore
 from worker.config import Settings
 
-__all__ = ["label_docs", "produce", "test_events"]
+__all__ = ["label_docs", "produce", "dataset_events"]
 
 
-def test_events(
+def dataset_events(
     store: ModelStore, model: str, prefix: str, count: int | None = None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Feature events and label events for the test split kept in the store by ``train``."""
@@ -65,7 +65,7 @@ def produce(
     progress: bool = True,
 ) -> int:
     store = ModelStore(settings.store)
-    events, labels = test_events(store, settings.models[0].name, prefix, count)
+    events, labels = dataset_events(store, settings.models[0].name, prefix, count)
     producer = KafkaProducer(
         bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=5, **settings.kafka.client
     )

@@ -38,6 +38,8 @@ from model_store import ModelStore, ModelStoreError
 from worker import kafka_io
 from worker.config import Settings
 from worker.errors import ConfigError, DeliveryError, TransactionWatchdogError, WorkerError
+from worker.labels import Joined, LabelJoiner
+from worker.lag import LagMonitor
 from worker.metrics import Metrics
 from worker.models import ModelSet
 from worker.pipeline import BatchResult, Pipeline
@@ -100,6 +102,17 @@ class Worker:
         self.exactly_once = settings.kafka.processing_guarantee == "exactly_once"
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
+        self.labels_consumer: KafkaConsumer | None = None
+        self.joiner: LabelJoiner | None = None
+        if settings.topics.labels:
+            self.joiner = LabelJoiner(
+                self.model_set.layout,
+                self.model_set.names,
+                [st.name for st in strategies],
+                settings.labels,
+                self.metrics,
+            )
+        self.lag = LagMonitor(settings, self.metrics)
         self.batches = 0
 
     @staticmethod
@@ -127,7 +140,10 @@ class Worker:
             kafka_io.with_watchdog(
                 producer.init_transactions, "init_transactions", s.kafka.watchdog_s
             )
+        if s.topics.labels:
+            self.labels_consumer = kafka_io.labels_consumer(s)
         self.consumer = kafka_io.input_consumer(s, listener=_Rebalance(self))
+        self.lag.start()
         log.info(
             "worker started: group %s, %s, models %s, strategy %s, shadows %s",
             s.kafka.group_id,
@@ -155,9 +171,15 @@ class Worker:
         self._wake.wait(min(5.0, 0.1 * 2 ** (self._failed_deliveries - 1)))
 
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
-        pass
+        """Follow the input assignment on the co-partitioned labels topic."""
+        labels = self.settings.topics.labels
+        if self.labels_consumer is not None and labels:
+            self.labels_consumer.assign([TopicPartition(labels, tp.partition) for tp in assigned])
 
     def close(self) -> None:
+        self.lag.stop()
+        if self.labels_consumer is not None:
+            self.labels_consumer.close()
         if self.consumer is not None:
             self.consumer.close(autocommit=False)
         if self.producer is not None:
@@ -171,6 +193,7 @@ class Worker:
         try:
             while not self._stop and (max_batches is None or self.batches < max_batches):
                 self._maybe_reload()
+                self._poll_labels()
                 records, started = self._poll_batch()
                 if not records:
                     continue
@@ -229,6 +252,41 @@ class Worker:
         self._failed_deliveries = 0
         self.batches += 1
         self._observe(records, result, started)
+        if self.joiner is not None and result.ids and result.P is not None:
+            assert result.available is not None
+            self._learn(
+                self.joiner.add_predictions(result.ids, result.P, result.available, result.outputs)
+            )
+
+    # -- labels ------------------------------------------------------------------------------
+
+    def _poll_labels(self) -> None:
+        if self.labels_consumer is None or self.joiner is None:
+            return
+        if not self.labels_consumer.assignment():
+            return
+        try:
+            polled = self.labels_consumer.poll(timeout_ms=0, max_records=5000)
+        except KafkaError as exc:
+            log.warning("reading labels failed: %s", exc)
+            return
+        values = [r.value for batch in polled.values() for r in batch]
+        if values:
+            self._learn(self.joiner.add_labels(values))
+
+    def _learn(self, joined: Joined | None) -> None:
+        """Feed joined labels to the online strategies (hedge, select_best)."""
+        if joined is None or not len(joined) or not self.settings.labels.update_online:
+            return
+        for strategy in self.pipeline.strategies:
+            if not strategy.online:
+                continue
+            try:
+                for P, y, available in joined.groups():
+                    strategy.combiner.partial_fit(P, y, available=available)
+            except Exception as exc:  # an online update must never stop the worker
+                self.metrics.strategy_errors.labels(strategy.name).inc()
+                log.warning("partial_fit of %s failed: %s", strategy.name, exc)
 
     def _observe(self, records: list[Any], result: BatchResult, started: float) -> None:
         m = self.metrics

@@ -1,0 +1,61 @@
+"""``streamfuse report``: scrape a live /metrics endpoint and write the HTML/SVG report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+
+from worker.metrics import LATENCY_BUCKETS, Metrics
+from worker.report import quantile, scrape, write_report
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[Metrics, str]]:
+    metrics = Metrics(CollectorRegistry())
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
+    try:
+        yield metrics, f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def test_scrape_then_report(served: tuple[Metrics, str], tmp_path: Path) -> None:
+    metrics, url = served
+    samples = []
+    for step in range(3):
+        metrics.rolling_metric.labels("model", "rf", "accuracy").set(0.8 + step / 100)
+        metrics.rolling_metric.labels("strategy", "soft_vote", "accuracy").set(0.9)
+        metrics.end_to_end_latency.observe_many(np.full(10, 0.003 * (step + 1)))
+        samples.append(scrape(url))
+    assert samples[-1]["rolling"]["model/rf/accuracy"] == pytest.approx(0.82)
+    assert samples[-1]["latency_buckets"][-1] == [float("inf"), 30.0]
+    path = write_report(samples, tmp_path / "report.html")
+    text = path.read_text()
+    for svg in text.split("<svg")[1:]:  # each chart is well-formed SVG
+        ElementTree.fromstring("<svg" + svg.split("</svg>")[0] + "</svg>")
+    assert "Rolling accuracy" in text and "model/rf" in text and "strategy/soft_vote" in text
+    assert text.count("<polyline") == 2 + 3  # two rolling series, three latency quantiles
+
+
+def test_quantile_agrees_with_prometheus_interpolation() -> None:
+    # 10 observations in (0.001, 0.0025]: the median is halfway through that bucket.
+    h = Histogram("h", "h", buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
+    for _ in range(10):
+        h.observe(0.002)
+    buckets = [
+        [float(s.labels["le"]), s.value]
+        for s in next(iter(h.collect())).samples
+        if s.name == "h_bucket"
+    ]
+    assert quantile(0.5, buckets) == pytest.approx(0.00175)
+    assert np.isnan(quantile(0.5, [[1.0, 0.0], [float("inf"), 0.0]]))
+
+
+def test_empty_report(tmp_path: Path) -> None:
+    assert "no data" in write_report([], tmp_path / "r.html").read_text()

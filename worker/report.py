@@ -1,0 +1,155 @@
+"""``streamfuse report``: sample a worker's ``/metrics`` for a while, then write one HTML file
+with hand-made inline SVG charts of the rolling scores per model and strategy and of the
+end-to-end latency quantiles (no plotting library, nothing fetched when the file is opened).
+
+A sample is plain data (``scrape`` returns one, so they can be saved as JSON lines)::
+
+    {"t": epoch seconds,
+     "rolling": {"model/rf/accuracy": 0.93, ...},
+     "latency_buckets": [[upper bound, cumulative count], ..., [inf, n]]}
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import threading
+import time
+import urllib.request
+from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+__all__ = ["collect", "quantile", "scrape", "write_report"]
+
+LATENCY = "streamfuse_end_to_end_latency_seconds"
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+WIDTH, HEIGHT, PAD = 760, 260, 48
+
+
+def scrape(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    """One sample of the worker's metrics at ``url`` (``http://host:port/metrics``)."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        text = response.read().decode("utf-8")
+    sample: dict[str, Any] = {"t": time.time(), "rolling": {}, "latency_buckets": []}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "streamfuse_rolling_metric":
+                key = f"{s.labels['scope']}/{s.labels['name']}/{s.labels['metric']}"
+                sample["rolling"][key] = s.value
+            elif s.name == LATENCY + "_bucket":
+                sample["latency_buckets"].append([float(s.labels["le"]), s.value])
+    sample["latency_buckets"].sort()
+    return sample
+
+
+def collect(
+    url: str, duration_s: float, interval_s: float = 2.0, stop: threading.Event | None = None
+) -> list[dict[str, Any]]:
+    """Scrape every ``interval_s`` for ``duration_s`` (or until ``stop`` is set)."""
+    stop = stop or threading.Event()
+    deadline = time.monotonic() + duration_s
+    samples = [scrape(url)]
+    while not stop.wait(max(0.0, min(interval_s, deadline - time.monotonic()))):
+        samples.append(scrape(url))
+        if time.monotonic() >= deadline:
+            break
+    return samples
+
+
+def quantile(q: float, buckets: Sequence[Sequence[float]]) -> float:
+    """``histogram_quantile`` of cumulative ``[[le, count], ...]`` (linear within a bucket)."""
+    if not buckets or buckets[-1][1] <= 0:
+        return math.nan
+    rank = q * buckets[-1][1]
+    lower, below = 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if math.isinf(le):
+                return lower  # as Prometheus: the highest finite bound
+            return lower + (le - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = le, count
+    return lower
+
+
+def write_report(samples: list[dict[str, Any]], path: str | Path) -> Path:
+    """Write the HTML report of ``samples`` (oldest first) to ``path``; returns the path."""
+    path = Path(path)
+    t0 = samples[0]["t"] if samples else 0.0
+    rolling: dict[str, list[tuple[float, float]]] = {}
+    for s in samples:
+        for key, value in s["rolling"].items():
+            if math.isfinite(value):
+                rolling.setdefault(key, []).append((s["t"] - t0, value))
+    latency: dict[str, list[tuple[float, float]]] = {"p50": [], "p95": [], "p99": []}
+    for prev, cur in pairwise(samples):  # per interval, not since start
+        delta = _delta(prev["latency_buckets"], cur["latency_buckets"])
+        for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            value = quantile(q, delta)
+            if math.isfinite(value):
+                latency[name].append((cur["t"] - t0, value * 1000))
+    metrics = sorted({key.rsplit("/", 1)[1] for key in rolling})
+    charts = [
+        _chart(
+            f"Rolling {metric}",
+            {k.rsplit("/", 1)[0]: v for k, v in rolling.items() if k.endswith("/" + metric)},
+        )
+        for metric in metrics
+    ]
+    charts.append(_chart("End-to-end latency (ms, per scrape interval)", latency))
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)) if samples else "-"
+    path.write_text(
+        "<!doctype html>\n<html><head><meta charset='utf-8'><title>streamfuse report</title>"
+        "<style>body{font-family:sans-serif;margin:24px}svg{display:block;margin:12px 0}"
+        "</style></head><body>\n"
+        f"<h1>streamfuse report</h1><p>{len(samples)} samples from {html.escape(when)}</p>\n"
+        + "\n".join(charts)
+        + "\n</body></html>\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _delta(prev: list[list[float]], cur: list[list[float]]) -> list[list[float]]:
+    before = {le: count for le, count in prev}
+    return [[le, count - before.get(le, 0.0)] for le, count in cur]
+
+
+def _chart(title: str, series: dict[str, list[tuple[float, float]]]) -> str:
+    points = [p for pts in series.values() for p in pts]
+    head = f"<h2>{html.escape(title)}</h2>"
+    if not points:
+        return head + "<p>no data</p>"
+    x_max = max(x for x, _ in points) or 1.0
+    y_min, y_max = min(y for _, y in points), max(y for _, y in points)
+    if y_max - y_min < 1e-12:
+        y_min, y_max = y_min - 0.5, y_max + 0.5
+
+    def xy(x: float, y: float) -> str:
+        px = PAD + x / x_max * (WIDTH - 2 * PAD)
+        py = HEIGHT - PAD - (y - y_min) / (y_max - y_min) * (HEIGHT - 2 * PAD)
+        return f"{px:.1f},{py:.1f}"
+
+    parts = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}'"
+        f" height='{HEIGHT + 20 * len(series)}' role='img' aria-label='{html.escape(title)}'>",
+        f"<rect x='{PAD}' y='{PAD}' width='{WIDTH - 2 * PAD}' height='{HEIGHT - 2 * PAD}'"
+        " fill='none' stroke='#ccc'/>",
+        f"<text x='4' y='{PAD + 4}' font-size='11'>{y_max:.4g}</text>",
+        f"<text x='4' y='{HEIGHT - PAD}' font-size='11'>{y_min:.4g}</text>",
+        f"<text x='{WIDTH - PAD}' y='{HEIGHT - PAD + 16}' font-size='11' text-anchor='end'>"
+        f"{x_max:.0f} s</text>",
+    ]
+    for i, (name, pts) in enumerate(sorted(series.items())):
+        color = COLORS[i % len(COLORS)]
+        coords = " ".join(xy(x, y) for x, y in pts)
+        parts.append(f"<polyline fill='none' stroke='{color}' stroke-width='2' points='{coords}'/>")
+        parts.append(
+            f"<text x='{PAD}' y='{HEIGHT + 14 * i}' font-size='12' fill='{color}'>"
+            f"{html.escape(name)} (last {pts[-1][1]:.4g})</text>"
+        )
+    parts.append("</svg>")
+    return head + "\n".join(parts)
