@@ -16,7 +16,7 @@ from tqdm import tqdm
 from model_store import ModelStore
 from worker.config import Settings
 
-__all__ = ["label_docs", "produce", "dataset_events"]
+__all__ = ["dataset_events", "label_docs", "produce"]
 
 
 def dataset_events(
