@@ -158,12 +158,13 @@ class Settings(_Section):
         return _redact(self.model_dump(mode="json"))
 
 
+def _is_secret(key: object) -> bool:
+    return any(w in str(key).lower() for w in SECRET_WORDS)
+
+
 def _redact(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {
-            k: "***" if any(w in str(k).lower() for w in SECRET_WORDS) else _redact(v)
-            for k, v in value.items()
-        }
+        return {k: "***" if _is_secret(k) else _redact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(v) for v in value]
     return value
@@ -179,7 +180,12 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError("", f"{path} is not valid YAML: {exc}") from exc
+        # Only the position and the kind of problem: PyYAML's full message quotes the line,
+        # which may hold a secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise ConfigError("", f"{path} is not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError("", f"{path} must hold a mapping of sections, not {type(data).__name__}")
     return settings_from_dict(data, base_dir=path.parent, environ=environ)
@@ -207,10 +213,13 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if not all(path):
             continue
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+        if _is_secret(path[-1]):
+            value: Any = raw  # a password stays the exact string given, never a number
+        else:
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
         node = data
         for part in path[:-1]:
             child = node.get(part)

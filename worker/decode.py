@@ -95,6 +95,10 @@ def _fast_path(
     try:
         if max(map(len, values)) > max_event_bytes:  # type: ignore[arg-type]
             return None
+        # numpy would turn true/false among numbers into 1.0/0.0: any JSON boolean anywhere in
+        # the batch (a cheap C-level byte search) sends it to the exact per-event checks.
+        if any(b"true" in v or b"false" in v for v in values):  # type: ignore[operator]
+            return None
         docs = list(map(orjson.loads, values))  # type: ignore[arg-type]
         ids = list(map(_get_id, docs))
         features = list(map(_get_features, docs))
@@ -112,7 +116,10 @@ def _fast_path(
     if not np.isfinite(X).all():
         return None
     # Long string ids and duplicates are rare; checking both costs one pass over the ids.
-    if len(set(ids)) != len(ids) or any(isinstance(i, str) and len(i) > MAX_ID_CHARS for i in ids):
+    unique_ids = set(ids)
+    if len(unique_ids) != len(ids) or "" in unique_ids:
+        return None
+    if any(isinstance(i, str) and len(i) > MAX_ID_CHARS for i in ids):
         return None
     ts = _timestamps(docs)
     if ts is None:

@@ -106,6 +106,8 @@ def _check(out: object, n_events: int, n_outputs: int) -> tuple[str, str] | None
         return "shape", f"returned {type(out).__name__}, not an array"
     if out.shape != (n_events, n_outputs):
         return "shape", f"returned shape {out.shape}, expected {(n_events, n_outputs)}"
+    if out.dtype.kind not in "fiub":
+        return "shape", f"returned dtype {out.dtype}, not numbers"
     if not np.isfinite(out).all():
         return "nonfinite", "returned NaN or infinite values"
     return None

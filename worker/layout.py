@@ -53,7 +53,7 @@ class Block:
             lookup = {_norm(c): i for i, c in enumerate(self.classes)}
             out = np.zeros(n, dtype=np.int64)
             for i, label in enumerate(labels):
-                j = lookup.get(_norm(label))
+                j = _lookup(lookup, label)
                 if j is None:
                     ok[i] = False
                 else:
@@ -69,10 +69,22 @@ class Block:
         return vals, ok
 
 
+def _lookup(lookup: dict[Any, int], label: Any) -> int | None:
+    if isinstance(label, list | dict):
+        return None
+    j = lookup.get(_norm(label))
+    if j is None and isinstance(label, str):
+        try:
+            j = lookup.get(_norm(float(label)))
+        except ValueError:
+            return None
+    return j
+
+
 def _norm(value: Any) -> Any:
     # Labels arrive as JSON: 3, 3.0 and "3" name the same class when the classes are numbers.
     if isinstance(value, bool):
-        return value
+        return ("bool", value)  # True must not match class 1
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, np.generic):

@@ -104,7 +104,11 @@ class ModelSet:
         if problem:
             raise ValueError(problem)
         out = candidate.predict_outputs(probe)
-        if out.shape != (probe.shape[0], self.layout.n_outputs) or not np.isfinite(out).all():
+        if (
+            out.shape != (probe.shape[0], self.layout.n_outputs)
+            or out.dtype.kind not in "fiu"
+            or not np.isfinite(out).all()
+        ):
             raise ValueError(f"probe batch gave shape {out.shape} or non-finite values")
         return candidate
 

@@ -48,8 +48,13 @@ class Strategy:
 
 
 def heldout_outputs(store: ModelStore, model_set: ModelSet) -> tuple[np.ndarray, np.ndarray]:
-    """``(P, y)`` on the store's held-out set with the served model versions."""
-    data = store.load_dataset(HELDOUT_DATASET)
+    """``(P, y)`` on the store's held-out set with the served model versions.
+
+    Multi-task model sets use ``heldout_multitask`` (targets of every task), the others
+    ``heldout``; ``streamfuse train`` writes both.
+    """
+    name = HELDOUT_DATASET + ("_multitask" if model_set.layout.is_multitask else "")
+    data = store.load_dataset(name)
     X = np.asarray(data.arrays["X"], dtype=np.float64)
     y = np.asarray(data.arrays["y"])
     P = np.stack([fn(X) for fn in model_set.predict_fns])

@@ -1,0 +1,200 @@
+"""Encoding predictions into output records, and the output layout behind it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from worker.encode import encode_predictions
+from worker.layout import OutputLayout
+
+CLASSES = ["cat", "dog", "eel"]
+MT_MANIFEST = {
+    "task": "multitask",
+    "tasks": [
+        {"name": "kind", "type": "classification", "n_outputs": 2, "classes": [0, 1]},
+        {"name": "value", "type": "regression", "n_outputs": 1, "classes": None},
+    ],
+}
+
+
+def probabilities(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    raw = rng.random(shape) + 0.01
+    return raw / raw.sum(axis=-1, keepdims=True)
+
+
+def encode(
+    layout: OutputLayout,
+    P: np.ndarray,
+    combined: np.ndarray,
+    *,
+    ids: list[Any] | None = None,
+    available: np.ndarray | None = None,
+    failure_kinds: dict[str, str] | None = None,
+    shadows: dict[str, np.ndarray] | None = None,
+    latency_ms: float = 1.23456,
+) -> list[dict[str, Any]]:
+    n_models, n_events = P.shape[:2]
+    names = [f"m{m}" for m in range(n_models)]
+    values = encode_predictions(
+        ids=ids if ids is not None else [f"e{i}" for i in range(n_events)],
+        layout=layout,
+        strategy="soft_vote",
+        combined=combined,
+        model_names=names,
+        model_versions=[m + 1 for m in range(n_models)],
+        P=P,
+        available=np.ones(n_models, dtype=bool) if available is None else available,
+        failure_kinds=failure_kinds or {},
+        shadows=shadows or {},
+        latency_ms=latency_ms,
+    )
+    assert all(isinstance(v, bytes) for v in values)
+    return [orjson.loads(v) for v in values]
+
+
+def test_classification(rng: np.random.Generator) -> None:
+    layout = OutputLayout.from_manifest({"task": "classification", "classes": CLASSES}, 3)
+    P = probabilities(rng, 2, 5, 3)
+    combined = P.mean(axis=0)
+    docs = encode(layout, P, combined, ids=["a", 7, "c", "d", "e"])
+    assert [d["id"] for d in docs] == ["a", 7, "c", "d", "e"]
+    for i, doc in enumerate(docs):
+        assert doc["prediction"] == CLASSES[int(np.argmax(combined[i]))]
+        np.testing.assert_array_equal(doc["scores"], combined[i])
+        assert doc["strategy"] == "soft_vote"
+        assert doc["degraded"] is False
+        assert doc["latency_ms"] == pytest.approx(1.23456, abs=1e-3)
+        assert "tasks" not in doc and "shadow" not in doc
+        for m in range(2):
+            entry = doc["models"][f"m{m}"]
+            assert entry["version"] == m + 1
+            assert entry["prediction"] == CLASSES[int(np.argmax(P[m, i]))]
+            np.testing.assert_array_equal(entry["scores"], P[m, i])
+
+
+def test_classification_without_classes_predicts_column_indices(rng: np.random.Generator) -> None:
+    layout = OutputLayout.from_manifest({"task": "classification"}, 4)
+    P = probabilities(rng, 1, 6, 4)
+    docs = encode(layout, P, P[0])
+    assert [d["prediction"] for d in docs] == P[0].argmax(axis=1).tolist()
+
+
+def test_regression_single_output(rng: np.random.Generator) -> None:
+    layout = OutputLayout.from_manifest({"task": "regression"}, 1)
+    P = rng.normal(size=(3, 4, 1)) * 100
+    combined = P.mean(axis=0)
+    docs = encode(layout, P, combined)
+    for i, doc in enumerate(docs):
+        assert doc["prediction"] == combined[i, 0]
+        assert "scores" not in doc
+        for m in range(3):
+            assert doc["models"][f"m{m}"] == {"prediction": P[m, i, 0], "version": m + 1}
+
+
+def test_regression_multi_output(rng: np.random.Generator) -> None:
+    layout = OutputLayout.from_manifest({"task": "regression"}, 2)
+    P = rng.normal(size=(2, 3, 2))
+    combined = P.mean(axis=0)
+    docs = encode(layout, P, combined)
+    for i, doc in enumerate(docs):
+        assert doc["prediction"] == combined[i].tolist()
+        assert "scores" not in doc
+        assert doc["models"]["m1"]["prediction"] == P[1, i].tolist()
+
+
+def test_multitask_adds_a_tasks_field(rng: np.random.Generator) -> None:
+    layout = OutputLayout.from_manifest(MT_MANIFEST, 3)
+    assert layout.is_multitask and layout.n_outputs == 3
+    P = np.concatenate([probabilities(rng, 2, 4, 2), rng.normal(size=(2, 4, 1))], axis=2)
+    combined = P.mean(axis=0)
+    docs = encode(layout, P, combined)
+    for i, doc in enumerate(docs):
+        kind = int(np.argmax(combined[i, :2]))
+        assert doc["tasks"]["kind"]["prediction"] == kind
+        np.testing.assert_array_equal(doc["tasks"]["kind"]["scores"], combined[i, :2])
+        assert doc["tasks"]["value"] == {"prediction": combined[i, 2]}
+        # The top level carries the first task, as a single-task prediction would.
+        assert doc["prediction"] == kind
+        np.testing.assert_array_equal(doc["scores"], combined[i, :2])
+
+
+def test_unavailable_model_is_flagged_and_degrades_the_batch(rng: np.random.Generator) -> None:
+    layout = OutputLayout.from_manifest({"task": "classification", "classes": CLASSES}, 3)
+    P = probabilities(rng, 3, 2, 3)
+    P[1] = np.nan
+    P[2] = np.nan
+    available = np.array([True, False, False])
+    docs = encode(
+        layout,
+        P,
+        P[0],
+        available=available,
+        failure_kinds={"m1": "timeout"},  # m2 has no recorded kind
+    )
+    for i, doc in enumerate(docs):
+        assert doc["degraded"] is True
+        assert doc["models"]["m1"] == {"error": "timeout", "version": 2}
+        assert doc["models"]["m2"] == {"error": "error", "version": 3}
+        assert doc["models"]["m0"]["prediction"] == CLASSES[int(np.argmax(P[0, i]))]
+        assert doc["prediction"] == CLASSES[int(np.argmax(P[0, i]))]
+
+
+def test_shadow_predictions(rng: np.random.Generator) -> None:
+    layout = OutputLayout.from_manifest({"task": "classification", "classes": CLASSES}, 3)
+    P = probabilities(rng, 2, 5, 3)
+    shadows = {"hard_vote": probabilities(rng, 5, 3), "select_best": P[1]}
+    docs = encode(layout, P, P.mean(axis=0), shadows=shadows)
+    for i, doc in enumerate(docs):
+        assert doc["shadow"] == {
+            name: CLASSES[int(np.argmax(out[i]))] for name, out in shadows.items()
+        }
+
+
+def test_no_events_gives_no_records(rng: np.random.Generator) -> None:
+    layout = OutputLayout.from_manifest({"task": "classification", "classes": CLASSES}, 3)
+    assert encode(layout, np.zeros((2, 0, 3)), np.zeros((0, 3))) == []
+
+
+# -- layout -----------------------------------------------------------------------------------
+
+
+def test_multitask_layout_blocks() -> None:
+    layout = OutputLayout.from_manifest(MT_MANIFEST, 3)
+    assert [(b.name, b.kind, b.start, b.stop, b.classes) for b in layout.blocks] == [
+        ("kind", "classification", 0, 2, (0, 1)),
+        ("value", "regression", 2, 3, None),
+    ]
+
+
+def test_label_index_for_classification() -> None:
+    block = OutputLayout.from_manifest({"task": "classification", "classes": [3, 5, 9]}, 3).blocks[
+        0
+    ]
+    values, ok = block.label_index([5, 9.0, 3, 4, "x", True, None])
+    assert ok.tolist() == [True, True, True, False, False, False, False]
+    assert values[ok].tolist() == [1, 2, 0]
+
+
+def test_label_index_for_string_classes() -> None:
+    block = OutputLayout.from_manifest({"task": "classification", "classes": CLASSES}, 3).blocks[0]
+    values, ok = block.label_index(["eel", "cat", "cow"])
+    assert ok.tolist() == [True, True, False]
+    assert values[:2].tolist() == [2, 0]
+
+
+def test_label_index_for_regression() -> None:
+    block = OutputLayout.from_manifest({"task": "regression"}, 1).blocks[0]
+    values, ok = block.label_index([1.5, 2, "3", True, None, float("nan")])
+    assert ok.tolist() == [True, True, False, False, False, False]
+    assert values[:2].tolist() == [1.5, 2.0]
+
+
+def test_label_given_as_a_numeric_string_matches_a_numeric_class() -> None:
+    block = OutputLayout.from_manifest({"task": "classification", "classes": [0, 1, 2, 3]}, 4)
+    values, ok = block.blocks[0].label_index(["3", "0"])
+    assert ok.tolist() == [True, True]
+    assert values.tolist() == [3, 0]
