@@ -50,6 +50,29 @@ class ReplayReport:
         return "\n".join(lines)
 
 
+def _read_labels(path: Path) -> dict[Any, Any]:
+    """Label documents by id; lines that are not JSON objects with an id are skipped."""
+    truth: dict[Any, Any] = {}
+    for line in path.read_bytes().splitlines():
+        if not line.strip():
+            continue
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("id"), str | int):
+            truth[doc["id"]] = doc
+    return truth
+
+
+def _label(doc: dict[str, Any] | None, task: str) -> Any:
+    if doc is None:
+        return None
+    if "labels" in doc and isinstance(doc["labels"], dict):
+        return doc["labels"].get(task)
+    return doc.get("label")
+
+
 def replay(settings: Settings, events: Path, labels: Path | None = None) -> ReplayReport:
     store = ModelStore(settings.store)
     model_set = ModelSet(store, settings.models)
@@ -80,21 +103,20 @@ def replay(settings: Settings, events: Path, labels: Path | None = None) -> Repl
     rows: list[tuple[str, str, dict[str, float]]] = []
     n_labelled = 0
     if labels is not None and ids:
-        truth = {}
-        for line in labels.read_bytes().splitlines():
-            if line.strip():
-                doc = orjson.loads(line)
-                truth[doc["id"]] = doc.get("label")
-        block = model_set.layout.blocks[0]
-        have = [i for i, d in enumerate(ids) if d in truth]
-        y, ok = block.label_index([truth[ids[i]] for i in have])
-        sel = np.asarray(have, dtype=np.int64)[ok]
-        y = y[ok]
-        n_labelled = len(sel)
-        kind = block.kind
+        truth = _read_labels(labels)
         P = np.concatenate(model_outs, axis=1)
-        for m, name in enumerate(model_set.names):
-            rows.append(("model", name, score(kind, P[m][sel], y)))
-        for name, parts in outs.items():
-            rows.append(("strategy", name, score(kind, np.concatenate(parts)[sel], y)))
+        combined = {name: np.concatenate(parts) for name, parts in outs.items()}
+        multitask = model_set.layout.is_multitask
+        for block in model_set.layout.blocks:
+            suffix = f"[{block.name}]" if multitask else ""
+            have = [i for i, d in enumerate(ids) if _label(truth.get(d), block.name) is not None]
+            y, ok = block.label_index([_label(truth[ids[i]], block.name) for i in have])
+            sel = np.asarray(have, dtype=np.int64)[ok]
+            y = y[ok]
+            n_labelled = max(n_labelled, len(sel))
+            cols = slice(block.start, block.stop)
+            for m, name in enumerate(model_set.names):
+                rows.append(("model", name + suffix, score(block.kind, P[m][sel, cols], y)))
+            for name, out in combined.items():
+                rows.append(("strategy", name + suffix, score(block.kind, out[sel, cols], y)))
     return ReplayReport(len(records), len(ids), n_dead, n_labelled, rows)

@@ -25,6 +25,7 @@ import combiners
 from model_store import ModelStore, ModelStoreError
 from worker.config import StrategyRef
 from worker.errors import ConfigError
+from worker.layout import OutputLayout
 from worker.models import ModelSet
 
 __all__ = ["HELDOUT_DATASET", "Strategy", "build_strategies", "heldout_outputs"]
@@ -83,21 +84,45 @@ def build_strategies(
                 )
             if heldout is None:
                 heldout = _load_heldout(store, model_set, key)
-            strategy = fit_on_heldout(cls, ref, key, heldout)
+            strategy = fit_on_heldout(cls, ref, key, heldout, model_set.layout)
         log.info("strategy %s ready (%s)", ref.name, strategy.source)
         built.append(strategy)
     return built
 
 
 def fit_on_heldout(
-    cls: Any, ref: StrategyRef, key: str, heldout: tuple[np.ndarray, np.ndarray]
+    cls: Any,
+    ref: StrategyRef,
+    key: str,
+    heldout: tuple[np.ndarray, np.ndarray],
+    layout: OutputLayout | None = None,
 ) -> Strategy:
+    P, y = heldout
+    params = dict(ref.params)
+    names = getattr(cls, "param_names", lambda: [])()
+    if layout is not None and layout.is_multitask and "tasks" not in names:
+        # A single-task strategy over a multi-task model set works column by column: the
+        # targets become one column per output (one-hot for classification tasks).
+        y = per_column_targets(layout, y)
+        params.setdefault("task", "regression")
     try:
-        combiner = cls(**ref.params)
-        combiner.fit(*heldout)
+        combiner = cls(**params)
+        combiner.fit(P, y)
     except (combiners.CombinerError, TypeError, ValueError) as exc:
         raise ConfigError(f"{key}.params", f"{ref.name}: {exc}") from exc
     return Strategy(ref.name, ref, combiner, "heldout", key)
+
+
+def per_column_targets(layout: OutputLayout, y: np.ndarray) -> np.ndarray:
+    """(n, n_tasks) task targets to (n, n_outputs) column targets."""
+    out = np.zeros((y.shape[0], layout.n_outputs))
+    for j, block in enumerate(layout.blocks):
+        if block.kind == "classification":
+            idx = y[:, j].astype(np.int64)
+            out[np.arange(len(idx)), block.start + idx] = 1.0
+        else:
+            out[:, block.start] = y[:, j]
+    return out
 
 
 def _load_heldout(

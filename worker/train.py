@@ -139,6 +139,9 @@ def train(
     bar.close()
     config_out = Path(config_out) if config_out else store_dir.parent / "streamfuse.yaml"
     _write_config(config_out, store_dir, names, kind, bootstrap)
+    if ds.extra:
+        multitask_config = config_out.with_name(config_out.stem + "-multitask.yaml")
+        _write_config(multitask_config, store_dir, list(MULTITASK_MODELS), "multitask", bootstrap)
     report.config_path = config_out
     return report
 
@@ -364,8 +367,11 @@ def _train_multitask(
 
 
 def _write_config(path: Path, store_dir: Path, names: list[str], kind: str, bootstrap: str) -> None:
-    strategy = "soft_vote" if kind == "classification" else "weighted_average"
-    shadows = [s for s in _strategies(kind) if s != strategy]
+    if kind == "multitask":
+        strategy, shadows = "multitask", ["weighted_average"]
+    else:
+        strategy = "soft_vote" if kind == "classification" else "weighted_average"
+        shadows = [s for s in _strategies(kind) if s != strategy]
     try:
         store_ref = str(store_dir.resolve().relative_to(path.resolve().parent))
     except ValueError:
