@@ -99,7 +99,7 @@ def fit_on_heldout(
 ) -> Strategy:
     P, y = heldout
     params = dict(ref.params)
-    names = getattr(cls, "param_names", lambda: [])()
+    names: list[str] = getattr(cls, "param_names", lambda: [])()
     if layout is not None and layout.is_multitask and "tasks" not in names:
         # A single-task strategy over a multi-task model set works column by column: the
         # targets become one column per output (one-hot for classification tasks).
