@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=2.0)
     p.add_argument("--out", type=Path, default=Path("streamfuse-report.html"))
 
+    from worker import bench
+
+    bench.add_parser(sub)
+
     p = sub.add_parser("store", help="inspect and manage model versions")
     p.add_argument("--store", type=Path, default=None, help="store directory")
     p.add_argument("--config", type=Path, default=None, help="or the config naming it")
@@ -110,6 +114,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _store(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "bench":
+        from worker import bench
+
+        return bench.main(args)
     raise AssertionError(args.command)
 
 

@@ -1,0 +1,105 @@
+"""``streamfuse bench --quick`` against the test broker: it runs and emits every figure.
+
+No timing assertions: the figures depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.kafka import Broker
+from worker import bench
+
+FIGURES = (
+    "n_events",
+    "n_naive_events",
+    "ceiling_eps",
+    "worker_eps",
+    "worker_eos_eps",
+    "two_workers_eps",
+    "naive_eps",
+    "latency_rate_eps",
+    "latency_sent_eps",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "worker_latency_p50_ms",
+    "worker_latency_p99_ms",
+    "ratio_worker_ceiling",
+    "ratio_worker_naive",
+    "ratio_eos_alo",
+    "ratio_two_one",
+    "rss_peak_mb",
+    "event_bytes",
+    "prediction_bytes",
+)
+PROFILE_STAGES = ("decode", "predict.rf", "predict.hgb", "predict.mlp", "predict.fanout")
+PROFILE_STAGES += ("combine.soft_vote", "encode", "process")
+
+
+def streamfuse_parser() -> argparse.ArgumentParser:
+    """The way the ``streamfuse`` CLI wires the subcommand in."""
+    parser = argparse.ArgumentParser(prog="streamfuse")
+    bench.add_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_quick_bench_emits_every_figure(
+    kafka: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, work = tmp_path / "bench.json", tmp_path / "work"
+    argv = ["bench", "--quick", "--bootstrap", kafka.bootstrap, "--json", str(out)]
+    args = streamfuse_parser().parse_args([*argv, "--workdir", str(work)])
+    assert bench.main(args) == 0
+
+    result = json.loads(out.read_text(encoding="utf-8"))
+    for name in FIGURES:
+        assert isinstance(result[name], int | float), name
+        assert result[name] > 0, name
+    machine = result["machine"]
+    assert machine["cpu_count"] > 0
+    assert machine["python"]
+    assert machine["kafka_python"]
+    assert set(PROFILE_STAGES) <= set(result["profile_ms"])
+    for section in ("profile_ms", "kafka_ms", "naive_ms", "worker_metrics"):
+        assert result[section], section
+        assert all(value > 0 for value in result[section].values()), section
+    assert set(result["kafka_ms"]) == {"poll", "send", "flush", "commit"}
+    assert set(result["targets"]) == set(bench.TARGETS)
+    table = capsys.readouterr().out
+    assert "| worker / ceiling |" in table
+    assert "| stage | ms per batch | µs per event |" in table
+
+
+def test_quick_plan_and_overrides() -> None:
+    parser = streamfuse_parser()
+    quick = bench.plan_from(parser.parse_args(["bench", "--quick"]))
+    full = bench.plan_from(parser.parse_args(["bench"]))
+    given = bench.plan_from(parser.parse_args(["bench", "--events", "1000", "--seed", "3"]))
+    assert quick.n_events < full.n_events
+    assert quick.n_naive < full.n_naive
+    assert quick.latency_s < full.latency_s
+    assert (given.n_events, given.seed, given.n_naive) == (1000, 3, full.n_naive)
+    assert quick.batch_events == full.batch_events == 512
+    assert quick.max_wait_ms == full.max_wait_ms == 20
+
+
+def test_targets_say_met_or_missed() -> None:
+    figures = {
+        "ratio_worker_ceiling": 0.8,
+        "ratio_worker_naive": 50.0,
+        "ratio_eos_alo": 0.85,
+        "latency_p99_ms": 51.0,
+    }
+    met = {name: spec["met"] for name, spec in bench.targets(figures).items()}
+    assert met == {
+        "ratio_worker_ceiling": True,
+        "ratio_worker_naive": False,
+        "ratio_eos_alo": True,
+        "latency_p99_ms": False,
+    }

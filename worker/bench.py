@@ -1,0 +1,967 @@
+"""``streamfuse bench``: the worker side by side with the Kafka ceiling and a naive loop.
+
+One run against one real broker, with the same events (32 float features, about 670 bytes of
+JSON), the same output size (a real prediction, about 450 bytes) and the same topic layout (2
+partitions everywhere):
+
+1. **ceiling**: kafka-python consume -> produce -> flush -> commit in batches of
+   ``batch.max_events`` with the worker's own client settings, no decoding, no models;
+2. **worker**: ``streamfuse run`` subprocesses serving RF + HGB + MLP with ``soft_vote`` and two
+   shadow strategies (:mod:`worker.bench_models`) on a pre-filled topic, once per
+   ``processing_guarantee``, then two processes in one group; peak RSS of the at_least_once
+   process; then end-to-end latency (receive time minus the event's ``ts``) with events
+   produced at half the at_least_once rate;
+3. **naive**: one event at a time: decode, three predict calls on one row, combine, encode,
+   produce, flush, commit;
+4. **profile**: each pipeline stage in process on one batch (:func:`profile_pipeline`), the
+   Kafka calls of the ceiling loop, and the worker's own histograms scraped under load.
+
+Throughput is events over the span of the outputs' CreateTime stamps (set by the producer at
+``send``), from the first output to the last, so start-up (imports, model loading, the group
+join) is left out. The two-worker topic is filled inside an open transaction that is committed
+only once both workers hold a partition, so neither starts alone.
+
+Timings depend on the machine and on whatever else runs on it; nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import kafka
+import numpy as np
+import orjson
+import yaml
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from model_store import ModelStore
+from worker import kafka_io
+from worker.bench_models import (
+    ACTIVE_STRATEGY,
+    MODEL_NAMES,
+    SHADOW_STRATEGIES,
+    build_store,
+    event_value,
+    profile_pipeline,
+)
+from worker.config import Settings, settings_from_dict
+from worker.encode import encode_predictions
+from worker.errors import WorkerError
+from worker.models import ModelSet
+from worker.strategies import build_strategies
+
+__all__ = [
+    "QUICK",
+    "TARGETS",
+    "BenchError",
+    "BenchPlan",
+    "add_parser",
+    "main",
+    "plan_from",
+    "render",
+    "run_bench",
+    "targets",
+]
+
+REPO = Path(__file__).resolve().parents[1]
+DEV_KAFKA = REPO / "dev" / "kafka"
+PARTITIONS = 2
+ASSIGNED = "partitions assigned: "
+
+
+class BenchError(WorkerError, RuntimeError):
+    """The benchmark could not run to the end (broker, worker process, missing outputs)."""
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What one run measures; ``quick`` and ``full`` differ only in sizes."""
+
+    n_events: int = 50_000
+    n_naive: int = 300
+    latency_s: float = 20.0
+    latency_warmup_s: float = 2.0
+    profile_repeats: int = 20
+    batch_events: int = 512
+    max_wait_ms: int = 20
+    seed: int = 0
+
+
+QUICK = BenchPlan(
+    n_events=3_000, n_naive=100, latency_s=4.0, latency_warmup_s=1.0, profile_repeats=5
+)
+
+
+def _say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# -- broker and topics ------------------------------------------------------------------------
+
+
+@contextmanager
+def broker(bootstrap: str | None, port: int) -> Iterator[str]:
+    """``bootstrap`` as given; else ``dev/kafka`` on ``port`` (stopped after if started here)."""
+    if bootstrap:
+        yield bootstrap
+        return
+    if not DEV_KAFKA.is_file():
+        raise BenchError(f"{DEV_KAFKA} not found: give --bootstrap HOST:PORT of a running broker")
+    env = {**os.environ, "KAFKA_PORT": str(port)}
+    already_up = subprocess.run([DEV_KAFKA, "status"], env=env, capture_output=True).returncode == 0
+    out = subprocess.run([DEV_KAFKA, "start"], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise BenchError(f"dev/kafka start failed:\n{out.stdout}\n{out.stderr}")
+    try:
+        yield out.stdout.strip().splitlines()[-1]
+    finally:
+        if not already_up:
+            subprocess.run([DEV_KAFKA, "stop"], env=env, capture_output=True)
+
+
+@dataclass
+class Topics:
+    """Uniquely named topics of one run, created on demand and deleted at the end."""
+
+    admin: KafkaAdminClient
+    run_id: str
+    created: list[str] = field(default_factory=list)
+
+    def make(self, role: str) -> str:
+        name = f"bench-{self.run_id}-{role}"
+        self.admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+        self.admin.wait_for_topics([name], timeout_ms=30_000)
+        self.created.append(name)
+        return name
+
+    def delete(self) -> None:
+        try:
+            self.admin.delete_topics(self.created)
+        except KafkaError:
+            pass  # best effort: they are uniquely named and harmless
+
+
+@dataclass
+class Filled:
+    """A topic holding the events in a transaction left open: invisible to ``read_committed``
+    readers (the worker, the ceiling loop) until :meth:`open` commits it."""
+
+    topic: str
+    ends: dict[TopicPartition, int]  # each partition's offset after its last event
+    gate: KafkaProducer
+    closed: bool = False
+
+    @property
+    def n_events(self) -> int:
+        return sum(self.ends.values())
+
+    def open(self) -> None:
+        self.gate.commit_transaction()
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.gate.close(timeout=10)
+
+
+def fill_gated(
+    bootstrap: str, topic: str, keys: Sequence[bytes], values: Sequence[bytes]
+) -> Filled:
+    gate = KafkaProducer(
+        bootstrap_servers=bootstrap,
+        transactional_id=f"{topic}-gate",
+        transaction_timeout_ms=600_000,
+        linger_ms=5,
+        batch_size=256 * 1024,
+    )
+    gate.init_transactions()
+    gate.begin_transaction()
+    futures = [gate.send(topic, key=k, value=v) for k, v in zip(keys, values, strict=True)]
+    gate.flush()
+    ends: dict[TopicPartition, int] = {}
+    for future in futures:
+        meta = future.get(timeout=60)
+        tp = TopicPartition(meta.topic, meta.partition)
+        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+    return Filled(topic, ends, gate)
+
+
+def wait_committed(
+    admin: KafkaAdminClient,
+    group: str,
+    ends: dict[TopicPartition, int],
+    timeout_s: float,
+    check: Callable[[], None] = lambda: None,
+) -> None:
+    """Until ``group`` has committed every partition up to ``ends``; ``check`` raises on trouble."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            offsets = admin.list_group_offsets(group).get(group, {})
+        except KafkaError:
+            offsets = {}
+        if all(tp in offsets and (offsets[tp].offset or 0) >= end for tp, end in ends.items()):
+            return
+        check()
+        if time.monotonic() > deadline:
+            raise BenchError(f"group {group} did not commit {ends} within {timeout_s:.0f}s")
+        time.sleep(0.1)
+
+
+def output_stamps(bootstrap: str, topic: str, expected: int, timeout_s: float = 120) -> np.ndarray:
+    """CreateTime (epoch ms) of the first ``expected`` committed records of ``topic``."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        fetch_max_bytes=50 << 20,
+        max_partition_fetch_bytes=8 << 20,
+    )
+    stamps: list[int] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout_s
+        while len(stamps) < expected and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                stamps.extend(r.timestamp for r in records)
+    finally:
+        consumer.close()
+    if len(stamps) < expected:
+        raise BenchError(f"{topic}: {len(stamps)} outputs, expected {expected}")
+    return np.asarray(stamps, dtype=np.float64)
+
+
+def events_per_second(stamps_ms: np.ndarray) -> float:
+    """Events over the span from the first output to the last (at least 1 ms)."""
+    span_s = max(float(stamps_ms.max() - stamps_ms.min()), 1.0) / 1000
+    return len(stamps_ms) / span_s
+
+
+# -- the worker as a subprocess ---------------------------------------------------------------
+
+
+def worker_config(
+    bootstrap: str,
+    store: Path,
+    topics: dict[str, str],
+    group: str,
+    plan: BenchPlan,
+    guarantee: str = "at_least_once",
+    instance: int = 0,
+    metrics_port: int = 0,
+) -> dict[str, Any]:
+    return {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": group,
+            "processing_guarantee": guarantee,
+            "instance_id": str(instance),
+        },
+        "topics": {**topics, "labels": None},
+        "batch": {"max_events": plan.batch_events, "max_wait_ms": plan.max_wait_ms},
+        "store": str(store),
+        "models": [{"name": n} for n in MODEL_NAMES],
+        "strategy": {"name": ACTIVE_STRATEGY},
+        "shadow_strategies": [{"name": n} for n in SHADOW_STRATEGIES],
+        "on_model_error": {"policy": "renormalize", "min_models": 2, "timeout_ms": 1000},
+        "metrics": {"enabled": metrics_port > 0, "host": "127.0.0.1", "port": metrics_port},
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class WorkerProcess:
+    """``streamfuse run`` in a child process, its log in a file, its /metrics on a free port."""
+
+    def __init__(self, workdir: Path, name: str, config: dict[str, Any]) -> None:
+        self.name = name
+        self.metrics_port = _free_port()
+        metrics = {"enabled": True, "host": "127.0.0.1", "port": self.metrics_port}
+        config = {**config, "metrics": metrics}
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        self.log_path = workdir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "run", "--config", str(self.config_path)],
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def check(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise BenchError(f"worker {self.name} exited with {self.proc.returncode}:\n{tail}")
+
+    def assigned(self) -> bool:
+        self.check()
+        return self.assignment() is not None
+
+    def assignment(self) -> list[str] | None:
+        """The partitions of the latest assignment in the log, or None before the first one."""
+        lines = [
+            ln for ln in self.log_path.read_text(errors="replace").splitlines() if ASSIGNED in ln
+        ]
+        if not lines:
+            return None
+        listed = lines[-1].split(ASSIGNED, 1)[1].strip()
+        return [] if listed == "none" else listed.split(", ")
+
+    def peak_rss_mib(self) -> float:
+        """VmHWM: the resident set's high-water mark so far, in MiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise BenchError("no VmHWM in /proc/PID/status (Linux only)")
+
+    def metrics(self) -> dict[str, float]:
+        """Means of the worker's histograms: batch size, batch time, predict and combine times."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        sums: dict[str, float] = defaultdict(float)
+        counts: dict[str, float] = defaultdict(float)
+        wanted = {
+            "streamfuse_batch_size": "batch_size",
+            "streamfuse_batch_processing_seconds": "batch_processing_ms",
+            "streamfuse_model_predict_seconds": "predict_ms",
+            "streamfuse_combine_seconds": "combine_ms",
+        }
+        for family in text_string_to_metric_families(text):
+            short = wanted.get(family.name)
+            if short is None:
+                continue
+            for sample in family.samples:
+                label = sample.labels.get("model") or sample.labels.get("strategy")
+                key = f"{short}.{label}" if label else short
+                if sample.name.endswith("_sum"):
+                    sums[key] += sample.value
+                elif sample.name.endswith("_count"):
+                    counts[key] += sample.value
+        scale = {"batch_size": 1.0}
+        return {
+            k: sums[k] / counts[k] * scale.get(k, 1000.0) for k in sorted(sums) if counts[k] > 0
+        }
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(20)
+        self._log.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(0.02)
+
+
+# -- the phases -------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What every phase shares."""
+
+    bootstrap: str
+    admin: KafkaAdminClient
+    topics: Topics
+    store: Path
+    workdir: Path
+    plan: BenchPlan
+    rows: np.ndarray
+    dead_letter: str = ""
+
+    def group(self, role: str) -> str:
+        return f"bench-{self.topics.run_id}-{role}"
+
+    def config(self, role: str, input_topic: str, output: str, **kw: Any) -> dict[str, Any]:
+        topics = {"input": input_topic, "output": output, "dead_letter": self.dead_letter}
+        return worker_config(self.bootstrap, self.store, topics, self.group(role), self.plan, **kw)
+
+    def settings(self, role: str, input_topic: str, output: str) -> Settings:
+        return settings_from_dict(self.config(role, input_topic, output))
+
+    def commit_timeout(self) -> float:
+        return 120 + self.plan.n_events / 200
+
+
+def run_ceiling(run: Run, filled: Filled, value: bytes) -> tuple[float, dict[str, float]]:
+    """Pass-through events/s, and median ms per full batch of poll, send, flush and commit.
+
+    Every output has the size of a real prediction (``value``) and the worker's header.
+    """
+    settings = run.settings("ceiling", filled.topic, run.topics.make("ceiling-out"))
+    producer = kafka_io.output_producer(settings)
+    consumer = kafka_io.input_consumer(settings)
+    output = settings.topics.output
+    max_events, max_wait = settings.batch.max_events, settings.batch.max_wait_ms / 1000
+    laps: list[tuple[int, float, float, float, float]] = []  # size, poll, send, flush, commit
+    n_total = filled.n_events
+    done = 0
+
+    def assigned() -> bool:
+        # Polls drive the group join; 200 ms as the worker's idle polls (much shorter ones
+        # once left kafka-python's join hanging after "performing partition assignments").
+        if consumer.poll(timeout_ms=200):
+            raise BenchError("the ceiling consumer read events before the gate opened")
+        return len(consumer.assignment()) == PARTITIONS
+
+    try:
+        wait_until(assigned, 60, "the ceiling consumer's assignment")
+        filled.open()
+        deadline = time.monotonic() + run.commit_timeout()
+        while done < n_total:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the ceiling loop read {done} of {n_total} events in time")
+            t0 = time.perf_counter()
+            batch = _poll_batch(consumer, max_events, max_wait)
+            if not batch:
+                continue
+            t1 = time.perf_counter()
+            futures = [
+                producer.send(
+                    output,
+                    key=r.key,
+                    value=value,
+                    headers=[("streamfuse.source", f"{r.topic}:{r.partition}:{r.offset}".encode())],
+                )
+                for r in batch
+            ]
+            t2 = time.perf_counter()
+            producer.flush()
+            for future in futures:
+                future.get(timeout=0)
+            t3 = time.perf_counter()
+            last: dict[TopicPartition, int] = {}
+            for r in batch:
+                last[TopicPartition(r.topic, r.partition)] = r.offset
+            consumer.commit({tp: OffsetAndMetadata(o + 1, None, -1) for tp, o in last.items()})
+            t4 = time.perf_counter()
+            done += len(batch)
+            laps.append((len(batch), t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+    finally:
+        consumer.close(autocommit=False)
+        producer.close(timeout=10)
+    eps = events_per_second(output_stamps(run.bootstrap, output, n_total))
+    # Full batches only, when there are any, so that per-batch costs compare with the profile.
+    full = [lap for lap in laps if lap[0] == max_events] or laps
+    medians = np.median(np.asarray(full)[:, 1:], axis=0) * 1000
+    kafka_ms = dict(zip(("poll", "send", "flush", "commit"), medians.tolist(), strict=True))
+    return eps, kafka_ms
+
+
+def _poll_batch(consumer: KafkaConsumer, max_events: int, max_wait: float) -> list[Any]:
+    """As the worker polls: up to ``max_events``, at most ``max_wait`` after the first record."""
+    batch: list[Any] = []
+    deadline = 0.0
+    while len(batch) < max_events:
+        if batch:
+            timeout_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+        else:
+            timeout_ms = 200
+        for records in consumer.poll(
+            timeout_ms=timeout_ms, max_records=max_events - len(batch)
+        ).values():
+            batch.extend(records)
+        if not batch:
+            return []
+        if not deadline:
+            deadline = time.monotonic() + max_wait
+        if time.monotonic() >= deadline:
+            break
+    return batch
+
+
+@dataclass
+class WorkerFigures:
+    eps: float
+    rss_mib: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def run_workers(
+    run: Run,
+    role: str,
+    filled: Filled,
+    n_processes: int = 1,
+    guarantee: str = "at_least_once",
+) -> WorkerFigures:
+    """Saturation events/s of ``n_processes`` workers in one group; peak RSS and histogram
+    means of the first. The events become visible once the workers share the partitions."""
+    output = run.topics.make(f"{role}-out")
+    procs: list[WorkerProcess] = []
+    try:
+        for i in range(n_processes):
+            config = run.config(role, filled.topic, output, guarantee=guarantee, instance=i)
+            procs.append(WorkerProcess(run.workdir, f"{role}-{i}", config))
+
+        def check() -> None:
+            for p in procs:
+                p.check()
+
+        def sharing() -> bool:
+            check()
+            held = [len(p.assignment() or []) for p in procs]
+            return min(held) >= 1 and sum(held) == PARTITIONS
+
+        wait_until(sharing, 120, f"{n_processes} worker(s) sharing {PARTITIONS} partitions")
+        filled.open()
+        wait_committed(run.admin, run.group(role), filled.ends, run.commit_timeout(), check)
+        figures = WorkerFigures(0.0, procs[0].peak_rss_mib(), procs[0].metrics())
+    finally:
+        for p in procs:
+            p.stop()
+    figures.eps = events_per_second(output_stamps(run.bootstrap, output, filled.n_events))
+    return figures
+
+
+def run_latency(run: Run, rate: float) -> dict[str, float]:
+    """End-to-end latency percentiles (ms) with events produced at ``rate`` per second."""
+    plan = run.plan
+    input_topic, output = run.topics.make("latency-in"), run.topics.make("latency-out")
+    worker = WorkerProcess(run.workdir, "latency", run.config("latency", input_topic, output))
+    received: dict[str, float] = {}
+    in_worker: dict[str, float] = {}
+    stop = threading.Event()
+
+    def consume() -> None:
+        consumer = KafkaConsumer(
+            bootstrap_servers=run.bootstrap, group_id=None, enable_auto_commit=False
+        )
+        tps = [TopicPartition(output, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        try:
+            while not stop.is_set():
+                for records in consumer.poll(timeout_ms=50).values():
+                    now = time.time()
+                    for r in records:
+                        doc = orjson.loads(r.value)
+                        received[doc["id"]] = now
+                        in_worker[doc["id"]] = doc["latency_ms"]
+        finally:
+            consumer.close()
+
+    reader = threading.Thread(target=consume, name="bench-latency-reader", daemon=True)
+    n = int(rate * (plan.latency_s + plan.latency_warmup_s))
+    rows = np.resize(run.rows, (n, run.rows.shape[1])).tolist()
+    ids = [f"lat-{i}" for i in range(n)]
+    sent_at = np.zeros(n)
+    producer = KafkaProducer(bootstrap_servers=run.bootstrap, linger_ms=1, acks="all")
+    try:
+        wait_until(worker.assigned, 120, "the latency worker's partition assignment")
+        reader.start()
+        start = time.perf_counter()
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sent_at[i] = ts = time.time()
+            producer.send(input_topic, key=ids[i].encode(), value=event_value(ids[i], rows[i], ts))
+        producer.flush()
+        achieved = n / (sent_at[-1] - sent_at[0]) if n > 1 else rate
+        wait_until(lambda: len(received) >= n, 60, f"{n} predictions of the latency phase")
+    finally:
+        stop.set()
+        producer.close(timeout=10)
+        worker.stop()
+        if reader.is_alive():
+            reader.join(10)
+    skip = int(rate * plan.latency_warmup_s)
+    e2e = np.array([received[ids[i]] - sent_at[i] for i in range(skip, n)]) * 1000
+    own = np.array([in_worker[ids[i]] for i in range(skip, n)])
+    return {
+        "latency_p50_ms": float(np.percentile(e2e, 50)),
+        "latency_p99_ms": float(np.percentile(e2e, 99)),
+        "latency_max_ms": float(e2e.max()),
+        "worker_latency_p50_ms": float(np.percentile(own, 50)),
+        "worker_latency_p99_ms": float(np.percentile(own, 99)),
+        "n_latency_events": float(n - skip),
+        "latency_sent_eps": float(achieved),
+    }
+
+
+class _Laps:
+    """Seconds spent per named stage of a loop, lap after lap."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = defaultdict(float)
+        self.last = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.totals[stage] += now - self.last
+        self.last = now
+
+
+def run_naive(run: Run, input_topic: str) -> tuple[float, dict[str, float]]:
+    """Events/s of a one-event-at-a-time loop in this process (models loaded once, up front),
+    and the mean ms per event of each of its steps."""
+    settings = run.settings("naive", input_topic, run.topics.make("naive-out"))
+    store = ModelStore(settings.store)
+    model_set = ModelSet(store, settings.models)
+    strategies = build_strategies(store, model_set, settings.strategy, settings.shadow_strategies)
+    versions = [m.version for m in model_set.models]
+    available = np.ones(len(versions), dtype=bool)
+    for model in model_set.models:
+        model.predict_outputs(run.rows[:1])  # first calls build thread pools: not per event
+    producer = kafka_io.output_producer(settings)
+    consumer = kafka_io.input_consumer(settings)
+    done, started = 0, 0.0
+    laps = _Laps()
+    deadline = time.monotonic() + 300
+    try:
+        while done < run.plan.n_naive:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the naive loop handled {done} of {run.plan.n_naive} in 300s")
+            polled = consumer.poll(timeout_ms=500, max_records=1)
+            if not started and polled:
+                started = laps.last = time.perf_counter()  # the group join is not per event
+            laps("poll")
+            for tp, records in polled.items():
+                for r in records:
+                    doc = orjson.loads(r.value)
+                    x = np.asarray([doc["features"]], dtype=np.float64)
+                    laps("decode")
+                    outputs = []
+                    for model in model_set.models:
+                        outputs.append(model.predict_outputs(x))
+                        laps(f"predict.{model.name}")
+                    P = np.stack(outputs)
+                    combined = {s.name: s.combiner.combine(P) for s in strategies}
+                    laps("combine")
+                    [value] = encode_predictions(
+                        ids=[doc["id"]],
+                        layout=model_set.layout,
+                        strategy=strategies[0].name,
+                        combined=combined[strategies[0].name],
+                        model_names=model_set.names,
+                        model_versions=versions,
+                        P=P,
+                        available=available,
+                        failure_kinds={},
+                        shadows={s.name: combined[s.name] for s in strategies[1:]},
+                        latency_ms=0.0,
+                    )
+                    laps("encode")
+                    producer.send(settings.topics.output, key=r.key, value=value)
+                    producer.flush()
+                    laps("send_flush")
+                    consumer.commit({tp: OffsetAndMetadata(r.offset + 1, None, -1)})
+                    laps("commit")
+                    done += 1
+        took = time.perf_counter() - started
+    finally:
+        consumer.close(autocommit=False)
+        producer.close(timeout=10)
+    return done / took, {k: v / done * 1000 for k, v in laps.totals.items()}
+
+
+# -- the whole run ----------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    try:
+        import crc32c  # noqa: F401
+
+        has_crc32c = True
+    except ImportError:
+        has_crc32c = False
+    return {
+        "cpu_count": os.cpu_count() or 0,
+        "python": platform.python_version(),
+        "kafka_python": kafka.__version__,
+        "crc32c": has_crc32c,
+        "platform": platform.platform(),
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+    }
+
+
+def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
+    """Every phase against the broker at ``bootstrap``; the figures as one flat-ish dict."""
+    started = time.perf_counter()
+    result: dict[str, Any] = {"machine": machine_info()}
+    store = workdir / "store"
+    store.mkdir(parents=True, exist_ok=True)
+    _say("training RF, HGB and MLP and publishing them with the fitted strategies")
+    rows = build_store(store, plan.seed)
+    n = plan.n_events
+    X = np.resize(rows, (n, rows.shape[1])).tolist()
+    now = time.time()
+    keys = [f"e-{i}".encode() for i in range(n)]
+    values = [event_value(f"e-{i}", X[i], now) for i in range(n)]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streamfuse-bench")
+    topics = Topics(admin, uuid.uuid4().hex[:8])
+    with ExitStack() as cleanup:
+        cleanup.callback(admin.close)
+        cleanup.callback(topics.delete)
+        run = Run(bootstrap, admin, topics, store, workdir, plan, rows)
+        run.dead_letter = topics.make("dlq")
+
+        def fill(role: str) -> Filled:
+            _say(f"filling a topic with {n:,} events for {role}")
+            filled = fill_gated(bootstrap, topics.make(role), keys, values)
+            cleanup.callback(filled.close)
+            return filled
+
+        _say("profiling the pipeline stages in process")
+        stages, prediction = profile_pipeline(
+            run.settings("profile", "in", "out"), values[: plan.batch_events], plan.profile_repeats
+        )
+        ceiling_in = fill("ceiling-in")
+        _say("ceiling: consume -> produce -> flush -> commit, no models")
+        ceiling_eps, kafka_ms = run_ceiling(run, ceiling_in, prediction)
+        _say(f"ceiling {ceiling_eps:,.0f} events/s; now the worker, at_least_once")
+        alo = run_workers(run, "alo", fill("alo-in"))
+        _say(f"worker {alo.eps:,.0f} events/s; now exactly_once")
+        eos = run_workers(run, "eos", fill("eos-in"), guarantee="exactly_once")
+        _say(f"exactly_once {eos.eps:,.0f} events/s; now two workers, one partition each")
+        two = run_workers(run, "two", fill("two-in"), n_processes=2)
+        rate = alo.eps / 2
+        _say(f"two workers {two.eps:,.0f} events/s; now latency at {rate:,.0f} events/s")
+        latency = run_latency(run, rate)
+        _say(f"p99 {latency['latency_p99_ms']:.1f} ms; now the naive loop, {plan.n_naive} events")
+        naive_eps, naive_ms = run_naive(run, ceiling_in.topic)
+
+    result.update(
+        n_events=n,
+        n_naive_events=plan.n_naive,
+        batch_events=plan.batch_events,
+        max_wait_ms=plan.max_wait_ms,
+        event_bytes=len(values[0]),
+        prediction_bytes=len(prediction),
+        ceiling_eps=ceiling_eps,
+        worker_eps=alo.eps,
+        worker_eos_eps=eos.eps,
+        two_workers_eps=two.eps,
+        naive_eps=naive_eps,
+        latency_rate_eps=rate,
+        **latency,
+        ratio_worker_ceiling=alo.eps / ceiling_eps,
+        ratio_worker_naive=alo.eps / naive_eps,
+        ratio_eos_alo=eos.eps / alo.eps,
+        ratio_two_one=two.eps / alo.eps,
+        rss_peak_mb=alo.rss_mib,
+        profile_ms={k: v * 1000 for k, v in stages.items()},
+        kafka_ms=kafka_ms,
+        naive_ms=naive_ms,
+        worker_metrics=alo.metrics,
+        duration_s=time.perf_counter() - started,
+    )
+    result["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    result["targets"] = targets(result)
+    return result
+
+
+TARGETS = {  # figure: (threshold, "min" or "max")
+    "ratio_worker_ceiling": (0.7, "min"),
+    "ratio_worker_naive": (100.0, "min"),
+    "ratio_eos_alo": (0.85, "min"),
+    "latency_p99_ms": (50.0, "max"),
+}
+
+
+def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, (threshold, kind) in TARGETS.items():
+        value = float(result[name])
+        met = value >= threshold if kind == "min" else value <= threshold
+        out[name] = {"value": value, "target": threshold, "kind": kind, "met": met}
+    return out
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def render(result: dict[str, Any]) -> str:
+    """The figures as markdown tables."""
+    t = result["targets"]
+
+    def target(name: str) -> str:
+        spec = t[name]
+        sign = ">=" if spec["kind"] == "min" else "<="
+        return f"{sign} {spec['target']:g}: {'met' if spec['met'] else 'MISSED'}"
+
+    eps = "{:,.0f} events/s".format
+    rows = [
+        ("ceiling (consume, produce, flush, commit)", eps(result["ceiling_eps"]), ""),
+        ("worker, at_least_once", eps(result["worker_eps"]), ""),
+        ("worker, exactly_once", eps(result["worker_eos_eps"]), ""),
+        ("two workers, 2 partitions", eps(result["two_workers_eps"]), ""),
+        ("naive, one event at a time", eps(result["naive_eps"]), ""),
+        (
+            "worker / ceiling",
+            f"{result['ratio_worker_ceiling']:.2f}",
+            target("ratio_worker_ceiling"),
+        ),
+        ("worker / naive", f"{result['ratio_worker_naive']:.0f}", target("ratio_worker_naive")),
+        ("exactly_once / at_least_once", f"{result['ratio_eos_alo']:.2f}", target("ratio_eos_alo")),
+        ("two workers / one", f"{result['ratio_two_one']:.2f}", ""),
+        (
+            f"latency p50 at {result['latency_sent_eps']:,.0f} events/s",
+            f"{result['latency_p50_ms']:.1f} ms",
+            "",
+        ),
+        ("latency p99", f"{result['latency_p99_ms']:.1f} ms", target("latency_p99_ms")),
+        (
+            "latency inside the worker p50 / p99 (its latency_ms)",
+            f"{result['worker_latency_p50_ms']:.1f} / {result['worker_latency_p99_ms']:.1f} ms",
+            "",
+        ),
+        ("peak RSS of one worker (VmHWM)", f"{result['rss_peak_mb']:.0f} MiB", ""),
+    ]
+    m = result["machine"]
+    lines = [
+        f"streamfuse bench: {result['n_events']:,} events of {result['event_bytes']} bytes, "
+        f"batches of {result['batch_events']}, max_wait_ms {result['max_wait_ms']}; "
+        f"{m['cpu_count']} CPUs, Python {m['python']}, kafka-python {m['kafka_python']}, "
+        f"load {m['loadavg_1m_at_start']} -> {m['loadavg_1m_at_end']}",
+        "",
+        "| figure | value | target |",
+        "|---|---:|---|",
+        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        "",
+        f"Per batch of {result['batch_events']} events (medians):",
+        "",
+        "| stage | ms per batch | µs per event |",
+        "|---|---:|---:|",
+    ]
+    n = result["batch_events"]
+    per_batch = {**result["profile_ms"], **{f"kafka.{k}": v for k, v in result["kafka_ms"].items()}}
+    for name, ms in per_batch.items():
+        per_event = "" if name.endswith(".row") else f"{ms * 1000 / n:.1f}"
+        lines.append(f"| {name} | {ms:.2f} | {per_event} |")
+    lines += ["", "The naive loop, mean ms per event:", "", "| step | ms |", "|---|---:|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in result["naive_ms"].items()]
+    lines += ["", "The at_least_once worker's own histograms (means over the run):", ""]
+    lines += ["| metric | mean |", "|---|---:|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in result["worker_metrics"].items()]
+    return "\n".join(lines)
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="a short run (3,000 events)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--bootstrap", default=None, help="a running broker (default: dev/kafka)")
+    parser.add_argument(
+        "--kafka-port", type=int, default=39092, help="port for dev/kafka without --bootstrap"
+    )
+    parser.add_argument("--events", type=int, default=None, help="events per saturation run")
+    parser.add_argument("--naive-events", type=int, default=None)
+    parser.add_argument("--latency-seconds", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep the store, configs and worker logs here"
+    )
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` to the ``streamfuse`` subcommands; dispatch to :func:`main`."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark the worker against the Kafka ceiling and a naive loop",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    return parser
+
+
+def plan_from(args: argparse.Namespace) -> BenchPlan:
+    plan = QUICK if args.quick else BenchPlan()
+    overrides: dict[str, Any] = {"seed": args.seed}
+    if args.events is not None:
+        overrides["n_events"] = args.events
+    if args.naive_events is not None:
+        overrides["n_naive"] = args.naive_events
+    if args.latency_seconds is not None:
+        overrides["latency_s"] = args.latency_seconds
+    return replace(plan, **overrides)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the benchmark; print the tables, write ``--json``. Returns the exit code."""
+    plan = plan_from(args)
+    if min(plan.n_events, plan.n_naive) < 1 or plan.latency_s <= 0:
+        print(
+            "streamfuse bench: --events, --naive-events and --latency-seconds must be > 0",
+            file=sys.stderr,
+        )
+        return 2
+    with ExitStack() as stack:
+        if args.workdir is not None:
+            workdir = args.workdir
+            workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            workdir = Path(tempfile.mkdtemp(prefix="streamfuse-bench-"))
+            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        try:
+            bootstrap = stack.enter_context(broker(args.bootstrap, args.kafka_port))
+            result = run_bench(bootstrap, plan, workdir)
+        except (WorkerError, KafkaError) as exc:
+            print(f"streamfuse bench: {exc}", file=sys.stderr)
+            return 1
+    print(render(result))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _cli(argv: Sequence[str] | None = None) -> int:
+    from worker.logs import configure_logging
+
+    parser = argparse.ArgumentParser(
+        prog="python -m worker.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    configure_logging("WARNING")
+    return main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(_cli())

@@ -1,0 +1,224 @@
+"""The benchmark's model set, its events, and an in-process profile of the pipeline stages.
+
+:func:`build_store` trains the ensemble of the performance issue on a seeded synthetic data set
+(``make_classification``, 32 float features, 2 classes): a random forest (100 trees, depth 12),
+histogram gradient boosting (100 iterations) and a torch MLP (32-128-128-2, trained with
+:func:`worker.train.fit_torch`), and publishes them the way ``streamfuse train`` does, with
+``soft_vote``, ``hard_vote`` and ``weighted_average`` fitted on a held-out split.
+
+:func:`profile_pipeline` times each stage of :class:`worker.pipeline.Pipeline` on one recorded
+batch, without Kafka: decode, each model's predict (alone, and fanned out in parallel as the
+worker does), each strategy's combine, encode, and the whole ``process`` call.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import torch
+from sklearn.datasets import make_classification
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from threadpoolctl import threadpool_limits
+
+import combiners
+from model_store import ModelStore
+from worker.config import Settings
+from worker.decode import decode_batch
+from worker.encode import encode_predictions
+from worker.models import ModelSet
+from worker.pipeline import Pipeline
+from worker.strategies import HELDOUT_DATASET, build_strategies
+from worker.train import fit_torch
+
+__all__ = [
+    "ACTIVE_STRATEGY",
+    "MODEL_NAMES",
+    "N_FEATURES",
+    "SHADOW_STRATEGIES",
+    "BenchRecord",
+    "build_store",
+    "event_value",
+    "profile_pipeline",
+]
+
+N_FEATURES = 32
+MODEL_NAMES = ("rf", "hgb", "mlp")
+ACTIVE_STRATEGY = "soft_vote"
+SHADOW_STRATEGIES = ("hard_vote", "weighted_average")
+MLP_SPEC = {
+    "arch": "mlp",
+    "n_inputs": N_FEATURES,
+    "hidden": [128, 128],
+    "n_outputs": 2,
+    "task": "classification",
+}
+
+
+@dataclass
+class BenchRecord:
+    """A consumed record as the pipeline reads it, for the in-process profile."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """BLAS/OpenMP pools and torch's intra-op pool limited to one thread, then restored."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def build_store(
+    root: Path, seed: int = 0, n_samples: int = 5_000, mlp_epochs: int = 100
+) -> np.ndarray:
+    """Train and publish the three models and the fitted strategies into a store at ``root``.
+
+    Training runs with one thread per pool (HGB's OpenMP training crawls on a busy 2-core
+    machine) on 3/5 of ``n_samples`` rows: few enough that HGB does not stop early (all 100
+    iterations are built) and many enough that every tree of the forest reaches depth 12, so the
+    prediction cost is that of the specified models.
+
+    Returns
+    -------
+    ndarray of shape (n_samples // 5, 32)
+        Rows none of the models or strategies saw, to send as events.
+    """
+    X, y = make_classification(
+        n_samples=n_samples,
+        n_features=N_FEATURES,
+        n_informative=12,
+        n_redundant=4,
+        flip_y=0.02,
+        random_state=seed,
+    )
+    n_train, n_heldout = n_samples * 3 // 5, n_samples // 5
+    X_tr, y_tr = X[:n_train], y[:n_train]
+    X_ho, y_ho = X[n_train : n_train + n_heldout], y[n_train : n_train + n_heldout]
+    with _one_thread():
+        rf = RandomForestClassifier(100, max_depth=12, random_state=seed, n_jobs=1).fit(X_tr, y_tr)
+        hgb = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(X_tr, y_tr)
+        mlp = fit_torch(MLP_SPEC, X_tr, [("mlp", y_tr)], seed, epochs=mlp_epochs)
+    store = ModelStore(root)
+    schema = {"n_features": N_FEATURES, "feature_names": None}
+    common: dict[str, Any] = {"input_schema": schema, "task": "classification", "classes": [0, 1]}
+    versions = {
+        "rf": store.publish("rf", rf, framework="sklearn", output_kind="proba", **common),
+        "hgb": store.publish("hgb", hgb, framework="sklearn", output_kind="proba", **common),
+        "mlp": store.publish(
+            "mlp", mlp, framework="torch", output_kind="proba", spec=MLP_SPEC, **common
+        ),
+    }
+    # As streamfuse train does: strategies see the outputs of the models as the store serves them.
+    P_ho = np.stack([store.load(n, versions[n]).predict_outputs(X_ho) for n in MODEL_NAMES])
+    store.publish_dataset(HELDOUT_DATASET, {"X": X_ho, "y": y_ho})
+    for name in (ACTIVE_STRATEGY, *SHADOW_STRATEGIES):
+        fitted = combiners.get_combiner(name, task="classification").fit(P_ho, y_ho)
+        meta, arrays = combiners.save_state(fitted)
+        store.publish_strategy(name, meta, arrays, versions)
+    return np.asarray(X[n_train + n_heldout :], dtype=np.float64)
+
+
+def event_value(event_id: str, row: list[float], ts: float) -> bytes:
+    """A feature event as the worker reads it (``../shared/DESIGN.md``)."""
+    return orjson.dumps({"id": event_id, "features": row, "ts": ts})
+
+
+def _median_seconds(call: Callable[[], object], repeats: int) -> float:
+    call()  # warm-up: first calls allocate and build thread pools
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def profile_pipeline(
+    settings: Settings, values: Sequence[bytes], repeats: int = 20
+) -> tuple[dict[str, float], bytes]:
+    """Median seconds per stage on one batch of ``values``, and one encoded prediction.
+
+    Stage names: ``decode``, ``predict.<model>`` (one model alone, default thread pools),
+    ``predict.<model>.1thread`` (pools limited to one thread), ``predict.<model>.row`` (one
+    event per call, as a naive loop does), ``predict.fanout`` (all models in parallel threads,
+    as the worker runs them), ``combine.<strategy>``, ``encode`` and ``process`` (the whole
+    :meth:`Pipeline.process` call).
+    """
+    store = ModelStore(settings.store)
+    model_set = ModelSet(store, settings.models)
+    strategies = build_strategies(store, model_set, settings.strategy, settings.shadow_strategies)
+    pipeline = Pipeline(
+        model_set, strategies, settings.on_model_error, settings.validation.max_event_bytes
+    )
+    records = [
+        BenchRecord(settings.topics.input, 0, i, f"k{i}".encode(), v) for i, v in enumerate(values)
+    ]
+    values = list(values)
+    schema, max_bytes = model_set.schema, settings.validation.max_event_bytes
+    decoded = decode_batch(values, schema, max_bytes)
+    X, n_outputs = decoded.X, model_set.layout.n_outputs
+    timings: dict[str, float] = defaultdict(float)
+    timings["decode"] = _median_seconds(lambda: decode_batch(values, schema, max_bytes), repeats)
+    for model in model_set.models:
+        timings[f"predict.{model.name}"] = _median_seconds(
+            partial(model.predict_outputs, X), repeats
+        )
+    with _one_thread():
+        for model in model_set.models:
+            timings[f"predict.{model.name}.1thread"] = _median_seconds(
+                partial(model.predict_outputs, X), repeats
+            )
+    for model in model_set.models:
+        timings[f"predict.{model.name}.row"] = _median_seconds(
+            partial(model.predict_outputs, X[:1]), repeats
+        )
+    fan = pipeline.fanout.predict(model_set.predict_fns, X, n_outputs)
+    timings["predict.fanout"] = _median_seconds(
+        lambda: pipeline.fanout.predict(model_set.predict_fns, X, n_outputs), repeats
+    )
+    outputs = {}
+    for strategy in strategies:
+        outputs[strategy.name] = strategy.combiner.combine(fan.P, available=fan.available)
+        timings[f"combine.{strategy.name}"] = _median_seconds(
+            partial(strategy.combiner.combine, fan.P, available=fan.available), repeats
+        )
+
+    def encode() -> list[bytes]:
+        return encode_predictions(
+            ids=decoded.ids,
+            layout=model_set.layout,
+            strategy=strategies[0].name,
+            combined=outputs[strategies[0].name],
+            model_names=model_set.names,
+            model_versions=[m.version for m in model_set.models],
+            P=fan.P,
+            available=fan.available,
+            failure_kinds={},
+            shadows={s.name: outputs[s.name] for s in strategies[1:]},
+            latency_ms=1.0,
+        )
+
+    timings["encode"] = _median_seconds(encode, repeats)
+    timings["process"] = _median_seconds(lambda: pipeline.process(records), repeats)
+    sample = pipeline.process(records[:1]).predictions[0].value
+    pipeline.close()
+    return dict(timings), sample
