@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Failure", "Fanout", "FanoutResult"]
+__all__ = ["Failure", "Fanout", "FanoutResult", "Submitted"]
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
@@ -39,6 +39,16 @@ class FanoutResult:
     seconds: np.ndarray
 
 
+@dataclass
+class Submitted:
+    """Models started on a batch; :meth:`Fanout.collect` waits for them."""
+
+    futures: list[Future[tuple[np.ndarray, float]] | None]
+    failures: list[Failure]
+    n_events: int
+    deadline: float
+
+
 class Fanout:
     def __init__(self, names: Sequence[str], timeout_s: float) -> None:
         self.names = list(names)
@@ -49,12 +59,13 @@ class Fanout:
         self._pending: list[Future[tuple[np.ndarray, float]] | None] = [None] * len(names)
 
     def predict(self, fns: Sequence[PredictFn], X: np.ndarray, n_outputs: int) -> FanoutResult:
-        n_models, n_events = len(fns), X.shape[0]
-        P = np.full((n_models, n_events, n_outputs), np.nan)
-        available = np.zeros(n_models, dtype=bool)
-        seconds = np.zeros(n_models)
-        failures: list[Failure] = []
+        """Run every model on ``X`` and wait for them (``submit`` then ``collect``)."""
+        return self.collect(self.submit(fns, X), n_outputs)
+
+    def submit(self, fns: Sequence[PredictFn], X: np.ndarray) -> Submitted:
+        """Start every model on ``X`` and return at once; the deadline starts now."""
         futures: list[Future[tuple[np.ndarray, float]] | None] = []
+        failures: list[Failure] = []
         for m, fn in enumerate(fns):
             pending = self._pending[m]
             if pending is not None and not pending.done():
@@ -66,12 +77,21 @@ class Fanout:
             future = self._pools[m].submit(_timed, fn, X)
             self._pending[m] = future
             futures.append(future)
-        deadline = time.monotonic() + self.timeout_s
+        return Submitted(futures, failures, X.shape[0], time.monotonic() + self.timeout_s)
+
+    def collect(self, submitted: Submitted, n_outputs: int) -> FanoutResult:
+        """Wait for the models started by :meth:`submit`, up to its deadline."""
+        futures, n_events = submitted.futures, submitted.n_events
+        n_models = len(futures)
+        P = np.full((n_models, n_events, n_outputs), np.nan)
+        available = np.zeros(n_models, dtype=bool)
+        seconds = np.zeros(n_models)
+        failures = list(submitted.failures)
         for m, fut in enumerate(futures):
             if fut is None:
                 continue
             try:
-                out, took = fut.result(timeout=max(0.0, deadline - time.monotonic()))
+                out, took = fut.result(timeout=max(0.0, submitted.deadline - time.monotonic()))
             except FutureTimeout:
                 failures.append(
                     Failure(self.names[m], "timeout", f"no result within {self.timeout_s:g}s")

@@ -18,12 +18,12 @@ import numpy as np
 from worker.config import ModelErrorPolicy
 from worker.decode import DecodedBatch, decode_batch
 from worker.encode import encode_predictions
-from worker.fanout import Failure, Fanout
+from worker.fanout import Failure, Fanout, Submitted
 from worker.metrics import Metrics
 from worker.models import ModelSet
 from worker.strategies import Strategy
 
-__all__ = ["BatchResult", "InRecord", "OutRecord", "Pipeline"]
+__all__ = ["BatchResult", "InFlight", "InRecord", "OutRecord", "Pipeline"]
 
 log = logging.getLogger("streamfuse.pipeline")
 
@@ -88,6 +88,19 @@ def dead_letter(
     return OutRecord(record.key, value, headers), stage
 
 
+@dataclass
+class InFlight:
+    """A batch between :meth:`Pipeline.start` and :meth:`Pipeline.finish`."""
+
+    records: Sequence[InRecord]
+    started: float
+    result: BatchResult
+    decoded: DecodedBatch | None = None
+    submitted: Submitted | None = None
+    fns: list[Any] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -115,15 +128,24 @@ class Pipeline:
         self.fanout.close()
 
     def process(self, records: Sequence[InRecord], started: float | None = None) -> BatchResult:
+        """Run one batch through every stage and wait for it."""
+        return self.finish(self.start(records, started))
+
+    def start(self, records: Sequence[InRecord], started: float | None = None) -> InFlight:
+        """Decode and validate the batch and start the models on it; returns at once.
+
+        The models run on their own threads (releasing the GIL) while the caller does Kafka
+        work; :meth:`finish` waits for them, combines and encodes.
+        """
         started = time.perf_counter() if started is None else started
-        result = BatchResult()
+        flight = InFlight(records, started, BatchResult())
         if not records:
-            return result
+            return flight
         decoded = decode_batch(
             [r.value for r in records], self.model_set.schema, self.max_event_bytes
         )
         for rejection in decoded.rejections:
-            result.dead_letters.append(
+            flight.result.dead_letters.append(
                 dead_letter(
                     records[rejection.index],
                     rejection.stage,
@@ -132,20 +154,26 @@ class Pipeline:
                 )
             )
         if len(decoded.ids) == 0:
-            return result
-        self._predict_and_encode(records, decoded, result, started)
-        return result
+            return flight
+        flight.decoded = decoded
+        flight.fns = self.model_set.predict_fns
+        flight.versions = [m.version for m in self.model_set.models]
+        flight.submitted = self.fanout.submit(flight.fns, decoded.X)
+        return flight
 
-    def _predict_and_encode(
-        self,
-        records: Sequence[InRecord],
-        decoded: DecodedBatch,
-        result: BatchResult,
-        started: float,
-    ) -> None:
+    def finish(self, flight: InFlight) -> BatchResult:
+        if flight.decoded is None or flight.submitted is None:
+            return flight.result
+        self._predict_and_encode(flight)
+        return flight.result
+
+    def _predict_and_encode(self, flight: InFlight) -> None:
+        records, result, started = flight.records, flight.result, flight.started
+        decoded = flight.decoded
+        assert decoded is not None and flight.submitted is not None
         good = [records[i] for i in decoded.index.tolist()]
         layout = self.model_set.layout
-        fan = self.fanout.predict(self.model_set.predict_fns, decoded.X, layout.n_outputs)
+        fan = self.fanout.collect(flight.submitted, layout.n_outputs)
         self._count_models(fan.failures, fan.seconds, fan.available)
         n_ok = int(fan.available.sum())
         if n_ok < len(fan.available) and (
@@ -184,7 +212,7 @@ class Pipeline:
                 strategy=self.active.name,
                 combined=outputs[self.active.name],
                 model_names=self.model_set.names,
-                model_versions=[m.version for m in self.model_set.models],
+                model_versions=flight.versions,
                 P=fan.P,
                 available=fan.available,
                 failure_kinds={f.model: f.kind for f in fan.failures},

@@ -21,6 +21,7 @@ import logging
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +56,24 @@ FATAL_TXN_ERRORS = (
 )
 
 
+@dataclass
+class _Pending:
+    """A batch predicted and encoded, not yet sent."""
+
+    span: dict[TopicPartition, tuple[int, int]]
+    result: BatchResult
+    started: float
+    n_records: int
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        # Offsets were committed before this poll; only local state is cleared.
+        # Every sent batch was committed before this poll; an encoded, unsent one is dropped.
         log.info("partitions revoked: %s", _tps(revoked))
+        self.worker.drop_pending()
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned: %s", _tps(assigned))
@@ -82,6 +94,7 @@ class Worker:
         self._stop = False
         self._next_reload_check = 0.0
         self._refused: set[Any] = set()
+        self._pending: _Pending | None = None
         self._wake = threading.Event()  # set by a stop request: cuts backoff waits short
         self._failed_deliveries = 0
         self.store = self._open_store(settings.store)
@@ -188,33 +201,62 @@ class Worker:
         log.info("worker stopped after %d batches", self.batches)
 
     def run(self, max_batches: int | None = None) -> None:
+        """Poll, process and deliver until stopped.
+
+        Two batches are in the air at once: while the models predict batch k+1 on their
+        threads, the main thread sends batch k, waits for its acks and commits it. Batch k is
+        only ever *encoded* (not sent) when batch k+1 is polled, so every published batch is
+        committed before the next poll and a rebalance never revokes published, uncommitted
+        work; an unsent batch whose partitions are revoked is simply dropped and re-read.
+        """
         if self.consumer is None:
             self.connect()
         try:
             while not self._stop and (max_batches is None or self.batches < max_batches):
                 self._maybe_reload()
                 self._poll_labels()
-                records, started = self._poll_batch()
-                if not records:
+                records, span, started = self._poll_batch(quick=self._pending is not None)
+                flight = self.pipeline.start(records, started) if records else None
+                if self._pending is not None and not self._deliver_pending():
+                    if flight is not None:  # re-read it after the batch that failed
+                        self.pipeline.finish(flight)
+                        self._seek_to_first(span)
                     continue
-                self._process(records, started)
+                if flight is not None:
+                    self._pending = _Pending(
+                        span, self.pipeline.finish(flight), started, len(records)
+                    )
+            if self._pending is not None:
+                self._deliver_pending()
         finally:
             self.close()
 
+    def drop_pending(self) -> None:
+        """Partitions are being revoked: forget the encoded, unsent batch and rewind to it."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            log.info("dropping an unsent batch of %d on rebalance", len(pending.result.ids))
+            self._seek_to_first(pending.span)
+
     # -- one batch ---------------------------------------------------------------------------
 
-    def _poll_batch(self) -> tuple[list[Any], float]:
+    def _poll_batch(
+        self, quick: bool = False
+    ) -> tuple[list[Any], dict[TopicPartition, tuple[int, int]], float]:
         """Up to ``batch.max_events`` records, waiting at most ``batch.max_wait_ms`` after the
-        first one; ``self._span`` gets each partition's first and last offset in the batch."""
+        first one (``quick``: only what is already fetched, no waiting, because a finished batch
+        is waiting to be sent), with each partition's first and last offset in the batch."""
         assert self.consumer is not None
         max_events = self.settings.batch.max_events
         max_wait = self.settings.batch.max_wait_ms / 1000
         batch: list[Any] = []
-        self._span: dict[TopicPartition, tuple[int, int]] = {}
+        span: dict[TopicPartition, tuple[int, int]] = {}
         started = 0.0
         deadline = 0.0
         while len(batch) < max_events and not self._stop:
-            if batch:
+            if quick:
+                timeout_ms = 0
+            elif batch:
                 timeout_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
             else:
                 timeout_ms = 200  # idle: stay responsive to signals and reloads
@@ -223,40 +265,46 @@ class Worker:
                 if not tp_records:
                     continue
                 batch.extend(tp_records)
-                first, _ = self._span.get(tp, (tp_records[0].offset, 0))
-                self._span[tp] = (first, tp_records[-1].offset)
-            if not batch:
-                return [], 0.0
+                first, _ = span.get(tp, (tp_records[0].offset, 0))
+                span[tp] = (first, tp_records[-1].offset)
+            if not batch or quick:
+                break
             if not started:
                 started = time.perf_counter()
                 deadline = time.monotonic() + max_wait
             if time.monotonic() >= deadline:
                 break
-        return batch, started
+        if batch and not started:
+            started = time.perf_counter()
+        return batch, span, started
 
-    def _process(self, records: list[Any], started: float) -> None:
+    def _deliver_pending(self) -> bool:
+        """Send, flush and commit the encoded batch; False (and rewound) when that failed."""
+        pending, self._pending = self._pending, None
+        assert pending is not None
         if self.producer is None:  # stopped while replacing it: re-read the batch next time
-            self._seek_to_first(records)
-            return
-        result = self.pipeline.process(records, started)
+            self._seek_to_first(pending.span)
+            return False
         offsets = {
-            tp: OffsetAndMetadata(last + 1, None, -1) for tp, (_, last) in self._span.items()
+            tp: OffsetAndMetadata(last + 1, None, -1) for tp, (_, last) in pending.span.items()
         }
         if self.exactly_once:
-            delivered = self._deliver_transaction(result, offsets)
+            delivered = self._deliver_transaction(pending.result, offsets)
         else:
-            delivered = self._deliver_at_least_once(result, offsets, records)
+            delivered = self._deliver_at_least_once(pending.result, offsets, pending.span)
         if not delivered:
             self._backoff()
-            return
+            return False
         self._failed_deliveries = 0
         self.batches += 1
-        self._observe(records, result, started)
+        result = pending.result
+        self._observe(pending.n_records, result, pending.started)
         if self.joiner is not None and result.ids and result.P is not None:
             assert result.available is not None
             self._learn(
                 self.joiner.add_predictions(result.ids, result.P, result.available, result.outputs)
             )
+        return True
 
     # -- labels ------------------------------------------------------------------------------
 
@@ -288,9 +336,9 @@ class Worker:
                 self.metrics.strategy_errors.labels(strategy.name).inc()
                 log.warning("partial_fit of %s failed: %s", strategy.name, exc)
 
-    def _observe(self, records: list[Any], result: BatchResult, started: float) -> None:
+    def _observe(self, n_records: int, result: BatchResult, started: float) -> None:
         m = self.metrics
-        m.events_consumed.labels(self.settings.topics.input).inc(len(records))
+        m.events_consumed.labels(self.settings.topics.input).inc(n_records)
         m.events_published.inc(len(result.predictions))
         for _, stage in result.dead_letters:
             m.events_dead_lettered.labels(stage).inc()
@@ -301,7 +349,7 @@ class Worker:
                 len(result.predictions),
                 "; ".join(f"{f.model} {f.kind}" for f in result.failures),
             )
-        m.batch_size.observe(len(records))
+        m.batch_size.observe(n_records)
         now = time.time()
         if result.ts.size:
             m.end_to_end_latency.observe_many(now - result.ts)
@@ -324,7 +372,7 @@ class Worker:
         self,
         result: BatchResult,
         offsets: dict[TopicPartition, OffsetAndMetadata],
-        records: list[Any],
+        span: dict[TopicPartition, tuple[int, int]],
     ) -> bool:
         assert self.producer is not None and self.consumer is not None
         try:
@@ -334,7 +382,7 @@ class Worker:
                 future.get(timeout=0)
         except KafkaError as exc:
             log.error("publishing a batch failed (%s); re-reading it from its first offsets", exc)
-            self._seek_to_first(records)
+            self._seek_to_first(span)
             return False
         try:
             self.consumer.commit(offsets)
@@ -342,7 +390,7 @@ class Worker:
             # Published but not committed: after a rebalance or restart the batch is read again
             # (at-least-once); in this process, seek back so nothing is skipped either.
             log.error("committing offsets failed (%s); the batch will be re-read", exc)
-            self._seek_to_first(records)
+            self._seek_to_first(span)
             return False
         return True
 
@@ -410,10 +458,10 @@ class Worker:
                 log.warning("the new producer is not ready yet (%s)", exc)
                 self._backoff()
 
-    def _seek_to_first(self, records: list[Any]) -> None:
+    def _seek_to_first(self, span: dict[TopicPartition, tuple[int, int]]) -> None:
         assert self.consumer is not None
         assigned = self.consumer.assignment()
-        for tp, (first, _) in self._span.items():
+        for tp, (first, _) in span.items():
             if tp in assigned:
                 self.consumer.seek(tp, first)
 
