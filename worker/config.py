@@ -110,6 +110,13 @@ class ReloadSettings(_Section):
     interval_s: float = Field(1.0, gt=0)
 
 
+class RuntimeSettings(_Section):
+    # Threads each model may use inside its predict call (torch intra-op, OpenMP, BLAS). The
+    # models already run in parallel with each other and with kafka-python's I/O thread, so
+    # more threads per model oversubscribe the cores; 0 leaves the libraries' defaults.
+    model_threads: int = Field(1, ge=0)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_lines: bool = False
@@ -128,6 +135,7 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     labels: LabelsSettings = LabelsSettings()
     reload: ReloadSettings = ReloadSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @field_validator("models")

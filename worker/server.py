@@ -10,13 +10,25 @@ from worker.config import Settings
 from worker.errors import DeliveryError
 from worker.runner import Worker
 
-__all__ = ["serve"]
+__all__ = ["limit_threads", "serve"]
 
 log = logging.getLogger("streamfuse.server")
 
 
+def limit_threads(n: int) -> None:
+    """Cap the threads each model uses (torch intra-op, OpenMP, BLAS); 0: library defaults."""
+    if n <= 0:
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
+
+
 def serve(settings: Settings) -> int:
     """Build the worker, serve ``/metrics``, run until SIGTERM/SIGINT. Returns the exit code."""
+    limit_threads(settings.runtime.model_threads)
     registry = CollectorRegistry()
     worker = Worker(settings, registry)
     worker.install_signal_handlers()
