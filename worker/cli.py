@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--config-out", type=Path, default=None)
     p.add_argument("--bootstrap", default="127.0.0.1:9092")
+    p.add_argument(
+        "--drift", action="store_true", help="synthetic only: the concept changes half-way"
+    )
 
     p = sub.add_parser("produce", help="replay a data set's test split as events and labels")
     p.add_argument("--config", required=True, type=Path)
@@ -59,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=60.0, help="seconds to sample")
     p.add_argument("--interval", type=float, default=2.0)
     p.add_argument("--out", type=Path, default=Path("streamfuse-report.html"))
+    p.add_argument("--svg-dir", type=Path, default=None, help="also write each chart as SVG")
 
     from worker import bench
 
@@ -149,6 +153,7 @@ def _train(args: argparse.Namespace) -> int:
         config_out=args.config_out,
         progress=sys.stderr.isatty(),
         bootstrap=args.bootstrap,
+        drift=args.drift,
     )
     print(f"Held-out fit, test-split scores on {args.dataset} (seed {args.seed}):\n")
     print(report.table())
@@ -193,7 +198,7 @@ def _report(args: argparse.Namespace) -> int:
     from worker.report import collect, write_report
 
     samples = collect(args.url, args.duration, args.interval)
-    path = write_report(samples, args.out)
+    path = write_report(samples, args.out, args.svg_dir)
     print(f"{len(samples)} samples from {args.url} charted in {path}")
     return 0
 

@@ -21,8 +21,8 @@ __all__ = ["LATENCY_BUCKETS", "BatchHistogram", "Metrics"]
 
 # 100 µs to 10 s: resolves sub-millisecond model calls and multi-second stalls alike.
 LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
+    0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 BATCH_BUCKETS = tuple(float(2**i) for i in range(0, 15))
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["collect", "quantile", "scrape", "write_report"]
+__all__ = ["charts", "collect", "quantile", "scrape", "write_report"]
 
 LATENCY = "streamfuse_end_to_end_latency_seconds"
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
@@ -75,9 +75,8 @@ def quantile(q: float, buckets: Sequence[Sequence[float]]) -> float:
     return lower
 
 
-def write_report(samples: list[dict[str, Any]], path: str | Path) -> Path:
-    """Write the HTML report of ``samples`` (oldest first) to ``path``; returns the path."""
-    path = Path(path)
+def charts(samples: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(title, standalone SVG)`` for each chart of ``samples`` (oldest first)."""
     t0 = samples[0]["t"] if samples else 0.0
     rolling: dict[str, list[tuple[float, float]]] = {}
     for s in samples:
@@ -92,24 +91,43 @@ def write_report(samples: list[dict[str, Any]], path: str | Path) -> Path:
             if math.isfinite(value):
                 latency[name].append((cur["t"] - t0, value * 1000))
     metrics = sorted({key.rsplit("/", 1)[1] for key in rolling})
-    charts = [
-        _chart(
-            f"Rolling {metric}",
-            {k.rsplit("/", 1)[0]: v for k, v in rolling.items() if k.endswith("/" + metric)},
-        )
-        for metric in metrics
-    ]
-    charts.append(_chart("End-to-end latency (ms, per scrape interval)", latency))
+    out = []
+    for metric in metrics:
+        title = f"Rolling {metric}"
+        series = {k.rsplit("/", 1)[0]: v for k, v in rolling.items() if k.endswith("/" + metric)}
+        out.append((title, _chart(title, series)))
+    title = "End-to-end latency (ms, per scrape interval)"
+    out.append((title, _chart(title, latency)))
+    return out
+
+
+def write_report(
+    samples: list[dict[str, Any]], path: str | Path, svg_dir: str | Path | None = None
+) -> Path:
+    """Write the HTML report of ``samples`` (oldest first) to ``path``; returns the path.
+
+    With ``svg_dir``, each chart is also written there as a standalone SVG file
+    (``rolling-accuracy.svg``, ..., ``latency.svg``), for a README or a wiki.
+    """
+    path = Path(path)
+    t0 = samples[0]["t"] if samples else 0.0
+    drawn = charts(samples)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)) if samples else "-"
     path.write_text(
         "<!doctype html>\n<html><head><meta charset='utf-8'><title>streamfuse report</title>"
         "<style>body{font-family:sans-serif;margin:24px}svg{display:block;margin:12px 0}"
         "</style></head><body>\n"
         f"<h1>streamfuse report</h1><p>{len(samples)} samples from {html.escape(when)}</p>\n"
-        + "\n".join(charts)
+        + "\n".join(f"<h2>{html.escape(t)}</h2>{svg}" for t, svg in drawn)
         + "\n</body></html>\n",
         encoding="utf-8",
     )
+    if svg_dir is not None:
+        folder = Path(svg_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for title, svg in drawn:
+            name = "latency" if title.startswith("End-to-end") else title.lower().replace(" ", "-")
+            (folder / f"{name}.svg").write_text(svg, encoding="utf-8")
     return path
 
 
@@ -120,9 +138,11 @@ def _delta(prev: list[list[float]], cur: list[list[float]]) -> list[list[float]]
 
 def _chart(title: str, series: dict[str, list[tuple[float, float]]]) -> str:
     points = [p for pts in series.values() for p in pts]
-    head = f"<h2>{html.escape(title)}</h2>"
     if not points:
-        return head + "<p>no data</p>"
+        return (
+            f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='40'>"
+            f"<text x='{PAD}' y='24' font-size='13'>{html.escape(title)}: no data</text></svg>"
+        )
     x_max = max(x for x, _ in points) or 1.0
     y_min, y_max = min(y for _, y in points), max(y for _, y in points)
     if y_max - y_min < 1e-12:
@@ -135,7 +155,10 @@ def _chart(title: str, series: dict[str, list[tuple[float, float]]]) -> str:
 
     parts = [
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}'"
-        f" height='{HEIGHT + 20 * len(series)}' role='img' aria-label='{html.escape(title)}'>",
+        f" height='{HEIGHT + 20 * len(series)}' role='img' aria-label='{html.escape(title)}'"
+        " style='background:#fff'>",
+        f"<text x='{WIDTH // 2}' y='{PAD - 8}' font-size='13' text-anchor='middle'>"
+        f"{html.escape(title)}</text>",
         f"<rect x='{PAD}' y='{PAD}' width='{WIDTH - 2 * PAD}' height='{HEIGHT - 2 * PAD}'"
         " fill='none' stroke='#ccc'/>",
         f"<text x='4' y='{PAD + 4}' font-size='11'>{y_max:.4g}</text>",
@@ -152,4 +175,4 @@ def _chart(title: str, series: dict[str, list[tuple[float, float]]]) -> str:
             f"{html.escape(name)} (last {pts[-1][1]:.4g})</text>"
         )
     parts.append("</svg>")
-    return head + "\n".join(parts)
+    return "\n".join(parts)

@@ -81,8 +81,9 @@ def train(
     config_out: str | Path | None = None,
     progress: bool = True,
     bootstrap: str = "127.0.0.1:9092",
+    drift: bool = False,
 ) -> TrainReport:
-    ds = load_dataset(dataset, seed=seed)
+    ds = load_dataset(dataset, seed=seed, drift=drift)
     store_dir = Path(store_dir)
     store_dir.mkdir(parents=True, exist_ok=True)
     store = ModelStore(store_dir)
