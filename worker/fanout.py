@@ -9,11 +9,13 @@ earlier batch that timed out is skipped rather than queued, so in-flight work st
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -50,11 +52,13 @@ class Submitted:
 
 
 class Fanout:
-    def __init__(self, names: Sequence[str], timeout_s: float) -> None:
+    def __init__(self, names: Sequence[str], timeout_s: float, threads_per_model: int = 0) -> None:
         self.names = list(names)
         self.timeout_s = timeout_s
+        init = partial(_limit_threads, threads_per_model) if threads_per_model > 0 else None
         self._pools = [
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{n}") for n in names
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{n}", initializer=init)
+            for n in names
         ]
         self._pending: list[Future[tuple[np.ndarray, float]] | None] = [None] * len(names)
 
@@ -113,6 +117,17 @@ class Fanout:
     def close(self) -> None:
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+_local = threading.local()
+
+
+def _limit_threads(n: int) -> None:
+    """Runs once in each model thread: OpenMP's thread count is a per-thread setting, so a
+    limit set in the main thread would not reach the models' own threads."""
+    from threadpoolctl import threadpool_limits
+
+    _local.limits = threadpool_limits(limits=n)  # kept for the thread's lifetime
 
 
 def _timed(fn: PredictFn, X: np.ndarray) -> tuple[np.ndarray, float]:

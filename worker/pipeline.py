@@ -110,13 +110,14 @@ class Pipeline:
         max_event_bytes: int,
         metrics: Metrics | None = None,
         dead_letter_max_bytes: int = 900_000,
+        threads_per_model: int = 0,
     ) -> None:
         self.model_set = model_set
         self.strategies = strategies
         self.policy = policy
         self.max_event_bytes = max_event_bytes
         self.metrics = metrics
-        self.fanout = Fanout(model_set.names, policy.timeout_ms / 1000)
+        self.fanout = Fanout(model_set.names, policy.timeout_ms / 1000, threads_per_model)
         self.last_good_X: np.ndarray | None = None
         self.dead_letter_max_bytes = dead_letter_max_bytes
 

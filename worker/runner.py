@@ -3,8 +3,10 @@
 Delivery (``kafka.processing_guarantee``):
 
 - ``at_least_once``: send every prediction and dead letter, flush, check every send's result,
-  then commit the batch's offsets. A failed send commits nothing and the batch is re-read from
-  its first offsets, so nothing unpublished is ever committed (duplicates are possible).
+  then commit the batch's offsets (asynchronously: offsets only grow, so the next commit covers
+  a failed one; rebalances and shutdown commit synchronously). A failed send commits nothing
+  and the batch is re-read from its first offsets, so nothing unpublished is ever committed
+  (duplicates are possible after a crash).
 - ``exactly_once``: one transaction per batch: send, ``send_offsets_to_transaction`` with the
   consumer's group metadata, commit. An abortable error aborts and seeks back to the last
   committed offsets; fencing (another instance took over the transactional id) exits. Every
@@ -73,6 +75,7 @@ class _Rebalance(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked: Any) -> None:
         # Every sent batch was committed before this poll; an encoded, unsent one is dropped.
         log.info("partitions revoked: %s", _tps(revoked))
+        self.worker.commit_sync()
         self.worker.drop_pending()
 
     def on_partitions_assigned(self, assigned: Any) -> None:
@@ -95,6 +98,7 @@ class Worker:
         self._next_reload_check = 0.0
         self._refused: set[Any] = set()
         self._pending: _Pending | None = None
+        self._to_commit: dict[TopicPartition, OffsetAndMetadata] = {}
         self._wake = threading.Event()  # set by a stop request: cuts backoff waits short
         self._failed_deliveries = 0
         self.store = self._open_store(settings.store)
@@ -109,6 +113,7 @@ class Worker:
             settings.validation.max_event_bytes,
             self.metrics,
             settings.topics.dead_letter_max_bytes,
+            settings.runtime.model_threads,
         )
         for name, version in self.model_set.versions.items():
             self.metrics.set_model_version(name, version)
@@ -190,6 +195,7 @@ class Worker:
             self.labels_consumer.assign([TopicPartition(labels, tp.partition) for tp in assigned])
 
     def close(self) -> None:
+        self.commit_sync()
         self.lag.stop()
         if self.labels_consumer is not None:
             self.labels_consumer.close()
@@ -384,15 +390,30 @@ class Worker:
             log.error("publishing a batch failed (%s); re-reading it from its first offsets", exc)
             self._seek_to_first(span)
             return False
+        # Everything is published: commit without waiting for the answer (a sync commit costs
+        # a coordinator round trip per batch). Offsets only grow, so a failed async commit is
+        # covered by the next one; rebalances and shutdown commit synchronously.
+        self._to_commit.update(offsets)
+        self.consumer.commit_async(offsets, callback=self._on_commit)
+        return True
+
+    def _on_commit(self, offsets: Any, response: Any) -> None:
+        if isinstance(response, Exception):
+            log.warning("an async offset commit failed (%s); the next commit covers it", response)
+
+    def commit_sync(self) -> None:
+        """Commit the offsets of every published batch still held, waiting for the answer."""
+        if self.consumer is None or not self._to_commit or self.exactly_once:
+            return
+        assigned = self.consumer.assignment()
+        offsets = {tp: o for tp, o in self._to_commit.items() if tp in assigned}
+        self._to_commit.clear()
+        if not offsets:
+            return
         try:
             self.consumer.commit(offsets)
         except KafkaError as exc:
-            # Published but not committed: after a rebalance or restart the batch is read again
-            # (at-least-once); in this process, seek back so nothing is skipped either.
-            log.error("committing offsets failed (%s); the batch will be re-read", exc)
-            self._seek_to_first(span)
-            return False
-        return True
+            log.error("committing offsets failed (%s); they will be read again", exc)
 
     def _deliver_transaction(
         self, result: BatchResult, offsets: dict[TopicPartition, OffsetAndMetadata]
