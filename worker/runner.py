@@ -221,7 +221,17 @@ class Worker:
             while not self._stop and (max_batches is None or self.batches < max_batches):
                 self._maybe_reload()
                 self._poll_labels()
-                records, span, started = self._poll_batch(quick=self._pending is not None)
+                if self._pending is None:
+                    records, span, started = self._poll_batch()
+                else:
+                    records, span, started = self._poll_batch(quick=True)
+                    if len(records) < self.settings.batch.max_events:
+                        # No full batch is waiting (light load): overlapping would only make
+                        # small batches. Deliver now, then fill this batch as usual.
+                        if not self._deliver_pending():
+                            self._seek_to_first(span)
+                            continue
+                        records, span, started = self._poll_batch(carry=(records, span, started))
                 flight = self.pipeline.start(records, started) if records else None
                 if self._pending is not None and not self._deliver_pending():
                     if flight is not None:  # re-read it after the batch that failed
@@ -247,7 +257,7 @@ class Worker:
     # -- one batch ---------------------------------------------------------------------------
 
     def _poll_batch(
-        self, quick: bool = False
+        self, quick: bool = False, carry: tuple[list[Any], Any, float] | None = None
     ) -> tuple[list[Any], dict[TopicPartition, tuple[int, int]], float]:
         """Up to ``batch.max_events`` records, waiting at most ``batch.max_wait_ms`` after the
         first one (``quick``: only what is already fetched, no waiting, because a finished batch
@@ -259,6 +269,9 @@ class Worker:
         span: dict[TopicPartition, tuple[int, int]] = {}
         started = 0.0
         deadline = 0.0
+        if carry is not None and carry[0]:  # records already polled: keep filling from there
+            batch, span, started = list(carry[0]), dict(carry[1]), carry[2]
+            deadline = time.monotonic() + max(0.0, max_wait - (time.perf_counter() - started))
         while len(batch) < max_events and not self._stop:
             if quick:
                 timeout_ms = 0
