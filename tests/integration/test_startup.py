@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.kafka import Broker
+from tests.support.kafka import Broker, unique
 from tests.support.worker import Topics, write_config
 
 
@@ -62,7 +62,7 @@ def test_missing_topic_is_a_config_error_naming_the_key(
 def test_missing_topics_are_created_when_asked(
     kafka: Broker, trained_store: Path, tmp_path: Path
 ) -> None:
-    suffix = tmp_path.name[-12:].replace("_", "-")
+    suffix = unique("c")
     t = Topics(f"c-in-{suffix}", f"c-out-{suffix}", f"c-labels-{suffix}", f"c-dlq-{suffix}")
     config = write_config(
         tmp_path / "c.yaml",
