@@ -7,17 +7,14 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-from combiners._base import BaseCombiner
 from combiners._registry import register
 from combiners._validation import (
     FloatArray,
     Task,
     available_outputs,
-    check_weight_values,
-    check_weights,
     renormalised,
 )
-from combiners._weighted import WeightedAverage
+from combiners._weighted import FixedWeights, WeightedAverage
 
 __all__ = ["HardVote", "SoftVote"]
 
@@ -52,7 +49,7 @@ class SoftVote(WeightedAverage):
 
 
 @register("hard_vote")
-class HardVote(BaseCombiner):
+class HardVote(FixedWeights):
     """Weighted majority vote of each model's predicted class (its argmax).
 
     The output row is the weighted vote share of each class, so it sums to 1 and its argmax is
@@ -80,22 +77,6 @@ class HardVote(BaseCombiner):
     """
 
     supported_tasks: ClassVar[tuple[Task, ...]] = ("classification",)
-    _array_state = ("weights_",)
-
-    def __init__(self, *, weights: ArrayLike | None = None, task: Task | None = None) -> None:
-        self.weights = weights
-        self.task = task
-
-    def validate_params(self) -> None:
-        super().validate_params()
-        if self.weights is not None:
-            check_weight_values(self.weights, self._label)
-
-    def fit(self, P: ArrayLike, y: ArrayLike, X: ArrayLike | None = None) -> HardVote:
-        """Check ``P`` ``(n_models, n_events, n_classes)``, ``y`` and the weights; return self."""
-        self._fit_inputs(P, y)
-        self.weights_ = check_weights(self.weights, self.n_models_, self._label)
-        return self
 
     def combine(
         self, P: ArrayLike, X: ArrayLike | None = None, available: ArrayLike | None = None

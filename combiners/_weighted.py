@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -21,8 +23,29 @@ from combiners.errors import InvalidParameterError, NoModelsAvailableError, Shap
 __all__ = ["WeightedAverage", "WeightedSum"]
 
 
+class FixedWeights(BaseCombiner):
+    """Base of the strategies whose only state is one weight per model (given or equal)."""
+
+    _array_state = ("weights_",)
+
+    def __init__(self, *, weights: ArrayLike | None = None, task: Task | None = None) -> None:
+        self.weights = weights
+        self.task = task
+
+    def validate_params(self) -> None:
+        super().validate_params()
+        if self.weights is not None:
+            check_weight_values(self.weights, self._label)
+
+    def fit(self, P: ArrayLike, y: ArrayLike, X: ArrayLike | None = None) -> Self:
+        """Check ``P`` ``(n_models, n_events, n_outputs)``, ``y`` and the weights; return self."""
+        self._fit_inputs(P, y)
+        self.weights_ = check_weights(self.weights, self.n_models_, self._label)
+        return self
+
+
 @register("weighted_average")
-class WeightedAverage(BaseCombiner):
+class WeightedAverage(FixedWeights):
     """Weighted mean of the models' outputs: ``sum_i w_i P_i / sum_i w_i``.
 
     For regression this is scikit-learn's ``VotingRegressor(weights=...).predict``; for
@@ -54,23 +77,6 @@ class WeightedAverage(BaseCombiner):
     array([[1.],
            [2.]])
     """
-
-    _array_state = ("weights_",)
-
-    def __init__(self, *, weights: ArrayLike | None = None, task: Task | None = None) -> None:
-        self.weights = weights
-        self.task = task
-
-    def validate_params(self) -> None:
-        super().validate_params()
-        if self.weights is not None:
-            check_weight_values(self.weights, self._label)
-
-    def fit(self, P: ArrayLike, y: ArrayLike, X: ArrayLike | None = None) -> WeightedAverage:
-        """Check ``P`` ``(n_models, n_events, n_outputs)``, ``y`` and the weights; return self."""
-        self._fit_inputs(P, y)
-        self.weights_ = check_weights(self.weights, self.n_models_, self._label)
-        return self
 
     def combine(
         self, P: ArrayLike, X: ArrayLike | None = None, available: ArrayLike | None = None
