@@ -10,13 +10,21 @@ Relative paths resolve against the config file's folder.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from worker.errors import ConfigError
 
@@ -24,6 +32,36 @@ __all__ = ["Settings", "load_settings", "settings_from_dict"]
 
 ENV_PREFIX = "STREAMFUSE_"
 SECRET_WORDS = ("password", "secret", "token", "sasl_plain_username", "keyfile")
+
+
+class _SectionKeyError(ValueError):
+    """A bad key inside a free-form section, reported with its full dotted path."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(problem)
+
+
+@functools.cache
+def _consumer_keys() -> frozenset[str]:
+    from kafka import KafkaConsumer
+
+    return frozenset(KafkaConsumer.DEFAULT_CONFIG)
+
+
+@functools.cache
+def _producer_keys() -> frozenset[str]:
+    from kafka import KafkaProducer
+
+    return frozenset(KafkaProducer.DEFAULT_CONFIG)
+
+
+@functools.cache
+def _client_keys() -> frozenset[str]:
+    from kafka import KafkaAdminClient
+
+    return _consumer_keys() & _producer_keys() & frozenset(KafkaAdminClient.DEFAULT_CONFIG)
 
 
 class _Section(BaseModel):
@@ -44,6 +82,25 @@ class KafkaSettings(_Section):
     client: dict[str, Any] = Field(default_factory=dict)
     producer: dict[str, Any] = Field(default_factory=dict)
     consumer: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_client_settings(self) -> KafkaSettings:
+        # kafka-python refuses unknown settings with a message that quotes their values (a
+        # password, say): check the names here, naming the key and never the value.
+        for section, allowed, what in (
+            ("client", _client_keys(), "setting valid for the consumer, producer and admin"),
+            ("consumer", _consumer_keys(), "consumer setting"),
+            ("producer", _producer_keys(), "producer setting"),
+        ):
+            for key in getattr(self, section):
+                if key not in allowed:
+                    hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+                    raise _SectionKeyError(
+                        f"kafka.{section}.{key}",
+                        f"not a kafka-python {what}"
+                        + (f"; did you mean '{hint[0]}'?" if hint else ""),
+                    )
+        return self
 
     @property
     def effective_transactional_id(self) -> str:
@@ -245,6 +302,9 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
 def _config_error(exc: ValidationError) -> ConfigError:
     # Only the location and pydantic's message: never the input value, which may be a secret.
     first = exc.errors()[0]
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, _SectionKeyError):
+        return ConfigError(cause.key, cause.problem)
     loc = [str(p) for p in first["loc"]]
     key = ".".join(loc)
     if first["type"] == "extra_forbidden":

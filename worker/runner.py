@@ -66,21 +66,25 @@ class _Pending:
     result: BatchResult
     started: float
     n_records: int
+    group_metadata: Any = None  # exactly_once: the consumer generation it was read in
 
 
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
+    # kafka-python 3 calls these on its own I/O thread while poll() waits: they must not block
+    # or touch the worker's batches. They only record the change; the main thread acts on it
+    # as soon as poll() returns (see Worker._after_rebalance).
+
     def on_partitions_revoked(self, revoked: Any) -> None:
-        # Every sent batch was committed before this poll; an encoded, unsent one is dropped.
         log.info("partitions revoked: %s", _tps(revoked))
-        self.worker.commit_sync()
-        self.worker.drop_pending()
+        self.worker.rebalanced = True
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned: %s", _tps(assigned))
-        self.worker.on_assigned(list(assigned))
+        self.worker.new_assignment = list(assigned)
+        self.worker.rebalanced = True
 
 
 def _tps(tps: Any) -> str:
@@ -98,6 +102,9 @@ class Worker:
         self._next_reload_check = 0.0
         self._refused: set[Any] = set()
         self._pending: _Pending | None = None
+        self._group_metadata: Any = None
+        self.rebalanced = False  # set by the rebalance listener (kafka-python's I/O thread)
+        self.new_assignment: list[TopicPartition] | None = None
         self._to_commit: dict[TopicPartition, OffsetAndMetadata] = {}
         self._wake = threading.Event()  # set by a stop request: cuts backoff waits short
         self._failed_deliveries = 0
@@ -225,7 +232,7 @@ class Worker:
                     records, span, started = self._poll_batch()
                 else:
                     records, span, started = self._poll_batch(quick=True)
-                    if len(records) < self.settings.batch.max_events:
+                    if self._pending is not None and len(records) < self.settings.batch.max_events:
                         # No full batch is waiting (light load): overlapping would only make
                         # small batches. Deliver now, then fill this batch as usual.
                         if not self._deliver_pending():
@@ -240,19 +247,31 @@ class Worker:
                     continue
                 if flight is not None:
                     self._pending = _Pending(
-                        span, self.pipeline.finish(flight), started, len(records)
+                        span,
+                        self.pipeline.finish(flight),
+                        started,
+                        len(records),
+                        self._group_metadata,
                     )
             if self._pending is not None:
                 self._deliver_pending()
         finally:
             self.close()
 
-    def drop_pending(self) -> None:
-        """Partitions are being revoked: forget the encoded, unsent batch and rewind to it."""
+    def _after_rebalance(self, span: dict[TopicPartition, tuple[int, int]]) -> None:
+        """The assignment changed during the last poll: drop the encoded, unsent batch and the
+        batch being gathered (records of revoked partitions must not be published by this
+        worker now), rewinding the partitions still held to their first offsets."""
+        self.rebalanced = False
+        if self.new_assignment is not None:
+            self.on_assigned(self.new_assignment)
+            self.new_assignment = None
         pending, self._pending = self._pending, None
         if pending is not None:
-            log.info("dropping an unsent batch of %d on rebalance", len(pending.result.ids))
+            log.info("dropping an unsent batch of %d after a rebalance", pending.n_records)
             self._seek_to_first(pending.span)
+        if span:
+            self._seek_to_first(span)
 
     # -- one batch ---------------------------------------------------------------------------
 
@@ -280,6 +299,14 @@ class Worker:
             else:
                 timeout_ms = 200  # idle: stay responsive to signals and reloads
             polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_events - len(batch))
+            if self.rebalanced:
+                # Rewind to everything gathered so far, this poll's records included.
+                for tp, tp_records in polled.items():
+                    if tp_records:
+                        first, _ = span.get(tp, (tp_records[0].offset, 0))
+                        span[tp] = (first, tp_records[-1].offset)
+                self._after_rebalance(span)
+                return [], {}, 0.0
             for tp, tp_records in polled.items():
                 if not tp_records:
                     continue
@@ -295,12 +322,17 @@ class Worker:
                 break
         if batch and not started:
             started = time.perf_counter()
+        if batch and self.exactly_once:
+            # The generation this batch was read in: a transaction carrying it is fenced by the
+            # group coordinator if a rebalance has happened since (KIP-447).
+            self._group_metadata = self.consumer.group_metadata()
         return batch, span, started
 
     def _deliver_pending(self) -> bool:
         """Send, flush and commit the encoded batch; False (and rewound) when that failed."""
         pending, self._pending = self._pending, None
-        assert pending is not None
+        if pending is None:  # dropped by a rebalance
+            return True
         if self.producer is None:  # stopped while replacing it: re-read the batch next time
             self._seek_to_first(pending.span)
             return False
@@ -308,7 +340,7 @@ class Worker:
             tp: OffsetAndMetadata(last + 1, None, -1) for tp, (_, last) in pending.span.items()
         }
         if self.exactly_once:
-            delivered = self._deliver_transaction(pending.result, offsets)
+            delivered = self._deliver_transaction(pending.result, offsets, pending.group_metadata)
         else:
             delivered = self._deliver_at_least_once(pending.result, offsets, pending.span)
         if not delivered:
@@ -429,7 +461,10 @@ class Worker:
             log.error("committing offsets failed (%s); they will be read again", exc)
 
     def _deliver_transaction(
-        self, result: BatchResult, offsets: dict[TopicPartition, OffsetAndMetadata]
+        self,
+        result: BatchResult,
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+        group_metadata: Any,
     ) -> bool:
         assert self.producer is not None and self.consumer is not None
         producer, consumer = self.producer, self.consumer
@@ -438,7 +473,9 @@ class Worker:
             producer.begin_transaction()
             self._send_all(result)
             kafka_io.with_watchdog(
-                lambda: producer.send_offsets_to_transaction(offsets, consumer.group_metadata()),
+                lambda: producer.send_offsets_to_transaction(
+                    offsets, group_metadata or consumer.group_metadata()
+                ),
                 "send_offsets_to_transaction",
                 watchdog,
             )
@@ -500,9 +537,20 @@ class Worker:
                 self.consumer.seek(tp, first)
 
     def _seek_to_committed(self) -> None:
+        """Rewind every assigned partition to its committed offset (retried with backoff: a
+        position past the committed offset would skip events)."""
+        while not self._stop:
+            try:
+                self._seek_to_committed_once()
+                return
+            except KafkaError as exc:
+                log.warning("reading committed offsets failed (%s); retrying", exc)
+                self._backoff()
+
+    def _seek_to_committed_once(self) -> None:
         assert self.consumer is not None
         for tp in self.consumer.assignment():
-            committed = self.consumer.committed(tp)
+            committed = self.consumer.committed(tp, timeout_ms=10_000)
             if committed is None:
                 self.consumer.seek_to_beginning(tp)
             else:

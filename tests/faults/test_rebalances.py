@@ -1,0 +1,159 @@
+"""A second worker joins and leaves mid-stream three times: nothing is lost, and under
+exactly-once nothing is duplicated for a read_committed reader."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from tests.faults.support import FAST_GROUP, Tail, produce_at_rate, still_running
+from tests.support.kafka import Broker, wait_for
+from tests.support.worker import WorkerProcess, events, write_config
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+N_CYCLES = 3
+RATE = 600  # events per second, for as long as the cycles take
+N_MAX = 60_000
+
+
+def assigned(log: str) -> list[str]:
+    """The partitions of the worker's latest assignment, from its log."""
+    lines = [line for line in log.splitlines() if "partitions assigned: " in line]
+    if not lines:
+        return []
+    last = lines[-1].split("partitions assigned: ", 1)[1].strip()
+    return [] if last == "none" else last.split(", ")
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_second_worker_joins_and_leaves_three_times(
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store,
+    test_rows,
+    tmp_path: Path,
+    figures,
+    guarantee: str,
+) -> None:
+    t = topics(partitions=4)
+    group = group_factory("rebal")
+    X = np.resize(test_rows, (N_MAX, test_rows.shape[1]))
+    ids, values = events(X, f"r{guarantee[0]}")
+
+    def config(instance: int) -> Path:
+        return write_config(
+            tmp_path / f"c{instance}.yaml",
+            store=trained_store,
+            bootstrap=kafka.bootstrap,
+            topics=t,
+            group=group,
+            shadows=(),
+            kafka={
+                "processing_guarantee": guarantee,
+                "instance_id": str(instance),
+                "transaction_timeout_ms": 10_000,
+                "consumer": FAST_GROUP,
+            },
+            batch={"max_events": 200, "max_wait_ms": 20},
+        )
+
+    isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
+    tail = Tail(kafka.bootstrap, t.output, isolation)
+    first = WorkerProcess(config(0), tmp_path / "w0.log").start()
+    stop_input = threading.Event()
+    sent: list[int] = []
+    producer = threading.Thread(
+        target=lambda: sent.append(
+            produce_at_rate(
+                kafka.bootstrap,
+                t.input,
+                values,
+                [i.encode() for i in ids],
+                RATE,
+                stop_input,
+                enable_idempotence=True,
+            )
+        )
+    )
+    second_cfg = config(1)
+    rebalances = 0
+    started = time.monotonic()
+    try:
+        first.wait_assigned()
+        wait_for(lambda: len(assigned(first.text())) == 4, timeout=60, what="first worker: 4")
+        producer.start()
+        for cycle in range(N_CYCLES):
+            wait_for(
+                lambda: still_running(first) and tail.distinct() > 0,
+                timeout=60,
+                what="output flowing",
+            )
+            second = WorkerProcess(second_cfg, tmp_path / f"w1-{cycle}.log").start()
+            try:
+                wait_for(
+                    lambda s=second: len(assigned(s.text())) > 0,  # type: ignore[misc]
+                    timeout=90,
+                    what="the second worker holding partitions",
+                )
+                rebalances += 1
+                mark = tail.distinct()
+                wait_for(
+                    lambda m=mark: still_running(first) and tail.distinct() > m + 300,
+                    timeout=60,
+                    what="progress",
+                )
+            finally:
+                second.stop()
+            assert second.proc is not None and second.proc.returncode == 0, second.text()
+            rebalances += 1
+            wait_for(
+                lambda: len(assigned(first.text())) == 4,
+                timeout=60,
+                what="the first worker holding all partitions again",
+            )
+        stop_input.set()
+        producer.join(120)
+        n_sent = sent[0]
+        seen = tail.wait_all(ids[:n_sent], timeout=180, alive=[first])
+    finally:
+        stop_input.set()
+        first.stop()
+        tail.close()
+    took = time.monotonic() - started
+    assert first.proc is not None and first.proc.returncode == 0, first.text()
+    lost = len(set(ids[:n_sent]) - set(seen))
+    duplicates = sum(c - 1 for c in seen.values())
+    figures(
+        guarantee=guarantee,
+        events_sent=n_sent,
+        joins=N_CYCLES,
+        leaves=N_CYCLES,
+        rebalances=rebalances,
+        lost=lost,
+        duplicates=duplicates,
+        reader=isolation,
+        seconds=round(took, 1),
+    )
+    assert set(seen) == set(ids[:n_sent])
+    if guarantee == "exactly_once":
+        assert duplicates == 0, duplicate_report(tail, seen)
+
+
+def duplicate_report(tail: Tail, seen: Counter[str]) -> str:
+    """Where each duplicated id's outputs came from (source offsets), for the failure message."""
+    twice = {i for i, c in seen.items() if c > 1}
+    lines = [
+        f"{orjson.loads(r.value)['id']}: out offset {r.partition}:{r.offset}, "
+        f"source {dict(r.headers)['streamfuse.source'].decode()}"
+        for r in tail.records
+        if orjson.loads(r.value)["id"] in twice
+    ]
+    return f"{len(twice)} ids published twice:\n" + "\n".join(sorted(lines)[:40])
