@@ -199,7 +199,17 @@ class Worker:
         """Follow the input assignment on the co-partitioned labels topic."""
         labels = self.settings.topics.labels
         if self.labels_consumer is not None and labels:
-            self.labels_consumer.assign([TopicPartition(labels, tp.partition) for tp in assigned])
+            tps = [TopicPartition(labels, tp.partition) for tp in assigned]
+            self.labels_consumer.assign(tps)
+            # Resolve the start ("latest") now, so every label produced from here on is read,
+            # rather than at some later poll that could skip labels produced in between.
+            for tp in tps:
+                try:
+                    self.labels_consumer.position(tp, timeout_ms=10_000)
+                except KafkaError as exc:
+                    log.warning(
+                        "cannot find the end of %s:%d yet (%s)", tp.topic, tp.partition, exc
+                    )
 
     def close(self) -> None:
         self.commit_sync()

@@ -366,7 +366,7 @@ def test_redacted_hides_every_secret_and_keeps_the_rest(tmp_path: Path) -> None:
                 "ssl_keyfile": "/secret/key.pem",
             },
             "consumer": {"ssl_password": SECRETS["ssl_password"], "fetch_max_bytes": 1024},
-            "producer": {"SASL_PLAIN_PASSWORD": SECRETS["sasl_plain_password"]},
+            "producer": {"sasl_plain_password": SECRETS["sasl_plain_password"]},
         }
     )
     s = settings_from_dict(data, base_dir=tmp_path, environ={})
