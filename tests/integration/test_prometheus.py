@@ -125,7 +125,7 @@ def test_prometheus_reports_the_same_rolling_accuracy_as_sklearn(
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         wait_for(
             lambda: _metric(_get(metrics_url), "streamfuse_labels_joined_total") == n,
-            timeout=60,
+            timeout=120,
             what="every label to be joined",
         )
         expr = 'streamfuse_rolling_metric{scope="strategy",name="soft_vote",metric="accuracy"}'
