@@ -38,7 +38,6 @@ from worker.scoring import EPS
 __all__ = ["Joined", "LabelJoiner", "WindowContents"]
 
 _ID_TYPES = frozenset({str, int})
-_NUMBER_TYPES = frozenset({int, float})
 _NO_ROW = -1
 
 
@@ -253,47 +252,6 @@ class _Window:
         return WindowContents(pred.astype(np.int64), truth.astype(np.int64), classes)
 
 
-class _LabelIndex:
-    """:meth:`Block.label_index` with the class lookup built once and applied with ``map``;
-    anything unusual (unhashable labels, non-numbers for regression) takes the original."""
-
-    def __init__(self, block: Block) -> None:
-        self.block = block
-        # dict lookups already equate 3, 3.0 and numpy scalars, as layout._norm does.
-        self.lookup = {c: i for i, c in enumerate(block.classes or ())}
-
-    def __call__(self, labels: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-        n = len(labels)
-        if self.block.kind == "classification":
-            try:
-                idx = np.fromiter(
-                    map(self.lookup.get, labels, repeat(_NO_ROW)), dtype=np.int64, count=n
-                )
-            except TypeError:  # an unhashable label (a list or an object)
-                return _safe_label_index(self.block, labels)
-            ok = idx >= 0
-            return np.where(ok, idx, 0), ok
-        if set(map(type, labels)) <= _NUMBER_TYPES:
-            vals = np.asarray(labels, dtype=np.float64).reshape(n)
-            return vals, np.isfinite(vals)
-        return _safe_label_index(self.block, labels)
-
-
-def _safe_label_index(block: Block, labels: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    hashable = [label if _hashable(label) else None for label in labels]
-    values, ok = block.label_index(hashable)
-    ok &= np.fromiter(map(_hashable, labels), dtype=bool, count=len(labels))
-    return values, ok
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
 class LabelJoiner:
     """Join label events to cached predictions and keep rolling metrics per model and strategy.
 
@@ -325,7 +283,6 @@ class LabelJoiner:
         self.clock = clock
         self._predictions = _Chunks()
         self._pending = _Chunks()
-        self._label_index = [_LabelIndex(b) for b in layout.blocks]
         n_series = len(self.model_names) + len(self.strategy_names)
         self._windows = [
             _Window(
@@ -436,12 +393,12 @@ class LabelJoiner:
         blocks = self.layout.blocks
         if not self.layout.is_multitask:
             raw = [d.get("label") for d in docs]
-            y, good = self._label_index[0](raw)
+            y, good = blocks[0].label_index(raw)
             return ids, y, ok & good
         y = np.zeros((n, len(blocks)))
         for j, block in enumerate(blocks):
             raw = [_task_label(d, block.name) for d in docs]
-            y[:, j], good = self._label_index[j](raw)
+            y[:, j], good = block.label_index(raw)
             ok &= good
         return ids, y, ok
 

@@ -7,6 +7,8 @@ one block per task along the output axis, in the order of the manifest's ``tasks
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -41,16 +43,28 @@ class Block:
             return None
         return outputs[:, self.start : self.stop].tolist()
 
+    @cached_property
+    def _class_lookup(self) -> dict[Any, int]:
+        return {_norm(c): i for i, c in enumerate(self.classes or ())}
+
     def label_index(self, labels: list[Any]) -> tuple[np.ndarray, np.ndarray]:
         """Map raw labels to column indices (classification) or floats (regression).
 
         Returns ``(values, ok)``: ``ok`` is False where a label is unknown or not a number.
+        Labels that are all plain numbers (or all strings, for string classes) are mapped with
+        one C-level ``map`` over a dict; anything else takes the per-label checks.
         """
         n = len(labels)
-        ok = np.ones(n, dtype=bool)
+        types = set(map(type, labels))
         if self.kind == "classification":
-            assert self.classes is not None
-            lookup = {_norm(c): i for i, c in enumerate(self.classes)}
+            lookup = self._class_lookup
+            # dict lookups equate 3 and 3.0, as _norm does; bools, numeric strings and
+            # unhashable labels need the per-label path.
+            if types <= _NUMBERS or (types == {str} and all(type(k) is str for k in lookup)):
+                idx = np.fromiter(map(lookup.get, labels, repeat(-1)), dtype=np.int64, count=n)
+                ok = idx >= 0
+                return np.where(ok, idx, 0), ok
+            ok = np.ones(n, dtype=bool)
             out = np.zeros(n, dtype=np.int64)
             for i, label in enumerate(labels):
                 j = _lookup(lookup, label)
@@ -59,6 +73,10 @@ class Block:
                 else:
                     out[i] = j
             return out, ok
+        if types <= _NUMBERS:
+            vals = np.asarray(labels, dtype=np.float64).reshape(n)
+            return vals, np.isfinite(vals)
+        ok = np.ones(n, dtype=bool)
         vals = np.zeros(n, dtype=np.float64)
         for i, label in enumerate(labels):
             if isinstance(label, bool) or not isinstance(label, int | float):
@@ -69,8 +87,13 @@ class Block:
         return vals, ok
 
 
+_NUMBERS = frozenset({int, float})
+
+
 def _lookup(lookup: dict[Any, int], label: Any) -> int | None:
-    if isinstance(label, list | dict):
+    try:
+        hash(label)
+    except TypeError:  # a list or an object: never a class
         return None
     j = lookup.get(_norm(label))
     if j is None and isinstance(label, str):

@@ -18,7 +18,7 @@ from sklearn.metrics import (
 )
 
 from worker.config import LabelsSettings
-from worker.labels import LabelJoiner, _LabelIndex
+from worker.labels import LabelJoiner
 from worker.layout import Block, OutputLayout
 from worker.metrics import Metrics
 
@@ -310,10 +310,21 @@ def test_multitask_metrics_per_task(rng: np.random.Generator) -> None:
         (Block("", "regression", 0, 1), [1, 2.5, -3]),
     ],
 )
-def test_label_index_helper_agrees_with_layout(block: Block, raw: list[Any]) -> None:
-    values, ok = _LabelIndex(block)(raw)
-    hashable = [None if isinstance(r, list | dict) else r for r in raw]
-    want_values, want_ok = block.label_index(hashable)
-    want_ok &= np.array([not isinstance(r, list | dict) for r in raw])
-    np.testing.assert_array_equal(ok, want_ok)
-    np.testing.assert_array_equal(values[ok], want_values[want_ok])
+def test_label_index_gives_each_label_the_same_answer_alone_and_in_a_batch(
+    block: Block, raw: list[Any]
+) -> None:
+    """A batch of plain numbers takes the C-level fast path, a mixed one the per-label path:
+    both must agree on every label."""
+    values, ok = block.label_index(raw)
+    for i, label in enumerate(raw):
+        one_value, one_ok = block.label_index([label])
+        assert ok[i] == one_ok[0], label
+        if ok[i]:
+            assert values[i] == one_value[0], label
+
+
+def test_label_index_matches_numeric_strings_but_never_booleans() -> None:
+    block = Block("", "classification", 0, 3, (0, 1, 2))
+    values, ok = block.label_index(["1", True, 2.0, [1]])
+    assert ok.tolist() == [True, False, True, False]
+    assert values[ok].tolist() == [1, 2]
