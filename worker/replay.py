@@ -18,7 +18,7 @@ from model_store import ModelStore
 from worker.config import Settings
 from worker.models import ModelSet
 from worker.pipeline import Pipeline
-from worker.scoring import score
+from worker.scoring import score, score_table
 from worker.strategies import build_strategies
 
 __all__ = ["ReplayReport", "replay"]
@@ -42,12 +42,7 @@ class ReplayReport:
     rows: list[tuple[str, str, dict[str, float]]]
 
     def table(self) -> str:
-        metrics = sorted({k for _, _, s in self.rows for k in s})
-        lines = [f"| scope | name | {' | '.join(metrics)} |", "|" + "---|" * (2 + len(metrics))]
-        for scope, name, scores in self.rows:
-            cells = " | ".join(f"{scores[m]:.4f}" if m in scores else "" for m in metrics)
-            lines.append(f"| {scope} | {name} | {cells} |")
-        return "\n".join(lines)
+        return score_table(self.rows)
 
 
 def _read_labels(path: Path) -> dict[Any, Any]:

@@ -23,10 +23,12 @@ import logging
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.errors import (
     InvalidProducerEpochError,
@@ -46,7 +48,7 @@ from worker.lag import LagMonitor
 from worker.metrics import Metrics
 from worker.models import ModelSet
 from worker.pipeline import BatchResult, Pipeline
-from worker.strategies import build_strategies
+from worker.strategies import build_strategies, heldout_name
 
 __all__ = ["Worker"]
 
@@ -401,8 +403,8 @@ class Worker:
         m = self.metrics
         m.events_consumed.labels(self.settings.topics.input).inc(n_records)
         m.events_published.inc(len(result.predictions))
-        for _, stage in result.dead_letters:
-            m.events_dead_lettered.labels(stage).inc()
+        for stage, n in Counter(stage for _, stage in result.dead_letters).items():
+            m.events_dead_lettered.labels(stage).inc(n)
         if result.degraded:
             m.events_degraded.inc(len(result.predictions))
             log.warning(
@@ -566,6 +568,14 @@ class Worker:
             else:
                 self.consumer.seek(tp, committed)
 
+    def _heldout_probe(self) -> Any:
+        """A probe batch for a promoted model before any good batch was seen."""
+        try:
+            data = self.store.load_dataset(heldout_name(self.model_set))
+            return np.asarray(data.arrays["X"][:64], dtype=np.float64)
+        except ModelStoreError:
+            return np.zeros((8, self.model_set.schema.n_features))
+
     # -- hot reload --------------------------------------------------------------------------
 
     def _maybe_reload(self) -> None:
@@ -580,7 +590,7 @@ class Worker:
                 continue
             probe = self.pipeline.last_good_X
             if probe is None:
-                probe = _heldout_probe(self.store, self.model_set.schema.n_features)
+                probe = self._heldout_probe()
             try:
                 candidate = self.model_set.load_candidate(promotion, probe)
             except (ModelStoreError, ValueError, RuntimeError) as exc:
@@ -616,13 +626,3 @@ class Worker:
             self.metrics.set_model_version(promotion.model, candidate.version, old.version)
             self.metrics.model_reloads.labels(promotion.model, "swapped").inc()
             log.info("hot reload: %s v%d -> v%d", promotion.model, old.version, candidate.version)
-
-
-def _heldout_probe(store: ModelStore, n_features: int) -> Any:
-    import numpy as np
-
-    try:
-        data = store.load_dataset("heldout")
-        return np.asarray(data.arrays["X"][:64], dtype=np.float64)
-    except ModelStoreError:
-        return np.zeros((8, n_features))

@@ -28,7 +28,7 @@ from worker.errors import ConfigError
 from worker.layout import OutputLayout
 from worker.models import ModelSet
 
-__all__ = ["HELDOUT_DATASET", "Strategy", "build_strategies", "heldout_outputs"]
+__all__ = ["HELDOUT_DATASET", "Strategy", "build_strategies", "heldout_name", "heldout_outputs"]
 
 log = logging.getLogger("streamfuse.strategies")
 
@@ -48,14 +48,18 @@ class Strategy:
         return hasattr(self.combiner, "partial_fit")
 
 
+def heldout_name(model_set: ModelSet) -> str:
+    """The store's held-out set for this model set (multi-task sets have their own)."""
+    return HELDOUT_DATASET + ("_multitask" if model_set.layout.is_multitask else "")
+
+
 def heldout_outputs(store: ModelStore, model_set: ModelSet) -> tuple[np.ndarray, np.ndarray]:
     """``(P, y)`` on the store's held-out set with the served model versions.
 
     Multi-task model sets use ``heldout_multitask`` (targets of every task), the others
     ``heldout``; ``streamfuse train`` writes both.
     """
-    name = HELDOUT_DATASET + ("_multitask" if model_set.layout.is_multitask else "")
-    data = store.load_dataset(name)
+    data = store.load_dataset(heldout_name(model_set))
     X = np.asarray(data.arrays["X"], dtype=np.float64)
     y = np.asarray(data.arrays["y"])
     P = np.stack([fn(X) for fn in model_set.predict_fns])

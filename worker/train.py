@@ -32,7 +32,7 @@ from tqdm import tqdm
 import combiners
 from model_store import ModelStore, build_torch_model
 from worker.datasets import Dataset, load_dataset
-from worker.scoring import score
+from worker.scoring import score, score_table
 from worker.strategies import HELDOUT_DATASET
 
 __all__ = ["CLASSIFICATION_STRATEGIES", "REGRESSION_STRATEGIES", "TrainReport", "train"]
@@ -65,13 +65,7 @@ class TrainReport:
     config_path: Path | None = None
 
     def table(self) -> str:
-        metrics = sorted({k for _, _, s in self.rows for k in s})
-        head = f"| scope | name | {' | '.join(metrics)} |"
-        lines = [head, "|" + "---|" * (2 + len(metrics))]
-        for scope, name, scores in self.rows:
-            cells = " | ".join(f"{scores[m]:.4f}" if m in scores else "" for m in metrics)
-            lines.append(f"| {scope} | {name} | {cells} |")
-        return "\n".join(lines)
+        return score_table(self.rows)
 
 
 def train(
