@@ -132,12 +132,21 @@ def _settings(path: Path) -> Settings:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import signal
+
+    # SIGTERM or SIGINT while torch, scikit-learn and the models load: remembered, and the
+    # worker stops cleanly (exit 0) as soon as it can, instead of dying mid-import.
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: early.append(signum))
+    logging.getLogger("streamfuse").info("starting with %s", args.config)
+
     from worker.logs import configure_logging
     from worker.server import serve
 
     settings = _settings(args.config)
     configure_logging(settings.logging.level, settings.logging.json_lines)
-    return serve(settings)
+    return serve(settings, stopped_early=lambda: bool(early))
 
 
 def _train(args: argparse.Namespace) -> int:

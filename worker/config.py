@@ -122,6 +122,11 @@ class TopicsSettings(_Section):
 class BatchSettings(_Section):
     max_events: int = Field(512, ge=1, le=100_000)
     max_wait_ms: int = Field(20, ge=0, le=60_000)
+    # Start a batch as soon as the models are free, with whatever has arrived, rather than
+    # waiting max_wait_ms for more: batches then grow with the load by themselves (the events
+    # that came in while the previous batch was predicted), and a light stream waits for
+    # nothing. False: always wait max_wait_ms (or max_events) after the first event.
+    start_when_idle: bool = True
 
 
 class ValidationSettings(_Section):
@@ -172,6 +177,14 @@ class RuntimeSettings(_Section):
     # models already run in parallel with each other and with kafka-python's I/O thread, so
     # more threads per model oversubscribe the cores; 0 leaves the libraries' defaults.
     model_threads: int = Field(1, ge=0)
+    # How long a thread may hold the GIL while another waits for it (sys.setswitchinterval).
+    # The models release the GIL inside every tree or layer and must win it back from the main
+    # thread's Kafka work each time; Python's 5 ms default starves them. 0: keep the default.
+    gil_switch_ms: float = Field(0.5, ge=0)
+    # Move everything alive after start-up (torch, scikit-learn, the models: ~300,000 objects)
+    # out of the garbage collector's reach (gc.freeze), so its full collections stop pausing
+    # every thread for ~140 ms; done again after each hot reload.
+    gc_freeze: bool = True
 
 
 class LoggingSettings(_Section):

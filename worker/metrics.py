@@ -166,9 +166,14 @@ class Metrics:
             ["model", "outcome"],
             registry=r,
         )
+        self.transactions_committed = Counter(
+            "streamfuse_transactions_committed",
+            "Kafka transactions committed (exactly_once: one per batch).",
+            registry=r,
+        )
         self.transactions_aborted = Counter(
             "streamfuse_transactions_aborted",
-            "Kafka transactions aborted (the batch is re-read from the committed offsets).",
+            "Kafka transactions aborted (their batches are re-read from the committed offsets).",
             registry=r,
         )
         self.strategy_errors = Counter(

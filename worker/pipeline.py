@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -161,6 +162,19 @@ class Pipeline:
         flight.versions = [m.version for m in self.model_set.models]
         flight.submitted = self.fanout.submit(flight.fns, decoded.X)
         return flight
+
+    def ready(self, flight: InFlight) -> bool:
+        """Whether :meth:`finish` would return without waiting for the models."""
+        submitted = flight.submitted
+        return submitted is None or all(f is None or f.done() for f in submitted.futures)
+
+    def wait(self, flight: InFlight, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the models of ``flight``; True when they are done."""
+        submitted = flight.submitted
+        if submitted is None:
+            return True
+        futures = [f for f in submitted.futures if f is not None]
+        return not futures_wait(futures, timeout=timeout_s).not_done
 
     def finish(self, flight: InFlight) -> BatchResult:
         if flight.decoded is None or flight.submitted is None:

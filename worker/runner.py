@@ -4,21 +4,24 @@ Delivery (``kafka.processing_guarantee``):
 
 - ``at_least_once``: send every prediction and dead letter, flush, check every send's result,
   then commit the batch's offsets (asynchronously: offsets only grow, so the next commit covers
-  a failed one; rebalances and shutdown commit synchronously). A failed send commits nothing
-  and the batch is re-read from its first offsets, so nothing unpublished is ever committed
-  (duplicates are possible after a crash).
+  a failed one, and the commit request reaches the coordinator ahead of any rejoin; shutdown
+  commits synchronously). A failed send commits nothing and the batch is re-read from its first
+  offsets, so nothing unpublished is ever committed (duplicates are possible after a crash).
 - ``exactly_once``: one transaction per batch: send, ``send_offsets_to_transaction`` with the
-  consumer's group metadata, commit. An abortable error aborts and seeks back to the last
-  committed offsets; fencing (another instance took over the transactional id) exits. Every
-  transaction call runs under a watchdog.
+  consumer's group metadata (of the generation the batch was read in), commit. An abortable
+  error aborts and seeks back to the last committed offsets; fencing (another instance took
+  over the transactional id) exits. Every transaction call runs under a watchdog.
 
-Offsets are committed before the next poll, so a rebalance (which happens inside ``poll``) never
-revokes uncommitted work; the rebalance listener only clears state. SIGTERM or SIGINT finishes the
-current batch, commits, closes and returns.
+The main thread keeps polling while the models run on their own threads (see :meth:`Worker.run`).
+A batch is published only between polls, and ``at_least_once`` commits it before the next poll,
+so a rebalance (which happens inside ``poll``) never revokes published, uncommitted work; the
+rebalance listener only records the change. SIGTERM or SIGINT finishes the current batch,
+commits, closes and returns.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -47,7 +50,7 @@ from worker.labels import Joined, LabelJoiner
 from worker.lag import LagMonitor
 from worker.metrics import Metrics
 from worker.models import ModelSet
-from worker.pipeline import BatchResult, Pipeline
+from worker.pipeline import BatchResult, InFlight, Pipeline
 from worker.strategies import build_strategies, heldout_name
 
 __all__ = ["Worker"]
@@ -58,6 +61,21 @@ FATAL_TXN_ERRORS = (
     InvalidProducerEpochError,
     TransactionalIdAuthorizationFailedError,
 )
+
+
+IDLE_POLL_MS = 200  # longest poll with nothing gathered: stay responsive to signals, reloads
+FLIGHT_WAIT_MS = 20  # while a batch is in flight: wait up to this long for its models, then poll
+
+
+@dataclass
+class _Flight:
+    """A batch whose models are running."""
+
+    span: dict[TopicPartition, tuple[int, int]]
+    inflight: InFlight
+    started: float
+    n_records: int
+    group_metadata: Any = None
 
 
 @dataclass
@@ -96,14 +114,22 @@ def _tps(tps: Any) -> str:
 class Worker:
     """One worker process: build everything from ``settings``, then :meth:`run` until stopped."""
 
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        freeze_gc: bool = False,
+    ) -> None:
         self.settings = settings
+        self.freeze_gc = freeze_gc  # a process-wide setting: only for the process's own worker
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self._stop = False
         self._next_reload_check = 0.0
         self._refused: set[Any] = set()
+        self._flight: _Flight | None = None
         self._pending: _Pending | None = None
+        self._rewound_to_committed = False
         self._group_metadata: Any = None
         self.rebalanced = False  # set by the rebalance listener (kafka-python's I/O thread)
         self.new_assignment: list[TopicPartition] | None = None
@@ -228,89 +254,151 @@ class Worker:
     def run(self, max_batches: int | None = None) -> None:
         """Poll, process and deliver until stopped.
 
-        Two batches are in the air at once: while the models predict batch k+1 on their
-        threads, the main thread sends batch k, waits for its acks and commits it. Batch k is
-        only ever *encoded* (not sent) when batch k+1 is polled, so every published batch is
-        committed before the next poll and a rebalance never revokes published, uncommitted
-        work; an unsent batch whose partitions are revoked is simply dropped and re-read.
+        The main thread keeps polling while the models work: batch k+1 is gathered (up to
+        ``batch.max_events``, at most ``batch.max_wait_ms`` after its first record) while the
+        models predict batch k on their own threads, and batch k is delivered (sent, flushed,
+        committed) as soon as its models are done. When batch k+1 is complete before that, its
+        models start as soon as batch k's are done and batch k is delivered while they run.
+        A batch is only sent between polls and committed (``at_least_once``) before the next
+        poll, so a rebalance never revokes published, uncommitted work; a batch still being
+        predicted or gathered when partitions are revoked is dropped and re-read.
         """
         if self.consumer is None:
             self.connect()
+        self._freeze_heap()
         try:
             while not self._stop and (max_batches is None or self.batches < max_batches):
                 self._maybe_reload()
                 self._poll_labels()
-                if self._pending is None:
-                    records, span, started = self._poll_batch()
-                else:
-                    records, span, started = self._poll_batch(quick=True)
-                    if self._pending is not None and len(records) < self.settings.batch.max_events:
-                        # No full batch is waiting (light load): overlapping would only make
-                        # small batches. Deliver now, then fill this batch as usual.
-                        if not self._deliver_pending():
-                            self._seek_to_first(span)
-                            continue
-                        records, span, started = self._poll_batch(carry=(records, span, started))
-                flight = self.pipeline.start(records, started) if records else None
-                if self._pending is not None and not self._deliver_pending():
-                    if flight is not None:  # re-read it after the batch that failed
-                        self.pipeline.finish(flight)
-                        self._seek_to_first(span)
+                if self.rebalanced:  # noticed between polls
+                    self._after_rebalance({})
+                records, span, started = self._poll_batch()
+                if not records:
                     continue
-                if flight is not None:
-                    self._pending = _Pending(
-                        span,
-                        self.pipeline.finish(flight),
-                        started,
-                        len(records),
-                        self._group_metadata,
-                    )
+                if self._flight is not None:  # its models are still running: wait for them
+                    assert self._pending is None  # _poll_batch delivers before it polls
+                    self._pending, self._flight = self._finish(self._flight), None
+                self._flight = self._start(records, span, started)
+                if self._pending is not None and not self._deliver_pending():
+                    self._discard_unsent()
+            if self._flight is not None and self._pending is None:
+                self._pending, self._flight = self._finish(self._flight), None
             if self._pending is not None:
                 self._deliver_pending()
         finally:
             self.close()
 
+    def _start(
+        self, records: list[Any], span: dict[TopicPartition, tuple[int, int]], started: float
+    ) -> _Flight:
+        return _Flight(
+            span,
+            self.pipeline.start(records, started),
+            started,
+            len(records),
+            self._group_metadata,
+        )
+
+    def _finish(self, flight: _Flight) -> _Pending:
+        """Wait for the models of ``flight``, combine and encode."""
+        return _Pending(
+            flight.span,
+            self.pipeline.finish(flight.inflight),
+            flight.started,
+            flight.n_records,
+            flight.group_metadata,
+        )
+
+    def _deliver_ready(self) -> bool:
+        """Deliver the batch in flight if its models are done; False if delivery failed."""
+        if self._pending is None:
+            if self._flight is None or not self.pipeline.ready(self._flight.inflight):
+                return True
+            self._pending, self._flight = self._finish(self._flight), None
+        return self._deliver_pending()
+
+    def _discard_unsent(self, span: dict[TopicPartition, tuple[int, int]] | None = None) -> None:
+        """Drop every batch not yet published (in flight, encoded, being gathered: ``span``) and
+        rewind so it is read again. After a failed or aborted transaction the partitions were
+        already rewound to their committed offsets, which come before all of these."""
+        spans = [span or {}]
+        flight, self._flight = self._flight, None
+        if flight is not None:
+            self.pipeline.finish(flight.inflight)  # let its models finish; the result is dropped
+            spans.append(flight.span)
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            spans.append(pending.span)
+        if self._rewound_to_committed:
+            self._rewound_to_committed = False
+            return
+        self._seek_to_first(*spans)
+
+    def _freeze_heap(self) -> None:
+        """With ``freeze_gc``: collect, then freeze every live object (models, libraries, clients)
+        so that the collector's full passes only walk what was made since (gc.freeze)."""
+        if not self.freeze_gc:
+            return
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        log.info("%d objects frozen out of the garbage collector", gc.get_freeze_count())
+
     def _after_rebalance(self, span: dict[TopicPartition, tuple[int, int]]) -> None:
-        """The assignment changed during the last poll: drop the encoded, unsent batch and the
-        batch being gathered (records of revoked partitions must not be published by this
-        worker now), rewinding the partitions still held to their first offsets."""
+        """The assignment changed: drop every unpublished batch (records of revoked partitions
+        must not be published by this worker now), rewinding the partitions still held."""
         self.rebalanced = False
         if self.new_assignment is not None:
             self.on_assigned(self.new_assignment)
             self.new_assignment = None
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            log.info("dropping an unsent batch of %d after a rebalance", pending.n_records)
-            self._seek_to_first(pending.span)
-        if span:
-            self._seek_to_first(span)
+        n_unsent = sum(b.n_records for b in (self._flight, self._pending) if b is not None)
+        if n_unsent:
+            log.info("dropping %d unsent events after a rebalance", n_unsent)
+        self._discard_unsent(span)
 
     # -- one batch ---------------------------------------------------------------------------
 
-    def _poll_batch(
-        self, quick: bool = False, carry: tuple[list[Any], Any, float] | None = None
-    ) -> tuple[list[Any], dict[TopicPartition, tuple[int, int]], float]:
+    def _poll_batch(self) -> tuple[list[Any], dict[TopicPartition, tuple[int, int]], float]:
         """Up to ``batch.max_events`` records, waiting at most ``batch.max_wait_ms`` after the
-        first one (``quick``: only what is already fetched, no waiting, because a finished batch
-        is waiting to be sent), with each partition's first and last offset in the batch."""
+        first one, with each partition's first and last offset in the batch.
+
+        While a batch is in flight, each turn takes only what is already fetched and then waits
+        for the models (up to the batch's deadline) instead of polling for every few records:
+        a poll hands work to kafka-python's I/O thread several times over, and frequent polls
+        slow the models down. The batch in flight is delivered as soon as its models are done;
+        with ``batch.start_when_idle`` the batch gathered so far then starts at once. Returns an
+        empty batch when there was nothing to read, after a rebalance, or when delivering the
+        batch in flight failed (then everything unpublished is rewound).
+        """
         assert self.consumer is not None
         max_events = self.settings.batch.max_events
         max_wait = self.settings.batch.max_wait_ms / 1000
+        when_idle = self.settings.batch.start_when_idle
         batch: list[Any] = []
         span: dict[TopicPartition, tuple[int, int]] = {}
         started = 0.0
         deadline = 0.0
-        if carry is not None and carry[0]:  # records already polled: keep filling from there
-            batch, span, started = list(carry[0]), dict(carry[1]), carry[2]
-            deadline = time.monotonic() + max(0.0, max_wait - (time.perf_counter() - started))
+        # exactly_once: the generation this batch is read in, taken before its first poll. A
+        # transaction carrying it is fenced by the group coordinator if a rebalance has
+        # happened since (KIP-447); taken after the last poll, it could vouch for records read
+        # in an earlier generation.
+        metadata = self.consumer.group_metadata() if self.exactly_once else None
         while len(batch) < max_events and not self._stop:
-            if quick:
-                timeout_ms = 0
-            elif batch:
-                timeout_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            if self.rebalanced:  # kafka-python's I/O thread may rebalance between polls too
+                self._after_rebalance(span)
+                return [], {}, 0.0
+            if not self._deliver_ready():
+                self._discard_unsent(span)
+                return [], {}, 0.0
+            if batch:
+                timeout_ms = max(0.0, deadline - time.monotonic()) * 1000
             else:
-                timeout_ms = 200  # idle: stay responsive to signals and reloads
-            polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_events - len(batch))
+                timeout_ms = IDLE_POLL_MS  # stay responsive to signals and reloads
+            in_flight = self._flight is not None
+            polled = self.consumer.poll(
+                timeout_ms=0 if in_flight else int(timeout_ms),
+                max_records=max_events - len(batch),
+            )
             if self.rebalanced:
                 # Rewind to everything gathered so far, this poll's records included.
                 for tp, tp_records in polled.items():
@@ -325,41 +413,52 @@ class Worker:
                 batch.extend(tp_records)
                 first, _ = span.get(tp, (tp_records[0].offset, 0))
                 span[tp] = (first, tp_records[-1].offset)
-            if not batch or quick:
-                break
-            if not started:
+            if batch and not started:
                 started = time.perf_counter()
                 deadline = time.monotonic() + max_wait
-            if time.monotonic() >= deadline:
+                timeout_ms = min(timeout_ms, max_wait * 1000)
+            if len(batch) >= max_events or (batch and time.monotonic() >= deadline):
                 break
-        if batch and not started:
-            started = time.perf_counter()
+            if self._flight is not None:
+                # Leave the CPU to the models (waiting releases the GIL); deliver next turn.
+                self.pipeline.wait(self._flight.inflight, min(timeout_ms, FLIGHT_WAIT_MS) / 1000)
+            elif not batch:
+                break  # nothing to read
+            elif when_idle and self._pending is None:
+                break  # the models are free: start now
         if batch and self.exactly_once:
-            # The generation this batch was read in: a transaction carrying it is fenced by the
-            # group coordinator if a rebalance has happened since (KIP-447).
-            self._group_metadata = self.consumer.group_metadata()
+            if metadata is None or metadata.generation_id < 0:  # joined during this batch
+                metadata = self.consumer.group_metadata()
+            self._group_metadata = metadata
         return batch, span, started
 
     def _deliver_pending(self) -> bool:
-        """Send, flush and commit the encoded batch; False (and rewound) when that failed."""
-        pending, self._pending = self._pending, None
+        """Publish the encoded batch: send, flush and commit it (``at_least_once``), or add it
+        in a transaction of its own (``exactly_once``). False when that failed;
+        the caller then drops and rewinds every unpublished batch (:meth:`_discard_unsent`)."""
+        pending = self._pending
         if pending is None:  # dropped by a rebalance
             return True
         if self.producer is None:  # stopped while replacing it: re-read the batch next time
-            self._seek_to_first(pending.span)
             return False
         offsets = {
             tp: OffsetAndMetadata(last + 1, None, -1) for tp, (_, last) in pending.span.items()
         }
         if self.exactly_once:
-            delivered = self._deliver_transaction(pending.result, offsets, pending.group_metadata)
+            delivered = self._deliver_transaction(pending, offsets)
         else:
-            delivered = self._deliver_at_least_once(pending.result, offsets, pending.span)
+            delivered = self._deliver_at_least_once(pending.result, offsets)
         if not delivered:
             self._backoff()
             return False
+        self._pending = None
         self._failed_deliveries = 0
         self.batches += 1
+        self._account(pending)
+        return True
+
+    def _account(self, pending: _Pending) -> None:
+        """Count a published batch and hand its predictions to the label join."""
         result = pending.result
         self._observe(pending.n_records, result, pending.started)
         if self.joiner is not None and result.ids and result.P is not None:
@@ -367,7 +466,6 @@ class Worker:
             self._learn(
                 self.joiner.add_predictions(result.ids, result.P, result.available, result.outputs)
             )
-        return True
 
     # -- labels ------------------------------------------------------------------------------
 
@@ -432,10 +530,7 @@ class Worker:
         return futures
 
     def _deliver_at_least_once(
-        self,
-        result: BatchResult,
-        offsets: dict[TopicPartition, OffsetAndMetadata],
-        span: dict[TopicPartition, tuple[int, int]],
+        self, result: BatchResult, offsets: dict[TopicPartition, OffsetAndMetadata]
     ) -> bool:
         assert self.producer is not None and self.consumer is not None
         try:
@@ -445,7 +540,6 @@ class Worker:
                 future.get(timeout=0)
         except KafkaError as exc:
             log.error("publishing a batch failed (%s); re-reading it from its first offsets", exc)
-            self._seek_to_first(span)
             return False
         # Everything is published: commit without waiting for the answer (a sync commit costs
         # a coordinator round trip per batch). Offsets only grow, so a failed async commit is
@@ -472,27 +566,33 @@ class Worker:
         except KafkaError as exc:
             log.error("committing offsets failed (%s); they will be read again", exc)
 
+    # -- transactions (exactly_once) ----------------------------------------------------------
+
     def _deliver_transaction(
-        self,
-        result: BatchResult,
-        offsets: dict[TopicPartition, OffsetAndMetadata],
-        group_metadata: Any,
+        self, pending: _Pending, offsets: dict[TopicPartition, OffsetAndMetadata]
     ) -> bool:
+        """One transaction per batch: begin, send, the offsets with the group metadata of the
+        generation the batch was read in, commit. On failure abort it, rewind every assigned
+        partition to its committed offset and return False.
+
+        A transaction spanning several batches (committed every 100 ms, as Kafka Streams does)
+        was tried: 0.84 to 0.89 of at_least_once instead of about 0.8, but the rebalance fault
+        test then saw 316 to 662 events published twice under read_committed (see
+        benchmarks/README.md), so each batch keeps its own transaction.
+        """
         assert self.producer is not None and self.consumer is not None
         producer, consumer = self.producer, self.consumer
+        metadata = pending.group_metadata or consumer.group_metadata()
         watchdog = self.settings.kafka.watchdog_s
         try:
             producer.begin_transaction()
-            self._send_all(result)
+            self._send_all(pending.result)
             kafka_io.with_watchdog(
-                lambda: producer.send_offsets_to_transaction(
-                    offsets, group_metadata or consumer.group_metadata()
-                ),
+                lambda: producer.send_offsets_to_transaction(offsets, metadata),
                 "send_offsets_to_transaction",
                 watchdog,
             )
             kafka_io.with_watchdog(producer.commit_transaction, "commit_transaction", watchdog)
-            return True
         except FATAL_TXN_ERRORS as exc:
             raise DeliveryError(f"this worker's producer was fenced ({exc}); exiting") from exc
         except TransactionWatchdogError as exc:
@@ -515,6 +615,8 @@ class Worker:
                 self._replace_producer()
             self._seek_to_committed()
             return False
+        self.metrics.transactions_committed.inc()
+        return True
 
     def _replace_producer(self) -> None:
         """Close the producer without waiting and build a new one, retrying until it is ready
@@ -541,16 +643,22 @@ class Worker:
                 log.warning("the new producer is not ready yet (%s)", exc)
                 self._backoff()
 
-    def _seek_to_first(self, span: dict[TopicPartition, tuple[int, int]]) -> None:
+    def _seek_to_first(self, *spans: dict[TopicPartition, tuple[int, int]]) -> None:
+        """Rewind each assigned partition to the first offset it has in any of ``spans``."""
         assert self.consumer is not None
+        first: dict[TopicPartition, int] = {}
+        for span in spans:
+            for tp, (offset, _) in span.items():
+                first[tp] = min(offset, first.get(tp, offset))
         assigned = self.consumer.assignment()
-        for tp, (first, _) in span.items():
+        for tp, offset in first.items():
             if tp in assigned:
-                self.consumer.seek(tp, first)
+                self.consumer.seek(tp, offset)
 
     def _seek_to_committed(self) -> None:
         """Rewind every assigned partition to its committed offset (retried with backoff: a
         position past the committed offset would skip events)."""
+        self._rewound_to_committed = True
         while not self._stop:
             try:
                 self._seek_to_committed_once()
@@ -604,6 +712,9 @@ class Worker:
                 )
                 self._refused.add(promotion)  # not retried on every check
                 continue
+            if self._flight is not None and self._pending is None:
+                # finish it with the models and strategies it began with; delivered next turn
+                self._pending, self._flight = self._finish(self._flight), None
             old = self.model_set.swap(candidate)
             try:
                 strategies = build_strategies(
@@ -626,3 +737,5 @@ class Worker:
             self.metrics.set_model_version(promotion.model, candidate.version, old.version)
             self.metrics.model_reloads.labels(promotion.model, "swapped").inc()
             log.info("hot reload: %s v%d -> v%d", promotion.model, old.version, candidate.version)
+            del old
+            self._freeze_heap()  # frees the old version's cycles, freezes the new one

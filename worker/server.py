@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -26,12 +28,22 @@ def limit_threads(n: int) -> None:
     threadpool_limits(limits=n)
 
 
-def serve(settings: Settings) -> int:
-    """Build the worker, serve ``/metrics``, run until SIGTERM/SIGINT. Returns the exit code."""
+def serve(settings: Settings, stopped_early: Callable[[], bool] | None = None) -> int:
+    """Build the worker, serve ``/metrics``, run until SIGTERM/SIGINT. Returns the exit code.
+
+    ``stopped_early``: whether a stop signal came before the worker's own handlers were
+    installed (while it was loading); then it exits 0 without starting.
+    """
     limit_threads(settings.runtime.model_threads)
+    if settings.runtime.gil_switch_ms > 0:
+        sys.setswitchinterval(settings.runtime.gil_switch_ms / 1000)
     registry = CollectorRegistry()
-    worker = Worker(settings, registry)
+    worker = Worker(settings, registry, freeze_gc=settings.runtime.gc_freeze)
     worker.install_signal_handlers()
+    if stopped_early is not None and stopped_early():
+        log.info("stopped during start-up")
+        worker.pipeline.close()
+        return 0
     server = None
     if settings.metrics.enabled:
         server, _ = start_http_server(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -10,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.kafka import Broker, unique
-from tests.support.worker import Topics, write_config
+from tests.support.kafka import Broker, unique, wait_for
+from tests.support.worker import Topics, WorkerProcess, write_config
 
 
 def run(config: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -122,3 +123,22 @@ def test_bad_config_exits_2_naming_the_key(
     print(result.stderr.strip().splitlines()[-1])
     assert result.returncode == 2
     assert f"config key '{key}'" in result.stderr
+
+
+def test_sigterm_while_loading_exits_zero(
+    kafka: Broker, topics, group_factory, trained_store: Path, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path / "c.yaml",
+        store=trained_store,
+        bootstrap=kafka.bootstrap,
+        topics=topics(),
+        group=group_factory("early"),
+    )
+    worker = WorkerProcess(config, tmp_path / "w.log").start()
+    wait_for(lambda: "starting with" in worker.text(), timeout=60, what="the worker starting")
+    worker.signal(signal.SIGTERM)  # while torch, scikit-learn and the models load
+    code = worker.wait(60)
+    text = worker.text()
+    print(f"exit {code}; stopped before starting: {'stopped during start-up' in text}")
+    assert code == 0, text

@@ -48,7 +48,8 @@ def test_defaults_follow_the_design_notes(tmp_path: Path) -> None:
         "labels",
         "features.dlq",
     )
-    assert (s.batch.max_events, s.batch.max_wait_ms) == (512, 20)
+    assert (s.batch.max_events, s.batch.max_wait_ms, s.batch.start_when_idle) == (512, 20, True)
+    assert (s.runtime.model_threads, s.runtime.gil_switch_ms, s.runtime.gc_freeze) == (1, 0.5, True)
     assert s.on_model_error.policy == "renormalize"
     assert s.strategy.fit == "auto" and s.strategy.params == {}
     assert s.shadow_strategies == ()
@@ -131,6 +132,9 @@ def test_unknown_key_in_a_file(tmp_path: Path) -> None:
         (config(models=[{"name": "a", "version": 0}]), "models.0.version"),
         (config(batch={"max_events": 0}), "batch.max_events"),
         (config(batch={"max_events": "many"}), "batch.max_events"),
+        (config(batch={"start_when_idle": "sometimes"}), "batch.start_when_idle"),
+        (config(runtime={"gil_switch_ms": -1}), "runtime.gil_switch_ms"),
+        (config(runtime={"gc_freeze": "yes please"}), "runtime.gc_freeze"),
         (config(kafka={"processing_guarantee": "at_most_once"}), "kafka.processing_guarantee"),
         (config(on_model_error={"policy": "ignore"}), "on_model_error.policy"),
         (config(strategy={"name": "soft_vote", "fit": "always"}), "strategy.fit"),

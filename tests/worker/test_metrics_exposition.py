@@ -34,6 +34,7 @@ def observed_metrics() -> Metrics:
     m.set_model_version("rf", 3, previous=2)
     m.model_reloads.labels("rf", "swapped").inc()
     m.transactions_aborted.inc()
+    m.transactions_committed.inc()
     m.strategy_errors.labels("hedge").inc()
     return m
 

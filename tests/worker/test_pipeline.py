@@ -6,6 +6,7 @@ same rows, and the stored fitted strategy rebuilt with ``combiners.load_state``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -350,3 +351,34 @@ def test_failing_shadow_strategy_is_left_out(
         registry.get_sample_value("streamfuse_strategy_errors_total", {"strategy": "bad_shadow"})
         == 1
     )
+
+
+def test_ready_and_wait_follow_the_models_in_flight(
+    served: Served, make_pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = threading.Event()
+    model = served.model_set.models[0]
+    real = model.predict_outputs
+
+    def gated(X: np.ndarray) -> np.ndarray:
+        assert gate.wait(60)
+        return real(X)
+
+    monkeypatch.setattr(model, "predict_outputs", gated)
+    X = served.X[:8]
+    ids = [f"w-{i}" for i in range(len(X))]
+    pipeline = make_pipeline()
+    flight = pipeline.start(records([event(i, row) for i, row in zip(ids, X, strict=True)]))
+    assert not pipeline.ready(flight)
+    assert pipeline.wait(flight, 0.05) is False
+    gate.set()
+    assert pipeline.wait(flight, 60) is True
+    assert pipeline.ready(flight)
+    check_predictions(served, pipeline.finish(flight), X, ids)
+
+
+def test_a_batch_with_no_good_event_is_ready_at_once(make_pipeline: Any) -> None:
+    pipeline = make_pipeline()
+    flight = pipeline.start(records([b"not json", b"{}"]))
+    assert pipeline.ready(flight) and pipeline.wait(flight, 0)
+    assert [stage for _, stage in pipeline.finish(flight).dead_letters] == ["decode", "validate"]

@@ -1,0 +1,134 @@
+"""Delivery with two batches in the air, against the real broker: a failed send while the next
+batch is in flight loses nothing, and with ``exactly_once`` a refused transaction is aborted and
+its events, and those of the batch in flight, are published exactly once."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from kafka.errors import KafkaError
+from prometheus_client import CollectorRegistry
+
+from tests.support.kafka import Broker
+from tests.support.worker import events, produce, write_config
+from worker.config import load_settings
+from worker.runner import Worker
+
+pytestmark = pytest.mark.kafka
+
+
+def _ids(records: list[Any]) -> Counter[str]:
+    return Counter(orjson.loads(r.value)["id"] for r in records)
+
+
+def _run(worker: Worker) -> threading.Thread:
+    thread = threading.Thread(target=worker.run, name="worker", daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_failed_send_with_the_next_batch_in_flight_loses_nothing(
+    kafka: Broker, topics, group_factory, trained_store: Path, test_rows: np.ndarray, tmp_path
+) -> None:
+    # One partition, filled before the worker starts: batch 2 is polled and its models started
+    # before batch 1 is sent, so the failed batch 1 and the in-flight batch 2 share a partition.
+    t = topics(partitions=1)
+    n = 2_000
+    ids, values = events(np.resize(test_rows, (n, test_rows.shape[1])), "s")
+    produce(kafka.bootstrap, t.input, values)
+    config = write_config(
+        tmp_path / "c.yaml",
+        store=trained_store,
+        bootstrap=kafka.bootstrap,
+        topics=t,
+        group=group_factory("failsend"),
+    )
+    worker = Worker(load_settings(config), CollectorRegistry())
+    real_send_all = worker._send_all
+    calls = {"n": 0, "in_flight_at_failure": False}
+
+    def failing_once(result: Any) -> list[Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            calls["in_flight_at_failure"] = worker._flight is not None
+            raise KafkaError("injected: the broker refused the batch")
+        return real_send_all(result)
+
+    worker._send_all = failing_once  # type: ignore[method-assign]
+    thread = _run(worker)
+    try:
+        out = kafka.consume_all(t.output, n, timeout=120, idle_s=1.0)
+    finally:
+        worker.stop()
+        thread.join(30)
+    seen = _ids(out)
+    print(
+        f"{len(out)} predictions, {len(seen)} distinct of {n}; "
+        f"next batch in flight at the failure: {calls['in_flight_at_failure']}"
+    )
+    assert calls["in_flight_at_failure"]
+    assert set(seen) == set(ids)
+    assert not thread.is_alive()
+
+
+def test_exactly_once_an_aborted_transaction_is_redone_once(
+    kafka: Broker, topics, group_factory, trained_store: Path, test_rows: np.ndarray, tmp_path
+) -> None:
+    t = topics(partitions=2)
+    n = 4_000
+    ids, values = events(np.resize(test_rows, (n, test_rows.shape[1])), "x")
+    produce(kafka.bootstrap, t.input, values, [i.encode() for i in ids])
+    config = write_config(
+        tmp_path / "c.yaml",
+        store=trained_store,
+        bootstrap=kafka.bootstrap,
+        topics=t,
+        group=group_factory("txn"),
+        kafka={
+            "bootstrap_servers": kafka.bootstrap,
+            "group_id": group_factory("txn"),
+            "processing_guarantee": "exactly_once",
+        },
+    )
+    registry = CollectorRegistry()
+    worker = Worker(load_settings(config), registry)
+    worker.connect()
+    assert worker.producer is not None
+    producer = worker.producer
+    real_send_offsets = producer.send_offsets_to_transaction
+    refused: list[dict[Any, Any]] = []
+
+    def failing_once(offsets: Any, metadata: Any) -> Any:
+        if not refused:
+            refused.append(dict(offsets))
+            raise KafkaError("injected: the coordinator refused the offsets")
+        return real_send_offsets(offsets, metadata)
+
+    producer.send_offsets_to_transaction = failing_once  # type: ignore[method-assign]
+    thread = _run(worker)
+    try:
+        out = kafka.consume_all(
+            t.output, n, timeout=120, isolation_level="read_committed", idle_s=1.0
+        )
+    finally:
+        worker.stop()
+        thread.join(30)
+    seen = _ids(out)
+    committed = registry.get_sample_value("streamfuse_transactions_committed_total") or 0
+    aborted = registry.get_sample_value("streamfuse_transactions_aborted_total") or 0
+    batches = registry.get_sample_value("streamfuse_batch_size_count") or 0
+    print(
+        f"{len(out)} committed predictions, {len(seen)} distinct of {n}; "
+        f"{batches:.0f} batches in {committed:.0f} transactions, {aborted:.0f} aborted "
+        f"(its offsets {sorted(o.offset for o in refused[0].values())})"
+    )
+    assert set(seen) == set(ids) and max(seen.values()) == 1
+    assert aborted == 1 and refused
+    assert committed == batches  # one transaction per published batch
+    assert not thread.is_alive()
