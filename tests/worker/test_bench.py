@@ -28,6 +28,8 @@ FIGURES = (
     "latency_p99_ms",
     "worker_latency_p50_ms",
     "worker_latency_p99_ms",
+    "latency_to_send_p50_ms",
+    "latency_to_send_p99_ms",
     "ratio_worker_ceiling",
     "ratio_worker_naive",
     "ratio_eos_alo",
