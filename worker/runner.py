@@ -39,7 +39,7 @@ from kafka.errors import (
     ProducerFencedError,
     TransactionalIdAuthorizationFailedError,
 )
-from kafka.structs import OffsetAndMetadata, TopicPartition
+from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from model_store import ModelStore, ModelStoreError
@@ -105,6 +105,10 @@ class _Rebalance(ConsumerRebalanceListener):
         log.info("partitions assigned: %s", _tps(assigned))
         self.worker.new_assignment = list(assigned)
         self.worker.rebalanced = True
+
+
+def _member(metadata: Any) -> tuple[Any, Any]:
+    return metadata.generation_id, metadata.member_id
 
 
 def _tps(tps: Any) -> str:
@@ -427,8 +431,16 @@ class Worker:
             elif when_idle and self._pending is None:
                 break  # the models are free: start now
         if batch and self.exactly_once:
-            if metadata is None or metadata.generation_id < 0:  # joined during this batch
-                metadata = self.consumer.group_metadata()
+            # kafka-python sets the new generation at the JoinGroup answer, before the new
+            # assignment is known: only a stable generation, the same before and after the
+            # polls, vouches for these records. Otherwise re-read them once the group settles.
+            after = self.consumer.group_metadata()
+            if metadata is None or metadata.state != MemberState.STABLE:
+                metadata = after  # joined during this batch
+            if metadata.state != MemberState.STABLE or _member(metadata) != _member(after):
+                log.info("re-reading a batch of %d read while the group rebalanced", len(batch))
+                self._seek_to_first(span)
+                return [], {}, 0.0
             self._group_metadata = metadata
         return batch, span, started
 
