@@ -168,7 +168,8 @@ class Metrics:
         )
         self.transactions_committed = Counter(
             "streamfuse_transactions_committed",
-            "Kafka transactions committed (exactly_once: one per batch).",
+            "Kafka transactions committed (exactly_once; one spans the batches of up to "
+            "kafka.transaction_interval_ms).",
             registry=r,
         )
         self.transactions_aborted = Counter(

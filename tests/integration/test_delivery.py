@@ -1,6 +1,7 @@
 """Delivery with two batches in the air, against the real broker: a failed send while the next
 batch is in flight loses nothing, and with ``exactly_once`` a refused transaction is aborted and
-its events, and those of the batch in flight, are published exactly once."""
+its events, and those of the batch in flight, are published exactly once, with one transaction
+per batch or transactions spanning several."""
 
 from __future__ import annotations
 
@@ -77,8 +78,15 @@ def test_a_failed_send_with_the_next_batch_in_flight_loses_nothing(
     assert not thread.is_alive()
 
 
+@pytest.mark.parametrize("interval_ms", [0, 500])
 def test_exactly_once_an_aborted_transaction_is_redone_once(
-    kafka: Broker, topics, group_factory, trained_store: Path, test_rows: np.ndarray, tmp_path
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store: Path,
+    test_rows: np.ndarray,
+    tmp_path,
+    interval_ms: int,
 ) -> None:
     t = topics(partitions=2)
     n = 4_000
@@ -94,6 +102,7 @@ def test_exactly_once_an_aborted_transaction_is_redone_once(
             "bootstrap_servers": kafka.bootstrap,
             "group_id": group_factory("txn"),
             "processing_guarantee": "exactly_once",
+            "transaction_interval_ms": interval_ms,
         },
     )
     registry = CollectorRegistry()
@@ -130,5 +139,8 @@ def test_exactly_once_an_aborted_transaction_is_redone_once(
     )
     assert set(seen) == set(ids) and max(seen.values()) == 1
     assert aborted == 1 and refused
-    assert committed == batches  # one transaction per published batch
+    if interval_ms == 0:
+        assert committed == batches  # one transaction per published batch
+    else:
+        assert 0 < committed < batches  # transactions spanning batches
     assert not thread.is_alive()
