@@ -76,9 +76,6 @@ class KafkaSettings(_Section):
     instance_id: str = "0"
     transactional_id: str | None = None
     transaction_timeout_ms: int = Field(15_000, ge=1_000)
-    # exactly_once: one transaction spans the batches of this long (Kafka Streams' default
-    # commit interval under exactly-once); 0 commits one transaction per batch.
-    transaction_interval_ms: int = Field(100, ge=0)
     watchdog_s: float = Field(30.0, gt=0)
     connect_timeout_s: float = Field(30.0, gt=0)
     # Passed through to kafka-python: security (SSL, SASL_SSL) and tuning for both clients.

@@ -168,8 +168,7 @@ class Metrics:
         )
         self.transactions_committed = Counter(
             "streamfuse_transactions_committed",
-            "Kafka transactions committed (exactly_once; one spans the batches of up to "
-            "kafka.transaction_interval_ms).",
+            "Kafka transactions committed (exactly_once: one per batch).",
             registry=r,
         )
         self.transactions_aborted = Counter(

@@ -7,12 +7,9 @@ Delivery (``kafka.processing_guarantee``):
   a failed one, and the commit request reaches the coordinator ahead of any rejoin; shutdown
   commits synchronously). A failed send commits nothing and the batch is re-read from its first
   offsets, so nothing unpublished is ever committed (duplicates are possible after a crash).
-- ``exactly_once``: batches are sent inside a transaction that stays open for up to
-  ``kafka.transaction_interval_ms`` (0: one per batch), then ``send_offsets_to_transaction``
-  with the consumer's group metadata (of the stable generation the batches were read in) and
-  commit, between polls. An abortable error, or a rebalance while the transaction is open,
-  aborts it (after flushing: kafka-python would otherwise send the buffered records in the next
-  transaction) and seeks back to the last committed offsets; fencing (another instance took
+- ``exactly_once``: one transaction per batch: send, ``send_offsets_to_transaction`` with the
+  consumer's group metadata (of the generation the batch was read in), commit. An abortable
+  error aborts and seeks back to the last committed offsets; fencing (another instance took
   over the transactional id) exits. Every transaction call runs under a watchdog.
 
 The main thread keeps polling while the models run on their own threads (see :meth:`Worker.run`).
@@ -137,11 +134,6 @@ class Worker:
         self._flight: _Flight | None = None
         self._pending: _Pending | None = None
         self._rewound_to_committed = False
-        # exactly_once: the open transaction's batches, offsets and group metadata
-        self._txn_batches: list[_Pending] = []
-        self._txn_offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        self._txn_metadata: Any = None
-        self._txn_started = 0.0
         self._group_metadata: Any = None
         self.rebalanced = False  # set by the rebalance listener (kafka-python's I/O thread)
         self.new_assignment: list[TopicPartition] | None = None
@@ -274,8 +266,6 @@ class Worker:
         A batch is only sent between polls and committed (``at_least_once``) before the next
         poll, so a rebalance never revokes published, uncommitted work; a batch still being
         predicted or gathered when partitions are revoked is dropped and re-read.
-        ``exactly_once`` keeps one transaction open for up to ``kafka.transaction_interval_ms``
-        across batches; a rebalance aborts it and everything since the last commit is re-read.
         """
         if self.consumer is None:
             self.connect()
@@ -286,9 +276,6 @@ class Worker:
                 self._poll_labels()
                 if self.rebalanced:  # noticed between polls
                     self._after_rebalance({})
-                if self._txn_due() and not self._end_transaction():
-                    self._discard_unsent()
-                    continue
                 records, span, started = self._poll_batch()
                 if not records:
                     continue
@@ -302,7 +289,6 @@ class Worker:
                 self._pending, self._flight = self._finish(self._flight), None
             if self._pending is not None:
                 self._deliver_pending()
-            self._end_transaction()
         finally:
             self.close()
 
@@ -372,11 +358,6 @@ class Worker:
         n_unsent = sum(b.n_records for b in (self._flight, self._pending) if b is not None)
         if n_unsent:
             log.info("dropping %d unsent events after a rebalance", n_unsent)
-        if self._txn_batches:
-            log.info(
-                "aborting a transaction of %d batches after a rebalance", len(self._txn_batches)
-            )
-            self._abort_transaction()
         self._discard_unsent(span)
 
     # -- one batch ---------------------------------------------------------------------------
@@ -417,8 +398,6 @@ class Worker:
                 timeout_ms = max(0.0, deadline - time.monotonic()) * 1000
             else:
                 timeout_ms = IDLE_POLL_MS  # stay responsive to signals and reloads
-            if self._txn_batches:
-                timeout_ms = min(timeout_ms, self._txn_left() * 1000)
             in_flight = self._flight is not None
             polled = self.consumer.poll(
                 timeout_ms=0 if in_flight else int(timeout_ms),
@@ -467,7 +446,7 @@ class Worker:
 
     def _deliver_pending(self) -> bool:
         """Publish the encoded batch: send, flush and commit it (``at_least_once``), or add it
-        to the open transaction, committed when due (``exactly_once``). False when that failed;
+        in a transaction of its own (``exactly_once``). False when that failed;
         the caller then drops and rewinds every unpublished batch (:meth:`_discard_unsent`)."""
         pending = self._pending
         if pending is None:  # dropped by a rebalance
@@ -478,7 +457,7 @@ class Worker:
             tp: OffsetAndMetadata(last + 1, None, -1) for tp, (_, last) in pending.span.items()
         }
         if self.exactly_once:
-            delivered = self._add_to_transaction(pending, offsets)
+            delivered = self._deliver_transaction(pending, offsets)
         else:
             delivered = self._deliver_at_least_once(pending.result, offsets)
         if not delivered:
@@ -487,8 +466,7 @@ class Worker:
         self._pending = None
         self._failed_deliveries = 0
         self.batches += 1
-        if not self.exactly_once:  # exactly_once accounts for its batches when they commit
-            self._account(pending)
+        self._account(pending)
         return True
 
     def _account(self, pending: _Pending) -> None:
@@ -602,64 +580,25 @@ class Worker:
 
     # -- transactions (exactly_once) ----------------------------------------------------------
 
-    def _txn_left(self) -> float:
-        """Seconds until the open transaction is due for commit."""
-        interval = self.settings.kafka.transaction_interval_ms / 1000
-        return max(0.0, self._txn_started + interval - time.monotonic())
-
-    def _txn_due(self) -> bool:
-        return bool(self._txn_batches) and (self._stop or self._txn_left() == 0.0)
-
-    def _add_to_transaction(
+    def _deliver_transaction(
         self, pending: _Pending, offsets: dict[TopicPartition, OffsetAndMetadata]
     ) -> bool:
-        """Send the batch inside the open transaction (begun if none is), then commit the
-        transaction if it has been open for ``kafka.transaction_interval_ms``. Every batch of
-        a transaction was read in the same stable group generation, or it is aborted."""
-        assert self.producer is not None
-        if self._txn_batches and _member(pending.group_metadata) != _member(self._txn_metadata):
-            log.info("the group generation changed within a transaction: aborting it")
-            self._abort_transaction()
-            return False
-        try:
-            if not self._txn_batches:
-                self.producer.begin_transaction()
-                self._txn_started = time.monotonic()
-                self._txn_offsets = {}
-                self._txn_metadata = pending.group_metadata
-            self._send_all(pending.result)
-        except FATAL_TXN_ERRORS as exc:
-            raise DeliveryError(f"this worker's producer was fenced ({exc}); exiting") from exc
-        except KafkaError as exc:
-            log.error("sending in a transaction failed (%s); aborting", exc)
-            self._abort_transaction()
-            return False
-        self._txn_batches.append(pending)
-        self._txn_offsets.update(offsets)
-        if self._txn_left() > 0.0:
-            return True
-        return self._end_transaction()
+        """One transaction per batch: begin, send, the offsets with the group metadata of the
+        generation the batch was read in, commit. On failure abort it, rewind every assigned
+        partition to its committed offset and return False.
 
-    def _end_transaction(self) -> bool:
-        """Commit the open transaction with its offsets and the group metadata of its batches;
-        on failure abort it and rewind every assigned partition to its committed offset.
-
-        Committed between polls only, and only while the group is still stable in the
-        generation the batches were read in (kafka-python's I/O thread can start a rebalance
-        between polls); else aborted and re-read.
+        A transaction spanning several batches (committed every 100 ms, as Kafka Streams does)
+        was tried: 0.84 to 0.89 of at_least_once instead of about 0.8, but the rebalance fault
+        test then saw 316 to 662 events published twice under read_committed (see
+        benchmarks/README.md), so each batch keeps its own transaction.
         """
-        if not self._txn_batches:
-            return True
         assert self.producer is not None and self.consumer is not None
         producer, consumer = self.producer, self.consumer
-        offsets, metadata = self._txn_offsets, self._txn_metadata
-        now = consumer.group_metadata()
-        if self.rebalanced or now.state != MemberState.STABLE or _member(now) != _member(metadata):
-            log.info("the group is rebalancing: aborting the open transaction")
-            self._abort_transaction()
-            return False
+        metadata = pending.group_metadata or consumer.group_metadata()
         watchdog = self.settings.kafka.watchdog_s
         try:
+            producer.begin_transaction()
+            self._send_all(pending.result)
             kafka_io.with_watchdog(
                 lambda: producer.send_offsets_to_transaction(offsets, metadata),
                 "send_offsets_to_transaction",
@@ -672,50 +611,24 @@ class Worker:
             # The broker went away mid-transaction: a new producer with the same transactional
             # id fences the stuck one and aborts its open transaction.
             log.error("%s; replacing the producer and re-reading from committed", exc)
-            self._drop_transaction()
+            self.metrics.transactions_aborted.inc()
             self._replace_producer()
             self._seek_to_committed()
             return False
         except KafkaError as exc:
             log.error("transaction failed (%s); aborting and re-reading from committed", exc)
-            self._abort_transaction()
-            return False
-        batches, self._txn_batches = self._txn_batches, []
-        self.metrics.transactions_committed.inc()
-        for pending in batches:
-            self._account(pending)
-        return True
-
-    def _drop_transaction(self) -> None:
-        self.metrics.transactions_aborted.inc()
-        self.batches -= len(self._txn_batches)
-        self._txn_batches = []
-        self._txn_offsets = {}
-
-    def _abort_transaction(self) -> None:
-        """Abort the open transaction and rewind every assigned partition to its committed
-        offset; a producer that cannot abort is replaced (which aborts it too)."""
-        producer = self.producer
-        self._drop_transaction()
-        if producer is None:  # being replaced, which aborts it
+            self.metrics.transactions_aborted.inc()
+            try:
+                kafka_io.with_watchdog(producer.abort_transaction, "abort_transaction", watchdog)
+            except FATAL_TXN_ERRORS as abort_exc:
+                raise DeliveryError(f"this worker's producer was fenced ({abort_exc})") from exc
+            except (KafkaError, TransactionWatchdogError) as abort_exc:
+                log.error("aborting failed (%s); replacing the producer", abort_exc)
+                self._replace_producer()
             self._seek_to_committed()
-            return
-        try:
-            # Records still in the producer's buffer would otherwise go out after the abort, in
-            # the next transaction: send them now, inside the one being aborted.
-            producer.flush(timeout=self.settings.kafka.watchdog_s)
-        except KafkaError as exc:
-            log.warning("flushing before the abort failed (%s)", exc)
-        try:
-            kafka_io.with_watchdog(
-                producer.abort_transaction, "abort_transaction", self.settings.kafka.watchdog_s
-            )
-        except FATAL_TXN_ERRORS as exc:
-            raise DeliveryError(f"this worker's producer was fenced ({exc})") from exc
-        except (KafkaError, TransactionWatchdogError) as exc:
-            log.error("aborting failed (%s); replacing the producer", exc)
-            self._replace_producer()
-        self._seek_to_committed()
+            return False
+        self.metrics.transactions_committed.inc()
+        return True
 
     def _replace_producer(self) -> None:
         """Close the producer without waiting and build a new one, retrying until it is ready

@@ -1,7 +1,6 @@
 """Delivery with two batches in the air, against the real broker: a failed send while the next
 batch is in flight loses nothing, and with ``exactly_once`` a refused transaction is aborted and
-its events, and those of the batch in flight, are published exactly once, with one transaction
-per batch or transactions spanning several."""
+its events, and those of the batch in flight, are published exactly once."""
 
 from __future__ import annotations
 
@@ -78,15 +77,8 @@ def test_a_failed_send_with_the_next_batch_in_flight_loses_nothing(
     assert not thread.is_alive()
 
 
-@pytest.mark.parametrize("interval_ms", [0, 500])
 def test_exactly_once_an_aborted_transaction_is_redone_once(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store: Path,
-    test_rows: np.ndarray,
-    tmp_path,
-    interval_ms: int,
+    kafka: Broker, topics, group_factory, trained_store: Path, test_rows: np.ndarray, tmp_path
 ) -> None:
     t = topics(partitions=2)
     n = 4_000
@@ -102,7 +94,6 @@ def test_exactly_once_an_aborted_transaction_is_redone_once(
             "bootstrap_servers": kafka.bootstrap,
             "group_id": group_factory("txn"),
             "processing_guarantee": "exactly_once",
-            "transaction_interval_ms": interval_ms,
         },
     )
     registry = CollectorRegistry()
@@ -139,8 +130,5 @@ def test_exactly_once_an_aborted_transaction_is_redone_once(
     )
     assert set(seen) == set(ids) and max(seen.values()) == 1
     assert aborted == 1 and refused
-    if interval_ms == 0:
-        assert committed == batches  # one transaction per published batch
-    else:
-        assert 0 < committed < batches  # transactions spanning batches
+    assert committed == batches  # one transaction per published batch
     assert not thread.is_alive()
