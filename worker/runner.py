@@ -399,10 +399,17 @@ class Worker:
             else:
                 timeout_ms = IDLE_POLL_MS  # stay responsive to signals and reloads
             in_flight = self._flight is not None
-            polled = self.consumer.poll(
-                timeout_ms=0 if in_flight else int(timeout_ms),
-                max_records=max_events - len(batch),
-            )
+            try:
+                polled = self.consumer.poll(
+                    timeout_ms=0 if in_flight else int(timeout_ms),
+                    max_records=max_events - len(batch),
+                )
+            except KafkaError as exc:  # the broker went away: kafka-python reconnects
+                log.warning("polling failed (%s); retrying", exc)
+                if batch:
+                    break  # what was read is still good
+                self._wake.wait(0.5)
+                continue
             if self.rebalanced:
                 # Rewind to everything gathered so far, this poll's records included.
                 for tp, tp_records in polled.items():
