@@ -53,7 +53,7 @@ def group_factory() -> Callable[[str], str]:
 @pytest.fixture(scope="session")
 def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """breast_cancer: rf, hgb, linear, mlp and every strategy, fitted on its held-out split."""
-    from worker.train import train
+    from worker.tools.train import train
 
     root = tmp_path_factory.mktemp("trained") / "model-store"
     train("breast_cancer", root, seed=0, progress=False)

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("streamfuse-report.html"))
     p.add_argument("--svg-dir", type=Path, default=None, help="also write each chart as SVG")
 
-    from worker import bench
+    from worker.tools import bench
 
     bench.add_parser(sub)
 
@@ -119,7 +119,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         return _report(args)
     if args.command == "bench":
-        from worker import bench
+        from worker.tools import bench
 
         return bench.main(args)
     raise AssertionError(args.command)
@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
     logging.getLogger("streamfuse").info("starting with %s", args.config)
 
     from worker.logs import configure_logging
-    from worker.server import serve
+    from worker.service.process import serve
 
     settings = _settings(args.config)
     configure_logging(settings.logging.level, settings.logging.json_lines)
@@ -152,7 +152,7 @@ def _run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import time
 
-    from worker.train import train
+    from worker.tools.train import train
 
     started = time.perf_counter()
     report = train(
@@ -171,7 +171,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
-    from worker.produce import produce
+    from worker.tools.produce import produce
 
     settings = _settings(args.config)
     n = produce(
@@ -190,7 +190,7 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from worker.replay import replay
+    from worker.tools.replay import replay
 
     settings = _settings(args.config)
     report = replay(settings, args.events, args.labels)
@@ -204,7 +204,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from worker.report import collect, write_report
+    from worker.tools.report import collect, write_report
 
     samples = collect(args.url, args.duration, args.interval)
     path = write_report(samples, args.out, args.svg_dir)

@@ -10,7 +10,7 @@ Hierarchy::
         └── TransactionWatchdogError        a transaction call hung past its deadline
 
 Per-event problems are not exceptions that escape: they become dead-letter records
-(:class:`worker.pipeline.Rejection`) with a stage and a reason.
+(:class:`worker.batch.decode.Rejection`) with a stage and a reason.
 """
 
 from __future__ import annotations

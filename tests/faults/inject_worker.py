@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from worker.cli import main
-from worker.models import ModelSet
+from worker.inference.models import ModelSet
 
 
 def _slowed(fn: Any, delay_file: Path) -> Any:

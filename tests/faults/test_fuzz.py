@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.faults.poison import corpus
-from worker.decode import DecodedBatch, Schema, decode_batch
+from worker.batch.decode import DecodedBatch, Schema, decode_batch
 
 N_FEATURES = 4
 NAMED = Schema(N_FEATURES, ("a", "b", "c", "d"))

@@ -31,11 +31,11 @@ from prometheus_client import CollectorRegistry
 from tests.faults.support import Tail
 from tests.support.kafka import Broker, unique
 from tests.support.worker import WorkerProcess, events, free_port, produce, write_config
-from worker import kafka_io
-from worker import lag as lag_module
 from worker.config import settings_from_dict
-from worker.lag import LagMonitor
 from worker.metrics import Metrics
+from worker.service import lag as lag_module
+from worker.service.lag import LagMonitor
+from worker.transport.kafka_python import clients as kafka_io
 
 MODELS = [{"name": n} for n in ("rf", "hgb", "linear", "mlp")]
 

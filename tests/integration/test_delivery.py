@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from tests.support.kafka import Broker
 from tests.support.worker import events, produce, write_config
 from worker.config import load_settings
-from worker.runner import Worker
+from worker.service.loop import Worker
 
 pytestmark = pytest.mark.kafka
 

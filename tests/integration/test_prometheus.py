@@ -21,7 +21,7 @@ from sklearn.metrics import accuracy_score
 from model_store import ModelStore
 from tests.support.kafka import Broker, wait_for
 from tests.support.worker import WorkerProcess, free_port, produce, write_config
-from worker.produce import dataset_events
+from worker.tools.produce import dataset_events
 
 pytestmark = pytest.mark.kafka
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ def _query(url: str, expr: str) -> float | None:
 def test_prometheus_reports_the_same_rolling_accuracy_as_sklearn(
     kafka: Broker, topics, group_factory, tmp_path: Path, prometheus
 ) -> None:
-    from worker.train import train
+    from worker.tools.train import train
 
     store_dir = tmp_path / "model-store"
     train("digits", store_dir, seed=0, progress=False)

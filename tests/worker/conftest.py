@@ -1,7 +1,7 @@
 """Fixtures for the worker tests: a model store trained once per session, tiny published models.
 
 ``rng``, ``registry`` and ``tmp_store`` come from ``tests/conftest.py``. The trained store is
-the real thing (``worker.train.train`` on ``wine``: 4 base models, 7 fitted strategies, the
+the real thing (``worker.tools.train.train`` on ``wine``: 4 base models, 7 fitted strategies, the
 held-out and test splits), so pipeline, strategy and replay tests run against what the worker
 serves. Tests that change a store work on a copy.
 """
@@ -19,7 +19,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from model_store import ModelStore
-from worker.train import TrainReport, train
+from worker.tools.train import TrainReport, train
 
 TRAIN_DATASET = "wine"
 TRAIN_SEED = 0

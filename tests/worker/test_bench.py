@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.kafka import Broker
-from worker import bench
+from worker.tools import bench
 
 FIGURES = (
     "n_events",

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import worker.decode
-from worker.decode import MAX_ID_CHARS, DecodedBatch, Rejection, Schema, decode_batch
+import worker.batch.decode
+from worker.batch.decode import MAX_ID_CHARS, DecodedBatch, Rejection, Schema, decode_batch
 
 N_FEATURES = 3
 SCHEMA = Schema(N_FEATURES)
@@ -275,7 +275,7 @@ def test_fast_and_slow_paths_agree_on_valid_events(
         raise AssertionError("a batch of valid events took the slow path")
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(worker.decode, "_slow_path", no_slow_path)
+        mp.setattr(worker.batch.decode, "_slow_path", no_slow_path)
         fast = decode_batch(values, schema)
     slow = decode_batch([*values, bad], schema)  # one bad event: every event goes the slow way
     assert [r.index for r in slow.rejections] == [len(values)]

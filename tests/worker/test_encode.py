@@ -8,8 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
-from worker.encode import encode_predictions
-from worker.layout import OutputLayout
+from worker.batch.encode import encode_predictions
+from worker.batch.layout import OutputLayout
 
 CLASSES = ["cat", "dog", "eel"]
 MT_MANIFEST = {

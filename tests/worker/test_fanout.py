@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from worker.fanout import Fanout, FanoutResult
+from worker.inference.fanout import Fanout, FanoutResult
 
 N_OUTPUTS = 2
 

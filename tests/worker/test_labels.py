@@ -17,9 +17,9 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
+from worker.accuracy.labels import LabelJoiner
+from worker.batch.layout import Block, OutputLayout
 from worker.config import LabelsSettings
-from worker.labels import LabelJoiner
-from worker.layout import Block, OutputLayout
 from worker.metrics import Metrics
 
 CLASSES = ("cat", "dog", "eel")

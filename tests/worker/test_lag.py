@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry
 
 from tests.support.kafka import Broker, wait_for
 from worker.config import Settings, settings_from_dict
-from worker.lag import LagMonitor
 from worker.metrics import Metrics
+from worker.service.lag import LagMonitor
 
 pytestmark = pytest.mark.kafka
 

@@ -16,8 +16,8 @@ import combiners
 from model_store import ModelStore
 from worker.config import ModelRef, StrategyRef
 from worker.errors import ConfigError
-from worker.models import ModelSet, Promotion
-from worker.strategies import HELDOUT_DATASET, build_strategies
+from worker.inference.models import ModelSet, Promotion
+from worker.inference.strategies import HELDOUT_DATASET, build_strategies
 
 
 def refs(*names: str) -> list[ModelRef]:

@@ -19,10 +19,10 @@ from prometheus_client import CollectorRegistry
 import combiners
 from model_store import ModelStore
 from worker.config import ModelErrorPolicy, ModelRef, StrategyRef
+from worker.inference.models import ModelSet
+from worker.inference.pipeline import BatchResult, OutRecord, Pipeline
+from worker.inference.strategies import Strategy, build_strategies
 from worker.metrics import Metrics
-from worker.models import ModelSet
-from worker.pipeline import BatchResult, OutRecord, Pipeline
-from worker.strategies import Strategy, build_strategies
 
 ACTIVE = "soft_vote"
 SHADOWS = ("hard_vote", "weighted_sum")

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 
 from worker.metrics import LATENCY_BUCKETS, Metrics
-from worker.report import quantile, scrape, write_report
+from worker.tools.report import quantile, scrape, write_report
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import pytest
 import combiners
 from model_store import ModelStore
 from worker import cli
+from worker.accuracy.scoring import score
 from worker.config import load_settings
-from worker.datasets import load_dataset
-from worker.models import ModelSet
-from worker.replay import replay
-from worker.scoring import score
-from worker.strategies import build_strategies
-from worker.train import CLASSIFICATION_STRATEGIES, train
+from worker.inference.models import ModelSet
+from worker.inference.strategies import build_strategies
+from worker.tools.datasets import load_dataset
+from worker.tools.replay import replay
+from worker.tools.train import CLASSIFICATION_STRATEGIES, train
 
 
 def test_splits_are_disjoint_and_cover_the_data(trained: Any) -> None:

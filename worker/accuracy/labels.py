@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from worker.accuracy.scoring import EPS
+from worker.batch.layout import Block, OutputLayout
 from worker.config import LabelsSettings
-from worker.layout import Block, OutputLayout
 from worker.metrics import Metrics
-from worker.scoring import EPS
 
 __all__ = ["Joined", "LabelJoiner", "WindowContents"]
 

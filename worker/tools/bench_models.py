@@ -3,12 +3,12 @@
 :func:`build_store` trains the ensemble of the performance issue on a seeded synthetic data set
 (``make_classification``, 32 float features, 2 classes): a random forest (100 trees, depth 12),
 histogram gradient boosting (100 iterations) and a torch MLP (32-128-128-2, trained with
-:func:`worker.train.fit_torch`), and publishes them the way ``streamfuse train`` does, with
+:func:`worker.tools.train.fit_torch`), and publishes them the way ``streamfuse train`` does, with
 ``soft_vote``, ``hard_vote`` and ``weighted_average`` fitted on a held-out split.
 
-:func:`profile_pipeline` times each stage of :class:`worker.pipeline.Pipeline` on one recorded
-batch, without Kafka: decode, each model's predict (alone, and fanned out in parallel as the
-worker does), each strategy's combine, encode, and the whole ``process`` call.
+:func:`profile_pipeline` times each stage of :class:`worker.inference.pipeline.Pipeline` on one
+recorded batch, without Kafka: decode, each model's predict (alone, and fanned out in parallel
+as the worker does), each strategy's combine, encode, and the whole ``process`` call.
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from threadpoolctl import threadpool_limits
 
 import combiners
 from model_store import ModelStore
+from worker.batch.decode import decode_batch
+from worker.batch.encode import encode_predictions
 from worker.config import Settings
-from worker.decode import decode_batch
-from worker.encode import encode_predictions
-from worker.models import ModelSet
-from worker.pipeline import Pipeline
-from worker.strategies import HELDOUT_DATASET, build_strategies
-from worker.train import fit_torch
+from worker.inference.models import ModelSet
+from worker.inference.pipeline import Pipeline
+from worker.inference.strategies import HELDOUT_DATASET, build_strategies
+from worker.tools.train import fit_torch
 
 __all__ = [
     "ACTIVE_STRATEGY",

@@ -31,9 +31,9 @@ from tqdm import tqdm
 
 import combiners
 from model_store import ModelStore, build_torch_model
-from worker.datasets import Dataset, load_dataset
-from worker.scoring import score, score_table
-from worker.strategies import HELDOUT_DATASET
+from worker.accuracy.scoring import score, score_table
+from worker.inference.strategies import HELDOUT_DATASET
+from worker.tools.datasets import Dataset, load_dataset
 
 __all__ = ["CLASSIFICATION_STRATEGIES", "REGRESSION_STRATEGIES", "TrainReport", "train"]
 

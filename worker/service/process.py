@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from worker.config import Settings
 from worker.errors import DeliveryError
-from worker.runner import Worker
+from worker.service.loop import Worker
 
 __all__ = ["limit_threads", "serve"]
 

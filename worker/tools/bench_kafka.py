@@ -1,5 +1,6 @@
 """The Kafka side of ``streamfuse bench``: the broker, gated topic fills, output timestamps, and
-the worker as a subprocess with its log and ``/metrics``. The phases are in :mod:`worker.bench`.
+the worker as a subprocess with its log and ``/metrics``. The phases are in
+:mod:`worker.tools.bench`.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.bench_models import (
+from worker.errors import WorkerError
+from worker.tools.bench_models import (
     ACTIVE_STRATEGY,
     MODEL_NAMES,
     SHADOW_STRATEGIES,
 )
-from worker.errors import WorkerError
 
 __all__ = [
     "ASSIGNED",

@@ -2,7 +2,7 @@
 
 :meth:`Pipeline.process` turns a list of consumed records into prediction records and
 dead-letter records. Nothing here touches the network, so unit tests and ``streamfuse replay``
-drive it directly; :mod:`worker.runner` adds the consumer, the producer and the commits.
+drive it directly; :mod:`worker.service.loop` adds the consumer, the producer and the commits.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from worker.batch.decode import DecodedBatch, decode_batch
+from worker.batch.encode import encode_predictions
 from worker.config import ModelErrorPolicy
-from worker.decode import DecodedBatch, decode_batch
-from worker.encode import encode_predictions
-from worker.fanout import Failure, Fanout, Submitted
+from worker.inference.fanout import Failure, Fanout, Submitted
+from worker.inference.models import ModelSet
+from worker.inference.strategies import Strategy
 from worker.metrics import Metrics
-from worker.models import ModelSet
-from worker.strategies import Strategy
 
 __all__ = ["BatchResult", "InFlight", "InRecord", "OutRecord", "Pipeline"]
 

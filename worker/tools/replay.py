@@ -15,11 +15,11 @@ import numpy as np
 import orjson
 
 from model_store import ModelStore
+from worker.accuracy.scoring import score, score_table
 from worker.config import Settings
-from worker.models import ModelSet
-from worker.pipeline import Pipeline
-from worker.scoring import score, score_table
-from worker.strategies import build_strategies
+from worker.inference.models import ModelSet
+from worker.inference.pipeline import Pipeline
+from worker.inference.strategies import build_strategies
 
 __all__ = ["ReplayReport", "replay"]
 

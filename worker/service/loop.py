@@ -43,15 +43,15 @@ from kafka.structs import MemberState, OffsetAndMetadata, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from model_store import ModelStore, ModelStoreError
-from worker import kafka_io
+from worker.accuracy.labels import Joined, LabelJoiner
 from worker.config import Settings
 from worker.errors import ConfigError, DeliveryError, TransactionWatchdogError, WorkerError
-from worker.labels import Joined, LabelJoiner
-from worker.lag import LagMonitor
+from worker.inference.models import ModelSet
+from worker.inference.pipeline import BatchResult, InFlight, Pipeline
+from worker.inference.strategies import build_strategies, heldout_name
 from worker.metrics import Metrics
-from worker.models import ModelSet
-from worker.pipeline import BatchResult, InFlight, Pipeline
-from worker.strategies import build_strategies, heldout_name
+from worker.service.lag import LagMonitor
+from worker.transport.kafka_python import clients as kafka_io
 
 __all__ = ["Worker"]
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from model_store import LoadedModel, ModelStore, ModelStoreError
+from worker.batch.decode import Schema
+from worker.batch.layout import OutputLayout
 from worker.config import ModelRef
-from worker.decode import Schema
 from worker.errors import ConfigError
-from worker.layout import OutputLayout
 
 __all__ = ["ModelSet", "Promotion"]
 

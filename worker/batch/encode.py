@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from worker.layout import OutputLayout
+from worker.batch.layout import OutputLayout
 
 __all__ = ["encode_predictions", "render"]
 

@@ -7,7 +7,7 @@ partitions everywhere):
 1. **ceiling**: kafka-python consume -> produce -> flush -> commit in batches of
    ``batch.max_events`` with the worker's own client settings, no decoding, no models;
 2. **worker**: ``streamfuse run`` subprocesses serving RF + HGB + MLP with ``soft_vote`` and two
-   shadow strategies (:mod:`worker.bench_models`) on a pre-filled topic, once per
+   shadow strategies (:mod:`worker.tools.bench_models`) on a pre-filled topic, once per
    ``processing_guarantee``, then two processes in one group; peak RSS of the at_least_once
    process; then end-to-end latency (receive time minus the event's ``ts``) with events
    produced at half the at_least_once rate;
@@ -51,17 +51,17 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from model_store import ModelStore
-from worker import kafka_io
-from worker.bench_models import (
+from worker.batch.encode import encode_predictions
+from worker.config import Settings, settings_from_dict
+from worker.errors import WorkerError
+from worker.inference.models import ModelSet
+from worker.inference.strategies import build_strategies
+from worker.tools.bench_models import (
     build_store,
     event_value,
     profile_pipeline,
 )
-from worker.config import Settings, settings_from_dict
-from worker.encode import encode_predictions
-from worker.errors import WorkerError
-from worker.models import ModelSet
-from worker.strategies import build_strategies
+from worker.transport.kafka_python import clients as kafka_io
 
 __all__ = [
     "QUICK",
@@ -76,7 +76,7 @@ __all__ = [
     "targets",
 ]
 
-from worker.bench_kafka import (
+from worker.tools.bench_kafka import (
     PARTITIONS,
     QUICK,
     BenchError,
@@ -663,7 +663,7 @@ def _cli(argv: Sequence[str] | None = None) -> int:
     from worker.logs import configure_logging
 
     parser = argparse.ArgumentParser(
-        prog="python -m worker.bench",
+        prog="python -m worker.tools.bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -23,10 +23,10 @@ import numpy as np
 
 import combiners
 from model_store import ModelStore, ModelStoreError
+from worker.batch.layout import OutputLayout
 from worker.config import StrategyRef
 from worker.errors import ConfigError
-from worker.layout import OutputLayout
-from worker.models import ModelSet
+from worker.inference.models import ModelSet
 
 __all__ = ["HELDOUT_DATASET", "Strategy", "build_strategies", "heldout_name", "heldout_outputs"]
 

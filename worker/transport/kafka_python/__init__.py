@@ -1,0 +1,1 @@
+"""worker/transport/kafka_python."""
