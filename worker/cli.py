@@ -11,76 +11,100 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from worker import __version__
-from worker.config import Settings
 from worker.errors import ConfigError, WorkerError
+
+if TYPE_CHECKING:
+    from worker.config import Settings
 
 log = logging.getLogger("streamfuse.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; no command's own module is imported until it runs."""
     parser = argparse.ArgumentParser(
         prog="streamfuse",
         description="Streaming inference: Kafka features in, fused ensemble predictions out.",
+        epilog="Exit codes: 0 success, 2 bad usage or config (the key is named), 1 other failure.",
     )
     parser.add_argument("--version", action="version", version=f"streamfuse {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    config_help = "the YAML config (keys overridable by STREAMFUSE_<SECTION>__<KEY> variables)"
 
     p = sub.add_parser("run", help="run the worker")
-    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--config", required=True, type=Path, help=config_help)
 
     p = sub.add_parser("train", help="train demo models, fit strategies, write a config")
     p.add_argument(
         "--dataset",
         required=True,
         choices=["digits", "breast_cancer", "wine", "diabetes", "synthetic"],
+        help="a data set that ships with scikit-learn, or a seeded synthetic one",
     )
-    p.add_argument("--store", required=True, type=Path)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config-out", type=Path, default=None)
-    p.add_argument("--bootstrap", default="127.0.0.1:9092")
+    p.add_argument("--store", required=True, type=Path, help="the model store directory")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the models")
+    p.add_argument(
+        "--config-out",
+        type=Path,
+        default=None,
+        help="where to write the config (default: streamfuse.yaml beside the store)",
+    )
+    p.add_argument(
+        "--bootstrap", default="127.0.0.1:9092", help="kafka.bootstrap_servers of the config"
+    )
     p.add_argument(
         "--drift", action="store_true", help="synthetic only: the concept changes half-way"
     )
 
     p = sub.add_parser("produce", help="replay a data set's test split as events and labels")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--count", type=int, default=None)
+    p.add_argument("--config", required=True, type=Path, help=config_help)
+    p.add_argument("--dataset", required=True, help="the data set the store was trained on")
+    p.add_argument("--count", type=int, default=None, help="events to send (default: all)")
     p.add_argument("--rate", type=float, default=None, help="events per second (default: max)")
-    p.add_argument("--labels-delay", type=float, default=2.0)
-    p.add_argument("--id-prefix", default=None)
+    p.add_argument(
+        "--labels-delay", type=float, default=2.0, help="seconds from an event to its label"
+    )
+    p.add_argument("--id-prefix", default=None, help="event id prefix (default: the data set)")
 
     p = sub.add_parser("replay", help="backtest every configured strategy offline")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--events", required=True, type=Path)
-    p.add_argument("--labels", type=Path, default=None)
+    p.add_argument("--config", required=True, type=Path, help=config_help)
+    p.add_argument("--events", required=True, type=Path, help="feature events, JSON lines")
+    p.add_argument("--labels", type=Path, default=None, help="label events, JSON lines")
 
     p = sub.add_parser("report", help="chart a running worker's accuracy and latency (HTML)")
-    p.add_argument("--url", default="http://127.0.0.1:9464/metrics")
+    p.add_argument("--url", default="http://127.0.0.1:9464/metrics", help="the worker's /metrics")
     p.add_argument("--duration", type=float, default=60.0, help="seconds to sample")
-    p.add_argument("--interval", type=float, default=2.0)
-    p.add_argument("--out", type=Path, default=Path("streamfuse-report.html"))
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
+    p.add_argument(
+        "--out", type=Path, default=Path("streamfuse-report.html"), help="the HTML report"
+    )
     p.add_argument("--svg-dir", type=Path, default=None, help="also write each chart as SVG")
 
-    from worker.tools import bench
+    from worker.tools.bench_args import add_arguments as add_bench_arguments
 
-    bench.add_parser(sub)
+    p = sub.add_parser(
+        "bench",
+        help="benchmark the worker against the Kafka ceiling and a naive loop",
+        description="The worker side by side with the Kafka ceiling and a naive loop, on one "
+        "real broker (see benchmarks/README.md).",
+    )
+    add_bench_arguments(p)
 
     p = sub.add_parser("store", help="inspect and manage model versions")
     p.add_argument("--store", type=Path, default=None, help="store directory")
     p.add_argument("--config", type=Path, default=None, help="or the config naming it")
     ssub = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
-    ssub.add_parser("list", help="models and their versions")
+    ssub.add_parser("list", help="models and their versions (* = promoted)")
     q = ssub.add_parser("show", help="a version's manifest")
-    q.add_argument("name")
-    q.add_argument("--version", type=int, default=None)
+    q.add_argument("name", help="model name")
+    q.add_argument("--version", type=int, default=None, help="default: the promoted one")
     q = ssub.add_parser("promote", help="serve this version (workers hot-reload it)")
-    q.add_argument("name")
-    q.add_argument("version", type=int)
+    q.add_argument("name", help="model name")
+    q.add_argument("version", type=int, help="the version to promote")
     q = ssub.add_parser("rollback", help="back to the previously promoted version")
-    q.add_argument("name")
+    q.add_argument("name", help="model name")
     return parser
 
 

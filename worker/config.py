@@ -44,24 +44,10 @@ class _SectionKeyError(ValueError):
 
 
 @functools.cache
-def _consumer_keys() -> frozenset[str]:
-    from kafka import KafkaConsumer
+def _kafka_setting_names() -> dict[str, frozenset[str]]:
+    from worker.transport import setting_names
 
-    return frozenset(KafkaConsumer.DEFAULT_CONFIG)
-
-
-@functools.cache
-def _producer_keys() -> frozenset[str]:
-    from kafka import KafkaProducer
-
-    return frozenset(KafkaProducer.DEFAULT_CONFIG)
-
-
-@functools.cache
-def _client_keys() -> frozenset[str]:
-    from kafka import KafkaAdminClient
-
-    return _consumer_keys() & _producer_keys() & frozenset(KafkaAdminClient.DEFAULT_CONFIG)
+    return setting_names("kafka-python")
 
 
 class _Section(BaseModel):
@@ -87,10 +73,13 @@ class KafkaSettings(_Section):
     def _known_client_settings(self) -> KafkaSettings:
         # kafka-python refuses unknown settings with a message that quotes their values (a
         # password, say): check the names here, naming the key and never the value.
+        if not (self.client or self.consumer or self.producer):
+            return self
+        names = _kafka_setting_names()
         for section, allowed, what in (
-            ("client", _client_keys(), "setting valid for the consumer, producer and admin"),
-            ("consumer", _consumer_keys(), "consumer setting"),
-            ("producer", _producer_keys(), "producer setting"),
+            ("client", names["client"], "setting valid for the consumer, producer and admin"),
+            ("consumer", names["consumer"], "consumer setting"),
+            ("producer", names["producer"], "producer setting"),
         ):
             for key in getattr(self, section):
                 if key not in allowed:

@@ -6,8 +6,15 @@ Hierarchy::
     ├── ConfigError (ValueError)            bad config: exit code 2, the message names the key
     ├── StartupError (RuntimeError)         checks before the first event failed (models, topics)
     │   └── BrokerUnavailableError          no broker answered within the start-up deadline
-    └── DeliveryError (RuntimeError)        publishing or committing failed beyond recovery
-        └── TransactionWatchdogError        a transaction call hung past its deadline
+    ├── DeliveryError (RuntimeError)        publishing or committing failed beyond recovery
+    │   ├── ProducerFencedError             another instance owns this transactional id: exit
+    │   └── TransactionWatchdogError        a transaction call hung past its deadline
+    └── TransportError (ConnectionError)    a Kafka client call failed; the caller retries
+        ├── TransactionAbortedError         the transaction was aborted: re-read from committed
+        └── ProducerStuckError              the producer must be replaced, then re-read
+
+The transport adapters (:mod:`worker.transport`) raise these instead of their client's own
+errors, so nothing above the transport catches a Kafka client's exception types.
 
 Per-event problems are not exceptions that escape: they become dead-letter records
 (:class:`worker.batch.decode.Rejection`) with a stage and a reason.
@@ -19,8 +26,12 @@ __all__ = [
     "BrokerUnavailableError",
     "ConfigError",
     "DeliveryError",
+    "ProducerFencedError",
+    "ProducerStuckError",
     "StartupError",
+    "TransactionAbortedError",
     "TransactionWatchdogError",
+    "TransportError",
     "WorkerError",
 ]
 
@@ -59,3 +70,19 @@ class TransactionWatchdogError(DeliveryError):
     def __init__(self, call: str, timeout_s: float) -> None:
         self.call = call
         super().__init__(f"Kafka transaction call {call}() did not return within {timeout_s:.0f}s")
+
+
+class ProducerFencedError(DeliveryError):
+    """Another worker instance took over this transactional id (or its epoch is stale)."""
+
+
+class TransportError(WorkerError, ConnectionError):
+    """A Kafka client call failed (the broker went away, a send was not acknowledged)."""
+
+
+class TransactionAbortedError(TransportError):
+    """The batch's transaction failed and was aborted; nothing of it is visible."""
+
+
+class ProducerStuckError(TransportError):
+    """The producer hung or could not abort; it must be replaced before the next batch."""

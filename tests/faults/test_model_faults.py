@@ -25,7 +25,7 @@ from tests.faults.support import Tail
 from tests.support.kafka import Broker, wait_for
 from tests.support.worker import events, produce, write_config
 from worker.config import load_settings
-from worker.service.loop import Worker
+from worker.service.worker import Worker
 
 pytestmark = pytest.mark.kafka
 

@@ -26,15 +26,12 @@ import numpy as np
 import pytest
 import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from prometheus_client import CollectorRegistry
 
 from tests.faults.support import Tail
 from tests.support.kafka import Broker, unique
 from tests.support.worker import WorkerProcess, events, free_port, produce, write_config
 from worker.config import settings_from_dict
-from worker.metrics import Metrics
-from worker.service import lag as lag_module
-from worker.service.lag import LagMonitor
+from worker.transport.kafka_python import admin as admin_module
 from worker.transport.kafka_python import clients as kafka_io
 
 MODELS = [{"name": n} for n in ("rf", "hgb", "linear", "mlp")]
@@ -237,7 +234,7 @@ def test_ssl_and_sasl_ssl_settings_reach_every_kafka_client(monkeypatch) -> None
 
         return make
 
-    for module, tag in ((kafka_io, ""), (lag_module, "lag-")):
+    for module, tag in ((kafka_io, ""), (admin_module, "lag-")):
         monkeypatch.setattr(module, "KafkaAdminClient", recorder(f"{tag}admin", KafkaAdminClient))
         monkeypatch.setattr(module, "KafkaConsumer", recorder(f"{tag}consumer", KafkaConsumer))
     monkeypatch.setattr(kafka_io, "KafkaProducer", recorder("producer", KafkaProducer))
@@ -246,8 +243,8 @@ def test_ssl_and_sasl_ssl_settings_reach_every_kafka_client(monkeypatch) -> None
     kafka_io.input_consumer(settings)
     built["input"] = built.pop("consumer")
     kafka_io.labels_consumer(settings)
-    # The lag monitor builds its own clients (private helper: no broker is needed to reach it).
-    LagMonitor(settings, Metrics(CollectorRegistry()))._clients()
+    # The lag monitor's admin builds its own clients (private helper: no broker is needed).
+    admin_module.KafkaPythonAdmin(settings)._lag_clients()
     expected = {
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512",

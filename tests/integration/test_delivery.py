@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from tests.support.kafka import Broker
 from tests.support.worker import events, produce, write_config
 from worker.config import load_settings
-from worker.service.loop import Worker
+from worker.service.worker import Worker
 
 pytestmark = pytest.mark.kafka
 
@@ -50,17 +50,21 @@ def test_a_failed_send_with_the_next_batch_in_flight_loses_nothing(
         group=group_factory("failsend"),
     )
     worker = Worker(load_settings(config), CollectorRegistry())
-    real_send_all = worker._send_all
+    worker.connect()
+    assert worker.sink is not None and worker.loop is not None
+    producer = worker.sink.producer  # the kafka-python client behind the transport's sink
+    real_send = producer.send
     calls = {"n": 0, "in_flight_at_failure": False}
 
-    def failing_once(result: Any) -> list[Any]:
+    def failing_once(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
-            calls["in_flight_at_failure"] = worker._flight is not None
+            assert worker.loop is not None
+            calls["in_flight_at_failure"] = worker.loop.running is not None
             raise KafkaError("injected: the broker refused the batch")
-        return real_send_all(result)
+        return real_send(*args, **kwargs)
 
-    worker._send_all = failing_once  # type: ignore[method-assign]
+    producer.send = failing_once  # type: ignore[method-assign]
     thread = _run(worker)
     try:
         out = kafka.consume_all(t.output, n, timeout=120, idle_s=1.0)
@@ -99,8 +103,8 @@ def test_exactly_once_an_aborted_transaction_is_redone_once(
     registry = CollectorRegistry()
     worker = Worker(load_settings(config), registry)
     worker.connect()
-    assert worker.producer is not None
-    producer = worker.producer
+    assert worker.sink is not None
+    producer = worker.sink.producer
     real_send_offsets = producer.send_offsets_to_transaction
     refused: list[dict[Any, Any]] = []
 

@@ -21,7 +21,7 @@ from model_store import ModelStore
 from tests.support.kafka import Broker, wait_for
 from tests.support.worker import WorkerProcess, events, produce, write_config
 from worker.config import load_settings
-from worker.service.loop import Worker
+from worker.service.worker import Worker
 
 pytestmark = pytest.mark.kafka
 

@@ -94,3 +94,147 @@ def test_worker_composes_both_packages() -> None:
 )
 def test_the_scan_sees_every_kind_of_import(source: str, module: str, expected: set[str]) -> None:
     assert imported_packages(source, module) == expected
+
+
+# -- inside worker/: the layers (STYLE.md, "Layout shows the architecture") ---------------------
+
+KAFKA_CLIENTS = {"kafka", "confluent_kafka"}
+# Sub-packages of worker/ and the worker modules each may import (besides itself and the
+# top-level config, errors, metrics and logs modules).
+LAYERS: dict[str, set[str]] = {
+    "batch": set(),
+    "transport": {"batch"},
+    "inference": {"batch"},
+    "accuracy": {"batch"},
+    "delivery": {"batch", "transport", "inference"},
+    "service": {"batch", "transport", "inference", "accuracy", "delivery"},
+}
+TOP_LEVEL = {"config", "errors", "metrics", "logs", "__init__"}
+LOOP_MODULE = "worker.service.loop"
+
+
+def _adapter_of(name: str) -> bool:
+    """Whether ``name`` is inside an adapter package of worker/transport/."""
+    bits = name.split(".")
+    return bits[:2] == ["worker", "transport"] and len(bits) > 2 and bits[2] in ADAPTERS
+
+
+ADAPTERS = {
+    p.name for p in (ROOT / "worker" / "transport").iterdir() if (p / "__init__.py").is_file()
+}
+
+
+def imported_modules(source: str, module: str) -> set[str]:
+    """Dotted names of every module ``module`` imports (``from a.b import c``: ``a.b.c`` and
+    ``a.b``), with relative imports resolved."""
+    tree = ast.parse(source)
+    package = module.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+    return found
+
+
+def layer_violations(files: dict[str, str]) -> list[str]:
+    """Broken import rules among ``files`` (dotted module name to source)."""
+    problems = []
+    for module, source in sorted(files.items()):
+        imported = imported_modules(source, module)
+        parts = module.split(".")
+        tops = {name.split(".")[0] for name in imported}
+        in_tools = parts[:2] == ["worker", "tools"]
+        in_adapter = parts[:2] == ["worker", "transport"] and len(parts) > 3
+        if tops & KAFKA_CLIENTS and not (in_tools or in_adapter):
+            problems.append(f"{module} imports a Kafka client ({', '.join(tops & KAFKA_CLIENTS)})")
+        if module == LOOP_MODULE:
+            adapters = sorted(n for n in imported if _adapter_of(n))
+            if adapters:
+                problems.append(f"{module} imports a transport adapter ({adapters[0]})")
+        if in_tools or module == "worker.cli":
+            continue
+        seen: set[str] = set()
+        for name in sorted(imported, key=len):  # one problem per layer: the shortest name
+            bits = name.split(".")
+            if len(bits) > 1 and bits[1] in seen:
+                continue
+            if bits[0] != "worker" or len(bits) < 2:
+                continue
+            if bits[1] == "tools":
+                seen.add(bits[1])
+                problems.append(f"{module} imports {name} (only the CLI imports the tools)")
+                continue
+            if len(parts) < 3 or parts[1] not in LAYERS:
+                continue  # a top-level module of worker/
+            if bits[1] == parts[1] or bits[1] in TOP_LEVEL | LAYERS[parts[1]]:
+                continue
+            seen.add(bits[1])
+            problems.append(f"{module} imports {name} ({parts[1]}/ may not use {bits[1]}/)")
+    return problems
+
+
+def worker_files() -> dict[str, str]:
+    return {module: path.read_text(encoding="utf-8") for module, path in modules("worker")}
+
+
+def test_worker_layers_hold() -> None:
+    assert layer_violations(worker_files()) == []
+
+
+def test_the_loop_imports_no_kafka_client() -> None:
+    source = (ROOT / "worker/service/loop.py").read_text(encoding="utf-8")
+    tops = {name.split(".")[0] for name in imported_modules(source, LOOP_MODULE)}
+    assert not tops & KAFKA_CLIENTS
+    assert "worker" in tops  # the scan saw the file's imports at all
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "problem"),
+    [
+        (LOOP_MODULE, "from kafka import KafkaConsumer", "imports a Kafka client"),
+        (LOOP_MODULE, "import confluent_kafka", "imports a Kafka client"),
+        (LOOP_MODULE, "from worker.transport.kafka_python import x", "transport adapter"),
+        ("worker.delivery.base", "def f():\n    import kafka.errors", "imports a Kafka client"),
+        ("worker.inference.pipeline", "from worker.tools import bench", "only the CLI"),
+        ("worker.batch.decode", "from worker.inference.models import ModelSet", "batch/ may not"),
+        ("worker.inference.models", "from ..service import loop", "inference/ may not use"),
+        ("worker.transport.base", "from worker.delivery import Batch", "transport/ may not"),
+    ],
+)
+def test_each_rule_can_fail(module: str, source: str, problem: str) -> None:
+    files = worker_files()
+    files[module] = files.get(module, "") + "\n" + source + "\n"
+    found = layer_violations(files)
+    assert len(found) == 1 and problem in found[0], found
+
+
+def test_tools_and_adapters_may_import_kafka() -> None:
+    files = {
+        "worker.tools.bench": "import kafka",
+        "worker.transport.kafka_python.sink": "from kafka import KafkaProducer",
+    }
+    assert layer_violations(files) == []
+
+
+def runtime_module_sizes() -> dict[str, int]:
+    return {
+        module: len(path.read_text(encoding="utf-8").splitlines())
+        for module, path in modules("worker")
+        if not module.startswith("worker.tools")
+    }
+
+
+def test_runtime_modules_stay_small() -> None:
+    sizes = runtime_module_sizes()
+    too_big = {m: n for m, n in sizes.items() if n > 400}
+    assert too_big == {}
+    assert sizes[LOOP_MODULE] < 350
+    assert sorted(sizes.values())[len(sizes) // 2] < 150

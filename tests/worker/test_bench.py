@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.kafka import Broker
+from worker import cli
 from worker.tools import bench
 
 FIGURES = (
@@ -44,9 +45,7 @@ PROFILE_STAGES += ("combine.soft_vote", "encode", "process")
 
 def streamfuse_parser() -> argparse.ArgumentParser:
     """The way the ``streamfuse`` CLI wires the subcommand in."""
-    parser = argparse.ArgumentParser(prog="streamfuse")
-    bench.add_parser(parser.add_subparsers(dest="command"))
-    return parser
+    return cli.build_parser()
 
 
 @pytest.mark.kafka

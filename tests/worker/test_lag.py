@@ -15,6 +15,7 @@ from tests.support.kafka import Broker, wait_for
 from worker.config import Settings, settings_from_dict
 from worker.metrics import Metrics
 from worker.service.lag import LagMonitor
+from worker.transport import open_transport
 
 pytestmark = pytest.mark.kafka
 
@@ -51,7 +52,8 @@ def test_lag_is_end_minus_committed_per_partition(
     committer.close()
 
     registry = CollectorRegistry()
-    monitor = LagMonitor(settings_for(kafka.bootstrap, topic, group), Metrics(registry))
+    settings = settings_for(kafka.bootstrap, topic, group)
+    monitor = LagMonitor(settings, Metrics(registry), open_transport(settings).admin)
 
     def lag(partition: int) -> float | None:
         return registry.get_sample_value(
@@ -75,7 +77,7 @@ def test_unreachable_broker_warns_once_and_never_raises(caplog: pytest.LogCaptur
             "kafka": settings.kafka.model_copy(update={"client": {"bootstrap_timeout_ms": 200}})
         }
     )
-    monitor = LagMonitor(settings, Metrics(CollectorRegistry()))
+    monitor = LagMonitor(settings, Metrics(CollectorRegistry()), open_transport(settings).admin)
     with caplog.at_level(logging.WARNING, logger="streamfuse.lag"):
         for _ in range(3):
             monitor._tick()

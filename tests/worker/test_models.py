@@ -121,12 +121,13 @@ def test_promotion_is_found_checked_and_swapped(
     probe = rng.normal(size=(8, 3))
     candidate = model_set.load_candidate(promotions[0], probe)
     assert model_set.versions == {"a": 1, "pinned": 1}  # not served until swapped
-    old = model_set.swap(candidate)
-    assert old.version == 1
-    assert model_set.versions == {"a": 2, "pinned": 1}
-    assert model_set.pending_promotions() == []
+    swapped = model_set.replaced(candidate)
+    assert model_set.versions == {"a": 1, "pinned": 1}  # the served set is left as it was
+    assert swapped.versions == {"a": 2, "pinned": 1}
+    assert swapped.pending_promotions() == []
+    assert model_set.pending_promotions() == [Promotion("a", 1, 2)]
     np.testing.assert_array_equal(
-        model_set.predict_fns[0](probe), store.load("a", 2).predict_outputs(probe)
+        swapped.predict_fns[0](probe), store.load("a", 2).predict_outputs(probe)
     )
 
 

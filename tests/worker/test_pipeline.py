@@ -21,6 +21,7 @@ from model_store import ModelStore
 from worker.config import ModelErrorPolicy, ModelRef, StrategyRef
 from worker.inference.models import ModelSet
 from worker.inference.pipeline import BatchResult, OutRecord, Pipeline
+from worker.inference.serving import Serving
 from worker.inference.strategies import Strategy, build_strategies
 from worker.metrics import Metrics
 
@@ -93,8 +94,10 @@ def make_pipeline(served: Served, registry: CollectorRegistry) -> Iterator[Any]:
         policy: str = "renormalize", min_models: int = 1, strategies: list[Strategy] | None = None
     ) -> Pipeline:
         pipeline = Pipeline(
-            served.model_set,
-            strategies if strategies is not None else served.strategies,
+            Serving(
+                served.model_set,
+                tuple(strategies if strategies is not None else served.strategies),
+            ),
             ModelErrorPolicy(policy=policy, min_models=min_models, timeout_ms=60_000),
             max_event_bytes=1 << 16,
             metrics=Metrics(registry) if not made else None,
@@ -353,7 +356,7 @@ def test_failing_shadow_strategy_is_left_out(
     )
 
 
-def test_ready_and_wait_follow_the_models_in_flight(
+def test_wait_follows_the_models_in_flight(
     served: Served, make_pipeline: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = threading.Event()
@@ -369,16 +372,16 @@ def test_ready_and_wait_follow_the_models_in_flight(
     ids = [f"w-{i}" for i in range(len(X))]
     pipeline = make_pipeline()
     flight = pipeline.start(records([event(i, row) for i, row in zip(ids, X, strict=True)]))
-    assert not pipeline.ready(flight)
+    assert pipeline.wait(flight, 0) is False
     assert pipeline.wait(flight, 0.05) is False
     gate.set()
     assert pipeline.wait(flight, 60) is True
-    assert pipeline.ready(flight)
+    assert pipeline.wait(flight, 0) is True
     check_predictions(served, pipeline.finish(flight), X, ids)
 
 
 def test_a_batch_with_no_good_event_is_ready_at_once(make_pipeline: Any) -> None:
     pipeline = make_pipeline()
     flight = pipeline.start(records([b"not json", b"{}"]))
-    assert pipeline.ready(flight) and pipeline.wait(flight, 0)
+    assert pipeline.wait(flight, 0)
     assert [stage for _, stage in pipeline.finish(flight).dead_letters] == ["decode", "validate"]

@@ -21,16 +21,17 @@ valid value.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import compress, repeat
+from itertools import compress
 from typing import Any
 
 import numpy as np
 import orjson
 
 from worker.accuracy.scoring import EPS
+from worker.accuracy.store import RowStore
+from worker.accuracy.window import RollingWindow, WindowContents
 from worker.batch.layout import Block, OutputLayout
 from worker.config import LabelsSettings
 from worker.metrics import Metrics
@@ -38,7 +39,6 @@ from worker.metrics import Metrics
 __all__ = ["Joined", "LabelJoiner", "WindowContents"]
 
 _ID_TYPES = frozenset({str, int})
-_NO_ROW = -1
 
 
 @dataclass(frozen=True)
@@ -78,180 +78,6 @@ class Joined:
             yield self.P[:, rows], self.y[rows], pattern
 
 
-@dataclass(frozen=True)
-class WindowContents:
-    """One series' rows in the rolling window, oldest first (rows it was not scored on left out).
-
-    ``pred``: class index or value, ``truth``: the same, ``scores``: (n, n_classes) or None.
-    """
-
-    pred: np.ndarray
-    truth: np.ndarray
-    scores: np.ndarray | None
-
-
-@dataclass
-class _Chunk:
-    start: int  # global row number of row 0
-    added: float
-    ids: list[Any]
-    arrays: dict[str, np.ndarray]  # each with rows on axis 0
-    n_live: int  # rows still reachable through the index
-
-
-class _Chunks:
-    """Rows kept by id as whole arrays per chunk; evicted a whole chunk at a time, oldest first.
-
-    The index maps an id to a global row number; a chunk is found from it by ``searchsorted``
-    on the chunks' starts, so joins gather rows with numpy fancy indexing.
-    """
-
-    def __init__(self) -> None:
-        self._index: dict[Any, int] = {}
-        self._chunks: deque[_Chunk] = deque()
-        self._starts = np.zeros(0, dtype=np.int64)
-        self._next = 0
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def has_any(self, ids: Sequence[Any]) -> bool:
-        return bool(self._index) and not self._index.keys().isdisjoint(ids)
-
-    def add(self, ids: Sequence[Any], arrays: dict[str, np.ndarray], now: float) -> int:
-        """Keep ``ids``' rows of ``arrays``; returns how many older rows they replaced."""
-        replaced = 0
-        if self.has_any(ids):  # re-delivered ids: the newer row wins
-            replaced = int(self._pop(ids).size)
-        before = len(self._index)
-        start = self._next
-        self._index.update(zip(ids, range(start, start + len(ids)), strict=True))
-        self._next += len(ids)
-        self._chunks.append(_Chunk(start, now, list(ids), arrays, len(self._index) - before))
-        self._starts = np.append(self._starts, start)
-        return replaced
-
-    def take(self, ids: Sequence[Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Remove ``ids`` from the cache: ``(found mask over ids, their rows in order)``."""
-        pos = self._positions(ids, pop=True)
-        found = pos >= 0
-        pos = pos[found]
-        rows: dict[str, np.ndarray] = {}
-        if not pos.size:
-            return found, rows
-        chunk_of = np.searchsorted(self._starts, pos, side="right") - 1
-        used = np.unique(chunk_of)
-        first = self._chunks[int(used[0])]
-        for name, arr in first.arrays.items():
-            rows[name] = np.empty((pos.size, *arr.shape[1:]), dtype=arr.dtype)
-        for c in used.tolist():
-            chunk = self._chunks[c]
-            sel = chunk_of == c
-            for name, out in rows.items():
-                out[sel] = chunk.arrays[name][pos[sel] - chunk.start]
-        self._release(chunk_of)
-        return found, rows
-
-    def expire(self, oldest: float, max_entries: int) -> int:
-        """Drop chunks added before ``oldest`` and then while over ``max_entries`` rows;
-        returns the live rows dropped."""
-        dropped = 0
-        while self._chunks and (self._chunks[0].added < oldest or len(self._index) > max_entries):
-            chunk = self._chunks.popleft()
-            self._starts = self._starts[1:]
-            if chunk.n_live:
-                dropped += chunk.n_live
-                pos = self._positions(chunk.ids, pop=False)
-                mine = (pos >= chunk.start) & (pos < chunk.start + len(chunk.ids))
-                deque(map(self._index.__delitem__, compress(chunk.ids, mine)), maxlen=0)
-        return dropped
-
-    def _positions(self, ids: Sequence[Any], pop: bool) -> np.ndarray:
-        lookup = self._index.pop if pop else self._index.get
-        return np.fromiter(map(lookup, ids, repeat(_NO_ROW)), dtype=np.int64, count=len(ids))
-
-    def _pop(self, ids: Sequence[Any]) -> np.ndarray:
-        pos = self._positions(ids, pop=True)
-        pos = pos[pos >= 0]
-        if pos.size:
-            self._release(np.searchsorted(self._starts, pos, side="right") - 1)
-        return pos
-
-    def _release(self, chunk_of: np.ndarray) -> None:
-        counts = np.bincount(chunk_of, minlength=len(self._chunks))
-        for c in np.flatnonzero(counts).tolist():
-            self._chunks[c].n_live -= int(counts[c])
-        if any(chunk.n_live == 0 for chunk in self._chunks):
-            self._chunks = deque(chunk for chunk in self._chunks if chunk.n_live > 0)
-            self._starts = np.array([chunk.start for chunk in self._chunks], dtype=np.int64)
-
-
-class _Window:
-    """The last ``size`` labelled rows of ``n_series`` series, in ring buffers.
-
-    ``stats`` holds per-row metric contributions (mean of each over the valid rows is the
-    metric); sums and counts are updated with the new rows and reverted for the ones they
-    overwrite, a whole batch at a time.
-    """
-
-    def __init__(self, size: int, n_series: int, n_stats: int, n_outputs: int | None) -> None:
-        self.size = size
-        self.truth = np.zeros(size)
-        self.pred = np.zeros((size, n_series))
-        self.valid = np.zeros((size, n_series), dtype=bool)
-        self.stats = np.zeros((size, n_series, n_stats))
-        self.scores = None if n_outputs is None else np.zeros((size, n_series, n_outputs))
-        self.sums = np.zeros((n_series, n_stats))
-        self.counts = np.zeros(n_series, dtype=np.int64)
-        self.pos = 0
-        self.n_seen = 0
-
-    def push(
-        self,
-        truth: np.ndarray,
-        pred: np.ndarray,
-        valid: np.ndarray,
-        stats: np.ndarray,
-        scores: np.ndarray | None,
-    ) -> None:
-        """Rows on axis 0: truth (k,), pred and valid (k, S), stats (k, S, n_stats)."""
-        k = min(len(truth), self.size)
-        if k == 0:
-            return
-        idx = (self.pos + np.arange(k)) % self.size
-        self.sums -= self.stats[idx].sum(axis=0)
-        self.counts -= self.valid[idx].sum(axis=0)
-        self.truth[idx] = truth[-k:]
-        self.pred[idx] = pred[-k:]
-        self.valid[idx] = valid[-k:]
-        self.stats[idx] = stats[-k:]
-        if self.scores is not None and scores is not None:
-            self.scores[idx] = scores[-k:]
-        self.sums += self.stats[idx].sum(axis=0)
-        self.counts += self.valid[idx].sum(axis=0)
-        wrapped = self.pos + k >= self.size
-        self.pos = (self.pos + k) % self.size
-        self.n_seen += len(truth)
-        if wrapped:  # resynchronise once per lap so rounding error cannot accumulate
-            self.sums = self.stats.sum(axis=0)
-
-    def means(self) -> np.ndarray:
-        """(n_series, n_stats); NaN for a series with no valid row."""
-        out = np.full(self.sums.shape, np.nan)
-        np.divide(self.sums, self.counts[:, None], out=out, where=self.counts[:, None] > 0)
-        return out
-
-    def contents(self, series: int) -> WindowContents:
-        filled = min(self.n_seen, self.size)
-        order = (self.pos - filled + np.arange(filled)) % self.size
-        order = order[self.valid[order, series]]
-        pred, truth = self.pred[order, series], self.truth[order]
-        if self.scores is None:
-            return WindowContents(pred, truth, None)
-        classes = self.scores[order, series]
-        return WindowContents(pred.astype(np.int64), truth.astype(np.int64), classes)
-
-
 class LabelJoiner:
     """Join label events to cached predictions and keep rolling metrics per model and strategy.
 
@@ -281,11 +107,11 @@ class LabelJoiner:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
-        self._predictions = _Chunks()
-        self._pending = _Chunks()
+        self._predictions = RowStore()
+        self._pending = RowStore()
         n_series = len(self.model_names) + len(self.strategy_names)
         self._windows = [
-            _Window(
+            RollingWindow(
                 settings.window,
                 n_series,
                 3 if b.kind == "classification" else 2,
@@ -441,7 +267,7 @@ class LabelJoiner:
                 self.metrics.rolling_metric.labels(scope, name, metric).set(value)
 
     def _block_metrics(
-        self, block: Block, window: _Window
+        self, block: Block, window: RollingWindow
     ) -> Iterator[tuple[str, str, str, float]]:
         names = _metric_names(block)
         values = _metric_values(block, window.means())

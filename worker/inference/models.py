@@ -8,6 +8,7 @@ agreement is refused at reload while the old version keeps serving.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,11 +113,13 @@ class ModelSet:
             raise ValueError(f"probe batch gave shape {out.shape} or non-finite values")
         return candidate
 
-    def swap(self, candidate: LoadedModel) -> LoadedModel:
+    def replaced(self, candidate: LoadedModel) -> ModelSet:
+        """A new model set with ``candidate`` in place of the model of the same name; this one
+        is left as it is (a batch that started with it finishes with it)."""
         index = self.names.index(candidate.name)
-        old = self.models[index]
-        self.models[index] = candidate
-        return old
+        new = copy.copy(self)
+        new.models = [*self.models[:index], candidate, *self.models[index + 1 :]]
+        return new
 
 
 def _disagreement(a: LoadedModel, b: LoadedModel) -> str | None:

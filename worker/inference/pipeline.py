@@ -12,38 +12,21 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from worker.batch.decode import DecodedBatch, decode_batch
 from worker.batch.encode import encode_predictions
+from worker.batch.records import InRecord, OutRecord, dead_letter, source_of
 from worker.config import ModelErrorPolicy
 from worker.inference.fanout import Failure, Fanout, Submitted
-from worker.inference.models import ModelSet
-from worker.inference.strategies import Strategy
+from worker.inference.serving import Serving
 from worker.metrics import Metrics
 
-__all__ = ["BatchResult", "InFlight", "InRecord", "OutRecord", "Pipeline"]
+__all__ = ["BatchResult", "InFlight", "Pipeline"]
 
 log = logging.getLogger("streamfuse.pipeline")
-
-
-class InRecord(Protocol):
-    """What the pipeline reads of a consumed record (kafka-python's ConsumerRecord fits)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass(frozen=True)
-class OutRecord:
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
 
 
 @dataclass
@@ -65,66 +48,38 @@ class BatchResult:
     degraded: bool = False
 
 
-def source_of(record: InRecord) -> bytes:
-    return f"{record.topic}:{record.partition}:{record.offset}".encode()
-
-
-def dead_letter(
-    record: InRecord, stage: str, reason: str, max_bytes: int = 900_000
-) -> tuple[OutRecord, str]:
-    """The original bytes and key, with the reason, stage and source in headers.
-
-    A value over ``max_bytes`` (the dead-letter topic could not take it) is cut to that size and
-    the headers say so, with its original size: it is never dropped.
-    """
-    value = record.value or b""
-    headers = [
-        ("streamfuse.error", reason.encode("utf-8", "replace")[:1000]),
-        ("streamfuse.stage", stage.encode()),
-        ("streamfuse.source", source_of(record)),
-    ]
-    if len(value) > max_bytes:
-        headers.append(("streamfuse.truncated", str(len(value)).encode()))
-        value = value[:max_bytes]
-    return OutRecord(record.key, value, headers), stage
-
-
 @dataclass
 class InFlight:
     """A batch between :meth:`Pipeline.start` and :meth:`Pipeline.finish`."""
 
     records: Sequence[InRecord]
     started: float
+    serving: Serving  # what this batch is predicted and combined with, start to finish
     result: BatchResult
     decoded: DecodedBatch | None = None
     submitted: Submitted | None = None
-    fns: list[Any] = field(default_factory=list)
-    versions: list[int] = field(default_factory=list)
 
 
 class Pipeline:
+    """Runs batches with the current :class:`Serving` snapshot (``serving``; a hot reload
+    assigns a new one between batches: each batch keeps the snapshot it started with)."""
+
     def __init__(
         self,
-        model_set: ModelSet,
-        strategies: list[Strategy],
+        serving: Serving,
         policy: ModelErrorPolicy,
         max_event_bytes: int,
         metrics: Metrics | None = None,
         dead_letter_max_bytes: int = 900_000,
         threads_per_model: int = 0,
     ) -> None:
-        self.model_set = model_set
-        self.strategies = strategies
+        self.serving = serving
         self.policy = policy
         self.max_event_bytes = max_event_bytes
         self.metrics = metrics
-        self.fanout = Fanout(model_set.names, policy.timeout_ms / 1000, threads_per_model)
+        self.fanout = Fanout(serving.names, policy.timeout_ms / 1000, threads_per_model)
         self.last_good_X: np.ndarray | None = None
         self.dead_letter_max_bytes = dead_letter_max_bytes
-
-    @property
-    def active(self) -> Strategy:
-        return self.strategies[0]
 
     def close(self) -> None:
         self.fanout.close()
@@ -140,12 +95,11 @@ class Pipeline:
         work; :meth:`finish` waits for them, combines and encodes.
         """
         started = time.perf_counter() if started is None else started
-        flight = InFlight(records, started, BatchResult())
+        serving = self.serving
+        flight = InFlight(records, started, serving, BatchResult())
         if not records:
             return flight
-        decoded = decode_batch(
-            [r.value for r in records], self.model_set.schema, self.max_event_bytes
-        )
+        decoded = decode_batch([r.value for r in records], serving.schema, self.max_event_bytes)
         for rejection in decoded.rejections:
             flight.result.dead_letters.append(
                 dead_letter(
@@ -158,22 +112,18 @@ class Pipeline:
         if len(decoded.ids) == 0:
             return flight
         flight.decoded = decoded
-        flight.fns = self.model_set.predict_fns
-        flight.versions = [m.version for m in self.model_set.models]
-        flight.submitted = self.fanout.submit(flight.fns, decoded.X)
+        flight.submitted = self.fanout.submit(serving.predict_fns, decoded.X)
         return flight
 
-    def ready(self, flight: InFlight) -> bool:
-        """Whether :meth:`finish` would return without waiting for the models."""
-        submitted = flight.submitted
-        return submitted is None or all(f is None or f.done() for f in submitted.futures)
-
     def wait(self, flight: InFlight, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for the models of ``flight``; True when they are done."""
+        """Wait up to ``timeout_s`` (0: do not wait) for the models of ``flight``; True when
+        they are done, so that :meth:`finish` would not wait."""
         submitted = flight.submitted
         if submitted is None:
             return True
         futures = [f for f in submitted.futures if f is not None]
+        if timeout_s <= 0:
+            return all(f.done() for f in futures)
         return not futures_wait(futures, timeout=timeout_s).not_done
 
     def finish(self, flight: InFlight) -> BatchResult:
@@ -184,12 +134,12 @@ class Pipeline:
 
     def _predict_and_encode(self, flight: InFlight) -> None:
         records, result, started = flight.records, flight.result, flight.started
-        decoded = flight.decoded
+        decoded, serving = flight.decoded, flight.serving
         assert decoded is not None and flight.submitted is not None
         good = [records[i] for i in decoded.index.tolist()]
-        layout = self.model_set.layout
+        layout = serving.layout
         fan = self.fanout.collect(flight.submitted, layout.n_outputs)
-        self._count_models(fan.failures, fan.seconds, fan.available)
+        self._count_models(serving.names, fan.failures, fan.seconds, fan.available)
         n_ok = int(fan.available.sum())
         if n_ok < len(fan.available) and (
             self.policy.policy == "fail" or n_ok < self.policy.min_models
@@ -201,14 +151,14 @@ class Pipeline:
             )
             return
         outputs: dict[str, np.ndarray] = {}
-        for strategy in self.strategies:
+        for strategy in serving.strategies:
             t0 = time.perf_counter()
             try:
                 out = strategy.combiner.combine(fan.P, available=fan.available)
             except Exception as exc:  # a strategy's error: the active one dead-letters the batch
                 if self.metrics is not None:
                     self.metrics.strategy_errors.labels(strategy.name).inc()
-                if strategy is self.active:
+                if strategy is serving.active:
                     why = f"strategy {strategy.name}: {type(exc).__name__}: {exc}"
                     result.dead_letters.extend(
                         dead_letter(r, "combine", why, self.dead_letter_max_bytes) for r in good
@@ -219,15 +169,15 @@ class Pipeline:
             if self.metrics is not None:
                 self.metrics.combine_seconds.labels(strategy.name).observe(time.perf_counter() - t0)
             outputs[strategy.name] = out
-        shadows = {s.name: outputs[s.name] for s in self.strategies[1:] if s.name in outputs}
+        shadows = {s.name: outputs[s.name] for s in serving.shadows if s.name in outputs}
         try:
             values = encode_predictions(
                 ids=decoded.ids,
                 layout=layout,
-                strategy=self.active.name,
-                combined=outputs[self.active.name],
-                model_names=self.model_set.names,
-                model_versions=flight.versions,
+                strategy=serving.active.name,
+                combined=outputs[serving.active.name],
+                model_names=serving.names,
+                model_versions=list(serving.versions.values()),
                 P=fan.P,
                 available=fan.available,
                 failure_kinds={f.model: f.kind for f in fan.failures},
@@ -256,11 +206,15 @@ class Pipeline:
             self.last_good_X = decoded.X[:64]
 
     def _count_models(
-        self, failures: list[Failure], seconds: np.ndarray, available: np.ndarray
+        self,
+        names: list[str],
+        failures: list[Failure],
+        seconds: np.ndarray,
+        available: np.ndarray,
     ) -> None:
         if self.metrics is None:
             return
-        for name, took, ok in zip(self.model_set.names, seconds, available, strict=True):
+        for name, took, ok in zip(names, seconds, available, strict=True):
             if ok:
                 self.metrics.model_predict_seconds.labels(name).observe(float(took))
         for failure in failures:

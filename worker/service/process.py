@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from worker.config import Settings
 from worker.errors import DeliveryError
-from worker.service.loop import Worker
+from worker.service.worker import Worker
 
 __all__ = ["limit_threads", "serve"]
 

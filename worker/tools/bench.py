@@ -54,8 +54,7 @@ from model_store import ModelStore
 from worker.batch.encode import encode_predictions
 from worker.config import Settings, settings_from_dict
 from worker.errors import WorkerError
-from worker.inference.models import ModelSet
-from worker.inference.strategies import build_strategies
+from worker.inference.serving import build_serving
 from worker.tools.bench_models import (
     build_store,
     event_value,
@@ -68,7 +67,6 @@ __all__ = [
     "TARGETS",
     "BenchError",
     "BenchPlan",
-    "add_parser",
     "main",
     "plan_from",
     "render",
@@ -76,6 +74,7 @@ __all__ = [
     "targets",
 ]
 
+from worker.tools.bench_args import add_arguments
 from worker.tools.bench_kafka import (
     PARTITIONS,
     QUICK,
@@ -342,9 +341,8 @@ def run_naive(run: Run, input_topic: str) -> tuple[float, dict[str, float]]:
     """Events/s of a one-event-at-a-time loop in this process (models loaded once, up front),
     and the mean ms per event of each of its steps."""
     settings = run.settings("naive", input_topic, run.topics.make("naive-out"))
-    store = ModelStore(settings.store)
-    model_set = ModelSet(store, settings.models)
-    strategies = build_strategies(store, model_set, settings.strategy, settings.shadow_strategies)
+    serving = build_serving(ModelStore(settings.store), settings)
+    model_set, strategies = serving.model_set, serving.strategies
     versions = [m.version for m in model_set.models]
     available = np.ones(len(versions), dtype=bool)
     for model in model_set.models:
@@ -589,34 +587,6 @@ def render(result: dict[str, Any]) -> str:
 
 
 # -- command line -----------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="a short run (3,000 events)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    parser.add_argument("--bootstrap", default=None, help="a running broker (default: dev/kafka)")
-    parser.add_argument(
-        "--kafka-port", type=int, default=39092, help="port for dev/kafka without --bootstrap"
-    )
-    parser.add_argument("--events", type=int, default=None, help="events per saturation run")
-    parser.add_argument("--naive-events", type=int, default=None)
-    parser.add_argument("--latency-seconds", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--workdir", type=Path, default=None, help="keep the store, configs and worker logs here"
-    )
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``bench`` to the ``streamfuse`` subcommands; dispatch to :func:`main`."""
-    parser = subparsers.add_parser(
-        "bench",
-        help="benchmark the worker against the Kafka ceiling and a naive loop",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    return parser
 
 
 def plan_from(args: argparse.Namespace) -> BenchPlan:

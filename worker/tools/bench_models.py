@@ -35,9 +35,9 @@ from model_store import ModelStore
 from worker.batch.decode import decode_batch
 from worker.batch.encode import encode_predictions
 from worker.config import Settings
-from worker.inference.models import ModelSet
 from worker.inference.pipeline import Pipeline
-from worker.inference.strategies import HELDOUT_DATASET, build_strategies
+from worker.inference.serving import build_serving
+from worker.inference.strategies import HELDOUT_DATASET
 from worker.tools.train import fit_torch
 
 __all__ = [
@@ -163,12 +163,9 @@ def profile_pipeline(
     as the worker runs them), ``combine.<strategy>``, ``encode`` and ``process`` (the whole
     :meth:`Pipeline.process` call).
     """
-    store = ModelStore(settings.store)
-    model_set = ModelSet(store, settings.models)
-    strategies = build_strategies(store, model_set, settings.strategy, settings.shadow_strategies)
-    pipeline = Pipeline(
-        model_set, strategies, settings.on_model_error, settings.validation.max_event_bytes
-    )
+    serving = build_serving(ModelStore(settings.store), settings)
+    model_set, strategies = serving.model_set, serving.strategies
+    pipeline = Pipeline(serving, settings.on_model_error, settings.validation.max_event_bytes)
     records = [
         BenchRecord(settings.topics.input, 0, i, f"k{i}".encode(), v) for i, v in enumerate(values)
     ]

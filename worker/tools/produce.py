@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from model_store import ModelStore
 from worker.config import Settings
+from worker.transport.kafka_python.clients import common_config
 
 __all__ = ["dataset_events", "label_docs", "produce"]
 
@@ -66,9 +67,7 @@ def produce(
 ) -> int:
     store = ModelStore(settings.store)
     events, labels = dataset_events(store, settings.models[0].name, prefix, count)
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers, linger_ms=5, **settings.kafka.client
-    )
+    producer = KafkaProducer(**common_config(settings, "-produce", linger_ms=5))
     pending: deque[tuple[float, dict[str, Any]]] = deque()
     start = time.monotonic()
     t = settings.topics

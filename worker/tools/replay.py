@@ -14,12 +14,10 @@ from typing import Any
 import numpy as np
 import orjson
 
-from model_store import ModelStore
 from worker.accuracy.scoring import score, score_table
 from worker.config import Settings
-from worker.inference.models import ModelSet
 from worker.inference.pipeline import Pipeline
-from worker.inference.strategies import build_strategies
+from worker.inference.serving import build_serving, open_store
 
 __all__ = ["ReplayReport", "replay"]
 
@@ -69,16 +67,13 @@ def _label(doc: dict[str, Any] | None, task: str) -> Any:
 
 
 def replay(settings: Settings, events: Path, labels: Path | None = None) -> ReplayReport:
-    store = ModelStore(settings.store)
-    model_set = ModelSet(store, settings.models)
-    strategies = build_strategies(store, model_set, settings.strategy, settings.shadow_strategies)
-    pipeline = Pipeline(
-        model_set, strategies, settings.on_model_error, settings.validation.max_event_bytes
-    )
+    serving = build_serving(open_store(settings.store), settings)
+    model_set = serving.model_set
+    pipeline = Pipeline(serving, settings.on_model_error, settings.validation.max_event_bytes)
     lines = [line for line in events.read_bytes().splitlines() if line.strip()]
     records = [_Record("replay", 0, i, None, v) for i, v in enumerate(lines)]
     ids: list[Any] = []
-    outs: dict[str, list[np.ndarray]] = {s.name: [] for s in strategies}
+    outs: dict[str, list[np.ndarray]] = {s.name: [] for s in serving.strategies}
     model_outs: list[np.ndarray] = []
     n_dead = 0
     size = settings.batch.max_events

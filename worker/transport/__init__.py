@@ -1,1 +1,85 @@
-"""worker/transport."""
+"""The Kafka transport: protocols in the project's own types, and one adapter per client.
+
+Owns everything that speaks to a Kafka client. :mod:`.base` holds the protocols
+(:class:`Source`, :class:`Sink`, :class:`LabelsReader`, :class:`Admin`) and their value types;
+adapter packages (:mod:`.kafka_python`) implement them and are imported only here, lazily, by
+:func:`open_transport`. May import :mod:`worker.config`, :mod:`worker.errors` and
+:mod:`worker.batch.records`; nothing above it imports a Kafka client.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from worker.config import Settings
+from worker.transport.base import (
+    Admin,
+    AssignmentChange,
+    GroupToken,
+    LabelsReader,
+    Offsets,
+    Polled,
+    Sink,
+    Source,
+    Span,
+    TopicPartition,
+    merge_span,
+)
+
+__all__ = [
+    "LIBRARIES",
+    "Admin",
+    "AssignmentChange",
+    "GroupToken",
+    "LabelsReader",
+    "Offsets",
+    "Polled",
+    "Sink",
+    "Source",
+    "Span",
+    "TopicPartition",
+    "Transport",
+    "merge_span",
+    "open_transport",
+    "setting_names",
+]
+
+LIBRARIES = ("kafka-python",)
+
+
+class Transport(Protocol):
+    """Builds one client library's transport objects from the settings (each call a new one).
+
+    ``source`` and ``sink`` wait for the broker up to ``kafka.connect_timeout_s`` and raise
+    :class:`worker.errors.BrokerUnavailableError` after that."""
+
+    name: str
+
+    def admin(self) -> Admin: ...
+
+    def sink(self) -> Sink: ...
+
+    def source(self) -> Source: ...
+
+    def labels(self) -> LabelsReader | None:
+        """The labels reader, or None when no labels topic is configured."""
+
+
+def open_transport(settings: Settings, library: str = "kafka-python") -> Transport:
+    """The transport of ``library`` (imported only now, so a command that needs no Kafka
+    never imports a client)."""
+    if library == "kafka-python":
+        from worker.transport.kafka_python import KafkaPythonTransport
+
+        return KafkaPythonTransport(settings)
+    raise ValueError(f"unknown Kafka library {library!r} (known: {', '.join(LIBRARIES)})")
+
+
+def setting_names(library: str = "kafka-python") -> dict[str, frozenset[str]]:
+    """Setting names ``library`` accepts in ``kafka.client``, ``kafka.consumer`` and
+    ``kafka.producer`` (the config checks them by name, never quoting values)."""
+    if library == "kafka-python":
+        from worker.transport.kafka_python import setting_names as names
+
+        return names()
+    raise ValueError(f"unknown Kafka library {library!r} (known: {', '.join(LIBRARIES)})")

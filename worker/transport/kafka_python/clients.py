@@ -1,8 +1,9 @@
-"""The Kafka side of the worker: building clients, checking topics, and a transaction watchdog.
+"""kafka-python clients built from the settings, in one place, and a deadline for its calls.
 
-kafka-python is used as is; this module only gathers the settings in one place, waits for the
-broker at start-up with a bounded backoff, and puts a deadline on transaction calls that
-kafka-python would otherwise wait on forever.
+Every client the worker and its tools build (consumer, producer, admin, the labels and lag
+clients) takes its settings from :func:`common_config`, so security settings reach them all. At
+start-up the builders wait for the broker with a bounded backoff; :func:`with_watchdog` puts a
+deadline on transaction calls that kafka-python would otherwise wait on forever.
 """
 
 from __future__ import annotations
@@ -14,22 +15,18 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError
 
 from worker.config import Settings
-from worker.errors import (
-    BrokerUnavailableError,
-    ConfigError,
-    TransactionWatchdogError,
-)
+from worker.errors import BrokerUnavailableError, TransactionWatchdogError
 
 __all__ = [
     "admin_client",
-    "ensure_topics",
+    "common_config",
     "input_consumer",
     "labels_consumer",
     "output_producer",
+    "setting_names",
     "with_watchdog",
 ]
 
@@ -54,23 +51,33 @@ def _retry_connect(settings: Settings, make: Callable[[], T]) -> T:
             delay = min(delay * 2, 5.0)
 
 
-def _common(settings: Settings) -> dict[str, Any]:
+def common_config(settings: Settings, suffix: str = "", **overrides: Any) -> dict[str, Any]:
+    """Settings every client shares: bootstrap, client id, ``kafka.client`` (security)."""
     return {
         "bootstrap_servers": settings.kafka.bootstrap_servers,
-        "client_id": f"streamfuse-{settings.kafka.instance_id}",
+        "client_id": f"streamfuse-{settings.kafka.instance_id}{suffix}",
         # Each connection attempt gives up after 2 s; _retry_connect bounds the whole wait.
         "bootstrap_timeout_ms": 2000,
+        **overrides,
         **settings.kafka.client,
     }
 
 
+def setting_names() -> dict[str, frozenset[str]]:
+    """The setting names kafka-python accepts, per section of ``kafka.`` in the config."""
+    consumer = frozenset(KafkaConsumer.DEFAULT_CONFIG)
+    producer = frozenset(KafkaProducer.DEFAULT_CONFIG)
+    client = consumer & producer & frozenset(KafkaAdminClient.DEFAULT_CONFIG)
+    return {"client": client, "consumer": consumer, "producer": producer}
+
+
 def admin_client(settings: Settings) -> KafkaAdminClient:
-    return _retry_connect(settings, lambda: KafkaAdminClient(**_common(settings)))
+    return _retry_connect(settings, lambda: KafkaAdminClient(**common_config(settings)))
 
 
 def input_consumer(settings: Settings, listener: Any = None) -> KafkaConsumer:
     config = {
-        **_common(settings),
+        **common_config(settings),
         "group_id": settings.kafka.group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
@@ -87,7 +94,7 @@ def input_consumer(settings: Settings, listener: Any = None) -> KafkaConsumer:
 
 def labels_consumer(settings: Settings) -> KafkaConsumer:
     config = {
-        **_common(settings),
+        **common_config(settings),
         "group_id": None,
         "enable_auto_commit": False,
         "auto_offset_reset": "latest",
@@ -99,7 +106,7 @@ def labels_consumer(settings: Settings) -> KafkaConsumer:
 
 def output_producer(settings: Settings) -> KafkaProducer:
     config: dict[str, Any] = {
-        **_common(settings),
+        **common_config(settings),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
@@ -111,51 +118,6 @@ def output_producer(settings: Settings) -> KafkaProducer:
         config["transactional_id"] = settings.kafka.effective_transactional_id
         config["transaction_timeout_ms"] = settings.kafka.transaction_timeout_ms
     return _retry_connect(settings, lambda: KafkaProducer(**config))
-
-
-def ensure_topics(settings: Settings, admin: KafkaAdminClient) -> None:
-    """Every configured topic exists (created when ``topics.create``); labels co-partitioned."""
-    t = settings.topics
-    wanted = {
-        "topics.input": t.input,
-        "topics.output": t.output,
-        "topics.dead_letter": t.dead_letter,
-    }
-    if t.labels:
-        wanted["topics.labels"] = t.labels
-    existing = set(admin.list_topics())
-    missing = {k: v for k, v in wanted.items() if v not in existing}
-    if missing and not t.create:
-        key, name = next(iter(missing.items()))
-        raise ConfigError(
-            key, f"topic {name!r} does not exist (create it, or set topics.create: true)"
-        )
-    if missing:
-        new = [NewTopic(name, t.partitions, 1) for name in sorted(set(missing.values()))]
-        try:
-            admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass
-        log.info("created topics %s", ", ".join(sorted(set(missing.values()))))
-    if t.labels:
-        counts = _partition_counts(admin, [t.input, t.labels])
-        if counts[t.input] != counts[t.labels]:
-            raise ConfigError(
-                "topics.labels",
-                f"{t.labels!r} has {counts[t.labels]} partitions but "
-                f"{t.input!r} has {counts[t.input]}; co-partition them (same count, same keys) so "
-                "each worker sees the labels of its own events",
-            )
-
-
-def _partition_counts(admin: KafkaAdminClient, topics: list[str]) -> dict[str, int]:
-    deadline = time.monotonic() + 10
-    while True:
-        described = admin.describe_topics(topics)
-        counts = {d["name"]: len(d.get("partitions") or []) for d in described}
-        if all(counts.get(t, 0) > 0 for t in topics) or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.1)
 
 
 def with_watchdog(call: Callable[[], T], name: str, timeout_s: float) -> T:

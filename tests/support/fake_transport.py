@@ -1,0 +1,194 @@
+"""An in-memory Kafka for unit tests of the loop (httpx's ``MockTransport`` is the model).
+
+:class:`Log` holds partitions of records, committed offsets and what was published (committed
+transactions only, as a ``read_committed`` reader sees them). :class:`FakeSource` and
+:class:`FakeSink` implement the transport protocols over it, with failures injected by the test
+(``fail_next_*``) and rebalances queued the way a client reports them from inside a poll. The
+broker tests of the same paths run on the real broker (tests/integration, tests/faults).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.batch.records import OutRecord
+from worker.errors import (
+    ProducerFencedError,
+    ProducerStuckError,
+    TransactionAbortedError,
+    TransportError,
+)
+from worker.transport import AssignmentChange, GroupToken, Offsets, Polled, Span, TopicPartition
+
+
+@dataclass(frozen=True)
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class Log:
+    """The broker: input partitions, the group's committed offsets, the output topics."""
+
+    topic: str
+    partitions: dict[int, list[Rec]] = field(default_factory=dict)
+    committed: Offsets = field(default_factory=dict)
+    published: dict[str, list[OutRecord]] = field(default_factory=dict)
+    commits: list[Offsets] = field(default_factory=list)
+
+    def append(self, partition: int, values: Sequence[bytes]) -> None:
+        part = self.partitions.setdefault(partition, [])
+        for v in values:
+            part.append(Rec(self.topic, partition, len(part), None, v))
+
+    def publish(self, topic: str, records: Sequence[OutRecord]) -> None:
+        self.published.setdefault(topic, []).extend(records)
+
+    def commit(self, offsets: Offsets) -> None:
+        self.commits.append(dict(offsets))
+        for tp, offset in offsets.items():
+            self.committed[tp] = max(offset, self.committed.get(tp, 0))
+
+
+class FakeSource:
+    """A consumer holding every partition of ``log`` (until a test rebalances it)."""
+
+    def __init__(self, log: Log, on_commit: Callable[[Offsets], None] | None = None) -> None:
+        self.log = log
+        self.assigned = {TopicPartition(log.topic, p) for p in log.partitions}
+        self.position: Offsets = {tp: log.committed.get(tp, 0) for tp in self.assigned}
+        self.epoch = 1
+        self.stable = True
+        self.on_commit = on_commit
+        self.fail_next_polls = 0
+        self.on_poll: Callable[[FakeSource], None] | None = None  # runs inside each poll
+        self._changes: list[AssignmentChange] = []
+        self.n_polls = 0
+        self.refused_commits: list[TopicPartition] = []
+
+    # -- what a test does --------------------------------------------------------------------
+
+    def rebalance(self, assignment: set[TopicPartition]) -> None:
+        """What a client reports from inside a poll: revoked, then the new assignment."""
+        revoked = tuple(sorted(self.assigned))
+        self._changes.append(AssignmentChange(revoked, None))
+        self.assigned = set(assignment)
+        self.epoch += 1
+        for tp in self.assigned:
+            self.position[tp] = self.log.committed.get(tp, 0)
+        self._changes.append(AssignmentChange((), tuple(sorted(self.assigned))))
+
+    # -- Source --------------------------------------------------------------------------------
+
+    def poll(self, timeout_s: float, max_records: int) -> Polled:
+        self.n_polls += 1
+        if self.on_poll is not None:
+            self.on_poll(self)
+        if self.fail_next_polls:
+            self.fail_next_polls -= 1
+            raise TransportError("injected: polling failed")
+        records: list[Any] = []
+        span: Span = {}
+        for tp in sorted(self.assigned):
+            part = self.log.partitions.get(tp.partition, [])
+            start = self.position[tp]
+            taken = part[start : start + max_records - len(records)]
+            if taken:
+                records.extend(taken)
+                span[tp] = (taken[0].offset, taken[-1].offset)
+                self.position[tp] = taken[-1].offset + 1
+        return Polled(records, span)
+
+    def changes(self) -> list[AssignmentChange]:
+        changes, self._changes = self._changes, []
+        return changes
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self.assigned)
+
+    def group_token(self) -> GroupToken | None:
+        return GroupToken(self.epoch, {"epoch": self.epoch}) if self.stable else None
+
+    def seek(self, offsets: Offsets) -> None:
+        for tp, offset in offsets.items():
+            if tp in self.assigned:
+                self.position[tp] = offset
+
+    def seek_to_committed(self) -> None:
+        for tp in self.assigned:
+            self.position[tp] = self.log.committed.get(tp, 0)
+
+    def commit(self, offsets: Offsets, wait: bool) -> None:
+        # The group coordinator refuses offsets of partitions this member no longer owns.
+        self.refused_commits.extend(tp for tp in offsets if tp not in self.assigned)
+        offsets = {tp: o for tp, o in offsets.items() if tp in self.assigned}
+        if self.on_commit is not None:
+            self.on_commit(offsets)
+        self.log.commit(offsets)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeSink:
+    """A producer into ``log``: sends are buffered and published at flush (or at the commit of
+    their transaction)."""
+
+    def __init__(self, log: Log, source: FakeSource | None = None) -> None:
+        self.log = log
+        self.source = source  # exactly_once: transactions commit offsets through its log
+        self.buffer: list[tuple[str, list[OutRecord]]] = []
+        self.fail_next_flushes = 0
+        self.abort_next_transactions = 0
+        self.stick_next_transactions = 0
+        self.fence_next_transaction = False
+        self.tokens: list[GroupToken | None] = []
+        self.n_replaced = 0
+        self.n_aborted = 0
+
+    def send(self, topic: str, records: Sequence[OutRecord]) -> None:
+        self.buffer.append((topic, list(records)))
+
+    def flush(self, timeout_s: float) -> None:
+        buffer, self.buffer = self.buffer, []
+        if self.fail_next_flushes:
+            self.fail_next_flushes -= 1
+            raise TransportError("injected: a send was not acknowledged")
+        for topic, records in buffer:
+            self.log.publish(topic, records)
+
+    def init_transactions(self) -> None:
+        pass
+
+    @contextmanager
+    def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
+        self.buffer = []
+        yield
+        buffer, self.buffer = self.buffer, []
+        self.tokens.append(token)
+        if self.fence_next_transaction:
+            raise ProducerFencedError("injected: fenced")
+        if self.stick_next_transactions:
+            self.stick_next_transactions -= 1
+            raise ProducerStuckError("injected: commit_transaction() did not return")
+        if self.abort_next_transactions:
+            self.abort_next_transactions -= 1
+            self.n_aborted += 1
+            raise TransactionAbortedError("injected: the coordinator refused the offsets")
+        for topic, records in buffer:
+            self.log.publish(topic, records)
+        self.log.commit(offsets)
+
+    def replace(self) -> None:
+        self.n_replaced += 1
+        self.buffer = []
+
+    def close(self, timeout_s: float) -> None:
+        pass

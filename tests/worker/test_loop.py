@@ -1,0 +1,301 @@
+"""The worker loop and both delivery guarantees on an in-memory transport.
+
+A real pipeline (a store with two tiny models and a fitted ``soft_vote``) behind the real
+:class:`~worker.service.loop.Loop` and the real :class:`~worker.delivery.AtLeastOnce` /
+:class:`~worker.delivery.ExactlyOnce`; only Kafka is replaced (tests/support/fake_transport.py).
+The same paths run against the real broker in tests/integration/test_delivery.py and the fault
+suite.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+import combiners
+from model_store import ModelStore
+from tests.support.fake_transport import FakeSink, FakeSource, Log
+from worker.config import BatchSettings, ModelErrorPolicy, ModelRef, StrategyRef, TopicsSettings
+from worker.delivery import AtLeastOnce, Backoff, ExactlyOnce
+from worker.errors import ProducerFencedError
+from worker.inference.models import ModelSet
+from worker.inference.pipeline import Pipeline
+from worker.inference.serving import Serving
+from worker.inference.strategies import Strategy
+from worker.metrics import Metrics
+from worker.service.loop import Interrupted, Loop
+from worker.transport import TopicPartition
+
+TOPICS = TopicsSettings(input="in", output="out", dead_letter="dlq", labels=None)
+MAX_POLLS = 20_000
+
+
+@pytest.fixture(scope="module")
+def serving(tmp_path_factory: pytest.TempPathFactory) -> Serving:
+    store = ModelStore(tmp_path_factory.mktemp("loop") / "store")
+    from sklearn.linear_model import LogisticRegression
+
+    gen = np.random.default_rng(0)
+    X = gen.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(np.int64)
+    for name, C in (("a", 1.0), ("b", 0.1)):
+        store.publish(name, LogisticRegression(C=C).fit(X, y))
+    model_set = ModelSet(store, [ModelRef(name="a"), ModelRef(name="b")])
+    P = np.stack([fn(X) for fn in model_set.predict_fns])
+    combiner = combiners.get_combiner("soft_vote").fit(P, y)
+    strategy = Strategy("soft_vote", StrategyRef(name="soft_vote"), combiner, "test", "strategy")
+    return Serving(model_set, (strategy,))
+
+
+@pytest.fixture
+def pipeline(serving: Serving) -> Any:
+    p = Pipeline(serving, ModelErrorPolicy(), max_event_bytes=1 << 16)
+    yield p
+    p.close()
+
+
+def values(n: int, prefix: str, bad: set[int] = frozenset()) -> list[bytes]:  # type: ignore[assignment]
+    gen = np.random.default_rng(1)
+    return [
+        b"not json" if i in bad else orjson.dumps({"id": f"{prefix}{i}", "features": row.tolist()})
+        for i, row in enumerate(gen.normal(size=(n, 3)))
+    ]
+
+
+def filled(n_per_partition: int, partitions: int = 2, bad: set[int] = frozenset()) -> Log:  # type: ignore[assignment]
+    log = Log("in")
+    for p in range(partitions):
+        log.append(p, values(n_per_partition, f"p{p}-", bad))
+    return log
+
+
+def published_ids(log: Log) -> Counter[str]:
+    return Counter(orjson.loads(r.value)["id"] for r in log.published.get("out", []))
+
+
+def sources(log: Log) -> set[tuple[int, int]]:
+    """(partition, offset) of every published prediction and dead letter."""
+    out = set()
+    for topic in ("out", "dlq"):
+        for r in log.published.get(topic, []):
+            _, partition, offset = dict(r.headers)["streamfuse.source"].decode().split(":")
+            out.add((int(partition), int(offset)))
+    return out
+
+
+def never_ahead_of_publishing(log: Log) -> Callable[[dict[TopicPartition, int]], None]:
+    """A commit check: every offset below a committed offset was published first."""
+
+    def check(offsets: dict[TopicPartition, int]) -> None:
+        done = sources(log)
+        for tp, offset in offsets.items():
+            missing = [o for o in range(offset) if (tp.partition, o) not in done]
+            assert not missing, f"committing {tp}@{offset} before publishing offsets {missing}"
+
+    return check
+
+
+def make_loop(
+    pipeline: Pipeline,
+    source: FakeSource,
+    sink: FakeSink,
+    exactly_once: bool = False,
+    max_events: int = 16,
+    **callbacks: Any,
+) -> Loop:
+    backoff = Backoff()
+    backoff.wait = lambda seconds=None: None  # type: ignore[method-assign]  # no waiting here
+    if exactly_once:
+        metrics = Metrics(CollectorRegistry())
+        delivery: Any = ExactlyOnce(source, sink, TOPICS, 5.0, metrics, backoff)
+    else:
+        delivery = AtLeastOnce(source, sink, TOPICS, 5.0)
+    batch = BatchSettings(max_events=max_events, max_wait_ms=0)
+    return Loop(batch, pipeline, source, delivery, backoff, **callbacks)
+
+
+def run_until(loop: Loop, source: FakeSource, done: Callable[[], bool]) -> None:
+    """Run the loop until ``done()`` holds at a poll (then stop it: it drains and returns)."""
+
+    def check(src: FakeSource) -> None:
+        assert src.n_polls < MAX_POLLS, "the loop made no progress"
+        if done():
+            loop.stop()
+
+    source.on_poll = check
+    loop.run()
+
+
+def all_committed(log: Log, n_per_partition: int, partitions: int = 2) -> Callable[[], bool]:
+    return lambda: all(
+        log.committed.get(TopicPartition("in", p), 0) == n_per_partition for p in range(partitions)
+    )
+
+
+# -- at_least_once -------------------------------------------------------------------------------
+
+
+def test_every_event_is_published_once_and_committed(pipeline: Pipeline) -> None:
+    log = filled(50, bad={7})
+    source = FakeSource(log, on_commit=never_ahead_of_publishing(log))
+    sink = FakeSink(log)
+    loop = make_loop(pipeline, source, sink)
+    run_until(loop, source, all_committed(log, 50))
+    ids = published_ids(log)
+    assert len(ids) == 98 and set(ids.values()) == {1}
+    assert len(log.published["dlq"]) == 2  # offset 7 of each partition: not JSON
+    assert loop.n_delivered >= 100 // 16
+    assert loop.running is None and loop.ready is None
+
+
+def test_a_failed_flush_rewinds_every_unpublished_batch(pipeline: Pipeline) -> None:
+    log = filled(40)
+    source = FakeSource(log, on_commit=never_ahead_of_publishing(log))
+    sink = FakeSink(log)
+    sink.fail_next_flushes = 2
+    loop = make_loop(pipeline, source, sink, max_events=8)
+    run_until(loop, source, all_committed(log, 40))
+    ids = published_ids(log)
+    assert set(ids) == {f"p{p}-{i}" for p in range(2) for i in range(40)}
+    assert max(ids.values()) == 1  # the failed batches were never published, then once
+
+
+def test_a_rebalance_drops_unsent_batches_and_follows_the_assignment(pipeline: Pipeline) -> None:
+    log = filled(60)
+    source = FakeSource(log, on_commit=never_ahead_of_publishing(log))
+    followed: list[tuple[TopicPartition, ...]] = []
+    loop = make_loop(pipeline, source, FakeSink(log), assigned=followed.append, max_events=8)
+    state = {"rebalanced": False, "in_flight": 0}
+    real_poll = source.poll
+
+    def poll(timeout_s: float, max_records: int) -> Any:
+        polled = real_poll(timeout_s, max_records)
+        if not state["rebalanced"] and loop.running is not None and loop.n_delivered >= 2:
+            # mid-stream: a batch's models running, the next batch being gathered
+            state["rebalanced"] = True
+            state["in_flight"] = loop.running.n_records
+            source.rebalance({TopicPartition("in", 1)})
+        return polled
+
+    source.poll = poll  # type: ignore[method-assign]
+    run_until(loop, source, lambda: log.committed.get(TopicPartition("in", 1), 0) == 60)
+    assert followed == [(TopicPartition("in", 1),)]
+    assert state["in_flight"] > 0
+    assert source.refused_commits == []  # nothing of a revoked partition was sent after it
+    ids = published_ids(log)
+    assert {f"p1-{i}" for i in range(60)} <= set(ids)  # everything of the kept partition
+    assert max(ids.values()) == 1  # published once: what was unsent was dropped, not sent
+    revoked_published = {i for i in ids if i.startswith("p0-")}
+    committed_p0 = log.committed.get(TopicPartition("in", 0), 0)
+    # what this worker published of the revoked partition is exactly what it committed there
+    assert revoked_published == {f"p0-{i}" for i in range(committed_p0)}
+
+
+def test_a_poll_that_raises_is_retried_and_loses_nothing(pipeline: Pipeline) -> None:
+    log = filled(30)
+    source = FakeSource(log)
+    source.fail_next_polls = 3
+    loop = make_loop(pipeline, source, FakeSink(log))
+    run_until(loop, source, all_committed(log, 30))
+    assert len(published_ids(log)) == 60
+
+
+def test_stop_delivers_the_batch_in_flight(pipeline: Pipeline) -> None:
+    log = filled(5, partitions=1)
+    source = FakeSource(log)
+    loop = make_loop(pipeline, source, FakeSink(log), max_events=100)
+    # stop as soon as the first batch is gathered: it is started, then drained
+    run_until(loop, source, lambda: source.position[TopicPartition("in", 0)] == 5)
+    assert len(published_ids(log)) == 5
+    assert log.committed == {TopicPartition("in", 0): 5}
+
+
+def test_gather_says_why_it_returned_no_batch(pipeline: Pipeline) -> None:
+    log = filled(3, partitions=1)
+    source = FakeSource(log)
+    loop = make_loop(pipeline, source, FakeSink(log))
+    batch = loop.gather()
+    assert not isinstance(batch, Interrupted) and batch.n_records == 3
+    assert loop.gather() is Interrupted.NOTHING
+    source.rebalance({TopicPartition("in", 0)})
+    assert loop.gather() is Interrupted.REBALANCED
+    loop.stop()
+    assert loop.gather() is Interrupted.STOPPED
+
+
+# -- exactly_once --------------------------------------------------------------------------------
+
+
+def test_exactly_once_an_aborted_transaction_is_redone_from_committed(pipeline: Pipeline) -> None:
+    log = filled(40)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    sink.abort_next_transactions = 2
+    loop = make_loop(pipeline, source, sink, exactly_once=True, max_events=8)
+    run_until(loop, source, all_committed(log, 40))
+    ids = published_ids(log)
+    assert len(ids) == 80 and set(ids.values()) == {1}
+    assert sink.n_aborted == 2
+    assert all(token is not None and token.epoch == 1 for token in sink.tokens)
+
+
+def test_exactly_once_a_stuck_producer_is_replaced(pipeline: Pipeline) -> None:
+    log = filled(20)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    sink.stick_next_transactions = 1
+    loop = make_loop(pipeline, source, sink, exactly_once=True)
+    run_until(loop, source, all_committed(log, 20))
+    assert sink.n_replaced == 1
+    assert set(published_ids(log).values()) == {1}
+
+
+def test_exactly_once_never_vouches_with_an_unstable_or_changed_membership(
+    pipeline: Pipeline,
+) -> None:
+    log = filled(10, partitions=1)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    loop = make_loop(pipeline, source, sink, exactly_once=True)
+    source.stable = False
+    assert loop.gather() is Interrupted.UNSTABLE  # read with no stable membership
+    assert source.position[TopicPartition("in", 0)] == 0  # rewound
+    source.stable = True
+    real_poll = source.poll
+
+    def poll_across_a_generation(timeout_s: float, max_records: int) -> Any:
+        source.epoch += 1  # a new generation while the batch is read
+        return real_poll(timeout_s, max_records)
+
+    source.poll = poll_across_a_generation  # type: ignore[method-assign]
+    assert loop.gather() is Interrupted.UNSTABLE
+    source.poll = real_poll  # type: ignore[method-assign]
+    run_until(loop, source, all_committed(log, 10, partitions=1))
+    assert set(published_ids(log).values()) == {1}
+    assert {token.epoch for token in sink.tokens if token is not None} == {source.epoch}
+
+
+def test_exactly_once_fencing_ends_the_loop(pipeline: Pipeline) -> None:
+    log = filled(10, partitions=1)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    sink.fence_next_transaction = True
+    loop = make_loop(pipeline, source, sink, exactly_once=True)
+    with pytest.raises(ProducerFencedError):
+        run_until(loop, source, lambda: False)
+    assert "out" not in log.published and log.committed == {}
+
+
+def test_the_fake_is_not_vacuous(pipeline: Pipeline, tmp_path: Path) -> None:
+    """The commit check fails a delivery that commits before it publishes."""
+    log = filled(4, partitions=1)
+    check = never_ahead_of_publishing(log)
+    with pytest.raises(AssertionError, match="before publishing"):
+        check({TopicPartition("in", 0): 4})

@@ -1,0 +1,53 @@
+"""The records a batch reads and writes, and dead letters.
+
+No Kafka here: :class:`InRecord` is what the pipeline reads of a consumed record (every
+transport adapter's records fit it), :class:`OutRecord` what it hands the sink.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["InRecord", "OutRecord", "dead_letter", "source_of"]
+
+
+class InRecord(Protocol):
+    """What the pipeline reads of a consumed record (kafka-python's ConsumerRecord fits)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def source_of(record: InRecord) -> bytes:
+    return f"{record.topic}:{record.partition}:{record.offset}".encode()
+
+
+def dead_letter(
+    record: InRecord, stage: str, reason: str, max_bytes: int = 900_000
+) -> tuple[OutRecord, str]:
+    """The original bytes and key, with the reason, stage and source in headers.
+
+    A value over ``max_bytes`` (the dead-letter topic could not take it) is cut to that size and
+    the headers say so, with its original size: it is never dropped.
+    """
+    value = record.value or b""
+    headers = [
+        ("streamfuse.error", reason.encode("utf-8", "replace")[:1000]),
+        ("streamfuse.stage", stage.encode()),
+        ("streamfuse.source", source_of(record)),
+    ]
+    if len(value) > max_bytes:
+        headers.append(("streamfuse.truncated", str(len(value)).encode()))
+        value = value[:max_bytes]
+    return OutRecord(record.key, value, headers), stage

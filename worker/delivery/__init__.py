@@ -1,0 +1,38 @@
+"""Delivery guarantees over the transport protocols: one object per guarantee.
+
+Owns how a processed batch is published and its offsets committed: :class:`Batch` (records,
+offset span, start time, group token, the pipeline's handle and result), :class:`Outcome`
+(delivered, or re-read from the batch's first offsets, or from the committed offsets), and the
+two guarantees behind one interface (:class:`Delivery`): :class:`AtLeastOnce` and
+:class:`ExactlyOnce`. May import :mod:`worker.transport` (protocols only, never an adapter),
+:mod:`worker.inference.pipeline` (result types), :mod:`worker.metrics`, :mod:`worker.errors`.
+"""
+
+from __future__ import annotations
+
+from worker.config import Settings
+from worker.delivery.at_least_once import AtLeastOnce
+from worker.delivery.base import Backoff, Batch, Delivery, Outcome
+from worker.delivery.exactly_once import ExactlyOnce
+from worker.metrics import Metrics
+from worker.transport import Sink, Source
+
+__all__ = [
+    "AtLeastOnce",
+    "Backoff",
+    "Batch",
+    "Delivery",
+    "ExactlyOnce",
+    "Outcome",
+    "delivery_for",
+]
+
+
+def delivery_for(
+    settings: Settings, source: Source, sink: Sink, metrics: Metrics, backoff: Backoff
+) -> Delivery:
+    """The guarantee ``kafka.processing_guarantee`` names."""
+    topics, watchdog_s = settings.topics, settings.kafka.watchdog_s
+    if settings.kafka.processing_guarantee == "exactly_once":
+        return ExactlyOnce(source, sink, topics, watchdog_s, metrics, backoff)
+    return AtLeastOnce(source, sink, topics, watchdog_s)

@@ -1,0 +1,64 @@
+"""``at_least_once``: send, flush, check every send, then commit the batch's offsets.
+
+Commits are asynchronous: offsets only grow, so the next commit covers a failed one, and the
+request reaches the coordinator ahead of any rejoin (a sync commit costs a round trip per
+batch). Rebalances and shutdown commit what is held synchronously (:meth:`commit_pending`).
+A failed send commits nothing: the batch is re-read from its first offsets, so nothing
+unpublished is ever committed (duplicates are possible after a crash).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from worker.config import TopicsSettings
+from worker.delivery.base import Batch, Outcome, send_result
+from worker.errors import TransportError
+from worker.transport import GroupToken, Offsets, Sink, Source
+
+__all__ = ["AtLeastOnce"]
+
+log = logging.getLogger("streamfuse.delivery")
+
+
+class AtLeastOnce:
+    def __init__(
+        self, source: Source, sink: Sink, topics: TopicsSettings, watchdog_s: float
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.topics = topics
+        self.watchdog_s = watchdog_s
+        self._to_commit: Offsets = {}
+
+    def membership(self) -> GroupToken | None:
+        return None
+
+    def vouch(self, before: GroupToken | None) -> tuple[bool, GroupToken | None]:
+        return True, None
+
+    def deliver(self, batch: Batch) -> Outcome:
+        assert batch.result is not None
+        try:
+            send_result(self.sink, self.topics, batch.result)
+            self.sink.flush(self.watchdog_s)
+        except TransportError as exc:
+            log.error("publishing a batch failed (%s); re-reading it from its first offsets", exc)
+            return Outcome.RETRY_FROM_FIRST
+        offsets = batch.next_offsets()
+        self._to_commit.update(offsets)
+        self.source.commit(offsets, wait=False)
+        return Outcome.DELIVERED
+
+    def commit_pending(self) -> None:
+        if not self._to_commit:
+            return
+        assigned = self.source.assignment()
+        offsets = {tp: o for tp, o in self._to_commit.items() if tp in assigned}
+        self._to_commit.clear()
+        if not offsets:
+            return
+        try:
+            self.source.commit(offsets, wait=True)
+        except TransportError as exc:
+            log.error("committing offsets failed (%s); they will be read again", exc)

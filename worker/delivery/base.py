@@ -1,0 +1,97 @@
+"""The batch the loop delivers, the outcome of delivering it, and the guarantee interface."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from worker.batch.records import InRecord
+from worker.config import TopicsSettings
+from worker.inference.pipeline import BatchResult, InFlight
+from worker.transport import GroupToken, Offsets, Sink, Span
+
+__all__ = ["Backoff", "Batch", "Delivery", "Outcome", "send_result"]
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    RETRY_FROM_FIRST = "retry from the batch's first offsets"  # nothing was committed
+    RETRY_FROM_COMMITTED = "retry from the committed offsets"  # a transaction was aborted
+
+
+@dataclass
+class Batch:
+    """One micro-batch from its first poll to its commit.
+
+    ``flight`` is the pipeline's handle while the models run; ``result`` is set once they are
+    done and the batch is combined and encoded (:meth:`worker.inference.pipeline.Pipeline.finish`).
+    ``token`` (exactly_once) is the group membership the records were read under.
+    """
+
+    records: list[InRecord]
+    span: Span
+    started: float
+    token: GroupToken | None
+    flight: InFlight | None = None
+    result: BatchResult | None = None
+
+    @property
+    def n_records(self) -> int:
+        return len(self.records)
+
+    def next_offsets(self) -> Offsets:
+        """What committing this batch stores: each partition's last offset plus one."""
+        return {tp: last + 1 for tp, (_, last) in self.span.items()}
+
+
+def send_result(sink: Sink, topics: TopicsSettings, result: BatchResult) -> None:
+    """Queue a batch's predictions and dead letters on ``sink``."""
+    if result.predictions:
+        sink.send(topics.output, result.predictions)
+    if result.dead_letters:
+        sink.send(topics.dead_letter, [record for record, _ in result.dead_letters])
+
+
+class Backoff:
+    """Waits between retries of a failing step: 0.1 s doubling up to 5 s, cut short by
+    :meth:`stop` (a stop request must not wait out a backoff)."""
+
+    def __init__(self) -> None:
+        self._failures = 0
+        self._wake = threading.Event()
+
+    @property
+    def stopping(self) -> bool:
+        return self._wake.is_set()
+
+    def stop(self) -> None:
+        self._wake.set()
+
+    def wait(self, seconds: float | None = None) -> None:
+        """Wait ``seconds``, or the next backoff step when not given."""
+        if seconds is None:
+            self._failures += 1
+            seconds = min(5.0, 0.1 * 2 ** (self._failures - 1))
+        self._wake.wait(seconds)
+
+    def reset(self) -> None:
+        self._failures = 0
+
+
+class Delivery(Protocol):
+    """A processing guarantee: how a batch is vouched for, published and committed."""
+
+    def membership(self) -> GroupToken | None:
+        """Taken before a batch's first poll: the membership it is read under (or None)."""
+
+    def vouch(self, before: GroupToken | None) -> tuple[bool, GroupToken | None]:
+        """After a batch's last poll: whether its records may be delivered, and the token to
+        deliver them with (exactly_once: the same stable membership before and after)."""
+
+    def deliver(self, batch: Batch) -> Outcome:
+        """Publish ``batch.result`` and commit ``batch``'s offsets, or say how to retry."""
+
+    def commit_pending(self) -> None:
+        """Before a rebalance completes and at shutdown: commit, waiting, what was published."""

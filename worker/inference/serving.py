@@ -1,0 +1,85 @@
+"""One serving snapshot: the models and the strategies fitted on exactly those versions.
+
+:func:`build_serving` is the one place that turns config and store into what is served, for
+the worker, ``streamfuse replay`` and the bench. A batch captures the snapshot it started with
+(:class:`worker.inference.pipeline.InFlight`), so a hot reload builds a new snapshot and swaps it
+in between batches without touching a batch already running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from model_store import ModelStore, ModelStoreError
+from worker.batch.decode import Schema
+from worker.batch.layout import OutputLayout
+from worker.config import Settings
+from worker.errors import ConfigError
+from worker.inference.models import ModelSet
+from worker.inference.strategies import Strategy, build_strategies
+
+__all__ = ["Serving", "build_serving", "open_store"]
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Immutable: base models in config order, the active strategy first, then the shadows."""
+
+    model_set: ModelSet
+    strategies: tuple[Strategy, ...]
+
+    @property
+    def active(self) -> Strategy:
+        return self.strategies[0]
+
+    @property
+    def shadows(self) -> tuple[Strategy, ...]:
+        return self.strategies[1:]
+
+    @property
+    def names(self) -> list[str]:
+        return self.model_set.names
+
+    @property
+    def versions(self) -> dict[str, int]:
+        return self.model_set.versions
+
+    @property
+    def layout(self) -> OutputLayout:
+        return self.model_set.layout
+
+    @property
+    def schema(self) -> Schema:
+        return self.model_set.schema
+
+    @property
+    def predict_fns(self) -> list[Any]:
+        return self.model_set.predict_fns
+
+
+def open_store(path: Path) -> ModelStore:
+    """The configured store, or a :class:`ConfigError` naming ``store``."""
+    if not Path(path).is_dir():
+        raise ConfigError("store", f"{path} is not a directory")
+    try:
+        return ModelStore(path)
+    except ModelStoreError as exc:
+        raise ConfigError("store", f"{exc}") from exc
+
+
+def build_serving(
+    store: ModelStore, settings: Settings, model_set: ModelSet | None = None
+) -> Serving:
+    """Load the configured models (or take ``model_set``) and build every strategy for them.
+
+    Raises
+    ------
+    ConfigError
+        A model cannot be loaded or disagrees with the others, or a strategy cannot be built.
+    """
+    if model_set is None:
+        model_set = ModelSet(store, settings.models)
+    strategies = build_strategies(store, model_set, settings.strategy, settings.shadow_strategies)
+    return Serving(model_set, tuple(strategies))

@@ -1,0 +1,221 @@
+"""One worker: what is served, the transport, the delivery guarantee and the loop, wired.
+
+:class:`Worker` builds everything that can be checked before the first event from the settings
+(store, models, strategies, metrics, label join), :meth:`Worker.connect` checks the topics and
+builds the transport's clients, and :meth:`Worker.run` runs the :class:`~.loop.Loop` until
+stopped. Between batches it swaps in hot-reloaded snapshots and reads labels; each published
+batch is counted and handed to the label join.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import signal
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from worker.accuracy.labels import LabelJoiner
+from worker.accuracy.live import MAX_LABELS_PER_POLL, LiveAccuracy
+from worker.config import Settings
+from worker.delivery import Backoff, Batch, Delivery, delivery_for
+from worker.inference.pipeline import BatchResult, Pipeline
+from worker.inference.reload import Reloader
+from worker.inference.serving import build_serving, open_store
+from worker.metrics import Metrics
+from worker.service.lag import LagMonitor
+from worker.service.loop import Loop
+from worker.transport import LabelsReader, Sink, Source, TopicPartition, open_transport
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("streamfuse.worker")
+
+
+class Worker:
+    """One worker process: build everything from ``settings``, then :meth:`run` until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        freeze_gc: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.freeze_gc = freeze_gc  # a process-wide setting: only for the process's own worker
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.backoff = Backoff()  # also the stop signal: stop() cuts every wait short
+        self.store = open_store(settings.store)
+        serving = build_serving(self.store, settings)
+        self.pipeline = Pipeline(
+            serving,
+            settings.on_model_error,
+            settings.validation.max_event_bytes,
+            self.metrics,
+            settings.topics.dead_letter_max_bytes,
+            settings.runtime.model_threads,
+        )
+        for name, version in serving.versions.items():
+            self.metrics.set_model_version(name, version)
+        self.reloader = Reloader(self.store, settings, self.metrics)
+        self.accuracy: LiveAccuracy | None = None
+        if settings.topics.labels:
+            joiner = LabelJoiner(
+                serving.layout,
+                serving.names,
+                [st.name for st in serving.strategies],
+                settings.labels,
+                self.metrics,
+            )
+            self.accuracy = LiveAccuracy(joiner, settings.labels.update_online, self.metrics)
+        self.transport = open_transport(settings)
+        self.lag = LagMonitor(settings, self.metrics, self.transport.admin)
+        self.source: Source | None = None
+        self.sink: Sink | None = None
+        self.labels: LabelsReader | None = None
+        self.loop: Loop | None = None
+
+    @property
+    def serving(self) -> Any:
+        return self.pipeline.serving
+
+    @property
+    def model_set(self) -> Any:
+        return self.pipeline.serving.model_set
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Check the topics, then build the producer (transactions initialised), the labels
+        reader and the consumer."""
+        s = self.settings
+        admin = self.transport.admin()
+        try:
+            admin.ensure_topics()
+        finally:
+            admin.close()
+        self.sink = self.transport.sink()
+        if s.kafka.processing_guarantee == "exactly_once":
+            self.sink.init_transactions()
+        self.labels = self.transport.labels()
+        self.source = self.transport.source()
+        delivery: Delivery = delivery_for(s, self.source, self.sink, self.metrics, self.backoff)
+        self.loop = Loop(
+            s.batch,
+            self.pipeline,
+            self.source,
+            delivery,
+            self.backoff,
+            between_batches=self.between_batches,
+            assigned=self.follow_assignment,
+            delivered=self.account,
+        )
+        self.lag.start()
+        log.info(
+            "worker started: group %s, %s, models %s, strategy %s, shadows %s",
+            s.kafka.group_id,
+            s.kafka.processing_guarantee,
+            self.serving.versions,
+            self.serving.active.name,
+            [st.name for st in self.serving.shadows],
+        )
+
+    def run(self, max_batches: int | None = None) -> None:
+        """Run the loop until stopped (or ``max_batches`` are delivered), then close."""
+        if self.loop is None:
+            self.connect()
+        assert self.loop is not None
+        self._freeze_heap()
+        try:
+            self.loop.run(max_batches)
+        finally:
+            self.close()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        log.info("received %s: finishing the current batch", signal.Signals(signum).name)
+        self.stop()
+
+    def stop(self) -> None:
+        self.backoff.stop()
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.delivery.commit_pending()
+        self.lag.stop()
+        if self.labels is not None:
+            self.labels.close()
+        if self.source is not None:
+            self.source.close()
+        if self.sink is not None:
+            self.sink.close(10)
+        self.pipeline.close()
+        n = self.loop.n_delivered if self.loop is not None else 0
+        log.info("worker stopped after %d batches", n)
+
+    # -- the loop's callbacks ----------------------------------------------------------------
+
+    def between_batches(self) -> None:
+        """Swap in a hot-reloaded snapshot; read the labels that arrived."""
+        reloaded = self.reloader.check(self.pipeline.serving, self.pipeline.last_good_X)
+        if reloaded is not None:
+            self.pipeline.serving = reloaded
+            self._freeze_heap()  # frees the old version's cycles, freezes the new one
+        if self.labels is not None and self.accuracy is not None:
+            values = self.labels.poll(MAX_LABELS_PER_POLL)
+            self.accuracy.add_labels(values, self.pipeline.serving.strategies)
+
+    def follow_assignment(self, assignment: Sequence[TopicPartition]) -> None:
+        """Read the co-partitioned labels of the input partitions now assigned."""
+        if self.labels is not None:
+            self.labels.follow([tp.partition for tp in assignment])
+
+    def account(self, batch: Batch) -> None:
+        """Count a published batch and hand its predictions to the label join."""
+        result = batch.result
+        assert result is not None
+        self._observe(batch.n_records, result, batch.started)
+        if self.accuracy is not None:
+            self.accuracy.add_batch(
+                result.ids,
+                result.P,
+                result.available,
+                result.outputs,
+                self.pipeline.serving.strategies,
+            )
+
+    def _observe(self, n_records: int, result: BatchResult, started: float) -> None:
+        m = self.metrics
+        m.events_consumed.labels(self.settings.topics.input).inc(n_records)
+        m.events_published.inc(len(result.predictions))
+        for stage, n in Counter(stage for _, stage in result.dead_letters).items():
+            m.events_dead_lettered.labels(stage).inc(n)
+        if result.degraded:
+            m.events_degraded.inc(len(result.predictions))
+            log.warning(
+                "degraded batch of %d: %s",
+                len(result.predictions),
+                "; ".join(f"{f.model} {f.kind}" for f in result.failures),
+            )
+        m.batch_size.observe(n_records)
+        if result.ts.size:
+            m.end_to_end_latency.observe_many(time.time() - result.ts)
+        m.batch_processing_seconds.observe(time.perf_counter() - started)
+
+    def _freeze_heap(self) -> None:
+        """With ``freeze_gc``: collect, then freeze every live object (models, libraries, clients)
+        so that the collector's full passes only walk what was made since (gc.freeze)."""
+        if not self.freeze_gc:
+            return
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        log.info("%d objects frozen out of the garbage collector", gc.get_freeze_count())

@@ -1,0 +1,167 @@
+"""The transport seam: what the worker needs of a Kafka client, in the project's own types.
+
+The loop (:mod:`worker.service.loop`) and the delivery guarantees (:mod:`worker.delivery`) speak
+only to these protocols; an adapter package per client library (:mod:`.kafka_python`)
+implements them and turns the client's errors into :mod:`worker.errors` types. The shapes fit
+both kafka-python (rebalance callbacks on its I/O thread, send futures, record attributes,
+group metadata with member state) and librdkafka (rebalance callbacks inside the caller's poll,
+delivery callbacks plus ``flush()``, message accessor methods, opaque group metadata): whatever
+a client does differently stays inside its adapter.
+
+Nothing here imports a Kafka client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from worker.batch.records import InRecord, OutRecord
+
+__all__ = [
+    "Admin",
+    "AssignmentChange",
+    "GroupToken",
+    "LabelsReader",
+    "Offsets",
+    "Polled",
+    "Sink",
+    "Source",
+    "Span",
+    "TopicPartition",
+    "merge_span",
+]
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+Span = dict[TopicPartition, tuple[int, int]]
+"""Per partition, the first and last offset of a batch's records."""
+
+Offsets = dict[TopicPartition, int]
+"""Per partition, the next offset to read (what a commit stores)."""
+
+
+@dataclass(frozen=True)
+class Polled:
+    """What one :meth:`Source.poll` returned: records in partition order and their span."""
+
+    records: list[InRecord] = field(default_factory=list)
+    span: Span = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AssignmentChange:
+    """One rebalance event: partitions taken away, and the whole assignment after it."""
+
+    revoked: tuple[TopicPartition, ...]
+    assignment: tuple[TopicPartition, ...] | None  # None: not known yet (only revoked so far)
+
+
+@dataclass(frozen=True)
+class GroupToken:
+    """The consumer group membership a batch was read under (exactly_once, KIP-447).
+
+    ``epoch`` identifies the membership (kafka-python: generation and member id); two tokens
+    vouch for the same membership when their epochs are equal. ``native`` is the client's own
+    group metadata, handed back to :meth:`Sink.transaction` untouched.
+    """
+
+    epoch: Hashable
+    native: Any = field(compare=False, repr=False)
+
+
+def merge_span(span: Span, more: Span) -> None:
+    """Widen ``span`` in place to cover ``more`` (first offsets kept, last offsets advanced)."""
+    for tp, (first, last) in more.items():
+        old = span.get(tp)
+        span[tp] = (first, last) if old is None else (min(old[0], first), max(old[1], last))
+
+
+class Source(Protocol):
+    """The input topic's consumer, subscribed to the group."""
+
+    def poll(self, timeout_s: float, max_records: int) -> Polled:
+        """Records fetched within ``timeout_s``; raises :class:`worker.errors.TransportError`
+        when the client could not poll (the broker went away; the client reconnects)."""
+
+    def changes(self) -> list[AssignmentChange]:
+        """Rebalance events since the last call, oldest first (empty when none)."""
+
+    def assignment(self) -> frozenset[TopicPartition]: ...
+
+    def group_token(self) -> GroupToken | None:
+        """The current membership, or None when this member is not in a stable group now."""
+
+    def seek(self, offsets: Offsets) -> None:
+        """Rewind (or advance) the given partitions; partitions not assigned are ignored."""
+
+    def seek_to_committed(self) -> None:
+        """Every assigned partition back to its committed offset (the beginning when none);
+        raises :class:`worker.errors.TransportError` when the offsets cannot be read."""
+
+    def commit(self, offsets: Offsets, wait: bool) -> None:
+        """Store offsets for the group: asynchronously (a failure is logged; a later commit
+        covers it) or waiting for the answer (raises :class:`worker.errors.TransportError`)."""
+
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """The producer of predictions and dead letters."""
+
+    def send(self, topic: str, records: Sequence[OutRecord]) -> None:
+        """Queue records; their delivery is checked by :meth:`flush`."""
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait for every queued record; raises :class:`worker.errors.TransportError` when any
+        record since the last flush was not delivered."""
+
+    def init_transactions(self) -> None: ...
+
+    def transaction(
+        self, offsets: Offsets, token: GroupToken | None
+    ) -> AbstractContextManager[None]:
+        """A transaction around the sends made inside it: on a clean exit the consumer
+        ``offsets`` (for the membership ``token``) are added and it commits; on an error it is
+        aborted. Raises :class:`worker.errors.ProducerFencedError` (another instance owns the
+        transactional id: fatal), :class:`worker.errors.TransactionWatchdogError` (the producer
+        is stuck: replace it) or :class:`worker.errors.TransactionAbortedError` (aborted: re-read
+        from committed)."""
+
+    def replace(self) -> None:
+        """Drop this producer without waiting and build a new one (transactions initialised
+        when transactional); raises :class:`worker.errors.TransportError` when the new one is
+        not ready yet."""
+
+    def close(self, timeout_s: float) -> None: ...
+
+
+class LabelsReader(Protocol):
+    """Reads the labels topic, following the input assignment (no group, no commits)."""
+
+    def follow(self, partitions: Sequence[int]) -> None:
+        """Read these partitions of the labels topic from their end, resolved now."""
+
+    def poll(self, max_records: int) -> list[bytes | None]:
+        """Label values already fetched (never waits); [] when nothing is assigned."""
+
+    def close(self) -> None: ...
+
+
+class Admin(Protocol):
+    """Topic checks at start-up and consumer lag for the metrics."""
+
+    def ensure_topics(self) -> None:
+        """Every configured topic exists (created when ``topics.create``), labels
+        co-partitioned with the input; raises :class:`worker.errors.ConfigError` otherwise."""
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """The group's lag per partition of the input topic (end minus committed offset)."""
+
+    def close(self) -> None: ...

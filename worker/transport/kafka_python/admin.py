@@ -1,0 +1,142 @@
+"""Topic checks and consumer lag over kafka-python's admin client."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import TopicPartition as KafkaTopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from worker.config import Settings
+from worker.errors import ConfigError, TransportError
+from worker.transport.base import TopicPartition
+from worker.transport.kafka_python.clients import admin_client, common_config
+
+__all__ = ["KafkaPythonAdmin"]
+
+log = logging.getLogger("streamfuse.kafka")
+
+# Lag requests: short enough that stopping the lag thread is not held up for long by a request
+# to an unreachable broker.
+LAG_TIMEOUT_MS = 10_000
+
+
+class KafkaPythonAdmin:
+    """:class:`worker.transport.base.Admin`. Its clients are built on first use: the start-up
+    admin waits for the broker (``kafka.connect_timeout_s``); the lag clients give up after
+    :data:`LAG_TIMEOUT_MS` and are rebuilt after a failure (:meth:`close`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._admin: KafkaAdminClient | None = None
+        self._lag_admin: KafkaAdminClient | None = None
+        self._lag_consumer: KafkaConsumer | None = None
+
+    def ensure_topics(self) -> None:
+        if self._admin is None:
+            self._admin = admin_client(self.settings)
+        try:
+            _ensure_topics(self.settings, self._admin)
+        except KafkaError as exc:
+            raise TransportError(f"checking the topics failed ({exc})") from exc
+
+    def lag(self) -> dict[TopicPartition, int]:
+        try:
+            return self._lag()
+        except KafkaError as exc:
+            raise TransportError(f"reading the consumer lag failed ({exc})") from exc
+
+    def _lag(self) -> dict[TopicPartition, int]:
+        admin, consumer = self._lag_clients()
+        topic = self.settings.topics.input
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [KafkaTopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return {}
+        ends = consumer.end_offsets(tps)
+        committed = _committed(admin, self.settings.kafka.group_id, tps)
+        offsets = {tp: om.offset for tp, om in committed.items() if om is not None}
+        missing = [tp for tp in tps if offsets.get(tp, -1) < 0]
+        if missing:  # nothing committed there yet: lag counts from the beginning
+            offsets.update(consumer.beginning_offsets(missing))
+        return {TopicPartition(topic, tp.partition): max(0, ends[tp] - offsets[tp]) for tp in tps}
+
+    def _lag_clients(self) -> tuple[KafkaAdminClient, KafkaConsumer]:
+        common = common_config(
+            self.settings,
+            "-lag",
+            request_timeout_ms=LAG_TIMEOUT_MS,
+            bootstrap_timeout_ms=LAG_TIMEOUT_MS,
+        )
+        if self._lag_admin is None:
+            self._lag_admin = KafkaAdminClient(**common)
+        if self._lag_consumer is None:
+            self._lag_consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **common)
+        return self._lag_admin, self._lag_consumer
+
+    def close(self) -> None:
+        for client in (self._lag_consumer, self._lag_admin, self._admin):
+            if client is None:
+                continue
+            try:
+                client.close()
+            except Exception as exc:  # closing a broken client is best effort
+                log.debug("closing an admin client failed: %s", exc)
+        self._admin = self._lag_admin = None
+        self._lag_consumer = None
+
+
+def _committed(admin: KafkaAdminClient, group: str, tps: list[Any]) -> dict[Any, Any]:
+    # kafka-python 3 renamed list_consumer_group_offsets to list_group_offsets({group: tps}).
+    if hasattr(admin, "list_group_offsets"):
+        return dict(admin.list_group_offsets({group: tps}).get(group) or {})
+    return dict(admin.list_consumer_group_offsets(group, partitions=tps))
+
+
+def _ensure_topics(settings: Settings, admin: KafkaAdminClient) -> None:
+    """Every configured topic exists (created when ``topics.create``); labels co-partitioned."""
+    t = settings.topics
+    wanted = {
+        "topics.input": t.input,
+        "topics.output": t.output,
+        "topics.dead_letter": t.dead_letter,
+    }
+    if t.labels:
+        wanted["topics.labels"] = t.labels
+    existing = set(admin.list_topics())
+    missing = {k: v for k, v in wanted.items() if v not in existing}
+    if missing and not t.create:
+        key, name = next(iter(missing.items()))
+        raise ConfigError(
+            key, f"topic {name!r} does not exist (create it, or set topics.create: true)"
+        )
+    if missing:
+        new = [NewTopic(name, t.partitions, 1) for name in sorted(set(missing.values()))]
+        try:
+            admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            pass
+        log.info("created topics %s", ", ".join(sorted(set(missing.values()))))
+    if t.labels:
+        counts = _partition_counts(admin, [t.input, t.labels])
+        if counts[t.input] != counts[t.labels]:
+            raise ConfigError(
+                "topics.labels",
+                f"{t.labels!r} has {counts[t.labels]} partitions but "
+                f"{t.input!r} has {counts[t.input]}; co-partition them (same count, same keys) so "
+                "each worker sees the labels of its own events",
+            )
+
+
+def _partition_counts(admin: KafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    deadline = time.monotonic() + 10
+    while True:
+        described = admin.describe_topics(topics)
+        counts = {d["name"]: len(d.get("partitions") or []) for d in described}
+        if all(counts.get(t, 0) > 0 for t in topics) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.1)

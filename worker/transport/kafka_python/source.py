@@ -1,0 +1,191 @@
+"""The input consumer and the labels reader over kafka-python.
+
+kafka-python 3 runs the rebalance listener on its I/O thread while ``poll`` waits (and between
+polls): the listener only puts :class:`AssignmentChange` events on a queue, which the loop
+drains between polls (:meth:`KafkaPythonSource.changes`).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka import TopicPartition as KafkaTopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import MemberState, OffsetAndMetadata
+
+from worker.batch.records import InRecord
+from worker.errors import TransportError
+from worker.transport.base import (
+    AssignmentChange,
+    GroupToken,
+    Offsets,
+    Polled,
+    Span,
+    TopicPartition,
+)
+
+__all__ = ["KafkaPythonLabels", "KafkaPythonSource"]
+
+log = logging.getLogger("streamfuse.kafka")
+
+
+def _ours(tps: Iterable[Any]) -> tuple[TopicPartition, ...]:
+    return tuple(sorted(TopicPartition(tp.topic, tp.partition) for tp in tps))
+
+
+def _names(tps: Iterable[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}:{tp.partition}" for tp in tps) or "none"
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, changes: queue.SimpleQueue[AssignmentChange]) -> None:
+        self.changes = changes
+
+    # Called on kafka-python's I/O thread: must not block or touch the worker's batches.
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        tps = _ours(revoked)
+        log.info("partitions revoked: %s", _names(tps))
+        self.changes.put(AssignmentChange(tps, None))
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        tps = _ours(assigned)
+        log.info("partitions assigned: %s", _names(tps))
+        self.changes.put(AssignmentChange((), tps))
+
+
+class KafkaPythonSource:
+    """:class:`worker.transport.base.Source` over a subscribed :class:`KafkaConsumer`.
+
+    ``consumer`` is built by the caller (:func:`.clients.input_consumer`) with ``listener``,
+    the listener this source returns from :meth:`listener`.
+    """
+
+    def __init__(self) -> None:
+        self._changes: queue.SimpleQueue[AssignmentChange] = queue.SimpleQueue()
+        self.consumer: KafkaConsumer | None = None
+
+    def listener(self) -> ConsumerRebalanceListener:
+        return _Listener(self._changes)
+
+    def attach(self, consumer: KafkaConsumer) -> None:
+        self.consumer = consumer
+
+    def _client(self) -> KafkaConsumer:
+        if self.consumer is None:
+            raise TransportError("the input consumer is closed")
+        return self.consumer
+
+    def poll(self, timeout_s: float, max_records: int) -> Polled:
+        try:
+            polled = self._client().poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except KafkaError as exc:
+            raise TransportError(f"polling failed ({exc})") from exc
+        records: list[InRecord] = []
+        span: Span = {}
+        for tp, tp_records in polled.items():
+            if tp_records:
+                records.extend(tp_records)
+                span[TopicPartition(tp.topic, tp.partition)] = (
+                    tp_records[0].offset,
+                    tp_records[-1].offset,
+                )
+        return Polled(records, span)
+
+    def changes(self) -> list[AssignmentChange]:
+        found = []
+        while True:
+            try:
+                found.append(self._changes.get_nowait())
+            except queue.Empty:
+                return found
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(_ours(self._client().assignment()))
+
+    def group_token(self) -> GroupToken | None:
+        # kafka-python sets a new generation at the JoinGroup answer, before the assignment is
+        # known: only a STABLE member's metadata can vouch for records it read.
+        metadata = self._client().group_metadata()
+        if metadata is None or metadata.state != MemberState.STABLE:
+            return None
+        return GroupToken((metadata.generation_id, metadata.member_id), metadata)
+
+    def seek(self, offsets: Offsets) -> None:
+        consumer = self._client()
+        assigned = consumer.assignment()
+        for tp, offset in offsets.items():
+            ktp = KafkaTopicPartition(tp.topic, tp.partition)
+            if ktp in assigned:
+                consumer.seek(ktp, offset)
+
+    def seek_to_committed(self) -> None:
+        consumer = self._client()
+        try:
+            for tp in consumer.assignment():
+                committed = consumer.committed(tp, timeout_ms=10_000)
+                if committed is None:
+                    consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+        except KafkaError as exc:
+            raise TransportError(f"reading committed offsets failed ({exc})") from exc
+
+    def commit(self, offsets: Offsets, wait: bool) -> None:
+        native = {
+            KafkaTopicPartition(tp.topic, tp.partition): OffsetAndMetadata(offset, None, -1)
+            for tp, offset in offsets.items()
+        }
+        consumer = self._client()
+        if not wait:
+            consumer.commit_async(native, callback=_on_commit)
+            return
+        try:
+            consumer.commit(native)
+        except KafkaError as exc:
+            raise TransportError(f"committing offsets failed ({exc})") from exc
+
+    def close(self) -> None:
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            consumer.close(autocommit=False)
+
+
+def _on_commit(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.warning("an async offset commit failed (%s); the next commit covers it", response)
+
+
+class KafkaPythonLabels:
+    """:class:`worker.transport.base.LabelsReader` over an unsubscribed :class:`KafkaConsumer`."""
+
+    def __init__(self, consumer: KafkaConsumer, topic: str) -> None:
+        self.consumer = consumer
+        self.topic = topic
+
+    def follow(self, partitions: Sequence[int]) -> None:
+        tps = [KafkaTopicPartition(self.topic, p) for p in partitions]
+        self.consumer.assign(tps)
+        # Resolve the start ("latest") now, so every label produced from here on is read,
+        # rather than at some later poll that could skip labels produced in between.
+        for tp in tps:
+            try:
+                self.consumer.position(tp, timeout_ms=10_000)
+            except KafkaError as exc:
+                log.warning("cannot find the end of %s:%d yet (%s)", tp.topic, tp.partition, exc)
+
+    def poll(self, max_records: int) -> list[bytes | None]:
+        if not self.consumer.assignment():
+            return []
+        try:
+            polled = self.consumer.poll(timeout_ms=0, max_records=max_records)
+        except KafkaError as exc:
+            log.warning("reading labels failed: %s", exc)
+            return []
+        return [r.value for batch in polled.values() for r in batch]
+
+    def close(self) -> None:
+        self.consumer.close()
