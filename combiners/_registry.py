@@ -15,10 +15,13 @@ from combiners.errors import (
     UnknownParameterError,
 )
 
-__all__ = ["available_combiners", "get_combiner", "register", "resolve"]
+__all__ = ["available_combiners", "get_combiner", "lookup_registered", "register", "resolve"]
 
 _REGISTRY: dict[str, type[BaseCombiner]] = {}
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+#: ``package.module:Class`` (the class part may be dotted), checked before any import.
+DOTTED_PATH = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*")
 
 C = TypeVar("C", bound=type[BaseCombiner])
 
@@ -34,7 +37,7 @@ def register(name: str) -> Callable[[C], C]:
             def combine(self, P, X=None, available=None): ...
     """
 
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise RegistrationError(name, "names are snake_case: lowercase letters, digits, '_'")
 
     def decorate(cls: C) -> C:
@@ -54,27 +57,65 @@ def available_combiners() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def resolve(name: str) -> type[Any]:
-    """The class for a registered ``name`` or a dotted path ``"package.module:Class"``.
+def lookup_registered(name: object) -> type[BaseCombiner]:
+    """The class registered under ``name``; never imports anything.
 
-    A user class must provide ``fit`` and ``combine``; it need not subclass
-    :class:`BaseCombiner` (but only subclasses support :func:`combiners.save_state`).
+    This is the only lookup for names read from stored artifacts: a store writer must not
+    choose code to import.
 
     Raises
     ------
     UnknownCombinerError
-        The name is not registered, or the dotted path does not import.
-    InvalidCombinerClassError
-        The dotted path names something without ``fit``/``combine``.
+        ``name`` is not a registered name (dotted paths included).
     """
+    if isinstance(name, str) and name in _REGISTRY:
+        return _REGISTRY[name]
+    raise UnknownCombinerError(
+        repr(name) if not isinstance(name, str) else name,
+        list(_REGISTRY),
+        reason="stored strategies may only name registered combiners"
+        if isinstance(name, str) and ":" in name
+        else None,
+    )
+
+
+def resolve(name: str) -> type[Any]:
+    """The class for a registered ``name`` or a dotted path ``"package.module:Class"``.
+
+    For names from the configuration (trusted input: importing a module runs its code).
+    A dotted path must match ``package.module:Class`` (identifiers separated by dots, no
+    dunder parts such as ``__main__``) before anything is imported; any error while
+    importing becomes an :class:`UnknownCombinerError`. A user class must provide ``fit``
+    and ``combine``; it need not subclass :class:`BaseCombiner` (but only subclasses
+    support :func:`combiners.save_state`).
+
+    Raises
+    ------
+    UnknownCombinerError
+        The name is not registered, not of the dotted form, or does not import.
+    InvalidCombinerClassError
+        The dotted path names something that is not a class with ``fit``/``combine``.
+    """
+    if not isinstance(name, str):
+        raise UnknownCombinerError(repr(name), list(_REGISTRY), reason="not a string")
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" not in name:
         raise UnknownCombinerError(name, list(_REGISTRY))
+    if not DOTTED_PATH.fullmatch(name) or any(
+        part.startswith("__") and part.endswith("__") for part in re.split(r"[.:]", name)
+    ):
+        raise UnknownCombinerError(
+            name, list(_REGISTRY), reason="a dotted path has the form 'package.module:Class'"
+        )
     try:
         obj = import_object(name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise UnknownCombinerError(name, list(_REGISTRY), reason=str(exc)) from exc
+    except Exception as exc:  # anything the module's own code raises while importing
+        raise UnknownCombinerError(
+            name, list(_REGISTRY), reason=f"{type(exc).__name__}: {exc}"
+        ) from exc
+    except SystemExit as exc:  # e.g. a package's __main__-style module; the worker lives on
+        raise UnknownCombinerError(name, list(_REGISTRY), reason="importing it exits") from exc
     missing = [m for m in ("fit", "combine") if not callable(getattr(obj, m, None))]
     if not isinstance(obj, type) or missing:
         raise InvalidCombinerClassError(name, missing or ["(not a class)"])
@@ -84,7 +125,7 @@ def resolve(name: str) -> type[Any]:
 def import_object(path: str) -> Any:
     """Import ``"package.module:Attr"`` (``Attr`` may be dotted); raises ImportError et al."""
     module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
+    if not sep or not DOTTED_PATH.fullmatch(path):
         raise ValueError(f"expected 'package.module:Class', got {path!r}")
     obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from combiners._base import BaseCombiner
-from combiners._registry import resolve
-from combiners.errors import StateError
+from combiners._registry import lookup_registered, resolve
+from combiners.errors import CombinerError, StateError, UnknownParameterError
 
 __all__ = ["STATE_FORMAT", "load_state", "save_state"]
 
@@ -86,16 +86,34 @@ def _resolves_to(name: str, cls: type) -> bool:
         return False
 
 
-def load_state(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> BaseCombiner:
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def load_state(
+    meta: Mapping[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    *,
+    trusted: Iterable[type] = (),
+) -> BaseCombiner:
     """Rebuild a fitted combiner from :func:`save_state`'s ``meta`` and ``arrays``.
+
+    ``meta`` usually comes from a store, so nothing in it chooses code: its ``name`` must be
+    a registered combiner, or the ``"module:Class"`` name of one of the ``trusted`` classes
+    (user classes the caller already resolved from its own configuration). Nothing is
+    imported here. ``params`` must be the class's own parameter names with valid values.
 
     Raises
     ------
     StateError
-        Unknown format, missing keys or arrays.
+        Unknown format, missing or malformed keys or arrays, or state that does not fit.
     UnknownCombinerError
-        ``meta["name"]`` is neither registered nor importable.
+        ``meta["name"]`` is not registered (nor a trusted class).
+    UnknownParameterError, InvalidParameterError
+        ``meta["params"]`` holds a name the class does not take, or a bad value.
     """
+    if not isinstance(meta, Mapping):
+        raise StateError("load_state", f"meta must be a mapping, got {type(meta).__name__}")
     if meta.get("format") != STATE_FORMAT:
         raise StateError(
             "load_state", f"expected format {STATE_FORMAT!r}, got {meta.get('format')!r}"
@@ -104,9 +122,33 @@ def load_state(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Bas
         name, params, fitted = meta["name"], meta["params"], meta["fitted"]
     except KeyError as exc:
         raise StateError("load_state", f"meta lacks key {exc}") from exc
-    cls = resolve(name)
-    if not issubclass(cls, BaseCombiner):
-        raise StateError(name, "load_state needs a BaseCombiner subclass")
-    combiner = cls(**params)
-    combiner._set_state(dict(fitted), {k: np.asarray(v) for k, v in arrays.items()})
+    by_path = {_dotted(cls): cls for cls in trusted}
+    if isinstance(name, str) and name in by_path:
+        cls: type = by_path[name]
+    else:
+        cls = lookup_registered(name)
+    if not (isinstance(cls, type) and issubclass(cls, BaseCombiner)):
+        raise StateError(str(name), "load_state needs a BaseCombiner subclass")
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise StateError(cls.__name__, "params must be an object of named parameters")
+    if not isinstance(fitted, dict):
+        raise StateError(cls.__name__, "fitted must be an object")
+    known = cls.param_names()
+    for key in params:
+        if key not in known:
+            raise UnknownParameterError(cls.__name__, key, known)
+    clean_arrays: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        array = np.asarray(value)
+        if not isinstance(key, str) or array.dtype.hasobject:
+            raise StateError(cls.__name__, f"array {key!r} is not a named numeric array")
+        clean_arrays[key] = array
+    try:
+        combiner = cls(**params)
+        combiner.validate_params()
+        combiner._set_state(dict(fitted), clean_arrays)
+    except CombinerError:
+        raise
+    except Exception as exc:  # a stored value of the wrong type deep in a constructor
+        raise StateError(cls.__name__, f"stored state does not fit: {exc}") from exc
     return combiner

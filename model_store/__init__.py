@@ -1,16 +1,21 @@
 """Versioned, checksummed model files with safe loaders per framework.
 
-``ModelStore(root)`` publishes fitted scikit-learn estimators (through skops, with an
-explicit trusted-type list) and torch modules (safetensors weights plus an architecture
-spec), verifies every file's sha256 on load, and keeps a promoted version per model that
-the worker polls for hot reload. It also stores fitted combining strategies and held-out
-data sets as opaque arrays. No Kafka here, and no imports of ``worker`` or ``combiners``.
+``ModelStore(root, key=..., require_signature=..., limits=...)`` publishes fitted
+scikit-learn estimators (through skops, with an explicit trusted-type list and a structural
+check of every tree) and torch modules (safetensors weights plus an architecture spec),
+verifies every file's size and sha256 on load, signs and verifies manifests and pointers
+with an HMAC key kept outside the store, never follows a link below the root, and keeps a
+promoted version per model that the worker polls for hot reload. It also stores fitted
+combining strategies and held-out data sets as opaque arrays. No Kafka here, and no
+imports of ``worker`` or ``combiners``.
 """
 
 from __future__ import annotations
 
+from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredStrategy
-from ._sklearn_io import TRUSTED_TYPES
+from ._signing import generate_key, read_key
+from ._sklearn_io import TRUSTED_BIT_GENERATORS, TRUSTED_TYPES
 from ._store import ModelStore
 from ._torch_nets import MLP, MultiTaskMLP, build_torch_model
 from .errors import (
@@ -22,12 +27,15 @@ from .errors import (
     ModelStoreError,
     PublishError,
     RollbackError,
+    SignatureError,
+    SigningKeyError,
     StoreLayoutError,
     UnsafeModelError,
 )
 
 __all__ = [
     "MLP",
+    "TRUSTED_BIT_GENERATORS",
     "TRUSTED_TYPES",
     "InputShapeError",
     "IntegrityError",
@@ -40,9 +48,14 @@ __all__ = [
     "MultiTaskMLP",
     "PublishError",
     "RollbackError",
+    "SignatureError",
+    "SigningKeyError",
     "StoreLayoutError",
+    "StoreLimits",
     "StoredDataset",
     "StoredStrategy",
     "UnsafeModelError",
     "build_torch_model",
+    "generate_key",
+    "read_key",
 ]

@@ -13,18 +13,20 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._limits import StoreLimits
+from ._zipcheck import ZipRefused, check_zip
 from .errors import PublishError, UnsafeModelError
 
 __all__ = ["dump_arrays", "load_arrays"]
 
-_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def dump_arrays(arrays: Mapping[str, np.ndarray], *, name: str) -> bytes:
     """Serialise ``arrays`` to npz bytes; keys must be simple names, dtypes not object."""
     clean: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
-        if not isinstance(key, str) or not _KEY.match(key):
+        if not isinstance(key, str) or not _KEY.fullmatch(key):
             raise PublishError(name, f"array name {key!r} must match {_KEY.pattern}")
         array = np.asarray(value)
         if array.dtype.hasobject:
@@ -36,9 +38,25 @@ def dump_arrays(arrays: Mapping[str, np.ndarray], *, name: str) -> bytes:
 
 
 def load_arrays(
-    data: bytes, *, name: str, version: int, filename: str, kind: str
+    data: bytes,
+    *,
+    name: str,
+    version: int,
+    filename: str,
+    kind: str,
+    limits: StoreLimits | None = None,
 ) -> dict[str, np.ndarray]:
-    """Read every array of an npz archive eagerly, never unpickling."""
+    """Read every array of an npz archive eagerly, never unpickling.
+
+    Members are bounded first (:func:`check_zip`): their declared sizes within
+    ``limits.max_inflated_bytes``, every one a ``.npy`` whose header fits its data.
+    """
+    try:
+        check_zip(data, limits or StoreLimits()).close()
+    except ZipRefused as exc:
+        raise UnsafeModelError(
+            name, version, filename, reason=f"not a plain npz archive: {exc}", kind=kind
+        ) from exc
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}

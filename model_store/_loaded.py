@@ -37,6 +37,8 @@ class LoadedModel:
     output_kind : {"proba", "value", "mixed"}
     estimator : object
         The underlying scikit-learn estimator or torch module.
+    signed : bool
+        The manifest carried a signature that verified with the store's key.
     """
 
     def __init__(
@@ -44,7 +46,10 @@ class LoadedModel:
         manifest: Mapping[str, Any],
         estimator: object,
         predictor: Callable[[np.ndarray], np.ndarray],
+        *,
+        signed: bool = False,
     ) -> None:
+        self.signed = signed
         self.manifest: dict[str, Any] = dict(manifest)
         self.name: str = manifest["name"]
         self.version: int = manifest["version"]
@@ -103,7 +108,8 @@ class StoredStrategy:
     """A fitted combining strategy as stored: opaque ``meta`` and ``arrays``.
 
     ``fitted_on`` maps each model name to the version the strategy was fitted on; the
-    worker compares it with the versions it serves.
+    worker compares it with the versions it serves. ``signed``: the manifest's signature
+    verified with the store's key.
     """
 
     name: str
@@ -112,6 +118,7 @@ class StoredStrategy:
     arrays: dict[str, np.ndarray]
     fitted_on: dict[str, int]
     manifest: dict[str, Any] = field(repr=False)
+    signed: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,3 +129,4 @@ class StoredDataset:
     version: int
     arrays: dict[str, np.ndarray]
     manifest: dict[str, Any] = field(repr=False)
+    signed: bool = False

@@ -10,17 +10,23 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import importlib.metadata
-import json
 import platform
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError
+from . import _fs
+from ._json import JSONRefused, parse_json
+from ._limits import StoreLimits
+from ._signing import MANIFEST_PURPOSE, SIGNATURE_FIELD, Signer
+from .errors import IntegrityError, SignatureError
 
 __all__ = [
     "MANIFEST_NAME",
+    "MAX_VERSION",
+    "ReadContext",
     "file_digests",
     "library_versions",
     "now_iso",
@@ -31,7 +37,11 @@ __all__ = [
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
-_SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Versions are directory names: at most ten digits (and a C ``int32`` everywhere).
+MAX_VERSION = 2**31 - 1
+_SAFE_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MAX_FILES = 64
 _DISTRIBUTIONS = {
     "numpy": "numpy",
     "sklearn": "scikit-learn",
@@ -39,6 +49,15 @@ _DISTRIBUTIONS = {
     "skops": "skops",
     "safetensors": "safetensors",
 }
+
+
+@dataclass(frozen=True)
+class ReadContext:
+    """Where and under which rules a store reads: its root, caps and signing policy."""
+
+    root: Path
+    limits: StoreLimits
+    signer: Signer
 
 
 def sha256_hex(data: bytes) -> str:
@@ -67,55 +86,131 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
-def is_safe_filename(filename: str) -> bool:
-    """Plain file name: no separators, no leading dot, no ``..``."""
-    return bool(_SAFE_FILENAME.match(filename)) and ".." not in filename
+def is_safe_filename(filename: object) -> bool:
+    """Plain file name: no separators, no leading dot, no ``..``, no trailing newline."""
+    return (
+        isinstance(filename, str)
+        and _SAFE_FILENAME.fullmatch(filename) is not None
+        and ".." not in filename
+    )
 
 
-def read_manifest(version_dir: Path, name: str, version: int, *, kind: str) -> dict[str, Any]:
-    """Parse ``manifest.json`` and check that it describes this directory."""
-    path = version_dir / MANIFEST_NAME
+def is_version(value: object) -> bool:
+    """A version number: an ``int`` (not ``bool``) in ``[1, MAX_VERSION]``."""
+    return type(value) is int and 1 <= value <= MAX_VERSION
+
+
+def read_manifest(
+    ctx: ReadContext, parts: Sequence[str], name: str, version: int, *, kind: str
+) -> tuple[dict[str, Any], bool]:
+    """Parse ``manifest.json`` of ``parts`` (the version folder), verify it, check its fields.
+
+    Returns the manifest (without its signature field) and whether it was signed and
+    verified.
+
+    Checks, in order: a regular file within the JSON caps; its signature (per the store's
+    signing policy); then that it describes this kind, name and version and lists files
+    with well-formed names, sha256 digests and sizes.
+    """
+
+    def refuse(reason: str) -> IntegrityError:
+        return IntegrityError(name, version, MANIFEST_NAME, reason, kind=kind)
+
+    def refuse_signature(reason: str) -> SignatureError:
+        return SignatureError(name, version, MANIFEST_NAME, reason, kind=kind)
+
     try:
-        manifest = json.loads(path.read_bytes())
+        with _fs.open_dir(ctx.root, parts) as dir_fd:
+            data = _fs.read_regular(dir_fd, MANIFEST_NAME, max_bytes=ctx.limits.max_json_bytes)
     except FileNotFoundError as exc:
-        raise IntegrityError(name, version, MANIFEST_NAME, "missing", kind=kind) from exc
-    except (OSError, ValueError) as exc:
-        raise IntegrityError(name, version, MANIFEST_NAME, f"unreadable: {exc}", kind=kind) from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise IntegrityError(name, version, MANIFEST_NAME, "not a manifest object", kind=kind)
-    if manifest.get("name") != name or manifest.get("version") != version:
-        raise IntegrityError(
-            name,
-            version,
-            MANIFEST_NAME,
-            f"describes {manifest.get('name')!r} version {manifest.get('version')!r}",
-            kind=kind,
+        raise refuse("missing") from exc
+    except _fs.PathRefused as exc:
+        raise refuse(exc.reason) from exc
+    except OSError as exc:
+        raise refuse(f"unreadable: {exc}") from exc
+    try:
+        manifest = parse_json(
+            data, max_bytes=ctx.limits.max_json_bytes, max_depth=ctx.limits.max_json_depth
         )
-    return manifest
+    except JSONRefused as exc:
+        raise refuse(f"unreadable: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise refuse("not a manifest object")
+    where = "/".join([*parts, MANIFEST_NAME])
+    signed = ctx.signer.verify(MANIFEST_PURPOSE, manifest, where=where, raise_as=refuse_signature)
+    if not isinstance(manifest.get("files"), dict):
+        raise refuse("not a manifest object")
+    if manifest.get("name") != name or manifest.get("version") != version:
+        raise refuse(f"describes {manifest.get('name')!r} version {manifest.get('version')!r}")
+    if manifest.get("kind", kind) != kind:
+        raise refuse(f"describes a {manifest.get('kind')!r}, not a {kind}")
+    if not (isinstance(manifest["version"], int) and not isinstance(manifest["version"], bool)):
+        raise refuse("version is not an integer")
+    files = manifest["files"]
+    if len(files) > _MAX_FILES:
+        raise refuse(f"lists {len(files)} files")
+    for filename, meta in files.items():
+        if (
+            not is_safe_filename(filename)
+            or filename == MANIFEST_NAME
+            or not isinstance(meta, dict)
+            or not isinstance(meta.get("sha256"), str)
+            or _SHA256.fullmatch(meta["sha256"]) is None
+            or type(meta.get("size")) is not int
+            or meta["size"] < 0
+        ):
+            raise IntegrityError(name, version, str(filename), "bad manifest entry", kind=kind)
+    manifest.pop(SIGNATURE_FIELD, None)
+    return manifest, signed
 
 
 def read_verified_files(
-    version_dir: Path, manifest: Mapping[str, Any], *, kind: str
+    ctx: ReadContext, parts: Sequence[str], manifest: Mapping[str, Any], *, kind: str
 ) -> dict[str, bytes]:
-    """Read every file the manifest lists and check its sha256; refuse unlisted files.
+    """Read every file the manifest lists and check its size and sha256; refuse the rest.
 
-    The bytes returned are the ones that were hashed, so the caller deserialises exactly
-    what was verified (no check-then-reopen race).
+    Entries that are not listed (files, folders, links alike) are refused; listed ones must
+    be regular files (no links, FIFOs or devices) of the listed size, within
+    ``max_file_bytes``, checked before a byte is read. The bytes returned are the ones that
+    were hashed, so the caller deserialises exactly what was verified (no check-then-reopen
+    race).
     """
     name, version = str(manifest["name"]), int(manifest["version"])
     listed: Mapping[str, Any] = manifest["files"]
-    for entry in sorted(p.name for p in version_dir.iterdir()):
-        if entry != MANIFEST_NAME and entry not in listed:
-            raise IntegrityError(name, version, entry, "not listed in the manifest", kind=kind)
     contents: dict[str, bytes] = {}
-    for filename, meta in listed.items():
-        if not is_safe_filename(filename) or not isinstance(meta, dict):
-            raise IntegrityError(name, version, filename, "bad manifest entry", kind=kind)
-        try:
-            data = (version_dir / filename).read_bytes()
-        except FileNotFoundError as exc:
-            raise IntegrityError(name, version, filename, "missing", kind=kind) from exc
-        if sha256_hex(data) != meta.get("sha256"):
-            raise IntegrityError(name, version, filename, kind=kind)
-        contents[filename] = data
+    try:
+        with _fs.open_dir(ctx.root, parts) as dir_fd:
+            for entry in sorted(_fs.entries(dir_fd)):
+                if entry != MANIFEST_NAME and entry not in listed:
+                    raise IntegrityError(
+                        name, version, entry, "not listed in the manifest", kind=kind
+                    )
+            for filename, meta in listed.items():
+                size = meta["size"]
+                if size > ctx.limits.max_file_bytes:
+                    raise IntegrityError(
+                        name,
+                        version,
+                        filename,
+                        f"the manifest says {size} bytes, over the cap of "
+                        f"{ctx.limits.max_file_bytes}",
+                        kind=kind,
+                    )
+                try:
+                    data = _fs.read_regular(
+                        dir_fd, filename, max_bytes=ctx.limits.max_file_bytes, expected_size=size
+                    )
+                except FileNotFoundError as exc:
+                    raise IntegrityError(name, version, filename, "missing", kind=kind) from exc
+                except _fs.PathRefused as exc:
+                    raise IntegrityError(name, version, filename, exc.reason, kind=kind) from exc
+                if sha256_hex(data) != meta["sha256"]:
+                    raise IntegrityError(name, version, filename, kind=kind)
+                contents[filename] = data
+    except FileNotFoundError as exc:
+        raise IntegrityError(
+            name, version, MANIFEST_NAME, "version folder vanished", kind=kind
+        ) from exc
+    except _fs.PathRefused as exc:
+        raise IntegrityError(name, version, MANIFEST_NAME, exc.reason, kind=kind) from exc
     return contents

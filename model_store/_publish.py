@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ._limits import StoreLimits
 from ._sklearn_io import dump_sklearn
 from ._torch_io import dump_torch
 from ._torch_nets import validate_spec
@@ -178,13 +179,14 @@ def describe_torch(
     classes: Sequence[Any] | None,
     output_kind: str | None,
     tasks: Sequence[Mapping[str, Any]] | None,
+    limits: StoreLimits | None = None,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Files and manifest fields for a torch module built by :func:`build_torch_model`."""
     if not isinstance(model, nn.Module):
         raise PublishError(name, f"framework 'torch' needs a torch.nn.Module, got {type(model)}")
     if spec is None:
         raise PublishError(name, "framework 'torch' needs the architecture spec")
-    clean = validate_spec(spec)
+    clean = validate_spec(spec, limits)
     schema = _input_schema(name, input_schema, clean["n_inputs"], None)
     if clean["arch"] == "mlp":
         spec_task = clean["task"]

@@ -9,18 +9,21 @@ types are passed to ``skops.io.loads(trusted=...)``, which audits the tree once 
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from ._forest import forest_predictor
+from ._json import JSONRefused, parse_json
+from ._limits import StoreLimits
+from ._tree_check import TreeRefused, check_trees
+from ._zipcheck import ZipRefused, check_zip
 from .errors import UnsafeModelError
 
 __all__ = [
+    "TRUSTED_BIT_GENERATORS",
     "TRUSTED_LOADERS",
     "TRUSTED_TYPES",
     "dump_sklearn",
@@ -147,19 +150,67 @@ TRUSTED_LOADERS: frozenset[str] = frozenset(
 )
 
 
+#: Bit generators a ``numpy.random.Generator`` may be rebuilt with. skops turns the name
+#: stored (as a JSON string) in the generator's state into ``getattr(numpy.random, name)``
+#: and calls it, so the name is checked like a type.
+TRUSTED_BIT_GENERATORS = frozenset({"MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64"})
+_SCHEMA = "schema.json"
+
+
 def _walk_nodes(obj: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(obj, dict):
-        if "__loader__" in obj or "__class__" in obj or "__module__" in obj:
-            yield obj
-        for value in obj.values():
-            yield from _walk_nodes(value)
-    elif isinstance(obj, list):
-        for value in obj:
-            yield from _walk_nodes(value)
+    """Every dict that looks like a skops node, without recursion."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if "__loader__" in value or "__class__" in value or "__module__" in value:
+                yield value
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
-def skops_types(data: bytes, *, name: str, version: int | None, filename: str) -> list[str]:
+def _bit_generator_name(node: dict[str, Any]) -> object:
+    """The name skops will look up in ``numpy.random`` for a Generator node (or None)."""
+    try:
+        state = node["content"]["bit_generator"]["content"]["bit_generator"]
+        return json.loads(state["content"])
+    except (KeyError, TypeError, ValueError, RecursionError):
+        return None
+
+
+def _read_schema(data: bytes, limits: StoreLimits) -> Any:
+    archive = check_zip(data, limits)
+    with archive:
+        try:
+            info = archive.getinfo(_SCHEMA)
+        except KeyError as exc:
+            raise ZipRefused("no schema.json") from exc
+        if info.file_size > limits.max_schema_bytes:
+            raise ZipRefused(
+                f"schema.json is {info.file_size} bytes, over the cap of {limits.max_schema_bytes}"
+            )
+        raw = archive.read(info)
+    try:
+        return parse_json(raw, max_bytes=limits.max_schema_bytes, max_depth=limits.max_json_depth)
+    except JSONRefused as exc:
+        raise ZipRefused(f"schema.json: {exc}") from exc
+
+
+def skops_types(
+    data: bytes,
+    *,
+    name: str,
+    version: int | None,
+    filename: str,
+    limits: StoreLimits | None = None,
+) -> list[str]:
     """Check a skops archive against the allowlists without importing or running anything.
+
+    The archive's members are bounded first (declared sizes, npy headers; see
+    :func:`model_store._zipcheck.check_zip`), then ``schema.json`` is parsed within the
+    size, depth and node caps, and every node's type, loader and (for random generators)
+    bit generator name is checked.
 
     Returns
     -------
@@ -169,17 +220,24 @@ def skops_types(data: bytes, *, name: str, version: int | None, filename: str) -
     Raises
     ------
     UnsafeModelError
-        The bytes are not a skops archive, or name a type or loader outside the allowlists.
+        The bytes are not a skops archive, exceed a cap, or name a type or loader outside
+        the allowlists.
     """
+    limits = limits or StoreLimits()
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            schema = json.loads(archive.read("schema.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        schema = _read_schema(data, limits)
+    except ZipRefused as exc:
         raise UnsafeModelError(
-            name, version, filename, reason=f"not a skops archive ({exc.__class__.__name__})"
+            name, version, filename, reason=f"not a skops archive ({exc})"
         ) from exc
     found: set[str] = set()
+    n_nodes = 0
     for node in _walk_nodes(schema):
+        n_nodes += 1
+        if n_nodes > limits.max_skops_nodes:
+            raise UnsafeModelError(
+                name, version, filename, reason=f"more than {limits.max_skops_nodes} skops nodes"
+            )
         loader, module, cls = node.get("__loader__"), node.get("__module__"), node.get("__class__")
         if not (isinstance(module, str) and isinstance(cls, str)):
             if loader == "CachedNode":  # a back-reference to a node checked elsewhere
@@ -196,6 +254,12 @@ def skops_types(data: bytes, *, name: str, version: int | None, filename: str) -
                 type_name=type_name,
                 reason=f"skops loader {loader!r} (for {type_name!r}) is not trusted",
             )
+        if loader == "RandomGeneratorNode":
+            bit_generator = _bit_generator_name(node)
+            if bit_generator not in TRUSTED_BIT_GENERATORS:
+                raise UnsafeModelError(
+                    name, version, filename, type_name=f"numpy.random.{bit_generator}"
+                )
         found.add(type_name)
     return sorted(found)
 
@@ -206,20 +270,46 @@ def dump_sklearn(model: object, *, name: str) -> bytes:
 
     data = sio.dumps(model)
     skops_types(data, name=name, version=None, filename="model.skops")
+    try:
+        check_trees(model)
+    except TreeRefused as exc:
+        raise UnsafeModelError(name, None, "model.skops", reason=f"malformed tree: {exc}") from exc
     return data
 
 
-def load_sklearn(data: bytes, *, name: str, version: int, filename: str) -> Any:
-    """Load a skops archive after the allowlist check; never unpickles."""
-    trusted = skops_types(data, name=name, version=version, filename=filename)
+def load_sklearn(
+    data: bytes,
+    *,
+    name: str,
+    version: int,
+    filename: str,
+    limits: StoreLimits | None = None,
+    n_features: int | None = None,
+) -> Any:
+    """Load a skops archive after the allowlist check, then check its tree structures.
+
+    Never unpickles. Nothing predicts before :func:`model_store._tree_check.check_trees`
+    has passed; ``n_features`` (the manifest's) must match the estimator's own.
+    """
+    trusted = skops_types(data, name=name, version=version, filename=filename, limits=limits)
     import skops.io as sio  # imports all of scikit-learn (seconds): only when needed
 
     try:
-        return sio.loads(data, trusted=trusted)
+        estimator = sio.loads(data, trusted=trusted)
     except Exception as exc:  # skops' own audit or a malformed tree
         raise UnsafeModelError(
             name, version, filename, reason=f"skops refused the archive: {exc}"
         ) from exc
+    own = getattr(estimator, "n_features_in_", n_features)
+    if n_features is not None and own != n_features:
+        raise UnsafeModelError(
+            name, version, filename, reason=f"model has {own!r} features, manifest {n_features}"
+        )
+    try:
+        check_trees(estimator)
+    except TreeRefused as exc:
+        raise UnsafeModelError(name, version, filename, reason=f"malformed tree: {exc}") from exc
+    return estimator
 
 
 def make_sklearn_predictor(

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import operator
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._arrays_io import dump_arrays, load_arrays
+from ._fields import check_model_fields, check_strategy_fields
+from ._json import JSONRefused, parse_json
+from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredStrategy
-from ._manifest import read_manifest, read_verified_files
+from ._manifest import MANIFEST_NAME, ReadContext, read_manifest, read_verified_files
 from ._publish import SKLEARN_FILE, TORCH_FILE, describe_sklearn, describe_torch, jsonable_scores
+from ._signing import Signer
 from ._sklearn_io import load_sklearn, make_sklearn_predictor
 from ._torch_io import load_torch, make_torch_predictor
-from ._torch_nets import validate_spec
-from ._versions import VersionedDir, check_name
+from ._versions import POINTER_NAME, VersionedDir, check_name
 from .errors import (
     IntegrityError,
-    InvalidSpecError,
     ModelNotFoundError,
+    ModelStoreError,
     PublishError,
     StoreLayoutError,
 )
@@ -32,7 +37,50 @@ STRATEGIES_DIR = "_strategies"
 DATASETS_DIR = "_datasets"
 _META_FILE = "meta.json"
 _ARRAYS_FILE = "arrays.npz"
-_MODEL_FIELDS = ("framework", "input_schema", "task", "classes", "tasks", "n_outputs")
+_MAX_REASON = 300
+
+
+class _Where:
+    """The file being read, so an unexpected error can name it."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind, self.name = kind, name
+        self.version: int | None = None
+        self.filename = POINTER_NAME
+
+    def at(self, version: int, filename: str = MANIFEST_NAME) -> None:
+        self.version, self.filename = version, filename
+
+
+@contextlib.contextmanager
+def _boundary(kind: str, name: str) -> Iterator[_Where]:
+    """One rule for every read: anything that is not a ModelStoreError becomes one.
+
+    A loader can fail in ways no list of exception types covers (a skops node raising
+    ``KeyError``, ``RecursionError``, ``MemoryError``, torch's ``RuntimeError``); the caller
+    (hot reload, start-up) handles one exception family, and the message names the file.
+    """
+    where = _Where(kind, name)
+    try:
+        yield where
+    except ModelStoreError:
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        if len(reason) > _MAX_REASON:
+            reason = reason[:_MAX_REASON] + "..."
+        raise IntegrityError(
+            name, where.version, where.filename, f"cannot be loaded ({reason})", kind=kind
+        ) from exc
+
+
+def _version_arg(version: Any) -> int | None:
+    """Caller errors stay TypeErrors: a bool, float or str is not a version."""
+    if version is None:
+        return None
+    if isinstance(version, bool):
+        raise TypeError(f"version must be an int, got {version!r}")
+    return operator.index(version)
 
 
 class ModelStore:
@@ -41,7 +89,17 @@ class ModelStore:
     Parameters
     ----------
     root : str or Path
-        Store directory; created on first publish.
+        Store directory; created on first publish. Nothing below it is reached through a
+        symlink (the root itself may be one).
+    key : bytes, optional
+        HMAC-SHA256 signing key (:func:`read_key`), kept outside the store. With a key,
+        every manifest and pointer this store writes is signed, and every one it reads is
+        verified: a bad signature is always refused, an unsigned file is loaded with a
+        warning unless ``require_signature``.
+    require_signature : bool, default False
+        Refuse unsigned manifests and pointers (needs ``key``).
+    limits : StoreLimits, optional
+        Size caps; the defaults suit any model this store writes.
 
     Notes
     -----
@@ -54,16 +112,46 @@ class ModelStore:
         root/_datasets/<name>/<version>/{manifest.json, arrays.npz}
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        key: bytes | None = None,
+        require_signature: bool = False,
+        limits: StoreLimits | None = None,
+    ) -> None:
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise StoreLayoutError(str(self.root), "store root is not a directory")
-        self._models = VersionedDir(self.root, "model")
-        self._strategies = VersionedDir(self.root / STRATEGIES_DIR, "strategy")
-        self._datasets = VersionedDir(self.root / DATASETS_DIR, "dataset")
+        self.limits = limits if limits is not None else StoreLimits()
+        if not isinstance(self.limits, StoreLimits):
+            raise TypeError(f"limits must be a StoreLimits, got {type(self.limits).__name__}")
+        self._signer = Signer(key, require_signature)
+        ctx = ReadContext(self.root, self.limits, self._signer)
+        self._ctx = ctx
+        self._models = VersionedDir(ctx, (), "model")
+        self._strategies = VersionedDir(ctx, (STRATEGIES_DIR,), "strategy")
+        self._datasets = VersionedDir(ctx, (DATASETS_DIR,), "dataset")
 
     def __repr__(self) -> str:
-        return f"ModelStore({str(self.root)!r})"
+        return f"ModelStore({str(self.root)!r}, signing={self.signing!r})"
+
+    @property
+    def signing(self) -> str:
+        """``"signed"`` when the store has a key (writes sign, reads verify), else
+        ``"unsigned"`` (nothing is authenticated: anyone who can write the store chooses
+        what is served)."""
+        return self._signer.status
+
+    @property
+    def require_signature(self) -> bool:
+        """Whether unsigned manifests and pointers are refused."""
+        return self._signer.require
+
+    @property
+    def key_id(self) -> str | None:
+        """A short, non-secret name of the signing key (None without a key)."""
+        return self._signer.key_id
 
     # -- models -------------------------------------------------------------------------
 
@@ -129,7 +217,9 @@ class ModelStore:
                 raise PublishError(name, "spec is for torch models only")
             files, fields = describe_sklearn(name, model, **describe_args)
         elif framework == "torch":
-            files, fields = describe_torch(name, model, spec=spec, **describe_args)
+            files, fields = describe_torch(
+                name, model, spec=spec, limits=self.limits, **describe_args
+            )
         else:
             raise PublishError(name, f"framework must be 'sklearn' or 'torch', got {framework!r}")
         fields["scores"] = jsonable_scores(name, scores)
@@ -137,11 +227,13 @@ class ModelStore:
 
     def models(self) -> list[str]:
         """Names of models with at least one complete version."""
-        return self._models.names()
+        with _boundary("model", "*"):
+            return self._models.names()
 
     def versions(self, name: str) -> list[int]:
         """Complete versions of model ``name``, ascending (empty if none)."""
-        return self._models.versions(name)
+        with _boundary("model", name):
+            return self._models.versions(name)
 
     def active_version(self, name: str) -> int:
         """The promoted version of ``name``.
@@ -154,16 +246,28 @@ class ModelStore:
         ModelNotFoundError
             Nothing has been promoted.
         """
-        return self._models.active_version(name)
+        with _boundary("model", name):
+            return self._models.active_version(name)
 
     def manifest(self, name: str, version: int | None = None) -> dict[str, Any]:
-        """The manifest of a version (``None``: the promoted one), without checking files."""
-        version = self._models.resolve(name, version)
-        return read_manifest(self._models.path(name, version), name, version, kind="model")
+        """The manifest of a version (``None``: the promoted one), without checking files.
+
+        Its signature is verified (when the store has a key); ``"signed"`` says whether it
+        was signed.
+        """
+        version = _version_arg(version)
+        with _boundary("model", name) as where:
+            version = self._models.resolve(name, version)
+            where.at(version)
+            manifest, signed = read_manifest(
+                self._ctx, self._models.parts(name, version), name, version, kind="model"
+            )
+            return {**manifest, "signed": signed}
 
     def promote(self, name: str, version: int) -> None:
         """Make ``version`` the active one (atomic pointer replace, recorded in the history)."""
-        self._models.promote(name, version)
+        with _boundary("model", name):
+            self._models.promote(name, version)
 
     def rollback(self, name: str) -> int:
         """Go back to the previously promoted version and return it.
@@ -173,11 +277,13 @@ class ModelStore:
         RollbackError
             Fewer than two promotions are on record.
         """
-        return self._models.rollback(name)
+        with _boundary("model", name):
+            return self._models.rollback(name)
 
     def promotion_history(self, name: str) -> list[dict[str, Any]]:
         """``[{"version", "action" ("promote"|"rollback"), "at"}]``, oldest first."""
-        return self._models.history(name)
+        with _boundary("model", name):
+            return self._models.history(name)
 
     def load(self, name: str, version: int | None = None) -> LoadedModel:
         """Verify and load a version (``None``: the promoted one).
@@ -191,20 +297,26 @@ class ModelStore:
         UnsafeModelError
             A file would need code outside the trusted types to load; nothing is run.
         """
+        version = _version_arg(version)
+        with _boundary("model", name) as where:
+            return self._load_model(name, version, where)
+
+    def _load_model(self, name: str, version: int | None, where: _Where) -> LoadedModel:
         version = self._models.resolve(name, version)
-        vdir = self._models.path(name, version)
-        manifest = read_manifest(vdir, name, version, kind="model")
-        missing = [key for key in _MODEL_FIELDS if key not in manifest]
-        if missing:
-            raise IntegrityError(name, version, "manifest.json", f"missing fields {missing}")
-        contents = read_verified_files(vdir, manifest, kind="model")
-        framework = manifest["framework"]
-        if framework == "sklearn":
+        where.at(version)
+        parts = self._models.parts(name, version)
+        manifest, signed = read_manifest(self._ctx, parts, name, version, kind="model")
+        spec = check_model_fields(manifest, self.limits)
+        contents = read_verified_files(self._ctx, parts, manifest, kind="model")
+        if manifest["framework"] == "sklearn":
+            where.at(version, SKLEARN_FILE)
             estimator = load_sklearn(
                 _file(contents, SKLEARN_FILE, name, version),
                 name=name,
                 version=version,
                 filename=SKLEARN_FILE,
+                limits=self.limits,
+                n_features=manifest["input_schema"]["n_features"],
             )
             predictor = make_sklearn_predictor(
                 estimator,
@@ -212,21 +324,18 @@ class ModelStore:
                 classes=_checked_classes(manifest, estimator),
                 n_outputs=manifest["n_outputs"],
             )
-            return LoadedModel(manifest, estimator, predictor)
-        if framework == "torch":
-            try:
-                spec = validate_spec(manifest["spec"])
-            except InvalidSpecError as exc:
-                raise IntegrityError(name, version, "manifest.json", str(exc)) from exc
-            module = load_torch(
-                _file(contents, TORCH_FILE, name, version),
-                spec,
-                name=name,
-                version=version,
-                filename=TORCH_FILE,
-            )
-            return LoadedModel(manifest, module, make_torch_predictor(module, spec))
-        raise IntegrityError(name, version, "manifest.json", f"unknown framework {framework!r}")
+            return LoadedModel(manifest, estimator, predictor, signed=signed)
+        where.at(version, TORCH_FILE)
+        if spec is None:  # check_model_fields returns a spec for every torch manifest
+            raise IntegrityError(name, version, MANIFEST_NAME, "torch model without a spec")
+        module = load_torch(
+            _file(contents, TORCH_FILE, name, version),
+            spec,
+            name=name,
+            version=version,
+            filename=TORCH_FILE,
+        )
+        return LoadedModel(manifest, module, make_torch_predictor(module, spec), signed=signed)
 
     # -- fitted strategies --------------------------------------------------------------
 
@@ -257,50 +366,71 @@ class ModelStore:
             raise PublishError(name, f"meta is not JSON-serialisable: {exc}") from exc
         fitted: dict[str, int] = {}
         for model_name, model_version in fitted_on.items():
-            fitted[model_name] = self._models.resolve(model_name, int(model_version))
+            fitted[model_name] = self._models.resolve(str(model_name), int(model_version))
         files = {_META_FILE: meta_bytes, _ARRAYS_FILE: dump_arrays(arrays, name=name)}
         return self._strategies.publish(name, files, {"fitted_on": fitted}, promote=promote)
 
     def strategies(self) -> list[str]:
         """Names of stored strategies."""
-        return self._strategies.names()
+        with _boundary("strategy", "*"):
+            return self._strategies.names()
 
     def strategy_versions(self, name: str) -> list[int]:
         """Complete versions of strategy ``name``, ascending."""
-        return self._strategies.versions(name)
+        with _boundary("strategy", name):
+            return self._strategies.versions(name)
 
     def active_strategy_version(self, name: str) -> int:
         """The promoted version of strategy ``name`` (cheap pointer read)."""
-        return self._strategies.active_version(name)
+        with _boundary("strategy", name):
+            return self._strategies.active_version(name)
 
     def promote_strategy(self, name: str, version: int) -> None:
         """Make ``version`` the active version of strategy ``name``."""
-        self._strategies.promote(name, version)
+        with _boundary("strategy", name):
+            self._strategies.promote(name, version)
 
     def rollback_strategy(self, name: str) -> int:
         """Go back to the previously promoted strategy version and return it."""
-        return self._strategies.rollback(name)
+        with _boundary("strategy", name):
+            return self._strategies.rollback(name)
 
     def load_strategy(self, name: str, version: int | None = None) -> StoredStrategy:
-        """Verify and load a strategy version (``None``: the promoted one)."""
-        version = self._strategies.resolve(name, version)
-        vdir = self._strategies.path(name, version)
-        manifest = read_manifest(vdir, name, version, kind="strategy")
-        contents = read_verified_files(vdir, manifest, kind="strategy")
-        meta_bytes = _file(contents, _META_FILE, name, version, kind="strategy")
-        try:
-            meta = json.loads(meta_bytes)
-        except ValueError as exc:
-            raise IntegrityError(name, version, _META_FILE, "not JSON", kind="strategy") from exc
-        arrays = load_arrays(
-            _file(contents, _ARRAYS_FILE, name, version, kind="strategy"),
-            name=name,
-            version=version,
-            filename=_ARRAYS_FILE,
-            kind="strategy",
-        )
-        fitted_on = {str(k): int(v) for k, v in manifest.get("fitted_on", {}).items()}
-        return StoredStrategy(name, version, meta, arrays, fitted_on, manifest)
+        """Verify and load a strategy version (``None``: the promoted one).
+
+        ``meta`` is plain JSON within the store's caps; nothing in it is interpreted here
+        (``combiners.load_state`` resolves only registered names from it).
+        """
+        version = _version_arg(version)
+        with _boundary("strategy", name) as where:
+            version = self._strategies.resolve(name, version)
+            where.at(version)
+            parts = self._strategies.parts(name, version)
+            manifest, signed = read_manifest(self._ctx, parts, name, version, kind="strategy")
+            fitted_on = check_strategy_fields(manifest)
+            contents = read_verified_files(self._ctx, parts, manifest, kind="strategy")
+            where.at(version, _META_FILE)
+            meta_bytes = _file(contents, _META_FILE, name, version, kind="strategy")
+            try:
+                meta = parse_json(
+                    meta_bytes,
+                    max_bytes=self.limits.max_json_bytes,
+                    max_depth=self.limits.max_json_depth,
+                )
+            except JSONRefused as exc:
+                raise IntegrityError(name, version, _META_FILE, str(exc), kind="strategy") from exc
+            if not isinstance(meta, dict):
+                raise IntegrityError(name, version, _META_FILE, "not an object", kind="strategy")
+            where.at(version, _ARRAYS_FILE)
+            arrays = load_arrays(
+                _file(contents, _ARRAYS_FILE, name, version, kind="strategy"),
+                name=name,
+                version=version,
+                filename=_ARRAYS_FILE,
+                kind="strategy",
+                limits=self.limits,
+            )
+            return StoredStrategy(name, version, meta, arrays, fitted_on, manifest, signed)
 
     # -- held-out data sets -------------------------------------------------------------
 
@@ -313,31 +443,38 @@ class ModelStore:
 
     def datasets(self) -> list[str]:
         """Names of stored data sets."""
-        return self._datasets.names()
+        with _boundary("dataset", "*"):
+            return self._datasets.names()
 
     def dataset_versions(self, name: str) -> list[int]:
         """Complete versions of data set ``name``, ascending."""
-        return self._datasets.versions(name)
+        with _boundary("dataset", name):
+            return self._datasets.versions(name)
 
     def load_dataset(self, name: str, version: int | None = None) -> StoredDataset:
         """Verify and load a data set version (``None``: the latest)."""
-        if version is None:
-            available = self._datasets.versions(name)
-            if not available:
-                raise ModelNotFoundError(name, None, kind="dataset")
-            version = available[-1]
-        version = self._datasets.resolve(name, version)
-        vdir = self._datasets.path(name, version)
-        manifest = read_manifest(vdir, name, version, kind="dataset")
-        contents = read_verified_files(vdir, manifest, kind="dataset")
-        arrays = load_arrays(
-            _file(contents, _ARRAYS_FILE, name, version, kind="dataset"),
-            name=name,
-            version=version,
-            filename=_ARRAYS_FILE,
-            kind="dataset",
-        )
-        return StoredDataset(name, version, arrays, manifest)
+        version = _version_arg(version)
+        with _boundary("dataset", name) as where:
+            if version is None:
+                available = self._datasets.versions(name)
+                if not available:
+                    raise ModelNotFoundError(name, None, kind="dataset")
+                version = available[-1]
+            version = self._datasets.resolve(name, version)
+            where.at(version)
+            parts = self._datasets.parts(name, version)
+            manifest, signed = read_manifest(self._ctx, parts, name, version, kind="dataset")
+            contents = read_verified_files(self._ctx, parts, manifest, kind="dataset")
+            where.at(version, _ARRAYS_FILE)
+            arrays = load_arrays(
+                _file(contents, _ARRAYS_FILE, name, version, kind="dataset"),
+                name=name,
+                version=version,
+                filename=_ARRAYS_FILE,
+                kind="dataset",
+                limits=self.limits,
+            )
+            return StoredDataset(name, version, arrays, manifest, signed)
 
 
 def _file(
@@ -352,10 +489,12 @@ def _file(
 def _checked_classes(manifest: Mapping[str, Any], estimator: Any) -> list[Any] | None:
     if manifest["task"] != "classification":
         return None
+    name, version = manifest["name"], manifest["version"]
+    own = getattr(estimator, "classes_", None)
+    if own is None:
+        raise IntegrityError(name, version, SKLEARN_FILE, "the classifier has no classes_")
+    own_list = np.asarray(own).tolist()
     classes = manifest["classes"]
-    own = np.asarray(estimator.classes_).tolist()
-    if not isinstance(classes, list) or sorted(map(repr, classes)) != sorted(map(repr, own)):
-        raise IntegrityError(
-            manifest["name"], manifest["version"], "manifest.json", "classes do not match the model"
-        )
-    return classes
+    if not isinstance(own_list, list) or sorted(map(repr, classes)) != sorted(map(repr, own_list)):
+        raise IntegrityError(name, version, MANIFEST_NAME, "classes do not match the model")
+    return list(classes)

@@ -7,6 +7,8 @@ archive) is refused with :class:`UnsafeModelError` before any byte of it is inte
 
 from __future__ import annotations
 
+import json
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,8 +17,13 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from ._torch_nets import build_torch_model
+from ._torch_nets import build_clean, build_torch_model, expected_shapes
 from .errors import PublishError, UnsafeModelError
+
+#: Weights are stored as float32 (``build_torch_model``'s dtype); anything else is refused
+#: instead of cast.
+_DTYPE = "F32"
+_MAX_HEADER = 16 << 20
 
 __all__ = ["dump_torch", "load_torch", "make_torch_predictor"]
 
@@ -31,17 +38,66 @@ def dump_torch(model: nn.Module, spec: Mapping[str, Any], *, name: str) -> bytes
     return safetensors.torch.save(state)
 
 
+def check_header(
+    data: bytes, spec: Mapping[str, Any], *, name: str, version: int, filename: str
+) -> None:
+    """Compare the safetensors header (names, dtypes, shapes) with the spec, building nothing.
+
+    Runs before any tensor or module is allocated, so a spec with enormous widths costs
+    nothing unless a weights file of that size was stored (and fits the size caps).
+    """
+
+    def refuse(reason: str) -> UnsafeModelError:
+        return UnsafeModelError(name, version, filename, reason=reason)
+
+    if len(data) < 8:
+        raise refuse("not a safetensors file (too short)")
+    (n_header,) = struct.unpack("<Q", data[:8])
+    if n_header > min(_MAX_HEADER, len(data) - 8):
+        raise refuse("not a safetensors file (header size out of range)")
+    try:
+        header = json.loads(data[8 : 8 + n_header])
+    except (ValueError, RecursionError) as exc:
+        raise refuse("not a safetensors file (header is not JSON)") from exc
+    if not isinstance(header, dict):
+        raise refuse("not a safetensors file (header is not an object)")
+    header.pop("__metadata__", None)
+    expected = expected_shapes(spec)
+    if set(header) != set(expected):
+        extra, absent = sorted(set(header) - set(expected)), sorted(set(expected) - set(header))
+        raise refuse(f"weights do not match the spec: unexpected {extra[:5]}, missing {absent[:5]}")
+    for key, shape in expected.items():
+        entry = header[key]
+        if not isinstance(entry, dict) or entry.get("dtype") != _DTYPE:
+            got = entry.get("dtype") if isinstance(entry, dict) else entry
+            raise refuse(f"tensor {key!r} has dtype {got!r}, expected {_DTYPE}")
+        if entry.get("shape") != list(shape):
+            raise refuse(
+                f"tensor {key!r} has shape {entry.get('shape')}, the spec says {list(shape)}"
+            )
+
+
 def load_torch(
     data: bytes, spec: Mapping[str, Any], *, name: str, version: int, filename: str
 ) -> nn.Module:
-    """Rebuild the module from ``spec`` and load the safetensors weights into it (eval mode)."""
+    """Rebuild the module from ``spec`` and load the safetensors weights into it (eval mode).
+
+    The header is compared with the spec first (:func:`check_header`); weights must be
+    finite float32.
+    """
+    check_header(data, spec, name=name, version=version, filename=filename)
     try:
         state = safetensors.torch.load(data)
     except Exception as exc:  # safetensors raises its own SafetensorError and others
         raise UnsafeModelError(
             name, version, filename, reason=f"not a safetensors file ({exc.__class__.__name__})"
         ) from exc
-    model = build_torch_model(spec)
+    for key, tensor in state.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise UnsafeModelError(
+                name, version, filename, reason=f"tensor {key!r} holds NaN or infinity"
+            )
+    model = build_clean(spec)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -5,15 +5,22 @@ Hierarchy::
     ModelStoreError
     ├── ModelNotFoundError      (also LookupError)  no such artifact, version or promoted version
     ├── RollbackError           (also LookupError)  nothing earlier to roll back to
-    ├── IntegrityError          (also ValueError)   a file does not match its manifest
+    ├── IntegrityError          (also ValueError)   a file does not match its manifest, or
+    │   │                                           cannot be read or loaded (names the file)
+    │   └── SignatureError                          a manifest or pointer is unsigned (when
+    │                                               required) or badly signed
     ├── UnsafeModelError        (also ValueError)   a file would need untrusted code to load
     ├── PublishError            (also ValueError)   publish arguments disagree with the model
     ├── InvalidSpecError        (also ValueError)   a torch architecture spec is malformed
     ├── InputShapeError         (also ValueError)   a feature batch has the wrong shape
     ├── InvalidNameError        (also ValueError)   a name that cannot be a directory name
+    ├── SigningKeyError         (also ValueError)   a key file is missing, malformed or too open
     └── StoreLayoutError                            the store directory is not laid out as expected
 
 Every constructor takes domain values (names, versions, file names) and builds the message.
+Every public :class:`~model_store.ModelStore` method that reads the store raises only these:
+any other exception from a loader is wrapped in an ``IntegrityError`` naming the file, with
+the original chained (``raise ... from exc``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ __all__ = [
     "ModelStoreError",
     "PublishError",
     "RollbackError",
+    "SignatureError",
+    "SigningKeyError",
     "StoreLayoutError",
     "UnsafeModelError",
 ]
@@ -88,12 +97,15 @@ class RollbackError(ModelStoreError, LookupError):
 
 
 class IntegrityError(ModelStoreError, ValueError):
-    """A stored file is missing, altered, or not listed in its manifest."""
+    """A stored file is missing, altered, unlisted, malformed, or fails to load.
+
+    ``version`` is None when the file is not inside a version (``active.json``).
+    """
 
     def __init__(
         self,
         name: str,
-        version: int,
+        version: int | None,
         filename: str,
         reason: str = "sha256 does not match the manifest",
         *,
@@ -104,6 +116,10 @@ class IntegrityError(ModelStoreError, ValueError):
         self.filename = filename
         self.reason = reason
         super().__init__(f"{_where(kind, name, version)}: file {filename!r}: {reason}")
+
+
+class SignatureError(IntegrityError):
+    """A manifest or pointer lacks a required signature, or its signature does not verify."""
 
 
 class UnsafeModelError(ModelStoreError, ValueError):
@@ -175,6 +191,15 @@ class InvalidNameError(ModelStoreError, ValueError):
             f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-', "
             "starting with a letter or digit"
         )
+
+
+class SigningKeyError(ModelStoreError, ValueError):
+    """A signing key file cannot be used (or a key argument is invalid)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"signing key {path}: {problem}")
 
 
 class StoreLayoutError(ModelStoreError):

@@ -18,7 +18,12 @@ import combiners
 from combiners import (
     STATE_FORMAT,
     BaseCombiner,
+    CombinerError,
+    InvalidCombinerClassError,
+    InvalidParameterError,
     StateError,
+    UnknownCombinerError,
+    UnknownParameterError,
     available_combiners,
     get_combiner,
     load_state,
@@ -72,7 +77,10 @@ def test_user_strategy_by_dotted_path_round_trips(rng: np.random.Generator) -> N
     np.testing.assert_allclose(comb.combine(P), np.median(P, axis=0))
     meta, arrays = save_state(comb)
     assert meta["name"] == f"{__name__}:MedianCombiner"
-    restored = load_state(meta, arrays)
+    # Stored state never chooses code: the caller passes the class its config named.
+    with pytest.raises(UnknownCombinerError, match="only name registered"):
+        load_state(meta, arrays)
+    restored = load_state(meta, arrays, trusted=[combiners.resolve(meta["name"])])
     np.testing.assert_array_equal(restored.combine(P), comb.combine(P))
 
 
@@ -145,3 +153,95 @@ def test_import_is_light() -> None:
         cwd=PACKAGE.parent,
     )
     assert result.stdout.split() == ["False", "False"]
+
+
+# -- hostile stored state and config names (issue 18, findings 2, 7 and 8) ----------------
+
+
+@pytest.fixture
+def planted_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A module on sys.path whose import touches a marker (a .py dropped beside a store)."""
+    marker = tmp_path / "imported"
+    (tmp_path / "sf_planted.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).touch()\nclass Evil:\n"
+        "    def fit(self, P, y, X=None): return self\n"
+        "    def combine(self, P, X=None, available=None): return P[0]\n"
+    )
+    (tmp_path / "sf_exits.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield marker
+    for module in ("sf_planted", "sf_exits"):
+        sys.modules.pop(module, None)
+
+
+def _soft_vote_state(rng: np.random.Generator) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    P = rng.dirichlet(np.ones(2), size=(2, 4))
+    return save_state(get_combiner("soft_vote").fit(P, [0, 1, 0, 1]))
+
+
+@pytest.mark.parametrize(
+    "name", ["sf_planted:Evil", "combiners:Hedge", "combiners._voting:SoftVote"]
+)
+def test_stored_dotted_name_imports_nothing(
+    rng: np.random.Generator, planted_module: Path, name: str
+) -> None:
+    meta, arrays = _soft_vote_state(rng)
+    with pytest.raises(UnknownCombinerError, match="only name registered"):
+        load_state({**meta, "name": name}, arrays)
+    assert not planted_module.exists()
+    assert "sf_planted" not in sys.modules
+
+
+@pytest.mark.parametrize("name", [None, 3, ["soft_vote"], "soft_vote\n", "Soft_Vote", ""])
+def test_stored_name_must_be_registered_exactly(rng: np.random.Generator, name: object) -> None:
+    meta, arrays = _soft_vote_state(rng)
+    with pytest.raises(UnknownCombinerError):
+        load_state({**meta, "name": name}, arrays)
+
+
+def test_stored_params_are_the_class_parameters(rng: np.random.Generator) -> None:
+    meta, arrays = _soft_vote_state(rng)
+    with pytest.raises(UnknownParameterError, match="'evil'"):
+        load_state({**meta, "params": {"evil": 1}}, arrays)
+    with pytest.raises(InvalidParameterError):
+        load_state({**meta, "params": {"weights": [1, -5]}}, arrays)
+    for bad in ({**meta, "params": [1]}, {**meta, "fitted": "x"}, ["not", "a", "dict"]):
+        with pytest.raises(StateError):
+            load_state(bad, arrays)  # type: ignore[arg-type]
+    with pytest.raises(StateError):
+        load_state(meta, {"weights_": np.array([object()], dtype=object)})
+
+
+def test_stored_values_of_the_wrong_type_are_combiner_errors(rng: np.random.Generator) -> None:
+    P = rng.dirichlet(np.ones(2), size=(2, 20))
+    meta, arrays = save_state(
+        get_combiner("multitask", epochs=2, hidden=3).fit(P, np.arange(20) % 2)
+    )
+    for params in ({"hidden": "wide"}, {"tasks": 5}, {"tasks": [{"name": {}}]}):
+        with pytest.raises(CombinerError):
+            load_state({**meta, "params": params}, arrays)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["..x:y", "x..y:Z", ":Cls", "mod:", "a b:C", "mod:Cls\n", "os.path:join()", "a:b:c"],
+)
+def test_bad_dotted_forms_are_clean_errors(name: str) -> None:
+    with pytest.raises(UnknownCombinerError, match=r"form 'package\.module:Class'"):
+        combiners.resolve(name)
+
+
+def test_dotted_path_checks_before_and_after_import(planted_module: Path) -> None:
+    with pytest.raises(UnknownCombinerError, match="form"):
+        combiners.resolve("sf_planted.__main__:Evil")
+    with pytest.raises(UnknownCombinerError, match="exits"):
+        combiners.resolve("sf_exits:Anything")
+    with pytest.raises(UnknownCombinerError, match="ModuleNotFoundError"):
+        combiners.resolve("no_such_module_sf:Cls")
+    with pytest.raises(InvalidCombinerClassError):
+        combiners.resolve("os:getcwd")
+    with pytest.raises(InvalidCombinerClassError):
+        combiners.resolve("os:sep")
+    assert not planted_module.exists()
+    assert combiners.resolve("sf_planted:Evil").__name__ == "Evil"  # config: trusted
+    assert planted_module.exists()

@@ -60,10 +60,11 @@ def _await(condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: 
 
 
 SLOW_PUBLISH = """
-def slow_write(path, data):
-    with open(path, "xb") as fh:  # half the bytes, then hang: a crash mid-publish
-        fh.write(data[: len(data) // 2])
-        fh.flush()
+import os
+
+def slow_write(name, data, *, dir_fd):
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=dir_fd)
+    os.write(fd, data[: len(data) // 2])  # half the bytes, then hang: a crash mid-publish
     time.sleep(600)
 
 model_store._atomic.write_bytes_durable = slow_write
