@@ -12,12 +12,13 @@ imports of ``worker`` or ``combiners``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredStrategy
 from ._signing import generate_key, read_key
 from ._sklearn_io import TRUSTED_BIT_GENERATORS, TRUSTED_TYPES
 from ._store import ModelStore
-from ._torch_nets import MLP, MultiTaskMLP, build_torch_model
 from .errors import (
     InputShapeError,
     IntegrityError,
@@ -59,3 +60,16 @@ __all__ = [
     "generate_key",
     "read_key",
 ]
+
+if TYPE_CHECKING:
+    from ._torch_nets import MLP, MultiTaskMLP, build_torch_model
+
+
+def __getattr__(name: str) -> object:
+    # The torch networks import torch (seconds): only when asked for, so that a command that
+    # lists the store or serves scikit-learn models alone never pays for it.
+    if name in ("MLP", "MultiTaskMLP", "build_torch_model"):
+        from . import _torch_nets
+
+        return getattr(_torch_nets, name)
+    raise AttributeError(f"module 'model_store' has no attribute {name!r}")

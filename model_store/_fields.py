@@ -13,7 +13,6 @@ from typing import Any
 
 from ._limits import StoreLimits
 from ._manifest import MANIFEST_NAME, is_version
-from ._torch_nets import validate_spec
 from .errors import IntegrityError, InvalidSpecError
 
 __all__ = ["check_model_fields", "check_strategy_fields"]
@@ -98,6 +97,8 @@ def check_model_fields(manifest: Mapping[str, Any], limits: StoreLimits) -> dict
             raise refuse("spec is for torch models only")
         return None
     try:
+        from ._torch_nets import validate_spec  # torch only for torch models
+
         spec = validate_spec(manifest.get("spec"), limits)  # type: ignore[arg-type]
     except InvalidSpecError as exc:
         raise refuse(str(exc)) from exc

@@ -12,12 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from ._limits import StoreLimits
 from ._sklearn_io import dump_sklearn
-from ._torch_io import dump_torch
-from ._torch_nets import validate_spec
 from .errors import PublishError
 
 __all__ = ["describe_sklearn", "describe_torch", "jsonable_classes", "jsonable_scores"]
@@ -182,6 +179,11 @@ def describe_torch(
     limits: StoreLimits | None = None,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Files and manifest fields for a torch module built by :func:`build_torch_model`."""
+    from torch import nn  # imported only to publish a torch model
+
+    from ._torch_io import dump_torch
+    from ._torch_nets import validate_spec
+
     if not isinstance(model, nn.Module):
         raise PublishError(name, f"framework 'torch' needs a torch.nn.Module, got {type(model)}")
     if spec is None:

@@ -21,7 +21,6 @@ from ._manifest import MANIFEST_NAME, ReadContext, read_manifest, read_verified_
 from ._publish import SKLEARN_FILE, TORCH_FILE, describe_sklearn, describe_torch, jsonable_scores
 from ._signing import Signer
 from ._sklearn_io import load_sklearn, make_sklearn_predictor
-from ._torch_io import load_torch, make_torch_predictor
 from ._versions import POINTER_NAME, VersionedDir, check_name
 from .errors import (
     IntegrityError,
@@ -328,6 +327,8 @@ class ModelStore:
         where.at(version, TORCH_FILE)
         if spec is None:  # check_model_fields returns a spec for every torch manifest
             raise IntegrityError(name, version, MANIFEST_NAME, "torch model without a spec")
+        from ._torch_io import load_torch, make_torch_predictor  # torch only when needed
+
         module = load_torch(
             _file(contents, TORCH_FILE, name, version),
             spec,

@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--drift", action="store_true", help="synthetic only: the concept changes half-way"
     )
+    p.add_argument(
+        "--key-file",
+        type=Path,
+        default=None,
+        help="sign what is published with this key (streamfuse store keygen); the config "
+        "written names it",
+    )
 
     p = sub.add_parser("produce", help="replay a data set's test split as events and labels")
     p.add_argument("--config", required=True, type=Path, help=config_help)
@@ -95,7 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("store", help="inspect and manage model versions")
     p.add_argument("--store", type=Path, default=None, help="store directory")
     p.add_argument("--config", type=Path, default=None, help="or the config naming it")
+    p.add_argument(
+        "--key-file",
+        type=Path,
+        default=None,
+        help="signing key (default: the config's store.key_file); promote and rollback sign",
+    )
     ssub = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    q = ssub.add_parser("keygen", help="write a new signing key (keep it outside the store)")
+    q.add_argument("path", type=Path, help="the key file to create (mode 0600; never overwritten)")
     ssub.add_parser("list", help="models and their versions (* = promoted)")
     q = ssub.add_parser("show", help="a version's manifest")
     q.add_argument("name", help="model name")
@@ -187,6 +202,7 @@ def _train(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
         bootstrap=args.bootstrap,
         drift=args.drift,
+        key_file=args.key_file,
     )
     print(f"Held-out fit, test-split scores on {args.dataset} (seed {args.seed}):\n")
     print(report.table())
@@ -237,12 +253,30 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> int:
-    from model_store import ModelStore, ModelStoreError
+    from model_store import ModelStoreError
+
+    if args.store_command == "keygen":
+        from model_store import generate_key
+
+        try:
+            path = generate_key(args.path)
+        except ModelStoreError as exc:
+            print(f"streamfuse: {exc}", file=sys.stderr)
+            return 1
+        print(f"wrote a new signing key to {path}; set store.key_file to it")
+        return 0
+    from worker.config import StoreSettings
+    from worker.inference.store import open_store
 
     if args.store is None and args.config is None:
         raise ConfigError("store", "give --store DIR or --config FILE")
-    root = args.store if args.store is not None else _settings(args.config).store
-    store = ModelStore(root)
+    if args.store is not None:
+        settings = StoreSettings(path=args.store, key_file=args.key_file)
+    else:
+        settings = _settings(args.config).store
+        if args.key_file is not None:
+            settings = settings.model_copy(update={"key_file": args.key_file})
+    store = open_store(settings)
     try:
         if args.store_command == "list":
             for name in store.models():

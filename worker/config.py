@@ -156,6 +156,56 @@ class LabelsSettings(_Section):
     update_online: bool = True
 
 
+class StoreSettings(_Section):
+    """``store``: the model store, given as its folder alone or as this section.
+
+    The config is trusted input (a strategy's dotted path imports and runs a module); the store
+    need not be: with ``key_file`` every manifest and pointer is signed on publish and verified
+    on every load (``streamfuse store keygen`` makes a key; keep it outside the store).
+    """
+
+    path: Path = Path("model-store")
+    key_file: Path | None = None
+    require_signature: bool = False
+    # Caps checked before a store file is read, inflated or allocated (model_store.StoreLimits;
+    # unset: its defaults).
+    limits: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _folder_alone(cls, data: Any) -> Any:
+        return {"path": data} if isinstance(data, str | Path) else data
+
+    @model_validator(mode="after")
+    def _signature_needs_a_key(self) -> StoreSettings:
+        if self.require_signature and self.key_file is None:
+            raise _SectionKeyError(
+                "store.require_signature", "needs store.key_file (the key to verify with)"
+            )
+        return self
+
+    @field_validator("limits")
+    @classmethod
+    def _known_limits(cls, limits: dict[str, int]) -> dict[str, int]:
+        if not limits:
+            return limits
+        from dataclasses import fields
+
+        from model_store import StoreLimits
+
+        known = sorted(f.name for f in fields(StoreLimits))
+        for key, value in limits.items():
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=1)
+                raise _SectionKeyError(
+                    f"store.limits.{key}",
+                    "not a store limit" + (f"; did you mean '{hint[0]}'?" if hint else ""),
+                )
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise _SectionKeyError(f"store.limits.{key}", "must be a positive integer")
+        return limits
+
+
 class ReloadSettings(_Section):
     enabled: bool = True
     interval_s: float = Field(1.0, gt=0)
@@ -186,7 +236,7 @@ class Settings(_Section):
     topics: TopicsSettings = TopicsSettings()
     batch: BatchSettings = BatchSettings()
     validation: ValidationSettings = ValidationSettings()
-    store: Path = Path("model-store")
+    store: StoreSettings = StoreSettings()
     models: tuple[ModelRef, ...]
     strategy: StrategyRef
     shadow_strategies: tuple[StrategyRef, ...] = ()
@@ -263,13 +313,19 @@ def settings_from_dict(
     base_dir: str | Path = ".",
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    merged = _apply_env(dict(data), os.environ if environ is None else environ)
+    data = dict(data)
+    if isinstance(data.get("store"), str | Path):  # the folder alone: the env may add keys
+        data["store"] = {"path": data["store"]}
+    merged = _apply_env(data, os.environ if environ is None else environ)
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise _config_error(exc) from None
-    if not settings.store.is_absolute():
-        settings = settings.model_copy(update={"store": (Path(base_dir) / settings.store)})
+    store = settings.store
+    paths = {"path": store.path, "key_file": store.key_file}
+    resolved = {k: Path(base_dir) / p for k, p in paths.items() if p and not p.is_absolute()}
+    if resolved:
+        settings = settings.model_copy(update={"store": store.model_copy(update=resolved)})
     return settings
 
 

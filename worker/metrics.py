@@ -182,6 +182,17 @@ class Metrics:
             ["strategy"],
             registry=r,
         )
+        self.stored_strategies_refused = Counter(
+            "streamfuse_stored_strategies_refused",
+            "Stored strategy fits the store refused (tampered, unsigned, unsafe); refit instead.",
+            ["strategy"],
+            registry=r,
+        )
+        self.store_signed = Gauge(
+            "streamfuse_store_signed",
+            "1 when the model store is verified with a key (store.key_file), else 0.",
+            registry=r,
+        )
 
     def set_model_version(self, model: str, version: int, previous: int | None = None) -> None:
         if previous is not None and previous != version:

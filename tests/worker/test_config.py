@@ -55,7 +55,8 @@ def test_defaults_follow_the_design_notes(tmp_path: Path) -> None:
     assert s.shadow_strategies == ()
     assert s.model_names == ["rf"]
     assert s.models[0].version is None
-    assert s.store == tmp_path / "model-store"
+    assert s.store.path == tmp_path / "model-store"
+    assert s.store.key_file is None and not s.store.require_signature
 
 
 def test_settings_are_immutable() -> None:
@@ -218,19 +219,19 @@ def test_relative_store_resolves_against_the_config_folder(
     monkeypatch.chdir(tmp_path)
     path = write(tmp_path / "deploy" / "conf" / "sf.yaml", config(store="../models"))
     s = load_settings(path, environ={})
-    assert s.store.resolve() == (tmp_path / "deploy" / "models").resolve()
+    assert s.store.path.resolve() == (tmp_path / "deploy" / "models").resolve()
 
 
 def test_absolute_store_is_kept(tmp_path: Path) -> None:
     target = tmp_path / "elsewhere" / "store"
     path = write(tmp_path / "conf" / "sf.yaml", config(store=str(target)))
-    assert load_settings(path, environ={}).store == target
+    assert load_settings(path, environ={}).store.path == target
 
 
 def test_store_from_env_resolves_against_the_config_folder(tmp_path: Path) -> None:
     path = write(tmp_path / "conf" / "sf.yaml", MINIMAL)
     s = load_settings(path, environ={"STREAMFUSE_STORE": "st"})
-    assert s.store == tmp_path / "conf" / "st"
+    assert s.store.path == tmp_path / "conf" / "st"
 
 
 # -- load_settings errors ---------------------------------------------------------------------
@@ -382,7 +383,7 @@ def test_redacted_hides_every_secret_and_keeps_the_rest(tmp_path: Path) -> None:
     assert red["kafka"]["client"]["security_protocol"] == "SASL_SSL"
     assert red["kafka"]["consumer"]["fetch_max_bytes"] == 1024
     assert red["models"] == [{"name": "rf", "version": None}]
-    assert red["store"] == str(tmp_path / "model-store")
+    assert red["store"]["path"] == str(tmp_path / "model-store")
     # Redaction is a view for logs: the settings keep the real values for the client.
     assert s.kafka.client["sasl_plain_password"] == SECRETS["sasl_plain_password"]
 

@@ -86,19 +86,19 @@ def test_train_is_deterministic_for_a_seed(trained: Any, tmp_path: Path) -> None
     # The config written elsewhere still finds its store.
     assert report.config_path == config_out
     settings = load_settings(config_out, environ={})
-    assert settings.store.resolve() == root.resolve()
+    assert settings.store.path.resolve() == root.resolve()
 
 
 def test_train_writes_a_config_that_loads_and_serves(trained: Any) -> None:
     assert trained.config == trained.root.parent / "streamfuse.yaml"
     settings = load_settings(trained.config, environ={})
-    assert settings.store.resolve() == trained.root.resolve()
+    assert settings.store.path.resolve() == trained.root.resolve()
     assert settings.model_names == trained.model_names
     assert settings.strategy.name == "soft_vote"
     assert {s.name for s in settings.shadow_strategies} == set(trained.strategy_names) - {
         "soft_vote"
     }
-    store = ModelStore(settings.store)
+    store = ModelStore(settings.store.path)
     model_set = ModelSet(store, settings.models)
     built = build_strategies(store, model_set, settings.strategy, settings.shadow_strategies)
     assert all(s.source.startswith("store") for s in built)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from model_store import ModelStore, ModelStoreError
+from model_store import ModelStore
 from worker.config import Settings
 from worker.inference.models import Promotion
 from worker.inference.serving import Serving, build_serving
@@ -48,7 +48,12 @@ class Reloader:
             return None
         self._next_check = now + self.settings.reload.interval_s
         current = serving
-        for promotion in current.model_set.pending_promotions():
+        try:
+            promotions = current.model_set.pending_promotions()
+        except Exception as exc:  # a hostile or broken store must never end the worker
+            log.error("cannot look for promotions in the store: %s", exc)
+            return None
+        for promotion in promotions:
             if promotion in self._refused:
                 continue
             candidate = self._load(current, promotion, probe)
@@ -56,7 +61,10 @@ class Reloader:
                 continue
             try:
                 swapped = build_serving(
-                    self.store, self.settings, current.model_set.replaced(candidate)
+                    self.store,
+                    self.settings,
+                    current.model_set.replaced(candidate),
+                    refused=self._strategy_refused,
                 )
             except Exception as exc:  # any failure to refit keeps the old version serving
                 self._refuse(promotion, f"strategies cannot be refit: {exc}")
@@ -79,10 +87,13 @@ class Reloader:
             probe = self._heldout_probe(serving)
         try:
             return serving.model_set.load_candidate(promotion, probe)
-        except (ModelStoreError, ValueError, RuntimeError) as exc:
-            self._refuse(promotion, str(exc))
+        except Exception as exc:  # any failure of a candidate is a refusal, never a crash
+            self._refuse(promotion, f"{type(exc).__name__}: {exc}")
             self._refused.add(promotion)  # not retried on every check
             return None
+
+    def _strategy_refused(self, name: str, why: str) -> None:
+        self.metrics.stored_strategies_refused.labels(name).inc()
 
     def _refuse(self, promotion: Promotion, why: str) -> None:
         self.metrics.model_reloads.labels(promotion.model, "refused").inc()
@@ -99,5 +110,5 @@ class Reloader:
         try:
             data = self.store.load_dataset(heldout_name(serving.model_set))
             return np.asarray(data.arrays["X"][:PROBE_ROWS], dtype=np.float64)
-        except ModelStoreError:
+        except Exception:  # no usable held-out set: zeros still check the output shape
             return np.zeros((8, serving.schema.n_features))

@@ -8,16 +8,16 @@ in between batches without touching a batch already running.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from model_store import ModelStore, ModelStoreError
+from model_store import ModelStore
 from worker.batch.decode import Schema
 from worker.batch.layout import OutputLayout
 from worker.config import Settings
-from worker.errors import ConfigError
 from worker.inference.models import ModelSet
+from worker.inference.store import open_store
 from worker.inference.strategies import Strategy, build_strategies
 
 __all__ = ["Serving", "build_serving", "open_store"]
@@ -59,20 +59,15 @@ class Serving:
         return self.model_set.predict_fns
 
 
-def open_store(path: Path) -> ModelStore:
-    """The configured store, or a :class:`ConfigError` naming ``store``."""
-    if not Path(path).is_dir():
-        raise ConfigError("store", f"{path} is not a directory")
-    try:
-        return ModelStore(path)
-    except ModelStoreError as exc:
-        raise ConfigError("store", f"{exc}") from exc
-
-
 def build_serving(
-    store: ModelStore, settings: Settings, model_set: ModelSet | None = None
+    store: ModelStore,
+    settings: Settings,
+    model_set: ModelSet | None = None,
+    refused: Callable[[str, str], None] | None = None,
 ) -> Serving:
     """Load the configured models (or take ``model_set``) and build every strategy for them.
+
+    ``refused(name, reason)`` hears of each stored strategy fit the store refused (it is refit).
 
     Raises
     ------
@@ -81,5 +76,7 @@ def build_serving(
     """
     if model_set is None:
         model_set = ModelSet(store, settings.models)
-    strategies = build_strategies(store, model_set, settings.strategy, settings.shadow_strategies)
+    strategies = build_strategies(
+        store, model_set, settings.strategy, settings.shadow_strategies, refused
+    )
     return Serving(model_set, tuple(strategies))

@@ -15,14 +15,14 @@ is never used silently.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 import combiners
-from model_store import ModelStore, ModelStoreError
+from model_store import ModelNotFoundError, ModelStore, ModelStoreError
 from worker.batch.layout import OutputLayout
 from worker.config import StrategyRef
 from worker.errors import ConfigError
@@ -67,9 +67,19 @@ def heldout_outputs(store: ModelStore, model_set: ModelSet) -> tuple[np.ndarray,
 
 
 def build_strategies(
-    store: ModelStore, model_set: ModelSet, active: StrategyRef, shadows: Sequence[StrategyRef]
+    store: ModelStore,
+    model_set: ModelSet,
+    active: StrategyRef,
+    shadows: Sequence[StrategyRef],
+    refused: Callable[[str, str], None] | None = None,
 ) -> list[Strategy]:
-    """The active strategy first, then the shadows, each fitted and ready to combine."""
+    """The active strategy first, then the shadows, each fitted and ready to combine.
+
+    A stored fit the store refuses (tampered, unsigned when required, naming something other
+    than a registered combiner, unknown params) is logged and reported to ``refused(name,
+    reason)`` before the strategy is refit on the held-out set (``fit: auto``) or start-up
+    stops (``fit: store``).
+    """
     refs = [("strategy", active)] + [(f"shadow_strategies.{i}", s) for i, s in enumerate(shadows)]
     heldout: tuple[np.ndarray, np.ndarray] | None = None
     built = []
@@ -78,7 +88,7 @@ def build_strategies(
             cls = combiners.resolve(ref.name)
         except combiners.CombinerError as exc:
             raise ConfigError(f"{key}.name", f"{exc}") from exc
-        strategy = _from_store(store, model_set, ref, key)
+        strategy = _from_store(store, model_set, ref, key, refused)
         if strategy is None:
             if ref.fit == "store":
                 raise ConfigError(
@@ -143,13 +153,20 @@ def _load_heldout(
 
 
 def _from_store(
-    store: ModelStore, model_set: ModelSet, ref: StrategyRef, key: str
+    store: ModelStore,
+    model_set: ModelSet,
+    ref: StrategyRef,
+    key: str,
+    refused: Callable[[str, str], None] | None,
 ) -> Strategy | None:
     if ref.fit == "heldout":
         return None
     try:
         stored = store.load_strategy(ref.name)
-    except ModelStoreError:
+    except ModelNotFoundError:
+        return None
+    except ModelStoreError as exc:
+        _refuse(ref, key, f"{exc}", refused)
         return None
     if dict(stored.fitted_on) != model_set.versions:
         log.info(
@@ -164,8 +181,21 @@ def _from_store(
     if ref.params and any(stored_params.get(k) != v for k, v in ref.params.items()):
         log.info("config params of %s differ from the stored fit; refitting", ref.name)
         return None
+    # A class the config names by dotted path was imported on the config's say-so; a stored fit
+    # may name it too. Registered names need no trust.
+    trusted = [] if ":" not in ref.name else [combiners.resolve(ref.name)]
     try:
-        combiner = combiners.load_state(stored.meta, stored.arrays)
+        combiner = combiners.load_state(stored.meta, stored.arrays, trusted=trusted)
     except combiners.CombinerError as exc:
-        raise ConfigError(key, f"stored {ref.name!r} is unusable: {exc}") from exc
+        _refuse(ref, key, f"stored v{stored.version}: {exc}", refused)
+        return None
     return Strategy(ref.name, ref, combiner, f"store v{stored.version}", key)
+
+
+def _refuse(
+    ref: StrategyRef, key: str, why: str, refused: Callable[[str, str], None] | None
+) -> None:
+    then = "start-up stops (fit: store)" if ref.fit == "store" else "refitting on the held-out set"
+    log.error("refusing the stored fit of %s (%s): %s; %s", ref.name, key, why, then)
+    if refused is not None:
+        refused(ref.name, why)

@@ -25,7 +25,8 @@ from worker.config import Settings
 from worker.delivery import Backoff, Batch, Delivery, delivery_for
 from worker.inference.pipeline import BatchResult, Pipeline
 from worker.inference.reload import Reloader
-from worker.inference.serving import build_serving, open_store
+from worker.inference.serving import build_serving
+from worker.inference.store import open_store
 from worker.metrics import Metrics
 from worker.service.lag import LagMonitor
 from worker.service.loop import Loop
@@ -51,7 +52,19 @@ class Worker:
         self.metrics = Metrics(self.registry)
         self.backoff = Backoff()  # also the stop signal: stop() cuts every wait short
         self.store = open_store(settings.store)
-        serving = build_serving(self.store, settings)
+        signed = self.store.signing == "signed"
+        self.metrics.store_signed.set(1 if signed else 0)
+        if not signed:
+            log.warning(
+                "the model store %s is not signed: anyone who can write it chooses what is "
+                "served (streamfuse store keygen, then set store.key_file)",
+                settings.store.path,
+            )
+        serving = build_serving(
+            self.store,
+            settings,
+            refused=lambda name, why: self.metrics.stored_strategies_refused.labels(name).inc(),
+        )
         self.pipeline = Pipeline(
             serving,
             settings.on_model_error,

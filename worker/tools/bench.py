@@ -50,11 +50,10 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from model_store import ModelStore
 from worker.batch.encode import encode_predictions
 from worker.config import Settings, settings_from_dict
 from worker.errors import WorkerError
-from worker.inference.serving import build_serving
+from worker.inference.serving import build_serving, open_store
 from worker.tools.bench_models import (
     build_store,
     event_value,
@@ -341,7 +340,7 @@ def run_naive(run: Run, input_topic: str) -> tuple[float, dict[str, float]]:
     """Events/s of a one-event-at-a-time loop in this process (models loaded once, up front),
     and the mean ms per event of each of its steps."""
     settings = run.settings("naive", input_topic, run.topics.make("naive-out"))
-    serving = build_serving(ModelStore(settings.store), settings)
+    serving = build_serving(open_store(settings.store), settings)
     model_set, strategies = serving.model_set, serving.strategies
     versions = [m.version for m in model_set.models]
     available = np.ones(len(versions), dtype=bool)

@@ -36,7 +36,7 @@ from worker.batch.decode import decode_batch
 from worker.batch.encode import encode_predictions
 from worker.config import Settings
 from worker.inference.pipeline import Pipeline
-from worker.inference.serving import build_serving
+from worker.inference.serving import build_serving, open_store
 from worker.inference.strategies import HELDOUT_DATASET
 from worker.tools.train import fit_torch
 
@@ -163,7 +163,7 @@ def profile_pipeline(
     as the worker runs them), ``combine.<strategy>``, ``encode`` and ``process`` (the whole
     :meth:`Pipeline.process` call).
     """
-    serving = build_serving(ModelStore(settings.store), settings)
+    serving = build_serving(open_store(settings.store), settings)
     model_set, strategies = serving.model_set, serving.strategies
     pipeline = Pipeline(serving, settings.on_model_error, settings.validation.max_event_bytes)
     records = [

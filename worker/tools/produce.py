@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from model_store import ModelStore
 from worker.config import Settings
+from worker.inference.serving import open_store
 from worker.transport.kafka_python.clients import common_config
 
 __all__ = ["dataset_events", "label_docs", "produce"]
@@ -65,7 +66,7 @@ def produce(
     prefix: str = "evt",
     progress: bool = True,
 ) -> int:
-    store = ModelStore(settings.store)
+    store = open_store(settings.store)
     events, labels = dataset_events(store, settings.models[0].name, prefix, count)
     producer = KafkaProducer(**common_config(settings, "-produce", linger_ms=5))
     pending: deque[tuple[float, dict[str, Any]]] = deque()

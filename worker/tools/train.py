@@ -32,6 +32,8 @@ from tqdm import tqdm
 import combiners
 from model_store import ModelStore, build_torch_model
 from worker.accuracy.scoring import score, score_table
+from worker.config import StoreSettings
+from worker.inference.store import open_store
 from worker.inference.strategies import HELDOUT_DATASET
 from worker.tools.datasets import Dataset, load_dataset
 
@@ -76,11 +78,15 @@ def train(
     progress: bool = True,
     bootstrap: str = "127.0.0.1:9092",
     drift: bool = False,
+    key_file: str | Path | None = None,
 ) -> TrainReport:
+    """Train the demo models on ``dataset``, publish them (signed with ``key_file``'s key when
+    given), fit every strategy on the held-out split and write a config naming the store."""
     ds = load_dataset(dataset, seed=seed, drift=drift)
     store_dir = Path(store_dir)
     store_dir.mkdir(parents=True, exist_ok=True)
-    store = ModelStore(store_dir)
+    key_path = Path(key_file).resolve() if key_file is not None else None
+    store = open_store(StoreSettings(path=store_dir, key_file=key_path))
     torch.manual_seed(seed)
     kind = ds.task.kind
     report = TrainReport(dataset, kind, "accuracy" if kind == "classification" else "mae")
@@ -133,10 +139,12 @@ def train(
         _train_multitask(ds, store, seed, report, bar)
     bar.close()
     config_out = Path(config_out) if config_out else store_dir.parent / "streamfuse.yaml"
-    _write_config(config_out, store_dir, names, kind, bootstrap)
+    _write_config(config_out, store_dir, names, kind, bootstrap, key_path)
     if ds.extra:
         multitask_config = config_out.with_name(config_out.stem + "-multitask.yaml")
-        _write_config(multitask_config, store_dir, list(MULTITASK_MODELS), "multitask", bootstrap)
+        _write_config(
+            multitask_config, store_dir, list(MULTITASK_MODELS), "multitask", bootstrap, key_path
+        )
     report.config_path = config_out
     return report
 
@@ -361,7 +369,14 @@ def _train_multitask(
     bar.update()
 
 
-def _write_config(path: Path, store_dir: Path, names: list[str], kind: str, bootstrap: str) -> None:
+def _write_config(
+    path: Path,
+    store_dir: Path,
+    names: list[str],
+    kind: str,
+    bootstrap: str,
+    key_file: Path | None = None,
+) -> None:
     if kind == "multitask":
         strategy, shadows = "multitask", ["weighted_average"]
     else:
@@ -385,7 +400,7 @@ def _write_config(path: Path, store_dir: Path, names: list[str], kind: str, boot
             "create": True,
         },
         "batch": {"max_events": 512, "max_wait_ms": 20},
-        "store": store_ref,
+        "store": store_ref if key_file is None else {"path": store_ref, "key_file": str(key_file)},
         "models": [{"name": n} for n in names],
         "strategy": {"name": strategy},
         "shadow_strategies": [{"name": s} for s in shadows],
