@@ -32,6 +32,17 @@ def tmp_store(tmp_path):  # type: ignore[no-untyped-def]
     return path
 
 
+LIBRARIES = ("kafka-python", "confluent-kafka")
+
+
+@pytest.fixture(params=LIBRARIES)
+def library(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run the test once per Kafka library: every worker it starts (in this process or as a
+    child, which inherits the environment) takes ``kafka.library`` from the environment."""
+    monkeypatch.setenv("STREAMFUSE_KAFKA__LIBRARY", request.param)
+    yield request.param
+
+
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[Broker]:
     yield from start_broker()

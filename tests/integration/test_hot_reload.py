@@ -20,7 +20,13 @@ pytestmark = pytest.mark.kafka
 
 
 def test_promote_mid_stream_swaps_between_batches(
-    kafka: Broker, topics, group_factory, trained_store: Path, test_rows, tmp_path
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store: Path,
+    test_rows,
+    tmp_path,
+    library: str,
 ) -> None:
     store_dir = tmp_path / "model-store"
     shutil.copytree(trained_store, store_dir)

@@ -47,7 +47,11 @@ def test_unreachable_broker_retries_then_exits_1_with_a_clear_error(
 
 @pytest.mark.kafka
 def test_missing_topic_is_a_config_error_naming_the_key(
-    kafka: Broker, topic_factory, trained_store: Path, tmp_path: Path
+    kafka: Broker,
+    topic_factory,
+    trained_store: Path,
+    tmp_path: Path,
+    library: str,
 ) -> None:
     existing = topic_factory("present")
     t = Topics(existing, "nope-out-" + existing, existing, existing)
@@ -61,7 +65,10 @@ def test_missing_topic_is_a_config_error_naming_the_key(
 
 @pytest.mark.kafka
 def test_missing_topics_are_created_when_asked(
-    kafka: Broker, trained_store: Path, tmp_path: Path
+    kafka: Broker,
+    trained_store: Path,
+    tmp_path: Path,
+    library: str,
 ) -> None:
     suffix = unique("c")
     t = Topics(f"c-in-{suffix}", f"c-out-{suffix}", f"c-labels-{suffix}", f"c-dlq-{suffix}")

@@ -39,7 +39,13 @@ def count_ids(records: list) -> Counter[str]:
 
 
 def test_ten_thousand_events_each_predicted_once_equal_to_offline(
-    kafka: Broker, topics, group_factory, trained_store: Path, test_rows: np.ndarray, tmp_path
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store: Path,
+    test_rows: np.ndarray,
+    tmp_path,
+    library: str,
 ) -> None:
     t = topics(partitions=2)
     n = 10_000
@@ -60,7 +66,7 @@ def test_ten_thousand_events_each_predicted_once_equal_to_offline(
         worker.stop()
     assert worker.proc is not None and worker.proc.returncode == 0, worker.text()
     seen = count_ids(out)
-    print(f"published {len(out)} predictions for {n} events; distinct ids {len(seen)}")
+    print(f"{library}: published {len(out)} predictions for {n} events; distinct {len(seen)}")
     assert set(seen) == set(ids) and max(seen.values()) == 1
 
     P, combined = offline(trained_store, X, "soft_vote")
@@ -79,7 +85,13 @@ def test_ten_thousand_events_each_predicted_once_equal_to_offline(
 
 
 def test_mixed_stream_bad_events_are_dead_lettered_with_stage(
-    kafka: Broker, topics, group_factory, trained_store: Path, test_rows: np.ndarray, tmp_path
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store: Path,
+    test_rows: np.ndarray,
+    tmp_path,
+    library: str,
 ) -> None:
     t = topics()
     n_good = 950
@@ -177,30 +189,30 @@ def _crash_and_recover(
 
 
 def test_exactly_once_survives_kill_9(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path
+    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path, library: str
 ) -> None:
     seen, ids = _crash_and_recover(
         kafka, topics, group_factory("eos"), trained_store, test_rows, tmp_path, "exactly_once"
     )
     dupes = sum(c - 1 for c in seen.values())
-    print(f"exactly_once after kill -9: {len(seen)} ids of {len(ids)}, duplicates {dupes}")
+    print(f"{library} exactly_once after kill -9: {len(seen)} of {len(ids)}, {dupes} duplicates")
     assert set(seen) == set(ids)
     assert dupes == 0
 
 
 def test_at_least_once_survives_kill_9(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path
+    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path, library: str
 ) -> None:
     seen, ids = _crash_and_recover(
         kafka, topics, group_factory("alo"), trained_store, test_rows, tmp_path, "at_least_once"
     )
     dupes = sum(c - 1 for c in seen.values())
-    print(f"at_least_once after kill -9: {len(seen)} ids of {len(ids)}, duplicates {dupes}")
+    print(f"{library} at_least_once after kill -9: {len(seen)} of {len(ids)}, {dupes} duplicates")
     assert set(seen) == set(ids)
 
 
 def test_sigterm_exits_zero_fast_with_offsets_committed(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path
+    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path, library: str
 ) -> None:
     t = topics()
     group = group_factory("term")
@@ -239,7 +251,13 @@ def test_sigterm_exits_zero_fast_with_offsets_committed(
 
 
 def test_two_workers_share_four_partitions(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store,
+    test_rows,
+    tmp_path,
+    library: str,
 ) -> None:
     t = topics(partitions=4)
     group = group_factory("pair")

@@ -38,7 +38,13 @@ FIGURES = (
     "rss_peak_mb",
     "event_bytes",
     "prediction_bytes",
+    "pipeline_eps",
+    "ratio_librdkafka_kafka_python",
+    "ratio_librdkafka_pipeline",
+    "ratio_eos_alo_librdkafka",
+    "latency_p99_ms_librdkafka",
 )
+PER_LIBRARY = ("ceiling_eps", "worker_eps", "worker_eos_eps", "two_workers_eps", "latency_p99_ms")
 PROFILE_STAGES = ("decode", "predict.rf", "predict.hgb", "predict.mlp", "predict.fanout")
 PROFILE_STAGES += ("combine.soft_vote", "encode", "process")
 
@@ -72,8 +78,14 @@ def test_quick_bench_emits_every_figure(
         assert all(value > 0 for value in result[section].values()), section
     assert set(result["kafka_ms"]) == {"poll", "send", "flush", "commit"}
     assert set(result["targets"]) == set(bench.TARGETS)
+    assert set(result["by_library"]) == {"kafka-python", "confluent-kafka"}
+    for library, figures in result["by_library"].items():
+        for name in PER_LIBRARY:
+            assert figures[name] > 0, (library, name)
+        assert set(figures["kafka_ms"]) == {"poll", "send", "flush", "commit"}, library
     table = capsys.readouterr().out
     assert "| worker / ceiling |" in table
+    assert "| confluent-kafka / kafka-python worker |" in table
     assert "| stage | ms per batch | µs per event |" in table
 
 

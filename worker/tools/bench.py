@@ -91,6 +91,7 @@ from worker.tools.bench_kafka import (
     wait_until,
     worker_config,
 )
+from worker.tools.bench_report import TARGETS, render, targets
 
 # -- the phases -------------------------------------------------------------------------------
 
@@ -115,19 +116,19 @@ class Run:
         topics = {"input": input_topic, "output": output, "dead_letter": self.dead_letter}
         return worker_config(self.bootstrap, self.store, topics, self.group(role), self.plan, **kw)
 
-    def settings(self, role: str, input_topic: str, output: str) -> Settings:
-        return settings_from_dict(self.config(role, input_topic, output))
+    def settings(self, role: str, input_topic: str, output: str, **kw: Any) -> Settings:
+        return settings_from_dict(self.config(role, input_topic, output, **kw))
 
     def commit_timeout(self) -> float:
         return 120 + self.plan.n_events / 200
 
 
-def run_ceiling(run: Run, filled: Filled, value: bytes) -> tuple[float, dict[str, float]]:
-    """Pass-through events/s, and median ms per full batch of poll, send, flush and commit.
+def run_ceiling(run: Run, filled: Filled, value: bytes, output: str) -> dict[str, float]:
+    """Median ms per full batch of poll, send, flush and commit, writing to ``output``.
 
     Every output has the size of a real prediction (``value``) and the worker's header.
     """
-    settings = run.settings("ceiling", filled.topic, run.topics.make("ceiling-out"))
+    settings = run.settings("ceiling", filled.topic, output)
     producer = kafka_io.output_producer(settings)
     consumer = kafka_io.input_consumer(settings)
     output = settings.topics.output
@@ -179,12 +180,10 @@ def run_ceiling(run: Run, filled: Filled, value: bytes) -> tuple[float, dict[str
     finally:
         consumer.close(autocommit=False)
         producer.close(timeout=10)
-    eps = events_per_second(output_stamps(run.bootstrap, output, n_total))
     # Full batches only, when there are any, so that per-batch costs compare with the profile.
     full = [lap for lap in laps if lap[0] == max_events] or laps
     medians = np.median(np.asarray(full)[:, 1:], axis=0) * 1000
-    kafka_ms = dict(zip(("poll", "send", "flush", "commit"), medians.tolist(), strict=True))
-    return eps, kafka_ms
+    return dict(zip(("poll", "send", "flush", "commit"), medians.tolist(), strict=True))
 
 
 def _poll_batch(consumer: KafkaConsumer, max_events: int, max_wait: float) -> list[Any]:
@@ -222,6 +221,7 @@ def run_workers(
     filled: Filled,
     n_processes: int = 1,
     guarantee: str = "at_least_once",
+    library: str = "kafka-python",
 ) -> WorkerFigures:
     """Saturation events/s of ``n_processes`` workers in one group; peak RSS and histogram
     means of the first. The events become visible once the workers share the partitions."""
@@ -229,7 +229,9 @@ def run_workers(
     procs: list[WorkerProcess] = []
     try:
         for i in range(n_processes):
-            config = run.config(role, filled.topic, output, guarantee=guarantee, instance=i)
+            config = run.config(
+                role, filled.topic, output, guarantee=guarantee, instance=i, library=library
+            )
             procs.append(WorkerProcess(run.workdir, f"{role}-{i}", config))
 
         def check() -> None:
@@ -252,11 +254,14 @@ def run_workers(
     return figures
 
 
-def run_latency(run: Run, rate: float) -> dict[str, float]:
+def run_latency(run: Run, rate: float, library: str = "kafka-python") -> dict[str, float]:
     """End-to-end latency percentiles (ms) with events produced at ``rate`` per second."""
     plan = run.plan
-    input_topic, output = run.topics.make("latency-in"), run.topics.make("latency-out")
-    worker = WorkerProcess(run.workdir, "latency", run.config("latency", input_topic, output))
+    tag = LIBRARY_TAGS[library]
+    input_topic = run.topics.make(f"latency{tag}-in")
+    output = run.topics.make(f"latency{tag}-out")
+    config = run.config(f"latency{tag}", input_topic, output, library=library)
+    worker = WorkerProcess(run.workdir, f"latency-{library}", config)
     received: dict[str, float] = {}
     in_worker: dict[str, float] = {}
     sent_out: dict[str, float] = {}  # the prediction's CreateTime: when the worker sent it
@@ -419,7 +424,9 @@ def machine_info() -> dict[str, Any]:
 
 
 def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
-    """Every phase against the broker at ``bootstrap``; the figures as one flat-ish dict."""
+    """Every phase against the broker at ``bootstrap``, for each Kafka library; the figures as
+    one flat-ish dict (kafka-python's at the top level, as before; each library's under
+    ``by_library``)."""
     started = time.perf_counter()
     result: dict[str, Any] = {"machine": machine_info()}
     store = workdir / "store"
@@ -433,6 +440,7 @@ def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
     values = [event_value(f"e-{i}", X[i], now) for i in range(n)]
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streamfuse-bench")
     topics = Topics(admin, uuid.uuid4().hex[:8])
+    by_library: dict[str, dict[str, Any]] = {}
     with ExitStack() as cleanup:
         cleanup.callback(admin.close)
         cleanup.callback(topics.delete)
@@ -449,21 +457,16 @@ def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
         stages, prediction = profile_pipeline(
             run.settings("profile", "in", "out"), values[: plan.batch_events], plan.profile_repeats
         )
-        ceiling_in = fill("ceiling-in")
-        say("ceiling: consume -> produce -> flush -> commit, no models")
-        ceiling_eps, kafka_ms = run_ceiling(run, ceiling_in, prediction)
-        say(f"ceiling {ceiling_eps:,.0f} events/s; now the worker, at_least_once")
-        alo = run_workers(run, "alo", fill("alo-in"))
-        say(f"worker {alo.eps:,.0f} events/s; now exactly_once")
-        eos = run_workers(run, "eos", fill("eos-in"), guarantee="exactly_once")
-        say(f"exactly_once {eos.eps:,.0f} events/s; now two workers, one partition each")
-        two = run_workers(run, "two", fill("two-in"), n_processes=2)
-        rate = alo.eps / 2
-        say(f"two workers {two.eps:,.0f} events/s; now latency at {rate:,.0f} events/s")
-        latency = run_latency(run, rate)
-        say(f"p99 {latency['latency_p99_ms']:.1f} ms; now the naive loop, {plan.n_naive} events")
-        naive_eps, naive_ms = run_naive(run, ceiling_in.topic)
+        for library, tag in LIBRARY_TAGS.items():
+            by_library[library] = run_library(run, library, tag, fill, prediction)
+        say(f"now the naive loop, {plan.n_naive} events")
+        naive_in = fill("naive-in")
+        naive_in.open()  # no group to wait for: the loop reads from the first event
+        naive_eps, naive_ms = run_naive(run, naive_in.topic)
 
+    kp = by_library["kafka-python"]
+    rd = by_library.get("confluent-kafka", {})
+    pipeline_eps = plan.batch_events / (stages["process"])
     result.update(
         n_events=n,
         n_naive_events=plan.n_naive,
@@ -471,118 +474,70 @@ def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
         max_wait_ms=plan.max_wait_ms,
         event_bytes=len(values[0]),
         prediction_bytes=len(prediction),
-        ceiling_eps=ceiling_eps,
-        worker_eps=alo.eps,
-        worker_eos_eps=eos.eps,
-        two_workers_eps=two.eps,
+        **{k: v for k, v in kp.items() if k != "kafka_ms"},
         naive_eps=naive_eps,
-        latency_rate_eps=rate,
-        **latency,
-        ratio_worker_ceiling=alo.eps / ceiling_eps,
-        ratio_worker_naive=alo.eps / naive_eps,
-        ratio_eos_alo=eos.eps / alo.eps,
-        ratio_two_one=two.eps / alo.eps,
-        rss_peak_mb=alo.rss_mib,
+        pipeline_eps=pipeline_eps,
+        ratio_worker_ceiling=kp["worker_eps"] / kp["ceiling_eps"],
+        ratio_worker_naive=kp["worker_eps"] / naive_eps,
+        ratio_eos_alo=kp["worker_eos_eps"] / kp["worker_eps"],
+        ratio_two_one=kp["two_workers_eps"] / kp["worker_eps"],
         profile_ms={k: v * 1000 for k, v in stages.items()},
-        kafka_ms=kafka_ms,
+        kafka_ms=kp["kafka_ms"],
         naive_ms=naive_ms,
-        worker_metrics=alo.metrics,
+        by_library=by_library,
         duration_s=time.perf_counter() - started,
     )
+    if rd:
+        result.update(
+            ratio_librdkafka_kafka_python=rd["worker_eps"] / kp["worker_eps"],
+            ratio_librdkafka_pipeline=rd["worker_eps"] / pipeline_eps,
+            ratio_eos_alo_librdkafka=rd["worker_eos_eps"] / rd["worker_eps"],
+            latency_p99_ms_librdkafka=rd["latency_p99_ms"],
+        )
     result["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     result["targets"] = targets(result)
     return result
 
 
-TARGETS = {  # figure: (threshold, "min" or "max")
-    "ratio_worker_ceiling": (0.7, "min"),
-    "ratio_worker_naive": (100.0, "min"),
-    "ratio_eos_alo": (0.85, "min"),
-    "latency_p99_ms": (50.0, "max"),
-}
+LIBRARY_TAGS = {"kafka-python": "", "confluent-kafka": "-rd"}
 
 
-def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name, (threshold, kind) in TARGETS.items():
-        value = float(result[name])
-        met = value >= threshold if kind == "min" else value <= threshold
-        out[name] = {"value": value, "target": threshold, "kind": kind, "met": met}
-    return out
+def run_library(run: Run, library: str, tag: str, fill: Any, prediction: bytes) -> dict[str, Any]:
+    """Ceiling, both guarantees, two workers and latency with one Kafka library."""
+    ceiling_in = fill(f"ceiling{tag}-in")
+    say(f"{library} ceiling: consume -> produce -> flush -> commit, no models")
+    output = run.topics.make(f"ceiling{tag}-out")
+    if library == "kafka-python":
+        kafka_ms = run_ceiling(run, ceiling_in, prediction, output)
+    else:
+        from worker.tools.bench_librdkafka import run_ceiling_librdkafka
 
-
-# -- report -----------------------------------------------------------------------------------
-
-
-def render(result: dict[str, Any]) -> str:
-    """The figures as markdown tables."""
-    t = result["targets"]
-
-    def target(name: str) -> str:
-        spec = t[name]
-        sign = ">=" if spec["kind"] == "min" else "<="
-        return f"{sign} {spec['target']:g}: {'met' if spec['met'] else 'MISSED'}"
-
-    eps = "{:,.0f} events/s".format
-    rows = [
-        ("ceiling (consume, produce, flush, commit)", eps(result["ceiling_eps"]), ""),
-        ("worker, at_least_once", eps(result["worker_eps"]), ""),
-        ("worker, exactly_once", eps(result["worker_eos_eps"]), ""),
-        ("two workers, 2 partitions", eps(result["two_workers_eps"]), ""),
-        ("naive, one event at a time", eps(result["naive_eps"]), ""),
-        (
-            "worker / ceiling",
-            f"{result['ratio_worker_ceiling']:.2f}",
-            target("ratio_worker_ceiling"),
-        ),
-        ("worker / naive", f"{result['ratio_worker_naive']:.0f}", target("ratio_worker_naive")),
-        ("exactly_once / at_least_once", f"{result['ratio_eos_alo']:.2f}", target("ratio_eos_alo")),
-        ("two workers / one", f"{result['ratio_two_one']:.2f}", ""),
-        (
-            f"latency p50 at {result['latency_sent_eps']:,.0f} events/s",
-            f"{result['latency_p50_ms']:.1f} ms",
-            "",
-        ),
-        ("latency p99", f"{result['latency_p99_ms']:.1f} ms", target("latency_p99_ms")),
-        (
-            "latency until the worker sent it p50 / p99 (its CreateTime)",
-            f"{result['latency_to_send_p50_ms']:.1f} / {result['latency_to_send_p99_ms']:.1f} ms",
-            "",
-        ),
-        (
-            "latency inside the worker p50 / p99 (its latency_ms)",
-            f"{result['worker_latency_p50_ms']:.1f} / {result['worker_latency_p99_ms']:.1f} ms",
-            "",
-        ),
-        ("peak RSS of one worker (VmHWM)", f"{result['rss_peak_mb']:.0f} MiB", ""),
-    ]
-    m = result["machine"]
-    lines = [
-        f"streamfuse bench: {result['n_events']:,} events of {result['event_bytes']} bytes, "
-        f"batches of {result['batch_events']}, max_wait_ms {result['max_wait_ms']}; "
-        f"{m['cpu_count']} CPUs, Python {m['python']}, kafka-python {m['kafka_python']}, "
-        f"load {m['loadavg_1m_at_start']} -> {m['loadavg_1m_at_end']}",
-        "",
-        "| figure | value | target |",
-        "|---|---:|---|",
-        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
-        "",
-        f"Per batch of {result['batch_events']} events (medians):",
-        "",
-        "| stage | ms per batch | µs per event |",
-        "|---|---:|---:|",
-    ]
-    n = result["batch_events"]
-    per_batch = {**result["profile_ms"], **{f"kafka.{k}": v for k, v in result["kafka_ms"].items()}}
-    for name, ms in per_batch.items():
-        per_event = "" if name.endswith(".row") else f"{ms * 1000 / n:.1f}"
-        lines.append(f"| {name} | {ms:.2f} | {per_event} |")
-    lines += ["", "The naive loop, mean ms per event:", "", "| step | ms |", "|---|---:|"]
-    lines += [f"| {k} | {v:.2f} |" for k, v in result["naive_ms"].items()]
-    lines += ["", "The at_least_once worker's own histograms (means over the run):", ""]
-    lines += ["| metric | mean |", "|---|---:|"]
-    lines += [f"| {k} | {v:.2f} |" for k, v in result["worker_metrics"].items()]
-    return "\n".join(lines)
+        settings = run.settings(f"ceiling{tag}", ceiling_in.topic, output, library=library)
+        kafka_ms = run_ceiling_librdkafka(settings, ceiling_in, prediction, run.commit_timeout())
+    ceiling_eps = events_per_second(output_stamps(run.bootstrap, output, ceiling_in.n_events))
+    say(f"{library} ceiling {ceiling_eps:,.0f} events/s; now the worker, at_least_once")
+    alo = run_workers(run, f"alo{tag}", fill(f"alo{tag}-in"), library=library)
+    say(f"{library} worker {alo.eps:,.0f} events/s; now exactly_once")
+    eos = run_workers(
+        run, f"eos{tag}", fill(f"eos{tag}-in"), guarantee="exactly_once", library=library
+    )
+    say(f"{library} exactly_once {eos.eps:,.0f} events/s; now two workers")
+    two = run_workers(run, f"two{tag}", fill(f"two{tag}-in"), n_processes=2, library=library)
+    rate = alo.eps / 2
+    say(f"{library} two workers {two.eps:,.0f} events/s; now latency at {rate:,.0f} events/s")
+    latency = run_latency(run, rate, library)
+    say(f"{library} p99 {latency['latency_p99_ms']:.1f} ms")
+    return {
+        "ceiling_eps": ceiling_eps,
+        "worker_eps": alo.eps,
+        "worker_eos_eps": eos.eps,
+        "two_workers_eps": two.eps,
+        "latency_rate_eps": rate,
+        **latency,
+        "rss_peak_mb": alo.rss_mib,
+        "worker_metrics": alo.metrics,
+        "kafka_ms": kafka_ms,
+    }
 
 
 # -- command line -----------------------------------------------------------------------------

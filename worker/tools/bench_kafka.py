@@ -243,6 +243,7 @@ def worker_config(
     guarantee: str = "at_least_once",
     instance: int = 0,
     metrics_port: int = 0,
+    library: str = "kafka-python",
 ) -> dict[str, Any]:
     return {
         "kafka": {
@@ -250,6 +251,7 @@ def worker_config(
             "group_id": group,
             "processing_guarantee": guarantee,
             "instance_id": str(instance),
+            "library": library,
         },
         "topics": {**topics, "labels": None},
         "batch": {"max_events": plan.batch_events, "max_wait_ms": plan.max_wait_ms},

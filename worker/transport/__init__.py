@@ -44,7 +44,7 @@ __all__ = [
     "setting_names",
 ]
 
-LIBRARIES = ("kafka-python",)
+LIBRARIES = ("kafka-python", "confluent-kafka")
 
 
 class Transport(Protocol):
@@ -65,13 +65,18 @@ class Transport(Protocol):
         """The labels reader, or None when no labels topic is configured."""
 
 
-def open_transport(settings: Settings, library: str = "kafka-python") -> Transport:
-    """The transport of ``library`` (imported only now, so a command that needs no Kafka
-    never imports a client)."""
+def open_transport(settings: Settings, library: str | None = None) -> Transport:
+    """The transport of ``library`` (default: ``kafka.library``), imported only now, so that a
+    command that needs no Kafka never imports a client."""
+    library = library or settings.kafka.library
     if library == "kafka-python":
         from worker.transport.kafka_python import KafkaPythonTransport
 
         return KafkaPythonTransport(settings)
+    if library == "confluent-kafka":
+        from worker.transport.librdkafka import LibrdkafkaTransport
+
+        return LibrdkafkaTransport(settings)
     raise ValueError(f"unknown Kafka library {library!r} (known: {', '.join(LIBRARIES)})")
 
 

@@ -1,37 +1,50 @@
-"""The worker's configuration: one validated, immutable settings object built at start-up.
-
-A YAML file, validated strictly (unknown keys are errors with a "did you mean"), where any key can
-be overridden by an environment variable ``STREAMFUSE_<SECTION>__<KEY>``
-(``STREAMFUSE_KAFKA__BOOTSTRAP_SERVERS``; deeper keys add more ``__``). Values from the
-environment are parsed as YAML scalars, so ``STREAMFUSE_BATCH__MAX_EVENTS=256`` is a number.
-Relative paths resolve against the config file's folder.
-"""
+"""The settings sections: one pydantic model each, strict and immutable."""
 
 from __future__ import annotations
 
 import difflib
 import functools
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from worker.errors import ConfigError
-
-__all__ = ["Settings", "load_settings", "settings_from_dict"]
+__all__ = [
+    "ENV_PREFIX",
+    "BatchSettings",
+    "KafkaSettings",
+    "LabelsSettings",
+    "LoggingSettings",
+    "MetricsSettings",
+    "ModelErrorPolicy",
+    "ModelRef",
+    "ReloadSettings",
+    "RuntimeSettings",
+    "Settings",
+    "StoreSettings",
+    "StrategyRef",
+    "TopicsSettings",
+    "ValidationSettings",
+]
 
 ENV_PREFIX = "STREAMFUSE_"
-SECRET_WORDS = ("password", "secret", "token", "sasl_plain_username", "keyfile")
+SECRET_WORDS = (
+    "password",
+    "secret",
+    "token",
+    "sasl_plain_username",
+    "sasl.username",
+    "keyfile",
+    "key.pem",
+    "certificate.pem",
+)
 
 
 class _SectionKeyError(ValueError):
@@ -58,13 +71,17 @@ class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     group_id: str = "streamfuse"
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # The Kafka client behind the transport seam: kafka-python (pure Python, the default) or
+    # confluent-kafka (librdkafka; pip install 'streamfuse[librdkafka]').
+    library: Literal["kafka-python", "confluent-kafka"] = "kafka-python"
     # Stable per worker instance so a restarted instance fences its predecessor at once.
     instance_id: str = "0"
     transactional_id: str | None = None
     transaction_timeout_ms: int = Field(15_000, ge=1_000)
     watchdog_s: float = Field(30.0, gt=0)
     connect_timeout_s: float = Field(30.0, gt=0)
-    # Passed through to kafka-python: security (SSL, SASL_SSL) and tuning for both clients.
+    # Passed through to the chosen library in its own key names (kafka-python: ssl_cafile,
+    # confluent-kafka: ssl.ca.location): security (SSL, SASL_SSL) and tuning.
     client: dict[str, Any] = Field(default_factory=dict)
     producer: dict[str, Any] = Field(default_factory=dict)
     consumer: dict[str, Any] = Field(default_factory=dict)
@@ -73,6 +90,15 @@ class KafkaSettings(_Section):
     def _known_client_settings(self) -> KafkaSettings:
         # kafka-python refuses unknown settings with a message that quotes their values (a
         # password, say): check the names here, naming the key and never the value.
+        if self.library == "confluent-kafka":
+            import importlib.util
+
+            if importlib.util.find_spec("confluent_kafka") is None:
+                raise _SectionKeyError(
+                    "kafka.library",
+                    "confluent-kafka is not installed: pip install 'streamfuse[librdkafka]'",
+                )
+            return self  # librdkafka checks its own key names when a client is built
         if not (self.client or self.consumer or self.producer):
             return self
         names = _kafka_setting_names()
@@ -285,112 +311,3 @@ def _redact(value: Any) -> Any:
     if isinstance(value, list):
         return [_redact(v) for v in value]
     return value
-
-
-def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
-    """Read, override from the environment, and validate the config file at ``path``."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        # Only the position and the kind of problem: PyYAML's full message quotes the line,
-        # which may hold a secret.
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise ConfigError("", f"{path} is not valid YAML{where}: {problem}") from None
-    if not isinstance(data, dict):
-        raise ConfigError("", f"{path} must hold a mapping of sections, not {type(data).__name__}")
-    return settings_from_dict(data, base_dir=path.parent, environ=environ)
-
-
-def settings_from_dict(
-    data: Mapping[str, Any],
-    base_dir: str | Path = ".",
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
-    data = dict(data)
-    if isinstance(data.get("store"), str | Path):  # the folder alone: the env may add keys
-        data["store"] = {"path": data["store"]}
-    merged = _apply_env(data, os.environ if environ is None else environ)
-    try:
-        settings = Settings.model_validate(merged)
-    except ValidationError as exc:
-        raise _config_error(exc) from None
-    store = settings.store
-    paths = {"path": store.path, "key_file": store.key_file}
-    resolved = {k: Path(base_dir) / p for k, p in paths.items() if p and not p.is_absolute()}
-    if resolved:
-        settings = settings.model_copy(update={"store": store.model_copy(update=resolved)})
-    return settings
-
-
-def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    for name, raw in environ.items():
-        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST"):
-            continue
-        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
-        if not all(path):
-            continue
-        if _is_secret(path[-1]):
-            value: Any = raw  # a password stays the exact string given, never a number
-        else:
-            try:
-                value = yaml.safe_load(raw)
-            except yaml.YAMLError:
-                value = raw
-        node = data
-        for part in path[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            else:
-                child = dict(child)
-                node[part] = child
-            node = child
-        node[path[-1]] = value
-    return data
-
-
-def _config_error(exc: ValidationError) -> ConfigError:
-    # Only the location and pydantic's message: never the input value, which may be a secret.
-    first = exc.errors()[0]
-    cause = (first.get("ctx") or {}).get("error")
-    if isinstance(cause, _SectionKeyError):
-        return ConfigError(cause.key, cause.problem)
-    loc = [str(p) for p in first["loc"]]
-    key = ".".join(loc)
-    if first["type"] == "extra_forbidden":
-        known = _known_keys(loc[:-1])
-        hint = difflib.get_close_matches(loc[-1], known, n=1)
-        problem = "unknown key" + (f"; did you mean '{hint[0]}'?" if hint else "")
-        if known:
-            problem += f" (known: {', '.join(sorted(known))})"
-        return ConfigError(key, problem)
-    if first["type"] == "missing":
-        return ConfigError(key, "is required")
-    more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
-    return ConfigError(key, f"{first['msg']}{more}")
-
-
-def _known_keys(parent: list[str]) -> list[str]:
-    model: Any = Settings
-    for part in parent:
-        if part.isdigit():
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return []
-        annotation = field.annotation
-        inner = getattr(annotation, "__args__", None)
-        if inner:  # tuple[ModelRef, ...] and the like
-            annotation = inner[0]
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)

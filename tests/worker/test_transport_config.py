@@ -1,0 +1,74 @@
+"""Choosing the Kafka library, and each library's own key names (no broker needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import pytest
+
+from worker.config import settings_from_dict
+from worker.errors import ConfigError
+from worker.transport import open_transport
+
+MINIMAL: dict[str, Any] = {"models": [{"name": "m"}], "strategy": {"name": "soft_vote"}}
+
+
+def settings(kafka: dict[str, Any], environ: dict[str, str] | None = None) -> Any:
+    return settings_from_dict({**MINIMAL, "kafka": kafka}, environ=environ or {})
+
+
+def test_kafka_python_is_the_default_and_the_env_selects_librdkafka() -> None:
+    assert open_transport(settings({})).name == "kafka-python"
+    chosen = settings({}, {"STREAMFUSE_KAFKA__LIBRARY": "confluent-kafka"})
+    assert open_transport(chosen).name == "confluent-kafka"
+
+
+def test_librdkafka_takes_its_own_key_names() -> None:
+    s = settings(
+        {
+            "library": "confluent-kafka",
+            "client": {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"},
+            "consumer": {"session.timeout.ms": 6000},
+        }
+    )
+    assert s.kafka.client["security.protocol"] == "SASL_SSL"
+    with pytest.raises(ConfigError) as info:
+        settings({"consumer": {"session.timeout.ms": 6000}})  # a librdkafka name, kafka-python
+    assert info.value.key == "kafka.consumer.session.timeout.ms"
+
+
+def test_an_unknown_librdkafka_key_is_named_at_start_up_without_its_value() -> None:
+    from worker.transport.librdkafka.clients import build, consumer_config, make_consumer
+
+    s = settings({"library": "confluent-kafka", "consumer": {"sasl.passwrd": "hunter2"}})
+    with pytest.raises(ConfigError) as info:
+        build(make_consumer, consumer_config(s), "consumer")
+    assert info.value.key == "kafka.consumer.sasl.passwrd"
+    assert "hunter2" not in str(info.value)
+
+
+def test_librdkafka_without_its_package_stops_with_the_pip_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == "confluent_kafka" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ConfigError) as info:
+        settings({"library": "confluent-kafka"})
+    assert info.value.key == "kafka.library"
+    assert "pip install 'streamfuse[librdkafka]'" in info.value.problem
+
+
+def test_secrets_in_librdkafka_names_are_redacted() -> None:
+    s = settings(
+        {
+            "library": "confluent-kafka",
+            "client": {"sasl.password": "p4ss", "sasl.username": "u53r", "ssl.key.pem": "PEM"},
+        }
+    )
+    red = s.redacted()["kafka"]["client"]
+    assert set(red.values()) == {"***"}

@@ -1,0 +1,49 @@
+"""The worker's configuration: one validated, immutable settings object built at start-up.
+
+A YAML file, validated strictly (unknown keys are errors with a "did you mean"), where any key can
+be overridden by an environment variable ``STREAMFUSE_<SECTION>__<KEY>``
+(``STREAMFUSE_KAFKA__BOOTSTRAP_SERVERS``; deeper keys add more ``__``). Values from the
+environment are parsed as YAML scalars, so ``STREAMFUSE_BATCH__MAX_EVENTS=256`` is a number.
+Relative paths resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+from worker.config._load import load_settings, settings_from_dict
+from worker.config._sections import (
+    ENV_PREFIX,
+    BatchSettings,
+    KafkaSettings,
+    LabelsSettings,
+    LoggingSettings,
+    MetricsSettings,
+    ModelErrorPolicy,
+    ModelRef,
+    ReloadSettings,
+    RuntimeSettings,
+    Settings,
+    StoreSettings,
+    StrategyRef,
+    TopicsSettings,
+    ValidationSettings,
+)
+
+__all__ = [
+    "ENV_PREFIX",
+    "BatchSettings",
+    "KafkaSettings",
+    "LabelsSettings",
+    "LoggingSettings",
+    "MetricsSettings",
+    "ModelErrorPolicy",
+    "ModelRef",
+    "ReloadSettings",
+    "RuntimeSettings",
+    "Settings",
+    "StoreSettings",
+    "StrategyRef",
+    "TopicsSettings",
+    "ValidationSettings",
+    "load_settings",
+    "settings_from_dict",
+]

@@ -1,0 +1,125 @@
+"""Topic checks and consumer lag over librdkafka's admin client and an unsubscribed consumer."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from worker.config import Settings
+from worker.errors import ConfigError, TransportError
+from worker.transport.base import TopicPartition
+from worker.transport.librdkafka.clients import (
+    admin_config,
+    build,
+    make_admin,
+    make_consumer,
+    wait_for_broker,
+)
+
+__all__ = ["LibrdkafkaAdmin"]
+
+log = logging.getLogger("streamfuse.kafka")
+TIMEOUT_S = 10.0
+
+
+class LibrdkafkaAdmin:
+    """:class:`worker.transport.base.Admin`; clients built on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._admin: AdminClient | None = None
+        self._lag_consumer: Consumer | None = None
+
+    def _client(self) -> AdminClient:
+        if self._admin is None:
+            admin = build(make_admin, admin_config(self.settings), "client")
+            wait_for_broker(self.settings, admin)
+            self._admin = admin
+        return self._admin
+
+    def ensure_topics(self) -> None:
+        admin = self._client()
+        t = self.settings.topics
+        wanted = {
+            "topics.input": t.input,
+            "topics.output": t.output,
+            "topics.dead_letter": t.dead_letter,
+        }
+        if t.labels:
+            wanted["topics.labels"] = t.labels
+        try:
+            existing = set(admin.list_topics(timeout=TIMEOUT_S).topics)
+            missing = {k: v for k, v in wanted.items() if v not in existing}
+            if missing and not t.create:
+                key, name = next(iter(missing.items()))
+                raise ConfigError(
+                    key, f"topic {name!r} does not exist (create it, or set topics.create: true)"
+                )
+            if missing:
+                names = sorted(set(missing.values()))
+                futures = admin.create_topics([NewTopic(n, t.partitions, 1) for n in names])
+                for future in futures.values():
+                    try:
+                        future.result(TIMEOUT_S)
+                    except KafkaException as exc:
+                        if "already exists" not in str(exc).lower():
+                            raise
+                log.info("created topics %s", ", ".join(names))
+            if t.labels:
+                counts = self._partition_counts([t.input, t.labels])
+                if counts[t.input] != counts[t.labels]:
+                    raise ConfigError(
+                        "topics.labels",
+                        f"{t.labels!r} has {counts[t.labels]} partitions but {t.input!r} has "
+                        f"{counts[t.input]}; co-partition them (same count, same keys) so each "
+                        "worker sees the labels of its own events",
+                    )
+        except KafkaException as exc:
+            raise TransportError(f"checking the topics failed ({exc})") from exc
+
+    def _partition_counts(self, topics: list[str]) -> dict[str, int]:
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            metadata = self._client().list_topics(timeout=TIMEOUT_S).topics
+            counts = {n: len(metadata[n].partitions) if n in metadata else 0 for n in topics}
+            if all(counts.values()) or time.monotonic() > deadline:
+                return counts
+            time.sleep(0.1)
+
+    def lag(self) -> dict[TopicPartition, int]:
+        topic = self.settings.topics.input
+        try:
+            if self._lag_consumer is None:
+                config = {
+                    **admin_config(self.settings, "-lag"),
+                    "group.id": self.settings.kafka.group_id,
+                    "enable.auto.commit": False,
+                }
+                self._lag_consumer = build(make_consumer, config, "client")
+            consumer = self._lag_consumer
+            metadata = consumer.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
+            if metadata is None or not metadata.partitions:
+                return {}
+            tps = [KafkaTopicPartition(topic, p) for p in sorted(metadata.partitions)]
+            committed = consumer.committed(tps, timeout=TIMEOUT_S)
+            lags = {}
+            for tp in committed:
+                low, high = consumer.get_watermark_offsets(tp, timeout=TIMEOUT_S)
+                start = tp.offset if tp.offset >= 0 else low  # nothing committed: from the start
+                lags[TopicPartition(topic, tp.partition)] = max(0, high - start)
+            return lags
+        except KafkaException as exc:
+            raise TransportError(f"reading the consumer lag failed ({exc})") from exc
+
+    def close(self) -> None:
+        consumer, self._lag_consumer = self._lag_consumer, None
+        if consumer is not None:
+            try:
+                consumer.close()
+            except Exception as exc:  # closing a broken client is best effort
+                log.debug("closing the lag consumer failed: %s", exc)
+        self._admin = None

@@ -1,0 +1,145 @@
+"""librdkafka clients (confluent-kafka) built from the settings, in one place.
+
+librdkafka takes dotted key names (``bootstrap.servers``); ``kafka.client``, ``kafka.consumer``
+and ``kafka.producer`` are passed through in those names. librdkafka's constructors do not
+connect: :func:`wait_for_broker` asks for metadata until the broker answers or
+``kafka.connect_timeout_s`` has passed. An unknown key fails at construction ("No such
+configuration property"): :func:`build` turns that into a :class:`ConfigError` naming the key,
+never its value.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+
+from worker.config import Settings
+from worker.errors import BrokerUnavailableError, ConfigError
+
+__all__ = [
+    "admin_config",
+    "build",
+    "common_config",
+    "consumer_config",
+    "labels_config",
+    "producer_config",
+    "wait_for_broker",
+]
+
+log = logging.getLogger("streamfuse.kafka")
+T = TypeVar("T")
+_UNKNOWN = re.compile(r'No such configuration property: "([^"]+)"')
+
+
+def common_config(settings: Settings, suffix: str = "") -> dict[str, Any]:
+    """Settings every client shares: bootstrap, client id, ``kafka.client`` (security)."""
+    return {
+        "bootstrap.servers": settings.kafka.bootstrap_servers,
+        "client.id": f"streamfuse-{settings.kafka.instance_id}{suffix}",
+        # librdkafka logs through Python's logging (not stderr), at its own levels.
+        "logger": logging.getLogger("librdkafka"),
+        **settings.kafka.client,
+    }
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    return {
+        **common_config(settings),
+        "group.id": settings.kafka.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "fetch.max.bytes": max(50 << 20, settings.validation.max_event_bytes * 2),
+        "max.partition.fetch.bytes": max(1 << 20, settings.validation.max_event_bytes + 1024),
+        "message.max.bytes": max(1 << 20, settings.validation.max_event_bytes + 1024),
+        "receive.message.max.bytes": max(100 << 20, settings.validation.max_event_bytes * 3),
+        **settings.kafka.consumer,
+    }
+
+
+def labels_config(settings: Settings) -> dict[str, Any]:
+    """The labels reader assigns partitions itself and never commits: the group id is only
+    what librdkafka requires of a consumer."""
+    return {
+        **common_config(settings, "-labels"),
+        "group.id": f"{settings.kafka.group_id}.labels-reader",
+        "auto.offset.reset": "latest",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        **settings.kafka.consumer,
+    }
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        **common_config(settings),
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "batch.size": 1 << 20,
+        "message.max.bytes": max(1 << 20, settings.topics.dead_letter_max_bytes + 64 * 1024),
+        **settings.kafka.producer,
+    }
+    if settings.kafka.processing_guarantee == "exactly_once":
+        config["transactional.id"] = settings.kafka.effective_transactional_id
+        config["transaction.timeout.ms"] = settings.kafka.transaction_timeout_ms
+    return config
+
+
+def admin_config(settings: Settings, suffix: str = "") -> dict[str, Any]:
+    return common_config(settings, suffix)
+
+
+def build(make: Callable[[dict[str, Any]], T], config: dict[str, Any], section: str) -> T:
+    """``make(config)``; an unknown key becomes a :class:`ConfigError` naming it."""
+    try:
+        return make(config)
+    except (KafkaException, ValueError, TypeError) as exc:
+        match = _UNKNOWN.search(str(exc))
+        if match:
+            raise ConfigError(
+                f"kafka.{section}.{match.group(1)}", "not a librdkafka configuration property"
+            ) from None
+        # Never the message alone: librdkafka quotes values of some invalid settings.
+        raise ConfigError(f"kafka.{section}", "librdkafka refused these settings") from None
+
+
+def wait_for_broker(settings: Settings, client: Consumer | Producer | AdminClient) -> None:
+    """Ask for metadata until a broker answers, for up to ``kafka.connect_timeout_s``."""
+    deadline = time.monotonic() + settings.kafka.connect_timeout_s
+    delay = 0.25
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            client.list_topics(timeout=max(0.5, min(2.0, left)))
+            return
+        except KafkaException as exc:
+            if left <= 0:
+                raise BrokerUnavailableError(
+                    settings.kafka.bootstrap_servers,
+                    settings.kafka.connect_timeout_s,
+                    exc.args[0].str() if exc.args else str(exc),
+                ) from None
+            log.warning("broker not reachable yet (%s); retrying", exc.args[0].str())
+            time.sleep(min(delay, max(0.0, left)))
+            delay = min(delay * 2, 5.0)
+
+
+def make_consumer(config: dict[str, Any]) -> Consumer:
+    return Consumer(config)
+
+
+def make_producer(config: dict[str, Any]) -> Producer:
+    return Producer(config)
+
+
+def make_admin(config: dict[str, Any]) -> AdminClient:
+    return AdminClient(config)

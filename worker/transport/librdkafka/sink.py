@@ -1,0 +1,167 @@
+"""The output producer over librdkafka: delivery reports checked at flush, transactions with
+timeouts, errors classified as librdkafka classifies them (fatal, retriable, requires abort)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from worker import errors
+from worker.batch.records import OutRecord
+from worker.transport.base import GroupToken, Offsets
+
+__all__ = ["LibrdkafkaSink"]
+
+log = logging.getLogger("streamfuse.kafka")
+
+
+def _kafka_error(exc: KafkaException) -> KafkaError | None:
+    err = exc.args[0] if exc.args else None
+    return err if isinstance(err, KafkaError) else None
+
+
+class LibrdkafkaSink:
+    """:class:`worker.transport.base.Sink` over a librdkafka :class:`Producer`.
+
+    ``make`` builds a producer; transactional producers get ``init_transactions`` from
+    :meth:`init_transactions` and :meth:`replace`. ``timeout_s`` bounds every transaction call
+    (``kafka.watchdog_s``; librdkafka takes the timeout itself, no watchdog thread).
+    """
+
+    def __init__(self, make: Callable[[], Producer], transactional: bool, timeout_s: float):
+        self._make = make
+        self.transactional = transactional
+        self.timeout_s = timeout_s
+        self.producer: Producer | None = make()
+        self._failed: list[str] = []
+
+    def _client(self) -> Producer:
+        if self.producer is None:
+            raise errors.TransportError("no producer (a replacement is not ready yet)")
+        return self.producer
+
+    def _on_delivery(self, err: KafkaError | None, message: Any) -> None:
+        if err is not None:
+            self._failed.append(err.str())
+
+    def send(self, topic: str, records: Sequence[OutRecord]) -> None:
+        producer = self._client()
+        produce, on_delivery = producer.produce, self._on_delivery
+        for r in records:
+            while True:
+                try:
+                    produce(topic, r.value, r.key, headers=r.headers, on_delivery=on_delivery)  # type: ignore[arg-type]
+                    break
+                except BufferError:  # the local queue is full: serve delivery reports, retry
+                    producer.poll(0.05)
+                except KafkaException as exc:
+                    err = _kafka_error(exc)
+                    raise errors.TransportError(
+                        f"sending to {topic} failed ({err.str() if err else exc})"
+                    ) from exc
+
+    def flush(self, timeout_s: float) -> None:
+        left = self._client().flush(timeout_s)
+        failed, self._failed = self._failed, []
+        if left:
+            raise errors.TransportError(f"{left} records not delivered within {timeout_s:.0f}s")
+        if failed:
+            raise errors.TransportError(f"{len(failed)} records not delivered ({failed[0]})")
+
+    def init_transactions(self) -> None:
+        try:
+            self._client().init_transactions(self.timeout_s)
+        except KafkaException as exc:
+            raise self._classified(exc, "init_transactions") from exc
+
+    @contextmanager
+    def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
+        producer = self._client()
+        native = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
+        try:
+            producer.begin_transaction()
+            yield
+            if native:
+                if token is None:
+                    raise errors.TransactionAbortedError("no group membership vouches for these")
+                self._call(
+                    lambda: producer.send_offsets_to_transaction(
+                        native, token.native, self.timeout_s
+                    ),
+                    "send_offsets_to_transaction",
+                )
+            self._call(lambda: producer.commit_transaction(self.timeout_s), "commit_transaction")
+            failed, self._failed = self._failed, []
+            if failed:  # cannot happen after a successful commit; never ignore it if it does
+                raise errors.TransportError(f"{len(failed)} records not delivered ({failed[0]})")
+        except errors.ProducerFencedError:
+            raise
+        except errors.ProducerStuckError:
+            raise
+        except (KafkaException, errors.TransportError) as exc:
+            self._failed = []
+            self._abort(exc)
+            raise errors.TransactionAbortedError(f"transaction failed ({exc})") from exc
+
+    def _call(self, call: Callable[[], Any], name: str) -> None:
+        """A transaction call, retried while librdkafka calls its error retriable (within the
+        timeout); fatal errors mean this producer was fenced."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err = _kafka_error(exc)
+                if err is not None and err.fatal():
+                    raise errors.ProducerFencedError(
+                        f"this worker's producer was fenced ({err.str()}); exiting"
+                    ) from exc
+                if err is not None and err.code() == KafkaError._TIMED_OUT:
+                    raise errors.ProducerStuckError(f"{name}() timed out") from exc
+                if err is not None and err.retriable() and time.monotonic() < deadline:
+                    log.warning("%s: %s; retrying", name, err.str())
+                    continue
+                raise
+
+    def _abort(self, cause: Exception) -> None:
+        producer = self._client()
+        try:
+            producer.abort_transaction(self.timeout_s)
+        except KafkaException as exc:
+            err = _kafka_error(exc)
+            if err is not None and err.fatal():
+                raise errors.ProducerFencedError(
+                    f"this worker's producer was fenced ({err.str()})"
+                ) from cause
+            raise errors.ProducerStuckError(
+                f"aborting failed ({err.str() if err else exc})"
+            ) from cause
+
+    def _classified(self, exc: KafkaException, name: str) -> Exception:
+        err = _kafka_error(exc)
+        if err is not None and err.fatal():
+            return errors.ProducerFencedError(f"{name}: {err.str()}")
+        return errors.TransportError(f"{name} failed ({err.str() if err else exc})")
+
+    def replace(self) -> None:
+        self.producer = None  # librdkafka frees it when the last reference goes
+        self._failed = []
+        try:
+            producer = self._make()
+            if self.transactional:
+                producer.init_transactions(self.timeout_s)
+        except (KafkaException, errors.WorkerError) as exc:
+            raise errors.TransportError(f"the new producer is not ready yet ({exc})") from exc
+        self.producer = producer
+
+    def close(self, timeout_s: float) -> None:
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            producer.flush(timeout_s)

@@ -1,0 +1,213 @@
+"""The input consumer and the labels reader over librdkafka (confluent-kafka).
+
+librdkafka runs the rebalance callbacks (``on_assign``, ``on_revoke``, ``on_lost``) inside the
+caller's ``consume``: they put :class:`AssignmentChange` events on a list the loop drains right
+after, and count the membership's epoch (librdkafka's group metadata is opaque: the epoch is
+what two tokens compare). Records are wrapped in a small slotted type with the attributes the
+pipeline reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from worker.batch.records import InRecord
+from worker.errors import TransportError
+from worker.transport.base import (
+    AssignmentChange,
+    GroupToken,
+    Offsets,
+    Polled,
+    Span,
+    TopicPartition,
+)
+
+__all__ = ["LibrdkafkaLabels", "LibrdkafkaSource", "Record"]
+
+log = logging.getLogger("streamfuse.kafka")
+COMMITTED_TIMEOUT_S = 10.0
+
+
+class Record:
+    """A consumed message as the pipeline reads it (librdkafka's ``Message`` has methods)."""
+
+    __slots__ = ("key", "offset", "partition", "topic", "value")
+
+    def __init__(self, message: Any) -> None:
+        self.topic: str = message.topic()
+        self.partition: int = message.partition()
+        self.offset: int = message.offset()
+        self.key: bytes | None = message.key()
+        self.value: bytes | None = message.value()
+
+
+def _ours(tps: Sequence[Any]) -> tuple[TopicPartition, ...]:
+    return tuple(sorted(TopicPartition(tp.topic, tp.partition) for tp in tps))
+
+
+def _names(tps: Sequence[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}:{tp.partition}" for tp in tps) or "none"
+
+
+def _error(exc: KafkaException) -> str:
+    err = exc.args[0] if exc.args else None
+    return err.str() if isinstance(err, KafkaError) else str(exc)
+
+
+class LibrdkafkaSource:
+    """:class:`worker.transport.base.Source` over a subscribed librdkafka :class:`Consumer`."""
+
+    def __init__(self, consumer: Consumer, topic: str) -> None:
+        self.consumer: Consumer | None = consumer
+        self._changes: list[AssignmentChange] = []
+        self._assigned: tuple[TopicPartition, ...] = ()
+        self._epoch = 0
+        self._stable = False
+        consumer.subscribe(
+            [topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    # -- callbacks, inside consume() on the loop's own thread ---------------------------------
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        self._assigned = _ours(partitions)
+        self._epoch += 1
+        self._stable = True
+        log.info("partitions assigned: %s", _names(self._assigned))
+        self._changes.append(AssignmentChange((), self._assigned))
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        revoked = _ours(partitions)
+        self._stable = False
+        self._epoch += 1
+        log.info("partitions revoked: %s", _names(revoked))
+        self._assigned = tuple(tp for tp in self._assigned if tp not in revoked)
+        self._changes.append(AssignmentChange(revoked, None))
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        log.warning("partitions lost (the session expired): %s", _names(_ours(partitions)))
+        self._on_revoke(consumer, partitions)
+
+    # -- Source ----------------------------------------------------------------------------------
+
+    def _client(self) -> Consumer:
+        if self.consumer is None:
+            raise TransportError("the input consumer is closed")
+        return self.consumer
+
+    def poll(self, timeout_s: float, max_records: int) -> Polled:
+        try:
+            messages = self._client().consume(num_messages=max_records, timeout=timeout_s)
+        except KafkaException as exc:
+            raise TransportError(f"polling failed ({_error(exc)})") from exc
+        records: list[InRecord] = []
+        span: Span = {}
+        for message in messages:
+            err = message.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if err.fatal():
+                    raise TransportError(f"the consumer failed ({err.str()})")
+                log.warning("consume reported %s", err.str())
+                continue
+            record = Record(message)
+            records.append(record)
+            tp = TopicPartition(record.topic, record.partition)
+            first = span.get(tp)
+            span[tp] = (record.offset if first is None else first[0], record.offset)
+        return Polled(records, span)
+
+    def changes(self) -> list[AssignmentChange]:
+        changes, self._changes = self._changes, []
+        return changes
+
+    def assignment(self) -> frozenset[TopicPartition]:
+        return frozenset(self._assigned)
+
+    def group_token(self) -> GroupToken | None:
+        if not self._stable:
+            return None
+        return GroupToken(self._epoch, self._client().consumer_group_metadata())
+
+    def seek(self, offsets: Offsets) -> None:
+        consumer = self._client()
+        for tp, offset in offsets.items():
+            if tp in self._assigned:
+                try:
+                    consumer.seek(KafkaTopicPartition(tp.topic, tp.partition, offset))
+                except KafkaException as exc:
+                    raise TransportError(f"seeking {tp} failed ({_error(exc)})") from exc
+
+    def seek_to_committed(self) -> None:
+        consumer = self._client()
+        tps = [KafkaTopicPartition(tp.topic, tp.partition) for tp in self._assigned]
+        if not tps:
+            return
+        try:
+            committed = consumer.committed(tps, timeout=COMMITTED_TIMEOUT_S)
+            for tp in committed:
+                offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                consumer.seek(KafkaTopicPartition(tp.topic, tp.partition, offset))
+        except KafkaException as exc:
+            raise TransportError(f"reading committed offsets failed ({_error(exc)})") from exc
+
+    def commit(self, offsets: Offsets, wait: bool) -> None:
+        native = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
+        try:
+            if wait:
+                self._client().commit(offsets=native, asynchronous=False)
+            else:
+                self._client().commit(offsets=native, asynchronous=True)
+        except KafkaException as exc:
+            if not wait:
+                log.warning("an offset commit failed (%s); the next commit covers it", _error(exc))
+                return
+            raise TransportError(f"committing offsets failed ({_error(exc)})") from exc
+
+    def close(self) -> None:
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            consumer.close()
+
+
+class LibrdkafkaLabels:
+    """:class:`worker.transport.base.LabelsReader` over an assigned librdkafka consumer."""
+
+    def __init__(self, consumer: Consumer, topic: str) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self._assigned = False
+
+    def follow(self, partitions: Sequence[int]) -> None:
+        # Start at each partition's end as it is now (not as it is at the first fetch), so every
+        # label produced from here on is read.
+        tps = []
+        for p in partitions:
+            tp = KafkaTopicPartition(self.topic, p)
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=10.0)
+                tp.offset = high
+            except KafkaException as exc:
+                log.warning("cannot find the end of %s:%d yet (%s)", self.topic, p, _error(exc))
+            tps.append(tp)
+        self.consumer.assign(tps)
+        self._assigned = bool(tps)
+
+    def poll(self, max_records: int) -> list[bytes | None]:
+        if not self._assigned:
+            return []
+        try:
+            messages = self.consumer.consume(num_messages=max_records, timeout=0)
+        except KafkaException as exc:
+            log.warning("reading labels failed: %s", _error(exc))
+            return []
+        return [m.value() for m in messages if m.error() is None]
+
+    def close(self) -> None:
+        self.consumer.close()
