@@ -91,15 +91,20 @@ def topics(kafka: Broker, topic_factory: Callable[..., str]) -> Callable[..., To
     return make
 
 
+# Tests that need these may not pass by skipping: dev/setup provides both.
+REQUIRED = {"kafka": "the Kafka broker", "browser": "Debian's chromium"}
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
-    """A Kafka test that skips is a failure of the run, not a pass."""
+    """A Kafka or browser test that skips is a failure of the run, not a pass."""
     outcome = yield
     report = outcome.get_result()
-    if (
-        report.skipped
-        and not hasattr(report, "wasxfail")
-        and item.get_closest_marker("kafka") is not None
-    ):
-        report.outcome = "failed"
-        report.longrepr = f"Kafka test skipped ({report.longrepr}); the broker is part of the run"
+    if report.skipped and not hasattr(report, "wasxfail"):
+        for marker, what in REQUIRED.items():
+            if item.get_closest_marker(marker) is not None:
+                report.outcome = "failed"
+                report.longrepr = (
+                    f"{what} test skipped ({report.longrepr}); {what} is part of the run"
+                )
+                break

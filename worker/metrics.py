@@ -10,14 +10,27 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["LATENCY_BUCKETS", "BatchHistogram", "Metrics"]
+__all__ = [
+    "DEAD_LETTER_STAGES",
+    "LATENCY_BUCKETS",
+    "MODEL_ERROR_KINDS",
+    "RELOAD_OUTCOMES",
+    "BatchHistogram",
+    "Metrics",
+]
+
+# Label values known before the first event, exported at 0 from the start so that rate() and
+# increase() over them read 0, not "no data" (Prometheus' instrumentation guide).
+DEAD_LETTER_STAGES = ("decode", "validate", "predict", "combine", "encode")
+MODEL_ERROR_KINDS = ("exception", "timeout", "busy", "shape", "nonfinite")
+RELOAD_OUTCOMES = ("swapped", "refused")
 
 # 100 µs to 10 s: resolves sub-millisecond model calls and multi-second stalls alike.
 LATENCY_BUCKETS = (
@@ -106,7 +119,7 @@ class Metrics:
         )
         self.model_errors = Counter(
             "streamfuse_model_errors",
-            "Model failures by kind (exception, timeout, busy, shape, nonfinite).",
+            f"Model failures by kind ({', '.join(MODEL_ERROR_KINDS)}).",
             ["model", "kind"],
             registry=r,
         )
@@ -162,7 +175,7 @@ class Metrics:
         )
         self.model_reloads = Counter(
             "streamfuse_model_reloads",
-            "Hot reloads of a promoted model version by outcome (swapped, refused).",
+            f"Hot reloads of a promoted model version by outcome ({', '.join(RELOAD_OUTCOMES)}).",
             ["model", "outcome"],
             registry=r,
         )
@@ -193,6 +206,54 @@ class Metrics:
             "1 when the model store is verified with a key (store.key_file), else 0.",
             registry=r,
         )
+
+        self.heldout_metric = Gauge(
+            "streamfuse_heldout_metric",
+            "The score of the served versions on the store's test split (else its held-out set).",
+            ["scope", "name", "metric"],
+            registry=r,
+        )
+        self.active_strategy_info = Gauge(
+            "streamfuse_active_strategy_info",
+            "The strategy whose output is published (1).",
+            ["strategy"],
+            registry=r,
+        )
+
+    def initialise(
+        self,
+        *,
+        input_topic: str,
+        models: Sequence[str],
+        strategies: Sequence[str],
+        rolling: Iterable[tuple[str, str, str]] = (),
+    ) -> None:
+        """Export every series whose labels are known before the first event: counters and
+        histograms at 0, rolling scores as NaN (nothing scored yet), the active strategy
+        (``strategies[0]``) at 1."""
+        self.events_consumed.labels(input_topic)
+        for stage in DEAD_LETTER_STAGES:
+            self.events_dead_lettered.labels(stage)
+        for model in models:
+            self.model_predict_seconds.labels(model)
+            for kind in MODEL_ERROR_KINDS:
+                self.model_errors.labels(model, kind)
+            for outcome in RELOAD_OUTCOMES:
+                self.model_reloads.labels(model, outcome)
+        for strategy in strategies:
+            self.combine_seconds.labels(strategy)
+            self.strategy_errors.labels(strategy)
+        for scope, name, metric in rolling:
+            self.rolling_metric.labels(scope, name, metric).set(float("nan"))
+        if strategies:
+            self.active_strategy_info.clear()
+            self.active_strategy_info.labels(strategies[0]).set(1)
+
+    def set_heldout(self, scores: Iterable[tuple[str, str, str, float]]) -> None:
+        """Replace the held-out scores with ``(scope, name, metric, value)`` rows."""
+        self.heldout_metric.clear()
+        for scope, name, metric, value in scores:
+            self.heldout_metric.labels(scope, name, metric).set(value)
 
     def set_model_version(self, model: str, version: int, previous: int | None = None) -> None:
         if previous is not None and previous != version:

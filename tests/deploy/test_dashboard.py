@@ -12,35 +12,16 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
-from worker.metrics import Metrics
+from tests.support.dashboards import REPO, exported_names, rule_queries
+from tests.support.dashboards import grafana_queries as dashboard_queries
 
-REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "streamfuse.json"
-SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 # Grafana's variables, replaced by what they expand to so promtool can parse the queries.
 GRAFANA_VARS = {"$__rate_interval": "1m", "$metric": "accuracy"}
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool")
-
-
-def exported_names() -> set[str]:
-    """Every series name a worker's /metrics can show, from a fresh Metrics."""
-    registry = CollectorRegistry()
-    Metrics(registry)
-    return {
-        family.name + suffix for family in registry.collect() for suffix in SUFFIXES[family.type]
-    }
-
-
-def dashboard_queries() -> list[str]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    for var in dashboard.get("templating", {}).get("list", []):
-        exprs.append(var["definition"])
-    return exprs
 
 
 def test_every_metric_in_the_dashboard_is_exported() -> None:
@@ -98,8 +79,10 @@ def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
 def test_prometheus_config_is_valid(name: str, tmp_path: Path) -> None:
     config = tmp_path / name
     config.write_text((DEPLOY / name).read_text().replace("127.0.0.1:9464", "127.0.0.1:18464"))
+    (tmp_path / "prometheus").symlink_to(DEPLOY / "prometheus")  # rule_files are relative
     out = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True)
     assert out.returncode == 0, out.stdout + out.stderr
+    assert f"SUCCESS: {len(rule_queries())} rules found".encode() in out.stdout
     targets = [
         t
         for job in yaml.safe_load(config.read_text())["scrape_configs"]
@@ -122,6 +105,7 @@ def test_compose_runs_the_full_stack() -> None:
         "./deploy/grafana/provisioning",
         "./deploy/grafana/dashboards",
         "./deploy/prometheus.yml",
+        "./deploy/prometheus",
     ):
         assert path in mounts
         assert (REPO / path).exists()

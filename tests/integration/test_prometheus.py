@@ -7,10 +7,9 @@ scikit-learn's accuracy_score on the same predictions over the same window.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,11 @@ from sklearn.metrics import accuracy_score
 
 from model_store import ModelStore
 from tests.support.kafka import Broker, wait_for
-from tests.support.worker import WorkerProcess, free_port, produce, write_config
+from tests.support.prometheus import Prometheus, start_prometheus
+from tests.support.worker import WorkerProcess, produce, write_config
 from worker.tools.produce import dataset_events
 
 pytestmark = pytest.mark.kafka
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _get(url: str) -> str:
@@ -40,43 +39,17 @@ def _metric(text: str, name: str, labels: str = "") -> float | None:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path):  # type: ignore[no-untyped-def]
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("Debian's prometheus is not installed (dev/setup installs it as root)")
+def prometheus(tmp_path: Path) -> Iterator[Callable[[int], str]]:
+    """Start Debian's Prometheus (the repo's local config and rules) scraping a port."""
+    started: list[Prometheus] = []
 
     def start(target_port: int) -> str:
-        config = (REPO / "deploy" / "prometheus-local.yml").read_text()
-        path = tmp_path / "prometheus.yml"
-        path.write_text(config.replace("127.0.0.1:9464", f"127.0.0.1:{target_port}"))
-        port = free_port()
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={path}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp_path / "prometheus.log", "wb"),  # noqa: SIM115
-        )
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _ready(url), timeout=60, what="Prometheus to be ready")
-        return url
+        started.append(start_prometheus(tmp_path, target_port))
+        return started[-1].url
 
-    procs: list[subprocess.Popen[bytes]] = []
     yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(30)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return "Ready" in _get(url + "/-/ready")
-    except OSError:
-        return False
+    for server in started:
+        server.stop()
 
 
 def _query(url: str, expr: str) -> float | None:

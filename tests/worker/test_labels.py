@@ -328,3 +328,21 @@ def test_label_index_matches_numeric_strings_but_never_booleans() -> None:
     values, ok = block.label_index(["1", True, 2.0, [1]])
     assert ok.tolist() == [True, False, True, False]
     assert values[ok].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("layout", [CLASSIFICATION, REGRESSION, MULTITASK])
+def test_series_names_every_rolling_score_the_join_sets(
+    rng: np.random.Generator, layout: OutputLayout
+) -> None:
+    joiner, registry = make_joiner(layout)
+    n_outputs = layout.n_outputs
+    ids, P, available, _ = batch(rng, [f"e{i}" for i in range(20)], n_outputs)
+    joiner.add_predictions(ids, P, available, {"avg": np.nanmean(P, axis=0)})
+    if layout is MULTITASK:
+        values = [orjson.dumps({"id": i, "labels": {"kind": 1, "size": 2.0}}) for i in ids]
+    else:
+        values = labels([(i, "dog" if layout is CLASSIFICATION else 1.5) for i in ids])
+    joiner.add_labels(values)
+    family = next(f for f in registry.collect() if f.name == "streamfuse_rolling_metric")
+    exported = {(s.labels["scope"], s.labels["name"], s.labels["metric"]) for s in family.samples}
+    assert exported and exported == set(joiner.series())

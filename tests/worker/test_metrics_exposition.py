@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from worker.metrics import LATENCY_BUCKETS, BatchHistogram, Metrics
+from worker.metrics import (
+    DEAD_LETTER_STAGES,
+    LATENCY_BUCKETS,
+    MODEL_ERROR_KINDS,
+    RELOAD_OUTCOMES,
+    BatchHistogram,
+    Metrics,
+)
 
 
 def observed_metrics() -> Metrics:
@@ -87,3 +94,65 @@ def test_observe_many_equals_observe_one_by_one(seed: int) -> None:
     assert got.keys() == want.keys()
     for key in want:
         assert got[key] == pytest.approx(want[key], rel=1e-12), key
+
+
+# -- series that exist from the start ------------------------------------------------------------
+
+MODELS, STRATEGIES = ["rf", "mlp"], ["soft_vote", "hedge"]
+ROLLING = [("model", "rf", "accuracy"), ("strategy", "soft_vote", "accuracy")]
+
+
+def initialised() -> Metrics:
+    m = Metrics(CollectorRegistry())
+    m.initialise(input_topic="features", models=MODELS, strategies=STRATEGIES, rolling=ROLLING)
+    return m
+
+
+def test_initialise_exports_every_known_label_value_at_zero() -> None:
+    r = initialised().registry
+    assert r.get_sample_value("streamfuse_events_consumed_total", {"topic": "features"}) == 0
+    for stage in DEAD_LETTER_STAGES:
+        assert r.get_sample_value("streamfuse_events_dead_lettered_total", {"stage": stage}) == 0
+    for model in MODELS:
+        for kind in MODEL_ERROR_KINDS:
+            value = r.get_sample_value(
+                "streamfuse_model_errors_total", {"model": model, "kind": kind}
+            )
+            assert value == 0
+        for outcome in RELOAD_OUTCOMES:
+            labels = {"model": model, "outcome": outcome}
+            assert r.get_sample_value("streamfuse_model_reloads_total", labels) == 0
+        labels = {"model": model, "le": "+Inf"}
+        assert r.get_sample_value("streamfuse_model_predict_seconds_bucket", labels) == 0
+    for strategy in STRATEGIES:
+        labels = {"strategy": strategy}
+        assert r.get_sample_value("streamfuse_strategy_errors_total", labels) == 0
+        assert r.get_sample_value("streamfuse_combine_seconds_count", labels) == 0
+    for scope, name, metric in ROLLING:
+        labels = {"scope": scope, "name": name, "metric": metric}
+        assert np.isnan(r.get_sample_value("streamfuse_rolling_metric", labels))  # type: ignore[arg-type]
+    assert r.get_sample_value("streamfuse_active_strategy_info", {"strategy": "soft_vote"}) == 1
+    assert r.get_sample_value("streamfuse_active_strategy_info", {"strategy": "hedge"}) is None
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool")
+def test_an_initialised_exposition_passes_promtool() -> None:
+    m = initialised()
+    m.set_heldout([("strategy", "soft_vote", "accuracy", 0.98)])
+    out = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=generate_latest(m.registry),
+        capture_output=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out
+
+
+def test_set_heldout_replaces_the_previous_scores() -> None:
+    m = Metrics(CollectorRegistry())
+    m.set_heldout([("model", "rf", "accuracy", 0.9), ("model", "rf", "log_loss", 0.3)])
+    m.set_heldout([("model", "rf", "accuracy", 0.95)])
+    r = m.registry
+    labels = {"scope": "model", "name": "rf"}
+    assert r.get_sample_value("streamfuse_heldout_metric", {**labels, "metric": "accuracy"}) == 0.95
+    assert r.get_sample_value("streamfuse_heldout_metric", {**labels, "metric": "log_loss"}) is None

@@ -125,6 +125,15 @@ class LabelJoiner:
 
     # -- public ------------------------------------------------------------------------------
 
+    def series(self) -> list[tuple[str, str, str]]:
+        """Every ``(scope, name, metric)`` of ``streamfuse_rolling_metric`` this join can set."""
+        return [
+            (scope, _series_name(name, block, self.layout), metric)
+            for block in self.layout.blocks
+            for scope, name in self._series
+            for metric in _metric_names(block)
+        ]
+
     def add_predictions(
         self,
         ids: Sequence[Any],

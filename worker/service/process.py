@@ -6,10 +6,11 @@ import logging
 import sys
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from worker.config import Settings
 from worker.errors import DeliveryError
+from worker.service.http import serve_metrics
 from worker.service.worker import Worker
 
 __all__ = ["limit_threads", "serve"]
@@ -46,9 +47,7 @@ def serve(settings: Settings, stopped_early: Callable[[], bool] | None = None) -
         return 0
     server = None
     if settings.metrics.enabled:
-        server, _ = start_http_server(
-            settings.metrics.port, addr=settings.metrics.host, registry=registry
-        )
+        server = serve_metrics(registry, settings.metrics.host, settings.metrics.port)
         log.info("metrics on http://%s:%d/metrics", settings.metrics.host, server.server_address[1])
     try:
         worker.connect()

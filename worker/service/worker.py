@@ -28,6 +28,7 @@ from worker.inference.reload import Reloader
 from worker.inference.serving import build_serving
 from worker.inference.store import open_store
 from worker.metrics import Metrics
+from worker.service.heldout import heldout_scores
 from worker.service.lag import LagMonitor
 from worker.service.loop import Loop
 from worker.transport import LabelsReader, Sink, Source, TopicPartition, open_transport
@@ -86,6 +87,7 @@ class Worker:
                 self.metrics,
             )
             self.accuracy = LiveAccuracy(joiner, settings.labels.update_online, self.metrics)
+        self._initialise_series(serving)
         self.transport = open_transport(settings)
         self.lag = LagMonitor(settings, self.metrics, self.transport.admin)
         self.source: Source | None = None
@@ -181,6 +183,7 @@ class Worker:
         reloaded = self.reloader.check(self.pipeline.serving, self.pipeline.last_good_X)
         if reloaded is not None:
             self.pipeline.serving = reloaded
+            self.metrics.set_heldout(heldout_scores(self.store, reloaded))
             self._freeze_heap()  # frees the old version's cycles, freezes the new one
         if self.labels is not None and self.accuracy is not None:
             values = self.labels.poll(MAX_LABELS_PER_POLL)
@@ -222,6 +225,16 @@ class Worker:
         if result.ts.size:
             m.end_to_end_latency.observe_many(time.time() - result.ts)
         m.batch_processing_seconds.observe(time.perf_counter() - started)
+
+    def _initialise_series(self, serving: Any) -> None:
+        """Export every series whose labels are known now, before the first event."""
+        self.metrics.initialise(
+            input_topic=self.settings.topics.input,
+            models=serving.names,
+            strategies=[st.name for st in serving.strategies],
+            rolling=self.accuracy.joiner.series() if self.accuracy is not None else (),
+        )
+        self.metrics.set_heldout(heldout_scores(self.store, serving))
 
     def _freeze_heap(self) -> None:
         """With ``freeze_gc``: collect, then freeze every live object (models, libraries, clients)
