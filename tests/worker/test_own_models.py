@@ -288,3 +288,90 @@ def test_help_and_store_list_import_no_framework(tmp_path: Path) -> None:
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_parquet_files_train_and_fit(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {n: BC.data[:, j] for j, n in enumerate(NAMES)}
+    pq.write_table(pa.table({**columns, "diagnosis": BC.target}), tmp_path / "bc.parquet")
+    code, _, err = run(
+        "train",
+        "--data",
+        tmp_path / "bc.parquet",
+        "--target",
+        "diagnosis",
+        "--store",
+        tmp_path / "trained",
+        "--models",
+        "lightgbm,xgboost",
+    )
+    assert code == 0, err
+    assert ModelStore(tmp_path / "trained").manifest("xgboost")["classes"] == [0, 1]
+    store = tmp_path / "store"
+    publish_all(run, store, model_files)
+    code, _, err = run(
+        "fit",
+        "--store",
+        store,
+        "--heldout",
+        tmp_path / "bc.parquet",
+        "--target",
+        "diagnosis",
+        "--config-out",
+        tmp_path / "p.yaml",
+    )
+    assert code == 0, err
+
+
+def test_publish_xgboost_ubj_and_torch_safetensors(run: Run, tmp_path: Path) -> None:
+    import safetensors.torch
+
+    from model_store import build_torch_model
+
+    X, y = BC.data[:200], BC.target[:200]
+    xgb.XGBClassifier(n_estimators=5).fit(X, y).save_model(tmp_path / "m.ubj")
+    code, _, err = run(
+        "store",
+        "--store",
+        tmp_path / "s",
+        "publish",
+        "x",
+        tmp_path / "m.ubj",
+        "--framework",
+        "xgboost",
+    )
+    assert code == 0, err
+    spec = {"arch": "mlp", "n_inputs": 30, "hidden": [8], "n_outputs": 2, "task": "classification"}
+    net = build_torch_model(spec)
+    safetensors.torch.save_file(net.state_dict(), tmp_path / "net.safetensors")
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    code, _, err = run(
+        "store",
+        "--store",
+        tmp_path / "s",
+        "publish",
+        "net",
+        tmp_path / "net.safetensors",
+        "--framework",
+        "torch",
+        "--spec",
+        tmp_path / "spec.json",
+    )
+    assert code == 0, err
+    loaded = ModelStore(tmp_path / "s").load("net")
+    assert loaded.predict_outputs(X).shape == (200, 2)
+    code, _, err = run(
+        "store",
+        "--store",
+        tmp_path / "s",
+        "publish",
+        "net2",
+        tmp_path / "net.safetensors",
+        "--framework",
+        "torch",
+    )
+    assert code == 2 and "--spec" in err
