@@ -53,7 +53,7 @@ __all__ = [
     "worker_config",
 ]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEV_KAFKA = REPO / "dev" / "kafka"
 PARTITIONS = 2
 ASSIGNED = "partitions assigned: "
