@@ -2,7 +2,9 @@
 
 ``ModelStore(root, key=..., require_signature=..., limits=...)`` publishes fitted
 scikit-learn estimators (through skops, with an explicit trusted-type list and a structural
-check of every tree) and torch modules (safetensors weights plus an architecture spec),
+check of every tree), torch modules (safetensors weights plus an architecture spec), and
+XGBoost (JSON), LightGBM (text) and ONNX models (each checked, trees included, before its
+library parses it; each library imported only by its loader),
 verifies every file's size and sha256 on load, signs and verifies manifests and pointers
 with an HMAC key kept outside the store, never follows a link below the root, and keeps a
 promoted version per model that the worker polls for hot reload. It also stores fitted
@@ -18,12 +20,13 @@ from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredStrategy
 from ._signing import generate_key, read_key
 from ._sklearn_io import TRUSTED_BIT_GENERATORS, TRUSTED_TYPES
-from ._store import ModelStore
+from ._store import FRAMEWORKS, ModelStore
 from .errors import (
     InputShapeError,
     IntegrityError,
     InvalidNameError,
     InvalidSpecError,
+    MissingDependencyError,
     ModelNotFoundError,
     ModelStoreError,
     PublishError,
@@ -35,6 +38,7 @@ from .errors import (
 )
 
 __all__ = [
+    "FRAMEWORKS",
     "MLP",
     "TRUSTED_BIT_GENERATORS",
     "TRUSTED_TYPES",
@@ -43,6 +47,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidSpecError",
     "LoadedModel",
+    "MissingDependencyError",
     "ModelNotFoundError",
     "ModelStore",
     "ModelStoreError",

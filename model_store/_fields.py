@@ -20,6 +20,9 @@ __all__ = ["check_model_fields", "check_strategy_fields"]
 _TASKS = {
     "sklearn": ("classification", "regression"),
     "torch": ("classification", "regression", "multitask"),
+    "xgboost": ("classification", "regression"),
+    "lightgbm": ("classification", "regression"),
+    "onnx": ("classification", "regression"),
 }
 _OUTPUT_KIND = {"classification": "proba", "regression": "value", "multitask": "mixed"}
 _MODEL_FIELDS = (
@@ -47,7 +50,7 @@ def _classes_ok(classes: Any, n: int) -> bool:
 
 
 def check_model_fields(manifest: Mapping[str, Any], limits: StoreLimits) -> dict[str, Any] | None:
-    """Check a model manifest's fields; return the validated torch spec (None for sklearn).
+    """Check a model manifest's fields; return the validated torch spec (None otherwise).
 
     Raises
     ------
@@ -92,7 +95,7 @@ def check_model_fields(manifest: Mapping[str, Any], limits: StoreLimits) -> dict
         raise refuse(f"a {task} model has no classes")
     if task != "multitask" and tasks is not None:
         raise refuse("tasks is for multitask models only")
-    if framework == "sklearn":
+    if framework != "torch":
         if manifest.get("spec") is not None:
             raise refuse("spec is for torch models only")
         return None

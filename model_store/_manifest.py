@@ -48,6 +48,10 @@ _DISTRIBUTIONS = {
     "torch": "torch",
     "skops": "skops",
     "safetensors": "safetensors",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "onnx": "onnx",
+    "onnxruntime": "onnxruntime",
 }
 
 

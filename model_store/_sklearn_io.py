@@ -281,7 +281,7 @@ def load_sklearn(
     data: bytes,
     *,
     name: str,
-    version: int,
+    version: int | None,
     filename: str,
     limits: StoreLimits | None = None,
     n_features: int | None = None,

@@ -18,6 +18,7 @@ from ._json import JSONRefused, parse_json
 from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredStrategy
 from ._manifest import MANIFEST_NAME, ReadContext, read_manifest, read_verified_files
+from ._native import NATIVE_FILES, NATIVE_FRAMEWORKS, describe_native, load_native
 from ._publish import SKLEARN_FILE, TORCH_FILE, describe_sklearn, describe_torch, jsonable_scores
 from ._signing import Signer
 from ._sklearn_io import load_sklearn, make_sklearn_predictor
@@ -30,7 +31,9 @@ from .errors import (
     StoreLayoutError,
 )
 
-__all__ = ["ModelStore"]
+__all__ = ["FRAMEWORKS", "ModelStore"]
+
+FRAMEWORKS = ("sklearn", "torch", *NATIVE_FRAMEWORKS)
 
 STRATEGIES_DIR = "_strategies"
 DATASETS_DIR = "_datasets"
@@ -175,9 +178,12 @@ class ModelStore:
         ----------
         name : str
             Letters, digits, ``_.-``; starts with a letter or digit.
-        model : estimator or torch.nn.Module
-            A fitted scikit-learn estimator, or a module from :func:`build_torch_model`.
-        framework : {"sklearn", "torch"}
+        model : estimator, torch.nn.Module, booster, ModelProto or bytes
+            A fitted scikit-learn estimator; a module from :func:`build_torch_model`; an
+            XGBoost ``Booster`` or ``XGBModel`` (or its JSON/UBJSON bytes); a LightGBM
+            ``Booster`` or ``LGBMModel`` (or its text); an ONNX ``ModelProto`` (or its bytes).
+            :meth:`publish_file` imports a file from disk.
+        framework : {"sklearn", "torch", "xgboost", "lightgbm", "onnx"}
         input_schema : dict, optional
             ``{"n_features": int, "feature_names": list of str or None}``; inferred from the
             model (``n_features_in_``, ``feature_names_in_``, ``spec["n_inputs"]``) if omitted.
@@ -219,10 +225,42 @@ class ModelStore:
             files, fields = describe_torch(
                 name, model, spec=spec, limits=self.limits, **describe_args
             )
+        elif framework in NATIVE_FRAMEWORKS:
+            if spec is not None:
+                raise PublishError(name, "spec is for torch models only")
+            files, fields = describe_native(
+                framework, name, model, limits=self.limits, **describe_args
+            )
         else:
-            raise PublishError(name, f"framework must be 'sklearn' or 'torch', got {framework!r}")
+            raise PublishError(
+                name, f"framework must be one of {', '.join(FRAMEWORKS)}, got {framework!r}"
+            )
         fields["scores"] = jsonable_scores(name, scores)
         return self._models.publish(name, files, fields, promote=promote)
+
+    def publish_file(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        framework: str,
+        spec_path: str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> int:
+        """Import a model file as the next version of ``name`` (``streamfuse store publish``).
+
+        ``path`` ends in ``.skops`` (sklearn), ``.safetensors`` (torch, with ``spec_path``, a
+        JSON architecture spec), ``.json``/``.ubj`` (xgboost), ``.txt`` (lightgbm) or ``.onnx``;
+        a pickle (``.pkl``, ``.pickle``, ``.joblib``, or pickle bytes under any name) is
+        refused and never loaded. Other keywords are :meth:`publish`'s.
+        """
+        from ._import import read_model_file
+
+        check_name(name, kind="model")
+        model, spec = read_model_file(
+            path, framework, name=name, limits=self.limits, spec_path=spec_path
+        )
+        return self.publish(name, model, framework=framework, spec=spec, **kwargs)
 
     def models(self) -> list[str]:
         """Names of models with at least one complete version."""
@@ -284,8 +322,12 @@ class ModelStore:
         with _boundary("model", name):
             return self._models.history(name)
 
-    def load(self, name: str, version: int | None = None) -> LoadedModel:
+    def load(self, name: str, version: int | None = None, *, threads: int = 0) -> LoadedModel:
         """Verify and load a version (``None``: the promoted one).
+
+        ``threads`` caps the threads of an XGBoost, LightGBM or ONNX model's predict calls
+        (0: the library's default); scikit-learn and torch models are capped by the caller
+        (``threadpoolctl``, ``torch.set_num_threads``).
 
         Raises
         ------
@@ -295,18 +337,32 @@ class ModelStore:
             A file is missing, altered or unlisted; names the file.
         UnsafeModelError
             A file would need code outside the trusted types to load; nothing is run.
+        MissingDependencyError
+            The model's framework is not installed (the message names the extra).
         """
         version = _version_arg(version)
         with _boundary("model", name) as where:
-            return self._load_model(name, version, where)
+            return self._load_model(name, version, where, threads)
 
-    def _load_model(self, name: str, version: int | None, where: _Where) -> LoadedModel:
+    def _load_model(
+        self, name: str, version: int | None, where: _Where, threads: int = 0
+    ) -> LoadedModel:
         version = self._models.resolve(name, version)
         where.at(version)
         parts = self._models.parts(name, version)
         manifest, signed = read_manifest(self._ctx, parts, name, version, kind="model")
         spec = check_model_fields(manifest, self.limits)
         contents = read_verified_files(self._ctx, parts, manifest, kind="model")
+        if manifest["framework"] in NATIVE_FRAMEWORKS:
+            filename = NATIVE_FILES[manifest["framework"]]
+            where.at(version, filename)
+            model, predictor = load_native(
+                manifest,
+                _file(contents, filename, name, version),
+                limits=self.limits,
+                threads=threads,
+            )
+            return LoadedModel(manifest, model, predictor, signed=signed)
         if manifest["framework"] == "sklearn":
             where.at(version, SKLEARN_FILE)
             estimator = load_sklearn(

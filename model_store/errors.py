@@ -15,6 +15,7 @@ Hierarchy::
     ├── InputShapeError         (also ValueError)   a feature batch has the wrong shape
     ├── InvalidNameError        (also ValueError)   a name that cannot be a directory name
     ├── SigningKeyError         (also ValueError)   a key file is missing, malformed or too open
+    ├── MissingDependencyError  (also ImportError)  a framework's package is not installed
     └── StoreLayoutError                            the store directory is not laid out as expected
 
 Every constructor takes domain values (names, versions, file names) and builds the message.
@@ -30,6 +31,7 @@ __all__ = [
     "IntegrityError",
     "InvalidNameError",
     "InvalidSpecError",
+    "MissingDependencyError",
     "ModelNotFoundError",
     "ModelStoreError",
     "PublishError",
@@ -200,6 +202,20 @@ class SigningKeyError(ModelStoreError, ValueError):
         self.path = path
         self.problem = problem
         super().__init__(f"signing key {path}: {problem}")
+
+
+class MissingDependencyError(ModelStoreError, ImportError):
+    """A model needs a framework whose package is not installed; says what to install."""
+
+    def __init__(self, framework: str, package: str, extra: str, name: str | None = None) -> None:
+        self.framework = framework
+        self.package = package
+        self.extra = extra
+        where = f"model {name!r} is a {framework} model" if name else f"framework {framework!r}"
+        super().__init__(
+            f"{where} and needs the {package} package, which is not installed: "
+            f"pip install 'streamfuse[{extra}]'"
+        )
 
 
 class StoreLayoutError(ModelStoreError):

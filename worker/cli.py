@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from worker import __version__
 from worker.errors import ConfigError, WorkerError
+from worker.tools import own_args
 
 if TYPE_CHECKING:
     from worker.config import Settings
@@ -36,13 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the worker")
     p.add_argument("--config", required=True, type=Path, help=config_help)
 
-    p = sub.add_parser("train", help="train demo models, fit strategies, write a config")
-    p.add_argument(
-        "--dataset",
-        required=True,
-        choices=["digits", "breast_cancer", "wine", "diabetes", "synthetic"],
-        help="a data set that ships with scikit-learn, or a seeded synthetic one",
+    p = sub.add_parser(
+        "train", help="train base models on a demo data set or your own file, fit strategies"
     )
+    own_args.add_train_sources(p)
     p.add_argument("--store", required=True, type=Path, help="the model store directory")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the models")
     p.add_argument(
@@ -67,7 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("produce", help="replay a data set's test split as events and labels")
     p.add_argument("--config", required=True, type=Path, help=config_help)
-    p.add_argument("--dataset", required=True, help="the data set the store was trained on")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--dataset", help="send the store's test split (the data set it was trained on)"
+    )
+    source.add_argument("--data", type=Path, help="send a CSV or Parquet file's rows instead")
+    p.add_argument(
+        "--target", default=None, help="with --data: the label column (sent as label events)"
+    )
     p.add_argument("--count", type=int, default=None, help="events to send (default: all)")
     p.add_argument("--rate", type=float, default=None, help="events per second (default: max)")
     p.add_argument(
@@ -77,8 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="backtest every configured strategy offline")
     p.add_argument("--config", required=True, type=Path, help=config_help)
-    p.add_argument("--events", required=True, type=Path, help="feature events, JSON lines")
+    p.add_argument(
+        "--events", required=True, type=Path, help="feature events: JSON lines, CSV or Parquet"
+    )
     p.add_argument("--labels", type=Path, default=None, help="label events, JSON lines")
+    p.add_argument("--target", default=None, help="with CSV or Parquet events: the label column")
+
+    own_args.add_fit_arguments(
+        sub.add_parser(
+            "fit", help="fit every strategy on your held-out data for the store's promoted models"
+        )
+    )
 
     p = sub.add_parser("report", help="chart a running worker's accuracy and latency (HTML)")
     p.add_argument("--url", default="http://127.0.0.1:9464/metrics", help="the worker's /metrics")
@@ -120,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("version", type=int, help="the version to promote")
     q = ssub.add_parser("rollback", help="back to the previously promoted version")
     q.add_argument("name", help="model name")
+    own_args.add_publish_arguments(
+        ssub.add_parser(
+            "publish",
+            help="import a model file (skops, safetensors, XGBoost JSON/UBJ, LightGBM text, "
+            "ONNX); never a pickle",
+        )
+    )
     return parser
 
 
@@ -155,6 +176,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _replay(args)
     if args.command == "store":
         return _store(args)
+    if args.command == "fit":
+        return _fit(args)
     if args.command == "report":
         return _report(args)
     if args.command == "bench":
@@ -189,25 +212,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import time
+    from worker.tools.own_commands import run_train
 
-    from worker.tools.train import train
-
-    started = time.perf_counter()
-    report = train(
-        args.dataset,
-        args.store,
-        seed=args.seed,
-        config_out=args.config_out,
-        progress=sys.stderr.isatty(),
-        bootstrap=args.bootstrap,
-        drift=args.drift,
-        key_file=args.key_file,
-    )
-    print(f"Held-out fit, test-split scores on {args.dataset} (seed {args.seed}):\n")
-    print(report.table())
-    print(f"\nconfig written to {report.config_path} ({time.perf_counter() - started:.1f}s)")
-    return 0
+    return run_train(args)
 
 
 def _produce(args: argparse.Namespace) -> int:
@@ -219,8 +226,10 @@ def _produce(args: argparse.Namespace) -> int:
         count=args.count,
         rate=args.rate,
         labels_delay=args.labels_delay,
-        prefix=args.id_prefix or args.dataset,
+        prefix=args.id_prefix or args.dataset or args.data.stem,
         progress=sys.stderr.isatty(),
+        data=args.data,
+        target=args.target,
     )
     print(
         f"produced {n} events to {settings.topics.input} and their labels to "
@@ -233,7 +242,7 @@ def _replay(args: argparse.Namespace) -> int:
     from worker.tools.replay import replay
 
     settings = _settings(args.config)
-    report = replay(settings, args.events, args.labels)
+    report = replay(settings, args.events, args.labels, args.target)
     print(
         f"{report.n_events} events: {report.n_predicted} predicted, "
         f"{report.n_dead_lettered} dead-lettered, {report.n_labelled} labelled\n"
@@ -241,6 +250,12 @@ def _replay(args: argparse.Namespace) -> int:
     if report.rows:
         print(report.table())
     return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from worker.tools.own_commands import run_fit
+
+    return run_fit(args)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -270,6 +285,8 @@ def _store(args: argparse.Namespace) -> int:
 
     if args.store is None and args.config is None:
         raise ConfigError("store", "give --store DIR or --config FILE")
+    if args.store_command == "publish" and args.store is not None:
+        args.store.mkdir(parents=True, exist_ok=True)
     if args.store is not None:
         settings = StoreSettings(path=args.store, key_file=args.key_file)
     else:
@@ -277,6 +294,10 @@ def _store(args: argparse.Namespace) -> int:
         if args.key_file is not None:
             settings = settings.model_copy(update={"key_file": args.key_file})
     store = open_store(settings)
+    if args.store_command == "publish":
+        from worker.tools.publish import publish
+
+        return publish(store, args)
     try:
         if args.store_command == "list":
             for name in store.models():

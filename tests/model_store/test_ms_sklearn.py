@@ -154,7 +154,7 @@ def test_publish_refuses_untrusted_estimator(store: ModelStore, clf_data) -> Non
         ({"input_schema": {"n_features": 5}}, "n_features=5"),
         ({"classes": ["cat", "dog", "fox"]}, "not the model's"),
         ({"task": "multitask"}, "single-task"),
-        ({"framework": "onnx"}, "framework"),
+        ({"framework": "caffe"}, "framework"),
         ({"output_kind": "value"}, "output_kind"),
         ({"scores": {"accuracy": "high"}}, "scores"),
         ({"input_schema": {"n_features": 4, "feature_names": ["a"]}}, "feature_names"),

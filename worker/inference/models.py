@@ -37,8 +37,9 @@ class Promotion:
 class ModelSet:
     """The models of one worker, in config order."""
 
-    def __init__(self, store: ModelStore, refs: Sequence[ModelRef]) -> None:
+    def __init__(self, store: ModelStore, refs: Sequence[ModelRef], threads: int = 0) -> None:
         self.store = store
+        self.threads = threads  # XGBoost, LightGBM and ONNX take it at load
         self.refs = list(refs)
         self.names = [r.name for r in refs]
         self.models: list[LoadedModel] = []
@@ -51,7 +52,7 @@ class ModelSet:
                     f"{store.root} (known: {', '.join(sorted(known)) or 'none'})",
                 )
             try:
-                self.models.append(store.load(ref.name, ref.version))
+                self.models.append(store.load(ref.name, ref.version, threads=threads))
             except ModelStoreError as exc:
                 raise ConfigError("models", f"cannot load {ref.name!r}: {exc}") from exc
         first = self.models[0]
@@ -99,7 +100,7 @@ class ModelSet:
         ValueError
             It disagrees with the served set or its probe output is wrong.
         """
-        candidate = self.store.load(promotion.model, promotion.new_version)
+        candidate = self.store.load(promotion.model, promotion.new_version, threads=self.threads)
         index = self.names.index(promotion.model)
         problem = _disagreement(self.models[index], candidate)
         if problem:

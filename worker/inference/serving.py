@@ -75,7 +75,7 @@ def build_serving(
         A model cannot be loaded or disagrees with the others, or a strategy cannot be built.
     """
     if model_set is None:
-        model_set = ModelSet(store, settings.models)
+        model_set = ModelSet(store, settings.models, settings.runtime.model_threads)
     strategies = build_strategies(
         store, model_set, settings.strategy, settings.shadow_strategies, refused
     )

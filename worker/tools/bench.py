@@ -55,6 +55,7 @@ from worker.config import Settings, settings_from_dict
 from worker.errors import WorkerError
 from worker.inference.serving import build_serving, open_store
 from worker.tools.bench_models import (
+    BENCH_MODELS,
     build_store,
     event_value,
     profile_pipeline,
@@ -431,8 +432,8 @@ def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"machine": machine_info()}
     store = workdir / "store"
     store.mkdir(parents=True, exist_ok=True)
-    say("training RF, HGB and MLP and publishing them with the fitted strategies")
-    rows = build_store(store, plan.seed)
+    say(f"training {', '.join(plan.models)} and publishing them with the fitted strategies")
+    rows = build_store(store, plan.seed, models=plan.models)
     n = plan.n_events
     X = np.resize(rows, (n, rows.shape[1])).tolist()
     now = time.time()
@@ -552,12 +553,19 @@ def plan_from(args: argparse.Namespace) -> BenchPlan:
         overrides["n_naive"] = args.naive_events
     if args.latency_seconds is not None:
         overrides["latency_s"] = args.latency_seconds
+    if args.models is not None:
+        overrides["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
     return replace(plan, **overrides)
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the benchmark; print the tables, write ``--json``. Returns the exit code."""
     plan = plan_from(args)
+    unknown = sorted(set(plan.models) - set(BENCH_MODELS))
+    if unknown or len(plan.models) < 2:
+        print(f"streamfuse bench: --models takes two or more of {', '.join(BENCH_MODELS)}",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if min(plan.n_events, plan.n_naive) < 1 or plan.latency_s <= 0:
         print(
             "streamfuse bench: --events, --naive-events and --latency-seconds must be > 0",

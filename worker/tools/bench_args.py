@@ -19,7 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, default=None, help="events per saturation run")
     parser.add_argument("--naive-events", type=int, default=None)
     parser.add_argument("--latency-seconds", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data and the models")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="the ensemble, comma-separated from rf,hgb,mlp,xgboost,lightgbm (default rf,hgb,mlp)",
+    )
     parser.add_argument(
         "--workdir", type=Path, default=None, help="keep the store, configs and worker logs here"
     )

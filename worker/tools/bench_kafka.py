@@ -53,7 +53,7 @@ __all__ = [
     "worker_config",
 ]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEV_KAFKA = REPO / "dev" / "kafka"
 PARTITIONS = 2
 ASSIGNED = "partitions assigned: "
@@ -75,6 +75,7 @@ class BenchPlan:
     batch_events: int = 512
     max_wait_ms: int = 20
     seed: int = 0
+    models: tuple[str, ...] = MODEL_NAMES
 
 
 QUICK = BenchPlan(
@@ -256,7 +257,7 @@ def worker_config(
         "topics": {**topics, "labels": None},
         "batch": {"max_events": plan.batch_events, "max_wait_ms": plan.max_wait_ms},
         "store": str(store),
-        "models": [{"name": n} for n in MODEL_NAMES],
+        "models": [{"name": n} for n in plan.models],
         "strategy": {"name": ACTIVE_STRATEGY},
         "shadow_strategies": [{"name": n} for n in SHADOW_STRATEGIES],
         "on_model_error": {"policy": "renormalize", "min_models": 2, "timeout_ms": 1000},

@@ -42,6 +42,7 @@ from worker.tools.train import fit_torch
 
 __all__ = [
     "ACTIVE_STRATEGY",
+    "BENCH_MODELS",
     "MODEL_NAMES",
     "N_FEATURES",
     "SHADOW_STRATEGIES",
@@ -53,6 +54,9 @@ __all__ = [
 
 N_FEATURES = 32
 MODEL_NAMES = ("rf", "hgb", "mlp")
+#: What ``streamfuse bench --models`` may name (XGBoost: 100 trees of depth 6; LightGBM: 100
+#: trees of 31 leaves).
+BENCH_MODELS = ("rf", "hgb", "mlp", "xgboost", "lightgbm")
 ACTIVE_STRATEGY = "soft_vote"
 SHADOW_STRATEGIES = ("hard_vote", "weighted_average")
 MLP_SPEC = {
@@ -88,7 +92,11 @@ def _one_thread() -> Iterator[None]:
 
 
 def build_store(
-    root: Path, seed: int = 0, n_samples: int = 5_000, mlp_epochs: int = 100
+    root: Path,
+    seed: int = 0,
+    n_samples: int = 5_000,
+    mlp_epochs: int = 100,
+    models: Sequence[str] = MODEL_NAMES,
 ) -> np.ndarray:
     """Train and publish the three models and the fitted strategies into a store at ``root``.
 
@@ -113,28 +121,45 @@ def build_store(
     n_train, n_heldout = n_samples * 3 // 5, n_samples // 5
     X_tr, y_tr = X[:n_train], y[:n_train]
     X_ho, y_ho = X[n_train : n_train + n_heldout], y[n_train : n_train + n_heldout]
-    with _one_thread():
-        rf = RandomForestClassifier(100, max_depth=12, random_state=seed, n_jobs=1).fit(X_tr, y_tr)
-        hgb = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(X_tr, y_tr)
-        mlp = fit_torch(MLP_SPEC, X_tr, [("mlp", y_tr)], seed, epochs=mlp_epochs)
+    fits: dict[str, Callable[[], tuple[Any, str]]] = {
+        "rf": lambda: (RandomForestClassifier(100, max_depth=12, random_state=seed, n_jobs=1)
+                       .fit(X_tr, y_tr), "sklearn"),
+        "hgb": lambda: (HistGradientBoostingClassifier(max_iter=100, random_state=seed)
+                        .fit(X_tr, y_tr), "sklearn"),
+        "mlp": lambda: (fit_torch(MLP_SPEC, X_tr, [("mlp", y_tr)], seed, epochs=mlp_epochs),
+                        "torch"),
+        "xgboost": lambda: (_boosters(seed)["xgboost"].fit(X_tr, y_tr), "xgboost"),
+        "lightgbm": lambda: (_boosters(seed)["lightgbm"].fit(X_tr, y_tr), "lightgbm"),
+    }  # fmt: skip
     store = ModelStore(root)
     schema = {"n_features": N_FEATURES, "feature_names": None}
     common: dict[str, Any] = {"input_schema": schema, "task": "classification", "classes": [0, 1]}
-    versions = {
-        "rf": store.publish("rf", rf, framework="sklearn", output_kind="proba", **common),
-        "hgb": store.publish("hgb", hgb, framework="sklearn", output_kind="proba", **common),
-        "mlp": store.publish(
-            "mlp", mlp, framework="torch", output_kind="proba", spec=MLP_SPEC, **common
-        ),
-    }
+    versions = {}
+    for name in models:
+        with _one_thread():
+            model, framework = fits[name]()
+        spec = MLP_SPEC if framework == "torch" else None
+        versions[name] = store.publish(
+            name, model, framework=framework, output_kind="proba", spec=spec, **common
+        )
     # As streamfuse train does: strategies see the outputs of the models as the store serves them.
-    P_ho = np.stack([store.load(n, versions[n]).predict_outputs(X_ho) for n in MODEL_NAMES])
+    P_ho = np.stack([store.load(n, versions[n]).predict_outputs(X_ho) for n in models])
     store.publish_dataset(HELDOUT_DATASET, {"X": X_ho, "y": y_ho})
     for name in (ACTIVE_STRATEGY, *SHADOW_STRATEGIES):
         fitted = combiners.get_combiner(name, task="classification").fit(P_ho, y_ho)
         meta, arrays = combiners.save_state(fitted)
         store.publish_strategy(name, meta, arrays, versions)
     return np.asarray(X[n_train + n_heldout :], dtype=np.float64)
+
+
+def _boosters(seed: int) -> dict[str, Any]:
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    return {
+        "xgboost": xgb.XGBClassifier(n_estimators=100, max_depth=6, random_state=seed, n_jobs=1),
+        "lightgbm": lgb.LGBMClassifier(n_estimators=100, random_state=seed, n_jobs=1, verbose=-1),
+    }
 
 
 def event_value(event_id: str, row: list[float], ts: float) -> bytes:

@@ -13,7 +13,7 @@ import numpy as np
 from sklearn import datasets as skd
 from sklearn.model_selection import train_test_split
 
-__all__ = ["DATASETS", "Dataset", "TaskSpec", "load_dataset"]
+__all__ = ["DATASETS", "Dataset", "TaskSpec", "load_dataset", "split_indices"]
 
 DATASETS = ("digits", "breast_cancer", "wine", "diabetes", "synthetic")
 
@@ -35,14 +35,19 @@ class Dataset:
     task: TaskSpec
     extra: dict[str, tuple[TaskSpec, np.ndarray]] = field(default_factory=dict)
     splits: dict[str, np.ndarray] = field(default_factory=dict)
+    feature_names: list[str] | None = None
 
     @property
     def tasks(self) -> list[TaskSpec]:
         return [self.task] + [spec for spec, _ in self.extra.values()]
 
     def targets(self) -> np.ndarray:
-        """(n, n_tasks): the main target then each extra one."""
-        cols = [self.y.astype(np.float64)] + [t.astype(np.float64) for _, t in self.extra.values()]
+        """(n, n_tasks): the main target (a class's index for classification) then each
+        extra one."""
+        main = self.y
+        if self.task.kind == "classification" and self.task.classes is not None:
+            main = np.searchsorted(np.asarray(self.task.classes), self.y)
+        cols = [main.astype(np.float64)] + [t.astype(np.float64) for _, t in self.extra.values()]
         return np.column_stack(cols)
 
     def part(self, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -81,16 +86,26 @@ def load_dataset(
             y.astype(np.int64),
             TaskSpec("label", "classification", classes),
         )
-    ds.splits = _split(ds, seed)
+    ds.splits = split_indices(ds, seed)
     return ds
 
 
-def _split(ds: Dataset, seed: int) -> dict[str, np.ndarray]:
+def split_indices(
+    ds: Dataset, seed: int, heldout_fraction: float = 0.2, test_fraction: float = 0.2
+) -> dict[str, np.ndarray]:
+    """Train / held-out / test row indices (stratified for classification)."""
+    rest_fraction = heldout_fraction + test_fraction
+    if not (heldout_fraction > 0 and test_fraction > 0 and rest_fraction < 1):
+        raise ValueError("held-out and test fractions must be positive and sum to less than 1")
     idx = np.arange(len(ds.y))
     stratify = ds.y if ds.task.kind == "classification" else None
-    train, rest = train_test_split(idx, test_size=0.4, random_state=seed, stratify=stratify)
+    train, rest = train_test_split(
+        idx, test_size=rest_fraction, random_state=seed, stratify=stratify
+    )
     strat_rest = ds.y[rest] if stratify is not None else None
-    heldout, test = train_test_split(rest, test_size=0.5, random_state=seed, stratify=strat_rest)
+    heldout, test = train_test_split(
+        rest, test_size=test_fraction / rest_fraction, random_state=seed, stratify=strat_rest
+    )
     if ds.name == "synthetic":  # keep time order so concept drift shows up in the test stream
         test = np.sort(test)
     return {"train": train, "heldout": heldout, "test": test}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,10 @@ from tqdm import tqdm
 from model_store import ModelStore
 from worker.config import Settings
 from worker.inference.serving import open_store
+from worker.tools.tabular import DataFileError, class_index, feature_columns, read_table
 from worker.transport.kafka_python.clients import common_config
 
-__all__ = ["dataset_events", "label_docs", "produce"]
+__all__ = ["dataset_events", "file_events", "label_docs", "produce"]
 
 
 def dataset_events(
@@ -36,6 +38,46 @@ def dataset_events(
     ]
     manifest = store.manifest(model)
     return events, label_docs(manifest, data, rows, ids)
+
+
+def file_events(
+    store: ModelStore,
+    model: str,
+    path: Path,
+    target: str | None,
+    prefix: str,
+    count: int | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """Feature events (and label events, with a ``target`` column) for a CSV/Parquet file's
+    rows. ``features`` is a ``{name: value}`` object when the models were trained with
+    feature names (the file's columns are then found by name), else a list in file order."""
+    manifest = store.manifest(model)
+    schema = manifest["input_schema"]
+    names = schema.get("feature_names")
+    table = read_table(path)
+    if target is not None and target not in table.values:
+        raise DataFileError(path, f"no target column {target!r}")
+    cols = feature_columns(table, [target] if target else [], names, schema["n_features"])
+    X = np.column_stack([table.numeric(c) for c in cols])
+    n = len(X) if count is None else min(count, len(X))
+    ids = [f"{prefix}-{i}" for i in range(n)]
+    now = time.time()
+    keys = names if names else None
+    events = [
+        {"id": i, "features": dict(zip(keys, row, strict=True)) if keys else row, "ts": now}
+        for i, row in zip(ids, X[:n].tolist(), strict=True)
+    ]
+    if target is None:
+        return events, None
+    raw = np.asarray(table.values[target][:n], dtype=object)
+    if manifest["task"] == "classification":
+        classes = manifest["classes"]
+        index = class_index(path, classes, raw)
+        labels = [{"id": d, "label": classes[k]} for d, k in zip(ids, index.tolist(), strict=True)]
+    else:
+        values = [float(v) for v in raw.tolist()]
+        labels = [{"id": d, "label": v} for d, v in zip(ids, values, strict=True)]
+    return events, labels
 
 
 def label_docs(
@@ -65,9 +107,19 @@ def produce(
     labels_delay: float = 2.0,
     prefix: str = "evt",
     progress: bool = True,
+    data: Path | None = None,
+    target: str | None = None,
 ) -> int:
+    """Send the store's test split (or the rows of ``data``) as events, and their labels
+    ``labels_delay`` seconds later (for ``data``, only with a ``target`` column)."""
     store = open_store(settings.store)
-    events, labels = dataset_events(store, settings.models[0].name, prefix, count)
+    model = settings.models[0].name
+    if data is not None:
+        events, found = file_events(store, model, data, target, prefix, count)
+        labels: list[dict[str, Any] | None] = list(found) if found else [None] * len(events)
+    else:
+        events, docs = dataset_events(store, model, prefix, count)
+        labels = list(docs)
     producer = KafkaProducer(**common_config(settings, "-produce", linger_ms=5))
     pending: deque[tuple[float, dict[str, Any]]] = deque()
     start = time.monotonic()
@@ -87,7 +139,8 @@ def produce(
         event["ts"] = time.time()
         key = str(event["id"]).encode()
         producer.send(t.input, key=key, value=orjson.dumps(event))
-        pending.append((time.monotonic() + labels_delay, label))
+        if label is not None:
+            pending.append((time.monotonic() + labels_delay, label))
         while pending and pending[0][0] <= time.monotonic():
             _, due = pending.popleft()
             if t.labels:

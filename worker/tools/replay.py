@@ -66,11 +66,27 @@ def _label(doc: dict[str, Any] | None, task: str) -> Any:
     return doc.get("label")
 
 
-def replay(settings: Settings, events: Path, labels: Path | None = None) -> ReplayReport:
-    serving = build_serving(open_store(settings.store), settings)
+TABULAR = (".csv", ".parquet", ".pq")
+
+
+def replay(
+    settings: Settings, events: Path, labels: Path | None = None, target: str | None = None
+) -> ReplayReport:
+    """Backtest on feature events (JSON lines, or a CSV/Parquet file whose ``target``
+    column, when named, gives the labels) and a labels file (JSON lines)."""
+    store = open_store(settings.store)
+    serving = build_serving(store, settings)
     model_set = serving.model_set
     pipeline = Pipeline(serving, settings.on_model_error, settings.validation.max_event_bytes)
-    lines = [line for line in events.read_bytes().splitlines() if line.strip()]
+    truth: dict[Any, Any] = _read_labels(labels) if labels is not None else {}
+    if events.suffix.lower() in TABULAR:
+        from worker.tools.produce import file_events
+
+        docs, label_docs = file_events(store, model_set.names[0], events, target, "row")
+        lines = [orjson.dumps(doc) for doc in docs]
+        truth.update({doc["id"]: doc for doc in label_docs or []})
+    else:
+        lines = [line for line in events.read_bytes().splitlines() if line.strip()]
     records = [_Record("replay", 0, i, None, v) for i, v in enumerate(lines)]
     ids: list[Any] = []
     outs: dict[str, list[np.ndarray]] = {s.name: [] for s in serving.strategies}
@@ -92,8 +108,7 @@ def replay(settings: Settings, events: Path, labels: Path | None = None) -> Repl
         pipeline.close()
     rows: list[tuple[str, str, dict[str, float]]] = []
     n_labelled = 0
-    if labels is not None and ids:
-        truth = _read_labels(labels)
+    if (labels is not None or truth) and ids:
         P = np.concatenate(model_outs, axis=1)
         combined = {name: np.concatenate(parts) for name, parts in outs.items()}
         multitask = model_set.layout.is_multitask

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -33,28 +32,32 @@ import combiners
 from model_store import ModelStore, build_torch_model
 from worker.accuracy.scoring import score, score_table
 from worker.config import StoreSettings
+from worker.errors import ConfigError
 from worker.inference.store import open_store
 from worker.inference.strategies import HELDOUT_DATASET
-from worker.tools.datasets import Dataset, load_dataset
+from worker.tools.datasets import Dataset, TaskSpec, load_dataset, split_indices
+from worker.tools.fit import (
+    CLASSIFICATION_STRATEGIES,
+    REGRESSION_STRATEGIES,
+    fit_strategies,
+    strategies_for,
+    write_config,
+)
+from worker.tools.tabular import read_labelled
 
-__all__ = ["CLASSIFICATION_STRATEGIES", "REGRESSION_STRATEGIES", "TrainReport", "train"]
+__all__ = [
+    "BASE_MODELS",
+    "CLASSIFICATION_STRATEGIES",
+    "REGRESSION_STRATEGIES",
+    "TrainReport",
+    "dataset_from_file",
+    "train",
+]
 
-CLASSIFICATION_STRATEGIES: dict[str, dict[str, Any]] = {
-    "soft_vote": {},
-    "hard_vote": {},
-    "weighted_average": {},
-    "weighted_sum": {},
-    "stacking": {},
-    "select_best": {"k": 2, "window": 1000},
-    "hedge": {"eta": 0.5},
-}
-REGRESSION_STRATEGIES: dict[str, dict[str, Any]] = {
-    "weighted_average": {},
-    "weighted_sum": {},
-    "stacking": {},
-    "select_best": {"k": 2, "window": 1000},
-    "hedge": {"eta": 0.5},
-}
+#: What ``--models`` may name; the demo data sets train the first four by default.
+BASE_MODELS = ("rf", "hgb", "linear", "mlp", "xgboost", "lightgbm")
+DEFAULT_MODELS = ("rf", "hgb", "linear", "mlp")
+
 MULTITASK_MODELS = {"mt_a": [64], "mt_b": [32, 32]}
 
 
@@ -70,8 +73,30 @@ class TrainReport:
         return score_table(self.rows)
 
 
+def dataset_from_file(
+    path: str | Path,
+    target: str,
+    *,
+    task: str | None = None,
+    seed: int = 0,
+    heldout_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+) -> Dataset:
+    """The user's CSV or Parquet file as a data set, split like the demo ones."""
+    data = read_labelled(path, target, task=task)
+    ds = Dataset(
+        Path(path).stem,
+        data.X,
+        data.y,
+        TaskSpec(target, data.task, data.classes),
+        feature_names=data.feature_names,
+    )
+    ds.splits = split_indices(ds, seed, heldout_fraction, test_fraction)
+    return ds
+
+
 def train(
-    dataset: str,
+    dataset: str | Dataset,
     store_dir: str | Path,
     seed: int = 0,
     config_out: str | Path | None = None,
@@ -79,10 +104,13 @@ def train(
     bootstrap: str = "127.0.0.1:9092",
     drift: bool = False,
     key_file: str | Path | None = None,
+    models: tuple[str, ...] | list[str] = DEFAULT_MODELS,
 ) -> TrainReport:
-    """Train the demo models on ``dataset``, publish them (signed with ``key_file``'s key when
-    given), fit every strategy on the held-out split and write a config naming the store."""
-    ds = load_dataset(dataset, seed=seed, drift=drift)
+    """Train the base ``models`` on ``dataset`` (a demo name, or :func:`dataset_from_file`),
+    publish them (signed with ``key_file``'s key when given), fit every strategy on the
+    held-out split and write a config naming the store."""
+    ds = load_dataset(dataset, seed=seed, drift=drift) if isinstance(dataset, str) else dataset
+    dataset = ds.name
     store_dir = Path(store_dir)
     store_dir.mkdir(parents=True, exist_ok=True)
     key_path = Path(key_file).resolve() if key_file is not None else None
@@ -90,7 +118,7 @@ def train(
     torch.manual_seed(seed)
     kind = ds.task.kind
     report = TrainReport(dataset, kind, "accuracy" if kind == "classification" else "mae")
-    steps = 4 + len(_strategies(kind)) + (len(MULTITASK_MODELS) + 1 if ds.extra else 0)
+    steps = len(models) + len(strategies_for(kind)) + (len(MULTITASK_MODELS) + 1 if ds.extra else 0)
     bar = tqdm(total=steps, desc=f"train {dataset}", disable=not progress, file=sys.stderr)
 
     X_tr, y_tr = ds.part("train")
@@ -99,19 +127,21 @@ def train(
     y_ho = _encode(ds, ds.splits["heldout"])
     y_te = _encode(ds, ds.splits["test"])
     versions: dict[str, int] = {}
-    for name, (model, framework, spec) in _base_models(ds, seed).items():
+    for name, (model, framework, spec) in _base_models(ds, seed, models).items():
         bar.set_postfix_str(name)
         if framework == "torch":
             assert spec is not None
             y_fit = _encode(ds, ds.splits["train"])
             fitted = fit_torch(spec, X_tr, [(ds.task.name, y_fit)], seed)
+        elif framework in ("xgboost", "lightgbm"):
+            fitted = model.fit(X_tr, _encode(ds, ds.splits["train"]))  # labels as 0..k-1
         else:
             fitted = model.fit(X_tr, y_tr)
         versions[name] = store.publish(
             name,
             fitted,
             framework=framework,
-            input_schema={"n_features": ds.X.shape[1], "feature_names": None},
+            input_schema={"n_features": ds.X.shape[1], "feature_names": ds.feature_names},
             task=kind,
             classes=list(ds.task.classes) if ds.task.classes else None,
             output_kind="proba" if kind == "classification" else "value",
@@ -128,29 +158,24 @@ def train(
     store.publish_dataset(
         "test", {"X": X_te, "y": y_te, "targets": ds.targets()[ds.splits["test"]]}
     )
-    for sname, params in _strategies(kind).items():
+
+    def step(sname: str) -> None:
         bar.set_postfix_str(sname)
-        combiner = combiners.get_combiner(sname, task=kind, **params).fit(P_ho, y_ho)
-        report.rows.append(("strategy", sname, score(kind, combiner.combine(P_te), y_te)))
-        meta, arrays = combiners.save_state(combiner)
-        store.publish_strategy(sname, meta, arrays, versions)
         bar.update()
+
+    report.rows += fit_strategies(store, kind, P_ho, y_ho, versions, P_te, y_te, step)
     if ds.extra:
         _train_multitask(ds, store, seed, report, bar)
     bar.close()
     config_out = Path(config_out) if config_out else store_dir.parent / "streamfuse.yaml"
-    _write_config(config_out, store_dir, names, kind, bootstrap, key_path)
+    write_config(config_out, store_dir, names, kind, bootstrap, key_path)
     if ds.extra:
         multitask_config = config_out.with_name(config_out.stem + "-multitask.yaml")
-        _write_config(
+        write_config(
             multitask_config, store_dir, list(MULTITASK_MODELS), "multitask", bootstrap, key_path
         )
     report.config_path = config_out
     return report
-
-
-def _strategies(kind: str) -> dict[str, dict[str, Any]]:
-    return CLASSIFICATION_STRATEGIES if kind == "classification" else REGRESSION_STRATEGIES
 
 
 def _encode(ds: Dataset, idx: np.ndarray) -> np.ndarray:
@@ -162,7 +187,53 @@ def _encode(ds: Dataset, idx: np.ndarray) -> np.ndarray:
     return y.astype(np.float64)
 
 
-def _base_models(ds: Dataset, seed: int) -> dict[str, tuple[Any, str, dict[str, Any] | None]]:
+def _base_models(
+    ds: Dataset, seed: int, models: tuple[str, ...] | list[str] = DEFAULT_MODELS
+) -> dict[str, tuple[Any, str, dict[str, Any] | None]]:
+    unknown = sorted(set(models) - set(BASE_MODELS))
+    if unknown or not models:
+        raise ValueError(f"unknown models {unknown}; choose from {', '.join(BASE_MODELS)}")
+    every = _every_model(ds, seed)
+    every.update(_boosting_models(ds, seed, models))
+    return {name: every[name] for name in models}
+
+
+def _boosting_models(
+    ds: Dataset, seed: int, models: tuple[str, ...] | list[str]
+) -> dict[str, tuple[Any, str, None]]:
+    """XGBoost and LightGBM, imported only when asked for (each is an optional extra)."""
+    out: dict[str, tuple[Any, str, None]] = {}
+    clf = ds.task.kind == "classification"
+    if "xgboost" in models:
+        try:
+            import xgboost as xgb
+        except ImportError as exc:
+            raise ConfigError(
+                "--models", "xgboost needs pip install 'streamfuse[xgboost]'"
+            ) from exc
+        cls = xgb.XGBClassifier if clf else xgb.XGBRegressor
+        out["xgboost"] = (
+            cls(n_estimators=200, max_depth=6, learning_rate=0.1, random_state=seed, n_jobs=1),
+            "xgboost",
+            None,
+        )
+    if "lightgbm" in models:
+        try:
+            import lightgbm as lgb
+        except ImportError as exc:
+            raise ConfigError(
+                "--models", "lightgbm needs pip install 'streamfuse[lightgbm]'"
+            ) from exc
+        lcls = lgb.LGBMClassifier if clf else lgb.LGBMRegressor
+        out["lightgbm"] = (
+            lcls(n_estimators=200, random_state=seed, n_jobs=1, verbose=-1),
+            "lightgbm",
+            None,
+        )
+    return out
+
+
+def _every_model(ds: Dataset, seed: int) -> dict[str, tuple[Any, str, dict[str, Any] | None]]:
     n_features = ds.X.shape[1]
     if ds.task.kind == "classification":
         n_classes = len(ds.task.classes or ())
@@ -367,45 +438,3 @@ def _train_multitask(
     meta, arrays = combiners.save_state(fusion)
     store.publish_strategy("multitask", meta, arrays, versions)
     bar.update()
-
-
-def _write_config(
-    path: Path,
-    store_dir: Path,
-    names: list[str],
-    kind: str,
-    bootstrap: str,
-    key_file: Path | None = None,
-) -> None:
-    if kind == "multitask":
-        strategy, shadows = "multitask", ["weighted_average"]
-    else:
-        strategy = "soft_vote" if kind == "classification" else "weighted_average"
-        shadows = [s for s in _strategies(kind) if s != strategy]
-    try:
-        store_ref = str(store_dir.resolve().relative_to(path.resolve().parent))
-    except ValueError:
-        store_ref = str(store_dir.resolve())
-    config = {
-        "kafka": {
-            "bootstrap_servers": bootstrap,
-            "group_id": "streamfuse",
-            "processing_guarantee": "at_least_once",
-        },
-        "topics": {
-            "input": "features",
-            "output": "predictions",
-            "labels": "labels",
-            "dead_letter": "features.dlq",
-            "create": True,
-        },
-        "batch": {"max_events": 512, "max_wait_ms": 20},
-        "store": store_ref if key_file is None else {"path": store_ref, "key_file": str(key_file)},
-        "models": [{"name": n} for n in names],
-        "strategy": {"name": strategy},
-        "shadow_strategies": [{"name": s} for s in shadows],
-        "on_model_error": {"policy": "renormalize", "min_models": 2, "timeout_ms": 1000},
-        "metrics": {"host": "127.0.0.1", "port": 9464},
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

@@ -1,0 +1,178 @@
+"""``streamfuse fit``: every strategy fitted on the user's held-out data, for models that came
+from ``streamfuse store publish``; and the strategy fitting and config writing ``train`` shares.
+
+The held-out file goes through the promoted versions exactly as the worker serves them (each
+model loaded from the store), the held-out set is published (so ``strategy.fit: heldout``
+and hot reloads can refit), each strategy is published with ``fitted_on`` naming those
+versions, and a complete config serving them is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+import combiners
+from model_store import ModelStore
+from worker.accuracy.scoring import score, score_table
+from worker.config import ModelRef, StoreSettings
+from worker.errors import ConfigError
+from worker.inference.models import ModelSet
+from worker.inference.store import open_store
+from worker.inference.strategies import HELDOUT_DATASET
+from worker.tools.tabular import class_index, read_labelled
+
+__all__ = [
+    "CLASSIFICATION_STRATEGIES",
+    "REGRESSION_STRATEGIES",
+    "FitReport",
+    "fit",
+    "fit_strategies",
+    "strategies_for",
+    "write_config",
+]
+
+CLASSIFICATION_STRATEGIES: dict[str, dict[str, Any]] = {
+    "soft_vote": {},
+    "hard_vote": {},
+    "weighted_average": {},
+    "weighted_sum": {},
+    "stacking": {},
+    "select_best": {"k": 2, "window": 1000},
+    "hedge": {"eta": 0.5},
+}
+REGRESSION_STRATEGIES: dict[str, dict[str, Any]] = {
+    "weighted_average": {},
+    "weighted_sum": {},
+    "stacking": {},
+    "select_best": {"k": 2, "window": 1000},
+    "hedge": {"eta": 0.5},
+}
+
+
+def strategies_for(kind: str) -> dict[str, dict[str, Any]]:
+    return CLASSIFICATION_STRATEGIES if kind == "classification" else REGRESSION_STRATEGIES
+
+
+def fit_strategies(
+    store: ModelStore,
+    kind: str,
+    P_fit: np.ndarray,
+    y_fit: np.ndarray,
+    versions: dict[str, int],
+    P_score: np.ndarray,
+    y_score: np.ndarray,
+    on_step: Callable[[str], None] | None = None,
+) -> list[tuple[str, str, dict[str, float]]]:
+    """Fit every strategy of ``kind`` on ``(P_fit, y_fit)``, publish each with ``fitted_on``
+    = ``versions``; returns their score rows on ``(P_score, y_score)``."""
+    rows = []
+    for name, params in strategies_for(kind).items():
+        if on_step is not None:
+            on_step(name)
+        combiner = combiners.get_combiner(name, task=kind, **params).fit(P_fit, y_fit)
+        rows.append(("strategy", name, score(kind, combiner.combine(P_score), y_score)))
+        meta, arrays = combiners.save_state(combiner)
+        store.publish_strategy(name, meta, arrays, versions)
+    return rows
+
+
+def write_config(
+    path: Path,
+    store_dir: Path,
+    names: list[str],
+    kind: str,
+    bootstrap: str,
+    key_file: Path | None = None,
+) -> None:
+    """A complete config serving ``names`` from ``store_dir`` with every fitted strategy."""
+    if kind == "multitask":
+        strategy, shadows = "multitask", ["weighted_average"]
+    else:
+        strategy = "soft_vote" if kind == "classification" else "weighted_average"
+        shadows = [s for s in strategies_for(kind) if s != strategy]
+    try:
+        store_ref = str(store_dir.resolve().relative_to(path.resolve().parent))
+    except ValueError:
+        store_ref = str(store_dir.resolve())
+    config = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": "streamfuse",
+            "processing_guarantee": "at_least_once",
+        },
+        "topics": {
+            "input": "features",
+            "output": "predictions",
+            "labels": "labels",
+            "dead_letter": "features.dlq",
+            "create": True,
+        },
+        "batch": {"max_events": 512, "max_wait_ms": 20},
+        "store": store_ref if key_file is None else {"path": store_ref, "key_file": str(key_file)},
+        "models": [{"name": n} for n in names],
+        "strategy": {"name": strategy},
+        "shadow_strategies": [{"name": s} for s in shadows],
+        "on_model_error": {"policy": "renormalize", "min_models": 2, "timeout_ms": 1000},
+        "metrics": {"host": "127.0.0.1", "port": 9464},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+
+
+@dataclass
+class FitReport:
+    kind: str
+    n_rows: int
+    rows: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)
+    config_path: Path | None = None
+
+    def table(self) -> str:
+        return score_table(self.rows)
+
+
+def fit(
+    store_dir: str | Path,
+    heldout: str | Path,
+    target: str,
+    *,
+    models: list[str] | None = None,
+    config_out: str | Path | None = None,
+    bootstrap: str = "127.0.0.1:9092",
+    key_file: str | Path | None = None,
+) -> FitReport:
+    """Fit and publish every strategy on ``heldout`` for the promoted ``models`` (default:
+    every model in the store), and write a config serving them."""
+    store_dir = Path(store_dir)
+    key_path = Path(key_file).resolve() if key_file is not None else None
+    store = open_store(StoreSettings(path=store_dir, key_file=key_path))
+    names = models or store.models()
+    if not names:
+        raise ConfigError("--store", f"{store_dir} holds no models (streamfuse store publish)")
+    model_set = ModelSet(store, [ModelRef(name=n) for n in names])
+    first = model_set.models[0]
+    if first.task == "multitask":
+        raise ConfigError("--store", "multi-task models are fitted by streamfuse train only")
+    data = read_labelled(
+        heldout, target, task=first.task, names=first.feature_names, n_features=first.n_features
+    )
+    if first.task == "classification":
+        assert first.classes is not None
+        y = class_index(heldout, first.classes, data.y)
+    else:
+        y = data.y.astype(np.float64)
+    P = np.stack([m.predict_outputs(data.X) for m in model_set.models])
+    report = FitReport(first.task, len(y))
+    for name, out in zip(names, P, strict=True):
+        report.rows.append(("model", name, score(first.task, out, y)))
+    store.publish_dataset(HELDOUT_DATASET, {"X": data.X, "y": y})
+    report.rows += fit_strategies(store, first.task, P, y, model_set.versions, P, y)
+    out_path = Path(config_out) if config_out else store_dir.parent / "streamfuse.yaml"
+    write_config(out_path, store_dir, list(names), first.task, bootstrap, key_path)
+    report.config_path = out_path
+    return report
