@@ -21,9 +21,17 @@ from tests.support.worker import WorkerProcess
 
 INJECT = Path(__file__).with_name("inject_worker.py")
 
+
 # A killed member holds its partitions until its session times out (kafka-python's default is
 # 45 s); 6 s is the broker's minimum and keeps five restarts per test affordable.
-FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+def fast_group(library: str, **more: int) -> dict[str, int]:
+    """Consumer settings for a quick takeover of a killed member's partitions (kafka-python's
+    default session is 45 s; 6 s is the broker's minimum), in ``library``'s key names;
+    ``more`` in kafka-python's names (``max_poll_interval_ms=...``)."""
+    names = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, **more}
+    if library == "confluent-kafka":
+        return {key.replace("_", "."): value for key, value in names.items()}
+    return names
 
 
 @dataclass

@@ -16,10 +16,10 @@ from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.faults.support import (
-    FAST_GROUP,
     InjectedWorker,
     MemoryWatch,
     Tail,
+    fast_group,
     produce_at_rate,
     rss_mb,
 )
@@ -60,7 +60,14 @@ def lag_gauge(port: int) -> float | None:
 
 
 def test_a_model_ten_times_slower_than_the_input(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path: Path, figures
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store,
+    test_rows,
+    tmp_path: Path,
+    figures,
+    library: str,
 ) -> None:
     t = topics(partitions=2)
     group = group_factory("slow")
@@ -77,7 +84,7 @@ def test_a_model_ten_times_slower_than_the_input(
         # Generous model timeout: the slow model is waited for, so the whole worker is slow.
         on_model_error={"timeout_ms": 10_000},
         # A tightened poll interval: an expiry would show (as "revoked") within the test.
-        kafka={"consumer": {**FAST_GROUP, "max_poll_interval_ms": 10_000}},
+        kafka={"consumer": fast_group(library, max_poll_interval_ms=10_000)},
         metrics={"lag_interval_s": 1.0},
     )
     metrics_port = yaml.safe_load(config.read_text())["metrics"]["port"]

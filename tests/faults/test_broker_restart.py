@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.faults.support import FAST_GROUP, Tail, produce_at_rate
+from tests.faults.support import Tail, fast_group, produce_at_rate
 from tests.support.kafka import DEV_KAFKA, Broker, wait_for
 from tests.support.worker import Topics, WorkerProcess, events, write_config
 
@@ -64,7 +64,14 @@ class Stream:
 
 
 def test_workers_ride_out_a_ten_second_broker_outage(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path: Path, figures
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store,
+    test_rows,
+    tmp_path: Path,
+    figures,
+    library: str,
 ) -> None:
     if os.environ.get("STREAMFUSE_TEST_BOOTSTRAP") or not broker_up(kafka):
         pytest.skip("the broker is not one dev/kafka runs here, so it cannot be restarted")
@@ -83,7 +90,7 @@ def test_workers_ride_out_a_ten_second_broker_outage(
             kafka={
                 "processing_guarantee": guarantee,
                 "transaction_timeout_ms": 10_000,
-                "consumer": FAST_GROUP,
+                "consumer": fast_group(library),
             },
             batch={"max_events": 200, "max_wait_ms": 20},
         )

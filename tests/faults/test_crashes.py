@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.faults.support import FAST_GROUP, Tail
+from tests.faults.support import Tail, fast_group
 from tests.support.kafka import Broker, wait_for
 from tests.support.worker import WorkerProcess, events, produce, write_config
 
@@ -30,6 +30,7 @@ def test_kill_9_five_times_during_50k_events(
     tmp_path: Path,
     figures,
     guarantee: str,
+    library: str,
 ) -> None:
     t = topics(partitions=4)
     X = np.resize(test_rows, (N_EVENTS, test_rows.shape[1]))
@@ -45,7 +46,7 @@ def test_kill_9_five_times_during_50k_events(
         kafka={
             "processing_guarantee": guarantee,
             "transaction_timeout_ms": 10_000,
-            "consumer": FAST_GROUP,
+            "consumer": fast_group(library),
         },
         batch={"max_events": 500, "max_wait_ms": 20},
     )

@@ -160,7 +160,14 @@ def offline(store: Path, X: np.ndarray, available: np.ndarray) -> np.ndarray:
 
 
 def test_three_faulty_models_renormalize_over_the_one_left(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path, figures
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store,
+    test_rows,
+    tmp_path,
+    figures,
+    library: str,
 ) -> None:
     faults = {"rf": raises, "hgb": sleeps, "linear": nan}
     run = run_with_faults(

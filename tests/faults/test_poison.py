@@ -27,7 +27,14 @@ DLQ_MAX_BYTES = 900_000  # topics.dead_letter_max_bytes default
 
 
 def test_poison_corpus_is_dead_lettered_and_the_worker_lives_on(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path: Path, figures
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store,
+    test_rows,
+    tmp_path: Path,
+    figures,
+    library: str,
 ) -> None:
     t = topics()
     n_features = test_rows.shape[1]

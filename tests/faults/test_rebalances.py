@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.faults.support import FAST_GROUP, Tail, produce_at_rate, still_running
+from tests.faults.support import Tail, fast_group, produce_at_rate, still_running
 from tests.support.kafka import Broker, wait_for
 from tests.support.worker import WorkerProcess, events, write_config
 
@@ -42,6 +42,7 @@ def test_a_second_worker_joins_and_leaves_three_times(
     tmp_path: Path,
     figures,
     guarantee: str,
+    library: str,
 ) -> None:
     t = topics(partitions=4)
     group = group_factory("rebal")
@@ -60,7 +61,7 @@ def test_a_second_worker_joins_and_leaves_three_times(
                 "processing_guarantee": guarantee,
                 "instance_id": str(instance),
                 "transaction_timeout_ms": 10_000,
-                "consumer": FAST_GROUP,
+                "consumer": fast_group(library),
             },
             batch={"max_events": 200, "max_wait_ms": 20},
         )
