@@ -72,3 +72,20 @@ def test_secrets_in_librdkafka_names_are_redacted() -> None:
     )
     red = s.redacted()["kafka"]["client"]
     assert set(red.values()) == {"***"}
+
+
+def test_topic_rules_every_adapter_applies() -> None:
+    from worker.config import TopicsSettings
+    from worker.transport.topics import check_copartitioned, missing_topics
+
+    t = TopicsSettings(input="in", output="out", labels="lab", dead_letter="dlq")
+    with pytest.raises(ConfigError) as info:
+        missing_topics(t, {"in", "lab"})
+    assert info.value.key == "topics.output" and "topics.create" in info.value.problem
+    creating = t.model_copy(update={"create": True})
+    assert missing_topics(creating, {"in", "lab"}) == ["dlq", "out"]
+    assert missing_topics(creating, {"in", "out", "lab", "dlq"}) == []
+    check_copartitioned(t, {"in": 4, "lab": 4})
+    with pytest.raises(ConfigError) as info:
+        check_copartitioned(t, {"in": 4, "lab": 2})
+    assert info.value.key == "topics.labels" and "co-partition" in info.value.problem

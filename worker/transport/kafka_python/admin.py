@@ -12,9 +12,10 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from worker.config import Settings
-from worker.errors import ConfigError, TransportError
+from worker.errors import TransportError
 from worker.transport.base import TopicPartition
 from worker.transport.kafka_python.clients import admin_client, common_config
+from worker.transport.topics import check_copartitioned, missing_topics
 
 __all__ = ["KafkaPythonAdmin"]
 
@@ -100,36 +101,15 @@ def _committed(admin: KafkaAdminClient, group: str, tps: list[Any]) -> dict[Any,
 def _ensure_topics(settings: Settings, admin: KafkaAdminClient) -> None:
     """Every configured topic exists (created when ``topics.create``); labels co-partitioned."""
     t = settings.topics
-    wanted = {
-        "topics.input": t.input,
-        "topics.output": t.output,
-        "topics.dead_letter": t.dead_letter,
-    }
-    if t.labels:
-        wanted["topics.labels"] = t.labels
-    existing = set(admin.list_topics())
-    missing = {k: v for k, v in wanted.items() if v not in existing}
-    if missing and not t.create:
-        key, name = next(iter(missing.items()))
-        raise ConfigError(
-            key, f"topic {name!r} does not exist (create it, or set topics.create: true)"
-        )
+    missing = missing_topics(t, set(admin.list_topics()))
     if missing:
-        new = [NewTopic(name, t.partitions, 1) for name in sorted(set(missing.values()))]
         try:
-            admin.create_topics(new)
+            admin.create_topics([NewTopic(name, t.partitions, 1) for name in missing])
         except TopicAlreadyExistsError:
             pass
-        log.info("created topics %s", ", ".join(sorted(set(missing.values()))))
+        log.info("created topics %s", ", ".join(missing))
     if t.labels:
-        counts = _partition_counts(admin, [t.input, t.labels])
-        if counts[t.input] != counts[t.labels]:
-            raise ConfigError(
-                "topics.labels",
-                f"{t.labels!r} has {counts[t.labels]} partitions but "
-                f"{t.input!r} has {counts[t.input]}; co-partition them (same count, same keys) so "
-                "each worker sees the labels of its own events",
-            )
+        check_copartitioned(t, _partition_counts(admin, [t.input, t.labels]))
 
 
 def _partition_counts(admin: KafkaAdminClient, topics: list[str]) -> dict[str, int]:

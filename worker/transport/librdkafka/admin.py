@@ -10,7 +10,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from worker.config import Settings
-from worker.errors import ConfigError, TransportError
+from worker.errors import TransportError
 from worker.transport.base import TopicPartition
 from worker.transport.librdkafka.clients import (
     admin_config,
@@ -19,6 +19,7 @@ from worker.transport.librdkafka.clients import (
     make_consumer,
     wait_for_broker,
 )
+from worker.transport.topics import check_copartitioned, missing_topics
 
 __all__ = ["LibrdkafkaAdmin"]
 
@@ -44,40 +45,19 @@ class LibrdkafkaAdmin:
     def ensure_topics(self) -> None:
         admin = self._client()
         t = self.settings.topics
-        wanted = {
-            "topics.input": t.input,
-            "topics.output": t.output,
-            "topics.dead_letter": t.dead_letter,
-        }
-        if t.labels:
-            wanted["topics.labels"] = t.labels
         try:
-            existing = set(admin.list_topics(timeout=TIMEOUT_S).topics)
-            missing = {k: v for k, v in wanted.items() if v not in existing}
-            if missing and not t.create:
-                key, name = next(iter(missing.items()))
-                raise ConfigError(
-                    key, f"topic {name!r} does not exist (create it, or set topics.create: true)"
-                )
+            missing = missing_topics(t, set(admin.list_topics(timeout=TIMEOUT_S).topics))
             if missing:
-                names = sorted(set(missing.values()))
-                futures = admin.create_topics([NewTopic(n, t.partitions, 1) for n in names])
+                futures = admin.create_topics([NewTopic(n, t.partitions, 1) for n in missing])
                 for future in futures.values():
                     try:
                         future.result(TIMEOUT_S)
                     except KafkaException as exc:
                         if "already exists" not in str(exc).lower():
                             raise
-                log.info("created topics %s", ", ".join(names))
+                log.info("created topics %s", ", ".join(missing))
             if t.labels:
-                counts = self._partition_counts([t.input, t.labels])
-                if counts[t.input] != counts[t.labels]:
-                    raise ConfigError(
-                        "topics.labels",
-                        f"{t.labels!r} has {counts[t.labels]} partitions but {t.input!r} has "
-                        f"{counts[t.input]}; co-partition them (same count, same keys) so each "
-                        "worker sees the labels of its own events",
-                    )
+                check_copartitioned(t, self._partition_counts([t.input, t.labels]))
         except KafkaException as exc:
             raise TransportError(f"checking the topics failed ({exc})") from exc
 
