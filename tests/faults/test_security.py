@@ -2,7 +2,8 @@
 
 - The store refuses a tampered file and a pickle payload; ``streamfuse run`` exits 2 naming it.
 - The metrics server listens on the configured host only (loopback by default).
-- SSL and SASL_SSL client settings reach every kafka-python client the worker builds.
+- SSL and SASL_SSL client settings reach every client the worker builds, for both libraries
+  (librdkafka's own clients are really built, loading the certificate files).
 - A password given in the config file or the environment never shows in logs or errors.
 """
 
@@ -20,7 +21,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -262,6 +263,105 @@ def test_ssl_and_sasl_ssl_settings_reach_every_kafka_client(monkeypatch) -> None
     assert password not in json.dumps(settings.redacted())
 
 
+def self_signed(directory: Path) -> dict[str, str]:
+    """A throwaway CA certificate and a client key and certificate, made by openssl."""
+    ca_key, ca, key, csr, cert = (
+        directory / n for n in ("ca.key", "ca.pem", "client.key", "client.csr", "client.pem")
+    )
+
+    def openssl(*args: str | Path) -> None:
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+            "-days", "1", "-subj", "/CN=streamfuse-test-ca")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+            "-subj", "/CN=streamfuse")  # fmt: skip
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+            "-out", cert, "-days", "1")  # fmt: skip
+    return {"ca": str(ca), "cert": str(cert), "key": str(key)}
+
+
+def test_ssl_and_sasl_ssl_settings_reach_every_librdkafka_client(monkeypatch, tmp_path) -> None:
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient
+
+    import worker.transport.librdkafka as rd
+    from worker.transport.librdkafka import admin as rd_admin
+
+    files, password = self_signed(tmp_path), secret()
+    client = {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "streamfuse",
+        "ssl.ca.location": files["ca"],
+        "ssl.certificate.location": files["cert"],
+        "ssl.key.location": files["key"],
+        "ssl.endpoint.identification.algorithm": "https",
+    }
+    settings = settings_from_dict(
+        {
+            "kafka": {
+                "library": "confluent-kafka",
+                "processing_guarantee": "exactly_once",
+                "client": client,
+            },
+            "models": MODELS,
+            "strategy": {"name": "soft_vote"},
+        },
+        # A variable's name has no dots: SASL_PASSWORD is librdkafka's sasl.password.
+        environ={"STREAMFUSE_KAFKA__CLIENT__SASL_PASSWORD": password},
+    )
+    assert settings.kafka.client == {**client, "sasl.password": password}
+    built: list[tuple[str, dict[str, Any]]] = []
+
+    class Built:
+        """What the adapter gets back: the real client was built (and closed) already."""
+
+        topics: ClassVar[dict[str, Any]] = {}
+
+        def subscribe(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def list_topics(self, *args: Any, **kwargs: Any) -> Built:
+            return self
+
+    def recorder(kind: type) -> Any:
+        def make(config: dict[str, Any]) -> Built:
+            made = kind(config)  # librdkafka checks every name and loads the three files here
+            if isinstance(made, Consumer):
+                made.close()
+            built.append((kind.__name__ + config["client.id"].removeprefix("streamfuse-0"), config))
+            return Built()
+
+        return make
+
+    for module in (rd, rd_admin):
+        monkeypatch.setattr(module, "wait_for_broker", lambda *args: None)
+        for name, kind in (("consumer", Consumer), ("producer", Producer), ("admin", AdminClient)):
+            if hasattr(module, f"make_{name}"):
+                monkeypatch.setattr(module, f"make_{name}", recorder(kind))
+    transport = rd.LibrdkafkaTransport(settings)
+    transport.source()
+    transport.labels()
+    transport.sink()
+    admin = transport.admin()
+    admin._client()
+    assert admin.lag() == {}  # its consumer is built first: nothing is listed by the stand-in
+    assert sorted(name for name, _ in built) == [
+        "AdminClient",
+        "Consumer",
+        "Consumer-labels",
+        "Consumer-lag",
+        "Producer",
+    ]
+    expected = {**client, "sasl.password": password}
+    for name, config in built:
+        assert {k: config.get(k) for k in expected} == expected, name
+    producer = next(config for name, config in built if name == "Producer")
+    assert producer["transactional.id"] == settings.kafka.effective_transactional_id
+    assert password not in json.dumps(settings.redacted())
+
+
 def test_plain_ssl_settings_validate() -> None:
     settings = settings_from_dict(
         {
@@ -283,10 +383,16 @@ def test_plain_ssl_settings_validate() -> None:
 
 @pytest.mark.kafka
 def test_a_running_worker_never_logs_its_secrets(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path: Path, figures
+    kafka: Broker, library, topics, group_factory, trained_store, test_rows, tmp_path: Path, figures
 ) -> None:
     in_file, in_env = secret(), secret()
     t = topics()
+    if library == "kafka-python":
+        client = {"sasl_plain_username": "streamfuse", "sasl_plain_password": in_file}
+        env = {"STREAMFUSE_KAFKA__CLIENT__SSL_PASSWORD": in_env}
+    else:  # librdkafka's own debug log of its configuration, which it redacts
+        client = {"sasl.username": "streamfuse", "sasl.password": in_file, "debug": "conf"}
+        env = {"STREAMFUSE_KAFKA__CLIENT__SSL_KEY_PASSWORD": in_env}
     config = write_config(
         tmp_path / "c.yaml",
         store=trained_store,
@@ -294,12 +400,10 @@ def test_a_running_worker_never_logs_its_secrets(
         topics=t,
         group=group_factory("secret"),
         shadows=(),
-        kafka={"client": {"sasl_plain_username": "streamfuse", "sasl_plain_password": in_file}},
+        kafka={"client": client},
         logging={"level": "DEBUG"},
     )
-    worker = WorkerProcess(
-        config, tmp_path / "w.log", env={"STREAMFUSE_KAFKA__CLIENT__SSL_PASSWORD": in_env}
-    ).start()
+    worker = WorkerProcess(config, tmp_path / "w.log", env=env).start()
     ids, values = events(np.asarray(test_rows[:50]), "sec")
     tail = Tail(kafka.bootstrap, t.output)
     try:
@@ -316,6 +420,8 @@ def test_a_running_worker_never_logs_its_secrets(
         tail.close()
     log = worker.text()
     figures(log_lines=len(log.splitlines()), secrets_found=int(in_file in log) + int(in_env in log))
+    if library == "confluent-kafka":  # the configuration was logged, its secrets redacted
+        assert "sasl.password = [redacted]" in log and "ssl.key.password = [redacted]" in log
     assert in_file not in log and in_env not in log
     assert in_file not in exposition and in_env not in exposition
 
@@ -352,6 +458,27 @@ FAILING_STARTS: dict[str, dict[str, Any]] = {
     "client_typo": {"client": {"sasl_plain_pasword": "{secret}"}},
     "consumer_typo": {"consumer": {"ssl_pasword": "{secret}"}},
     "producer_typo": {"producer": {"sasl_plain_pasword": "{secret}"}},
+    # The same with librdkafka's names: it checks them when a client is built.
+    "rd_sasl_plaintext_refused": {
+        "library": "confluent-kafka",
+        "client": {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN",
+            "sasl.username": "u",
+            "sasl.password": "{secret}",
+        },
+    },
+    "rd_ssl_missing_ca": {
+        "library": "confluent-kafka",
+        "client": {
+            "security.protocol": "SSL",
+            "ssl.ca.location": "/nonexistent/ca.pem",
+            "ssl.key.password": "{secret}",
+        },
+    },
+    "rd_client_typo": {"library": "confluent-kafka", "client": {"sasl.pasword": "{secret}"}},
+    "rd_consumer_typo": {"library": "confluent-kafka", "consumer": {"ssl.key.pasword": "{secret}"}},
+    "rd_producer_typo": {"library": "confluent-kafka", "producer": {"sasl.pasword": "{secret}"}},
 }
 
 
@@ -383,6 +510,11 @@ def failing_starts(
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         log = root / f"{name}.log"
         env = {**os.environ, "STREAMFUSE_KAFKA__CLIENT__SSL_PASSWORD": password}
+        env.pop("STREAMFUSE_KAFKA__LIBRARY", None)  # each case names its library
+        if extra.get("library") == "confluent-kafka":  # librdkafka's name for it
+            env["STREAMFUSE_KAFKA__CLIENT__SSL_KEY_PASSWORD"] = env.pop(
+                "STREAMFUSE_KAFKA__CLIENT__SSL_PASSWORD"
+            )
         proc = subprocess.Popen(
             [sys.executable, "-m", "worker.cli", "run", "--config", str(path)],
             stdout=log.open("wb"),
@@ -391,7 +523,7 @@ def failing_starts(
         )
         running[name] = (proc, log, password)
     results = {}
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240  # thirteen start-ups at once on two cores
     for name, (proc, log, password) in running.items():
         try:
             code = proc.wait(max(1.0, deadline - time.monotonic()))
@@ -412,10 +544,21 @@ def test_a_failing_start_never_shows_the_secret(failing_starts, case: str) -> No
 
 
 @pytest.mark.kafka
-@pytest.mark.parametrize("case", ["client_typo", "consumer_typo", "producer_typo"])
+def test_librdkafka_names_the_missing_ca_file(failing_starts) -> None:
+    code, output, _ = failing_starts["rd_ssl_missing_ca"]
+    assert code == 2, output
+    assert "kafka.client.ssl.ca.location" in output and "/nonexistent/ca.pem" in output, output
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(
+    "case",
+    ["client_typo", "consumer_typo", "producer_typo"]
+    + ["rd_client_typo", "rd_consumer_typo", "rd_producer_typo"],
+)
 def test_a_misspelt_kafka_setting_is_a_config_error(failing_starts, case: str) -> None:
     code, output, _ = failing_starts[case]
-    section = case.split("_")[0]
+    section = case.removeprefix("rd_").split("_")[0]
     assert code == 2, output
     assert f"kafka.{section}." in output and "pasword" in output, output
     assert "Traceback" not in output and "no Kafka broker answered" not in output, output

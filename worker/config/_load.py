@@ -59,13 +59,24 @@ def settings_from_dict(
     return settings
 
 
+_PASS_THROUGH = (["kafka", "client"], ["kafka", "consumer"], ["kafka", "producer"])
+
+
 def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    overrides = []
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST"):
             continue
         path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
-        if not all(path):
-            continue
+        if all(path):
+            overrides.append((path, raw))
+    library = next((raw for path, raw in overrides if path == ["kafka", "library"]), None)
+    if library is None:
+        library = (data.get("kafka") or {}).get("library") if isinstance(data, dict) else None
+    for path, raw in overrides:
+        if library == "confluent-kafka" and len(path) == 3 and path[:2] in _PASS_THROUGH:
+            # A variable's name cannot hold a dot: librdkafka's sasl.password is SASL_PASSWORD.
+            path = [*path[:2], path[2].replace("_", ".")]
         if _is_secret(path[-1]):
             value: Any = raw  # a password stays the exact string given, never a number
         else:

@@ -98,7 +98,12 @@ class KafkaSettings(_Section):
                     "kafka.library",
                     "confluent-kafka is not installed: pip install 'streamfuse[librdkafka]'",
                 )
-            return self  # librdkafka checks its own key names when a client is built
+            from worker.transport import check_settings
+
+            refused = check_settings(self.library, self.client, self.consumer, self.producer)
+            if refused:
+                raise _SectionKeyError(*refused)
+            return self
         if not (self.client or self.consumer or self.producer):
             return self
         names = _kafka_setting_names()

@@ -39,6 +39,7 @@ __all__ = [
     "Span",
     "TopicPartition",
     "Transport",
+    "check_settings",
     "merge_span",
     "open_transport",
     "setting_names",
@@ -78,6 +79,21 @@ def open_transport(settings: Settings, library: str | None = None) -> Transport:
 
         return LibrdkafkaTransport(settings)
     raise ValueError(f"unknown Kafka library {library!r} (known: {', '.join(LIBRARIES)})")
+
+
+def check_settings(
+    library: str,
+    client: dict[str, object],
+    consumer: dict[str, object],
+    producer: dict[str, object],
+) -> tuple[str, str] | None:
+    """For libraries that check their settings only when a client is built (confluent-kafka):
+    the first refused key and why, or ``None``."""
+    if library == "confluent-kafka":
+        from worker.transport.librdkafka.clients import check_settings as check
+
+        return check(client, consumer, producer)
+    return None
 
 
 def setting_names(library: str = "kafka-python") -> dict[str, frozenset[str]]:

@@ -25,6 +25,7 @@ from worker.errors import BrokerUnavailableError, ConfigError
 __all__ = [
     "admin_config",
     "build",
+    "check_settings",
     "common_config",
     "consumer_config",
     "labels_config",
@@ -35,6 +36,13 @@ __all__ = [
 log = logging.getLogger("streamfuse.kafka")
 T = TypeVar("T")
 _UNKNOWN = re.compile(r'No such configuration property: "([^"]+)"')
+_INVALID = re.compile(r'Invalid value for configuration property "([^"]+)"')
+_FAILED = re.compile(r"([a-z][a-z0-9]*(?:\.[a-z0-9]+)+) failed: (.*)")
+# librdkafka's construction-time warnings (a consumer property given to a producer, no
+# bootstrap.servers) are noise while only the names and values are being checked.
+_QUIET = logging.getLogger("streamfuse.kafka.check")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
 
 
 def common_config(settings: Settings, suffix: str = "") -> dict[str, Any]:
@@ -42,8 +50,8 @@ def common_config(settings: Settings, suffix: str = "") -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.kafka.bootstrap_servers,
         "client.id": f"streamfuse-{settings.kafka.instance_id}{suffix}",
-        # librdkafka logs through Python's logging (not stderr), at its own levels.
-        "logger": logging.getLogger("librdkafka"),
+        # librdkafka logs through the worker's own handler (format, level, JSON lines).
+        "logger": logging.getLogger("streamfuse.librdkafka"),
         **settings.kafka.client,
     }
 
@@ -110,6 +118,61 @@ def build(make: Callable[[dict[str, Any]], T], config: dict[str, Any], section: 
             ) from None
         # Never the message alone: librdkafka quotes values of some invalid settings.
         raise ConfigError(f"kafka.{section}", "librdkafka refused these settings") from None
+
+
+def check_settings(
+    client: dict[str, Any], consumer: dict[str, Any], producer: dict[str, Any]
+) -> tuple[str, str] | None:
+    """The first of ``kafka.client``/``consumer``/``producer`` librdkafka refuses, as ``(key,
+    problem)``, or ``None``. Builds a client of each kind without ``bootstrap.servers`` (which
+    connects to nothing, in milliseconds), so a misspelt name or a missing CA file stops
+    start-up before any broker is tried. Never quotes a value."""
+    secrets = [str(v) for s in (client, consumer, producer) for v in s.values() if v]
+    for section, config, kinds in (
+        ("client", client, (Consumer, Producer)),
+        ("consumer", consumer, (Consumer,)),
+        ("producer", producer, (Producer,)),
+    ):
+        if not config:
+            continue
+        for kind in kinds:
+            problem = _refusal({"group.id": "check", **config, "logger": _QUIET}, kind)
+            if problem is None:
+                continue
+            key, what = problem
+            if key and "_" in key and "." not in key:
+                dotted = key.replace("_", ".")
+                retry = {"group.id": "check", dotted: config[key], "logger": _QUIET}
+                if _refusal(retry, kind) is None:
+                    what += f"; librdkafka names are dotted: did you mean '{dotted}'?"
+                else:
+                    what += " (librdkafka names are dotted, such as 'ssl.ca.location')"
+            if not key and any(v in what for v in secrets if len(v) >= 4):
+                what = "librdkafka refused these settings"
+            return (f"kafka.{section}.{key}" if key else f"kafka.{section}", what)
+    return None
+
+
+def _refusal(config: dict[str, Any], kind: type) -> tuple[str, str] | None:
+    try:
+        made = kind(config)
+    except (KafkaException, ValueError, TypeError) as exc:
+        text = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        unknown, invalid = _UNKNOWN.search(text), _INVALID.search(text)
+        if unknown:
+            return unknown.group(1), "not a librdkafka configuration property"
+        if invalid:
+            return invalid.group(1), "librdkafka refused its value"
+        failed = _FAILED.search(text)
+        if failed and failed.group(1) in config:
+            key = failed.group(1)
+            # Only a file's path is quoted (ssl.ca.location), never inline key material.
+            what = f" {config[key]}" if key.endswith(".location") else " it"
+            return key, f"librdkafka could not use{what}: {failed.group(2)}"
+        return "", f"librdkafka refused these settings: {text}"
+    if isinstance(made, Consumer):
+        made.close()
+    return None
 
 
 def wait_for_broker(settings: Settings, client: Consumer | Producer | AdminClient) -> None:
