@@ -553,8 +553,10 @@ def test_librdkafka_names_the_missing_ca_file(failing_starts) -> None:
 @pytest.mark.kafka
 @pytest.mark.parametrize(
     "case",
-    ["client_typo", "consumer_typo", "producer_typo"]
-    + ["rd_client_typo", "rd_consumer_typo", "rd_producer_typo"],
+    [
+        *("client_typo", "consumer_typo", "producer_typo"),
+        *("rd_client_typo", "rd_consumer_typo", "rd_producer_typo"),
+    ],
 )
 def test_a_misspelt_kafka_setting_is_a_config_error(failing_starts, case: str) -> None:
     code, output, _ = failing_starts[case]

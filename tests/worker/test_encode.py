@@ -198,3 +198,87 @@ def test_label_given_as_a_numeric_string_matches_a_numeric_class() -> None:
     values, ok = block.blocks[0].label_index(["3", "0"])
     assert ok.tolist() == [True, True]
     assert values.tolist() == [3, 0]
+
+
+def documented(
+    layout: OutputLayout,
+    P: np.ndarray,
+    combined: np.ndarray,
+    ids: list[Any],
+    names: list[str],
+    available: np.ndarray,
+    failure_kinds: dict[str, str],
+    shadows: dict[str, np.ndarray],
+    strategy: str,
+) -> list[bytes]:
+    """The documented document, built per event as plain dicts and dumped by orjson."""
+    out = []
+    for i, event_id in enumerate(ids):
+
+        def entry(outputs: np.ndarray, block: Any, i: int = i) -> dict[str, Any]:
+            row = outputs[i : i + 1]
+            doc = {"prediction": block.predictions(row)[0]}
+            if block.scores(row) is not None:
+                doc["scores"] = block.scores(row)[0]
+            return doc
+
+        first = layout.blocks[0]
+        doc: dict[str, Any] = {"id": event_id, **entry(combined, first), "strategy": strategy}
+        doc["models"] = {
+            name: {**entry(P[m], first), "version": m + 1}
+            if available[m]
+            else {"error": failure_kinds.get(name, "error"), "version": m + 1}
+            for m, name in enumerate(names)
+        }
+        if shadows:
+            doc["shadow"] = {k: entry(v, first)["prediction"] for k, v in shadows.items()}
+        if layout.is_multitask:
+            doc["tasks"] = {b.name: entry(combined, b) for b in layout.blocks}
+        doc["degraded"] = not bool(available.all())
+        doc["latency_ms"] = 7.5
+        out.append(orjson.dumps(doc))
+    return out
+
+
+@pytest.mark.parametrize(
+    "manifest, n_outputs",
+    [
+        ({"task": "classification", "classes": ['50% "off"', "dog", "é"]}, 3),
+        ({"task": "classification", "classes": [0, 1]}, 2),
+        ({"task": "regression"}, 1),
+        ({"task": "regression"}, 2),
+        (MT_MANIFEST, 3),
+    ],
+    ids=["string-classes", "int-classes", "regression", "regression-2", "multitask"],
+)
+@pytest.mark.parametrize("degraded", [False, True])
+def test_the_bytes_are_orjson_of_the_documented_dict(
+    rng: np.random.Generator, manifest: dict[str, Any], n_outputs: int, degraded: bool
+) -> None:
+    """The per-batch template gives, byte for byte, orjson's dump of each event's dict; names
+    and labels holding ``%``, quotes and non-ASCII cannot break the template."""
+    layout = OutputLayout.from_manifest(manifest, n_outputs)
+    n_events, names = 7, ["rf", "100%", 'q"uote']
+    P = probabilities(rng, len(names), n_events, n_outputs)
+    combined = P.mean(axis=0)
+    ids: list[Any] = ["a%sb", 5, "ü-é", "%d", 2**40, "x", ""][:n_events]
+    available = np.array([True, not degraded, True])
+    failures = {"100%": "timeout%s"} if degraded else {}
+    shadows = {"hard%vote": P[0], "select": P[2]}
+    values = encode_predictions(
+        ids=ids,
+        layout=layout,
+        strategy="soft%s_vote",
+        combined=combined,
+        model_names=names,
+        model_versions=[1, 2, 3],
+        P=P,
+        available=available,
+        failure_kinds=failures,
+        shadows=shadows,
+        latency_ms=7.5,
+    )
+    expected = documented(
+        layout, P, combined, ids, names, available, failures, shadows, "soft%s_vote"
+    )
+    assert values == expected

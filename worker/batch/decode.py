@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = ["DecodedBatch", "Rejection", "Schema", "decode_batch"]
 _get_id = itemgetter("id")
 _get_features = itemgetter("features")
 _ID_TYPES = frozenset({str, int})
+_NUMBER_TYPES = frozenset({int, float})
 MAX_ID_CHARS = 256
 
 
@@ -95,13 +97,16 @@ def _fast_path(
     try:
         if max(map(len, values)) > max_event_bytes:  # type: ignore[arg-type]
             return None
-        # numpy would turn true/false among numbers into 1.0/0.0: any JSON boolean anywhere in
-        # the batch (a cheap C-level byte search) sends it to the exact per-event checks.
-        if any(b"true" in v or b"false" in v for v in values):  # type: ignore[operator]
-            return None
+        # numpy would turn true/false among numbers into 1.0/0.0. One byte search over all
+        # values joined by a newline (which no ``true`` spans) finds batches that may hold a
+        # JSON boolean; only those pay for checking each feature's type (an id "false" is fine).
+        joined = b"\n".join(values)  # type: ignore[arg-type]
+        maybe_bool = b"true" in joined or b"false" in joined
         docs = list(map(orjson.loads, values))  # type: ignore[arg-type]
         ids = list(map(_get_id, docs))
         features = list(map(_get_features, docs))
+        if maybe_bool and not set(map(type, chain.from_iterable(features))) <= _NUMBER_TYPES:
+            return None
     except (orjson.JSONDecodeError, TypeError, KeyError):
         return None
     if not set(map(type, ids)) <= _ID_TYPES:
