@@ -172,6 +172,9 @@ class MetricsSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9464, ge=0, le=65535)
     lag_interval_s: float = Field(5.0, gt=0)
+    # /healthz fails when the loop has not turned for this long; unset: derived from the
+    # timeouts (worker.service.health.stall_bound_s, 91 s with the defaults).
+    loop_stall_s: float | None = Field(None, gt=0)
 
 
 class LabelsSettings(_Section):
