@@ -184,7 +184,7 @@ class Health:
             return "waiting for the group to assign partitions"
         if self.n_assigned == 0:
             return "no partitions (the group has more members than partitions)"
-        return f"{self.n_assigned} partitions"
+        return f"{self.n_assigned} partition{'' if self.n_assigned == 1 else 's'}"
 
 
 _PHASES = {
