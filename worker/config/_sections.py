@@ -64,7 +64,9 @@ def _kafka_setting_names() -> dict[str, frozenset[str]]:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Numbers are taken for text keys: STREAMFUSE_KAFKA__INSTANCE_ID=2 (a StatefulSet's pod
+    # ordinal) is parsed as the YAML scalar 2, and `instance_id: 2` in the file reads the same.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 class KafkaSettings(_Section):
