@@ -8,6 +8,7 @@ restarted pod gets back. Deliberately broken copies must fail each check."""
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ def _strict(schema: Any) -> Any:
     return out
 
 
+@functools.cache
 def keda_validator() -> jsonschema.protocols.Validator:
     crd = next(d for d in yaml.safe_load_all(KEDA_CRD.read_text(encoding="utf-8")) if d)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
