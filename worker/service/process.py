@@ -58,17 +58,13 @@ def serve(settings: Settings, stopped_early: Callable[[], bool] | None = None) -
     try:
         worker = Worker(settings, registry, freeze_gc=settings.runtime.gc_freeze, health=health)
     except BaseException:
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        _close(server)
         raise
     worker.install_signal_handlers()
     if stopped_early is not None and stopped_early():
         log.info("stopped during start-up")
         worker.pipeline.close()
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        _close(server)
         return 0
     try:
         worker.connect()
@@ -77,7 +73,11 @@ def serve(settings: Settings, stopped_early: Callable[[], bool] | None = None) -
         log.error("%s", exc)
         return 1
     finally:
-        if server is not None:
-            server.shutdown()
-            server.server_close()
+        _close(server)
     return 0
+
+
+def _close(server: WSGIServer | None) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()
