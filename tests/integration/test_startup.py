@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -97,11 +100,32 @@ def test_missing_topics_are_created_when_asked(
             what="the topics to be created",
         )
         parts = {d["name"]: len(d["partitions"]) for d in kafka.admin.describe_topics([t.input])}
+        # the real process answers its probes: ready once the group has assigned both partitions
+        base = f"http://127.0.0.1:{data['metrics']['port']}"
+        readyz = wait_for(lambda: _ready(base), timeout=60, what="/readyz 200")
+        healthz = _get_json(base + "/healthz")
     finally:
         proc.terminate()
         proc.wait(30)
     assert parts[t.input] == 2
     assert proc.returncode == 0
+    assert readyz["checks"]["assignment"] == "2 partitions"
+    assert healthz[0] == 200 and healthz[1]["status"] == "alive"
+
+
+def _get_json(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+    except OSError:  # not listening yet
+        return 0, {}
+
+
+def _ready(base: str) -> dict | None:
+    status, body = _get_json(base + "/readyz")
+    return body if status == 200 else None
 
 
 @pytest.mark.parametrize(

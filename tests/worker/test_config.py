@@ -391,3 +391,15 @@ def test_redacted_hides_every_secret_and_keeps_the_rest(tmp_path: Path) -> None:
 def test_settings_round_trip_through_model_validate() -> None:
     s = settings_from_dict(config(batch={"max_events": 9}), environ={})
     assert Settings.model_validate(s.model_dump()) == s
+
+
+def test_a_number_from_the_environment_is_taken_for_a_text_key() -> None:
+    """A StatefulSet hands the pod ordinal over as STREAMFUSE_KAFKA__INSTANCE_ID=2."""
+    s = settings_from_dict(
+        config(kafka={"group_id": "g"}), environ={"STREAMFUSE_KAFKA__INSTANCE_ID": "2"}
+    )
+    assert s.kafka.instance_id == "2"
+    assert s.kafka.effective_transactional_id == "streamfuse-g-2"
+    assert settings_from_dict(config(kafka={"instance_id": 7}), environ={}).kafka.instance_id == "7"
+    with pytest.raises(ConfigError, match=r"kafka\.instance_id"):
+        settings_from_dict(config(kafka={"instance_id": True}), environ={})

@@ -26,6 +26,7 @@ def test_the_landing_page_points_to_metrics_dashboard_alerts_and_report() -> Non
         server.shutdown()
         server.server_close()
     assert 'href="/metrics"' in page
+    assert 'href="/healthz"' in page and 'href="/readyz"' in page
     assert "/consoles/streamfuse.html" in page
     assert "deploy/prometheus/alerts.yml" in page
     assert f"streamfuse report --url {base}/metrics" in page

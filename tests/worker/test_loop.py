@@ -23,13 +23,14 @@ import combiners
 from model_store import ModelStore
 from tests.support.fake_transport import FakeSink, FakeSource, Log
 from worker.config import BatchSettings, ModelErrorPolicy, ModelRef, StrategyRef, TopicsSettings
-from worker.delivery import AtLeastOnce, Backoff, ExactlyOnce
+from worker.delivery import AtLeastOnce, Backoff, ExactlyOnce, Outcome
 from worker.errors import ProducerFencedError
 from worker.inference.models import ModelSet
 from worker.inference.pipeline import Pipeline
 from worker.inference.serving import Serving
 from worker.inference.strategies import Strategy
 from worker.metrics import Metrics
+from worker.service.health import Heartbeat
 from worker.service.loop import Interrupted, Loop
 from worker.transport import TopicPartition
 
@@ -299,3 +300,29 @@ def test_the_fake_is_not_vacuous(pipeline: Pipeline, tmp_path: Path) -> None:
     check = never_ahead_of_publishing(log)
     with pytest.raises(AssertionError, match="before publishing"):
         check({TopicPartition("in", 0): 4})
+
+
+def test_the_loop_beats_its_heartbeat_and_reports_failed_polls_and_deliveries(
+    pipeline: Pipeline,
+) -> None:
+    log = filled(20)
+    source = FakeSource(log)
+    sink = FakeSink(log)
+    source.fail_next_polls = 1
+    sink.fail_next_flushes = 1
+    heartbeat = Heartbeat()
+    reports: list[tuple[str | None, str | None]] = []
+    loop = make_loop(pipeline, source, sink, max_events=8, heartbeat=heartbeat)
+    real_flush = sink.flush
+
+    def flush(timeout_s: float) -> None:
+        reports.append((heartbeat.poll_error, heartbeat.delivery_error))
+        real_flush(timeout_s)
+
+    sink.flush = flush  # type: ignore[method-assign]
+    run_until(loop, source, all_committed(log, 20))
+    assert heartbeat.n_beats >= source.n_polls  # every poll is a beat
+    assert heartbeat.poll_error is None and heartbeat.delivery_error is None  # cleared
+    # the failed flush was reported before the next delivery, then cleared by it
+    assert (None, Outcome.RETRY_FROM_FIRST.value) in reports
+    assert reports[0] == (None, None)  # the failed poll was cleared by the next one

@@ -91,14 +91,17 @@ def make_pipeline(served: Served, registry: CollectorRegistry) -> Iterator[Any]:
     made: list[Pipeline] = []
 
     def make(
-        policy: str = "renormalize", min_models: int = 1, strategies: list[Strategy] | None = None
+        policy: str = "renormalize",
+        min_models: int = 1,
+        strategies: list[Strategy] | None = None,
+        timeout_ms: int = 60_000,
     ) -> Pipeline:
         pipeline = Pipeline(
             Serving(
                 served.model_set,
                 tuple(strategies if strategies is not None else served.strategies),
             ),
-            ModelErrorPolicy(policy=policy, min_models=min_models, timeout_ms=60_000),
+            ModelErrorPolicy(policy=policy, min_models=min_models, timeout_ms=timeout_ms),
             max_event_bytes=1 << 16,
             metrics=Metrics(registry) if not made else None,
         )
@@ -378,6 +381,31 @@ def test_wait_follows_the_models_in_flight(
     assert pipeline.wait(flight, 60) is True
     assert pipeline.wait(flight, 0) is True
     check_predictions(served, pipeline.finish(flight), X, ids)
+
+
+def test_wait_is_done_at_the_deadline_when_a_model_never_returns(
+    served: Served, make_pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else the loop would hold the batch until the next one arrives (forever on a quiet topic)."""
+    release = threading.Event()
+    model = served.model_set.models[0]
+    real = model.predict_outputs
+
+    def never_returns(X: np.ndarray) -> np.ndarray:
+        release.wait(60)
+        return real(X)
+
+    monkeypatch.setattr(model, "predict_outputs", never_returns)
+    pipeline = make_pipeline(timeout_ms=200)
+    try:
+        flight = pipeline.start(records([event("n-0", served.X[0])]))
+        assert pipeline.wait(flight, 0) is False  # before the deadline
+        assert pipeline.wait(flight, 30) is True  # returns at the deadline, not after 30 s
+        result = pipeline.finish(flight)
+    finally:
+        release.set()
+    assert [f.kind for f in result.failures] == ["timeout"]
+    assert len(result.predictions) == 1 and result.degraded
 
 
 def test_a_batch_with_no_good_event_is_ready_at_once(make_pipeline: Any) -> None:

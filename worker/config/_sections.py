@@ -64,7 +64,9 @@ def _kafka_setting_names() -> dict[str, frozenset[str]]:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Numbers are taken for text keys: STREAMFUSE_KAFKA__INSTANCE_ID=2 (a StatefulSet's pod
+    # ordinal) is parsed as the YAML scalar 2, and `instance_id: 2` in the file reads the same.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 class KafkaSettings(_Section):
@@ -177,6 +179,9 @@ class MetricsSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(9464, ge=0, le=65535)
     lag_interval_s: float = Field(5.0, gt=0)
+    # /healthz fails when the loop has not turned for this long; unset: derived from the
+    # timeouts (worker.service.health.stall_bound_s, 91 s with the defaults).
+    loop_stall_s: float | None = Field(None, gt=0)
 
 
 class LabelsSettings(_Section):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,11 +57,13 @@ def send_result(sink: Sink, topics: TopicsSettings, result: BatchResult) -> None
 
 class Backoff:
     """Waits between retries of a failing step: 0.1 s doubling up to 5 s, cut short by
-    :meth:`stop` (a stop request must not wait out a backoff)."""
+    :meth:`stop` (a stop request must not wait out a backoff). ``on_wait`` runs before each
+    wait (the worker's heartbeat: a loop retrying against a lost broker is alive)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_wait: Callable[[], None] | None = None) -> None:
         self._failures = 0
         self._wake = threading.Event()
+        self._on_wait = on_wait
 
     @property
     def stopping(self) -> bool:
@@ -74,6 +77,8 @@ class Backoff:
         if seconds is None:
             self._failures += 1
             seconds = min(5.0, 0.1 * 2 ** (self._failures - 1))
+        if self._on_wait is not None:
+            self._on_wait()
         self._wake.wait(seconds)
 
     def reset(self) -> None:

@@ -117,14 +117,17 @@ class Pipeline:
 
     def wait(self, flight: InFlight, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` (0: do not wait) for the models of ``flight``; True when
-        they are done, so that :meth:`finish` would not wait."""
+        they are done or past their deadline, so that :meth:`finish` would not wait (a model
+        that never returns must not hold its batch back until the next one arrives)."""
         submitted = flight.submitted
         if submitted is None:
             return True
         futures = [f for f in submitted.futures if f is not None]
-        if timeout_s <= 0:
-            return all(f.done() for f in futures)
-        return not futures_wait(futures, timeout=timeout_s).not_done
+        left = submitted.deadline - time.monotonic()
+        if timeout_s <= 0 or left <= 0:
+            return left <= 0 or all(f.done() for f in futures)
+        futures_wait(futures, timeout=min(timeout_s, left))
+        return all(f.done() for f in futures) or time.monotonic() >= submitted.deadline
 
     def finish(self, flight: InFlight) -> BatchResult:
         if flight.decoded is None or flight.submitted is None:

@@ -1,10 +1,12 @@
-"""The worker's HTTP port: ``/metrics`` for Prometheus, and at ``/`` a page saying where to look
-next (the dashboard, the alert rules, ``streamfuse report``). Every other path answers the
-metrics, as prometheus_client's own server does."""
+"""The worker's HTTP port: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` (200 or 503
+with a JSON body saying why, from :class:`~worker.service.health.Health`), and at ``/`` a page
+saying where to look next (the dashboard, the alert rules, ``streamfuse report``). Every other
+path answers the metrics, as prometheus_client's own server does."""
 
 from __future__ import annotations
 
 import html
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterable
@@ -13,6 +15,8 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from worker.service.health import Health, Verdict
 
 __all__ = ["landing_page", "serve_metrics"]
 
@@ -29,6 +33,8 @@ def landing_page(host: str, port: int) -> str:
 <ul>
 <li><a href="/metrics">/metrics</a>: this worker's Prometheus metrics
 (<code>streamfuse_*</code>).</li>
+<li><a href="/healthz">/healthz</a> (the loop turns) and <a href="/readyz">/readyz</a>
+(models loaded, connected, partitions assigned): 200 or 503, with the reason in JSON.</li>
 <li>Dashboard: a Prometheus scraping <code>{metrics}</code> with
 <code>deploy/prometheus-local.yml</code> and the flags
 <code>--web.console.templates=deploy/prometheus/consoles
@@ -60,13 +66,32 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-def serve_metrics(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
-    """Serve ``registry`` on ``host:port`` (0: any free port) from a daemon thread."""
+def serve_metrics(
+    registry: CollectorRegistry, host: str, port: int, health: Health | None = None
+) -> WSGIServer:
+    """Serve ``registry`` on ``host:port`` (0: any free port) from a daemon thread, and
+    ``health``'s verdicts at ``/healthz`` and ``/readyz`` when given."""
     metrics = make_wsgi_app(registry)
     page: list[bytes] = []
+    verdicts: dict[str, Callable[[], Verdict]] = {}
+    if health is not None:
+        verdicts = {"/healthz": health.liveness, "/readyz": health.readiness}
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "/") in ("", "/"):
+        path = environ.get("PATH_INFO", "/")
+        if path in verdicts:
+            verdict = verdicts[path]()
+            body = json.dumps(verdict.body).encode()
+            headers = [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ]
+            start_response(
+                f"{verdict.status} {'OK' if verdict.ok else 'Service Unavailable'}", headers
+            )
+            return [body]
+        if path in ("", "/"):
             headers = [
                 ("Content-Type", "text/html; charset=utf-8"),
                 ("Content-Length", str(len(page[0]))),

@@ -26,8 +26,15 @@ log = logging.getLogger("streamfuse.lag")
 class LagMonitor:
     """Refresh ``metrics.consumer_lag`` every ``settings.metrics.lag_interval_s`` seconds."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, make_admin: Callable[[], Admin]):
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        make_admin: Callable[[], Admin],
+        reached: Callable[[str | None], None] = lambda error: None,
+    ) -> None:
         self.settings = settings
+        self.reached = reached  # after each refresh: None, or why the brokers did not answer
         self.metrics = metrics
         self.make_admin = make_admin
         self._stop = threading.Event()
@@ -76,11 +83,13 @@ class LagMonitor:
         try:
             self.refresh()
         except Exception as exc:  # the worker must never stop for a metric
+            self.reached(f"{type(exc).__name__}: {exc}")
             if not self._failing:
                 log.warning("consumer lag unavailable, retrying every interval: %r", exc)
             self._failing = True
             self._close_admin()  # reconnect from scratch next time
             return
+        self.reached(None)
         if self._failing:
             log.info("consumer lag available again")
             self._failing = False

@@ -15,7 +15,8 @@ published between polls, and ``at_least_once`` commits it before the next poll, 
 unpublished batch (running, ready, being gathered) is dropped and its partitions rewound.
 A failed delivery drops and rewinds them the same way (to the committed offsets after an
 aborted transaction). :meth:`Loop.stop` ends the loop after the current batch, which is
-delivered.
+delivered. Every turn and every poll beats a :class:`~worker.service.health.Heartbeat`, and
+failed polls and deliveries are reported on it, for ``/healthz`` and ``/readyz``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from worker.config import BatchSettings
 from worker.delivery import Backoff, Batch, Delivery, Outcome
 from worker.errors import TransportError
 from worker.inference.pipeline import Pipeline
+from worker.service.health import Heartbeat
 from worker.transport import AssignmentChange, Offsets, Source, Span, TopicPartition, merge_span
 
 __all__ = ["IDLE_POLL_S", "Interrupted", "Loop"]
@@ -56,7 +58,7 @@ class Loop:
     ``running``: the batch whose models run (or are done, not yet combined); ``ready``: the
     batch combined and encoded, not yet delivered. Callbacks: ``between_batches`` (hot reload,
     labels) before each gather, ``assigned`` with the whole assignment after a rebalance,
-    ``delivered`` with each published batch.
+    ``delivered`` with each published batch. ``heartbeat`` is beaten on every turn and poll.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Loop:
         between_batches: Callable[[], None] = lambda: None,
         assigned: Callable[[Sequence[TopicPartition]], None] = lambda tps: None,
         delivered: Callable[[Batch], None] = lambda batch: None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.settings = batch
         self.pipeline = pipeline
@@ -78,6 +81,7 @@ class Loop:
         self.between_batches = between_batches
         self.assigned = assigned
         self.delivered = delivered
+        self.heartbeat = heartbeat or Heartbeat()
         self.running: Batch | None = None
         self.ready: Batch | None = None
         self.n_delivered = 0
@@ -88,6 +92,7 @@ class Loop:
     def run(self, max_batches: int | None = None) -> None:
         """Gather, predict and deliver until stopped (or ``max_batches`` are delivered)."""
         while not self.backoff.stopping and (max_batches is None or self.n_delivered < max_batches):
+            self.heartbeat.beat()
             self.between_batches()
             changes = self.source.changes()  # noticed between polls
             if changes:
@@ -115,6 +120,7 @@ class Loop:
         started = deadline = 0.0
         before = self.delivery.membership()  # exactly_once: taken before the first poll
         while len(records) < s.max_events and not self.backoff.stopping:
+            self.heartbeat.beat()
             changes = self.source.changes()
             if changes:  # the client may rebalance between polls too
                 return self.rebalanced(changes, span)
@@ -128,10 +134,12 @@ class Loop:
                 )
             except TransportError as exc:  # the broker went away: the client reconnects
                 log.warning("%s; retrying", exc)
+                self.heartbeat.polled(str(exc))
                 if records:
                     break  # what was read is still good
                 self.backoff.wait(POLL_RETRY_S)
                 continue
+            self.heartbeat.polled()
             merge_span(span, polled.span)
             changes = self.source.changes()
             if changes:  # rewind to everything gathered so far, this poll's records included
@@ -197,6 +205,7 @@ class Loop:
         if batch is None:
             return None
         outcome = self.delivery.deliver(batch)
+        self.heartbeat.delivered(None if outcome is Outcome.DELIVERED else outcome.value)
         if outcome is Outcome.DELIVERED:
             self.ready = None
             self.backoff.reset()

@@ -28,6 +28,7 @@ from worker.inference.reload import Reloader
 from worker.inference.serving import build_serving
 from worker.inference.store import open_store
 from worker.metrics import Metrics
+from worker.service.health import Health, stall_bound_s
 from worker.service.heldout import heldout_scores
 from worker.service.lag import LagMonitor
 from worker.service.loop import Loop
@@ -39,19 +40,26 @@ log = logging.getLogger("streamfuse.worker")
 
 
 class Worker:
-    """One worker process: build everything from ``settings``, then :meth:`run` until stopped."""
+    """One worker process: build everything from ``settings``, then :meth:`run` until stopped.
+
+    ``health`` (made here when not given) follows its phases for ``/healthz`` and ``/readyz``:
+    the process hands in the one its metrics server already answers with while models load.
+    """
 
     def __init__(
         self,
         settings: Settings,
         registry: CollectorRegistry | None = None,
         freeze_gc: bool = False,
+        health: Health | None = None,
     ) -> None:
         self.settings = settings
+        self.health = health or Health(stall_bound_s(settings))
         self.freeze_gc = freeze_gc  # a process-wide setting: only for the process's own worker
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
-        self.backoff = Backoff()  # also the stop signal: stop() cuts every wait short
+        # Also the stop signal: stop() cuts every wait short; each wait beats the heartbeat.
+        self.backoff = Backoff(on_wait=self.health.heartbeat.beat)
         self.store = open_store(settings.store)
         signed = self.store.signing == "signed"
         self.metrics.store_signed.set(1 if signed else 0)
@@ -89,11 +97,14 @@ class Worker:
             self.accuracy = LiveAccuracy(joiner, settings.labels.update_online, self.metrics)
         self._initialise_series(serving)
         self.transport = open_transport(settings)
-        self.lag = LagMonitor(settings, self.metrics, self.transport.admin)
+        self.lag = LagMonitor(
+            settings, self.metrics, self.transport.admin, reached=self.health.brokers_reached
+        )
         self.source: Source | None = None
         self.sink: Sink | None = None
         self.labels: LabelsReader | None = None
         self.loop: Loop | None = None
+        self.health.set_phase("connecting")
 
     @property
     def serving(self) -> Any:
@@ -129,8 +140,10 @@ class Worker:
             between_batches=self.between_batches,
             assigned=self.follow_assignment,
             delivered=self.account,
+            heartbeat=self.health.heartbeat,
         )
         self.lag.start()
+        self.health.set_phase("running")
         log.info(
             "worker started: group %s, %s, models %s, strategy %s, shadows %s",
             s.kafka.group_id,
@@ -160,6 +173,8 @@ class Worker:
         self.stop()
 
     def stop(self) -> None:
+        if self.health.phase == "running":
+            self.health.set_phase("stopping")
         self.backoff.stop()
 
     def close(self) -> None:
@@ -174,6 +189,7 @@ class Worker:
             self.sink.close(10)
         self.pipeline.close()
         n = self.loop.n_delivered if self.loop is not None else 0
+        self.health.set_phase("stopped")
         log.info("worker stopped after %d batches", n)
 
     # -- the loop's callbacks ----------------------------------------------------------------
@@ -191,6 +207,7 @@ class Worker:
 
     def follow_assignment(self, assignment: Sequence[TopicPartition]) -> None:
         """Read the co-partitioned labels of the input partitions now assigned."""
+        self.health.assigned(len(assignment))
         if self.labels is not None:
             self.labels.follow([tp.partition for tp in assignment])
 
