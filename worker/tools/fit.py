@@ -4,7 +4,9 @@ from ``streamfuse store publish``; and the strategy fitting and config writing `
 The held-out file goes through the promoted versions exactly as the worker serves them (each
 model loaded from the store), the held-out set is published (so ``strategy.fit: heldout``
 and hot reloads can refit), each strategy is published with ``fitted_on`` naming those
-versions, and a complete config serving them is written.
+versions, the drift reference profile is published (the held-out rows are the features'
+reference too: the training rows are not known here), and a complete config serving them is
+written.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import combiners
 from model_store import ModelStore
 from worker.accuracy.scoring import score, score_table
 from worker.config import ModelRef, StoreSettings
+from worker.drift import PROFILE_NAME, feature_reference, output_references, profile_arrays
 from worker.errors import ConfigError
 from worker.inference.models import ModelSet
 from worker.inference.store import open_store
@@ -33,6 +36,7 @@ __all__ = [
     "FitReport",
     "fit",
     "fit_strategies",
+    "publish_reference",
     "strategies_for",
     "write_config",
 ]
@@ -68,9 +72,11 @@ def fit_strategies(
     P_score: np.ndarray,
     y_score: np.ndarray,
     on_step: Callable[[str], None] | None = None,
+    fitted: dict[str, Any] | None = None,
 ) -> list[tuple[str, str, dict[str, float]]]:
     """Fit every strategy of ``kind`` on ``(P_fit, y_fit)``, publish each with ``fitted_on``
-    = ``versions``; returns their score rows on ``(P_score, y_score)``."""
+    = ``versions``; returns their score rows on ``(P_score, y_score)`` (and puts each fitted
+    combiner in ``fitted`` when given)."""
     rows = []
     for name, params in strategies_for(kind).items():
         if on_step is not None:
@@ -79,7 +85,31 @@ def fit_strategies(
         rows.append(("strategy", name, score(kind, combiner.combine(P_score), y_score)))
         meta, arrays = combiners.save_state(combiner)
         store.publish_strategy(name, meta, arrays, versions)
+        if fitted is not None:
+            fitted[name] = combiner
     return rows
+
+
+def publish_reference(
+    store: ModelStore,
+    kind: str,
+    X_reference: np.ndarray,
+    P_heldout: np.ndarray,
+    names: list[str],
+    fitted: dict[str, Any],
+    y_heldout: np.ndarray,
+    versions: dict[str, int],
+    feature_names: list[str] | None,
+) -> int:
+    """Publish the drift reference profile: the features of ``X_reference`` (the rows the
+    models learnt from, when known), and every model's and fitted strategy's outputs and
+    confidence calibration on the held-out set."""
+    features = feature_reference(X_reference)
+    combined = {name: c.combine(P_heldout) for name, c in fitted.items()}
+    outputs = output_references(kind, P_heldout, names, combined, y_heldout)
+    n_rows = {"features": len(X_reference), "outputs": len(y_heldout)}
+    meta, arrays = profile_arrays(features, outputs, feature_names, n_rows)
+    return store.publish_profile(PROFILE_NAME, meta, arrays, versions)
 
 
 def write_config(
@@ -171,7 +201,12 @@ def fit(
     for name, out in zip(names, P, strict=True):
         report.rows.append(("model", name, score(first.task, out, y)))
     store.publish_dataset(HELDOUT_DATASET, {"X": data.X, "y": y})
-    report.rows += fit_strategies(store, first.task, P, y, model_set.versions, P, y)
+    fitted: dict[str, Any] = {}
+    report.rows += fit_strategies(store, first.task, P, y, model_set.versions, P, y, fitted=fitted)
+    publish_reference(
+        store, first.task, data.X, P, list(names), fitted, y, model_set.versions,
+        first.feature_names,
+    )  # fmt: skip
     out_path = Path(config_out) if config_out else store_dir.parent / "streamfuse.yaml"
     write_config(out_path, store_dir, list(names), first.task, bootstrap, key_path)
     report.config_path = out_path
