@@ -146,10 +146,14 @@ def profile_arrays(
     outputs: Sequence[OutputReference],
     feature_names: Sequence[str] | None,
     n_rows: Mapping[str, int],
+    features_from: str = "heldout",
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """``(meta, arrays)`` for :meth:`~model_store.ModelStore.publish_profile`."""
+    """``(meta, arrays)`` for :meth:`~model_store.ModelStore.publish_profile`;
+    ``features_from`` says which rows the features' reference was made of (``train``,
+    ``heldout``, or a ``reference`` sample given to ``store publish``)."""
     meta: dict[str, Any] = {
         "format": FORMAT,
+        "features_from": features_from,
         "n_bins": int(features.shares.shape[1]),
         "feature_names": list(feature_names) if feature_names is not None else None,
         "scopes": [[o.scope, o.name, o.kind] for o in outputs],

@@ -20,10 +20,18 @@ import numpy as np
 import yaml
 
 import combiners
-from model_store import ModelStore
+from model_store import ModelStore, ModelStoreError
 from worker.accuracy.scoring import score, score_table
 from worker.config import ModelRef, StoreSettings
-from worker.drift import PROFILE_NAME, feature_reference, output_references, profile_arrays
+from worker.drift import (
+    PROFILE_NAME,
+    FeatureReference,
+    ProfileError,
+    feature_reference,
+    output_references,
+    profile_arrays,
+    read_profile,
+)
 from worker.errors import ConfigError
 from worker.inference.models import ModelSet
 from worker.inference.store import open_store
@@ -100,16 +108,38 @@ def publish_reference(
     y_heldout: np.ndarray,
     versions: dict[str, int],
     feature_names: list[str] | None,
+    features_from: str = "train",
 ) -> int:
     """Publish the drift reference profile: the features of ``X_reference`` (the rows the
     models learnt from, when known), and every model's and fitted strategy's outputs and
-    confidence calibration on the held-out set."""
-    features = feature_reference(X_reference)
+    confidence calibration on the held-out set. A features' reference that ``store publish
+    --reference`` stored is kept instead of ``X_reference`` (it came from the training rows)."""
+    features, n_feature_rows = kept_reference(store, X_reference.shape[1])
+    if features is None:
+        features, n_feature_rows = feature_reference(X_reference), len(X_reference)
+    else:
+        features_from = "reference"
     combined = {name: c.combine(P_heldout) for name, c in fitted.items()}
     outputs = output_references(kind, P_heldout, names, combined, y_heldout)
-    n_rows = {"features": len(X_reference), "outputs": len(y_heldout)}
-    meta, arrays = profile_arrays(features, outputs, feature_names, n_rows)
+    n_rows = {"features": n_feature_rows, "outputs": len(y_heldout)}
+    meta, arrays = profile_arrays(features, outputs, feature_names, n_rows, features_from)
     return store.publish_profile(PROFILE_NAME, meta, arrays, versions)
+
+
+def kept_reference(store: ModelStore, n_features: int) -> tuple[FeatureReference | None, int]:
+    """The features' reference of the store's profile when it came from a ``store publish
+    --reference`` sample of ``n_features`` columns, and its row count."""
+    try:
+        stored = store.load_profile(PROFILE_NAME)
+    except ModelStoreError:
+        return None, 0
+    if stored.meta.get("features_from") != "reference":
+        return None, 0
+    try:
+        features, _ = read_profile(stored.meta, stored.arrays, n_features)
+    except ProfileError:
+        return None, 0
+    return features, int(stored.meta.get("n_rows", {}).get("features", 0))
 
 
 def write_config(
@@ -205,7 +235,7 @@ def fit(
     report.rows += fit_strategies(store, first.task, P, y, model_set.versions, P, y, fitted=fitted)
     publish_reference(
         store, first.task, data.X, P, list(names), fitted, y, model_set.versions,
-        first.feature_names,
+        first.feature_names, features_from="heldout",
     )  # fmt: skip
     out_path = Path(config_out) if config_out else store_dir.parent / "streamfuse.yaml"
     write_config(out_path, store_dir, list(names), first.task, bootstrap, key_path)
