@@ -152,6 +152,35 @@ def test_a_profile_reads_back_and_a_wrong_one_is_refused(rng: np.random.Generato
         read_profile(meta, {k: v for k, v in arrays.items() if k != "feature_low"}, 3)
 
 
+def test_the_estimate_is_the_mean_calibrated_confidence(rng: np.random.Generator) -> None:
+    X = rng.normal(size=(400, 2))
+    y = (X[:, 0] + rng.normal(size=400) > 0).astype(np.int64)
+    P = np.stack([LogisticRegression().fit(X, y).predict_proba(X)])
+    outputs = output_references("classification", P, ["lr"], {}, y)
+    monitor = DriftMonitor(feature_reference(X), ["a", "b"], outputs, ["lr"], 400, 1)
+    values = monitor.observe(X, P, np.ones(1, bool), {})
+    assert values is not None
+    curve = outputs[0].calibration
+    assert curve is not None and np.all(np.diff(curve) >= 0)  # isotonic
+    expected = np.interp(P[0].max(axis=1), np.linspace(0, 1, 201), curve).mean()
+    assert values.estimated_accuracy[0] == pytest.approx(expected, rel=1e-12)
+    # calibrated on these very rows: the estimate is their accuracy, up to the grid's steps
+    assert values.estimated_accuracy[0] == pytest.approx(outputs[0].heldout_accuracy, abs=0.01)
+
+
+def test_prediction_drift_of_a_regression_output(rng: np.random.Generator) -> None:
+    X = rng.normal(size=(1000, 2))
+    value = X @ np.array([1.0, -2.0])
+    outputs = output_references("regression", value[None, :, None], ["ridge"], {}, value)
+    assert outputs[0].calibration is None and outputs[0].edges is not None
+    monitor = DriftMonitor(feature_reference(X), ["a", "b"], outputs, ["ridge"], 500, 500)
+    same = monitor.observe(X[:500], value[None, :500, None], None, {})
+    shifted = monitor.observe(X[500:], value[None, 500:, None] + 3.0, None, {})
+    assert same is not None and shifted is not None
+    assert same.prediction_psi[0] < 0.1 < 1.0 < shifted.prediction_psi[0]
+    assert np.isnan(shifted.estimated_accuracy[0])  # no accuracy for a regression
+
+
 # -- estimated accuracy ------------------------------------------------------------------------
 
 

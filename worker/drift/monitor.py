@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from worker.drift.profile import CALIBRATION_GRID, FeatureReference, OutputReference
-from worker.drift.stats import binned_ks, psi, shares
+from worker.drift.stats import bin_index, binned_ks, psi, shares
 from worker.metrics import Metrics
 
 __all__ = ["DriftMonitor", "DriftValues"]
@@ -66,6 +66,19 @@ class DriftMonitor:
         self.ref_shares = features.shares[:n]
         self.low, self.high = features.low[:n], features.high[:n]
         self.outputs = list(outputs)
+        kinds = {o.kind for o in self.outputs}
+        if len(kinds) > 1:
+            raise ValueError(f"outputs of one kind expected, got {sorted(kinds)}")
+        self.kind = kinds.pop() if kinds else "classification"
+        n_grid = len(CALIBRATION_GRID)
+        self.calibrated = np.array([o.calibration is not None for o in self.outputs], dtype=bool)
+        self.calibration = np.stack(
+            [o.calibration if o.calibration is not None else np.zeros(n_grid) for o in outputs]
+            or [np.zeros(n_grid)]
+        )
+        self.output_edges = np.stack(
+            [o.edges for o in outputs if o.edges is not None] or [np.zeros(0)]
+        )
         self.model_index = {name: i for i, name in enumerate(model_names)}
         self.window, self.min_events = window, min_events
         n_bins = self.ref_shares.shape[1]
@@ -107,25 +120,40 @@ class DriftMonitor:
         confidence = np.zeros((k, len(self.outputs)))
         has_confidence = np.zeros((k, len(self.outputs)), dtype=bool)
         Xf = X[:, :F]
-        codes[:, :F] = (Xf[:, :, None] > self.edges[None]).sum(axis=2) + self.offsets[:F]
+        codes[:, :F] = bin_index(Xf, self.edges) + self.offsets[:F]
         outside = (Xf < self.low) | (Xf > self.high)
         codes[:, F : 2 * F] = outside + self.offsets[F : 2 * F]
-        for s, ref in enumerate(self.outputs):
-            out = self._scope_output(ref, P, available, outputs)
-            if out is None:
-                continue
-            if ref.kind == "classification":
-                codes[:, 2 * F + s] = out.argmax(axis=1) + self.offsets[2 * F + s]
-                if ref.calibration is not None:
-                    confidence[:, s] = np.interp(out.max(axis=1), CALIBRATION_GRID, ref.calibration)
-                    has_confidence[:, s] = True
+        present = [
+            (s, out)
+            for s, ref in enumerate(self.outputs)
+            if (out := self._scope_output(ref, P, available, outputs)) is not None
+        ]
+        if present:
+            s_idx = np.array([s for s, _ in present])
+            stacked = np.stack([out for _, out in present])  # (n_present, n, n_outputs)
+            column = 2 * F + s_idx
+            if self.kind == "classification":
+                codes[:, column] = stacked.argmax(axis=2).T + self.offsets[column]
+                confidence[:, s_idx] = self._calibrated(stacked.max(axis=2), s_idx).T
+                has_confidence[:, s_idx] = self.calibrated[s_idx]
             else:
-                assert ref.edges is not None
-                codes[:, 2 * F + s] = (out[:, :1] > ref.edges).sum(axis=1) + self.offsets[2 * F + s]
+                value = stacked[:, :, 0].T  # (n, n_present)
+                codes[:, column] = bin_index(value, self.output_edges[s_idx]) + self.offsets[column]
         self._push(codes, confidence, has_confidence)
         values = self.values()
         self._export(values)
         return values
+
+    def _calibrated(self, confidence: np.ndarray, s_idx: np.ndarray) -> np.ndarray:
+        """Each scope's calibration curve at ``confidence`` (n_scopes, n): linear between
+        the points of the uniform :data:`CALIBRATION_GRID`, as ``np.interp`` is."""
+        n_steps = len(CALIBRATION_GRID) - 1
+        position = np.clip(confidence, 0.0, 1.0) * n_steps
+        low = np.minimum(position.astype(np.int64), n_steps - 1)
+        frac = position - low
+        curves = self.calibration[s_idx]
+        rows = np.arange(len(s_idx))[:, None]
+        return curves[rows, low] * (1 - frac) + curves[rows, low + 1] * frac
 
     def _scope_output(
         self,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SHARE_FLOOR", "bin_counts", "binned_ks", "psi", "quantile_edges", "shares"]
+__all__ = ["SHARE_FLOOR", "bin_counts", "bin_index", "binned_ks", "psi", "quantile_edges", "shares"]
 
 SHARE_FLOOR = 1e-4
 
@@ -32,13 +32,20 @@ def quantile_edges(X: np.ndarray, n_bins: int) -> np.ndarray:
     return np.ascontiguousarray(np.quantile(X, q, axis=0, method="inverted_cdf").T)
 
 
+def bin_index(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bin of every value of ``X`` (n_rows, n_columns) among its column's ``edges``
+    (n_columns, n_bins - 1): the number of edges below it, (n_rows, n_columns) int64."""
+    index = np.zeros(X.shape, dtype=np.int64)
+    for k in range(edges.shape[1]):  # one pass per edge, not per row
+        index += edges[:, k] < X
+    return index
+
+
 def bin_counts(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """How many rows of ``X`` (n_rows, n_columns) fall in each bin of each column:
     (n_columns, n_bins) int64, for ``edges`` of shape (n_columns, n_bins - 1)."""
-    n_columns, n_inner = edges.shape
-    n_bins = n_inner + 1
-    index = (X[:, :, None] > edges[None, :, :]).sum(axis=2)  # (n_rows, n_columns)
-    index += np.arange(n_columns) * n_bins
+    n_columns, n_bins = edges.shape[0], edges.shape[1] + 1
+    index = bin_index(X, edges) + np.arange(n_columns) * n_bins
     return np.bincount(index.ravel(), minlength=n_columns * n_bins).reshape(n_columns, n_bins)
 
 
