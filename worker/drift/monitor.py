@@ -76,6 +76,7 @@ class DriftMonitor:
             [o.calibration if o.calibration is not None else np.zeros(n_grid) for o in outputs]
             or [np.zeros(n_grid)]
         )
+        self.output_shares = np.stack([o.shares for o in outputs] or [np.zeros(0)])
         self.output_edges = np.stack(
             [o.edges for o in outputs if o.edges is not None] or [np.zeros(0)]
         )
@@ -192,11 +193,11 @@ class DriftMonitor:
         live = shares(bins)
         flags = counts[F * n_bins : F * n_bins + 2 * F].reshape(F, 2)
         prediction_psi = np.full(S, np.nan)
-        for s, ref in enumerate(self.outputs):
-            start = self.offsets[2 * F + s]
-            scope_counts = counts[start : start + len(ref.shares)]
-            if scope_counts.sum():
-                prediction_psi[s] = psi(shares(scope_counts), ref.shares)
+        if S:  # every scope has as many bins (the classes, or n_bins): one block
+            start = self.offsets[2 * F]
+            scoped = counts[start : start + self.output_shares.size].reshape(S, -1)
+            seen = scoped.sum(axis=1) > 0
+            prediction_psi[seen] = psi(shares(scoped[seen]), self.output_shares[seen])
         n_conf = self.has_confidence.sum(axis=0)
         summed = (self.confidence * self.has_confidence).sum(axis=0)
         estimated = np.full(S, np.nan)
