@@ -8,8 +8,8 @@ library parses it; each library imported only by its loader),
 verifies every file's size and sha256 on load, signs and verifies manifests and pointers
 with an HMAC key kept outside the store, never follows a link below the root, and keeps a
 promoted version per model that the worker polls for hot reload. It also stores fitted
-combining strategies and held-out data sets as opaque arrays. No Kafka here, and no
-imports of ``worker`` or ``combiners``.
+combining strategies, held-out data sets and reference profiles (for drift) as opaque
+arrays. No Kafka here, and no imports of ``worker`` or ``combiners``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._limits import StoreLimits
-from ._loaded import LoadedModel, StoredDataset, StoredStrategy
+from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
 from ._signing import generate_key, read_key
 from ._sklearn_io import TRUSTED_BIT_GENERATORS, TRUSTED_TYPES
 from ._store import FRAMEWORKS, ModelStore
@@ -59,6 +59,7 @@ __all__ = [
     "StoreLayoutError",
     "StoreLimits",
     "StoredDataset",
+    "StoredProfile",
     "StoredStrategy",
     "UnsafeModelError",
     "build_torch_model",

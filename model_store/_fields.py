@@ -132,8 +132,8 @@ def check_model_fields(manifest: Mapping[str, Any], limits: StoreLimits) -> dict
     return spec
 
 
-def check_strategy_fields(manifest: Mapping[str, Any]) -> dict[str, int]:
-    """``fitted_on`` of a strategy manifest: model name -> version."""
+def check_strategy_fields(manifest: Mapping[str, Any], *, kind: str = "strategy") -> dict[str, int]:
+    """``fitted_on`` of a strategy (or reference profile) manifest: model name -> version."""
     fitted_on = manifest.get("fitted_on", {})
     if not isinstance(fitted_on, dict) or not all(
         isinstance(k, str) and is_version(v) for k, v in fitted_on.items()
@@ -143,6 +143,6 @@ def check_strategy_fields(manifest: Mapping[str, Any]) -> dict[str, int]:
             manifest["version"],
             MANIFEST_NAME,
             "fitted_on must map model names to versions",
-            kind="strategy",
+            kind=kind,
         )
     return dict(fitted_on)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import InputShapeError
 
-__all__ = ["LoadedModel", "StoredDataset", "StoredStrategy"]
+__all__ = ["LoadedModel", "StoredDataset", "StoredProfile", "StoredStrategy"]
 
 
 class LoadedModel:
@@ -128,5 +128,19 @@ class StoredDataset:
     name: str
     version: int
     arrays: dict[str, np.ndarray]
+    manifest: dict[str, Any] = field(repr=False)
+    signed: bool = False
+
+
+@dataclass(frozen=True)
+class StoredProfile:
+    """A reference profile as stored: opaque ``meta`` and ``arrays`` (feature bins, output
+    distributions, calibration), ``fitted_on`` the model versions whose outputs it holds."""
+
+    name: str
+    version: int
+    meta: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    fitted_on: dict[str, int]
     manifest: dict[str, Any] = field(repr=False)
     signed: bool = False

@@ -16,7 +16,7 @@ from ._arrays_io import dump_arrays, load_arrays
 from ._fields import check_model_fields, check_strategy_fields
 from ._json import JSONRefused, parse_json
 from ._limits import StoreLimits
-from ._loaded import LoadedModel, StoredDataset, StoredStrategy
+from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
 from ._manifest import MANIFEST_NAME, ReadContext, read_manifest, read_verified_files
 from ._native import NATIVE_FILES, NATIVE_FRAMEWORKS, describe_native, load_native
 from ._publish import SKLEARN_FILE, TORCH_FILE, describe_sklearn, describe_torch, jsonable_scores
@@ -37,6 +37,7 @@ FRAMEWORKS = ("sklearn", "torch", *NATIVE_FRAMEWORKS)
 
 STRATEGIES_DIR = "_strategies"
 DATASETS_DIR = "_datasets"
+PROFILES_DIR = "_profiles"
 _META_FILE = "meta.json"
 _ARRAYS_FILE = "arrays.npz"
 _MAX_REASON = 300
@@ -112,6 +113,8 @@ class ModelStore:
         root/_strategies/<name>/<version>/{manifest.json, meta.json, arrays.npz}
         root/_strategies/<name>/active.json
         root/_datasets/<name>/<version>/{manifest.json, arrays.npz}
+        root/_profiles/<name>/<version>/{manifest.json, meta.json, arrays.npz}
+        root/_profiles/<name>/active.json
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class ModelStore:
         self._models = VersionedDir(ctx, (), "model")
         self._strategies = VersionedDir(ctx, (STRATEGIES_DIR,), "strategy")
         self._datasets = VersionedDir(ctx, (DATASETS_DIR,), "dataset")
+        self._profiles = VersionedDir(ctx, (PROFILES_DIR,), "profile")
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.root)!r}, signing={self.signing!r})"
@@ -416,16 +420,9 @@ class ModelStore:
         fitted_on : dict of str to int
             Model name -> version the strategy was fitted on; each must exist.
         """
-        check_name(name, kind="strategy")
-        try:
-            meta_bytes = json.dumps(dict(meta), indent=1, sort_keys=True).encode()
-        except (TypeError, ValueError) as exc:
-            raise PublishError(name, f"meta is not JSON-serialisable: {exc}") from exc
-        fitted: dict[str, int] = {}
-        for model_name, model_version in fitted_on.items():
-            fitted[model_name] = self._models.resolve(str(model_name), int(model_version))
-        files = {_META_FILE: meta_bytes, _ARRAYS_FILE: dump_arrays(arrays, name=name)}
-        return self._strategies.publish(name, files, {"fitted_on": fitted}, promote=promote)
+        return self._publish_fitted(
+            self._strategies, "strategy", name, meta, arrays, fitted_on, promote
+        )
 
     def strategies(self) -> list[str]:
         """Names of stored strategies."""
@@ -458,16 +455,23 @@ class ModelStore:
         ``meta`` is plain JSON within the store's caps; nothing in it is interpreted here
         (``combiners.load_state`` resolves only registered names from it).
         """
+        return StoredStrategy(*self._load_fitted(self._strategies, "strategy", name, version))
+
+    def _load_fitted(
+        self, directory: VersionedDir, kind: str, name: str, version: int | None
+    ) -> tuple[Any, ...]:
+        """``(name, version, meta, arrays, fitted_on, manifest, signed)`` of a verified
+        meta-and-arrays artifact (a strategy or a reference profile)."""
         version = _version_arg(version)
-        with _boundary("strategy", name) as where:
-            version = self._strategies.resolve(name, version)
+        with _boundary(kind, name) as where:
+            version = directory.resolve(name, version)
             where.at(version)
-            parts = self._strategies.parts(name, version)
-            manifest, signed = read_manifest(self._ctx, parts, name, version, kind="strategy")
-            fitted_on = check_strategy_fields(manifest)
-            contents = read_verified_files(self._ctx, parts, manifest, kind="strategy")
+            parts = directory.parts(name, version)
+            manifest, signed = read_manifest(self._ctx, parts, name, version, kind=kind)
+            fitted_on = check_strategy_fields(manifest, kind=kind)
+            contents = read_verified_files(self._ctx, parts, manifest, kind=kind)
             where.at(version, _META_FILE)
-            meta_bytes = _file(contents, _META_FILE, name, version, kind="strategy")
+            meta_bytes = _file(contents, _META_FILE, name, version, kind=kind)
             try:
                 meta = parse_json(
                     meta_bytes,
@@ -475,19 +479,40 @@ class ModelStore:
                     max_depth=self.limits.max_json_depth,
                 )
             except JSONRefused as exc:
-                raise IntegrityError(name, version, _META_FILE, str(exc), kind="strategy") from exc
+                raise IntegrityError(name, version, _META_FILE, str(exc), kind=kind) from exc
             if not isinstance(meta, dict):
-                raise IntegrityError(name, version, _META_FILE, "not an object", kind="strategy")
+                raise IntegrityError(name, version, _META_FILE, "not an object", kind=kind)
             where.at(version, _ARRAYS_FILE)
             arrays = load_arrays(
-                _file(contents, _ARRAYS_FILE, name, version, kind="strategy"),
+                _file(contents, _ARRAYS_FILE, name, version, kind=kind),
                 name=name,
                 version=version,
                 filename=_ARRAYS_FILE,
-                kind="strategy",
+                kind=kind,
                 limits=self.limits,
             )
-            return StoredStrategy(name, version, meta, arrays, fitted_on, manifest, signed)
+            return name, version, meta, arrays, fitted_on, manifest, signed
+
+    def _publish_fitted(
+        self,
+        directory: VersionedDir,
+        kind: str,
+        name: str,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        fitted_on: Mapping[str, int],
+        promote: bool,
+    ) -> int:
+        check_name(name, kind=kind)
+        try:
+            meta_bytes = json.dumps(dict(meta), indent=1, sort_keys=True).encode()
+        except (TypeError, ValueError) as exc:
+            raise PublishError(name, f"meta is not JSON-serialisable: {exc}") from exc
+        fitted: dict[str, int] = {}
+        for model_name, model_version in fitted_on.items():
+            fitted[model_name] = self._models.resolve(str(model_name), int(model_version))
+        files = {_META_FILE: meta_bytes, _ARRAYS_FILE: dump_arrays(arrays, name=name)}
+        return directory.publish(name, files, {"fitted_on": fitted}, promote=promote)
 
     # -- held-out data sets -------------------------------------------------------------
 
@@ -532,6 +557,43 @@ class ModelStore:
                 limits=self.limits,
             )
             return StoredDataset(name, version, arrays, manifest, signed)
+
+    # -- reference profiles (drift) ---------------------------------------------------
+
+    def publish_profile(
+        self,
+        name: str,
+        meta: Mapping[str, Any],
+        arrays: Mapping[str, np.ndarray],
+        fitted_on: Mapping[str, int],
+        *,
+        promote: bool = True,
+    ) -> int:
+        """Store a reference profile (what the live features and outputs are compared with):
+        opaque ``meta`` and ``arrays``, ``fitted_on`` the model versions whose outputs it
+        describes; versioned, checksummed and signed like a strategy."""
+        return self._publish_fitted(
+            self._profiles, "profile", name, meta, arrays, fitted_on, promote
+        )
+
+    def profiles(self) -> list[str]:
+        """Names of stored reference profiles."""
+        with _boundary("profile", "*"):
+            return self._profiles.names()
+
+    def profile_versions(self, name: str) -> list[int]:
+        """Complete versions of profile ``name``, ascending."""
+        with _boundary("profile", name):
+            return self._profiles.versions(name)
+
+    def active_profile_version(self, name: str) -> int:
+        """The promoted version of profile ``name`` (cheap pointer read)."""
+        with _boundary("profile", name):
+            return self._profiles.active_version(name)
+
+    def load_profile(self, name: str, version: int | None = None) -> StoredProfile:
+        """Verify and load a profile version (``None``: the promoted one)."""
+        return StoredProfile(*self._load_fitted(self._profiles, "profile", name, version))
 
 
 def _file(

@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--bootstrap", default="127.0.0.1:9092", help="kafka.bootstrap_servers of the config"
     )
     p.add_argument(
-        "--drift", action="store_true", help="synthetic only: the concept changes half-way"
+        "--drift",
+        action="store_true",
+        help="synthetic only: concept and population change half-way through the test stream",
     )
     p.add_argument(
         "--key-file",

@@ -167,6 +167,31 @@ class Metrics:
             "Predictions dropped from the join cache before their label came (size or age).",
             registry=r,
         )
+        # Drift and estimated accuracy against the store's reference profile (worker/drift/).
+        self.feature_drift = Gauge(
+            "streamfuse_feature_drift",
+            "Drift of a feature over the rolling window against the reference (psi, ks).",
+            ["feature", "statistic"],
+            registry=r,
+        )
+        self.out_of_range_ratio = Gauge(
+            "streamfuse_out_of_range_ratio",
+            "Share of the rolling window's events outside the feature's reference range.",
+            ["feature"],
+            registry=r,
+        )
+        self.prediction_drift = Gauge(
+            "streamfuse_prediction_drift",
+            "PSI of a model's or strategy's outputs over the rolling window against held-out.",
+            ["scope", "name"],
+            registry=r,
+        )
+        self.estimated_metric = Gauge(
+            "streamfuse_estimated_metric",
+            "A score expected from calibrated confidences over the rolling window, no labels.",
+            ["scope", "name", "metric"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "streamfuse_model_info",
             "The model version being served (1).",

@@ -216,6 +216,8 @@ def test_the_report_draws_every_chart(live: Live) -> None:
         "Rolling brier",
         "Rolling log_loss",
         "End-to-end latency (ms, per scrape interval)",
+        "Feature drift (PSI; the 5 features highest at the end)",
+        "Estimated accuracy (no labels) and realised accuracy (labels), active strategy",
     ]
     assert browser.empty_charts(dom) == []
 

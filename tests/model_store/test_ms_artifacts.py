@@ -9,10 +9,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from model_store import (
+    IntegrityError,
     ModelNotFoundError,
     ModelStore,
     PublishError,
     StoredDataset,
+    StoredProfile,
     StoredStrategy,
     build_torch_model,
 )
@@ -76,6 +78,27 @@ def test_strategy_rejects_unserialisable_state(two_models: ModelStore) -> None:
         two_models.publish_strategy("w", {}, {"../x": np.zeros(1)}, fitted_on={"a": 1})
     with pytest.raises(ModelNotFoundError, match="strategy 'w'"):
         two_models.load_strategy("w")
+
+
+def test_profile_round_trip_versions_and_checksums(two_models: ModelStore, rng) -> None:
+    meta = {"n_bins": 4, "scopes": [["model", "a"]]}
+    arrays = {"feature_edges": rng.normal(size=(3, 3)), "names": np.array(["x", "y", "z"])}
+    assert two_models.publish_profile("reference", meta, arrays, fitted_on={"a": 2}) == 1
+    assert two_models.publish_profile("reference", meta, arrays, fitted_on={"a": 1}) == 2
+    assert two_models.profiles() == ["reference"]
+    assert two_models.profile_versions("reference") == [1, 2]
+    assert two_models.active_profile_version("reference") == 2
+    loaded = two_models.load_profile("reference", 1)
+    assert isinstance(loaded, StoredProfile)
+    assert (loaded.version, loaded.meta, loaded.fitted_on) == (1, meta, {"a": 2})
+    np.testing.assert_array_equal(loaded.arrays["feature_edges"], arrays["feature_edges"])
+    assert two_models.strategies() == []  # a profile is not a strategy
+    path = two_models.root / "_profiles" / "reference" / "2" / "arrays.npz"
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(IntegrityError, match=r"profile 'reference' version 2.*arrays\.npz"):
+        two_models.load_profile("reference")
+    with pytest.raises(ModelNotFoundError, match="'a' version 9"):
+        two_models.publish_profile("reference", meta, arrays, fitted_on={"a": 9})
 
 
 def test_dataset_round_trip(store: ModelStore, rng) -> None:

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 CONSOLES = DEPLOY / "prometheus" / "consoles"
 CONSOLE_LIBRARIES = DEPLOY / "prometheus" / "console_libraries"
+ALERTS_FILE = DEPLOY / "prometheus" / "alerts.yml"
 
 
 def get(url: str, timeout: float = 5.0) -> str:
@@ -27,14 +28,17 @@ def get(url: str, timeout: float = 5.0) -> str:
         return str(response.read().decode())
 
 
-def local_config(path: Path, target_port: int) -> Path:
-    """``deploy/prometheus-local.yml`` scraping ``127.0.0.1:target_port``, rules made absolute."""
+def local_config(path: Path, target_port: int, rules: Path | None = None) -> Path:
+    """``deploy/prometheus-local.yml`` scraping ``127.0.0.1:target_port``, rules made absolute
+    (or ``rules`` instead of the repo's rule files)."""
     config = yaml.safe_load(
         (DEPLOY / "prometheus-local.yml")
         .read_text()
         .replace("127.0.0.1:9464", f"127.0.0.1:{target_port}")
     )
     config["rule_files"] = [str(DEPLOY / rule) for rule in config.get("rule_files", [])]
+    if rules is not None:
+        config["rule_files"] = [str(rules)]
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -60,7 +64,9 @@ class Prometheus:
             self.proc.wait(30)
 
 
-def start_prometheus(folder: Path, target_port: int, consoles: Path = CONSOLES) -> Prometheus:
+def start_prometheus(
+    folder: Path, target_port: int, consoles: Path = CONSOLES, rules: Path | None = None
+) -> Prometheus:
     """Start ``prometheus`` on a free port with its data and log in ``folder``; wait until ready.
 
     Fails (does not skip) when Prometheus is not installed: ``dev/setup`` installs it as root.
@@ -70,7 +76,7 @@ def start_prometheus(folder: Path, target_port: int, consoles: Path = CONSOLES) 
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("Debian's prometheus is not installed (dev/setup installs it as root)")
-    config = local_config(folder / "prometheus.yml", target_port)
+    config = local_config(folder / "prometheus.yml", target_port, rules)
     port = free_port()
     with open(folder / "prometheus.log", "wb") as log:
         proc = subprocess.Popen(

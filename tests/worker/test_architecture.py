@@ -106,8 +106,9 @@ LAYERS: dict[str, set[str]] = {
     "transport": {"batch"},
     "inference": {"batch"},
     "accuracy": {"batch"},
+    "drift": set(),
     "delivery": {"batch", "transport", "inference"},
-    "service": {"batch", "transport", "inference", "accuracy", "delivery"},
+    "service": {"batch", "transport", "inference", "accuracy", "drift", "delivery"},
 }
 TOP_LEVEL = {"config", "errors", "metrics", "logs", "__init__"}
 LOOP_MODULE = "worker.service.loop"

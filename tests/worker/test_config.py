@@ -93,6 +93,7 @@ def test_transactional_id_defaults_to_group_and_instance() -> None:
         (config(on_model_error={"min_model": 2}), "on_model_error.min_model", "min_models"),
         (config(metrics={"prot": 1}), "metrics.prot", "port"),
         (config(labels={"windw": 5}), "labels.windw", "window"),
+        (config(drift={"max_feature": 5}), "drift.max_feature", "max_features"),
         (config(reload={"intervl_s": 1}), "reload.intervl_s", "interval_s"),
         (config(logging={"levle": "INFO"}), "logging.levle", "level"),
     ],
@@ -139,6 +140,8 @@ def test_unknown_key_in_a_file(tmp_path: Path) -> None:
         (config(kafka={"processing_guarantee": "at_most_once"}), "kafka.processing_guarantee"),
         (config(on_model_error={"policy": "ignore"}), "on_model_error.policy"),
         (config(strategy={"name": "soft_vote", "fit": "always"}), "strategy.fit"),
+        (config(drift={"window": 5}), "drift.window"),
+        (config(drift={"window": 100, "min_events": 101}), "drift.min_events"),
         (
             config(shadow_strategies=[{"name": "hard_vote"}, {"name": "hard_vote"}]),
             "shadow_strategies",

@@ -43,6 +43,11 @@ def observed_metrics() -> Metrics:
     m.transactions_aborted.inc()
     m.transactions_committed.inc()
     m.strategy_errors.labels("hedge").inc()
+    m.feature_drift.labels("3", "psi").set(0.1)
+    m.feature_drift.labels("3", "ks").set(float("nan"))
+    m.out_of_range_ratio.labels("3").set(0.0)
+    m.prediction_drift.labels("strategy", "soft_vote").set(0.01)
+    m.estimated_metric.labels("strategy", "soft_vote", "accuracy").set(0.9)
     return m
 
 

@@ -178,6 +178,44 @@ def test_publish_then_fit_writes_a_config_serving_them(
     assert f"{len(BC.target) - 450} predicted, 0 dead-lettered" in out
 
 
+def test_publish_with_a_reference_sample_then_fit_keeps_it(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    train_rows = write_csv(tmp_path / "train.csv", BC.data[:340], BC.target[:340].tolist())
+    code, out, err = run(
+        "store", "--store", store, "publish", "rf", model_files["sklearn"],
+        "--framework", "sklearn", "--feature-names", model_files["names"],
+        "--reference", train_rows,
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"drift reference: profile v1 from 340 rows of {train_rows}" in out
+    s = ModelStore(store)
+    first = s.load_profile("reference")
+    assert first.meta["features_from"] == "reference" and first.meta["scopes"] == []
+    code, _, err = run(
+        "store", "--store", store, "publish", "xgb", model_files["xgboost"],
+        "--framework", "xgboost", "--feature-names", model_files["names"], "--classes", "0,1",
+    )  # fmt: skip
+    assert code == 0, err
+    heldout = write_csv(tmp_path / "heldout.csv", BC.data[340:450], BC.target[340:450].tolist())
+    code, _, err = run("fit", "--store", store, "--heldout", heldout, "--target", "diagnosis")
+    assert code == 0, err
+    profile = s.load_profile("reference")
+    assert profile.version == 2 and profile.fitted_on == {"rf": 1, "xgb": 1}
+    assert profile.meta["features_from"] == "reference"  # the training rows, not held-out
+    assert profile.meta["n_rows"] == {"features": 340, "outputs": 110}
+    np.testing.assert_array_equal(profile.arrays["feature_edges"], first.arrays["feature_edges"])
+    assert ["model", "rf", "classification"] in profile.meta["scopes"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    code, _, err = run(
+        "store", "--store", store, "publish", "rf", model_files["sklearn"],
+        "--framework", "sklearn", "--feature-names", model_files["names"], "--reference", bad,
+    )  # fmt: skip
+    assert code == 2 and f"{bad}: the models take 30 features" in err
+
+
 def test_fit_with_columns_in_another_order_reads_them_by_name(
     run: Run, tmp_path: Path, model_files: dict[str, Path]
 ) -> None:

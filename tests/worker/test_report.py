@@ -43,6 +43,29 @@ def test_scrape_then_report(served: tuple[Metrics, str], tmp_path: Path) -> None
     assert text.count("<polyline") == 2 + 3  # two rolling series, three latency quantiles
 
 
+def test_the_report_charts_drift_and_the_estimate(
+    served: tuple[Metrics, str], tmp_path: Path
+) -> None:
+    metrics, url = served
+    metrics.initialise(input_topic="f", models=["rf"], strategies=["soft_vote"])
+    samples = []
+    for step in range(3):
+        for feature in range(7):
+            metrics.feature_drift.labels(str(feature), "psi").set(feature * (step + 1) / 10)
+            metrics.feature_drift.labels(str(feature), "ks").set(0.05)
+        metrics.estimated_metric.labels("strategy", "soft_vote", "accuracy").set(0.9 - step / 10)
+        metrics.rolling_metric.labels("strategy", "soft_vote", "accuracy").set(0.95)
+        samples.append(scrape(url))
+    assert samples[-1]["drift"]["6/psi"] == pytest.approx(1.8)
+    assert samples[-1]["active"] == "soft_vote"
+    write_report(samples, tmp_path / "report.html", svg_dir=tmp_path / "svg")
+    drift = (tmp_path / "svg" / "feature-drift.svg").read_text()
+    assert drift.count("<polyline") == 5  # the five highest of seven features
+    assert "feature 6 (last 1.8)" in drift and "feature 1 " not in drift
+    estimate = (tmp_path / "svg" / "estimated-accuracy.svg").read_text()
+    assert "soft_vote estimated (last 0.7)" in estimate and "soft_vote realised" in estimate
+
+
 def test_quantile_agrees_with_prometheus_interpolation() -> None:
     # 10 observations in (0.001, 0.0025]: the median is halfway through that bucket.
     h = Histogram("h", "h", buckets=LATENCY_BUCKETS, registry=CollectorRegistry())

@@ -13,6 +13,7 @@ from worker.config._load import load_settings, settings_from_dict
 from worker.config._sections import (
     ENV_PREFIX,
     BatchSettings,
+    DriftSettings,
     KafkaSettings,
     LabelsSettings,
     LoggingSettings,
@@ -31,6 +32,7 @@ from worker.config._sections import (
 __all__ = [
     "ENV_PREFIX",
     "BatchSettings",
+    "DriftSettings",
     "KafkaSettings",
     "LabelsSettings",
     "LoggingSettings",

@@ -19,6 +19,7 @@ from pydantic import (
 __all__ = [
     "ENV_PREFIX",
     "BatchSettings",
+    "DriftSettings",
     "KafkaSettings",
     "LabelsSettings",
     "LoggingSettings",
@@ -192,6 +193,24 @@ class LabelsSettings(_Section):
     update_online: bool = True
 
 
+class DriftSettings(_Section):
+    """``drift``: the live features and outputs against the store's reference profile
+    (``streamfuse train`` and ``fit`` publish it); off by itself when the store has none."""
+
+    enabled: bool = True
+    window: int = Field(1000, ge=10, le=1_000_000)  # events in the rolling window
+    min_events: int = Field(200, ge=1)  # gauges read NaN until the window holds this many
+    max_features: int = Field(32, ge=0, le=1000)  # features with gauges, first ones by index
+
+    @model_validator(mode="after")
+    def _min_within_window(self) -> DriftSettings:
+        if self.min_events > self.window:
+            raise _SectionKeyError(
+                "drift.min_events", f"{self.min_events} is more than drift.window ({self.window})"
+            )
+        return self
+
+
 class StoreSettings(_Section):
     """``store``: the model store, given as its folder alone or as this section.
 
@@ -279,6 +298,7 @@ class Settings(_Section):
     on_model_error: ModelErrorPolicy = ModelErrorPolicy()
     metrics: MetricsSettings = MetricsSettings()
     labels: LabelsSettings = LabelsSettings()
+    drift: DriftSettings = DriftSettings()
     reload: ReloadSettings = ReloadSettings()
     runtime: RuntimeSettings = RuntimeSettings()
     logging: LoggingSettings = LoggingSettings()

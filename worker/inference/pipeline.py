@@ -34,13 +34,15 @@ class BatchResult:
     """What one batch produced.
 
     ``ids``, ``outputs`` (strategy name to (n_ok, n_outputs)), ``P`` and ``available`` describe
-    the published predictions, for the label join.
+    the published predictions, for the label join; ``X`` (n_ok, n_features) their features, for
+    the drift monitor.
     """
 
     predictions: list[OutRecord] = field(default_factory=list)
     dead_letters: list[tuple[OutRecord, str]] = field(default_factory=list)  # (record, stage)
     ids: list[Any] = field(default_factory=list)
     ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    X: np.ndarray | None = None
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
     P: np.ndarray | None = None
     available: np.ndarray | None = None
@@ -200,6 +202,7 @@ class Pipeline:
             )
         result.ids = decoded.ids
         result.ts = decoded.ts
+        result.X = decoded.X
         result.outputs = outputs
         result.P = fan.P
         result.available = fan.available

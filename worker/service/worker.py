@@ -32,6 +32,7 @@ from worker.service.health import Health, stall_bound_s
 from worker.service.heldout import heldout_scores
 from worker.service.lag import LagMonitor
 from worker.service.loop import Loop
+from worker.service.reference import open_drift
 from worker.transport import LabelsReader, Sink, Source, TopicPartition, open_transport
 
 __all__ = ["Worker"]
@@ -96,6 +97,7 @@ class Worker:
             )
             self.accuracy = LiveAccuracy(joiner, settings.labels.update_online, self.metrics)
         self._initialise_series(serving)
+        self.drift = open_drift(self.store, serving, settings.drift, self.metrics)
         self.transport = open_transport(settings)
         self.lag = LagMonitor(
             settings, self.metrics, self.transport.admin, reached=self.health.brokers_reached
@@ -200,6 +202,7 @@ class Worker:
         if reloaded is not None:
             self.pipeline.serving = reloaded
             self.metrics.set_heldout(heldout_scores(self.store, reloaded))
+            self.drift = open_drift(self.store, reloaded, self.settings.drift, self.metrics)
             self._freeze_heap()  # frees the old version's cycles, freezes the new one
         if self.labels is not None and self.accuracy is not None:
             values = self.labels.poll(MAX_LABELS_PER_POLL)
@@ -212,7 +215,8 @@ class Worker:
             self.labels.follow([tp.partition for tp in assignment])
 
     def account(self, batch: Batch) -> None:
-        """Count a published batch and hand its predictions to the label join."""
+        """Count a published batch; hand its predictions to the label join and the drift
+        monitor."""
         result = batch.result
         assert result is not None
         self._observe(batch.n_records, result, batch.started)
@@ -224,6 +228,8 @@ class Worker:
                 result.outputs,
                 self.pipeline.serving.strategies,
             )
+        if self.drift is not None and result.X is not None:
+            self.drift.observe(result.X, result.P, result.available, result.outputs)
 
     def _observe(self, n_records: int, result: BatchResult, started: float) -> None:
         m = self.metrics

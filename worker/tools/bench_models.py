@@ -38,6 +38,7 @@ from worker.config import Settings
 from worker.inference.pipeline import Pipeline
 from worker.inference.serving import build_serving, open_store
 from worker.inference.strategies import HELDOUT_DATASET
+from worker.tools.fit import publish_reference
 from worker.tools.train import fit_torch
 
 __all__ = [
@@ -98,7 +99,8 @@ def build_store(
     mlp_epochs: int = 100,
     models: Sequence[str] = MODEL_NAMES,
 ) -> np.ndarray:
-    """Train and publish the three models and the fitted strategies into a store at ``root``.
+    """Train and publish the three models, the fitted strategies and the drift reference
+    profile into a store at ``root``.
 
     Training runs with one thread per pool (HGB's OpenMP training crawls on a busy 2-core
     machine) on 3/5 of ``n_samples`` rows: few enough that HGB does not stop early (all 100
@@ -145,10 +147,17 @@ def build_store(
     # As streamfuse train does: strategies see the outputs of the models as the store serves them.
     P_ho = np.stack([store.load(n, versions[n]).predict_outputs(X_ho) for n in models])
     store.publish_dataset(HELDOUT_DATASET, {"X": X_ho, "y": y_ho})
+    strategies: dict[str, Any] = {}
     for name in (ACTIVE_STRATEGY, *SHADOW_STRATEGIES):
         fitted = combiners.get_combiner(name, task="classification").fit(P_ho, y_ho)
         meta, arrays = combiners.save_state(fitted)
         store.publish_strategy(name, meta, arrays, versions)
+        strategies[name] = fitted
+    # The drift reference, as train publishes it: the worker watches drift as by default
+    # (STREAMFUSE_DRIFT__ENABLED=false runs the bench without it).
+    publish_reference(
+        store, "classification", X_tr, P_ho, list(models), strategies, y_ho, versions, None
+    )
     return np.asarray(X[n_train + n_heldout :], dtype=np.float64)
 
 

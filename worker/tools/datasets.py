@@ -36,6 +36,7 @@ class Dataset:
     extra: dict[str, tuple[TaskSpec, np.ndarray]] = field(default_factory=dict)
     splits: dict[str, np.ndarray] = field(default_factory=dict)
     feature_names: list[str] | None = None
+    drift_start: int | None = None  # the first row of a drifting stream's new world
 
     @property
     def tasks(self) -> list[TaskSpec]:
@@ -108,24 +109,37 @@ def split_indices(
     )
     if ds.name == "synthetic":  # keep time order so concept drift shows up in the test stream
         test = np.sort(test)
+    if ds.drift_start is not None:  # the past to learn from, the stream as the future after it
+        n_test = round(len(idx) * test_fraction)
+        past, test = idx[: len(idx) - n_test], idx[len(idx) - n_test :]
+        train, heldout = train_test_split(
+            past,
+            test_size=heldout_fraction / (1 - test_fraction),
+            random_state=seed,
+            stratify=ds.y[past] if stratify is not None else None,
+        )
     return {"train": train, "heldout": heldout, "test": test}
 
 
 def _synthetic(seed: int, n_samples: int, n_features: int, drift: bool) -> Dataset:
     """Binary classification plus a regression task on the same features.
 
-    With ``drift``, the second half of the rows (in index order) follows a different concept:
-    the classification boundary rotates, so models trained mostly on the first half degrade
-    on the test stream's tail and online strategies (``hedge``, ``select_best``) have work.
+    With ``drift``, the rows are a stream in time order: train and held-out come from the first
+    80% (the past), the test stream is the last 20%, and halfway through it (row ``0.9 n``)
+    the world changes: the classification boundary rotates (a new concept, so the models
+    degrade and online strategies, ``hedge`` and ``select_best``, have work) and the population
+    shifts (every feature shrinks to 30% of its spread, towards the boundary), which the feature
+    drift gauges and the estimated accuracy see before any label does.
     """
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n_samples, n_features))
     w = rng.normal(size=n_features)
     w2 = rng.normal(size=n_features)
     logits = X @ w + 0.5 * np.sin(X[:, 0] * 2)
-    if drift:
-        half = n_samples // 2
-        logits[half:] = X[half:] @ (0.5 * w + w2)
+    start = n_samples - n_samples // 10 if drift else None
+    if start is not None:
+        X[start:] *= 0.3
+        logits[start:] = X[start:] @ (0.5 * w + w2)
     y = (logits + rng.normal(scale=0.5, size=n_samples) > 0).astype(np.int64)
     value = X @ w2 + 0.3 * X[:, 1] ** 2 + rng.normal(scale=0.3, size=n_samples)
     return Dataset(
@@ -134,4 +148,5 @@ def _synthetic(seed: int, n_samples: int, n_features: int, drift: bool) -> Datas
         y,
         TaskSpec("label", "classification", (0, 1)),
         {"value": (TaskSpec("value", "regression"), value)},
+        drift_start=start,
     )

@@ -4,7 +4,9 @@ from ``streamfuse store publish``; and the strategy fitting and config writing `
 The held-out file goes through the promoted versions exactly as the worker serves them (each
 model loaded from the store), the held-out set is published (so ``strategy.fit: heldout``
 and hot reloads can refit), each strategy is published with ``fitted_on`` naming those
-versions, and a complete config serving them is written.
+versions, the drift reference profile is published (the held-out rows are the features'
+reference too: the training rows are not known here), and a complete config serving them is
+written.
 """
 
 from __future__ import annotations
@@ -18,9 +20,18 @@ import numpy as np
 import yaml
 
 import combiners
-from model_store import ModelStore
+from model_store import ModelStore, ModelStoreError
 from worker.accuracy.scoring import score, score_table
 from worker.config import ModelRef, StoreSettings
+from worker.drift import (
+    PROFILE_NAME,
+    FeatureReference,
+    ProfileError,
+    feature_reference,
+    output_references,
+    profile_arrays,
+    read_profile,
+)
 from worker.errors import ConfigError
 from worker.inference.models import ModelSet
 from worker.inference.store import open_store
@@ -33,6 +44,7 @@ __all__ = [
     "FitReport",
     "fit",
     "fit_strategies",
+    "publish_reference",
     "strategies_for",
     "write_config",
 ]
@@ -68,9 +80,11 @@ def fit_strategies(
     P_score: np.ndarray,
     y_score: np.ndarray,
     on_step: Callable[[str], None] | None = None,
+    fitted: dict[str, Any] | None = None,
 ) -> list[tuple[str, str, dict[str, float]]]:
     """Fit every strategy of ``kind`` on ``(P_fit, y_fit)``, publish each with ``fitted_on``
-    = ``versions``; returns their score rows on ``(P_score, y_score)``."""
+    = ``versions``; returns their score rows on ``(P_score, y_score)`` (and puts each fitted
+    combiner in ``fitted`` when given)."""
     rows = []
     for name, params in strategies_for(kind).items():
         if on_step is not None:
@@ -79,7 +93,53 @@ def fit_strategies(
         rows.append(("strategy", name, score(kind, combiner.combine(P_score), y_score)))
         meta, arrays = combiners.save_state(combiner)
         store.publish_strategy(name, meta, arrays, versions)
+        if fitted is not None:
+            fitted[name] = combiner
     return rows
+
+
+def publish_reference(
+    store: ModelStore,
+    kind: str,
+    X_reference: np.ndarray,
+    P_heldout: np.ndarray,
+    names: list[str],
+    fitted: dict[str, Any],
+    y_heldout: np.ndarray,
+    versions: dict[str, int],
+    feature_names: list[str] | None,
+    features_from: str = "train",
+) -> int:
+    """Publish the drift reference profile: the features of ``X_reference`` (the rows the
+    models learnt from, when known), and every model's and fitted strategy's outputs and
+    confidence calibration on the held-out set. A features' reference that ``store publish
+    --reference`` stored is kept instead of ``X_reference`` (it came from the training rows)."""
+    features, n_feature_rows = kept_reference(store, X_reference.shape[1])
+    if features is None:
+        features, n_feature_rows = feature_reference(X_reference), len(X_reference)
+    else:
+        features_from = "reference"
+    combined = {name: c.combine(P_heldout) for name, c in fitted.items()}
+    outputs = output_references(kind, P_heldout, names, combined, y_heldout)
+    n_rows = {"features": n_feature_rows, "outputs": len(y_heldout)}
+    meta, arrays = profile_arrays(features, outputs, feature_names, n_rows, features_from)
+    return store.publish_profile(PROFILE_NAME, meta, arrays, versions)
+
+
+def kept_reference(store: ModelStore, n_features: int) -> tuple[FeatureReference | None, int]:
+    """The features' reference of the store's profile when it came from a ``store publish
+    --reference`` sample of ``n_features`` columns, and its row count."""
+    try:
+        stored = store.load_profile(PROFILE_NAME)
+    except ModelStoreError:
+        return None, 0
+    if stored.meta.get("features_from") != "reference":
+        return None, 0
+    try:
+        features, _ = read_profile(stored.meta, stored.arrays, n_features)
+    except ProfileError:
+        return None, 0
+    return features, int(stored.meta.get("n_rows", {}).get("features", 0))
 
 
 def write_config(
@@ -171,7 +231,12 @@ def fit(
     for name, out in zip(names, P, strict=True):
         report.rows.append(("model", name, score(first.task, out, y)))
     store.publish_dataset(HELDOUT_DATASET, {"X": data.X, "y": y})
-    report.rows += fit_strategies(store, first.task, P, y, model_set.versions, P, y)
+    fitted: dict[str, Any] = {}
+    report.rows += fit_strategies(store, first.task, P, y, model_set.versions, P, y, fitted=fitted)
+    publish_reference(
+        store, first.task, data.X, P, list(names), fitted, y, model_set.versions,
+        first.feature_names, features_from="heldout",
+    )  # fmt: skip
     out_path = Path(config_out) if config_out else store_dir.parent / "streamfuse.yaml"
     write_config(out_path, store_dir, list(names), first.task, bootstrap, key_path)
     report.config_path = out_path

@@ -106,3 +106,10 @@ def add_publish_arguments(q: argparse.ArgumentParser) -> None:
     )
     q.add_argument("--spec", type=Path, default=None, help="torch: the JSON architecture spec")
     q.add_argument("--no-promote", action="store_true", help="publish without serving it yet")
+    q.add_argument(
+        "--reference",
+        type=Path,
+        default=None,
+        help="CSV or Parquet rows of the features the model learnt from: stored as the drift "
+        "reference (other columns are left out when the features are named)",
+    )

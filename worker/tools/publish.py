@@ -2,7 +2,8 @@
 
 The store does the work (:meth:`model_store.ModelStore.publish_file`: format checks, tree
 checks, a probe batch of the declared width, never a pickle); this turns the command line
-into its arguments and its refusals into exit 2 with the file named.
+into its arguments and its refusals into exit 2 with the file named. ``--reference`` also
+stores the features of a sample of training rows as the drift reference profile.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from model_store import ModelStore, ModelStoreError
 
@@ -72,4 +75,23 @@ def publish(store: ModelStore, args: argparse.Namespace) -> int:
         f"{manifest['task']}, {width} features{named}, {manifest['n_outputs']} outputs; "
         f"{promoted})"
     )
+    if getattr(args, "reference", None) is not None:
+        return publish_feature_reference(store, args.reference, manifest["input_schema"])
+    return 0
+
+
+def publish_feature_reference(store: ModelStore, path: Path, schema: dict[str, Any]) -> int:
+    """Store the features of the rows in ``path`` as the drift reference profile (its
+    outputs' part is made by the worker from the held-out set, or by ``streamfuse fit``)."""
+    from worker.drift import PROFILE_NAME, feature_reference, profile_arrays
+    from worker.tools.tabular import feature_columns, read_table
+
+    table = read_table(path)  # a DataFileError names the file: exit 2
+    cols = feature_columns(table, [], schema["feature_names"], schema["n_features"])
+    X = np.column_stack([table.numeric(c) for c in cols])
+    meta, arrays = profile_arrays(
+        feature_reference(X), [], schema["feature_names"], {"features": len(X)}, "reference"
+    )
+    version = store.publish_profile(PROFILE_NAME, meta, arrays, {})
+    print(f"drift reference: profile v{version} from {len(X)} rows of {path}")
     return 0

@@ -1,12 +1,16 @@
 """``streamfuse report``: sample a worker's ``/metrics`` for a while, then write one HTML file
-with hand-made inline SVG charts of the rolling scores per model and strategy and of the
-end-to-end latency quantiles (no plotting library, nothing fetched when the file is opened).
+with hand-made inline SVG charts of the rolling scores per model and strategy, of the
+end-to-end latency quantiles and, when the worker watches drift, of the features' drift and
+of the active strategy's estimated accuracy beside its realised one (no plotting library,
+nothing fetched when the file is opened).
 
 A sample is plain data (``scrape`` returns one, so they can be saved as JSON lines)::
 
     {"t": epoch seconds,
      "rolling": {"model/rf/accuracy": 0.93, ...},
-     "latency_buckets": [[upper bound, cumulative count], ..., [inf, n]]}
+     "latency_buckets": [[upper bound, cumulative count], ..., [inf, n]],
+     "drift": {"3/psi": 0.02, ...}, "estimated": {"strategy/soft_vote/accuracy": 0.95, ...},
+     "active": "soft_vote"}
 """
 
 from __future__ import annotations
@@ -34,12 +38,21 @@ def scrape(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """One sample of the worker's metrics at ``url`` (``http://host:port/metrics``)."""
     with urllib.request.urlopen(url, timeout=timeout) as response:
         text = response.read().decode("utf-8")
-    sample: dict[str, Any] = {"t": time.time(), "rolling": {}, "latency_buckets": []}
+    sample: dict[str, Any] = {
+        "t": time.time(), "rolling": {}, "latency_buckets": [], "drift": {}, "estimated": {},
+    }  # fmt: skip
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             if s.name == "streamfuse_rolling_metric":
                 key = f"{s.labels['scope']}/{s.labels['name']}/{s.labels['metric']}"
                 sample["rolling"][key] = s.value
+            elif s.name == "streamfuse_estimated_metric":
+                key = f"{s.labels['scope']}/{s.labels['name']}/{s.labels['metric']}"
+                sample["estimated"][key] = s.value
+            elif s.name == "streamfuse_feature_drift":
+                sample["drift"][f"{s.labels['feature']}/{s.labels['statistic']}"] = s.value
+            elif s.name == "streamfuse_active_strategy_info" and s.value == 1:
+                sample["active"] = s.labels["strategy"]
             elif s.name == LATENCY + "_bucket":
                 sample["latency_buckets"].append([float(s.labels["le"]), s.value])
     sample["latency_buckets"].sort()
@@ -98,7 +111,35 @@ def charts(samples: list[dict[str, Any]]) -> list[tuple[str, str]]:
         out.append((title, _chart(title, series)))
     title = "End-to-end latency (ms, per scrape interval)"
     out.append((title, _chart(title, latency)))
-    return out
+    return out + _drift_charts(samples, t0)
+
+
+DRIFT_TITLE = "Feature drift (PSI; the 5 features highest at the end)"
+ESTIMATE_TITLE = "Estimated accuracy (no labels) and realised accuracy (labels), active strategy"
+
+
+def _drift_charts(samples: list[dict[str, Any]], t0: float) -> list[tuple[str, str]]:
+    """The drift charts, when the samples hold drift gauges."""
+    if not any(s.get("drift") for s in samples):
+        return []
+    psi: dict[str, list[tuple[float, float]]] = {}
+    for s in samples:
+        for key, value in s.get("drift", {}).items():
+            feature, statistic = key.rsplit("/", 1)
+            if statistic == "psi" and math.isfinite(value):
+                psi.setdefault(f"feature {feature}", []).append((s["t"] - t0, value))
+    top = sorted(psi, key=lambda k: psi[k][-1][1], reverse=True)[:5]
+    active = next((s["active"] for s in reversed(samples) if s.get("active")), None)
+    accuracy: dict[str, list[tuple[float, float]]] = {}
+    for s in samples:
+        for label, values in (("estimated", s.get("estimated", {})), ("realised", s["rolling"])):
+            value = values.get(f"strategy/{active}/accuracy", math.nan)
+            if math.isfinite(value):
+                accuracy.setdefault(f"{active} {label}", []).append((s["t"] - t0, value))
+    return [
+        (DRIFT_TITLE, _chart(DRIFT_TITLE, {k: psi[k] for k in top})),
+        (ESTIMATE_TITLE, _chart(ESTIMATE_TITLE, accuracy)),
+    ]
 
 
 def write_report(
@@ -107,7 +148,8 @@ def write_report(
     """Write the HTML report of ``samples`` (oldest first) to ``path``; returns the path.
 
     With ``svg_dir``, each chart is also written there as a standalone SVG file
-    (``rolling-accuracy.svg``, ..., ``latency.svg``), for a README or a wiki.
+    (``rolling-accuracy.svg``, ..., ``latency.svg``, ``feature-drift.svg``,
+    ``estimated-accuracy.svg``), for a README or a wiki.
     """
     path = Path(path)
     t0 = samples[0]["t"] if samples else 0.0
@@ -125,9 +167,10 @@ def write_report(
     if svg_dir is not None:
         folder = Path(svg_dir)
         folder.mkdir(parents=True, exist_ok=True)
+        names = {DRIFT_TITLE: "feature-drift", ESTIMATE_TITLE: "estimated-accuracy"}
         for title, svg in drawn:
             name = "latency" if title.startswith("End-to-end") else title.lower().replace(" ", "-")
-            (folder / f"{name}.svg").write_text(svg, encoding="utf-8")
+            (folder / f"{names.get(title, name)}.svg").write_text(svg, encoding="utf-8")
     return path
 
 

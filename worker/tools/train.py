@@ -40,6 +40,7 @@ from worker.tools.fit import (
     CLASSIFICATION_STRATEGIES,
     REGRESSION_STRATEGIES,
     fit_strategies,
+    publish_reference,
     strategies_for,
     write_config,
 )
@@ -163,7 +164,13 @@ def train(
         bar.set_postfix_str(sname)
         bar.update()
 
-    report.rows += fit_strategies(store, kind, P_ho, y_ho, versions, P_te, y_te, step)
+    combiners_fitted: dict[str, Any] = {}
+    report.rows += fit_strategies(
+        store, kind, P_ho, y_ho, versions, P_te, y_te, step, combiners_fitted
+    )
+    publish_reference(
+        store, kind, X_tr, P_ho, names, combiners_fitted, y_ho, versions, ds.feature_names
+    )  # fmt: skip
     if ds.extra:
         _train_multitask(ds, store, seed, report, bar)
     bar.close()

@@ -1,0 +1,102 @@
+"""The drift monitor of what is served: the store's reference profile, matched to the served
+versions.
+
+The features' reference is the profile's as stored. The outputs' reference (each model's and
+strategy's held-out distribution and confidence calibration) is the stored one when the
+profile was made with exactly the served model versions and holds every served scope; else
+(a hot reload, a model published after the profile, another strategy set) it is made again
+from the store's held-out set with the served versions, as the held-out scores are.
+Multi-task model sets get the features' part only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from model_store import ModelNotFoundError, ModelStore, ModelStoreError
+from worker.config import DriftSettings
+from worker.drift import PROFILE_NAME, DriftMonitor, ProfileError, output_references, read_profile
+from worker.drift.profile import OutputReference
+from worker.inference.serving import Serving
+from worker.inference.strategies import heldout_outputs
+from worker.metrics import Metrics
+
+__all__ = ["open_drift"]
+
+log = logging.getLogger("streamfuse.worker")
+
+
+def open_drift(
+    store: ModelStore, serving: Serving, settings: DriftSettings, metrics: Metrics | None
+) -> DriftMonitor | None:
+    """A monitor for ``serving``, or None (drift off, no profile, or a profile refused:
+    serving goes on without drift either way, with the reason logged)."""
+    if not settings.enabled:
+        return None
+    try:
+        stored = store.load_profile(PROFILE_NAME)
+    except ModelNotFoundError:
+        log.info("no reference profile in the store: drift off (streamfuse train or fit make one)")
+        return None
+    except ModelStoreError as exc:
+        log.warning("drift off: the store refused the reference profile: %s", exc)
+        return None
+    schema = serving.schema
+    try:
+        features, outputs = read_profile(stored.meta, stored.arrays, schema.n_features)
+    except ProfileError as exc:
+        log.warning("drift off: reference profile version %d: %s", stored.version, exc)
+        return None
+    served = [("model", n) for n in serving.names] + [
+        ("strategy", s.name) for s in serving.strategies
+    ]
+    how = "as stored"
+    if serving.layout.is_multitask:
+        outputs, how = [], "none (multi-task)"
+    elif stored.fitted_on != serving.versions or not {(o.scope, o.name) for o in outputs} >= set(
+        served
+    ):
+        outputs = _from_heldout(store, serving)
+        how = (
+            f"made again from the held-out set (profiled {stored.fitted_on}, "
+            f"served {serving.versions})"
+        )
+    wanted = set(served)
+    outputs = [o for o in outputs if (o.scope, o.name) in wanted]
+    names = schema.feature_names or tuple(str(j) for j in range(schema.n_features))
+    if metrics is not None:  # a new snapshot may watch other series: drop the old ones
+        for gauge in (
+            metrics.feature_drift,
+            metrics.out_of_range_ratio,
+            metrics.prediction_drift,
+            metrics.estimated_metric,
+        ):
+            gauge.clear()
+    monitor = DriftMonitor(
+        features,
+        names[: settings.max_features],
+        outputs,
+        serving.names,
+        settings.window,
+        settings.min_events,
+        metrics,
+    )
+    log.info(
+        "drift: reference profile version %d, %d features, %d models and strategies watched; "
+        "outputs' reference %s",
+        stored.version,
+        monitor.n_features,
+        len(outputs),
+        how,
+    )
+    return monitor
+
+
+def _from_heldout(store: ModelStore, serving: Serving) -> list[OutputReference]:
+    try:
+        P, y = heldout_outputs(store, serving.model_set)
+        combined = {s.name: s.combiner.combine(P) for s in serving.strategies}
+        return output_references(serving.layout.blocks[0].kind, P, serving.names, combined, y)
+    except Exception as exc:  # a reference must never stop the worker
+        log.warning("no output drift or estimated accuracy: %s", exc)
+        return []
