@@ -16,12 +16,12 @@ from tests.support.worker import WorkerProcess, events, produce, write_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-N_EVENTS = 50_000
+N_EVENTS = 30_000  # five kills still land at 5-90% of the stream; 50,000 cost 40 s more per case
 N_KILLS = 5
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
-def test_kill_9_five_times_during_50k_events(
+def test_kill_9_five_times_during_30k_events(
     kafka: Broker,
     topics,
     group_factory,
