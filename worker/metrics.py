@@ -219,6 +219,13 @@ class Metrics:
             ["strategy"],
             registry=r,
         )
+        # -- explain and champion/challenger (issue 16) --
+        self.strategy_weight = Gauge(
+            "streamfuse_strategy_weight",
+            "A strategy's current weight of one model (hedge and select_best move live).",
+            ["strategy", "model"],
+            registry=r,
+        )
 
     def initialise(
         self,
@@ -254,6 +261,12 @@ class Metrics:
         self.heldout_metric.clear()
         for scope, name, metric, value in scores:
             self.heldout_metric.labels(scope, name, metric).set(value)
+
+    def set_strategy_weights(
+        self, strategy: str, models: Sequence[str], weights: Sequence[float]
+    ) -> None:
+        for model, weight in zip(models, weights, strict=True):
+            self.strategy_weight.labels(strategy, model).set(float(weight))
 
     def set_model_version(self, model: str, version: int, previous: int | None = None) -> None:
         if previous is not None and previous != version:

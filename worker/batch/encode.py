@@ -49,6 +49,7 @@ def encode_predictions(
     failure_kinds: dict[str, str],
     shadows: dict[str, np.ndarray],
     latency_ms: float,
+    explanation: Any = None,
 ) -> list[bytes]:
     """JSON values for the output topic, one per event, in ``ids`` order.
 
@@ -58,6 +59,10 @@ def encode_predictions(
     P : ndarray of shape (n_models, n_events, n_outputs)
     available : ndarray of shape (n_models,), bool
     shadows : dict of name to ndarray of shape (n_events, n_outputs)
+    explanation : combiners.Explanation, optional
+        The active strategy's per-model contributions: each document gets ``"explain":
+        {"link", "base", "models": {name: [...]}}`` (lists of ``n_outputs``, the answering
+        models only; a failed model's contribution is 0).
     """
     n = len(ids)
     degraded = not bool(available.all())
@@ -73,6 +78,7 @@ def encode_predictions(
             )
     shadow_preds = [(name, render(layout, out)[0]) for name, out in shadows.items()]
     tasks = _task_columns(layout, combined) if layout.is_multitask else None
+    explain = _explain_columns(explanation, model_names, available)
     latency = round(latency_ms, 3)
     dumps = orjson.dumps
     values = []
@@ -94,7 +100,28 @@ def encode_predictions(
             doc["shadow"] = {name: p[i] for name, p in shadow_preds}
         if tasks is not None:
             doc["tasks"] = tasks[i]
+        if explain is not None:
+            link, base, contributions = explain
+            doc["explain"] = {
+                "link": link,
+                "base": base[i],
+                "models": {name: c[i] for name, c in contributions},
+            }
         doc["degraded"] = degraded
         doc["latency_ms"] = latency
         values.append(dumps(doc))
     return values
+
+
+def _explain_columns(
+    explanation: Any, model_names: Sequence[str], available: np.ndarray
+) -> tuple[str, list[Any], list[tuple[str, list[Any]]]] | None:
+    """``(link, base rows, [(model, rows)])`` as lists, converted once per batch."""
+    if explanation is None:
+        return None
+    contributions = [
+        (name, explanation.contributions[m].tolist())
+        for m, name in enumerate(model_names)
+        if available[m]
+    ]
+    return explanation.link, explanation.base.tolist(), contributions

@@ -25,6 +25,7 @@ __all__ = [
     "MetricsSettings",
     "ModelErrorPolicy",
     "ModelRef",
+    "OutputSettings",
     "ReloadSettings",
     "RuntimeSettings",
     "Settings",
@@ -252,6 +253,12 @@ class RuntimeSettings(_Section):
     gc_freeze: bool = True
 
 
+class OutputSettings(_Section):
+    # Each prediction carries every model's contribution to the active strategy's output
+    # (combiners.Explanation), computed per batch; off by default (it grows every message).
+    explain: bool = False
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_lines: bool = False
@@ -272,6 +279,7 @@ class Settings(_Section):
     reload: ReloadSettings = ReloadSettings()
     runtime: RuntimeSettings = RuntimeSettings()
     logging: LoggingSettings = LoggingSettings()
+    output: OutputSettings = OutputSettings()
 
     @field_validator("models")
     @classmethod

@@ -73,6 +73,7 @@ class Worker:
             self.metrics,
             settings.topics.dead_letter_max_bytes,
             settings.runtime.model_threads,
+            explain=settings.output.explain,
         )
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
@@ -188,6 +189,7 @@ class Worker:
         if self.labels is not None and self.accuracy is not None:
             values = self.labels.poll(MAX_LABELS_PER_POLL)
             self.accuracy.add_labels(values, self.pipeline.serving.strategies)
+        self._export_weights(self.pipeline.serving)  # hedge and select_best learn from labels
 
     def follow_assignment(self, assignment: Sequence[TopicPartition]) -> None:
         """Read the co-partitioned labels of the input partitions now assigned."""
@@ -235,6 +237,19 @@ class Worker:
             rolling=self.accuracy.joiner.series() if self.accuracy is not None else (),
         )
         self.metrics.set_heldout(heldout_scores(self.store, serving))
+        self._export_weights(serving)
+
+    def _export_weights(self, serving: Any) -> None:
+        """``streamfuse_strategy_weight`` of every strategy that holds per-model weights."""
+        for strategy in serving.strategies:
+            weights = getattr(strategy.combiner, "model_weights", None)
+            try:
+                values = None if weights is None else weights()
+            except Exception as exc:  # a user's strategy: never stops the worker
+                log.debug("no weights from %s: %s", strategy.name, exc)
+                continue
+            if values is not None:
+                self.metrics.set_strategy_weights(strategy.name, serving.names, values)
 
     def _freeze_heap(self) -> None:
         """With ``freeze_gc``: collect, then freeze every live object (models, libraries, clients)
