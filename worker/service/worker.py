@@ -31,6 +31,7 @@ from worker.metrics import Metrics
 from worker.service.heldout import heldout_scores
 from worker.service.lag import LagMonitor
 from worker.service.loop import Loop
+from worker.service.promotion import Promotion
 from worker.transport import LabelsReader, Sink, Source, TopicPartition, open_transport
 
 __all__ = ["Worker"]
@@ -66,6 +67,10 @@ class Worker:
             settings,
             refused=lambda name, why: self.metrics.stored_strategies_refused.labels(name).inc(),
         )
+        self.promotion: Promotion | None = None
+        if settings.strategy.promote is not None:  # champion/challenger: the group's decision
+            self.promotion = Promotion(self.store, settings, self.metrics, serving)
+            serving = self.promotion.start(serving)
         self.pipeline = Pipeline(
             serving,
             settings.on_model_error,
@@ -88,6 +93,8 @@ class Worker:
                 self.metrics,
             )
             self.accuracy = LiveAccuracy(joiner, settings.labels.update_online, self.metrics)
+            if self.promotion is not None:
+                self.accuracy.on_joined = self.promotion.observe
         self._initialise_series(serving)
         self.transport = open_transport(settings)
         self.lag = LagMonitor(settings, self.metrics, self.transport.admin)
@@ -182,6 +189,8 @@ class Worker:
     def between_batches(self) -> None:
         """Swap in a hot-reloaded snapshot; read the labels that arrived."""
         reloaded = self.reloader.check(self.pipeline.serving, self.pipeline.last_good_X)
+        if reloaded is not None and self.promotion is not None:
+            reloaded = self.promotion.reapply(reloaded, self.pipeline.serving.active.name)
         if reloaded is not None:
             self.pipeline.serving = reloaded
             self.metrics.set_heldout(heldout_scores(self.store, reloaded))
@@ -189,6 +198,10 @@ class Worker:
         if self.labels is not None and self.accuracy is not None:
             values = self.labels.poll(MAX_LABELS_PER_POLL)
             self.accuracy.add_labels(values, self.pipeline.serving.strategies)
+        if self.promotion is not None:
+            promoted = self.promotion.step(self.pipeline.serving)
+            if promoted is not None:
+                self.pipeline.serving = promoted
         self._export_weights(self.pipeline.serving)  # hedge and select_best learn from labels
 
     def follow_assignment(self, assignment: Sequence[TopicPartition]) -> None:
