@@ -6,7 +6,12 @@ A sample is plain data (``scrape`` returns one, so they can be saved as JSON lin
 
     {"t": epoch seconds,
      "rolling": {"model/rf/accuracy": 0.93, ...},
-     "latency_buckets": [[upper bound, cumulative count], ..., [inf, n]]}
+     "latency_buckets": [[upper bound, cumulative count], ..., [inf, n]],
+     "weights": {"hedge/rf": 0.31, ...}, "active": "soft_vote"}
+
+Besides, a chart of each strategy's weights when they moved (``streamfuse_strategy_weight``) and,
+when the active strategy changed (champion/challenger), the strategies' rolling accuracy with a
+vertical line at each change (``promotion.svg``).
 """
 
 from __future__ import annotations
@@ -40,6 +45,11 @@ def scrape(url: str, timeout: float = 5.0) -> dict[str, Any]:
             if s.name == "streamfuse_rolling_metric":
                 key = f"{s.labels['scope']}/{s.labels['name']}/{s.labels['metric']}"
                 sample["rolling"][key] = s.value
+            elif s.name == "streamfuse_active_strategy_info" and s.value == 1:
+                sample["active"] = s.labels["strategy"]
+            elif s.name == "streamfuse_strategy_weight":
+                key = f"{s.labels['strategy']}/{s.labels['model']}"
+                sample.setdefault("weights", {})[key] = s.value
             elif s.name == LATENCY + "_bucket":
                 sample["latency_buckets"].append([float(s.labels["le"]), s.value])
     sample["latency_buckets"].sort()
@@ -98,6 +108,43 @@ def charts(samples: list[dict[str, Any]]) -> list[tuple[str, str]]:
         out.append((title, _chart(title, series)))
     title = "End-to-end latency (ms, per scrape interval)"
     out.append((title, _chart(title, latency)))
+    return out + _strategy_charts(samples, t0)
+
+
+PROMOTION_TITLE = "Rolling accuracy of the strategies; vertical lines: the active one changes"
+
+
+def _strategy_charts(samples: list[dict[str, Any]], t0: float) -> list[tuple[str, str]]:
+    """The weights of every strategy whose weights moved, and the promotion moments."""
+    weights: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for s in samples:
+        for key, value in s.get("weights", {}).items():
+            strategy, model = key.split("/", 1)
+            weights.setdefault(strategy, {}).setdefault(model, []).append((s["t"] - t0, value))
+    out = []
+    for strategy, series in sorted(weights.items()):
+        values = [v for pts in series.values() for _, v in pts]
+        if max(values) - min(values) > 1e-9 and any(
+            max(v for _, v in pts) - min(v for _, v in pts) > 1e-9 for pts in series.values()
+        ):
+            title = f"Weights of {strategy}"
+            out.append((title, _chart(title, series)))
+    changes = [
+        (cur["t"] - t0, cur["active"])
+        for prev, cur in pairwise(samples)
+        if cur.get("active") and prev.get("active") and cur["active"] != prev["active"]
+    ]
+    if changes:
+        accuracy: dict[str, list[tuple[float, float]]] = {}
+        for s in samples:
+            for key, value in s["rolling"].items():
+                scope, name, metric = key.split("/")
+                if scope == "strategy" and metric == "accuracy" and math.isfinite(value):
+                    accuracy.setdefault(name, []).append((s["t"] - t0, value))
+        values = [v for pts in accuracy.values() for _, v in pts] or [0.0, 1.0]
+        for t, name in changes:
+            accuracy[f"now active: {name} (at {t:.0f} s)"] = [(t, min(values)), (t, max(values))]
+        out.append((PROMOTION_TITLE, _chart(PROMOTION_TITLE, accuracy)))
     return out
 
 
@@ -127,6 +174,7 @@ def write_report(
         folder.mkdir(parents=True, exist_ok=True)
         for title, svg in drawn:
             name = "latency" if title.startswith("End-to-end") else title.lower().replace(" ", "-")
+            name = "promotion" if title == PROMOTION_TITLE else name
             (folder / f"{name}.svg").write_text(svg, encoding="utf-8")
     return path
 
