@@ -43,6 +43,9 @@ def observed_metrics() -> Metrics:
     m.transactions_aborted.inc()
     m.transactions_committed.inc()
     m.strategy_errors.labels("hedge").inc()
+    m.set_strategy_weights("hedge", ["rf", "mlp"], [0.25, 0.75])
+    m.strategy_promotions.labels("hedge").inc()
+    m.set_active_strategy("hedge")
     return m
 
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from scipy import stats
 
-from model_store import ConflictError, ModelStore
+from model_store import ConflictError, IntegrityError, ModelStore, generate_key, read_key
 from worker.accuracy.challenger import (
     PairedEvidence,
     best_challenger,
@@ -99,6 +99,16 @@ def test_decisions_are_compare_and_set(tmp_path: Path) -> None:
     assert [d.strategy for d in store.decision_history("g")] == ["a", "b"]
     decision = store.load_decision("g")
     assert decision is not None and decision.strategy == "b" and decision.version == 2
+
+
+def test_decisions_are_signed_and_checksummed(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "s", key=read_key(generate_key(tmp_path / "k")))
+    store.publish_decision("g", {"strategy": "a"}, expected=None)
+    decision = store.load_decision("g")
+    assert decision is not None and decision.signed
+    (tmp_path / "s" / "_decisions" / "g" / "1" / "decision.json").write_text('{"strategy": "b"}')
+    with pytest.raises(IntegrityError):
+        store.load_decision("g")
 
 
 def settings_for(trained: Any, **promote: Any) -> Any:
