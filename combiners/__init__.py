@@ -9,6 +9,7 @@ This package never imports ``worker`` or ``model_store``.
 from __future__ import annotations
 
 from combiners._base import BaseCombiner
+from combiners._explain import Explanation
 from combiners._hedge import Hedge
 from combiners._multitask import MultiTask
 from combiners._registry import available_combiners, get_combiner, register, resolve
@@ -38,6 +39,7 @@ __all__ = [
     "STATE_FORMAT",
     "BaseCombiner",
     "CombinerError",
+    "Explanation",
     "HardVote",
     "Hedge",
     "InvalidCombinerClassError",

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
+from combiners._explain import Explanation
 from combiners._validation import (
     TASKS,
     BoolArray,
@@ -134,6 +135,20 @@ class BaseCombiner:
                 "P", f"{self.n_outputs_} outputs (as in fit) along axis 2", P_arr.shape[2]
             )
         return P_arr, check_available(available, self.n_models_, self._label)
+
+    # -- explaining -------------------------------------------------------------------------
+    def model_weights(self) -> FloatArray | None:
+        """Each model's current weight, shape ``(n_models,)``; None when the strategy has none."""
+        self._check_fitted("model_weights")
+        return None
+
+    def explain(
+        self, P: ArrayLike, X: ArrayLike | None = None, available: ArrayLike | None = None
+    ) -> Explanation | None:
+        """Each model's contribution to ``combine(P, X, available)``; None when the strategy
+        cannot split its output that way (see :class:`combiners.Explanation`)."""
+        self._check_fitted("explain")
+        return None
 
     # -- state ------------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from combiners._base import BaseCombiner
+from combiners._explain import Explanation, linear_terms
 from combiners._registry import register
 from combiners._validation import (
     BoolArray,
@@ -131,6 +132,23 @@ class Hedge(BaseCombiner):
         w = _normalise(self.log_weights_ if mask is None else self.log_weights_[mask])
         out: FloatArray = np.tensordot(w, P_av, axes=1)
         return out
+
+    def model_weights(self) -> FloatArray:
+        """The normalised Hedge weights now, ``(n_models,)``."""
+        self._check_fitted("model_weights")
+        return self.weights_
+
+    def explain(
+        self, P: ArrayLike, X: ArrayLike | None = None, available: ArrayLike | None = None
+    ) -> Explanation:
+        """Model ``i`` contributes ``w_i P_i`` (weights renormalised over the available)."""
+        P_arr, mask = self._combine_inputs(P, available, "explain")
+        available_outputs(P_arr, mask)
+        w = np.zeros(self.n_models_)
+        w[mask if mask is not None else slice(None)] = _normalise(
+            self.log_weights_ if mask is None else self.log_weights_[mask]
+        )
+        return Explanation(linear_terms(w, P_arr, mask), np.zeros(P_arr.shape[1:]))
 
 
 def _normalise(log_w: FloatArray) -> FloatArray:

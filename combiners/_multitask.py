@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from combiners._base import BaseCombiner
+from combiners._explain import l1_shares
 from combiners._registry import register
 from combiners._tasks import TaskSpec, check_task_specs, check_task_targets, default_tasks
 from combiners._validation import (
@@ -215,3 +216,9 @@ class MultiTask(BaseCombiner):
                 out[:, block] = raw[:, block] * self.y_scale_[j] + self.y_mean_[j]
             start = block.stop
         return out
+
+    def model_weights(self) -> FloatArray:
+        """Each model's share of the trunk's absolute input weights (inputs standardised, so
+        comparable), ``(n_models,)`` summing to 1; no per-event split (the trunk is not linear)."""
+        self._check_fitted("model_weights")
+        return l1_shares(self.trunk_weight_, self.n_models_, self.n_outputs_)

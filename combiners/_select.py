@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from combiners._base import BaseCombiner
+from combiners._explain import Explanation, linear_terms
 from combiners._registry import register
 from combiners._rolling import RollingMean
 from combiners._validation import (
@@ -162,11 +163,35 @@ class SelectBest(BaseCombiner):
         """Return ``(n_events, n_outputs)``: the mean of the top-k available models."""
         P_arr, mask = self._combine_inputs(P, available)
         available_outputs(P_arr, mask)
-        order = self.ranking_ if mask is None else self.ranking_[mask[self.ranking_]]
-        out: FloatArray = P_arr[order[: self.k]].mean(axis=0)
+        out: FloatArray = P_arr[self._chosen(mask)].mean(axis=0)
         return out
 
+    def model_weights(self) -> FloatArray:
+        """``1/k`` for each selected model, 0 for the others, ``(n_models,)``."""
+        self._check_fitted("model_weights")
+        return self._shares(None)
+
+    def explain(
+        self, P: ArrayLike, X: ArrayLike | None = None, available: ArrayLike | None = None
+    ) -> Explanation:
+        """Each of the averaged models contributes ``P_i / k``; the others 0."""
+        P_arr, mask = self._combine_inputs(P, available, "explain")
+        available_outputs(P_arr, mask)
+        return Explanation(linear_terms(self._shares(mask), P_arr, mask), np.zeros(P_arr.shape[1:]))
+
     # -- internals --------------------------------------------------------------------------
+    def _chosen(self, mask: np.ndarray | None) -> IntArray:
+        """The first ``k`` available models of the ranking."""
+        order = self.ranking_ if mask is None else self.ranking_[mask[self.ranking_]]
+        chosen: IntArray = order[: self.k]
+        return chosen
+
+    def _shares(self, mask: np.ndarray | None) -> FloatArray:
+        chosen = self._chosen(mask)
+        w = np.zeros(self.n_models_)
+        w[chosen] = 1.0 / len(chosen)
+        return w
+
     def _per_event(self, P: FloatArray, y: FloatArray | IntArray) -> FloatArray:
         """Per-model, per-event metric contributions, shape ``(n_models, n_events)``."""
         if self.task_ == "classification":

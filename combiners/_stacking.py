@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from combiners._base import BaseCombiner
+from combiners._explain import Explanation, l1_shares
 from combiners._registry import import_object, register
 from combiners._validation import (
     FloatArray,
@@ -196,6 +197,51 @@ class Stacking(BaseCombiner):
         full = np.zeros((Z.shape[0], self.n_outputs_))
         full[:, self.classes_] = proba
         return full
+
+    def model_weights(self) -> FloatArray | None:
+        """Each model's share of the meta-learner's absolute coefficients on its output
+        columns, ``(n_models,)`` summing to 1 (passthrough features left out); None for a
+        user-named meta-learner."""
+        self._check_fitted("model_weights")
+        if self.meta_ is not None:
+            return None
+        return l1_shares(self.coef_, self.n_models_, self.n_outputs_)
+
+    def explain(
+        self, P: ArrayLike, X: ArrayLike | None = None, available: ArrayLike | None = None
+    ) -> Explanation | None:
+        """The meta-learner's terms: model ``i`` contributes ``coef[:, i-block] @ P_i``.
+
+        Regression: the terms and the base (intercept, passthrough features' terms) add up to
+        the output. Classification: they are logits (``link="softmax"``); a binary
+        meta-learner's one logit belongs to its second class, the first class's column is 0.
+        An unavailable model's stand-in (the mean of the others) is counted in the base.
+        None for a user-named meta-learner.
+        """
+        P_arr, mask = self._combine_inputs(P, available, "explain")
+        if self.meta_ is not None:
+            return None
+        available_outputs(P_arr, mask)
+        filled = fill_missing(P_arr, mask)
+        n_models, n_events, n_outputs = filled.shape
+        width = n_models * n_outputs
+        coef = self.coef_[:, :width].reshape(self.coef_.shape[0], n_models, n_outputs)
+        terms = np.einsum("mej,rmj->mer", filled, coef)  # (n_models, n_events, n_coef_rows)
+        rest = np.broadcast_to(self.intercept_, (n_events, self.coef_.shape[0])).copy()
+        if self.passthrough:
+            rest += check_features(X, n_events, self.n_features_in_) @ self.coef_[:, width:].T
+        if mask is not None:
+            rest += terms[~mask].sum(axis=0)
+            terms[~mask] = 0.0
+        if self.task_ == "regression":
+            return Explanation(terms, rest)
+        rows = self.classes_[1:] if self.coef_.shape[0] == 1 else self.classes_
+        contributions = np.zeros((n_models, n_events, self.n_outputs_))
+        contributions[:, :, rows] = terms
+        base = np.full((n_events, self.n_outputs_), -np.inf)
+        base[:, self.classes_] = 0.0
+        base[:, rows] = rest
+        return Explanation(contributions, base, "softmax")
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if getattr(self, "meta_", None) is not None:

@@ -7,6 +7,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import ArrayLike
 
+from combiners._explain import Explanation, linear_terms
 from combiners._registry import register
 from combiners._validation import (
     FloatArray,
@@ -93,3 +94,15 @@ class HardVote(FixedWeights):
             votes[rows, labels_i] += w_i
         out: FloatArray = votes / w.sum()
         return out
+
+    def explain(
+        self, P: ArrayLike, X: ArrayLike | None = None, available: ArrayLike | None = None
+    ) -> Explanation:
+        """Model ``i`` contributes its vote share ``w_i / sum(w)`` to the class it picked."""
+        P_arr, mask = self._combine_inputs(P, available, "explain")
+        available_outputs(P_arr, mask)
+        safe = np.where(np.isfinite(P_arr), P_arr, 0.0)
+        votes = np.zeros_like(safe)
+        np.put_along_axis(votes, safe.argmax(axis=2)[..., None], 1.0, axis=2)
+        terms = linear_terms(self._available_shares(mask), votes, mask)
+        return Explanation(terms, np.zeros(P_arr.shape[1:]))

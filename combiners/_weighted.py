@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from combiners._base import BaseCombiner
+from combiners._explain import Explanation, linear_terms
 from combiners._registry import register
 from combiners._validation import (
     FloatArray,
@@ -42,6 +43,21 @@ class FixedWeights(BaseCombiner):
         self._fit_inputs(P, y)
         self.weights_ = check_weights(self.weights, self.n_models_, self._label)
         return self
+
+    def model_weights(self) -> FloatArray:
+        """The weights as shares of their total, ``(n_models,)``."""
+        self._check_fitted("model_weights")
+        shares: FloatArray = self.weights_ / self.weights_.sum()
+        return shares
+
+    def _available_shares(self, mask: np.ndarray | None) -> FloatArray:
+        """The weights renormalised over the available models, 0 for the others."""
+        w = self.weights_ if mask is None else np.where(mask, self.weights_, 0.0)
+        total = w.sum()
+        if not total > 0:
+            raise NoModelsAvailableError(self._label, self.n_models_, "available weights sum to 0")
+        shares: FloatArray = w / total
+        return shares
 
 
 @register("weighted_average")
@@ -90,6 +106,15 @@ class WeightedAverage(FixedWeights):
             raise NoModelsAvailableError(self._label, self.n_models_, "available weights sum to 0")
         out: FloatArray = np.tensordot(w, P_av, axes=1) / total
         return out
+
+    def explain(
+        self, P: ArrayLike, X: ArrayLike | None = None, available: ArrayLike | None = None
+    ) -> Explanation:
+        """Model ``i`` contributes ``w_i P_i / sum(w)`` (over the available models); no base."""
+        P_arr, mask = self._combine_inputs(P, available, "explain")
+        available_outputs(P_arr, mask)
+        terms = linear_terms(self._available_shares(mask), P_arr, mask)
+        return Explanation(terms, np.zeros(P_arr.shape[1:]))
 
 
 @register("weighted_sum")
@@ -244,6 +269,38 @@ class WeightedSum(BaseCombiner):
             w = w_av * (w.sum() / w_av.sum())
         result: FloatArray = np.tensordot(w, P_av, axes=1) + self.bias_
         return result
+
+    def model_weights(self) -> FloatArray:
+        """The fitted (or given) weights ``(n_models,)``; sum 1 for classification."""
+        self._check_fitted("model_weights")
+        return np.array(self.weights_, dtype=np.float64)
+
+    def explain(
+        self, P: ArrayLike, X: ArrayLike | None = None, available: ArrayLike | None = None
+    ) -> Explanation:
+        """Model ``i`` contributes ``w_i P_i``; the base is the bias. Classification: both
+        divided by the row total after clipping, and the base also holds what clipping (or a
+        row clipped to all zeros, made uniform) changed."""
+        P_arr, mask = self._combine_inputs(P, available, "explain")
+        available_outputs(P_arr, mask)
+        w = self.weights_
+        if self.task_ == "classification":
+            shares = renormalised(w, mask, self._label)
+            w = np.zeros(self.n_models_)
+            w[mask if mask is not None else slice(None)] = shares
+            terms = linear_terms(w, P_arr, mask)
+            clipped = np.clip(terms.sum(axis=0) + self.bias_, 0.0, None)
+            total = clipped.sum(axis=1, keepdims=True)
+            scale = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
+            terms = terms * scale
+            return Explanation(terms, self.combine(P_arr, available=mask) - terms.sum(axis=0))
+        if mask is not None:
+            w_av = np.where(mask, w, 0.0)
+            if abs(w_av.sum()) <= 1e-12 * np.abs(w).sum():
+                raise NoModelsAvailableError(self._label, w.size, "available weights sum to 0")
+            w = w_av * (w.sum() / w_av.sum())
+        terms = linear_terms(w, P_arr, mask)
+        return Explanation(terms, np.broadcast_to(self.bias_, P_arr.shape[1:]).copy())
 
 
 def _one_hot(y: FloatArray | IntArray, n_outputs: int) -> FloatArray:

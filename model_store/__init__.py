@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._decisions import StoredDecision
 from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
 from ._signing import generate_key, read_key
 from ._sklearn_io import TRUSTED_BIT_GENERATORS, TRUSTED_TYPES
 from ._store import FRAMEWORKS, ModelStore
 from .errors import (
+    ConflictError,
     InputShapeError,
     IntegrityError,
     InvalidNameError,
@@ -42,6 +44,7 @@ __all__ = [
     "MLP",
     "TRUSTED_BIT_GENERATORS",
     "TRUSTED_TYPES",
+    "ConflictError",
     "InputShapeError",
     "IntegrityError",
     "InvalidNameError",
@@ -59,6 +62,7 @@ __all__ = [
     "StoreLayoutError",
     "StoreLimits",
     "StoredDataset",
+    "StoredDecision",
     "StoredProfile",
     "StoredStrategy",
     "UnsafeModelError",

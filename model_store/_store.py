@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays_io import dump_arrays, load_arrays
+from ._decisions import DecisionLog, StoredDecision
 from ._fields import check_model_fields, check_strategy_fields
 from ._json import JSONRefused, parse_json
 from ._limits import StoreLimits
@@ -115,6 +116,8 @@ class ModelStore:
         root/_datasets/<name>/<version>/{manifest.json, arrays.npz}
         root/_profiles/<name>/<version>/{manifest.json, meta.json, arrays.npz}
         root/_profiles/<name>/active.json
+        root/_decisions/<name>/<version>/{manifest.json, decision.json}
+        root/_decisions/<name>/active.json            the strategy a worker group serves
     """
 
     def __init__(
@@ -138,6 +141,7 @@ class ModelStore:
         self._strategies = VersionedDir(ctx, (STRATEGIES_DIR,), "strategy")
         self._datasets = VersionedDir(ctx, (DATASETS_DIR,), "dataset")
         self._profiles = VersionedDir(ctx, (PROFILES_DIR,), "profile")
+        self._decisions = DecisionLog(ctx)
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.root)!r}, signing={self.signing!r})"
@@ -513,6 +517,39 @@ class ModelStore:
             fitted[model_name] = self._models.resolve(str(model_name), int(model_version))
         files = {_META_FILE: meta_bytes, _ARRAYS_FILE: dump_arrays(arrays, name=name)}
         return directory.publish(name, files, {"fitted_on": fitted}, promote=promote)
+
+    # -- strategy decisions (champion/challenger) ---------------------------------------
+
+    def publish_decision(
+        self, name: str, record: Mapping[str, Any], *, expected: int | None
+    ) -> int:
+        """Record which strategy the workers of ``name`` serve, as a new promoted version,
+        only if decision ``expected`` (None: no decision yet) is still in force; else
+        :class:`~model_store.ConflictError` (another decider was first)."""
+        with _boundary("decision", name):
+            return self._decisions.publish(name, record, expected)
+
+    def active_decision_version(self, name: str) -> int | None:
+        """The version of the decision in force (cheap pointer read); None when none."""
+        with _boundary("decision", name):
+            return self._decisions.active_version(name)
+
+    def load_decision(self, name: str, version: int | None = None) -> StoredDecision | None:
+        """A verified decision (``None``: the one in force, or None when none was made)."""
+        with _boundary("decision", name) as where:
+            if version is None:
+                return self._decisions.active(name)
+            where.at(int(version))
+            return self._decisions.load(name, int(version))
+
+    def decision_history(self, name: str) -> list[StoredDecision]:
+        """Every decision recorded under ``name``, oldest first."""
+        with _boundary("decision", name):
+            return self._decisions.history(name)
+
+    def decisions(self) -> list[str]:
+        with _boundary("decision", "*"):
+            return self._decisions.dirs.names()
 
     # -- held-out data sets -------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from ._manifest import (
 )
 from ._signing import MANIFEST_PURPOSE, POINTER_PURPOSE
 from .errors import (
+    ConflictError,
     InvalidNameError,
     ModelNotFoundError,
     RollbackError,
@@ -54,6 +55,8 @@ POINTER_NAME = "active.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _VERSION_DIR = re.compile(r"[1-9][0-9]{0,9}")
 _MAX_HISTORY = 200
+#: ``publish(expected_active=ANY)``: publish whatever is active now.
+ANY = object()
 
 
 def check_name(name: str, *, kind: str) -> str:
@@ -128,18 +131,26 @@ class VersionedDir:
         fields: Mapping[str, Any],
         *,
         promote: bool,
+        expected_active: Any = ANY,
     ) -> int:
         """Write ``files`` plus a (signed) manifest as the next version of ``name``.
 
         Everything goes into ``.tmp-<uuid>/`` first, is fsynced, and only then renamed to
         ``<version>/``. The lock is held throughout, so concurrent publishers get distinct
         versions and any temp directory seen under the lock is a crashed publisher's.
+        With ``expected_active`` (a version, or None for "nothing promoted yet") the publish
+        happens only if that is still the promoted version, else :class:`ConflictError`.
         """
         try:
             with (
                 _fs.open_dir(self.ctx.root, self.parts(name), create=True) as base_fd,
                 _atomic.locked(base_fd),
             ):
+                if expected_active is not ANY:
+                    pointer = self.read_pointer(name)
+                    current = int(pointer["version"]) if pointer else None
+                    if current != expected_active:
+                        raise ConflictError(name, expected_active, current, kind=self.kind)
                 return self._publish_locked(base_fd, name, files, fields, promote)
         except _fs.PathRefused as exc:
             raise self._layout_error(name, exc) from exc

@@ -5,6 +5,8 @@ Hierarchy::
     ModelStoreError
     ├── ModelNotFoundError      (also LookupError)  no such artifact, version or promoted version
     ├── RollbackError           (also LookupError)  nothing earlier to roll back to
+    ├── ConflictError                               another writer changed the active version
+    │                                               first (compare-and-set publish)
     ├── IntegrityError          (also ValueError)   a file does not match its manifest, or
     │   │                                           cannot be read or loaded (names the file)
     │   └── SignatureError                          a manifest or pointer is unsigned (when
@@ -27,6 +29,7 @@ the original chained (``raise ... from exc``).
 from __future__ import annotations
 
 __all__ = [
+    "ConflictError",
     "InputShapeError",
     "IntegrityError",
     "InvalidNameError",
@@ -118,6 +121,24 @@ class IntegrityError(ModelStoreError, ValueError):
         self.filename = filename
         self.reason = reason
         super().__init__(f"{_where(kind, name, version)}: file {filename!r}: {reason}")
+
+
+class ConflictError(ModelStoreError):
+    """A publish expected ``expected`` to be active and found ``current`` (another writer won).
+
+    Raised by compare-and-set publishes (champion/challenger decisions), so that concurrent
+    deciders never overwrite each other: the loser reads the winner's decision instead.
+    """
+
+    def __init__(
+        self, name: str, expected: int | None, current: int | None, *, kind: str = "decision"
+    ) -> None:
+        self.name = name
+        self.expected = expected
+        self.current = current
+        super().__init__(
+            f"{kind} {name!r}: expected version {expected} to be active, found {current}"
+        )
 
 
 class SignatureError(IntegrityError):

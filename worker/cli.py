@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("version", type=int, help="the version to promote")
     q = ssub.add_parser("rollback", help="back to the previously promoted version")
     q.add_argument("name", help="model name")
+    q = ssub.add_parser("strategy", help="the champion/challenger decision: show or revert it")
+    q.add_argument("action", nargs="?", choices=("show", "revert"), default="show")
+    q.add_argument("--record", default=None, help="decision name (default: from --config)")
     own_args.add_publish_arguments(
         ssub.add_parser(
             "publish",
@@ -296,6 +299,13 @@ def _store(args: argparse.Namespace) -> int:
         if args.key_file is not None:
             settings = settings.model_copy(update={"key_file": args.key_file})
     store = open_store(settings)
+    if args.store_command == "strategy":
+        from worker.tools.decisions import strategy_command
+
+        if args.record is None and args.config is None:
+            raise ConfigError("--record", "give --record NAME or --config FILE")
+        record = args.record or _settings(args.config).decision_name
+        return strategy_command(store, record, args.action)
     if args.store_command == "publish":
         from worker.tools.publish import publish
 

@@ -244,6 +244,19 @@ class Metrics:
             ["strategy"],
             registry=r,
         )
+        # -- explain and champion/challenger (issue 16) --
+        self.strategy_promotions = Counter(
+            "streamfuse_strategy_promotions",
+            "Champion/challenger promotions this worker decided and recorded, by new strategy.",
+            ["strategy"],
+            registry=r,
+        )
+        self.strategy_weight = Gauge(
+            "streamfuse_strategy_weight",
+            "A strategy's current weight of one model (hedge and select_best move live).",
+            ["strategy", "model"],
+            registry=r,
+        )
 
     def initialise(
         self,
@@ -279,6 +292,16 @@ class Metrics:
         self.heldout_metric.clear()
         for scope, name, metric, value in scores:
             self.heldout_metric.labels(scope, name, metric).set(value)
+
+    def set_active_strategy(self, strategy: str) -> None:
+        self.active_strategy_info.clear()
+        self.active_strategy_info.labels(strategy).set(1)
+
+    def set_strategy_weights(
+        self, strategy: str, models: Sequence[str], weights: Sequence[float]
+    ) -> None:
+        for model, weight in zip(models, weights, strict=True):
+            self.strategy_weight.labels(strategy, model).set(float(weight))
 
     def set_model_version(self, model: str, version: int, previous: int | None = None) -> None:
         if previous is not None and previous != version:

@@ -48,6 +48,9 @@ def observed_metrics() -> Metrics:
     m.out_of_range_ratio.labels("3").set(0.0)
     m.prediction_drift.labels("strategy", "soft_vote").set(0.01)
     m.estimated_metric.labels("strategy", "soft_vote", "accuracy").set(0.9)
+    m.set_strategy_weights("hedge", ["rf", "mlp"], [0.25, 0.75])
+    m.strategy_promotions.labels("hedge").inc()
+    m.set_active_strategy("hedge")
     return m
 
 

@@ -82,3 +82,23 @@ def test_quantile_agrees_with_prometheus_interpolation() -> None:
 
 def test_empty_report(tmp_path: Path) -> None:
     assert "no data" in write_report([], tmp_path / "r.html").read_text()
+
+
+def test_weights_that_move_and_the_promotion_moment(
+    served: tuple[Metrics, str], tmp_path: Path
+) -> None:
+    metrics, url = served
+    samples = []
+    for step in range(4):
+        metrics.set_strategy_weights("hedge", ["rf", "mlp"], [0.5 + step / 10, 0.5 - step / 10])
+        metrics.set_strategy_weights("soft_vote", ["rf", "mlp"], [0.5, 0.5])  # never moves
+        metrics.rolling_metric.labels("strategy", "hedge", "accuracy").set(0.7 + step / 20)
+        metrics.set_active_strategy("soft_vote" if step < 2 else "hedge")
+        samples.append(scrape(url))
+    assert samples[0]["active"] == "soft_vote" and samples[-1]["active"] == "hedge"
+    assert samples[-1]["weights"]["hedge/rf"] == pytest.approx(0.8)
+    text = write_report(samples, tmp_path / "r.html", tmp_path / "svg").read_text()
+    assert "Weights of hedge" in text and "Weights of soft_vote" not in text
+    assert "now active: hedge" in text
+    assert (tmp_path / "svg" / "promotion.svg").exists()
+    assert (tmp_path / "svg" / "weights-of-hedge.svg").exists()

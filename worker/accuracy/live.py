@@ -9,7 +9,7 @@ what was joined to the online strategies (``hedge``, ``select_best``) when
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from worker.accuracy.labels import Joined, LabelJoiner
@@ -27,6 +27,7 @@ class LiveAccuracy:
         self.joiner = joiner
         self.update_online = update_online
         self.metrics = metrics
+        self.on_joined: Callable[[Joined], None] | None = None  # champion/challenger evidence
 
     def add_batch(
         self,
@@ -46,6 +47,8 @@ class LiveAccuracy:
 
     def learn(self, joined: Joined | None, strategies: Sequence[Any]) -> None:
         """Feed joined labels to the online strategies among ``strategies``."""
+        if joined is not None and len(joined) and self.on_joined is not None:
+            self.on_joined(joined)
         if joined is None or not len(joined) or not self.update_online:
             return
         for strategy in strategies:

@@ -51,6 +51,7 @@ def encode_predictions(
     failure_kinds: dict[str, str],
     shadows: dict[str, np.ndarray],
     latency_ms: float,
+    explanation: Any = None,
 ) -> list[bytes]:
     """JSON values for the output topic, one per event, in ``ids`` order.
 
@@ -60,6 +61,10 @@ def encode_predictions(
     P : ndarray of shape (n_models, n_events, n_outputs)
     available : ndarray of shape (n_models,), bool
     shadows : dict of name to ndarray of shape (n_events, n_outputs)
+    explanation : combiners.Explanation, optional
+        The active strategy's per-model contributions: each document gets ``"explain":
+        {"link", "base", "models": {name: [...]}}`` (lists of ``n_outputs``, the answering
+        models only; a failed model's contribution is 0).
     """
     degraded = not bool(available.all())
     dumps = orjson.dumps
@@ -94,6 +99,19 @@ def encode_predictions(
     if layout.is_multitask:
         template.append(b',"tasks":%s')
         columns.append(map(dumps, _task_columns(layout, combined)))
+    explain = _explain_columns(explanation, model_names, available)
+    if explain is not None:
+        link, base, contributions = explain
+        parts = [_literal(name) + b":%s" for name, _ in contributions]
+        template.append(
+            b',"explain":{"link":'
+            + _literal(link)
+            + b',"base":%s,"models":{'
+            + b",".join(parts)
+            + b"}}"
+        )
+        columns.append(map(dumps, base))
+        columns.extend(map(dumps, rows) for _, rows in contributions)
     template.append(b',"degraded":' + (b"true" if degraded else b"false"))
     template.append(b',"latency_ms":' + _literal(round(latency_ms, 3)) + b"}")
     return list(map(b"".join(template).__mod__, zip(*columns, strict=True)))
@@ -102,3 +120,17 @@ def encode_predictions(
 def _literal(value: Any) -> bytes:
     """``value`` as JSON, fit for a ``%`` template."""
     return orjson.dumps(value).replace(b"%", b"%%")
+
+
+def _explain_columns(
+    explanation: Any, model_names: Sequence[str], available: np.ndarray
+) -> tuple[str, list[Any], list[tuple[str, list[Any]]]] | None:
+    """``(link, base rows, [(model, rows)])`` as lists, converted once per batch."""
+    if explanation is None:
+        return None
+    contributions = [
+        (name, explanation.contributions[m].tolist())
+        for m, name in enumerate(model_names)
+        if available[m]
+    ]
+    return explanation.link, explanation.base.tolist(), contributions

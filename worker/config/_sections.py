@@ -26,6 +26,8 @@ __all__ = [
     "MetricsSettings",
     "ModelErrorPolicy",
     "ModelRef",
+    "OutputSettings",
+    "PromoteSettings",
     "ReloadSettings",
     "RuntimeSettings",
     "Settings",
@@ -161,12 +163,39 @@ class ModelRef(_Section):
     version: int | None = Field(None, ge=1)
 
 
+class PromoteSettings(_Section):
+    """``strategy.promote``: champion/challenger promotion (off unless the section is given).
+
+    A shadow strategy replaces the active one when, on the same labelled events (at least
+    ``min_labels``, the last ``window``), it is better by ``margin`` (accuracy points for
+    ``mcnemar``, mean per-event loss for ``paired_loss``: log-loss, or squared error for
+    regression) and a one-sided paired test says so at level ``alpha``. The decision is
+    recorded in the store under ``record`` (default: ``kafka.group_id``), so every worker of
+    the group and a restarted one serve the same strategy.
+    """
+
+    min_labels: int = Field(500, ge=10)
+    margin: float = Field(0.01, ge=0)
+    test: Literal["mcnemar", "paired_loss"] = "mcnemar"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    window: int = Field(5000, ge=10)
+    record: str | None = None
+    interval_s: float = Field(1.0, gt=0)  # how often the decision in force is read
+
+    @model_validator(mode="after")
+    def _window_holds_min_labels(self) -> PromoteSettings:
+        if self.window < self.min_labels:
+            raise _SectionKeyError("strategy.promote.window", "must be >= min_labels")
+        return self
+
+
 class StrategyRef(_Section):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
     # auto: the fitted strategy from the store when it was fitted on the loaded model versions,
     # else refit on the store's held-out set; store: only the stored one; heldout: always refit.
     fit: Literal["auto", "store", "heldout"] = "auto"
+    promote: PromoteSettings | None = None  # the active strategy only (champion/challenger)
 
 
 class ModelErrorPolicy(_Section):
@@ -281,6 +310,12 @@ class RuntimeSettings(_Section):
     gc_freeze: bool = True
 
 
+class OutputSettings(_Section):
+    # Each prediction carries every model's contribution to the active strategy's output
+    # (combiners.Explanation), computed per batch; off by default (it grows every message).
+    explain: bool = False
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_lines: bool = False
@@ -302,6 +337,7 @@ class Settings(_Section):
     reload: ReloadSettings = ReloadSettings()
     runtime: RuntimeSettings = RuntimeSettings()
     logging: LoggingSettings = LoggingSettings()
+    output: OutputSettings = OutputSettings()
 
     @field_validator("models")
     @classmethod
@@ -320,7 +356,37 @@ class Settings(_Section):
         names = [s.name for s in shadows]
         if len(set(names)) != len(names):
             raise ValueError("shadow strategy names must be unique")
+        for i, shadow in enumerate(shadows):
+            if shadow.promote is not None:
+                raise _SectionKeyError(
+                    f"shadow_strategies.{i}.promote", "only the active strategy (strategy.promote)"
+                )
         return shadows
+
+    @model_validator(mode="after")
+    def _promotion_needs_challengers(self) -> Settings:
+        promote = self.strategy.promote
+        if promote is None:
+            return self
+        if not self.shadow_strategies:
+            raise _SectionKeyError(
+                "strategy.promote", "needs shadow_strategies (the challengers) to compare with"
+            )
+        if not self.topics.labels:
+            raise _SectionKeyError("strategy.promote", "needs topics.labels (scored labels)")
+        if self.strategy.name in {s.name for s in self.shadow_strategies}:
+            raise _SectionKeyError(
+                "strategy.promote", f"{self.strategy.name!r} is both active and a shadow"
+            )
+        return self
+
+    @property
+    def decision_name(self) -> str:
+        """Where ``strategy.promote`` records its decisions in the store."""
+        promote = self.strategy.promote
+        return (promote.record if promote is not None and promote.record else None) or (
+            self.kafka.group_id
+        )
 
     @property
     def model_names(self) -> list[str]:

@@ -74,8 +74,10 @@ class Pipeline:
         metrics: Metrics | None = None,
         dead_letter_max_bytes: int = 900_000,
         threads_per_model: int = 0,
+        explain: bool = False,
     ) -> None:
         self.serving = serving
+        self.explain = explain  # output.explain: per-model contributions in every prediction
         self.policy = policy
         self.max_event_bytes = max_event_bytes
         self.metrics = metrics
@@ -175,6 +177,7 @@ class Pipeline:
                 self.metrics.combine_seconds.labels(strategy.name).observe(time.perf_counter() - t0)
             outputs[strategy.name] = out
         shadows = {s.name: outputs[s.name] for s in serving.shadows if s.name in outputs}
+        explanation = self._explain(serving, fan.P, fan.available) if self.explain else None
         try:
             values = encode_predictions(
                 ids=decoded.ids,
@@ -188,6 +191,7 @@ class Pipeline:
                 failure_kinds={f.model: f.kind for f in fan.failures},
                 shadows=shadows,
                 latency_ms=(time.perf_counter() - started) * 1000,
+                explanation=explanation,
             )
         except (TypeError, ValueError) as exc:
             why = f"cannot encode the prediction: {exc}"
@@ -210,6 +214,18 @@ class Pipeline:
         result.degraded = n_ok < len(fan.available)
         if n_ok == len(fan.available):
             self.last_good_X = decoded.X[:64]
+
+    def _explain(self, serving: Serving, P: np.ndarray, available: np.ndarray) -> Any:
+        """The active strategy's per-model contributions, or None (a strategy that cannot
+        split its output, or fails to, publishes its predictions without them)."""
+        explain = getattr(serving.active.combiner, "explain", None)
+        if explain is None:
+            return None
+        try:
+            return explain(P, available=available)
+        except Exception as exc:
+            log.warning("cannot explain %s: %s", serving.active.name, exc)
+            return None
 
     def _count_models(
         self,

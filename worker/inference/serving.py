@@ -58,6 +58,15 @@ class Serving:
     def predict_fns(self) -> list[Any]:
         return self.model_set.predict_fns
 
+    def with_active(self, name: str) -> Serving:
+        """The same snapshot with strategy ``name`` active and the others (the old active
+        one included) as shadows, in their order (champion/challenger promotion)."""
+        chosen = [s for s in self.strategies if s.name == name]
+        if not chosen:
+            raise KeyError(name)
+        rest = tuple(s for s in self.strategies if s.name != name)
+        return Serving(self.model_set, (chosen[0], *rest))
+
 
 def build_serving(
     store: ModelStore,

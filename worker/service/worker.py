@@ -32,6 +32,7 @@ from worker.service.health import Health, stall_bound_s
 from worker.service.heldout import heldout_scores
 from worker.service.lag import LagMonitor
 from worker.service.loop import Loop
+from worker.service.promotion import Promotion
 from worker.service.reference import open_drift
 from worker.transport import LabelsReader, Sink, Source, TopicPartition, open_transport
 
@@ -75,6 +76,10 @@ class Worker:
             settings,
             refused=lambda name, why: self.metrics.stored_strategies_refused.labels(name).inc(),
         )
+        self.promotion: Promotion | None = None
+        if settings.strategy.promote is not None:  # champion/challenger: the group's decision
+            self.promotion = Promotion(self.store, settings, self.metrics, serving)
+            serving = self.promotion.start(serving)
         self.pipeline = Pipeline(
             serving,
             settings.on_model_error,
@@ -82,6 +87,7 @@ class Worker:
             self.metrics,
             settings.topics.dead_letter_max_bytes,
             settings.runtime.model_threads,
+            explain=settings.output.explain,
         )
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
@@ -96,6 +102,8 @@ class Worker:
                 self.metrics,
             )
             self.accuracy = LiveAccuracy(joiner, settings.labels.update_online, self.metrics)
+            if self.promotion is not None:
+                self.accuracy.on_joined = self.promotion.observe
         self._initialise_series(serving)
         self.drift = open_drift(self.store, serving, settings.drift, self.metrics)
         self.transport = open_transport(settings)
@@ -199,6 +207,8 @@ class Worker:
     def between_batches(self) -> None:
         """Swap in a hot-reloaded snapshot; read the labels that arrived."""
         reloaded = self.reloader.check(self.pipeline.serving, self.pipeline.last_good_X)
+        if reloaded is not None and self.promotion is not None:
+            reloaded = self.promotion.reapply(reloaded, self.pipeline.serving.active.name)
         if reloaded is not None:
             self.pipeline.serving = reloaded
             self.metrics.set_heldout(heldout_scores(self.store, reloaded))
@@ -207,6 +217,11 @@ class Worker:
         if self.labels is not None and self.accuracy is not None:
             values = self.labels.poll(MAX_LABELS_PER_POLL)
             self.accuracy.add_labels(values, self.pipeline.serving.strategies)
+        if self.promotion is not None:
+            promoted = self.promotion.step(self.pipeline.serving)
+            if promoted is not None:
+                self.pipeline.serving = promoted
+        self._export_weights(self.pipeline.serving)  # hedge and select_best learn from labels
 
     def follow_assignment(self, assignment: Sequence[TopicPartition]) -> None:
         """Read the co-partitioned labels of the input partitions now assigned."""
@@ -258,6 +273,19 @@ class Worker:
             rolling=self.accuracy.joiner.series() if self.accuracy is not None else (),
         )
         self.metrics.set_heldout(heldout_scores(self.store, serving))
+        self._export_weights(serving)
+
+    def _export_weights(self, serving: Any) -> None:
+        """``streamfuse_strategy_weight`` of every strategy that holds per-model weights."""
+        for strategy in serving.strategies:
+            weights = getattr(strategy.combiner, "model_weights", None)
+            try:
+                values = None if weights is None else weights()
+            except Exception as exc:  # a user's strategy: never stops the worker
+                log.debug("no weights from %s: %s", strategy.name, exc)
+                continue
+            if values is not None:
+                self.metrics.set_strategy_weights(strategy.name, serving.names, values)
 
     def _freeze_heap(self) -> None:
         """With ``freeze_gc``: collect, then freeze every live object (models, libraries, clients)

@@ -10,7 +10,11 @@ A sample is plain data (``scrape`` returns one, so they can be saved as JSON lin
      "rolling": {"model/rf/accuracy": 0.93, ...},
      "latency_buckets": [[upper bound, cumulative count], ..., [inf, n]],
      "drift": {"3/psi": 0.02, ...}, "estimated": {"strategy/soft_vote/accuracy": 0.95, ...},
-     "active": "soft_vote"}
+     "weights": {"hedge/rf": 0.31, ...}, "active": "soft_vote"}
+
+Besides, a chart of each strategy's weights when they moved (``streamfuse_strategy_weight``) and,
+when the active strategy changed (champion/challenger), the strategies' rolling accuracy with a
+vertical line at each change (``promotion.svg``).
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ def scrape(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 sample["drift"][f"{s.labels['feature']}/{s.labels['statistic']}"] = s.value
             elif s.name == "streamfuse_active_strategy_info" and s.value == 1:
                 sample["active"] = s.labels["strategy"]
+            elif s.name == "streamfuse_strategy_weight":
+                key = f"{s.labels['strategy']}/{s.labels['model']}"
+                sample.setdefault("weights", {})[key] = s.value
             elif s.name == LATENCY + "_bucket":
                 sample["latency_buckets"].append([float(s.labels["le"]), s.value])
     sample["latency_buckets"].sort()
@@ -111,7 +118,7 @@ def charts(samples: list[dict[str, Any]]) -> list[tuple[str, str]]:
         out.append((title, _chart(title, series)))
     title = "End-to-end latency (ms, per scrape interval)"
     out.append((title, _chart(title, latency)))
-    return out + _drift_charts(samples, t0)
+    return out + _drift_charts(samples, t0) + _strategy_charts(samples, t0)
 
 
 DRIFT_TITLE = "Feature drift (PSI; the 5 features highest at the end)"
@@ -142,6 +149,43 @@ def _drift_charts(samples: list[dict[str, Any]], t0: float) -> list[tuple[str, s
     ]
 
 
+PROMOTION_TITLE = "Rolling accuracy of the strategies; vertical lines: the active one changes"
+
+
+def _strategy_charts(samples: list[dict[str, Any]], t0: float) -> list[tuple[str, str]]:
+    """The weights of every strategy whose weights moved, and the promotion moments."""
+    weights: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for s in samples:
+        for key, value in s.get("weights", {}).items():
+            strategy, model = key.split("/", 1)
+            weights.setdefault(strategy, {}).setdefault(model, []).append((s["t"] - t0, value))
+    out = []
+    for strategy, series in sorted(weights.items()):
+        values = [v for pts in series.values() for _, v in pts]
+        if max(values) - min(values) > 1e-9 and any(
+            max(v for _, v in pts) - min(v for _, v in pts) > 1e-9 for pts in series.values()
+        ):
+            title = f"Weights of {strategy}"
+            out.append((title, _chart(title, series)))
+    changes = [
+        (cur["t"] - t0, cur["active"])
+        for prev, cur in pairwise(samples)
+        if cur.get("active") and prev.get("active") and cur["active"] != prev["active"]
+    ]
+    if changes:
+        accuracy: dict[str, list[tuple[float, float]]] = {}
+        for s in samples:
+            for key, value in s["rolling"].items():
+                scope, name, metric = key.split("/")
+                if scope == "strategy" and metric == "accuracy" and math.isfinite(value):
+                    accuracy.setdefault(name, []).append((s["t"] - t0, value))
+        values = [v for pts in accuracy.values() for _, v in pts] or [0.0, 1.0]
+        for t, name in changes:
+            accuracy[f"now active: {name} (at {t:.0f} s)"] = [(t, min(values)), (t, max(values))]
+        out.append((PROMOTION_TITLE, _chart(PROMOTION_TITLE, accuracy)))
+    return out
+
+
 def write_report(
     samples: list[dict[str, Any]], path: str | Path, svg_dir: str | Path | None = None
 ) -> Path:
@@ -170,7 +214,8 @@ def write_report(
         names = {DRIFT_TITLE: "feature-drift", ESTIMATE_TITLE: "estimated-accuracy"}
         for title, svg in drawn:
             name = "latency" if title.startswith("End-to-end") else title.lower().replace(" ", "-")
-            (folder / f"{names.get(title, name)}.svg").write_text(svg, encoding="utf-8")
+            name = "promotion" if title == PROMOTION_TITLE else names.get(title, name)
+            (folder / f"{name}.svg").write_text(svg, encoding="utf-8")
     return path
 
 
