@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from worker.config._sections import ENV_PREFIX, Settings, _is_secret, _SectionKeyError
+from worker.config._base import ENV_PREFIX, _is_secret, _SectionKeyError
+from worker.config._sections import Settings
 from worker.errors import ConfigError
 
 __all__ = ["load_settings", "settings_from_dict"]

@@ -1,0 +1,80 @@
+"""The ``kafka`` section: the client library, the group, the guarantee, pass-through settings."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from worker.config._base import _Section, _SectionKeyError
+
+__all__ = ["KafkaSettings"]
+
+
+@functools.cache
+def _kafka_setting_names() -> dict[str, frozenset[str]]:
+    from worker.transport import setting_names
+
+    return setting_names("kafka-python")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "streamfuse"
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    # The Kafka client behind the transport seam: kafka-python (pure Python, the default) or
+    # confluent-kafka (librdkafka; pip install 'streamfuse[librdkafka]').
+    library: Literal["kafka-python", "confluent-kafka"] = "kafka-python"
+    # Stable per worker instance so a restarted instance fences its predecessor at once.
+    instance_id: str = "0"
+    transactional_id: str | None = None
+    transaction_timeout_ms: int = Field(15_000, ge=1_000)
+    watchdog_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(30.0, gt=0)
+    # Passed through to the chosen library in its own key names (kafka-python: ssl_cafile,
+    # confluent-kafka: ssl.ca.location): security (SSL, SASL_SSL) and tuning.
+    client: dict[str, Any] = Field(default_factory=dict)
+    producer: dict[str, Any] = Field(default_factory=dict)
+    consumer: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_client_settings(self) -> KafkaSettings:
+        # kafka-python refuses unknown settings with a message that quotes their values (a
+        # password, say): check the names here, naming the key and never the value.
+        if self.library == "confluent-kafka":
+            import importlib.util
+
+            if importlib.util.find_spec("confluent_kafka") is None:
+                raise _SectionKeyError(
+                    "kafka.library",
+                    "confluent-kafka is not installed: pip install 'streamfuse[librdkafka]'",
+                )
+            from worker.transport import check_settings
+
+            refused = check_settings(self.library, self.client, self.consumer, self.producer)
+            if refused:
+                raise _SectionKeyError(*refused)
+            return self
+        if not (self.client or self.consumer or self.producer):
+            return self
+        names = _kafka_setting_names()
+        for section, allowed, what in (
+            ("client", names["client"], "setting valid for the consumer, producer and admin"),
+            ("consumer", names["consumer"], "consumer setting"),
+            ("producer", names["producer"], "producer setting"),
+        ):
+            for key in getattr(self, section):
+                if key not in allowed:
+                    hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+                    raise _SectionKeyError(
+                        f"kafka.{section}.{key}",
+                        f"not a kafka-python {what}"
+                        + (f"; did you mean '{hint[0]}'?" if hint else ""),
+                    )
+        return self
+
+    @property
+    def effective_transactional_id(self) -> str:
+        return self.transactional_id or f"streamfuse-{self.group_id}-{self.instance_id}"
