@@ -29,23 +29,51 @@ def test_librdkafka_takes_its_own_key_names() -> None:
         {
             "library": "confluent-kafka",
             "client": {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"},
-            "consumer": {"session.timeout.ms": 6000},
+            # Each client is checked as built: the shared section with its own.
+            "consumer": {"session.timeout.ms": 6000, "sasl.username": "u", "sasl.password": "p"},
+            "producer": {"sasl.username": "u", "sasl.password": "p"},
         }
     )
     assert s.kafka.client["security.protocol"] == "SASL_SSL"
+    with pytest.raises(ConfigError) as info:  # the producer would have no credentials
+        settings(
+            {"library": "confluent-kafka", "client": s.kafka.client, "consumer": s.kafka.consumer}
+        )
+    assert info.value.key == "kafka.producer" and "sasl.password must be set" in info.value.problem
     with pytest.raises(ConfigError) as info:
         settings({"consumer": {"session.timeout.ms": 6000}})  # a librdkafka name, kafka-python
     assert info.value.key == "kafka.consumer.session.timeout.ms"
 
 
 def test_an_unknown_librdkafka_key_is_named_at_start_up_without_its_value() -> None:
-    from worker.transport.librdkafka.clients import build, consumer_config, make_consumer
+    from worker.transport.librdkafka.clients import build, make_consumer
 
-    s = settings({"library": "confluent-kafka", "consumer": {"sasl.passwrd": "hunter2"}})
+    # The config check builds each client without a broker, so the key is named at load...
     with pytest.raises(ConfigError) as info:
-        build(make_consumer, consumer_config(s), "consumer")
+        settings({"library": "confluent-kafka", "consumer": {"sasl.passwrd": "hunter2"}})
     assert info.value.key == "kafka.consumer.sasl.passwrd"
     assert "hunter2" not in str(info.value)
+    # ... and a client built past it names the key the same way.
+    with pytest.raises(ConfigError) as info:
+        build(make_consumer, {"group.id": "g", "sasl.passwrd": "hunter2"}, "consumer")
+    assert info.value.key == "kafka.consumer.sasl.passwrd"
+    assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "section, key, hint",
+    [
+        ("client", "ssl_cafile", "dotted, such as 'ssl.ca.location'"),
+        ("producer", "linger_ms", "did you mean 'linger.ms'?"),
+        ("consumer", "fetch.wait.max.ms", "refused its value"),
+    ],
+)
+def test_librdkafka_names_the_section_and_hints(section: str, key: str, hint: str) -> None:
+    value = "abc" if key == "fetch.wait.max.ms" else 5
+    with pytest.raises(ConfigError) as info:
+        settings({"library": "confluent-kafka", section: {key: value}})
+    assert info.value.key == f"kafka.{section}.{key}"
+    assert hint in info.value.problem
 
 
 def test_librdkafka_without_its_package_stops_with_the_pip_line(

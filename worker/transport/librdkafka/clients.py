@@ -128,28 +128,28 @@ def check_settings(
     connects to nothing, in milliseconds), so a misspelt name or a missing CA file stops
     start-up before any broker is tried. Never quotes a value."""
     secrets = [str(v) for s in (client, consumer, producer) for v in s.values() if v]
-    for section, config, kinds in (
-        ("client", client, (Consumer, Producer)),
-        ("consumer", consumer, (Consumer,)),
-        ("producer", producer, (Producer,)),
-    ):
+    sections = {"client": client, "consumer": consumer, "producer": producer}
+    # Each client as it will be built: the shared settings with its own (SASL's user name may
+    # sit in one section, its password in another).
+    for kind, own in ((Consumer, "consumer"), (Producer, "producer")):
+        config = {**client, **sections[own]}
         if not config:
             continue
-        for kind in kinds:
-            problem = _refusal({"group.id": "check", **config, "logger": _QUIET}, kind)
-            if problem is None:
-                continue
-            key, what = problem
-            if key and "_" in key and "." not in key:
-                dotted = key.replace("_", ".")
-                retry = {"group.id": "check", dotted: config[key], "logger": _QUIET}
-                if _refusal(retry, kind) is None:
-                    what += f"; librdkafka names are dotted: did you mean '{dotted}'?"
-                else:
-                    what += " (librdkafka names are dotted, such as 'ssl.ca.location')"
-            if not key and any(v in what for v in secrets if len(v) >= 4):
-                what = "librdkafka refused these settings"
-            return (f"kafka.{section}.{key}" if key else f"kafka.{section}", what)
+        problem = _refusal({"group.id": "check", **config, "logger": _QUIET}, kind)
+        if problem is None:
+            continue
+        key, what = problem
+        section = own if key in sections[own] else "client" if key in client else own
+        if key and "_" in key and "." not in key:
+            dotted = key.replace("_", ".")
+            retry = {"group.id": "check", dotted: config[key], "logger": _QUIET}
+            if _refusal(retry, kind) is None:
+                what += f"; librdkafka names are dotted: did you mean '{dotted}'?"
+            else:
+                what += " (librdkafka names are dotted, such as 'ssl.ca.location')"
+        if not key and any(v in what for v in secrets if len(v) >= 4):
+            what = "librdkafka refused these settings"
+        return (f"kafka.{section}.{key}" if key else f"kafka.{section}", what)
     return None
 
 
