@@ -56,7 +56,8 @@ class Loop:
     ``running``: the batch whose models run (or are done, not yet combined); ``ready``: the
     batch combined and encoded, not yet delivered. Callbacks: ``between_batches`` (hot reload,
     labels) before each gather, ``assigned`` with the whole assignment after a rebalance,
-    ``delivered`` with each published batch.
+    ``delivered`` with each published batch, ``failed`` with the outcome of each batch not
+    delivered (before it is re-read).
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class Loop:
         between_batches: Callable[[], None] = lambda: None,
         assigned: Callable[[Sequence[TopicPartition]], None] = lambda tps: None,
         delivered: Callable[[Batch], None] = lambda batch: None,
+        failed: Callable[[Outcome], None] = lambda outcome: None,
     ) -> None:
         self.settings = batch
         self.pipeline = pipeline
@@ -78,6 +80,7 @@ class Loop:
         self.between_batches = between_batches
         self.assigned = assigned
         self.delivered = delivered
+        self.failed = failed
         self.running: Batch | None = None
         self.ready: Batch | None = None
         self.n_delivered = 0
@@ -203,6 +206,7 @@ class Loop:
             self.n_delivered += 1
             self.delivered(batch)
         else:
+            self.failed(outcome)
             self.backoff.wait()
         return outcome
 

@@ -129,6 +129,7 @@ class Worker:
             between_batches=self.between_batches,
             assigned=self.follow_assignment,
             delivered=self.account,
+            failed=lambda outcome: self.metrics.delivery_failures.inc(),
         )
         self.lag.start()
         log.info(
