@@ -118,9 +118,12 @@ class Topics:
     run_id: str
     created: list[str] = field(default_factory=list)
 
-    def make(self, role: str) -> str:
+    def make(
+        self, role: str, partitions: int = PARTITIONS, replication: int = 1, **configs: str
+    ) -> str:
+        """``replication`` -1: the brokers' default.replication.factor (3 on a cluster)."""
         name = f"bench-{self.run_id}-{role}"
-        self.admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+        self.admin.create_topics([NewTopic(name, partitions, replication, topic_configs=configs)])
         self.admin.wait_for_topics([name], timeout_ms=30_000)
         self.created.append(name)
         return name
@@ -200,7 +203,13 @@ def wait_committed(
         time.sleep(0.1)
 
 
-def output_stamps(bootstrap: str, topic: str, expected: int, timeout_s: float = 120) -> np.ndarray:
+def output_stamps(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout_s: float = 120,
+    partitions: int = PARTITIONS,
+) -> np.ndarray:
     """CreateTime (epoch ms) of the first ``expected`` committed records of ``topic``."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -212,7 +221,7 @@ def output_stamps(bootstrap: str, topic: str, expected: int, timeout_s: float = 
     )
     stamps: list[int] = []
     try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout_s
