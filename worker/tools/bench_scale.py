@@ -177,7 +177,7 @@ def run_takeover(t: Target, static: bool, rate: float, X: list[list[float]]) -> 
     role = "static" if static else "dynamic"
     input_topic = t.topic(f"{role}-in")
     output = t.topic(f"{role}-out", **{"message.timestamp.type": "LogAppendTime"})
-    n = int(rate * 60)
+    n = int(rate * 240)  # an upper bound: input stops once the replacement is in
     ids = [f"{role}-{i}" for i in range(n)]
     now = time.time()
     values = [event_value(ids[i], X[i % len(X)], now) for i in range(n)]
