@@ -379,7 +379,8 @@ def test_cluster_faults_lose_nothing(
             cluster.start(first)
             return at
 
-        phases.run("below_min_isr", below_min_isr, killed=[first, second], **stalled)
+        phases.run("below_min_isr", below_min_isr, killed=[first, second])
+        phases.rows["below_min_isr"]["while_one_node"] = stalled
         for s in streams.values():
             s.stop_input.set()
         seen = {}

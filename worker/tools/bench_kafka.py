@@ -91,14 +91,15 @@ def say(message: str) -> None:
 
 
 @contextmanager
-def broker(bootstrap: str | None, port: int) -> Iterator[str]:
-    """``bootstrap`` as given; else ``dev/kafka`` on ``port`` (stopped after if started here)."""
+def broker(bootstrap: str | None, port: int, brokers: int = 1) -> Iterator[str]:
+    """``bootstrap`` as given; else ``dev/kafka`` on ``port`` (stopped after if started here),
+    a cluster of ``brokers`` nodes (on ``port`` and the ports above it) when more than one."""
     if bootstrap:
         yield bootstrap
         return
     if not DEV_KAFKA.is_file():
         raise BenchError(f"{DEV_KAFKA} not found: give --bootstrap HOST:PORT of a running broker")
-    env = {**os.environ, "KAFKA_PORT": str(port)}
+    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_BROKERS": str(brokers)}
     already_up = subprocess.run([DEV_KAFKA, "status"], env=env, capture_output=True).returncode == 0
     out = subprocess.run([DEV_KAFKA, "start"], env=env, capture_output=True, text=True)
     if out.returncode != 0:

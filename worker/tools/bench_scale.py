@@ -23,15 +23,13 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +38,6 @@ import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from worker.tools.bench_kafka import (
-    DEV_KAFKA,
-    BenchError,
     BenchPlan,
     Topics,
     WorkerProcess,
@@ -58,21 +54,6 @@ from worker.tools.bench_models import build_store, event_value
 
 PARTITIONS = 8
 SESSION_TIMEOUT_MS = 10_000
-
-
-@contextmanager
-def cluster(port: int) -> Iterator[str]:
-    """``dev/kafka start --brokers 3`` on ``port`` (nodes on port..port+5), stopped after."""
-    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_BROKERS": "3"}
-    up = subprocess.run([DEV_KAFKA, "status"], env=env, capture_output=True).returncode == 0
-    out = subprocess.run([DEV_KAFKA, "start"], env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise BenchError(f"dev/kafka start --brokers 3 failed:\n{out.stdout}\n{out.stderr}")
-    try:
-        yield out.stdout.strip().splitlines()[-1]
-    finally:
-        if not up:
-            subprocess.run([DEV_KAFKA, "stop"], env=env, capture_output=True)
 
 
 class Target:
@@ -281,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in targets:
         with ExitStack() as stack:
             bootstrap = stack.enter_context(
-                cluster(args.cluster_port) if name == "cluster" else broker(None, args.kafka_port)
+                broker(None, args.cluster_port, 3)
+                if name == "cluster"
+                else broker(None, args.kafka_port)
             )
             t = Target(name, bootstrap, store, workdir, plan)
             stack.callback(t.close)
