@@ -1,4 +1,5 @@
-"""Exit 0 when a Kafka broker at HOST PORT answers a metadata request listing itself.
+"""Exit 0 when a Kafka broker at HOST PORT answers a metadata request listing itself (or, with a
+third argument N, listing at least N live brokers: a cluster that has formed).
 
 Standard library only, so ``dev/kafka`` can wait for readiness before any virtual environment
 exists. Sends a Metadata v1 request (no topics) and checks that the broker list is not empty.
@@ -39,6 +40,7 @@ def _read(sock: socket.socket, n: int) -> bytes:
 
 if __name__ == "__main__":
     try:
-        sys.exit(0 if broker_count(sys.argv[1], int(sys.argv[2])) > 0 else 1)
+        want = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+        sys.exit(0 if broker_count(sys.argv[1], int(sys.argv[2])) >= want else 1)
     except (OSError, ValueError, struct.error):
         sys.exit(1)

@@ -214,6 +214,12 @@ class Metrics:
             "Kafka transactions aborted (their batches are re-read from the committed offsets).",
             registry=r,
         )
+        self.delivery_failures = Counter(
+            "streamfuse_delivery_failures",
+            "Batches whose publishing or transaction failed (a broker, a partition leader or "
+            "min.insync.replicas unavailable, say): nothing of them was committed; re-read.",
+            registry=r,
+        )
         self.strategy_errors = Counter(
             "streamfuse_strategy_errors",
             "Combine failures of a strategy (its batch goes to the dead-letter topic if active).",

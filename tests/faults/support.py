@@ -77,6 +77,11 @@ class Tail:
         with self._lock:
             return len(self.records)
 
+    def arrived(self) -> list[Any]:
+        """The records so far, in the order they arrived."""
+        with self._lock:
+            return list(self.records)
+
     def distinct(self) -> int:
         with self._lock:
             return len(self.ids)

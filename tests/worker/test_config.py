@@ -54,6 +54,7 @@ def test_defaults_follow_the_design_notes(tmp_path: Path) -> None:
     assert s.strategy.fit == "auto" and s.strategy.params == {}
     assert s.shadow_strategies == ()
     assert s.model_names == ["rf"]
+    assert s.topics.replication_factor == -1  # the brokers' default.replication.factor
     assert s.models[0].version is None
     assert s.store.path == tmp_path / "model-store"
     assert s.store.key_file is None and not s.store.require_signature
@@ -142,6 +143,8 @@ def test_unknown_key_in_a_file(tmp_path: Path) -> None:
         (config(strategy={"name": "soft_vote", "fit": "always"}), "strategy.fit"),
         (config(drift={"window": 5}), "drift.window"),
         (config(drift={"window": 100, "min_events": 101}), "drift.min_events"),
+        (config(topics={"replication_factor": 0}), "topics.replication_factor"),
+        (config(topics={"replication_factor": -2}), "topics.replication_factor"),
         (
             config(shadow_strategies=[{"name": "hard_vote"}, {"name": "hard_vote"}]),
             "shadow_strategies",

@@ -161,11 +161,13 @@ def test_a_failed_flush_rewinds_every_unpublished_batch(pipeline: Pipeline) -> N
     source = FakeSource(log, on_commit=never_ahead_of_publishing(log))
     sink = FakeSink(log)
     sink.fail_next_flushes = 2
-    loop = make_loop(pipeline, source, sink, max_events=8)
+    failures: list[Outcome] = []
+    loop = make_loop(pipeline, source, sink, max_events=8, failed=failures.append)
     run_until(loop, source, all_committed(log, 40))
     ids = published_ids(log)
     assert set(ids) == {f"p{p}-{i}" for p in range(2) for i in range(40)}
     assert max(ids.values()) == 1  # the failed batches were never published, then once
+    assert failures == [Outcome.RETRY_FROM_FIRST] * 2  # each reported (the metric's source)
 
 
 def test_a_rebalance_drops_unsent_batches_and_follows_the_assignment(pipeline: Pipeline) -> None:
@@ -239,11 +241,15 @@ def test_exactly_once_an_aborted_transaction_is_redone_from_committed(pipeline: 
     source = FakeSource(log)
     sink = FakeSink(log, source)
     sink.abort_next_transactions = 2
-    loop = make_loop(pipeline, source, sink, exactly_once=True, max_events=8)
+    failures: list[Outcome] = []
+    loop = make_loop(
+        pipeline, source, sink, exactly_once=True, max_events=8, failed=failures.append
+    )
     run_until(loop, source, all_committed(log, 40))
     ids = published_ids(log)
     assert len(ids) == 80 and set(ids.values()) == {1}
     assert sink.n_aborted == 2
+    assert failures == [Outcome.RETRY_FROM_COMMITTED] * 2
     assert all(token is not None and token.epoch == 1 for token in sink.tokens)
 
 

@@ -117,3 +117,14 @@ def test_topic_rules_every_adapter_applies() -> None:
     with pytest.raises(ConfigError) as info:
         check_copartitioned(t, {"in": 4, "lab": 2})
     assert info.value.key == "topics.labels" and "co-partition" in info.value.problem
+
+
+def test_static_membership_names_the_instance_in_the_group() -> None:
+    from worker.transport.librdkafka.clients import consumer_config
+
+    static = settings({"group_id": "g", "instance_id": "3", "static_membership": True})
+    assert static.kafka.group_instance_id == "g-3"
+    assert settings({"group_id": "g", "instance_id": "3"}).kafka.group_instance_id is None
+    if importlib.util.find_spec("confluent_kafka") is not None:
+        assert consumer_config(static)["group.instance.id"] == "g-3"
+        assert "group.instance.id" not in consumer_config(settings({}))

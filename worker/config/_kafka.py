@@ -30,6 +30,10 @@ class KafkaSettings(_Section):
     # Stable per worker instance so a restarted instance fences its predecessor at once.
     instance_id: str = "0"
     transactional_id: str | None = None
+    # Static group membership (KIP-345): the consumer joins as group.instance.id
+    # "<group_id>-<instance_id>", so a restarted instance takes its old partitions back without
+    # a rebalance, and a stopped one keeps them for session.timeout.ms (nobody else reads them).
+    static_membership: bool = False
     transaction_timeout_ms: int = Field(15_000, ge=1_000)
     watchdog_s: float = Field(30.0, gt=0)
     connect_timeout_s: float = Field(30.0, gt=0)
@@ -74,6 +78,11 @@ class KafkaSettings(_Section):
                         + (f"; did you mean '{hint[0]}'?" if hint else ""),
                     )
         return self
+
+    @property
+    def group_instance_id(self) -> str | None:
+        """The consumer's ``group.instance.id`` with ``static_membership``, else None."""
+        return f"{self.group_id}-{self.instance_id}" if self.static_membership else None
 
     @property
     def effective_transactional_id(self) -> str:

@@ -49,9 +49,19 @@ class TopicsSettings(_Section):
     dead_letter: str = "features.dlq"
     create: bool = False
     partitions: int = Field(1, ge=1)
+    # Replicas of each topic the worker creates: -1 takes the brokers' default.replication.factor
+    # (3 on a production cluster, 1 on a single dev broker), so one config fits both.
+    replication_factor: int = Field(-1, ge=-1)
     # A dead letter larger than this is cut to this size (headers say so and give the original
     # size): keep it under the dead-letter topic's max.message.bytes (Kafka's default ~1 MiB).
     dead_letter_max_bytes: int = Field(900_000, ge=1024)
+
+    @field_validator("replication_factor")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 (the brokers' default.replication.factor) or at least 1")
+        return value
 
 
 class BatchSettings(_Section):

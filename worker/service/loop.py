@@ -58,7 +58,8 @@ class Loop:
     ``running``: the batch whose models run (or are done, not yet combined); ``ready``: the
     batch combined and encoded, not yet delivered. Callbacks: ``between_batches`` (hot reload,
     labels) before each gather, ``assigned`` with the whole assignment after a rebalance,
-    ``delivered`` with each published batch. ``heartbeat`` is beaten on every turn and poll.
+    ``delivered`` with each published batch, ``failed`` with the outcome of each batch not
+    delivered (before it is re-read). ``heartbeat`` is beaten on every turn and poll.
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class Loop:
         assigned: Callable[[Sequence[TopicPartition]], None] = lambda tps: None,
         delivered: Callable[[Batch], None] = lambda batch: None,
         heartbeat: Heartbeat | None = None,
+        failed: Callable[[Outcome], None] = lambda outcome: None,
     ) -> None:
         self.settings = batch
         self.pipeline = pipeline
@@ -82,6 +84,7 @@ class Loop:
         self.assigned = assigned
         self.delivered = delivered
         self.heartbeat = heartbeat or Heartbeat()
+        self.failed = failed
         self.running: Batch | None = None
         self.ready: Batch | None = None
         self.n_delivered = 0
@@ -212,6 +215,7 @@ class Loop:
             self.n_delivered += 1
             self.delivered(batch)
         else:
+            self.failed(outcome)
             self.backoff.wait()
         return outcome
 

@@ -151,6 +151,7 @@ class Worker:
             assigned=self.follow_assignment,
             delivered=self.account,
             heartbeat=self.health.heartbeat,
+            failed=lambda outcome: self.metrics.delivery_failures.inc(),
         )
         self.lag.start()
         self.health.set_phase("running")

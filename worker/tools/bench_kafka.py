@@ -91,14 +91,15 @@ def say(message: str) -> None:
 
 
 @contextmanager
-def broker(bootstrap: str | None, port: int) -> Iterator[str]:
-    """``bootstrap`` as given; else ``dev/kafka`` on ``port`` (stopped after if started here)."""
+def broker(bootstrap: str | None, port: int, brokers: int = 1) -> Iterator[str]:
+    """``bootstrap`` as given; else ``dev/kafka`` on ``port`` (stopped after if started here),
+    a cluster of ``brokers`` nodes (on ``port`` and the ports above it) when more than one."""
     if bootstrap:
         yield bootstrap
         return
     if not DEV_KAFKA.is_file():
         raise BenchError(f"{DEV_KAFKA} not found: give --bootstrap HOST:PORT of a running broker")
-    env = {**os.environ, "KAFKA_PORT": str(port)}
+    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_BROKERS": str(brokers)}
     already_up = subprocess.run([DEV_KAFKA, "status"], env=env, capture_output=True).returncode == 0
     out = subprocess.run([DEV_KAFKA, "start"], env=env, capture_output=True, text=True)
     if out.returncode != 0:
@@ -118,9 +119,12 @@ class Topics:
     run_id: str
     created: list[str] = field(default_factory=list)
 
-    def make(self, role: str) -> str:
+    def make(
+        self, role: str, partitions: int = PARTITIONS, replication: int = 1, **configs: str
+    ) -> str:
+        """``replication`` -1: the brokers' default.replication.factor (3 on a cluster)."""
         name = f"bench-{self.run_id}-{role}"
-        self.admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+        self.admin.create_topics([NewTopic(name, partitions, replication, topic_configs=configs)])
         self.admin.wait_for_topics([name], timeout_ms=30_000)
         self.created.append(name)
         return name
@@ -200,7 +204,13 @@ def wait_committed(
         time.sleep(0.1)
 
 
-def output_stamps(bootstrap: str, topic: str, expected: int, timeout_s: float = 120) -> np.ndarray:
+def output_stamps(
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    timeout_s: float = 120,
+    partitions: int = PARTITIONS,
+) -> np.ndarray:
     """CreateTime (epoch ms) of the first ``expected`` committed records of ``topic``."""
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -212,7 +222,7 @@ def output_stamps(bootstrap: str, topic: str, expected: int, timeout_s: float = 
     )
     stamps: list[int] = []
     try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout_s

@@ -104,7 +104,9 @@ def _ensure_topics(settings: Settings, admin: KafkaAdminClient) -> None:
     missing = missing_topics(t, set(admin.list_topics()))
     if missing:
         try:
-            admin.create_topics([NewTopic(name, t.partitions, 1) for name in missing])
+            admin.create_topics(
+                [NewTopic(name, t.partitions, t.replication_factor) for name in missing]
+            )
         except TopicAlreadyExistsError:
             pass
         log.info("created topics %s", ", ".join(missing))

@@ -85,6 +85,7 @@ def input_consumer(settings: Settings, listener: Any = None) -> KafkaConsumer:
         "max_poll_records": settings.batch.max_events,
         "max_partition_fetch_bytes": max(1 << 20, settings.validation.max_event_bytes + 1024),
         "fetch_max_bytes": max(50 << 20, settings.validation.max_event_bytes * 2),
+        **({"group_instance_id": gid} if (gid := settings.kafka.group_instance_id) else {}),
         **settings.kafka.consumer,
     }
     consumer = _retry_connect(settings, lambda: KafkaConsumer(**config))

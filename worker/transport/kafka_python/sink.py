@@ -126,15 +126,19 @@ class KafkaPythonSink:
         old, self.producer = self.producer, None
         self._futures.clear()
         if old is not None:
-            try:
-                with_watchdog(lambda: old.close(timeout=0), "close", 5.0)
-            except Exception as exc:  # the old client is being discarded either way
-                log.warning("closing the old producer: %s", exc)
+            _close_quietly(old)
+        producer = None
         try:
             producer = self._make()
             if self.transactional:
                 with_watchdog(producer.init_transactions, "init_transactions", self.watchdog_s)
         except (KafkaError, errors.WorkerError) as exc:
+            if producer is not None:
+                # Left open, its init_transactions() goes on retrying in the background and,
+                # once a coordinator answers, bumps the epoch past the producer that replaced
+                # it: that one is then fenced and the worker exits (seen with two of three
+                # brokers down in tests/faults/test_cluster.py).
+                _close_quietly(producer)
             raise errors.TransportError(f"the new producer is not ready yet ({exc})") from exc
         self.producer = producer
 
@@ -142,3 +146,10 @@ class KafkaPythonSink:
         producer, self.producer = self.producer, None
         if producer is not None:
             producer.close(timeout=timeout_s)
+
+
+def _close_quietly(producer: KafkaProducer) -> None:
+    try:
+        with_watchdog(lambda: producer.close(timeout=0), "close", 5.0)
+    except Exception as exc:  # the client is being discarded either way
+        log.warning("closing the old producer: %s", exc)

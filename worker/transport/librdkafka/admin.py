@@ -48,7 +48,9 @@ class LibrdkafkaAdmin:
         try:
             missing = missing_topics(t, set(admin.list_topics(timeout=TIMEOUT_S).topics))
             if missing:
-                futures = admin.create_topics([NewTopic(n, t.partitions, 1) for n in missing])
+                futures = admin.create_topics(
+                    [NewTopic(n, t.partitions, t.replication_factor) for n in missing]
+                )
                 for future in futures.values():
                     try:
                         future.result(TIMEOUT_S)

@@ -68,6 +68,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "max.partition.fetch.bytes": max(1 << 20, settings.validation.max_event_bytes + 1024),
         "message.max.bytes": max(1 << 20, settings.validation.max_event_bytes + 1024),
         "receive.message.max.bytes": max(100 << 20, settings.validation.max_event_bytes * 3),
+        **({"group.instance.id": gid} if (gid := settings.kafka.group_instance_id) else {}),
         **settings.kafka.consumer,
     }
 
