@@ -218,6 +218,7 @@ def test_the_report_draws_every_chart(live: Live) -> None:
         "End-to-end latency (ms, per scrape interval)",
         "Feature drift (PSI; the 5 features highest at the end)",
         "Estimated accuracy (no labels) and realised accuracy (labels), active strategy",
+        "Weights of hedge",  # the shadow hedge learns from the labels: its weights move
     ]
     assert browser.empty_charts(dom) == []
 

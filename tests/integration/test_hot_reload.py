@@ -13,6 +13,7 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from model_store import ModelStore
+from tests.faults.support import Tail
 from tests.support.kafka import Broker, wait_for
 from tests.support.worker import WorkerProcess, events, produce, write_config
 
@@ -37,7 +38,7 @@ def test_promote_mid_stream_swaps_between_batches(
     v2 = store.publish("rf", rf2, framework="sklearn", promote=False)
 
     t = topics()
-    n = 10_000
+    n, first, chunk = 20_000, 2_000, 100
     X = np.resize(test_rows, (n, test_rows.shape[1]))
     ids, values = events(X, "r")
     config = write_config(
@@ -49,17 +50,31 @@ def test_promote_mid_stream_swaps_between_batches(
         batch={"max_events": 100, "max_wait_ms": 5},
     )
     worker = WorkerProcess(config, tmp_path / "w.log").start()
+    tail = Tail(kafka.bootstrap, t.output)
+
+    def serves_v2() -> bool:  # the latest step's predictions: versions never go back
+        latest = tail.arrived()[-chunk:]
+        return any(orjson.loads(r.value)["models"]["rf"]["version"] == v2 for r in latest)
+
     try:
         worker.wait_assigned()
-        produce(kafka.bootstrap, t.input, values)
-        wait_for(
-            lambda: len(kafka.consume_all(t.output, 2000, timeout=2)) >= 2000,
-            timeout=120,
-            what="2,000 predictions before the promotion",
-        )
+        produce(kafka.bootstrap, t.input, values[:first])
+        wait_for(lambda: tail.count >= first, timeout=120, what=f"{first} predictions first")
         store.promote("rf", v2)
-        out = kafka.consume_all(t.output, n, timeout=120)
+        # The stream goes on in small steps, each awaited, until the new version serves (a
+        # worker on librdkafka would drain one big backlog before the reload is ready), then
+        # the rest at once: the swap happens mid-stream, between batches.
+        sent = first
+        while sent < n and not serves_v2():
+            produce(kafka.bootstrap, t.input, values[sent : sent + chunk])
+            sent += chunk
+            wait_for(lambda n_out=sent: tail.count >= n_out, timeout=60, what=f"{sent} events")
+        assert sent < n, "the promotion was not served while the stream flowed"
+        produce(kafka.bootstrap, t.input, values[sent:])
+        tail.wait_all(ids, timeout=120, idle_s=0.5)
+        out = tail.arrived()
     finally:
+        tail.close()
         worker.stop()
     docs = [orjson.loads(r.value) for r in out]
     offsets = [int(r.headers[0][1].decode().rsplit(":", 1)[1]) for r in out]
