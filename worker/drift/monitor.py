@@ -3,7 +3,8 @@
 :class:`DriftMonitor` keeps the last ``drift.window`` events of a rolling window as small
 integer codes per event (each feature's bin, whether it is out of the reference's range, each
 scope's predicted class or output bin) and each classifier scope's calibrated confidence, in
-ring buffers; after every batch it counts the window with one ``bincount`` and exports:
+ring buffers; :meth:`DriftMonitor.update` counts the window with one ``bincount`` and exports
+(the worker adds every published batch and updates at most every ``drift.interval_s``):
 
 - ``streamfuse_feature_drift{feature, statistic}``: PSI and the binned KS statistic
   (:mod:`.stats`) of the first ``drift.max_features`` features;
@@ -110,12 +111,25 @@ class DriftMonitor:
         available: np.ndarray | None,
         outputs: Mapping[str, np.ndarray],
     ) -> DriftValues | None:
-        """Add a published batch: ``X`` (n, n_features) as the models saw it, ``P``
-        (n_models, n, n_outputs), ``available`` (n_models,), ``outputs`` strategy name to
-        (n, n_outputs). Returns the window's values (None for an empty batch)."""
+        """Add a published batch (:meth:`add`), then count the window and export its values
+        (:meth:`update`). Returns them (None for an empty batch)."""
+        if not self.add(X, P, available, outputs):
+            return None
+        return self.update()
+
+    def add(
+        self,
+        X: np.ndarray,
+        P: np.ndarray | None,
+        available: np.ndarray | None,
+        outputs: Mapping[str, np.ndarray],
+    ) -> int:
+        """Put a published batch into the window: ``X`` (n, n_features) as the models saw it,
+        ``P`` (n_models, n, n_outputs), ``available`` (n_models,), ``outputs`` strategy name to
+        (n, n_outputs). Returns how many events it added; the gauges move at :meth:`update`."""
         k = len(X)
         if k == 0:
-            return None
+            return 0
         F = self.n_features
         codes = np.full((k, self.codes.shape[1]), self.void, dtype=np.int64)
         confidence = np.zeros((k, len(self.outputs)))
@@ -141,6 +155,10 @@ class DriftMonitor:
                 value = stacked[:, :, 0].T  # (n, n_present)
                 codes[:, column] = bin_index(value, self.output_edges[s_idx]) + self.offsets[column]
         self._push(codes, confidence, has_confidence)
+        return k
+
+    def update(self) -> DriftValues:
+        """Count the window, export its values to the gauges and return them."""
         values = self.values()
         self._export(values)
         return values

@@ -223,6 +223,7 @@ def run_workers(
     n_processes: int = 1,
     guarantee: str = "at_least_once",
     library: str = "kafka-python",
+    drift: bool = True,
 ) -> WorkerFigures:
     """Saturation events/s of ``n_processes`` workers in one group; peak RSS and histogram
     means of the first. The events become visible once the workers share the partitions."""
@@ -231,7 +232,13 @@ def run_workers(
     try:
         for i in range(n_processes):
             config = run.config(
-                role, filled.topic, output, guarantee=guarantee, instance=i, library=library
+                role,
+                filled.topic,
+                output,
+                guarantee=guarantee,
+                instance=i,
+                library=library,
+                drift=drift,
             )
             procs.append(WorkerProcess(run.workdir, f"{role}-{i}", config))
 

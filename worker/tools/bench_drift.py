@@ -8,6 +8,11 @@ into the rolling window and every statistic and gauge is computed and set, as th
 does after publishing a batch. Median and 10th-90th percentile ms per batch (wall clock), and
 the median CPU time of the calling thread (what a loaded machine does not inflate), for
 windows of 1,000 (the default) and 10,000 events, with and without the gauges.
+
+``python -m worker.tools.bench_drift --worker [--rounds 3] [--events 60000]`` measures what the
+issue asks of the whole worker instead: ``streamfuse bench``'s at_least_once saturation run
+(its models, store and config, one broker from ``dev/kafka`` on ``--kafka-port``), with drift
+on and off in alternating rounds for each Kafka library, and the ratio on / off of each pair.
 """
 
 from __future__ import annotations
@@ -75,11 +80,85 @@ def measure(repeats: int = 300, window: int = 1000, gauges: bool = True) -> dict
     }
 
 
+def measure_worker(
+    rounds: int, n_events: int, port: int, libraries: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Events/s of the at_least_once worker with drift on, then off, ``rounds`` times."""
+    import tempfile
+    import uuid
+    from contextlib import ExitStack
+    from dataclasses import replace
+
+    from kafka import KafkaAdminClient
+
+    from worker.tools.bench import Run, run_workers
+    from worker.tools.bench_kafka import QUICK, Topics, broker, fill_gated, say
+    from worker.tools.bench_models import build_store, event_value
+
+    plan = replace(QUICK, n_events=n_events)
+    rows_out: list[dict[str, Any]] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="streamfuse-drift-ab-") as tmp,
+        broker(None, port) as bootstrap,
+    ):
+        workdir = Path(tmp)
+        store = workdir / "store"
+        store.mkdir()
+        say(f"training {', '.join(plan.models)} with the drift reference profile")
+        rows = build_store(store, plan.seed, models=plan.models)
+        X = np.resize(rows, (n_events, rows.shape[1])).tolist()
+        now = time.time()
+        keys = [f"e-{i}".encode() for i in range(n_events)]
+        values = [event_value(f"e-{i}", X[i], now) for i in range(n_events)]
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streamfuse-drift-ab")
+        topics = Topics(admin, uuid.uuid4().hex[:8])
+        with ExitStack() as cleanup:
+            cleanup.callback(admin.close)
+            cleanup.callback(topics.delete)
+            run = Run(bootstrap, admin, topics, store, workdir, plan, rows)
+            run.dead_letter = topics.make("dlq")
+            for r in range(1, rounds + 1):
+                for library in libraries:
+                    eps = {}
+                    for drift in (True, False):
+                        role = f"r{r}-{library[:2]}-{'on' if drift else 'off'}"
+                        filled = fill_gated(bootstrap, topics.make(f"{role}-in"), keys, values)
+                        cleanup.callback(filled.close)
+                        eps[drift] = run_workers(
+                            run, role, filled, library=library, drift=drift
+                        ).eps
+                        say(f"round {r}, {library}, {role}: {eps[drift]:,.0f} events/s")
+                    rows_out.append({
+                        "round": r, "library": library, "on_eps": eps[True], "off_eps": eps[False],
+                        "ratio": eps[True] / eps[False],
+                    })  # fmt: skip
+    return rows_out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.tools.bench_drift")
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--worker", action="store_true", help="the whole worker, drift on vs off")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--events", type=int, default=60_000)
+    parser.add_argument("--kafka-port", type=int, default=39092)
+    parser.add_argument("--libraries", default="kafka-python,confluent-kafka")
     args = parser.parse_args(argv)
+    if args.worker:
+        ab = measure_worker(
+            args.rounds, args.events, args.kafka_port, tuple(args.libraries.split(","))
+        )
+        print("| round | library | drift on ev/s | drift off ev/s | on / off |")
+        print("|---:|---|---:|---:|---:|")
+        for r in ab:
+            print(
+                f"| {r['round']} | {r['library']} | {r['on_eps']:,.0f} | {r['off_eps']:,.0f} | "
+                f"{r['ratio']:.2f} |"
+            )
+        if args.json is not None:
+            args.json.write_text(json.dumps(ab, indent=1))
+        return 0
     rows = [
         measure(args.repeats, window, gauges)
         for window in (1000, 10_000)

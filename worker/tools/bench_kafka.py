@@ -255,7 +255,10 @@ def worker_config(
     instance: int = 0,
     metrics_port: int = 0,
     library: str = "kafka-python",
+    drift: bool = True,
 ) -> dict[str, Any]:
+    """``drift`` False: the worker ignores the store's reference profile (for the A/B of
+    ``python -m worker.tools.bench_drift --worker``)."""
     return {
         "kafka": {
             "bootstrap_servers": bootstrap,
@@ -272,6 +275,7 @@ def worker_config(
         "shadow_strategies": [{"name": n} for n in SHADOW_STRATEGIES],
         "on_model_error": {"policy": "renormalize", "min_models": 2, "timeout_ms": 1000},
         "metrics": {"enabled": metrics_port > 0, "host": "127.0.0.1", "port": metrics_port},
+        "drift": {"enabled": drift},
     }
 
 
