@@ -35,12 +35,20 @@ class Hedge(BaseCombiner):
     available models in ``combine``; a model unavailable in a labelled batch receives the mean
     loss of the available ones, so its relative weight does not move.
 
+    Plain Hedge never forgets: once a model has led for long, the others' weights are so small
+    that no run of losses after a drift gives them back. With ``share`` > 0 every live update
+    (``partial_fit``) is followed by Herbster and Warmuth's fixed share, ``w = (1 - share) w +
+    share / n_models``: no weight falls below ``share / n_models``, so the weights follow the
+    model that is best *now* (tracking the best expert). ``fit`` applies no share.
+
     Parameters
     ----------
     eta : float, default 0.5
         Learning rate (> 0).
     eps : float, default 1e-6
         Probability clip for the log-loss (in (0, 1)); bounds a model's loss by ``-log(eps)``.
+    share : float, default 0.01
+        Fixed share mixed back after each live update, in [0, 1); 0 is plain Hedge.
     task : {"classification", "regression"}, optional
 
     Attributes
@@ -68,9 +76,12 @@ class Hedge(BaseCombiner):
     _scalar_state = (*BaseCombiner._scalar_state, "n_updates_")
     _array_state = ("log_weights_",)
 
-    def __init__(self, *, eta: float = 0.5, eps: float = 1e-6, task: Task | None = None) -> None:
+    def __init__(
+        self, *, eta: float = 0.5, eps: float = 1e-6, share: float = 0.01, task: Task | None = None
+    ) -> None:
         self.eta = eta
         self.eps = eps
+        self.share = share
         self.task = task
 
     def validate_params(self) -> None:
@@ -79,6 +90,8 @@ class Hedge(BaseCombiner):
             raise InvalidParameterError(self._label, "eta", "a finite number > 0", self.eta)
         if not (_is_number(self.eps) and 0 < self.eps < 1):
             raise InvalidParameterError(self._label, "eps", "a number in (0, 1)", self.eps)
+        if not (_is_number(self.share) and 0 <= self.share < 1):
+            raise InvalidParameterError(self._label, "share", "a number in [0, 1)", self.share)
 
     @property
     def weights_(self) -> FloatArray:
@@ -106,6 +119,9 @@ class Hedge(BaseCombiner):
         y_arr = check_targets(y, self.task_, P_arr.shape[1], self.n_outputs_, self._label)
         if P_arr.shape[1] > 0:
             self._update(P_arr, y_arr, mask)
+            if self.share > 0:
+                w = (1 - self.share) * self.weights_ + self.share / self.n_models_
+                self.log_weights_ = np.log(w / w.max())
         return self
 
     def _update(self, P: FloatArray, y: FloatArray | IntArray, mask: BoolArray | None) -> None:

@@ -181,7 +181,7 @@ def test_select_best_skips_unavailable_models_when_scoring() -> None:
 
 def test_hedge_weights_by_hand() -> None:
     P = np.array([[[0.8, 0.2]], [[0.4, 0.6]]])
-    comb = get_combiner("hedge", eta=0.5).fit(P, [0])
+    comb = get_combiner("hedge", eta=0.5, share=0.0).fit(P, [0])  # plain Hedge
     # losses: -log .8, -log .4 -> w proportional to .8**.5, .4**.5
     w = np.sqrt([0.8, 0.4])
     np.testing.assert_allclose(comb.weights_, w / w.sum())
@@ -193,6 +193,38 @@ def test_hedge_weights_by_hand() -> None:
     assert comb.n_updates_ == 2
 
 
+def test_hedge_fixed_share_by_hand() -> None:
+    P = np.array([[[0.8, 0.2]], [[0.4, 0.6]]])
+    comb = get_combiner("hedge", eta=0.5, share=0.1).fit(P, [0])
+    w = np.sqrt([0.8, 0.4])
+    w = w / w.sum()  # fit: no share
+    np.testing.assert_allclose(comb.weights_, w)
+    comb.partial_fit(P, [1])
+    w = w * np.sqrt([0.2, 0.6])
+    w = 0.9 * w / w.sum() + 0.1 / 2
+    np.testing.assert_allclose(comb.weights_, w)
+
+
+def test_hedge_fixed_share_gives_a_beaten_model_its_weight_back() -> None:
+    """Plain Hedge stays on the old leader after the world changes; fixed share follows."""
+    right, wrong = np.array([0.95, 0.05]), np.array([0.05, 0.95])
+    before = np.stack([np.tile(right, (10, 1)), np.tile(wrong, (10, 1))])  # model 0 right
+    after = before[::-1]  # model 1 right
+    y = np.zeros(10, dtype=int)
+    weights = {}
+    for share in (0.0, 0.05):
+        comb = get_combiner("hedge", eta=0.5, share=share).fit(before, y)
+        for _ in range(100):
+            comb.partial_fit(before, y)
+        assert comb.weights_[0] > 0.95
+        for _ in range(20):
+            comb.partial_fit(after, y)
+        weights[share] = comb.weights_
+    assert weights[0.0][0] > 0.99  # plain Hedge: 120 batches of lead are never given back
+    assert weights[0.05][1] > 0.95  # fixed share: 20 batches were enough
+    assert weights[0.05].min() >= 0.05 / 2 - 1e-12
+
+
 def test_hedge_regression_loss_is_normalised() -> None:
     comb = get_combiner("hedge", eta=1.0).fit(P_REG, [1.0, 2.0, 3.0])
     # mse: model 0 -> 0, model 1 -> 20/3 (the max) -> normalised losses 0, 1
@@ -201,7 +233,7 @@ def test_hedge_regression_loss_is_normalised() -> None:
 
 def test_hedge_unavailable_model_gets_mean_loss() -> None:
     P = np.array([[[0.8, 0.2]], [[0.4, 0.6]], [[0.5, 0.5]]])
-    comb = get_combiner("hedge", eta=1.0).fit(P, [0])
+    comb = get_combiner("hedge", eta=1.0, share=0.0).fit(P, [0])
     P_bad = P.copy()
     P_bad[2] = np.nan
     comb.partial_fit(P_bad, [0], available=[True, True, False])
