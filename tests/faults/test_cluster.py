@@ -49,7 +49,7 @@ MAX_EVENTS = 100_000  # an upper bound: input stops once the phases are done
 PROGRESS = 300  # new ids per stream that show a phase's stream flows again
 BELOW_MIN_ISR_HOLD_S = 14.0  # longer than the workers' watchdog (10 s): failures get reported
 PUBLISHED = "streamfuse_events_published_total"
-LIBRARIES = os.environ.get("STREAMFUSE_CLUSTER_LIBRARIES", "kafka-python").split(",")
+LIBRARIES = os.environ.get("KAFKA_CLUSTER_TEST_LIBRARIES", "kafka-python").split(",")
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,7 @@ class WorkerProcess:
             [sys.executable, "-m", "worker.cli", "run", "--config", str(self.config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
+            env={**_worker_environ(), **self.env},
         )
         return self
 
@@ -153,3 +153,10 @@ def events(X: Any, prefix: str, start: int = 0) -> tuple[list[str], list[bytes]]
         orjson.dumps({"id": i, "features": r, "ts": now}) for i, r in zip(ids, rows, strict=True)
     ]
     return ids, values
+
+
+def _worker_environ() -> dict[str, str]:
+    """The test run's environment without the suite's own ``STREAMFUSE_TEST_*`` settings (the
+    worker reads every other ``STREAMFUSE_`` variable as a config override, and an unknown key
+    stops it)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("STREAMFUSE_TEST_")}

@@ -19,6 +19,7 @@ from worker.transport.base import GroupToken, Offsets
 __all__ = ["LibrdkafkaSink"]
 
 log = logging.getLogger("streamfuse.kafka")
+ABORT_MIN_S = 1.0  # an abort always gets this long, even when the commit used up the budget
 
 
 def _kafka_error(exc: KafkaException) -> KafkaError | None:
@@ -84,19 +85,23 @@ class LibrdkafkaSink:
     def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
         producer = self._client()
         native = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
+        deadline = float("inf")
         try:
             producer.begin_transaction()
             yield
+            # Committing, and aborting if that fails, share one budget of timeout_s: a broker
+            # that went away is reported (and the producer replaced) within it, as
+            # kafka-python's watchdog does, not after a second timeout for the abort.
+            deadline = time.monotonic() + self.timeout_s
             if native:
                 if token is None:
                     raise errors.TransactionAbortedError("no group membership vouches for these")
                 self._call(
-                    lambda: producer.send_offsets_to_transaction(
-                        native, token.native, self.timeout_s
-                    ),
+                    lambda left: producer.send_offsets_to_transaction(native, token.native, left),
                     "send_offsets_to_transaction",
+                    deadline,
                 )
-            self._call(lambda: producer.commit_transaction(self.timeout_s), "commit_transaction")
+            self._call(producer.commit_transaction, "commit_transaction", deadline)
             failed, self._failed = self._failed, []
             if failed:  # cannot happen after a successful commit; never ignore it if it does
                 raise errors.TransportError(f"{len(failed)} records not delivered ({failed[0]})")
@@ -106,16 +111,16 @@ class LibrdkafkaSink:
             raise
         except (KafkaException, errors.TransportError) as exc:
             self._failed = []
-            self._abort(exc)
+            left = deadline - time.monotonic()
+            self._abort(exc, self.timeout_s if left == float("inf") else max(ABORT_MIN_S, left))
             raise errors.TransactionAbortedError(f"transaction failed ({exc})") from exc
 
-    def _call(self, call: Callable[[], Any], name: str) -> None:
-        """A transaction call, retried while librdkafka calls its error retriable (within the
-        timeout); fatal errors mean this producer was fenced."""
-        deadline = time.monotonic() + self.timeout_s
+    def _call(self, call: Callable[[float], Any], name: str, deadline: float) -> None:
+        """A transaction call given the time left before ``deadline``, retried while
+        librdkafka calls its error retriable; fatal errors mean this producer was fenced."""
         while True:
             try:
-                call()
+                call(max(0.0, deadline - time.monotonic()))
                 return
             except KafkaException as exc:
                 err = _kafka_error(exc)
@@ -130,10 +135,10 @@ class LibrdkafkaSink:
                     continue
                 raise
 
-    def _abort(self, cause: Exception) -> None:
+    def _abort(self, cause: Exception, timeout_s: float) -> None:
         producer = self._client()
         try:
-            producer.abort_transaction(self.timeout_s)
+            producer.abort_transaction(timeout_s)
         except KafkaException as exc:
             err = _kafka_error(exc)
             if err is not None and err.fatal():
