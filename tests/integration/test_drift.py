@@ -67,7 +67,9 @@ def test_a_constant_feature_raises_its_gauge_and_fires_the_alert(
         topics=t,
         group=group_factory("drift"),
         metrics={"host": "127.0.0.1", "port": port},
-        drift={"window": N_HALF, "min_events": 100},
+        # Gauges after every batch (by default at most every second), so that they cover every
+        # published event when the published counter says so.
+        drift={"window": N_HALF, "min_events": 100, "interval_s": 0},
     )
     url = f"http://127.0.0.1:{port}/metrics"
     X = np.tile(test_rows, (math.ceil(2 * N_HALF / len(test_rows)), 1))[: 2 * N_HALF].copy()
