@@ -59,6 +59,7 @@ from worker.tools.bench_models import (
     build_store,
     event_value,
     profile_pipeline,
+    saturation_events,
 )
 from worker.transport.kafka_python import clients as kafka_io
 
@@ -442,10 +443,7 @@ def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
     say(f"training {', '.join(plan.models)} and publishing them with the fitted strategies")
     rows = build_store(store, plan.seed, models=plan.models)
     n = plan.n_events
-    X = np.resize(rows, (n, rows.shape[1])).tolist()
-    now = time.time()
-    keys = [f"e-{i}".encode() for i in range(n)]
-    values = [event_value(f"e-{i}", X[i], now) for i in range(n)]
+    keys, values = saturation_events(rows, n)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streamfuse-bench")
     topics = Topics(admin, uuid.uuid4().hex[:8])
     by_library: dict[str, dict[str, Any]] = {}

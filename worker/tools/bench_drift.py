@@ -93,7 +93,7 @@ def measure_worker(
 
     from worker.tools.bench import Run, run_workers
     from worker.tools.bench_kafka import QUICK, Topics, broker, fill_gated, say
-    from worker.tools.bench_models import build_store, event_value
+    from worker.tools.bench_models import build_store, saturation_events
 
     plan = replace(QUICK, n_events=n_events)
     rows_out: list[dict[str, Any]] = []
@@ -106,10 +106,7 @@ def measure_worker(
         store.mkdir()
         say(f"training {', '.join(plan.models)} with the drift reference profile")
         rows = build_store(store, plan.seed, models=plan.models)
-        X = np.resize(rows, (n_events, rows.shape[1])).tolist()
-        now = time.time()
-        keys = [f"e-{i}".encode() for i in range(n_events)]
-        values = [event_value(f"e-{i}", X[i], now) for i in range(n_events)]
+        keys, values = saturation_events(rows, n_events)
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="streamfuse-drift-ab")
         topics = Topics(admin, uuid.uuid4().hex[:8])
         with ExitStack() as cleanup:
@@ -149,30 +146,42 @@ def main(argv: list[str] | None = None) -> int:
         ab = measure_worker(
             args.rounds, args.events, args.kafka_port, tuple(args.libraries.split(","))
         )
-        print("| round | library | drift on ev/s | drift off ev/s | on / off |")
-        print("|---:|---|---:|---:|---:|")
-        for r in ab:
-            print(
-                f"| {r['round']} | {r['library']} | {r['on_eps']:,.0f} | {r['off_eps']:,.0f} | "
-                f"{r['ratio']:.2f} |"
-            )
-        if args.json is not None:
-            args.json.write_text(json.dumps(ab, indent=1))
-        return 0
+        lines = [
+            f"| {r['round']} | {r['library']} | {r['on_eps']:,.0f} | {r['off_eps']:,.0f} | "
+            f"{r['ratio']:.2f} |"
+            for r in ab
+        ]
+        return _report(
+            "| round | library | drift on ev/s | drift off ev/s | on / off |", lines, ab, args.json
+        )
     rows = [
         measure(args.repeats, window, gauges)
         for window in (1000, 10_000)
         for gauges in (True, False)
     ]
-    print("| window | gauges | median ms / 512 events | p10-p90 ms | median CPU ms |")
-    print("|---:|---|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['window']:,} | {'yes' if r['gauges'] else 'no'} | {r['median_ms']:.2f} | "
-            f"{r['p10_ms']:.2f}-{r['p90_ms']:.2f} | {r['median_cpu_ms']:.2f} |"
+    lines = [
+        f"| {r['window']:,} | {'yes' if r['gauges'] else 'no'} | {r['median_ms']:.2f} | "
+        f"{r['p10_ms']:.2f}-{r['p90_ms']:.2f} | {r['median_cpu_ms']:.2f} |"
+        for r in rows
+    ]
+    header = "| window | gauges | median ms / 512 events | p10-p90 ms | median CPU ms |"
+    return _report(header, lines, rows, args.json)
+
+
+def _report(header: str, lines: list[str], rows: list[dict[str, Any]], out: Path | None) -> int:
+    """Print a Markdown table (right-aligned but for text columns) and save ``rows`` as JSON."""
+    print(header)
+    print(
+        "|"
+        + "|".join(
+            "---" if "library" in c or "gauges" in c else "---:"
+            for c in header.strip("|").split("|")
         )
-    if args.json is not None:
-        args.json.write_text(json.dumps(rows, indent=1))
+        + "|"
+    )
+    print("\n".join(lines))
+    if out is not None:
+        out.write_text(json.dumps(rows, indent=1))
     return 0
 
 

@@ -176,6 +176,14 @@ def event_value(event_id: str, row: list[float], ts: float) -> bytes:
     return orjson.dumps({"id": event_id, "features": row, "ts": ts})
 
 
+def saturation_events(rows: np.ndarray, n: int) -> tuple[list[bytes], list[bytes]]:
+    """``n`` events cycling through ``rows``: their keys (``e-<i>``) and values."""
+    X = np.resize(rows, (n, rows.shape[1])).tolist()
+    now = time.time()
+    keys = [f"e-{i}".encode() for i in range(n)]
+    return keys, [event_value(f"e-{i}", X[i], now) for i in range(n)]
+
+
 def _median_seconds(call: Callable[[], object], repeats: int) -> float:
     call()  # warm-up: first calls allocate and build thread pools
     times = []
