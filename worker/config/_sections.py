@@ -150,9 +150,8 @@ class DriftSettings(_Section):
     window: int = Field(1000, ge=10, le=1_000_000)  # events in the rolling window
     min_events: int = Field(200, ge=1)  # gauges read NaN until the window holds this many
     max_features: int = Field(32, ge=0, le=1000)  # features with gauges, first ones by index
-    interval_s: float = Field(
-        1.0, ge=0
-    )  # the statistics and gauges at most this often (0: per batch)
+    # The statistics and gauges at most this often (0: after every batch).
+    interval_s: float = Field(1.0, ge=0)
 
     @model_validator(mode="after")
     def _min_within_window(self) -> DriftSettings:

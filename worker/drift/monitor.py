@@ -4,7 +4,8 @@
 integer codes per event (each feature's bin, whether it is out of the reference's range, each
 scope's predicted class or output bin) and each classifier scope's calibrated confidence, in
 ring buffers; :meth:`DriftMonitor.update` counts the window with one ``bincount`` and exports
-(the worker adds every published batch and updates at most every ``drift.interval_s``):
+(the worker adds every published batch and calls :meth:`DriftMonitor.update_if_due`, at most
+one update per ``drift.interval_s``):
 
 - ``streamfuse_feature_drift{feature, statistic}``: PSI and the binned KS statistic
   (:mod:`.stats`) of the first ``drift.max_features`` features;
@@ -18,6 +19,7 @@ Every gauge reads NaN until the window holds ``drift.min_events`` events.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -60,6 +62,7 @@ class DriftMonitor:
         window: int,
         min_events: int,
         metrics: Metrics | None = None,
+        interval_s: float = 0.0,
     ) -> None:
         n = len(feature_labels)
         self.feature_labels = list(feature_labels)
@@ -95,6 +98,9 @@ class DriftMonitor:
         self.pos = 0
         self.n_seen = 0
         self.metrics = metrics
+        self.interval_s = interval_s
+        self._updated_at = float("-inf")  # time.monotonic() of the last update
+        self._pending = 0  # events added since
         self._children = self._gauges() if metrics is not None else None
         self.initialise()
 
@@ -155,10 +161,20 @@ class DriftMonitor:
                 value = stacked[:, :, 0].T  # (n, n_present)
                 codes[:, column] = bin_index(value, self.output_edges[s_idx]) + self.offsets[column]
         self._push(codes, confidence, has_confidence)
+        self._pending += k
         return k
+
+    def update_if_due(self) -> DriftValues | None:
+        """:meth:`update` when events were added and ``interval_s`` has passed since the last
+        one (the worker calls it after each batch and between batches, so the last events of
+        a stream that stops are counted too); None when not due."""
+        if not self._pending or time.monotonic() - self._updated_at < self.interval_s:
+            return None
+        return self.update()
 
     def update(self) -> DriftValues:
         """Count the window, export its values to the gauges and return them."""
+        self._updated_at, self._pending = time.monotonic(), 0
         values = self.values()
         self._export(values)
         return values

@@ -80,6 +80,7 @@ def open_drift(
         settings.window,
         settings.min_events,
         metrics,
+        settings.interval_s,
     )
     log.info(
         "drift: reference profile version %d, %d features, %d models and strategies watched; "

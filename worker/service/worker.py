@@ -106,8 +106,6 @@ class Worker:
                 self.accuracy.on_joined = self.promotion.observe
         self._initialise_series(serving)
         self.drift = open_drift(self.store, serving, settings.drift, self.metrics)
-        self._drift_updated = 0.0  # when the drift gauges last moved (time.monotonic)
-        self._drift_pending = 0  # events added since
         self.transport = open_transport(settings)
         self.lag = LagMonitor(
             settings, self.metrics, self.transport.admin, reached=self.health.brokers_reached
@@ -217,7 +215,6 @@ class Worker:
             self.pipeline.serving = reloaded
             self.metrics.set_heldout(heldout_scores(self.store, reloaded))
             self.drift = open_drift(self.store, reloaded, self.settings.drift, self.metrics)
-            self._drift_pending = 0  # a new window
             self._freeze_heap()  # frees the old version's cycles, freezes the new one
         if self.labels is not None and self.accuracy is not None:
             values = self.labels.poll(MAX_LABELS_PER_POLL)
@@ -227,7 +224,8 @@ class Worker:
             if promoted is not None:
                 self.pipeline.serving = promoted
         self._export_weights(self.pipeline.serving)  # hedge and select_best learn from labels
-        self._update_drift()
+        if self.drift is not None:
+            self.drift.update_if_due()
 
     def follow_assignment(self, assignment: Sequence[TopicPartition]) -> None:
         """Read the co-partitioned labels of the input partitions now assigned."""
@@ -250,20 +248,8 @@ class Worker:
                 self.pipeline.serving.strategies,
             )
         if self.drift is not None and result.X is not None:
-            self._drift_pending += self.drift.add(
-                result.X, result.P, result.available, result.outputs
-            )
-            self._update_drift()
-
-    def _update_drift(self) -> None:
-        """The drift statistics and gauges, at most every ``drift.interval_s`` (also called
-        between batches, so the last events of a stream that stops are counted too)."""
-        if self.drift is None or not self._drift_pending:
-            return
-        now = time.monotonic()
-        if now - self._drift_updated >= self.settings.drift.interval_s:
-            self._drift_updated, self._drift_pending = now, 0
-            self.drift.update()
+            self.drift.add(result.X, result.P, result.available, result.outputs)
+            self.drift.update_if_due()
 
     def _observe(self, n_records: int, result: BatchResult, started: float) -> None:
         m = self.metrics
