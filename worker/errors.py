@@ -8,6 +8,8 @@ Hierarchy::
     │   └── BrokerUnavailableError          no broker answered within the start-up deadline
     ├── DeliveryError (RuntimeError)        publishing or committing failed beyond recovery
     │   ├── ProducerFencedError             another instance owns this transactional id: exit
+    │   │                                   (a fence on a transaction older than its timeout
+    │   │                                   is the coordinator's: replaced, like a stuck one)
     │   └── TransactionWatchdogError        a transaction call hung past its deadline
     └── TransportError (ConnectionError)    a Kafka client call failed; the caller retries
         ├── TransactionAbortedError         the transaction was aborted: re-read from committed

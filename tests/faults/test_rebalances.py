@@ -44,6 +44,56 @@ def test_a_second_worker_joins_and_leaves_three_times(
     guarantee: str,
     library: str,
 ) -> None:
+    join_and_leave(
+        kafka,
+        topics,
+        group_factory,
+        trained_store,
+        test_rows,
+        tmp_path,
+        figures,
+        guarantee,
+        library,
+    )
+
+
+def test_transactions_spanning_batches_join_and_leave_three_times(
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store,
+    test_rows,
+    tmp_path: Path,
+    figures,
+) -> None:
+    """kafka.transaction_interval_ms (librdkafka only): the open transaction is committed
+    inside the revoke callback, so a read_committed reader still sees every event once."""
+    join_and_leave(
+        kafka,
+        topics,
+        group_factory,
+        trained_store,
+        test_rows,
+        tmp_path,
+        figures,
+        "exactly_once",
+        "confluent-kafka",
+        transaction_interval_ms=100,
+    )
+
+
+def join_and_leave(
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store,
+    test_rows,
+    tmp_path: Path,
+    figures,
+    guarantee: str,
+    library: str,
+    transaction_interval_ms: int = 0,
+) -> None:
     t = topics(partitions=4)
     group = group_factory("rebal")
     X = np.resize(test_rows, (N_MAX, test_rows.shape[1]))
@@ -61,6 +111,8 @@ def test_a_second_worker_joins_and_leaves_three_times(
                 "processing_guarantee": guarantee,
                 "instance_id": str(instance),
                 "transaction_timeout_ms": 10_000,
+                "transaction_interval_ms": transaction_interval_ms,
+                "library": library,
                 "consumer": fast_group(library),
             },
             batch={"max_events": 200, "max_wait_ms": 20},
@@ -134,6 +186,7 @@ def test_a_second_worker_joins_and_leaves_three_times(
     duplicates = sum(c - 1 for c in seen.values())
     figures(
         guarantee=guarantee,
+        transaction_interval_ms=transaction_interval_ms,
         events_sent=n_sent,
         joins=N_CYCLES,
         leaves=N_CYCLES,

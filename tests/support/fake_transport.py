@@ -72,12 +72,14 @@ class FakeSource:
         self._changes: list[AssignmentChange] = []
         self.n_polls = 0
         self.refused_commits: list[TopicPartition] = []
+        self._before_revoke: Callable[[], None] = lambda: None
 
     # -- what a test does --------------------------------------------------------------------
 
     def rebalance(self, assignment: set[TopicPartition]) -> None:
         """What a client reports from inside a poll: revoked, then the new assignment."""
         revoked = tuple(sorted(self.assigned))
+        self._before_revoke()
         self._changes.append(AssignmentChange(revoked, None))
         self.assigned = set(assignment)
         self.epoch += 1
@@ -116,6 +118,9 @@ class FakeSource:
     def group_token(self) -> GroupToken | None:
         return GroupToken(self.epoch, {"epoch": self.epoch}) if self.stable else None
 
+    def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
+        self._before_revoke = commit
+
     def seek(self, offsets: Offsets) -> None:
         for tp, offset in offsets.items():
             if tp in self.assigned:
@@ -148,10 +153,11 @@ class FakeSink:
         self.fail_next_flushes = 0
         self.abort_next_transactions = 0
         self.stick_next_transactions = 0
-        self.fence_next_transaction = False
+        self.fence_next_transactions = 0
         self.tokens: list[GroupToken | None] = []
         self.n_replaced = 0
         self.n_aborted = 0
+        self.n_begun = 0
 
     def send(self, topic: str, records: Sequence[OutRecord]) -> None:
         self.buffer.append((topic, list(records)))
@@ -169,11 +175,23 @@ class FakeSink:
 
     @contextmanager
     def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
-        self.buffer = []
+        self.begin_transaction()
         yield
+        self.commit_transaction(offsets, token)
+
+    def begin_transaction(self) -> None:
+        self.buffer = []
+        self.n_begun += 1
+
+    def abort_transaction(self, cause: Exception, timeout_s: float | None = None) -> None:
+        self.buffer = []
+        self.n_aborted += 1
+
+    def commit_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
         buffer, self.buffer = self.buffer, []
         self.tokens.append(token)
-        if self.fence_next_transaction:
+        if self.fence_next_transactions:
+            self.fence_next_transactions -= 1
             raise ProducerFencedError("injected: fenced")
         if self.stick_next_transactions:
             self.stick_next_transactions -= 1

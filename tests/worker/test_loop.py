@@ -9,8 +9,10 @@ suite.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from model_store import ModelStore
 from tests.support.fake_transport import FakeSink, FakeSource, Log
 from worker.config import BatchSettings, ModelErrorPolicy, ModelRef, StrategyRef, TopicsSettings
 from worker.delivery import AtLeastOnce, Backoff, ExactlyOnce, Outcome
-from worker.errors import ProducerFencedError
+from worker.errors import ProducerFencedError, TransportError
 from worker.inference.models import ModelSet
 from worker.inference.pipeline import Pipeline
 from worker.inference.serving import Serving
@@ -109,13 +111,18 @@ def make_loop(
     sink: FakeSink,
     exactly_once: bool = False,
     max_events: int = 16,
+    transaction_timeout_s: float = float("inf"),
+    clock: Callable[[], float] = time.monotonic,
+    interval_s: float = 0.0,
     **callbacks: Any,
 ) -> Loop:
     backoff = Backoff()
     backoff.wait = lambda seconds=None: None  # type: ignore[method-assign]  # no waiting here
     if exactly_once:
         metrics = Metrics(CollectorRegistry())
-        delivery: Any = ExactlyOnce(source, sink, TOPICS, 5.0, metrics, backoff)
+        delivery: Any = ExactlyOnce(
+            source, sink, TOPICS, 5.0, metrics, backoff, transaction_timeout_s, clock, interval_s
+        )
     else:
         delivery = AtLeastOnce(source, sink, TOPICS, 5.0)
     batch = BatchSettings(max_events=max_events, max_wait_ms=0)
@@ -293,11 +300,33 @@ def test_exactly_once_fencing_ends_the_loop(pipeline: Pipeline) -> None:
     log = filled(10, partitions=1)
     source = FakeSource(log)
     sink = FakeSink(log, source)
-    sink.fence_next_transaction = True
-    loop = make_loop(pipeline, source, sink, exactly_once=True)
+    sink.fence_next_transactions = 1
+    # Each transaction takes 1 s of a 15 s timeout: a fence on it comes from another instance.
+    loop = make_loop(
+        pipeline, source, sink, True, transaction_timeout_s=15.0, clock=count(0, 1).__next__
+    )
     with pytest.raises(ProducerFencedError):
         run_until(loop, source, lambda: False)
     assert "out" not in log.published and log.committed == {}
+    assert sink.n_replaced == 0
+
+
+def test_exactly_once_a_fence_on_a_transaction_older_than_its_timeout_replaces_the_producer(
+    pipeline: Pipeline,
+) -> None:
+    """The coordinator aborts a transaction older than its timeout (a broker outage outlasting
+    it) and bumps the epoch: that fence is its own, not another instance's."""
+    log = filled(10, partitions=1)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    sink.fence_next_transactions = 1
+    # Each transaction takes 20 s of a 15 s timeout.
+    loop = make_loop(
+        pipeline, source, sink, True, transaction_timeout_s=15.0, clock=count(0, 20).__next__
+    )
+    run_until(loop, source, all_committed(log, 10, partitions=1))
+    assert sink.n_replaced == 1
+    assert set(published_ids(log).values()) == {1}
 
 
 def test_the_fake_is_not_vacuous(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -332,3 +361,120 @@ def test_the_loop_beats_its_heartbeat_and_reports_failed_polls_and_deliveries(
     # the failed flush was reported before the next delivery, then cleared by it
     assert (None, Outcome.RETRY_FROM_FIRST.value) in reports
     assert reports[0] == (None, None)  # the failed poll was cleared by the next one
+
+
+# -- exactly_once, one transaction spanning batches (kafka.transaction_interval_ms) --------------
+
+
+class Clock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_transaction_spans_batches_until_it_is_due(pipeline: Pipeline) -> None:
+    log = filled(40, partitions=1)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    clock = Clock()
+    loop = make_loop(pipeline, source, sink, True, max_events=8, clock=clock, interval_s=1.0)
+    loop.run(max_batches=3)  # batches sent into one open transaction, none committed
+    n = loop.n_delivered
+    assert n >= 3 and sink.n_begun == 1 and "out" not in log.published and log.committed == {}
+    clock.now = 1.0  # due: the next turn commits them all together, before its first poll
+    loop.run(max_batches=n + 1)
+    # one commit of the n batches; the one delivered after it opened the next transaction
+    assert len(sink.tokens) == 1 and sink.n_begun == 2
+    assert log.committed == {TopicPartition("in", 0): 8 * n}
+    assert len(published_ids(log)) == 8 * n
+
+
+def test_a_due_transaction_commits_on_a_turn_without_a_batch(pipeline: Pipeline) -> None:
+    log = filled(8, partitions=1)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    clock = Clock()
+    loop = make_loop(pipeline, source, sink, True, max_events=8, clock=clock, interval_s=1.0)
+    loop.run(max_batches=1)
+    loop.drain()  # the one batch delivered into the open transaction
+    assert log.committed == {} and loop.delivery.due_in() == 1.0
+    clock.now = 2.0
+    assert loop.gather() is Interrupted.NOTHING  # the turn found nothing to read, but committed
+    assert log.committed == {TopicPartition("in", 0): 8} and set(published_ids(log).values()) == {1}
+
+
+def test_an_open_transaction_commits_before_a_rebalance_revokes_partitions(
+    pipeline: Pipeline,
+) -> None:
+    log = filled(60)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    loop = make_loop(pipeline, source, sink, True, max_events=8, clock=Clock(), interval_s=1.0)
+    real_poll = source.poll
+    seen = {"committed_before": -1}
+
+    def poll(timeout_s: float, max_records: int) -> Any:
+        polled = real_poll(timeout_s, max_records)
+        if seen["committed_before"] < 0 and loop.n_delivered >= 3 and loop.running is not None:
+            source.rebalance({TopicPartition("in", 1)})  # the clock never moves: never due
+            seen["committed_before"] = len(sink.tokens)
+        return polled
+
+    source.poll = poll  # type: ignore[method-assign]
+    run_until(loop, source, lambda: source.position[TopicPartition("in", 1)] == 60)
+    loop.delivery.commit_pending()  # as the worker does at shutdown
+    assert seen["committed_before"] == 1  # the revoke committed the open transaction
+    ids = published_ids(log)
+    assert max(ids.values()) == 1
+    assert {f"p1-{i}" for i in range(60)} <= set(ids)
+    revoked_published = {i for i in ids if i.startswith("p0-")}
+    committed_p0 = log.committed.get(TopicPartition("in", 0), 0)
+    assert committed_p0 > 0 and revoked_published == {f"p0-{i}" for i in range(committed_p0)}
+
+
+def test_an_aborted_open_transaction_is_redone_from_committed(pipeline: Pipeline) -> None:
+    log = filled(40)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    sink.abort_next_transactions = 2
+    clock = Clock()
+    # every delivery finds the transaction due after two batches: each commits two batches
+    loop = make_loop(
+        pipeline,
+        source,
+        sink,
+        True,
+        max_events=8,
+        clock=lambda: clock.now,
+        interval_s=1.0,
+        delivered=lambda batch: setattr(clock, "now", clock.now + 0.5),
+    )
+    run_until(loop, source, all_committed(log, 40))
+    ids = published_ids(log)
+    assert len(ids) == 80 and set(ids.values()) == {1}
+    assert sink.n_aborted == 2 and sink.n_begun > 2
+
+
+def test_a_failed_send_aborts_the_open_transaction(pipeline: Pipeline) -> None:
+    log = filled(24, partitions=1)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    loop = make_loop(pipeline, source, sink, True, max_events=8, clock=Clock(), interval_s=1.0)
+    real_send, calls = sink.send, []
+
+    def send(topic: str, records: Any) -> None:
+        calls.append(topic)
+        if len(calls) == 2:  # the second batch's: the first is in the open transaction
+            raise TransportError("injected: the local queue refused")
+        real_send(topic, records)
+
+    sink.send = send  # type: ignore[method-assign]
+    run_until(loop, source, lambda: source.position[TopicPartition("in", 0)] == 24)
+    loop.delivery.commit_pending()
+    assert sink.n_aborted == 1
+    assert log.committed == {TopicPartition("in", 0): 24}
+    assert set(published_ids(log).values()) == {1} and len(published_ids(log)) == 24

@@ -128,3 +128,23 @@ def test_static_membership_names_the_instance_in_the_group() -> None:
     if importlib.util.find_spec("confluent_kafka") is not None:
         assert consumer_config(static)["group.instance.id"] == "g-3"
         assert "group.instance.id" not in consumer_config(settings({}))
+
+
+@pytest.mark.parametrize(
+    "kafka",
+    [
+        {"processing_guarantee": "exactly_once"},  # kafka-python
+        {"library": "confluent-kafka"},  # at_least_once
+    ],
+)
+def test_transactions_spanning_batches_need_exactly_once_and_librdkafka(
+    kafka: dict[str, Any],
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings({**kafka, "transaction_interval_ms": 100})
+    assert info.value.key == "kafka.transaction_interval_ms"
+    chosen = settings(
+        {"library": "confluent-kafka", "processing_guarantee": "exactly_once"}
+        | {"transaction_interval_ms": 100}
+    )
+    assert chosen.kafka.transaction_interval_ms == 100

@@ -35,6 +35,9 @@ class KafkaSettings(_Section):
     # a rebalance, and a stopped one keeps them for session.timeout.ms (nobody else reads them).
     static_membership: bool = False
     transaction_timeout_ms: int = Field(15_000, ge=1_000)
+    # exactly_once with confluent-kafka: 0 commits one transaction per batch; N > 0 keeps one
+    # open across batches and commits it once it is N ms old (Kafka Streams' commit interval).
+    transaction_interval_ms: int = Field(0, ge=0)
     watchdog_s: float = Field(30.0, gt=0)
     connect_timeout_s: float = Field(30.0, gt=0)
     # Passed through to the chosen library in its own key names (kafka-python: ssl_cafile,
@@ -42,6 +45,19 @@ class KafkaSettings(_Section):
     client: dict[str, Any] = Field(default_factory=dict)
     producer: dict[str, Any] = Field(default_factory=dict)
     consumer: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _spanning_transactions(self) -> KafkaSettings:
+        if self.transaction_interval_ms and (
+            self.library != "confluent-kafka" or self.processing_guarantee != "exactly_once"
+        ):
+            raise _SectionKeyError(
+                "kafka.transaction_interval_ms",
+                "transactions spanning batches need processing_guarantee exactly_once and"
+                " library confluent-kafka (kafka-python's duplicated events in the rebalance"
+                " fault test); set it to 0",
+            )
+        return self
 
     @model_validator(mode="after")
     def _known_client_settings(self) -> KafkaSettings:

@@ -34,5 +34,14 @@ def delivery_for(
     """The guarantee ``kafka.processing_guarantee`` names."""
     topics, watchdog_s = settings.topics, settings.kafka.watchdog_s
     if settings.kafka.processing_guarantee == "exactly_once":
-        return ExactlyOnce(source, sink, topics, watchdog_s, metrics, backoff)
+        return ExactlyOnce(
+            source,
+            sink,
+            topics,
+            watchdog_s,
+            metrics,
+            backoff,
+            transaction_timeout_s=settings.kafka.transaction_timeout_ms / 1000,
+            interval_s=settings.kafka.transaction_interval_ms / 1000,
+        )
     return AtLeastOnce(source, sink, topics, watchdog_s)

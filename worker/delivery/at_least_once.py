@@ -31,6 +31,8 @@ class AtLeastOnce:
         self.watchdog_s = watchdog_s
         self._to_commit: Offsets = {}
 
+    rebalance_rewind = Outcome.RETRY_FROM_FIRST  # every delivered batch was committed
+
     def membership(self) -> GroupToken | None:
         return None
 
@@ -49,6 +51,15 @@ class AtLeastOnce:
         self._to_commit.update(offsets)
         self.source.commit(offsets, wait=False)
         return Outcome.DELIVERED
+
+    def due_in(self) -> float:
+        return float("inf")
+
+    def tick(self) -> Outcome | None:
+        return None
+
+    def abort_pending(self) -> None:
+        self._to_commit.clear()  # lost partitions: another member commits them now
 
     def commit_pending(self) -> None:
         if not self._to_commit:

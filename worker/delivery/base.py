@@ -88,6 +88,10 @@ class Backoff:
 class Delivery(Protocol):
     """A processing guarantee: how a batch is vouched for, published and committed."""
 
+    @property
+    def rebalance_rewind(self) -> Outcome:
+        """Where the loop rewinds the partitions it still holds after a rebalance."""
+
     def membership(self) -> GroupToken | None:
         """Taken before a batch's first poll: the membership it is read under (or None)."""
 
@@ -98,5 +102,14 @@ class Delivery(Protocol):
     def deliver(self, batch: Batch) -> Outcome:
         """Publish ``batch.result`` and commit ``batch``'s offsets, or say how to retry."""
 
+    def due_in(self) -> float:
+        """Seconds until :meth:`tick` has work (inf: none pending); bounds the loop's idle poll."""
+
+    def tick(self) -> Outcome | None:
+        """On every loop turn: commit what is due (None: nothing was due)."""
+
     def commit_pending(self) -> None:
         """Before a rebalance completes and at shutdown: commit, waiting, what was published."""
+
+    def abort_pending(self) -> None:
+        """Partitions were lost: drop what was published but not committed."""

@@ -6,27 +6,64 @@ assignment is known): the transaction carries that membership's group metadata, 
 coordinator fences it if the group has rebalanced since (KIP-447). A batch without such a
 token is re-read, never vouched for by the current membership. An aborted transaction re-reads
 from the committed offsets; a stuck producer is replaced (the new one, with the same
-transactional id, fences it and aborts its open transaction); fencing ends the worker.
+transactional id, fences it and aborts its open transaction), and so is a producer fenced
+on a transaction older than its timeout (the coordinator aborted it for its age); any other
+fence means another instance owns the transactional id, and ends the worker.
 
-A transaction spanning several batches (committed every 100 ms, as Kafka Streams does) was
-tried: 0.84 to 0.89 of at_least_once instead of about 0.8, but the rebalance fault test then
-saw 316 to 662 events published twice under read_committed (benchmarks/README.md), so each
-batch keeps its own transaction.
+With ``kafka.transaction_interval_ms`` (confluent-kafka only) one transaction spans the
+batches of that interval, as Kafka Streams' commit interval does: each batch's records are sent
+into the open transaction and its offsets added up; the transaction commits once it is that
+old (checked on every loop turn, :meth:`ExactlyOnce.tick`), before a rebalance revokes
+partitions (:meth:`ExactlyOnce.commit_pending`, which librdkafka runs inside ``consume``) and
+at shutdown. A failure aborts all of its batches and re-reads from the committed offsets, and
+so does every rebalance (:attr:`ExactlyOnce.rebalance_rewind`). With kafka-python, whose
+rebalance hand-off runs on another thread, the same design saw 316 to 662 events published
+twice in the rebalance fault test (benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from worker.config import TopicsSettings
 from worker.delivery.base import Backoff, Batch, Outcome, send_result
-from worker.errors import ProducerStuckError, TransactionAbortedError, TransportError
+from worker.errors import (
+    ProducerFencedError,
+    ProducerStuckError,
+    TransactionAbortedError,
+    TransportError,
+)
 from worker.metrics import Metrics
-from worker.transport import GroupToken, Sink, Source
+from worker.transport import GroupToken, Offsets, Sink, Source
 
 __all__ = ["ExactlyOnce"]
 
 log = logging.getLogger("streamfuse.delivery")
+
+
+class SteppedSink(Sink, Protocol):
+    """A sink whose transactions are begun, committed and aborted in separate calls, so that
+    one may span several batches (:class:`worker.transport.librdkafka.LibrdkafkaSink`)."""
+
+    def begin_transaction(self) -> None: ...
+
+    def commit_transaction(self, offsets: Offsets, token: GroupToken | None) -> None: ...
+
+    def abort_transaction(self, cause: Exception, timeout_s: float | None = None) -> None: ...
+
+
+@dataclass
+class _Open:
+    """The transaction spanning batches: its membership, start, and the offsets it commits."""
+
+    token: GroupToken
+    began: float
+    offsets: Offsets = field(default_factory=dict)
+    n_batches: int = 0
 
 
 class ExactlyOnce:
@@ -38,6 +75,9 @@ class ExactlyOnce:
         watchdog_s: float,
         metrics: Metrics,
         backoff: Backoff,
+        transaction_timeout_s: float = float("inf"),
+        clock: Callable[[], float] = time.monotonic,
+        interval_s: float = 0.0,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -45,6 +85,18 @@ class ExactlyOnce:
         self.watchdog_s = watchdog_s
         self.metrics = metrics
         self.backoff = backoff
+        self.transaction_timeout_s = transaction_timeout_s
+        self.clock = clock
+        self.interval_s = interval_s
+        self._open: _Open | None = None
+        if interval_s:  # the open transaction commits before partitions are revoked
+            source.before_revoke(self.commit_pending, self.abort_pending)
+
+    @property
+    def rebalance_rewind(self) -> Outcome:
+        """Where the loop rewinds after a rebalance: to the committed offsets when delivered
+        batches may still be in an open transaction (which was committed or aborted by then)."""
+        return Outcome.RETRY_FROM_COMMITTED if self.interval_s else Outcome.RETRY_FROM_FIRST
 
     def membership(self) -> GroupToken | None:
         return self.source.group_token()
@@ -56,28 +108,109 @@ class ExactlyOnce:
         return before is not None and before == after, before
 
     def deliver(self, batch: Batch) -> Outcome:
-        """Raises :class:`worker.errors.ProducerFencedError` when fenced (fatal)."""
+        """Raises :class:`worker.errors.ProducerFencedError` when fenced by another instance.
+
+        A fence on a transaction open longer than ``kafka.transaction_timeout_ms`` is the
+        coordinator's own: it aborts a transaction that old (a broker outage outlasting the
+        timeout) and bumps the producer's epoch, which fences this producer as a new instance
+        would. That one is replaced like a stuck producer and the batch re-read from committed;
+        a fence on a younger transaction can only come from another instance, and is fatal.
+        """
         assert batch.result is not None
         if batch.token is None:
             log.info("re-reading a batch of %d read with no stable membership", batch.n_records)
             return Outcome.RETRY_FROM_FIRST
-        try:
+        if self.interval_s:
+            return self._deliver_into_open(batch)
+        result = batch.result
+
+        def transaction() -> None:
             with self.sink.transaction(batch.next_offsets(), batch.token):
-                send_result(self.sink, self.topics, batch.result)
+                send_result(self.sink, self.topics, result)
+
+        return self._settled(transaction, self.clock(), not_begun=Outcome.RETRY_FROM_FIRST)
+
+    def _deliver_into_open(self, batch: Batch) -> Outcome:
+        sink: SteppedSink = self.sink  # type: ignore[assignment]  # checked by the config
+        assert batch.result is not None and batch.token is not None
+        opened = self._open
+        if opened is not None and opened.token != batch.token:  # not seen by a revoke yet
+            outcome = self._commit_open()
+            if outcome is not Outcome.DELIVERED:
+                return outcome
+            opened = None
+        if opened is None:
+            try:
+                sink.begin_transaction()
+            except TransportError as exc:  # nothing begun: read this batch again
+                log.error("%s; re-reading the batch", exc)
+                return Outcome.RETRY_FROM_FIRST
+            opened = self._open = _Open(batch.token, self.clock())
+        try:
+            send_result(sink, self.topics, batch.result)
+        except TransportError as exc:
+            self._open = None
+            log.error("%s; aborting the open transaction of %d batches", exc, opened.n_batches)
+            cause = exc
+            return self._settled(lambda: sink.abort_transaction(cause), opened.began, aborting=True)
+        opened.offsets.update(batch.next_offsets())
+        opened.n_batches += 1
+        if self.clock() - opened.began >= self.interval_s:
+            return self._commit_open()
+        return Outcome.DELIVERED
+
+    def _commit_open(self) -> Outcome:
+        sink: SteppedSink = self.sink  # type: ignore[assignment]
+        opened, self._open = self._open, None
+        if opened is None:
+            return Outcome.DELIVERED
+        return self._settled(
+            lambda: sink.commit_transaction(opened.offsets, opened.token), opened.began
+        )
+
+    def _settled(
+        self,
+        call: Callable[[], None],
+        began: float,
+        aborting: bool = False,
+        not_begun: Outcome = Outcome.RETRY_FROM_COMMITTED,
+    ) -> Outcome:
+        """Run a transaction's ``call`` (begun at ``began``; ``aborting``: an abort on
+        purpose) and say what it means for the loop; ``not_begun``: after a bare transport
+        error (no producer right now, so nothing of this call was committed)."""
+        try:
+            call()
+        except ProducerFencedError as exc:
+            open_s = self.clock() - began
+            if open_s < self.transaction_timeout_s:
+                raise
+            log.error(
+                "%s after the transaction had been open %.1f s, longer than"
+                " kafka.transaction_timeout_ms: the coordinator aborted it for its age;"
+                " replacing the producer and re-reading from committed",
+                exc,
+                open_s,
+            )
+            return self._aborted(replace=True)
         except ProducerStuckError as exc:
             log.error("%s; replacing the producer and re-reading from committed", exc)
-            self.metrics.transactions_aborted.inc()
-            self._replace_producer()
-            return Outcome.RETRY_FROM_COMMITTED
+            return self._aborted(replace=True)
         except TransactionAbortedError as exc:
             log.error("%s; aborted, re-reading from committed", exc)
-            self.metrics.transactions_aborted.inc()
-            return Outcome.RETRY_FROM_COMMITTED
-        except TransportError as exc:  # no transaction was begun (no producer right now)
-            log.error("%s; re-reading the batch", exc)
-            return Outcome.RETRY_FROM_FIRST
+            return self._aborted(replace=False)
+        except TransportError as exc:
+            log.error("%s; re-reading", exc)
+            return not_begun
+        if aborting:
+            return self._aborted(replace=False)
         self.metrics.transactions_committed.inc()
         return Outcome.DELIVERED
+
+    def _aborted(self, replace: bool) -> Outcome:
+        self.metrics.transactions_aborted.inc()
+        if replace:
+            self._replace_producer()
+        return Outcome.RETRY_FROM_COMMITTED
 
     def _replace_producer(self) -> None:
         """Retry until a new producer is ready (or the worker is asked to stop)."""
@@ -90,5 +223,33 @@ class ExactlyOnce:
                 log.warning("%s", exc)
                 self.backoff.wait()
 
+    def due_in(self) -> float:
+        """Seconds until the open transaction is due to commit (inf: none is open)."""
+        if self._open is None:
+            return float("inf")
+        return max(0.0, self._open.began + self.interval_s - self.clock())
+
+    def tick(self) -> Outcome | None:
+        """On every loop turn: commit the open transaction once it is due (None: nothing to
+        do)."""
+        if self._open is None or self.due_in() > 0:
+            return None
+        return self._commit_open()
+
     def commit_pending(self) -> None:
-        """Nothing to do: each transaction committed its own offsets."""
+        """Before partitions are revoked and at shutdown: commit the open transaction (each
+        batch's own transaction, without an interval, committed its offsets already)."""
+        if self._open is not None:
+            n = self._open.n_batches
+            outcome = self._commit_open()
+            if outcome is not Outcome.DELIVERED:
+                log.warning("the open transaction of %d batches was aborted; re-read", n)
+
+    def abort_pending(self) -> None:
+        """Partitions were lost (the session expired): abort the open transaction, whose
+        offsets another member may own now."""
+        opened, self._open = self._open, None
+        if opened is not None:
+            sink: SteppedSink = self.sink  # type: ignore[assignment]
+            cause = TransactionAbortedError("partitions lost")
+            self._settled(lambda: sink.abort_transaction(cause), opened.began, aborting=True)

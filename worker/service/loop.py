@@ -128,9 +128,15 @@ class Loop:
             if changes:  # the client may rebalance between polls too
                 return self.rebalanced(changes, span)
             outcome = self.deliver_if_done()
+            if outcome is None:
+                outcome = self.delivery.tick()
             if outcome not in (None, Outcome.DELIVERED):
                 return self.delivery_failed(outcome, span)
-            timeout = max(0.0, deadline - time.monotonic()) if records else IDLE_POLL_S
+            timeout = (
+                max(0.0, deadline - time.monotonic())
+                if records
+                else min(IDLE_POLL_S, self.delivery.due_in())
+            )
             try:
                 polled = self.source.poll(
                     0.0 if self.running is not None else timeout, s.max_events - len(records)
@@ -228,7 +234,7 @@ class Loop:
         n_unsent = sum(b.n_records for b in (self.running, self.ready) if b is not None)
         if n_unsent:
             log.info("dropping %d unsent events after a rebalance", n_unsent)
-        self.discard_unsent(gathering, Outcome.RETRY_FROM_FIRST)
+        self.discard_unsent(gathering, self.delivery.rebalance_rewind)
         return Interrupted.REBALANCED
 
     def delivery_failed(self, outcome: Outcome, gathering: Span) -> Interrupted:

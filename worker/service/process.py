@@ -70,7 +70,7 @@ def serve(settings: Settings, stopped_early: Callable[[], bool] | None = None) -
         worker.connect()
         worker.run()
     except DeliveryError as exc:
-        log.error("%s", exc)
+        log.error("%s; exiting", exc)
         return 1
     finally:
         _close(server)

@@ -13,7 +13,7 @@ Nothing here imports a Kafka client.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -104,6 +104,11 @@ class Source(Protocol):
     def seek_to_committed(self) -> None:
         """Every assigned partition back to its committed offset (the beginning when none);
         raises :class:`worker.errors.TransportError` when the offsets cannot be read."""
+
+    def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
+        """Run ``commit`` before partitions are revoked and ``abort`` when they are lost, on the
+        loop's thread inside :meth:`poll` (librdkafka's rebalance callbacks). kafka-python
+        rebalances on its own I/O thread and refuses (:class:`NotImplementedError`)."""
 
     def commit(self, offsets: Offsets, wait: bool) -> None:
         """Store offsets for the group: asynchronously (a failure is logged; a later commit

@@ -98,9 +98,7 @@ class KafkaPythonSink:
                 )
             with_watchdog(producer.commit_transaction, "commit_transaction", self.watchdog_s)
         except FATAL_TXN_ERRORS as exc:
-            raise errors.ProducerFencedError(
-                f"this worker's producer was fenced ({exc}); exiting"
-            ) from exc
+            raise errors.ProducerFencedError(f"this worker's producer was fenced ({exc})") from exc
         except errors.TransactionWatchdogError as exc:
             # The broker went away mid-transaction: a new producer with the same transactional
             # id fences the stuck one and aborts its open transaction.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
@@ -94,6 +94,9 @@ class KafkaPythonSource:
                     tp_records[-1].offset,
                 )
         return Polled(records, span)
+
+    def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
+        raise NotImplementedError("kafka-python revokes partitions on its I/O thread")
 
     def changes(self) -> list[AssignmentChange]:
         found = []

@@ -83,16 +83,35 @@ class LibrdkafkaSink:
 
     @contextmanager
     def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
+        self.begin_transaction()
+        try:
+            yield
+        except errors.TransportError as exc:
+            if isinstance(exc, errors.ProducerStuckError):
+                raise
+            self.abort_transaction(exc)
+            raise errors.TransactionAbortedError(f"transaction failed ({exc})") from exc
+        self.commit_transaction(offsets, token)
+
+    # -- a transaction in steps, so that one may span several batches -------------------------
+
+    def begin_transaction(self) -> None:
+        try:
+            self._client().begin_transaction()
+        except KafkaException as exc:
+            raise self._classified(exc, "begin_transaction") from exc
+
+    def commit_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
+        """Add ``offsets`` (for the membership ``token``) and commit what was sent since
+        :meth:`begin_transaction`; aborted on a failure (then raises
+        :class:`worker.errors.TransactionAbortedError`)."""
         producer = self._client()
         native = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
-        deadline = float("inf")
+        # Committing, and aborting if that fails, share one budget of timeout_s: a broker
+        # that went away is reported (and the producer replaced) within it, as kafka-python's
+        # watchdog does, not after a second timeout for the abort.
+        deadline = time.monotonic() + self.timeout_s
         try:
-            producer.begin_transaction()
-            yield
-            # Committing, and aborting if that fails, share one budget of timeout_s: a broker
-            # that went away is reported (and the producer replaced) within it, as
-            # kafka-python's watchdog does, not after a second timeout for the abort.
-            deadline = time.monotonic() + self.timeout_s
             if native:
                 if token is None:
                     raise errors.TransactionAbortedError("no group membership vouches for these")
@@ -105,14 +124,10 @@ class LibrdkafkaSink:
             failed, self._failed = self._failed, []
             if failed:  # cannot happen after a successful commit; never ignore it if it does
                 raise errors.TransportError(f"{len(failed)} records not delivered ({failed[0]})")
-        except errors.ProducerFencedError:
-            raise
-        except errors.ProducerStuckError:
+        except (errors.ProducerFencedError, errors.ProducerStuckError):
             raise
         except (KafkaException, errors.TransportError) as exc:
-            self._failed = []
-            left = deadline - time.monotonic()
-            self._abort(exc, self.timeout_s if left == float("inf") else max(ABORT_MIN_S, left))
+            self.abort_transaction(exc, max(ABORT_MIN_S, deadline - time.monotonic()))
             raise errors.TransactionAbortedError(f"transaction failed ({exc})") from exc
 
     def _call(self, call: Callable[[float], Any], name: str, deadline: float) -> None:
@@ -126,7 +141,7 @@ class LibrdkafkaSink:
                 err = _kafka_error(exc)
                 if err is not None and err.fatal():
                     raise errors.ProducerFencedError(
-                        f"this worker's producer was fenced ({err.str()}); exiting"
+                        f"this worker's producer was fenced ({err.str()})"
                     ) from exc
                 if err is not None and err.code() == KafkaError._TIMED_OUT:
                     raise errors.ProducerStuckError(f"{name}() timed out") from exc
@@ -135,8 +150,12 @@ class LibrdkafkaSink:
                     continue
                 raise
 
-    def _abort(self, cause: Exception, timeout_s: float) -> None:
+    def abort_transaction(self, cause: Exception, timeout_s: float | None = None) -> None:
+        """Abort the open transaction (after ``cause``) within ``timeout_s`` (default
+        ``kafka.watchdog_s``); raises :class:`worker.errors.ProducerStuckError` when it fails."""
+        self._failed = []
         producer = self._client()
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         try:
             producer.abort_transaction(timeout_s)
         except KafkaException as exc:

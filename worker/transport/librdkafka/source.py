@@ -10,7 +10,7 @@ pipeline reads.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
@@ -68,6 +68,8 @@ class LibrdkafkaSource:
         self._assigned: tuple[TopicPartition, ...] = ()
         self._epoch = 0
         self._stable = False
+        self._before_revoke: Callable[[], None] = lambda: None
+        self._before_lost: Callable[[], None] = lambda: None
         consumer.subscribe(
             [topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -82,6 +84,10 @@ class LibrdkafkaSource:
         self._changes.append(AssignmentChange((), self._assigned))
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        self._before_revoke()
+        self._revoked(partitions)
+
+    def _revoked(self, partitions: list[Any]) -> None:
         revoked = _ours(partitions)
         self._stable = False
         self._epoch += 1
@@ -91,7 +97,8 @@ class LibrdkafkaSource:
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         log.warning("partitions lost (the session expired): %s", _names(_ours(partitions)))
-        self._on_revoke(consumer, partitions)
+        self._before_lost()
+        self._revoked(partitions)
 
     # -- Source ----------------------------------------------------------------------------------
 
@@ -134,6 +141,9 @@ class LibrdkafkaSource:
         if not self._stable:
             return None
         return GroupToken(self._epoch, self._client().consumer_group_metadata())
+
+    def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
+        self._before_revoke, self._before_lost = commit, abort
 
     def seek(self, offsets: Offsets) -> None:
         consumer = self._client()
