@@ -42,6 +42,7 @@ FIGURES = (
     "ratio_librdkafka_kafka_python",
     "ratio_librdkafka_pipeline",
     "ratio_eos_alo_librdkafka",
+    "ratio_eos_spanning_alo_librdkafka",
     "latency_p99_ms_librdkafka",
 )
 PER_LIBRARY = ("ceiling_eps", "worker_eps", "worker_eos_eps", "two_workers_eps", "latency_p99_ms")
@@ -83,10 +84,16 @@ def test_quick_bench_emits_every_figure(
         for name in PER_LIBRARY:
             assert figures[name] > 0, (library, name)
         assert set(figures["kafka_ms"]) == {"poll", "send", "flush", "commit"}, library
+        sweep = figures["latency_sweep"]  # 50 events/s, then the quick plan's 50% of saturation
+        assert [round(r["latency_rate_eps"]) for r in sweep][0] == 50, library
+        assert len(sweep) == 2 and sweep[1]["latency_rate_eps"] > 50, library
+        assert figures["latency_p99_ms"] == max(r["latency_p99_ms"] for r in sweep), library
+    assert result["by_library"]["confluent-kafka"]["worker_eos_spanning_eps"] > 0
     table = capsys.readouterr().out
     assert "| worker / ceiling |" in table
     assert "| confluent-kafka / kafka-python worker |" in table
     assert "| stage | ms per batch | µs per event |" in table
+    assert "| library | rate, events/s | p50 | p99 |" in table
 
 
 def test_quick_plan_and_overrides() -> None:

@@ -46,7 +46,7 @@ from typing import Any
 import kafka
 import numpy as np
 import orjson
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
@@ -225,6 +225,7 @@ def run_workers(
     guarantee: str = "at_least_once",
     library: str = "kafka-python",
     drift: bool = True,
+    transaction_interval_ms: int = 0,
 ) -> WorkerFigures:
     """Saturation events/s of ``n_processes`` workers in one group; peak RSS and histogram
     means of the first. The events become visible once the workers share the partitions."""
@@ -240,6 +241,7 @@ def run_workers(
                 instance=i,
                 library=library,
                 drift=drift,
+                transaction_interval_ms=transaction_interval_ms,
             )
             procs.append(WorkerProcess(run.workdir, f"{role}-{i}", config))
 
@@ -264,59 +266,49 @@ def run_workers(
 
 
 def run_latency(run: Run, rate: float, library: str = "kafka-python") -> dict[str, float]:
-    """End-to-end latency percentiles (ms) with events produced at ``rate`` per second."""
+    """End-to-end latency percentiles (ms) with events produced at ``rate`` per second by a
+    librdkafka producer and read back by a librdkafka reader (:mod:`worker.tools.bench_librdkafka`),
+    whichever library the worker uses: the harness must keep up at half the fastest worker's
+    saturation rate, which kafka-python's producer and reader could not."""
+    from worker.tools.bench_librdkafka import paced_produce, read_outputs
+
     plan = run.plan
     tag = LIBRARY_TAGS[library]
-    input_topic = run.topics.make(f"latency{tag}-in")
-    output = run.topics.make(f"latency{tag}-out")
-    config = run.config(f"latency{tag}", input_topic, output, library=library)
-    worker = WorkerProcess(run.workdir, f"latency-{library}", config)
+    role = f"latency{tag}-{rate:.0f}"
+    input_topic = run.topics.make(f"{role}-in")
+    output = run.topics.make(f"{role}-out")
+    config = run.config(role, input_topic, output, library=library)
+    worker = WorkerProcess(run.workdir, role, config)
     received: dict[str, float] = {}
     in_worker: dict[str, float] = {}
     sent_out: dict[str, float] = {}  # the prediction's CreateTime: when the worker sent it
     stop = threading.Event()
 
-    def consume() -> None:
-        consumer = KafkaConsumer(
-            bootstrap_servers=run.bootstrap, group_id=None, enable_auto_commit=False
-        )
-        tps = [TopicPartition(output, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        try:
-            while not stop.is_set():
-                for records in consumer.poll(timeout_ms=50).values():
-                    now = time.time()
-                    for r in records:
-                        doc = orjson.loads(r.value)
-                        received[doc["id"]] = now
-                        in_worker[doc["id"]] = doc["latency_ms"]
-                        sent_out[doc["id"]] = r.timestamp / 1000
-        finally:
-            consumer.close()
+    def on_message(value: bytes, create_time_s: float, now: float) -> None:
+        doc = orjson.loads(value)
+        received[doc["id"]] = now
+        in_worker[doc["id"]] = doc["latency_ms"]
+        sent_out[doc["id"]] = create_time_s
 
-    reader = threading.Thread(target=consume, name="bench-latency-reader", daemon=True)
-    n = int(rate * (plan.latency_s + plan.latency_warmup_s))
+    reader = threading.Thread(
+        target=read_outputs,
+        args=(run.bootstrap, output, stop, on_message),
+        name="bench-latency-reader",
+        daemon=True,
+    )
+    n = max(2, int(rate * (plan.latency_s + plan.latency_warmup_s)))
     rows = np.resize(run.rows, (n, run.rows.shape[1])).tolist()
     ids = [f"lat-{i}" for i in range(n)]
-    sent_at = np.zeros(n)
-    producer = KafkaProducer(bootstrap_servers=run.bootstrap, linger_ms=1, acks="all")
     try:
         wait_until(worker.assigned, 120, "the latency worker's partition assignment")
         reader.start()
-        start = time.perf_counter()
-        for i in range(n):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            sent_at[i] = ts = time.time()
-            producer.send(input_topic, key=ids[i].encode(), value=event_value(ids[i], rows[i], ts))
-        producer.flush()
-        achieved = n / (sent_at[-1] - sent_at[0]) if n > 1 else rate
+        sent_at = paced_produce(
+            run.bootstrap, input_topic, ids, lambda i, ts: event_value(ids[i], rows[i], ts), rate
+        )
+        achieved = (n - 1) / (sent_at[-1] - sent_at[0])
         wait_until(lambda: len(received) >= n, 60, f"{n} predictions of the latency phase")
     finally:
         stop.set()
-        producer.close(timeout=10)
         worker.stop()
         if reader.is_alive():
             reader.join(10)
@@ -325,6 +317,8 @@ def run_latency(run: Run, rate: float, library: str = "kafka-python") -> dict[st
     own = np.array([in_worker[ids[i]] for i in range(skip, n)])
     to_send = np.array([sent_out[ids[i]] - sent_at[i] for i in range(skip, n)]) * 1000
     return {
+        "latency_rate_eps": float(rate),
+        "latency_sent_eps": float(achieved),
         "latency_p50_ms": float(np.percentile(e2e, 50)),
         "latency_p99_ms": float(np.percentile(e2e, 99)),
         "latency_max_ms": float(e2e.max()),
@@ -333,7 +327,26 @@ def run_latency(run: Run, rate: float, library: str = "kafka-python") -> dict[st
         "latency_to_send_p50_ms": float(np.percentile(to_send, 50)),
         "latency_to_send_p99_ms": float(np.percentile(to_send, 99)),
         "n_latency_events": float(n - skip),
-        "latency_sent_eps": float(achieved),
+    }
+
+
+def run_latency_sweep(run: Run, saturation_eps: float, library: str) -> dict[str, Any]:
+    """:func:`run_latency` at 50 events/s and at each of ``plan.latency_fractions`` of the
+    saturation rate. The flat figures are the highest rate's, except ``latency_p99_ms``: the
+    worst p99 of any rate (the target holds at every rate)."""
+    rates = [LIGHT_LOAD_EPS, *(saturation_eps * f for f in run.plan.latency_fractions)]
+    sweep = []
+    for rate in rates:
+        say(f"{library} latency at {rate:,.0f} events/s")
+        sweep.append(run_latency(run, rate, library))
+        say(
+            f"{library} at {rate:,.0f} events/s: p50 {sweep[-1]['latency_p50_ms']:.1f} ms,"
+            f" p99 {sweep[-1]['latency_p99_ms']:.1f} ms"
+        )
+    return {
+        **sweep[-1],
+        "latency_p99_ms": max(s["latency_p99_ms"] for s in sweep),
+        "latency_sweep": sweep,
     }
 
 
@@ -498,6 +511,7 @@ def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
             ratio_librdkafka_kafka_python=rd["worker_eps"] / kp["worker_eps"],
             ratio_librdkafka_pipeline=rd["worker_eps"] / pipeline_eps,
             ratio_eos_alo_librdkafka=rd["worker_eos_eps"] / rd["worker_eps"],
+            ratio_eos_spanning_alo_librdkafka=rd["worker_eos_spanning_eps"] / rd["worker_eps"],
             latency_p99_ms_librdkafka=rd["latency_p99_ms"],
         )
     result["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
@@ -506,6 +520,8 @@ def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
 
 
 LIBRARY_TAGS = {"kafka-python": "", "confluent-kafka": "-rd"}
+LIGHT_LOAD_EPS = 50.0  # the lowest rate of the latency sweep
+SPANNING_INTERVAL_MS = 100  # kafka.transaction_interval_ms of the spanning run (Kafka Streams')
 
 
 def run_library(run: Run, library: str, tag: str, fill: Any, prediction: bytes) -> dict[str, Any]:
@@ -527,18 +543,28 @@ def run_library(run: Run, library: str, tag: str, fill: Any, prediction: bytes) 
     eos = run_workers(
         run, f"eos{tag}", fill(f"eos{tag}-in"), guarantee="exactly_once", library=library
     )
+    spanning: dict[str, float] = {}
+    if library == "confluent-kafka":
+        say(f"{library} exactly_once {eos.eps:,.0f} events/s; now transactions spanning batches")
+        spanning["worker_eos_spanning_eps"] = run_workers(
+            run,
+            f"eos-span{tag}",
+            fill(f"eos-span{tag}-in"),
+            guarantee="exactly_once",
+            library=library,
+            transaction_interval_ms=SPANNING_INTERVAL_MS,
+        ).eps
     say(f"{library} exactly_once {eos.eps:,.0f} events/s; now two workers")
     two = run_workers(run, f"two{tag}", fill(f"two{tag}-in"), n_processes=2, library=library)
-    rate = alo.eps / 2
-    say(f"{library} two workers {two.eps:,.0f} events/s; now latency at {rate:,.0f} events/s")
-    latency = run_latency(run, rate, library)
-    say(f"{library} p99 {latency['latency_p99_ms']:.1f} ms")
+    say(f"{library} two workers {two.eps:,.0f} events/s; now latency")
+    latency = run_latency_sweep(run, alo.eps, library)
+    say(f"{library} worst p99 {latency['latency_p99_ms']:.1f} ms")
     return {
         "ceiling_eps": ceiling_eps,
         "worker_eps": alo.eps,
         "worker_eos_eps": eos.eps,
+        **spanning,
         "two_workers_eps": two.eps,
-        "latency_rate_eps": rate,
         **latency,
         "rss_peak_mb": alo.rss_mib,
         "worker_metrics": alo.metrics,

@@ -71,6 +71,7 @@ class BenchPlan:
     n_naive: int = 300
     latency_s: float = 20.0
     latency_warmup_s: float = 2.0
+    latency_fractions: tuple[float, ...] = (0.1, 0.5)  # of saturation, after 50 events/s
     profile_repeats: int = 20
     batch_events: int = 512
     max_wait_ms: int = 20
@@ -79,7 +80,12 @@ class BenchPlan:
 
 
 QUICK = BenchPlan(
-    n_events=3_000, n_naive=100, latency_s=4.0, latency_warmup_s=1.0, profile_repeats=5
+    n_events=3_000,
+    n_naive=100,
+    latency_s=4.0,
+    latency_warmup_s=1.0,
+    latency_fractions=(0.5,),
+    profile_repeats=5,
 )
 
 
@@ -256,6 +262,7 @@ def worker_config(
     metrics_port: int = 0,
     library: str = "kafka-python",
     drift: bool = True,
+    transaction_interval_ms: int = 0,
 ) -> dict[str, Any]:
     """``drift`` False: the worker ignores the store's reference profile (for the A/B of
     ``python -m worker.tools.bench_drift --worker``)."""
@@ -266,6 +273,7 @@ def worker_config(
             "processing_guarantee": guarantee,
             "instance_id": str(instance),
             "library": library,
+            "transaction_interval_ms": transaction_interval_ms,
         },
         "topics": {**topics, "labels": None},
         "batch": {"max_events": plan.batch_events, "max_wait_ms": plan.max_wait_ms},

@@ -110,3 +110,63 @@ def run_ceiling_librdkafka(
     full = [lap for lap in laps if lap[0] == max_events] or laps
     medians = np.median(np.asarray(full)[:, 1:], axis=0) * 1000
     return dict(zip(("poll", "send", "flush", "commit"), medians.tolist(), strict=True))
+
+
+# -- the latency harness: a paced producer and a reader, both librdkafka ------------------------
+
+
+def paced_produce(
+    bootstrap: str, topic: str, ids: list[str], value: Any, rate: float
+) -> np.ndarray:
+    """Send ``value(i, ts)`` for every id at ``rate`` per second (each event stamped with its
+    send time, ``ts``); the send times. librdkafka's ``produce`` costs a few µs, so the pacing
+    holds at rates kafka-python's ``send`` (about 70 µs) cannot."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1, "acks": "all"})
+    n = len(ids)
+    sent_at = np.zeros(n)
+    start = time.perf_counter()
+    i = 0
+    while i < n:
+        due = min(n, int((time.perf_counter() - start) * rate) + 1)
+        while i < due:
+            sent_at[i] = ts = time.time()
+            while True:
+                try:
+                    producer.produce(topic, value(i, ts), ids[i].encode())
+                    break
+                except BufferError:
+                    producer.poll(0.001)
+            i += 1
+        producer.poll(0)
+        wait = start + i / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+    left = producer.flush(30)
+    if left:
+        raise _BenchError(f"{left} latency events not delivered")
+    return sent_at
+
+
+def read_outputs(bootstrap: str, topic: str, stop: Any, on_message: Any) -> None:
+    """Read ``topic`` from the beginning until ``stop`` is set, calling
+    ``on_message(value, create_time_s, received_s)``; the receive time is taken when the first
+    message of a poll arrives (``poll`` returns as soon as one does)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "streamfuse-bench-latency",
+            "fetch.wait.max.ms": 5,
+        }
+    )
+    consumer.assign([KafkaTopicPartition(topic, p, -2) for p in range(PARTITIONS)])  # beginning
+    try:
+        while not stop.is_set():
+            first = consumer.poll(0.05)
+            if first is None:
+                continue
+            now = time.time()
+            for m in (first, *consumer.consume(num_messages=1000, timeout=0)):
+                if m.error() is None:
+                    on_message(m.value(), m.timestamp()[1] / 1000, now)
+    finally:
+        consumer.close()
