@@ -9,6 +9,10 @@ its tests drive it on an in-memory transport. Each turn is a handful of named st
 2. :meth:`Loop.advance` starts the new batch's models (after finishing the previous batch's,
    if they still run) and delivers the previous batch while they run.
 
+Every poll of a gather first lets the delivery commit what is due (:meth:`Delivery.tick`: a
+transaction spanning batches, ``kafka.transaction_interval_ms``), and an idle poll waits no
+longer than until then.
+
 The main thread keeps polling while the models run on their own threads. A batch is only
 published between polls, and ``at_least_once`` commits it before the next poll, so a rebalance
 (which happens inside a poll) never revokes published, uncommitted work: after one, every
