@@ -3,9 +3,11 @@ exactly-once nothing is duplicated for a read_committed reader."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,57 +34,32 @@ def assigned(log: str) -> list[str]:
     return [] if last == "none" else last.split(", ")
 
 
+@pytest.fixture
+def join_and_leave(
+    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path: Path, figures
+) -> Callable[..., None]:
+    """The run of the tests below, given the guarantee, the library and the interval."""
+    return functools.partial(
+        _join_and_leave, kafka, topics, group_factory, trained_store, test_rows, tmp_path, figures
+    )
+
+
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_second_worker_joins_and_leaves_three_times(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store,
-    test_rows,
-    tmp_path: Path,
-    figures,
-    guarantee: str,
-    library: str,
+    join_and_leave: Callable[..., None], guarantee: str, library: str
 ) -> None:
-    join_and_leave(
-        kafka,
-        topics,
-        group_factory,
-        trained_store,
-        test_rows,
-        tmp_path,
-        figures,
-        guarantee,
-        library,
-    )
+    join_and_leave(guarantee, library)
 
 
 def test_transactions_spanning_batches_join_and_leave_three_times(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store,
-    test_rows,
-    tmp_path: Path,
-    figures,
+    join_and_leave: Callable[..., None],
 ) -> None:
     """kafka.transaction_interval_ms (librdkafka only): the open transaction is committed
     inside the revoke callback, so a read_committed reader still sees every event once."""
-    join_and_leave(
-        kafka,
-        topics,
-        group_factory,
-        trained_store,
-        test_rows,
-        tmp_path,
-        figures,
-        "exactly_once",
-        "confluent-kafka",
-        transaction_interval_ms=100,
-    )
+    join_and_leave("exactly_once", "confluent-kafka", transaction_interval_ms=100)
 
 
-def join_and_leave(
+def _join_and_leave(
     kafka: Broker,
     topics,
     group_factory,
