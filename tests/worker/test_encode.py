@@ -65,6 +65,8 @@ def test_classification(rng: np.random.Generator) -> None:
     for i, doc in enumerate(docs):
         assert doc["prediction"] == CLASSES[int(np.argmax(combined[i]))]
         np.testing.assert_array_equal(doc["scores"], combined[i])
+        assert doc["classes"] == CLASSES  # what each score is, without the store
+        assert list(doc)[:4] == ["id", "prediction", "scores", "classes"]
         assert doc["strategy"] == "soft_vote"
         assert doc["degraded"] is False
         assert doc["latency_ms"] == pytest.approx(1.23456, abs=1e-3)
@@ -74,6 +76,7 @@ def test_classification(rng: np.random.Generator) -> None:
             assert entry["version"] == m + 1
             assert entry["prediction"] == CLASSES[int(np.argmax(P[m, i]))]
             np.testing.assert_array_equal(entry["scores"], P[m, i])
+            assert entry["classes"] == CLASSES
 
 
 def test_classification_without_classes_predicts_column_indices(rng: np.random.Generator) -> None:
@@ -81,6 +84,7 @@ def test_classification_without_classes_predicts_column_indices(rng: np.random.G
     P = probabilities(rng, 1, 6, 4)
     docs = encode(layout, P, P[0])
     assert [d["prediction"] for d in docs] == P[0].argmax(axis=1).tolist()
+    assert all(d["classes"] == [0, 1, 2, 3] for d in docs)
 
 
 def test_regression_single_output(rng: np.random.Generator) -> None:
@@ -90,7 +94,7 @@ def test_regression_single_output(rng: np.random.Generator) -> None:
     docs = encode(layout, P, combined)
     for i, doc in enumerate(docs):
         assert doc["prediction"] == combined[i, 0]
-        assert "scores" not in doc
+        assert "scores" not in doc and "classes" not in doc
         for m in range(3):
             assert doc["models"][f"m{m}"] == {"prediction": P[m, i, 0], "version": m + 1}
 
@@ -116,10 +120,12 @@ def test_multitask_adds_a_tasks_field(rng: np.random.Generator) -> None:
         kind = int(np.argmax(combined[i, :2]))
         assert doc["tasks"]["kind"]["prediction"] == kind
         np.testing.assert_array_equal(doc["tasks"]["kind"]["scores"], combined[i, :2])
+        assert doc["tasks"]["kind"]["classes"] == [0, 1]
         assert doc["tasks"]["value"] == {"prediction": combined[i, 2]}
         # The top level carries the first task, as a single-task prediction would.
         assert doc["prediction"] == kind
         np.testing.assert_array_equal(doc["scores"], combined[i, :2])
+        assert doc["classes"] == [0, 1]
 
 
 def test_unavailable_model_is_flagged_and_degrades_the_batch(rng: np.random.Generator) -> None:
@@ -220,6 +226,7 @@ def documented(
             doc = {"prediction": block.predictions(row)[0]}
             if block.scores(row) is not None:
                 doc["scores"] = block.scores(row)[0]
+                doc["classes"] = list(block.classes)
             return doc
 
         first = layout.blocks[0]

@@ -143,6 +143,7 @@ def check_predictions(
         assert doc["strategy"] == ACTIVE
         assert doc["prediction"] == served.classes[int(np.argmax(outs[ACTIVE][i]))]
         np.testing.assert_allclose(doc["scores"], outs[ACTIVE][i], rtol=1e-12, atol=1e-12)
+        assert doc["classes"] == list(served.classes)
         assert doc["shadow"] == {s: served.classes[int(np.argmax(outs[s][i]))] for s in SHADOWS}
         assert doc["degraded"] is (not available.all())
         assert doc["latency_ms"] >= 0
@@ -151,6 +152,7 @@ def check_predictions(
             assert entry["version"] == versions[name]
             if available[m]:
                 np.testing.assert_allclose(entry["scores"], P[m, i], rtol=1e-12, atol=1e-12)
+                assert entry["classes"] == list(served.classes)
                 assert entry["prediction"] == served.classes[int(np.argmax(P[m, i]))]
             else:
                 assert "prediction" not in entry and entry["error"]

@@ -25,15 +25,30 @@ def render(layout: OutputLayout, outputs: np.ndarray) -> tuple[list[Any], list[A
     return block.predictions(outputs), block.scores(outputs)
 
 
+def _classes_literal(layout: OutputLayout) -> bytes:
+    """``,"classes":[...]`` of the first task, fit for a ``%`` template (empty for regression).
+
+    The class order is the column order of ``scores``: the same for every event of a snapshot,
+    so it is a constant of the template, not a column.
+    """
+    classes = layout.blocks[0].classes
+    if layout.blocks[0].kind != "classification" or classes is None:
+        return b""
+    return b',"classes":' + _literal(list(classes))
+
+
 def _task_columns(layout: OutputLayout, outputs: np.ndarray) -> list[dict[str, Any]]:
     n = outputs.shape[0]
-    per_task = [(b.name, b.predictions(outputs), b.scores(outputs)) for b in layout.blocks]
     rows: list[dict[str, Any]] = [{} for _ in range(n)]
-    for name, preds, scores in per_task:
+    for b in layout.blocks:
+        name, preds, scores = b.name, b.predictions(outputs), b.scores(outputs)
+        classes = list(b.classes) if scores is not None and b.classes is not None else None
         for i in range(n):
             entry: dict[str, Any] = {"prediction": preds[i]}
             if scores is not None:
                 entry["scores"] = scores[i]
+                if classes is not None:
+                    entry["classes"] = classes
             rows[i][name] = entry
     return rows
 
@@ -55,6 +70,9 @@ def encode_predictions(
 ) -> list[bytes]:
     """JSON values for the output topic, one per event, in ``ids`` order.
 
+    Classification documents carry ``"classes"`` beside every ``"scores"`` (top level and per
+    model): the class of each score column, a constant of the batch's template.
+
     Parameters
     ----------
     combined : ndarray of shape (n_events, n_outputs)
@@ -69,12 +87,13 @@ def encode_predictions(
     degraded = not bool(available.all())
     dumps = orjson.dumps
     pred, scores = render(layout, combined)
+    classes = _classes_literal(layout)
     # One byte template per batch: every field that varies is a column of JSON fragments, made
     # by orjson over the whole column; the template fills them in per event, at C speed.
     template = [b'{"id":%s,"prediction":%s']
     columns: list[Any] = [map(dumps, ids), map(dumps, pred)]
     if scores is not None:
-        template.append(b',"scores":%s')
+        template.append(b',"scores":%s' + classes)
         columns.append(map(dumps, scores))
     template.append(b',"strategy":' + _literal(strategy) + b',"models":{')
     for m, name in enumerate(model_names):
@@ -88,7 +107,7 @@ def encode_predictions(
         template.append(entry + b'"prediction":%s')
         columns.append(map(dumps, mp))
         if ms is not None:
-            template.append(b',"scores":%s')
+            template.append(b',"scores":%s' + classes)
             columns.append(map(dumps, ms))
         template.append(version)
     template.append(b"}")
