@@ -241,6 +241,9 @@ class OutputSettings(_Section):
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_lines: bool = False
+    # At most one warning per dead-letter reason this often, counting the ones held back
+    # (worker.logs.DeadLetterLog); 0: a line for every batch that dead-letters.
+    dead_letter_interval_s: float = Field(30.0, ge=0)
 
 
 class Settings(_Section):
