@@ -289,6 +289,27 @@ class Settings(_Section):
         return shadows
 
     @model_validator(mode="after")
+    def _strategies_registered(self) -> Settings:
+        # Before any model loads: a misspelt strategy name stops here, not after the models.
+        # A dotted path ('package.module:Class') is the user's code, imported at start-up.
+        import combiners
+
+        refs = [("strategy", self.strategy)]
+        refs += [(f"shadow_strategies.{i}", s) for i, s in enumerate(self.shadow_strategies)]
+        known = combiners.available_combiners()
+        for key, ref in refs:
+            if ":" in ref.name or ref.name in known:
+                continue
+            hint = difflib.get_close_matches(ref.name, known, n=1)
+            raise _SectionKeyError(
+                f"{key}.name",
+                f"unknown strategy {ref.name!r}"
+                + (f"; did you mean {hint[0]!r}?" if hint else "")
+                + f" (known: {', '.join(known)}; or a dotted path 'package.module:Class')",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _promotion_needs_challengers(self) -> Settings:
         promote = self.strategy.promote
         if promote is None:
