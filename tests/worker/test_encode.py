@@ -79,6 +79,32 @@ def test_classification(rng: np.random.Generator) -> None:
             assert entry["classes"] == CLASSES
 
 
+def test_scores_by_class(rng: np.random.Generator) -> None:
+    layout = OutputLayout.from_manifest({"task": "classification", "classes": [0, 1, 2]}, 3)
+    P = probabilities(rng, 2, 4, 3)
+    combined = P.mean(axis=0)
+    values = encode_predictions(
+        ids=list(range(4)),
+        layout=layout,
+        strategy="soft_vote",
+        combined=combined,
+        model_names=["a", "b"],
+        model_versions=[1, 1],
+        P=P,
+        available=np.ones(2, dtype=bool),
+        failure_kinds={},
+        shadows={},
+        latency_ms=1.0,
+        scores_by_class=True,
+    )
+    for i, doc in enumerate(map(orjson.loads, values)):
+        assert doc["scores"] == dict(zip(["0", "1", "2"], combined[i].tolist(), strict=True))
+        assert doc["models"]["b"]["scores"] == dict(
+            zip(["0", "1", "2"], P[1, i].tolist(), strict=True)
+        )
+        assert "classes" not in doc  # the keys are the classes
+
+
 def test_classification_without_classes_predicts_column_indices(rng: np.random.Generator) -> None:
     layout = OutputLayout.from_manifest({"task": "classification"}, 4)
     P = probabilities(rng, 1, 6, 4)
@@ -216,6 +242,7 @@ def documented(
     failure_kinds: dict[str, str],
     shadows: dict[str, np.ndarray],
     strategy: str,
+    keyed: bool = False,
 ) -> list[bytes]:
     """The documented document, built per event as plain dicts and dumped by orjson."""
     out = []
@@ -224,7 +251,11 @@ def documented(
         def entry(outputs: np.ndarray, block: Any, i: int = i) -> dict[str, Any]:
             row = outputs[i : i + 1]
             doc = {"prediction": block.predictions(row)[0]}
-            if block.scores(row) is not None:
+            if block.scores(row) is not None and keyed:
+                doc["scores"] = dict(
+                    zip(map(str, block.classes), block.scores(row)[0], strict=True)
+                )
+            elif block.scores(row) is not None:
                 doc["scores"] = block.scores(row)[0]
                 doc["classes"] = list(block.classes)
             return doc
@@ -259,8 +290,9 @@ def documented(
     ids=["string-classes", "int-classes", "regression", "regression-2", "multitask"],
 )
 @pytest.mark.parametrize("degraded", [False, True])
+@pytest.mark.parametrize("keyed", [False, True], ids=["scores-list", "scores-by-class"])
 def test_the_bytes_are_orjson_of_the_documented_dict(
-    rng: np.random.Generator, manifest: dict[str, Any], n_outputs: int, degraded: bool
+    rng: np.random.Generator, manifest: dict[str, Any], n_outputs: int, degraded: bool, keyed: bool
 ) -> None:
     """The per-batch template gives, byte for byte, orjson's dump of each event's dict; names
     and labels holding ``%``, quotes and non-ASCII cannot break the template."""
@@ -284,8 +316,9 @@ def test_the_bytes_are_orjson_of_the_documented_dict(
         failure_kinds=failures,
         shadows=shadows,
         latency_ms=7.5,
+        scores_by_class=keyed,
     )
     expected = documented(
-        layout, P, combined, ids, names, available, failures, shadows, "soft%s_vote"
+        layout, P, combined, ids, names, available, failures, shadows, "soft%s_vote", keyed
     )
     assert values == expected

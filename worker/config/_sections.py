@@ -236,6 +236,9 @@ class OutputSettings(_Section):
     # Each prediction carries every model's contribution to the active strategy's output
     # (combiners.Explanation), computed per batch; off by default (it grows every message).
     explain: bool = False
+    # Each "scores" as an object keyed by class ({"class_0": 0.02, ...}) instead of a list with
+    # "classes" beside it.
+    scores_by_class: bool = False
 
 
 class LoggingSettings(_Section):

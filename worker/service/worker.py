@@ -93,6 +93,7 @@ class Worker:
             settings.topics.dead_letter_max_bytes,
             settings.runtime.model_threads,
             explain=settings.output.explain,
+            scores_by_class=settings.output.scores_by_class,
         )
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
