@@ -48,8 +48,13 @@ def check_names(store: ModelStore, refs: Sequence[ModelRef]) -> None:
                 + (f"; did you mean {hint[0]!r}?" if hint else "")
                 + f" (known: {', '.join(known) or 'none'})",
             )
-        versions = store.versions(ref.name)
-        if ref.version is not None and ref.version not in versions:
+        if ref.version is None:
+            continue
+        try:
+            versions = store.versions(ref.name)
+        except ModelStoreError as exc:
+            raise ConfigError(f"models.{i}.version", f"{exc}") from exc
+        if ref.version not in versions:
             raise ConfigError(
                 f"models.{i}.version",
                 f"{ref.name!r} has no version {ref.version} in the store "
