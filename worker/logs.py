@@ -1,17 +1,21 @@
 """Logging: one line per notable event (start, rebalance, reload, degraded batch, errors).
 
 Plain text by default; ``logging.json_lines: true`` writes one JSON object per line. Never one
-line per event.
+line per event: dead letters are logged by :class:`DeadLetterLog`, at most one line per reason
+per interval.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import time
+from collections.abc import Callable
 
 import orjson
 
-__all__ = ["configure_logging"]
+__all__ = ["DeadLetterLog", "configure_logging"]
 
 
 class _JsonFormatter(logging.Formatter):
@@ -39,3 +43,78 @@ def configure_logging(level: str = "INFO", json_lines: bool = False) -> None:
     root.propagate = False
     # kafka-python logs every reconnect attempt at WARNING/ERROR; keep its chatter out.
     logging.getLogger("kafka").setLevel(logging.CRITICAL if level != "DEBUG" else logging.INFO)
+
+
+# What varies between events of one reason: quoted names and ids, sizes, positions.
+_VARIES = re.compile(r"'[^']*'|\"[^\"]*\"|\d+(?:\.\d+)?")
+
+
+class DeadLetterLog:
+    """One warning per dead-letter reason per ``interval_s``, with how many were held back.
+
+    Reasons that differ only in quoted names, ids and numbers ("duplicate id 'a'", "duplicate
+    id 'b'") are one reason: its line quotes the first and counts the rest. A reason held back
+    is reported by :meth:`flush` once its interval is over, even if it never comes again. At
+    most ``max_reasons`` reasons are followed; the others share one line.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = 30.0,
+        max_reasons: int = 100,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self.max_reasons = max_reasons
+        self.clock = clock
+        self._last: dict[tuple[str, str], float] = {}  # reason -> when its last line was written
+        self._held: dict[tuple[str, str], tuple[int, str]] = {}  # reason -> (count, an example)
+
+    def add(self, stage: str, reason: str, n: int = 1) -> None:
+        """Count ``n`` events dead-lettered at ``stage`` for ``reason``."""
+        now = self.clock()
+        key = (stage, _VARIES.sub("_", reason))
+        if key not in self._last and len(self._last) >= self.max_reasons:
+            self._forget(now)
+            if len(self._last) >= self.max_reasons:
+                key = (stage, "*")
+                reason = "other reasons (too many different ones to follow)"
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval_s:
+            held, example = self._held.get(key, (0, reason))
+            self._held[key] = (held + n, example)
+            return
+        held, _ = self._held.pop(key, (0, ""))
+        self._last[key] = now
+        more = ""
+        if held and last is not None:
+            more = f" ({held} more like it held back in the last {now - last:.0f} s)"
+        self._write("dead-lettered %d %s at %s: %s%s", n, stage, reason, more)
+
+    def flush(self) -> None:
+        """Write the held-back counts whose interval is over."""
+        if not self._held:
+            return
+        now = self.clock()
+        for key, (held, example) in list(self._held.items()):
+            since = now - self._last[key]
+            if since >= self.interval_s:
+                del self._held[key]
+                self._last[key] = now
+                self._write(
+                    "dead-lettered %d more %s at %s in the last %.0f s, like: %s",
+                    held,
+                    key[0],
+                    since,
+                    example,
+                )
+
+    def _write(self, message: str, n: int, *args: object) -> None:
+        self.logger.warning(message, n, "event" if n == 1 else "events", *args)
+
+    def _forget(self, now: float) -> None:
+        for key, last in list(self._last.items()):
+            if now - last >= self.interval_s and key not in self._held:
+                del self._last[key]

@@ -79,6 +79,7 @@ def test_ten_thousand_events_each_predicted_once_equal_to_offline(
     rf_scores = np.array([d["models"]["rf"]["scores"] for d in docs])
     np.testing.assert_allclose(rf_scores, P[0][order], rtol=0, atol=1e-12)
     assert all(d["strategy"] == "soft_vote" and not d["degraded"] for d in docs)
+    assert all(d["classes"] == d["models"]["rf"]["classes"] == [0, 1] for d in docs)
     assert {d["models"]["mlp"]["version"] for d in docs} == {1}
     sources = {r.headers[0][1].decode().rsplit(":", 1)[0] for r in out}
     assert sources == {f"{t.input}:0", f"{t.input}:1"}
@@ -151,6 +152,11 @@ def test_mixed_stream_bad_events_are_dead_lettered_with_stage(
         headers = dict(r.headers)
         assert headers["streamfuse.error"]
         assert headers["streamfuse.source"].decode().startswith(f"{t.input}:0:")
+    # The log says why, one line per reason (within logging.dead_letter_interval_s), not per event.
+    lines = [line for line in worker.text().splitlines() if "streamfuse.dead_letter" in line]
+    assert all(any(f" at {stage}: " in line for line in lines) for stage in stages), lines
+    assert sum(" at validate: missing 'id'" in line for line in lines) == 1, lines
+    assert len(lines) < len(bad) // 2, lines
 
 
 def _crash_and_recover(

@@ -97,6 +97,16 @@ def test_transactional_id_defaults_to_group_and_instance() -> None:
         (config(drift={"max_feature": 5}), "drift.max_feature", "max_features"),
         (config(reload={"intervl_s": 1}), "reload.intervl_s", "interval_s"),
         (config(logging={"levle": "INFO"}), "logging.levle", "level"),
+        # A misspelt required section: named as the unknown key it is, not as "models missing".
+        ({"model": [{"name": "rf"}], "strategy": {"name": "soft_vote"}}, "model", "models"),
+        ({"models": [{"name": "rf"}], "stratgy": {"name": "soft_vote"}}, "stratgy", "strategy"),
+        # Strategy names against the combiner registry, before any model loads.
+        (config(strategy={"name": "soft_vot"}), "strategy.name", "soft_vote"),
+        (
+            config(shadow_strategies=[{"name": "stacking"}, {"name": "hedg"}]),
+            "shadow_strategies.1.name",
+            "hedge",
+        ),
     ],
 )
 def test_unknown_key_names_the_dotted_key_with_a_suggestion(
@@ -115,6 +125,17 @@ def test_unknown_key_without_a_close_match_lists_the_known_keys() -> None:
     assert info.value.key == "batch.zzzzzz"
     assert "did you mean" not in str(info.value)
     assert "max_events" in str(info.value) and "max_wait_ms" in str(info.value)
+
+
+def test_an_unknown_strategy_lists_the_registered_ones_and_a_dotted_path_passes() -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict(config(strategy={"name": "zzzz"}), environ={})
+    assert info.value.key == "strategy.name"
+    assert "did you mean" not in str(info.value)
+    assert "soft_vote" in str(info.value) and "'package.module:Class'" in str(info.value)
+    # The user's own class is imported at start-up, not while the config is read.
+    s = settings_from_dict(config(strategy={"name": "mypkg.fusion:Mine"}), environ={})
+    assert s.strategy.name == "mypkg.fusion:Mine"
 
 
 def test_unknown_key_in_a_file(tmp_path: Path) -> None:

@@ -224,6 +224,68 @@ def test_bad_feature_objects_are_validate_rejections(features: dict[str, Any]) -
     assert [(r.index, r.stage) for r in batch.rejections] == [(1, "validate")]
 
 
+def test_a_misspelt_name_is_named_with_the_one_meant() -> None:
+    features = {"alpah": 1, "beta": 2, "gamma": 3}
+    [rejection] = decode_batch([event("bad", features)], NAMED).rejections
+    assert rejection.reason == (
+        "'features' names 'alpah', which the models do not know (did you mean 'alpha'?)"
+    )
+
+
+def test_an_extra_name_is_named() -> None:
+    features = {"alpha": 1, "beta": 2, "gamma": 3, "delta": 4}
+    [rejection] = decode_batch([event("bad", features)], NAMED).rejections
+    assert rejection.reason == "'features' names 'delta', which the models do not know"
+
+
+def test_unknown_and_missing_names_are_listed() -> None:
+    features = {"alpha": 1, "x1": 2, "x2": 3, "betta": 4}
+    [rejection] = decode_batch([event("bad", features)], NAMED).rejections
+    assert rejection.reason == (
+        "'features' names 3 the models do not know: 'x1', 'x2', 'betta' (did you mean 'beta'?); "
+        "it lacks 'gamma'"
+    )
+    [rejection] = decode_batch([event("bad", {"beta": 2})], NAMED).rejections
+    assert rejection.reason == "'features' lacks 'alpha', 'gamma' (2 of the 3 the models take)"
+
+
+def test_many_unknown_names_make_a_bounded_reason() -> None:
+    features = {f"name_{i:05d}" + "x" * 60: i for i in range(10_000)}
+    [rejection] = decode_batch([event("bad", features)], NAMED).rejections
+    assert rejection.reason.startswith("'features' names 10000 the models do not know: ")
+    assert "and 9992 more" in rejection.reason and len(rejection.reason) < 1000
+
+
+def test_a_bad_value_is_named_as_the_event_named_it() -> None:
+    values = [
+        event("object", {"alpha": 1, "beta": "2", "gamma": 3}),
+        event("array", [1, 2, None]),
+        event("unnamed", [1, True, 3]),
+    ]
+    reasons = [r.reason for r in decode_batch(values[:2], NAMED).rejections]
+    assert reasons == [
+        "feature 'beta' must be a number, got str",
+        "feature 2 ('gamma') must be a number, got null",
+    ]
+    [rejection] = decode_batch(values[2:], SCHEMA).rejections
+    assert rejection.reason == "feature 1 must be a number, got bool"
+
+
+@pytest.mark.parametrize(
+    "features",
+    [{"alpha": 1, "beta": True, "gamma": 3}, {"alpha": 1, "beta": 2}, [1, 2, 3]],
+    ids=["bool value", "missing name", "array among objects"],
+)
+def test_a_bad_object_among_good_ones_is_still_found(features: Any) -> None:
+    good = [event(f"g{i}", {"gamma": i, "alpha": 1, "beta": 2}) for i in range(3)]
+    batch = decode_batch([*good, event("odd", features)], NAMED)
+    if isinstance(features, list):  # an array is fine: it is in the models' order
+        assert batch.rejections == [] and batch.X[3].tolist() == [1, 2, 3]
+    else:
+        assert [r.index for r in batch.rejections] == [3]
+        assert batch.ids == ["g0", "g1", "g2"]
+
+
 # -- properties -------------------------------------------------------------------------------
 
 ids = st.one_of(st.text(min_size=1, max_size=MAX_ID_CHARS), st.integers(-(2**63), 2**63 - 1))
@@ -336,3 +398,42 @@ def test_arbitrary_input_never_raises_and_every_index_is_accounted_for(
         isinstance(r, Rejection) and r.stage in {"decode", "validate"} for r in batch.rejections
     )
     assert len({r.index for r in batch.rejections}) == len(batch.rejections)
+
+
+named_docs = st.lists(ids, min_size=1, max_size=12, unique=True).flatmap(
+    lambda doc_ids: st.tuples(
+        *(
+            st.tuples(
+                st.just(doc_id),
+                st.permutations(NAMED.feature_names or ()),
+                st.lists(numbers, min_size=3, max_size=3),
+            )
+            for doc_id in doc_ids
+        )
+    )
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(named_docs)
+def test_valid_feature_objects_take_the_fast_path(
+    docs: tuple[tuple[Any, list[str], list[Any]], ...],
+) -> None:
+    """Objects in any key order decode without the per-event path, as that path would."""
+    values = [event(i, dict(zip(keys, row, strict=True))) for i, keys, row in docs]
+
+    def no_slow_path(*args: Any) -> DecodedBatch:
+        raise AssertionError("a batch of valid events took the slow path")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(worker.batch.decode, "_slow_path", no_slow_path)
+        fast = decode_batch(values, NAMED)
+    slow = decode_batch([*values, BAD_JSON], NAMED)
+    assert [r.index for r in slow.rejections] == [len(values)]
+    assert slow.ids == fast.ids
+    np.testing.assert_array_equal(slow.X, fast.X)
+    expected = [
+        [float(dict(zip(k, r, strict=True))[n]) for n in ["alpha", "beta", "gamma"]]
+        for _, k, r in docs
+    ]
+    np.testing.assert_array_equal(fast.X, np.array(expected, dtype=np.float64))

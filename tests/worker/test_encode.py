@@ -65,6 +65,8 @@ def test_classification(rng: np.random.Generator) -> None:
     for i, doc in enumerate(docs):
         assert doc["prediction"] == CLASSES[int(np.argmax(combined[i]))]
         np.testing.assert_array_equal(doc["scores"], combined[i])
+        assert doc["classes"] == CLASSES  # what each score is, without the store
+        assert list(doc)[:4] == ["id", "prediction", "scores", "classes"]
         assert doc["strategy"] == "soft_vote"
         assert doc["degraded"] is False
         assert doc["latency_ms"] == pytest.approx(1.23456, abs=1e-3)
@@ -74,6 +76,33 @@ def test_classification(rng: np.random.Generator) -> None:
             assert entry["version"] == m + 1
             assert entry["prediction"] == CLASSES[int(np.argmax(P[m, i]))]
             np.testing.assert_array_equal(entry["scores"], P[m, i])
+            assert entry["classes"] == CLASSES
+
+
+def test_scores_by_class(rng: np.random.Generator) -> None:
+    layout = OutputLayout.from_manifest({"task": "classification", "classes": [0, 1, 2]}, 3)
+    P = probabilities(rng, 2, 4, 3)
+    combined = P.mean(axis=0)
+    values = encode_predictions(
+        ids=list(range(4)),
+        layout=layout,
+        strategy="soft_vote",
+        combined=combined,
+        model_names=["a", "b"],
+        model_versions=[1, 1],
+        P=P,
+        available=np.ones(2, dtype=bool),
+        failure_kinds={},
+        shadows={},
+        latency_ms=1.0,
+        scores_by_class=True,
+    )
+    for i, doc in enumerate(map(orjson.loads, values)):
+        assert doc["scores"] == dict(zip(["0", "1", "2"], combined[i].tolist(), strict=True))
+        assert doc["models"]["b"]["scores"] == dict(
+            zip(["0", "1", "2"], P[1, i].tolist(), strict=True)
+        )
+        assert "classes" not in doc  # the keys are the classes
 
 
 def test_classification_without_classes_predicts_column_indices(rng: np.random.Generator) -> None:
@@ -81,6 +110,7 @@ def test_classification_without_classes_predicts_column_indices(rng: np.random.G
     P = probabilities(rng, 1, 6, 4)
     docs = encode(layout, P, P[0])
     assert [d["prediction"] for d in docs] == P[0].argmax(axis=1).tolist()
+    assert all(d["classes"] == [0, 1, 2, 3] for d in docs)
 
 
 def test_regression_single_output(rng: np.random.Generator) -> None:
@@ -90,7 +120,7 @@ def test_regression_single_output(rng: np.random.Generator) -> None:
     docs = encode(layout, P, combined)
     for i, doc in enumerate(docs):
         assert doc["prediction"] == combined[i, 0]
-        assert "scores" not in doc
+        assert "scores" not in doc and "classes" not in doc
         for m in range(3):
             assert doc["models"][f"m{m}"] == {"prediction": P[m, i, 0], "version": m + 1}
 
@@ -116,10 +146,12 @@ def test_multitask_adds_a_tasks_field(rng: np.random.Generator) -> None:
         kind = int(np.argmax(combined[i, :2]))
         assert doc["tasks"]["kind"]["prediction"] == kind
         np.testing.assert_array_equal(doc["tasks"]["kind"]["scores"], combined[i, :2])
+        assert doc["tasks"]["kind"]["classes"] == [0, 1]
         assert doc["tasks"]["value"] == {"prediction": combined[i, 2]}
         # The top level carries the first task, as a single-task prediction would.
         assert doc["prediction"] == kind
         np.testing.assert_array_equal(doc["scores"], combined[i, :2])
+        assert doc["classes"] == [0, 1]
 
 
 def test_unavailable_model_is_flagged_and_degrades_the_batch(rng: np.random.Generator) -> None:
@@ -210,6 +242,7 @@ def documented(
     failure_kinds: dict[str, str],
     shadows: dict[str, np.ndarray],
     strategy: str,
+    keyed: bool = False,
 ) -> list[bytes]:
     """The documented document, built per event as plain dicts and dumped by orjson."""
     out = []
@@ -218,8 +251,13 @@ def documented(
         def entry(outputs: np.ndarray, block: Any, i: int = i) -> dict[str, Any]:
             row = outputs[i : i + 1]
             doc = {"prediction": block.predictions(row)[0]}
-            if block.scores(row) is not None:
+            if block.scores(row) is not None and keyed:
+                doc["scores"] = dict(
+                    zip(map(str, block.classes), block.scores(row)[0], strict=True)
+                )
+            elif block.scores(row) is not None:
                 doc["scores"] = block.scores(row)[0]
+                doc["classes"] = list(block.classes)
             return doc
 
         first = layout.blocks[0]
@@ -252,8 +290,9 @@ def documented(
     ids=["string-classes", "int-classes", "regression", "regression-2", "multitask"],
 )
 @pytest.mark.parametrize("degraded", [False, True])
+@pytest.mark.parametrize("keyed", [False, True], ids=["scores-list", "scores-by-class"])
 def test_the_bytes_are_orjson_of_the_documented_dict(
-    rng: np.random.Generator, manifest: dict[str, Any], n_outputs: int, degraded: bool
+    rng: np.random.Generator, manifest: dict[str, Any], n_outputs: int, degraded: bool, keyed: bool
 ) -> None:
     """The per-batch template gives, byte for byte, orjson's dump of each event's dict; names
     and labels holding ``%``, quotes and non-ASCII cannot break the template."""
@@ -277,8 +316,9 @@ def test_the_bytes_are_orjson_of_the_documented_dict(
         failure_kinds=failures,
         shadows=shadows,
         latency_ms=7.5,
+        scores_by_class=keyed,
     )
     expected = documented(
-        layout, P, combined, ids, names, available, failures, shadows, "soft%s_vote"
+        layout, P, combined, ids, names, available, failures, shadows, "soft%s_vote", keyed
     )
     assert values == expected

@@ -75,9 +75,32 @@ def test_unknown_model_lists_the_known_ones(
     publish_tiny(store, "beta")
     with pytest.raises(ConfigError) as info:
         ModelSet(store, refs("alpha", "gamma"))
-    assert info.value.key == "models"
+    assert info.value.key == "models.1.name"
     message = str(info.value)
     assert "'gamma'" in message and "alpha" in message and "beta" in message
+    assert "did you mean" not in message
+
+
+def test_a_misspelt_model_is_found_before_any_model_loads(
+    store: ModelStore, publish_tiny: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish_tiny(store, "xgboost")
+    publish_tiny(store, "lightgbm")
+    loaded: list[str] = []
+    load = store.load
+    monkeypatch.setattr(
+        store, "load", lambda name, *a, **k: loaded.append(name) or load(name, *a, **k)
+    )
+    with pytest.raises(ConfigError) as info:
+        ModelSet(store, refs("xgboost", "lightgmb"))
+    assert info.value.key == "models.1.name"
+    assert "no model named 'lightgmb'" in str(info.value)
+    assert "did you mean 'lightgbm'?" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        ModelSet(store, [ModelRef(name="xgboost"), ModelRef(name="lightgbm", version=4)])
+    assert info.value.key == "models.1.version"
+    assert str(info.value).endswith("'lightgbm' has no version 4 in the store (stored: 1)")
+    assert loaded == []  # both found from the store's listing alone
 
 
 def test_missing_version_is_a_config_error(
@@ -86,7 +109,7 @@ def test_missing_version_is_a_config_error(
     publish_tiny(store, "alpha")
     with pytest.raises(ConfigError) as info:
         ModelSet(store, [ModelRef(name="alpha", version=9)])
-    assert info.value.key == "models"
+    assert info.value.key == "models.0.version"
     assert "'alpha'" in str(info.value)
 
 
@@ -363,3 +386,28 @@ def test_multitask_strategy_refits_on_the_multitask_heldout_set(
     ref = StrategyRef(name="multitask", params={**params, "epochs": 5}, fit="heldout")
     (strategy,) = build_strategies(multitask_store, model_set, ref, [])
     assert strategy.source == "heldout"
+
+
+def test_a_strategy_that_does_not_import_is_found_before_any_model_loads(
+    store: ModelStore, publish_tiny: Callable[..., int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker.config import settings_from_dict
+    from worker.inference.serving import build_serving
+
+    publish_tiny(store, "alpha")
+    loaded: list[str] = []
+    load = store.load
+    monkeypatch.setattr(
+        store, "load", lambda name, *a, **k: loaded.append(name) or load(name, *a, **k)
+    )
+    config = {
+        "store": str(store.root),
+        "models": [{"name": "alpha"}],
+        "strategy": {"name": "soft_vote"},
+        "shadow_strategies": [{"name": "no_such_package.fusion:Mine"}],
+    }
+    with pytest.raises(ConfigError) as info:
+        build_serving(store, settings_from_dict(config, environ={}))
+    assert info.value.key == "shadow_strategies.0.name"
+    assert "no_such_package.fusion:Mine" in str(info.value)
+    assert loaded == []

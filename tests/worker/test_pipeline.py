@@ -95,6 +95,7 @@ def make_pipeline(served: Served, registry: CollectorRegistry) -> Iterator[Any]:
         min_models: int = 1,
         strategies: list[Strategy] | None = None,
         timeout_ms: int = 60_000,
+        scores_by_class: bool = False,
     ) -> Pipeline:
         pipeline = Pipeline(
             Serving(
@@ -104,6 +105,7 @@ def make_pipeline(served: Served, registry: CollectorRegistry) -> Iterator[Any]:
             ModelErrorPolicy(policy=policy, min_models=min_models, timeout_ms=timeout_ms),
             max_event_bytes=1 << 16,
             metrics=Metrics(registry) if not made else None,
+            scores_by_class=scores_by_class,
         )
         made.append(pipeline)
         return pipeline
@@ -143,6 +145,7 @@ def check_predictions(
         assert doc["strategy"] == ACTIVE
         assert doc["prediction"] == served.classes[int(np.argmax(outs[ACTIVE][i]))]
         np.testing.assert_allclose(doc["scores"], outs[ACTIVE][i], rtol=1e-12, atol=1e-12)
+        assert doc["classes"] == list(served.classes)
         assert doc["shadow"] == {s: served.classes[int(np.argmax(outs[s][i]))] for s in SHADOWS}
         assert doc["degraded"] is (not available.all())
         assert doc["latency_ms"] >= 0
@@ -151,6 +154,7 @@ def check_predictions(
             assert entry["version"] == versions[name]
             if available[m]:
                 np.testing.assert_allclose(entry["scores"], P[m, i], rtol=1e-12, atol=1e-12)
+                assert entry["classes"] == list(served.classes)
                 assert entry["prediction"] == served.classes[int(np.argmax(P[m, i]))]
             else:
                 assert "prediction" not in entry and entry["error"]
@@ -413,3 +417,18 @@ def test_a_batch_with_no_good_event_is_ready_at_once(make_pipeline: Any) -> None
     flight = pipeline.start(records([b"not json", b"{}"]))
     assert pipeline.wait(flight, 0)
     assert [stage for _, stage in pipeline.finish(flight).dead_letters] == ["decode", "validate"]
+
+
+def test_scores_by_class_when_asked(served: Served, make_pipeline: Any) -> None:
+    X = served.X[:3]
+    result = make_pipeline(scores_by_class=True).process(
+        records([event(f"k{i}", row) for i, row in enumerate(X)])
+    )
+    listed = make_pipeline().process(records([event(f"k{i}", row) for i, row in enumerate(X)]))
+    keys = [str(c) for c in served.classes]
+    for keyed, plain in zip(result.predictions, listed.predictions, strict=True):
+        doc, ref = orjson.loads(keyed.value), orjson.loads(plain.value)
+        assert doc["scores"] == dict(zip(keys, ref["scores"], strict=True))
+        for name in served.model_set.names:
+            expected = dict(zip(keys, ref["models"][name]["scores"], strict=True))
+            assert doc["models"][name]["scores"] == expected

@@ -1,19 +1,22 @@
 """Decode and validate a whole batch of feature events into one float array.
 
 The fast path parses every value with orjson and gathers ids and features through C-level
-``map`` calls, then checks the whole feature matrix at once (shape, dtype, finiteness). Only a
-batch that fails somewhere takes the slow path, which finds each bad event and its reason; the
-good events of that batch go on.
+``map`` calls (feature objects through one ``itemgetter`` of the models' names), then checks the
+whole feature matrix at once (shape, dtype, finiteness). Only a batch that fails somewhere takes
+the slow path, which finds each bad event and its reason (naming the feature names that do not
+fit, with the closest known name); the good events of that batch go on.
 
-Event schema (``../shared/DESIGN.md``): ``{"id": str | int, "features": [float, ...] |
+Event schema (README, "Events"): ``{"id": str | int, "features": [float, ...] |
 {"name": float}, "ts": epoch seconds (optional)}``.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -36,6 +39,15 @@ class Schema:
 
     n_features: int
     feature_names: tuple[str, ...] | None = None
+
+    @cached_property
+    def row_of(self) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+        """A feature object's values in the models' order (KeyError when a name is missing)."""
+        names = self.feature_names or ()
+        if len(names) == 1:
+            [name] = names
+            return lambda features: (features[name],)
+        return itemgetter(*names)
 
 
 @dataclass(frozen=True)
@@ -75,10 +87,9 @@ def decode_batch(
     n = len(values)
     if n == 0:
         return _empty(schema)
-    if schema.feature_names is None:
-        fast = _fast_path(values, schema, max_event_bytes)
-        if fast is not None:
-            return fast
+    fast = _fast_path(values, schema, max_event_bytes)
+    if fast is not None:
+        return fast
     return _slow_path(values, schema, max_event_bytes)
 
 
@@ -105,6 +116,12 @@ def _fast_path(
         docs = list(map(orjson.loads, values))  # type: ignore[arg-type]
         ids = list(map(_get_id, docs))
         features = list(map(_get_features, docs))
+        if schema.feature_names is not None and type(features[0]) is dict:
+            # Objects in the models' order, by one C-level itemgetter per event; an extra name
+            # shows as a length other than the models' (a missing one raises KeyError).
+            if set(map(len, features)) != {schema.n_features}:
+                return None
+            features = list(map(schema.row_of, features))
         if maybe_bool and not set(map(type, chain.from_iterable(features))) <= _NUMBER_TYPES:
             return None
     except (orjson.JSONDecodeError, TypeError, KeyError):
@@ -210,18 +227,15 @@ def _decode_one(
 
 
 def _row(features: Any, schema: Schema) -> list[float]:
+    names = schema.feature_names
     if isinstance(features, dict):
-        if schema.feature_names is None:
+        if names is None:
             raise _Reject(
                 "validate", "'features' is an object but the models have no feature names"
             )
-        missing = [n for n in schema.feature_names if n not in features]
-        if missing:
-            raise _Reject("validate", f"'features' lacks {', '.join(missing[:5])}")
-        extra = len(features) - len(schema.feature_names)
-        if extra > 0:
-            raise _Reject("validate", f"'features' has {extra} names the models do not know")
-        values = [features[n] for n in schema.feature_names]
+        if len(features) != len(names) or not all(n in features for n in names):
+            raise _Reject("validate", _name_problem(features, names))
+        values = [features[n] for n in names]
     elif isinstance(features, list):
         if len(features) != schema.n_features:
             raise _Reject(
@@ -233,13 +247,63 @@ def _row(features: Any, schema: Schema) -> list[float]:
         raise _Reject("validate", f"'features' must be an array or object, got {_kind(features)}")
     for j, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, int | float):
-            raise _Reject("validate", f"feature {j} must be a number, got {_kind(v)}")
+            what = _feature(j, names, isinstance(features, dict))
+            raise _Reject("validate", f"feature {what} must be a number, got {_kind(v)}")
         if not math.isfinite(v):
-            raise _Reject("validate", f"feature {j} is not finite")
+            what = _feature(j, names, isinstance(features, dict))
+            raise _Reject("validate", f"feature {what} is not finite")
     try:
         return [float(v) for v in values]
     except OverflowError:
         raise _Reject("validate", "a feature is too large for a float") from None
+
+
+def _feature(j: int, names: tuple[str, ...] | None, by_name: bool) -> str:
+    """Feature ``j`` as the event named it: by its name for an object, else by its index."""
+    if names is None:
+        return str(j)
+    return _quote(names[j]) if by_name else f"{j} ({_quote(names[j])})"
+
+
+_MAX_LISTED = 8  # names listed in one reason (a dead letter's header holds 1,000 bytes)
+
+
+def _name_problem(features: dict[str, Any], names: tuple[str, ...]) -> str:
+    """Why a ``features`` object does not fit the models' names: the names it has that they do
+    not know, each with the closest missing name, and the missing ones left unexplained."""
+    known = set(names)
+    unknown = [k for k in features if k not in known]
+    missing = [n for n in names if n not in features]
+    suggested: dict[str, str] = {}
+    for name in unknown[:_MAX_LISTED]:  # difflib is slow: only for the names listed
+        close = difflib.get_close_matches(
+            name, [m for m in missing if m not in suggested.values()], n=1
+        )
+        if close:
+            suggested[name] = close[0]
+    parts = []
+    if len(unknown) == 1:
+        [name] = unknown
+        hint = f" (did you mean {_quote(suggested[name])}?)" if name in suggested else ""
+        parts.append(f"'features' names {_quote(name)}, which the models do not know{hint}")
+    elif unknown:
+        listed = ", ".join(
+            _quote(u) + (f" (did you mean {_quote(suggested[u])}?)" if u in suggested else "")
+            for u in unknown[:_MAX_LISTED]
+        )
+        more = f" and {len(unknown) - _MAX_LISTED} more" if len(unknown) > _MAX_LISTED else ""
+        parts.append(f"'features' names {len(unknown)} the models do not know: {listed}{more}")
+    lacking = [m for m in missing if m not in suggested.values()]
+    if lacking:
+        listed = ", ".join(map(_quote, lacking[:_MAX_LISTED]))
+        more = f" and {len(lacking) - _MAX_LISTED} more" if len(lacking) > _MAX_LISTED else ""
+        of = f" ({len(lacking)} of the {len(names)} the models take)" if len(lacking) > 1 else ""
+        parts.append(("it" if parts else "'features'") + f" lacks {listed}{more}{of}")
+    return "; ".join(parts)
+
+
+def _quote(name: str) -> str:
+    return repr(name if len(name) <= 60 else name[:57] + "...")
 
 
 def _kind(value: Any) -> str:

@@ -25,15 +25,40 @@ def render(layout: OutputLayout, outputs: np.ndarray) -> tuple[list[Any], list[A
     return block.predictions(outputs), block.scores(outputs)
 
 
-def _task_columns(layout: OutputLayout, outputs: np.ndarray) -> list[dict[str, Any]]:
+def _scores_fields(
+    layout: OutputLayout, outputs: np.ndarray, keyed: bool
+) -> tuple[bytes, list[Any]]:
+    """The template part and the columns of the first task's scores (none for regression).
+
+    As a list, ``"classes"`` follows with the class of each column: the same for every event of
+    a snapshot, so a constant of the template, not a column. ``keyed``: an object keyed by
+    class (``str`` of it: JSON keys are text), one column of numbers per class.
+    """
+    block = layout.blocks[0]
+    if block.kind != "classification":
+        return b"", []
+    classes = list(block.classes or range(block.n_outputs))
+    cols = outputs[:, block.start : block.stop]
+    if keyed:
+        keys = b",".join(_literal(str(c)) + b":%s" for c in classes)
+        return b',"scores":{' + keys + b"}", [map(orjson.dumps, c) for c in cols.T.tolist()]
+    return b',"scores":%s,"classes":' + _literal(classes), [map(orjson.dumps, cols.tolist())]
+
+
+def _task_columns(layout: OutputLayout, outputs: np.ndarray, keyed: bool) -> list[dict[str, Any]]:
     n = outputs.shape[0]
-    per_task = [(b.name, b.predictions(outputs), b.scores(outputs)) for b in layout.blocks]
     rows: list[dict[str, Any]] = [{} for _ in range(n)]
-    for name, preds, scores in per_task:
+    for b in layout.blocks:
+        name, preds, scores = b.name, b.predictions(outputs), b.scores(outputs)
+        classes = list(b.classes or range(b.n_outputs))
+        keys = [str(c) for c in classes]
         for i in range(n):
             entry: dict[str, Any] = {"prediction": preds[i]}
-            if scores is not None:
+            if scores is not None and keyed:
+                entry["scores"] = dict(zip(keys, scores[i], strict=True))
+            elif scores is not None:
                 entry["scores"] = scores[i]
+                entry["classes"] = classes
             rows[i][name] = entry
     return rows
 
@@ -52,8 +77,14 @@ def encode_predictions(
     shadows: dict[str, np.ndarray],
     latency_ms: float,
     explanation: Any = None,
+    scores_by_class: bool = False,
 ) -> list[bytes]:
     """JSON values for the output topic, one per event, in ``ids`` order.
+
+    Classification documents carry ``"classes"`` beside every ``"scores"`` (top level, per model
+    and per task): the class of each score column, a constant of the batch's template; with
+    ``scores_by_class`` (``output.scores_by_class``), each ``"scores"`` is an object keyed by
+    class instead.
 
     Parameters
     ----------
@@ -68,14 +99,14 @@ def encode_predictions(
     """
     degraded = not bool(available.all())
     dumps = orjson.dumps
-    pred, scores = render(layout, combined)
+    pred = layout.blocks[0].predictions(combined)
     # One byte template per batch: every field that varies is a column of JSON fragments, made
     # by orjson over the whole column; the template fills them in per event, at C speed.
     template = [b'{"id":%s,"prediction":%s']
     columns: list[Any] = [map(dumps, ids), map(dumps, pred)]
-    if scores is not None:
-        template.append(b',"scores":%s')
-        columns.append(map(dumps, scores))
+    part, cols = _scores_fields(layout, combined, scores_by_class)
+    template.append(part)
+    columns.extend(cols)
     template.append(b',"strategy":' + _literal(strategy) + b',"models":{')
     for m, name in enumerate(model_names):
         entry = (b"," if m else b"") + _literal(name) + b":{"
@@ -84,13 +115,11 @@ def encode_predictions(
             error = _literal(failure_kinds.get(name, "error"))
             template.append(entry + b'"error":' + error + version)
             continue
-        mp, ms = render(layout, P[m])
         template.append(entry + b'"prediction":%s')
-        columns.append(map(dumps, mp))
-        if ms is not None:
-            template.append(b',"scores":%s')
-            columns.append(map(dumps, ms))
-        template.append(version)
+        columns.append(map(dumps, layout.blocks[0].predictions(P[m])))
+        part, cols = _scores_fields(layout, P[m], scores_by_class)
+        template.append(part + version)
+        columns.extend(cols)
     template.append(b"}")
     if shadows:
         names = [_literal(name) + b":%s" for name in shadows]
@@ -98,7 +127,7 @@ def encode_predictions(
         columns.extend(map(dumps, render(layout, out)[0]) for out in shadows.values())
     if layout.is_multitask:
         template.append(b',"tasks":%s')
-        columns.append(map(dumps, _task_columns(layout, combined)))
+        columns.append(map(dumps, _task_columns(layout, combined, scores_by_class)))
     explain = _explain_columns(explanation, model_names, available)
     if explain is not None:
         link, base, contributions = explain

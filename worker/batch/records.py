@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["InRecord", "OutRecord", "dead_letter", "source_of"]
+__all__ = ["InRecord", "OutRecord", "dead_letter", "reason_of", "source_of"]
 
 
 class InRecord(Protocol):
@@ -51,3 +51,11 @@ def dead_letter(
         headers.append(("streamfuse.truncated", str(len(value)).encode()))
         value = value[:max_bytes]
     return OutRecord(record.key, value, headers), stage
+
+
+def reason_of(record: OutRecord) -> str:
+    """The reason a :func:`dead_letter` record gives in its ``streamfuse.error`` header."""
+    for name, value in record.headers:
+        if name == "streamfuse.error":
+            return value.decode("utf-8", "replace")
+    return ""

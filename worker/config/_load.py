@@ -101,7 +101,10 @@ def _apply_env(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, An
 
 def _config_error(exc: ValidationError) -> ConfigError:
     # Only the location and pydantic's message: never the input value, which may be a secret.
-    first = exc.errors()[0]
+    # An unknown key first: a misspelt required key ("model:") is also reported as missing, and
+    # the unknown one is what says what was meant.
+    errors = exc.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, _SectionKeyError):
         return ConfigError(cause.key, cause.problem)

@@ -236,11 +236,17 @@ class OutputSettings(_Section):
     # Each prediction carries every model's contribution to the active strategy's output
     # (combiners.Explanation), computed per batch; off by default (it grows every message).
     explain: bool = False
+    # Each "scores" as an object keyed by class ({"class_0": 0.02, ...}) instead of a list with
+    # "classes" beside it.
+    scores_by_class: bool = False
 
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     json_lines: bool = False
+    # At most one warning per dead-letter reason this often, counting the ones held back
+    # (worker.logs.DeadLetterLog); 0: a line for every batch that dead-letters.
+    dead_letter_interval_s: float = Field(30.0, ge=0)
 
 
 class Settings(_Section):
@@ -284,6 +290,27 @@ class Settings(_Section):
                     f"shadow_strategies.{i}.promote", "only the active strategy (strategy.promote)"
                 )
         return shadows
+
+    @model_validator(mode="after")
+    def _strategies_registered(self) -> Settings:
+        # Before any model loads: a misspelt strategy name stops here, not after the models.
+        # A dotted path ('package.module:Class') is the user's code, imported at start-up.
+        import combiners
+
+        refs = [("strategy", self.strategy)]
+        refs += [(f"shadow_strategies.{i}", s) for i, s in enumerate(self.shadow_strategies)]
+        known = combiners.available_combiners()
+        for key, ref in refs:
+            if ":" in ref.name or ref.name in known:
+                continue
+            hint = difflib.get_close_matches(ref.name, known, n=1)
+            raise _SectionKeyError(
+                f"{key}.name",
+                f"unknown strategy {ref.name!r}"
+                + (f"; did you mean {hint[0]!r}?" if hint else "")
+                + f" (known: {', '.join(known)}; or a dotted path 'package.module:Class')",
+            )
+        return self
 
     @model_validator(mode="after")
     def _promotion_needs_challengers(self) -> Settings:

@@ -9,6 +9,7 @@ agreement is refused at reload while the old version keeps serving.
 from __future__ import annotations
 
 import copy
+import difflib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from worker.batch.layout import OutputLayout
 from worker.config import ModelRef
 from worker.errors import ConfigError
 
-__all__ = ["ModelSet", "Promotion"]
+__all__ = ["ModelSet", "Promotion", "check_names"]
 
 log = logging.getLogger("streamfuse.models")
 
@@ -34,6 +35,33 @@ class Promotion:
     new_version: int
 
 
+def check_names(store: ModelStore, refs: Sequence[ModelRef]) -> None:
+    """Every configured model and pinned version is in the store, else a :class:`ConfigError`
+    with the closest name: read from the store's listing, before any model loads (seconds)."""
+    known = sorted(store.models())
+    for i, ref in enumerate(refs):
+        if ref.name not in known:
+            hint = difflib.get_close_matches(ref.name, known, n=1)
+            raise ConfigError(
+                f"models.{i}.name",
+                f"no model named {ref.name!r} in the store {store.root}"
+                + (f"; did you mean {hint[0]!r}?" if hint else "")
+                + f" (known: {', '.join(known) or 'none'})",
+            )
+        if ref.version is None:
+            continue
+        try:
+            versions = store.versions(ref.name)
+        except ModelStoreError as exc:
+            raise ConfigError(f"models.{i}.version", f"{exc}") from exc
+        if ref.version not in versions:
+            raise ConfigError(
+                f"models.{i}.version",
+                f"{ref.name!r} has no version {ref.version} in the store "
+                f"(stored: {', '.join(map(str, versions))})",
+            )
+
+
 class ModelSet:
     """The models of one worker, in config order."""
 
@@ -43,14 +71,8 @@ class ModelSet:
         self.refs = list(refs)
         self.names = [r.name for r in refs]
         self.models: list[LoadedModel] = []
-        known = set(store.models())
+        check_names(store, self.refs)
         for ref in refs:
-            if ref.name not in known:
-                raise ConfigError(
-                    "models",
-                    f"no model named {ref.name!r} in the store "
-                    f"{store.root} (known: {', '.join(sorted(known)) or 'none'})",
-                )
             try:
                 self.models.append(store.load(ref.name, ref.version, threads=threads))
             except ModelStoreError as exc:

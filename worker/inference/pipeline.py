@@ -75,9 +75,11 @@ class Pipeline:
         dead_letter_max_bytes: int = 900_000,
         threads_per_model: int = 0,
         explain: bool = False,
+        scores_by_class: bool = False,
     ) -> None:
         self.serving = serving
         self.explain = explain  # output.explain: per-model contributions in every prediction
+        self.scores_by_class = scores_by_class  # output.scores_by_class
         self.policy = policy
         self.max_event_bytes = max_event_bytes
         self.metrics = metrics
@@ -192,6 +194,7 @@ class Pipeline:
                 shadows=shadows,
                 latency_ms=(time.perf_counter() - started) * 1000,
                 explanation=explanation,
+                scores_by_class=self.scores_by_class,
             )
         except (TypeError, ValueError) as exc:
             why = f"cannot encode the prediction: {exc}"

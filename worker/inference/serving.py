@@ -18,7 +18,7 @@ from worker.batch.layout import OutputLayout
 from worker.config import Settings
 from worker.inference.models import ModelSet
 from worker.inference.store import open_store
-from worker.inference.strategies import Strategy, build_strategies
+from worker.inference.strategies import Strategy, build_strategies, resolve_strategies
 
 __all__ = ["Serving", "build_serving", "open_store"]
 
@@ -84,6 +84,7 @@ def build_serving(
         A model cannot be loaded or disagrees with the others, or a strategy cannot be built.
     """
     if model_set is None:
+        resolve_strategies(settings.strategy, settings.shadow_strategies)  # before the models
         model_set = ModelSet(store, settings.models, settings.runtime.model_threads)
     strategies = build_strategies(
         store, model_set, settings.strategy, settings.shadow_strategies, refused

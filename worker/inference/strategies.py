@@ -28,7 +28,14 @@ from worker.config import StrategyRef
 from worker.errors import ConfigError
 from worker.inference.models import ModelSet
 
-__all__ = ["HELDOUT_DATASET", "Strategy", "build_strategies", "heldout_name", "heldout_outputs"]
+__all__ = [
+    "HELDOUT_DATASET",
+    "Strategy",
+    "build_strategies",
+    "heldout_name",
+    "heldout_outputs",
+    "resolve_strategies",
+]
 
 log = logging.getLogger("streamfuse.strategies")
 
@@ -81,13 +88,10 @@ def build_strategies(
     stops (``fit: store``).
     """
     refs = [("strategy", active)] + [(f"shadow_strategies.{i}", s) for i, s in enumerate(shadows)]
+    classes = resolve_strategies(active, shadows)
     heldout: tuple[np.ndarray, np.ndarray] | None = None
     built = []
-    for key, ref in refs:
-        try:
-            cls = combiners.resolve(ref.name)
-        except combiners.CombinerError as exc:
-            raise ConfigError(f"{key}.name", f"{exc}") from exc
+    for (key, ref), cls in zip(refs, classes, strict=True):
         strategy = _from_store(store, model_set, ref, key, refused)
         if strategy is None:
             if ref.fit == "store":
@@ -102,6 +106,20 @@ def build_strategies(
         log.info("strategy %s ready (%s)", ref.name, strategy.source)
         built.append(strategy)
     return built
+
+
+def resolve_strategies(active: StrategyRef, shadows: Sequence[StrategyRef]) -> list[Any]:
+    """The combiner class of each strategy, active first (a dotted path imports its module),
+    or a :class:`ConfigError` naming the key; cheap, so start-up checks it before the models
+    load."""
+    refs = [("strategy", active)] + [(f"shadow_strategies.{i}", s) for i, s in enumerate(shadows)]
+    classes = []
+    for key, ref in refs:
+        try:
+            classes.append(combiners.resolve(ref.name))
+        except combiners.CombinerError as exc:
+            raise ConfigError(f"{key}.name", f"{exc}") from exc
+    return classes
 
 
 def fit_on_heldout(

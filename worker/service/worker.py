@@ -21,12 +21,14 @@ from prometheus_client import CollectorRegistry
 
 from worker.accuracy.labels import LabelJoiner
 from worker.accuracy.live import MAX_LABELS_PER_POLL, LiveAccuracy
+from worker.batch.records import reason_of
 from worker.config import Settings
 from worker.delivery import Backoff, Batch, Delivery, delivery_for
 from worker.inference.pipeline import BatchResult, Pipeline
 from worker.inference.reload import Reloader
 from worker.inference.serving import build_serving
 from worker.inference.store import open_store
+from worker.logs import DeadLetterLog
 from worker.metrics import Metrics
 from worker.service.health import Health, stall_bound_s
 from worker.service.heldout import heldout_scores
@@ -60,6 +62,9 @@ class Worker:
         self.freeze_gc = freeze_gc  # a process-wide setting: only for the process's own worker
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
+        self.dead_letter_log = DeadLetterLog(
+            logging.getLogger("streamfuse.dead_letter"), settings.logging.dead_letter_interval_s
+        )
         # Also the stop signal: stop() cuts every wait short; each wait beats the heartbeat.
         self.backoff = Backoff(on_wait=self.health.heartbeat.beat)
         self.store = open_store(settings.store)
@@ -88,6 +93,7 @@ class Worker:
             settings.topics.dead_letter_max_bytes,
             settings.runtime.model_threads,
             explain=settings.output.explain,
+            scores_by_class=settings.output.scores_by_class,
         )
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
@@ -257,6 +263,10 @@ class Worker:
         m.events_published.inc(len(result.predictions))
         for stage, n in Counter(stage for _, stage in result.dead_letters).items():
             m.events_dead_lettered.labels(stage).inc(n)
+        reasons = Counter((stage, reason_of(r)) for r, stage in result.dead_letters)
+        for (stage, reason), n in reasons.items():
+            self.dead_letter_log.add(stage, reason, n)
+        self.dead_letter_log.flush()
         if result.degraded:
             m.events_degraded.inc(len(result.predictions))
             log.warning(
