@@ -573,3 +573,70 @@ def test_models_without_names_take_columns_in_order_and_say_so_once(
     short = write_csv(tmp_path / "s.csv", BC.data[:5, :29], BC.target[:5].tolist(), NAMES[:29])
     code, _, err = run("fit", "--store", store, "--heldout", short, "--target", "diagnosis")
     assert code == 2 and "the models take 30 features; the file has 29 columns besides" in err
+
+
+# -- messages a newcomer can act on ----------------------------------------------------------
+
+
+def test_store_takes_store_after_the_action_too(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    code, out, err = run(
+        "store", "publish", "xgb", model_files["xgboost"], "--framework", "xgboost",
+        "--store", store,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "xgb: published v1" in out
+    code, out, _ = run("store", "list", "--store", store)
+    assert code == 0 and out.strip() == "xgb: 1*"
+    code, out, _ = run("store", "--store", store, "list")
+    assert code == 0 and out.strip() == "xgb: 1*"
+
+
+def test_fit_says_which_models_to_republish_with_which_classes(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    text = np.asarray([f"class_{t}" for t in BC.target])  # as pandas' codes would be
+    rf = RandomForestClassifier(10, max_depth=4, random_state=0).fit(BC.data[:340], text[:340])
+    sio.dump(rf, tmp_path / "rf.skops")
+    names = model_files["names"]
+    code, _, err = run(
+        "store", "publish", "rf", tmp_path / "rf.skops", "--framework", "sklearn",
+        "--feature-names", names, "--store", store,
+    )  # fmt: skip
+    assert code == 0, err
+    for name, framework in [("xgb", "xgboost"), ("lgb", "lightgbm")]:
+        code, _, err = run(
+            "store", "publish", name, model_files[framework], "--framework", framework,
+            "--feature-names", names, "--store", store,
+        )  # fmt: skip
+        assert code == 0, err
+    heldout = write_csv(tmp_path / "h.csv", BC.data[340:450], text[340:450].tolist())
+    code, _, err = run("fit", "--store", store, "--heldout", heldout, "--target", "diagnosis")
+    assert code == 2
+    assert "config key" not in err and len(err.strip().splitlines()) == 1, err
+    assert "'rf' has ['class_0', 'class_1']; 'lgb', 'xgb' have [0, 1]" in err
+    assert (
+        f"Republish 'lgb', 'xgb' with the classes in their output order, e.g. streamfuse "
+        f"store publish lgb FILE --framework lightgbm --feature-names NAMES.txt --classes "
+        f"class_0,class_1 --store {store}"
+    ) in err
+    assert "XGBoost and LightGBM files cannot hold text class names" in err
+    assert not (tmp_path / "streamfuse.yaml").exists()
+    # Doing what it says is enough.
+    for name, framework in [("xgb", "xgboost"), ("lgb", "lightgbm")]:
+        code, _, err = run(
+            "store", "publish", name, model_files[framework], "--framework", framework,
+            "--feature-names", names, "--classes", "class_0,class_1", "--store", store,
+        )  # fmt: skip
+        assert code == 0, err
+    code, out, err = run(
+        "fit", "--store", store, "--heldout", heldout, "--target", "diagnosis",
+        "--bootstrap", "kafka-1:9092,kafka-2:9092",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "| strategy | soft_vote |" in out
+    config = yaml.safe_load((tmp_path / "streamfuse.yaml").read_text())
+    assert config["kafka"]["bootstrap_servers"] == "kafka-1:9092,kafka-2:9092"

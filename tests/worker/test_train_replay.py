@@ -223,3 +223,13 @@ def test_replay_command_prints_the_scores(
     for key, scores in expected.items():
         for metric, value in scores.items():
             assert printed[key][metric] == pytest.approx(value, abs=5e-5 + 1e-9), (key, metric)
+
+
+def test_produce_refuses_a_data_set_the_store_was_not_trained_on(
+    trained: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["produce", "--config", str(trained.config), "--dataset", "digits"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"the store {trained.root} holds the test split of 'wine', not 'digits'" in err
+    assert "give --dataset wine, or send your own rows with --data FILE" in err

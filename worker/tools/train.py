@@ -242,9 +242,9 @@ def _publish_run(
     for name, P in zip(names, P_te, strict=True):
         report.rows.append(("model", name, score(kind, P, y_te)))
     store.publish_dataset(HELDOUT_DATASET, {"X": X_ho, "y": y_ho})
-    store.publish_dataset(
-        "test", {"X": X_te, "y": y_te, "targets": ds.targets()[ds.splits["test"]]}
-    )
+    test = {"X": X_te, "y": y_te, "targets": ds.targets()[ds.splits["test"]]}
+    # Its data set's name, so that produce --dataset NAME can check it is this one.
+    store.publish_dataset("test", {**test, "dataset": np.asarray([ds.name])})
 
     def step(sname: str) -> None:
         if bar is not None:
