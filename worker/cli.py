@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from worker import __version__
 from worker.errors import ConfigError, WorkerError
@@ -127,26 +127,38 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
     q = ssub.add_parser("keygen", help="write a new signing key (keep it outside the store)")
     q.add_argument("path", type=Path, help="the key file to create (mode 0600; never overwritten)")
-    ssub.add_parser("list", help="models and their versions (* = promoted)")
-    q = ssub.add_parser("show", help="a version's manifest")
+    q = _store_action(ssub, "list", help="models and their versions (* = promoted)")
+    q = _store_action(ssub, "show", help="a version's manifest")
     q.add_argument("name", help="model name")
     q.add_argument("--version", type=int, default=None, help="default: the promoted one")
-    q = ssub.add_parser("promote", help="serve this version (workers hot-reload it)")
+    q = _store_action(ssub, "promote", help="serve this version (workers hot-reload it)")
     q.add_argument("name", help="model name")
     q.add_argument("version", type=int, help="the version to promote")
-    q = ssub.add_parser("rollback", help="back to the previously promoted version")
+    q = _store_action(ssub, "rollback", help="back to the previously promoted version")
     q.add_argument("name", help="model name")
-    q = ssub.add_parser("strategy", help="the champion/challenger decision: show or revert it")
+    q = _store_action(ssub, "strategy", help="the champion/challenger decision: show or revert it")
     q.add_argument("action", nargs="?", choices=("show", "revert"), default="show")
     q.add_argument("--record", default=None, help="decision name (default: from --config)")
     own_args.add_publish_arguments(
-        ssub.add_parser(
+        _store_action(
+            ssub,
             "publish",
             help="import a model file (skops, safetensors, XGBoost JSON/UBJ, LightGBM text, "
             "ONNX); never a pickle",
         )
     )
     return parser
+
+
+def _store_action(ssub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    """A ``store`` action that also takes ``--store``, ``--config`` and ``--key-file`` after
+    its name (``store publish ... --store DIR``, as ``fit`` and ``train`` take it)."""
+    q: argparse.ArgumentParser = ssub.add_parser(name, help=help)
+    # SUPPRESS: not given here, the value before the action stands.
+    q.add_argument("--store", type=Path, default=argparse.SUPPRESS, help="store directory")
+    q.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="or the config naming it")
+    q.add_argument("--key-file", type=Path, default=argparse.SUPPRESS, help="signing key")
+    return q
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,11 +247,11 @@ def _produce(args: argparse.Namespace) -> int:
         progress=sys.stderr.isatty(),
         data=args.data,
         target=args.target,
+        dataset=args.dataset,
     )
-    print(
-        f"produced {n} events to {settings.topics.input} and their labels to "
-        f"{settings.topics.labels}"
-    )
+    labelled = settings.topics.labels and (args.data is None or args.target is not None)
+    labels = f" and their labels to {settings.topics.labels}" if labelled else ""
+    print(f"produced {n} events to {settings.topics.input}{labels}")
     return 0
 
 

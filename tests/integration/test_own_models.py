@@ -12,6 +12,7 @@ features.
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import lightgbm as lgb
@@ -28,8 +29,8 @@ from sklearn.ensemble import RandomForestClassifier
 
 import combiners
 from model_store import ModelStore
-from tests.support.kafka import Broker
-from tests.support.worker import Topics, WorkerProcess, free_port
+from tests.support.kafka import Broker, unique
+from tests.support.worker import Topics, WorkerProcess, free_port, write_config
 from worker import cli
 
 pytestmark = pytest.mark.kafka
@@ -156,3 +157,40 @@ def test_train_on_a_csv_served_with_named_features(
     stored = s.load_strategy("soft_vote")
     combined = combiners.load_state(stored.meta, stored.arrays).combine(P)
     np.testing.assert_allclose(np.array([d["scores"] for d in docs]), combined, rtol=0, atol=1e-12)
+
+
+def test_produce_checks_its_topic_first_and_claims_no_labels_it_did_not_send(
+    kafka: Broker, topics, group_factory, trained_store: Path, tmp_path: Path, capsys
+) -> None:
+    t = topics()
+    missing = Topics(unique("absent"), t.output, t.labels, t.dead_letter)
+    config = write_config(
+        tmp_path / "absent.yaml", store=trained_store, bootstrap=kafka.bootstrap,
+        topics=missing, group=group_factory("produce"),
+    )  # fmt: skip
+    started = time.monotonic()
+    code = cli.main(["produce", "--config", str(config), "--dataset", "breast_cancer"])
+    took = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"streamfuse: config key 'topics.input': topic {missing.input!r} does not exist; "
+        "start the worker, or create it"
+    ]
+    assert took < 15, took  # kafka-python's producer waited 60 s for the topic's metadata
+    # Rows without a --target column: events only, and the summary says only that.
+    X = ModelStore(trained_store).load_dataset("test").arrays["X"][:5]
+    rows = tmp_path / "rows.csv"
+    with rows.open("w", newline="") as f:
+        csv.writer(f).writerows([[f"c{j}" for j in range(X.shape[1])], *X.tolist()])
+    config = write_config(
+        tmp_path / "ok.yaml", store=trained_store, bootstrap=kafka.bootstrap, topics=t,
+        group=group_factory("produce"),
+    )  # fmt: skip
+    code = cli.main(["produce", "--config", str(config), "--data", str(rows)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.strip() == f"produced 5 events to {t.input}"
+    assert "taken in file order" in err  # demo models have no feature names
+    sent = [orjson.loads(r.value) for r in kafka.consume_all(t.input, 5, timeout=30)]
+    assert [d["features"] for d in sent] == X.tolist()

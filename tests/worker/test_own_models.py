@@ -213,7 +213,7 @@ def test_publish_with_a_reference_sample_then_fit_keeps_it(
         "store", "--store", store, "publish", "rf", model_files["sklearn"],
         "--framework", "sklearn", "--feature-names", model_files["names"], "--reference", bad,
     )  # fmt: skip
-    assert code == 2 and f"{bad}: the models take 30 features" in err
+    assert code == 2 and f"{bad}: the header does not match the models' 30 feature names" in err
 
 
 def test_fit_with_columns_in_another_order_reads_them_by_name(
@@ -424,3 +424,219 @@ def test_bench_takes_an_ensemble_of_boosted_models(capsys: pytest.CaptureFixture
     assert bench.plan_from(parser.parse_args(["bench"])).models == ("rf", "hgb", "mlp")
     assert bench.main(parser.parse_args(["bench", "--models", "rf,catboost"])) == 2
     assert "--models takes two or more of" in capsys.readouterr().err
+
+
+# -- columns by name, or a clear stop --------------------------------------------------------
+
+
+def table_of(out: str) -> str:
+    """The score table of a command's output (not the lines naming files)."""
+    return "\n".join(line for line in out.splitlines() if line.startswith("|"))
+
+
+def test_reversed_columns_fit_and_replay_exactly_as_the_ordered_file(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    rows = slice(340, 450)
+    ordered = write_csv(tmp_path / "o.csv", BC.data[rows], BC.target[rows].tolist())
+    backwards = write_csv(
+        tmp_path / "r.csv", BC.data[rows][:, ::-1], BC.target[rows].tolist(), names=NAMES[::-1]
+    )
+    tables = {}
+    for label, heldout in [("ordered", ordered), ("reversed", backwards)]:
+        store = tmp_path / label / "store"
+        publish_all(run, store, model_files)
+        code, out, err = run("fit", "--store", store, "--heldout", heldout, "--target", "diagnosis")
+        assert code == 0, err
+        assert "file order" not in err
+        tables[label] = table_of(out)
+        for name in ("stacking", "weighted_average"):
+            stored = ModelStore(store).load_strategy(name).arrays
+            tables[label] += repr({k: np.asarray(v).tolist() for k, v in stored.items()})
+    assert tables["reversed"] == tables["ordered"]
+    config = tmp_path / "ordered" / "streamfuse.yaml"
+    replays = [
+        table_of(run("replay", "--config", config, "--events", f, "--target", "diagnosis")[1])
+        for f in (ordered, backwards)
+    ]
+    assert replays[0] == replays[1]
+
+
+def test_reversed_event_file_gives_the_ordered_events(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    from worker.tools.produce import file_events
+
+    store = tmp_path / "store"
+    publish_all(run, store, model_files)
+    rows = slice(450, 470)
+    ordered = write_csv(tmp_path / "o.csv", BC.data[rows], BC.target[rows].tolist())
+    backwards = write_csv(
+        tmp_path / "r.csv", BC.data[rows][:, ::-1], BC.target[rows].tolist(), names=NAMES[::-1]
+    )
+    s = ModelStore(store)
+    got = [file_events(s, "xgb", f, "diagnosis", "e") for f in (ordered, backwards)]
+    for events, _ in got:
+        for e in events:
+            e.pop("ts")
+    assert got[0] == got[1]
+    assert got[1][0][0]["features"]["mean_radius"] == BC.data[450, 0]
+
+
+def renamed(names: list[str], n: int) -> list[str]:
+    """The first ``n`` names spelt with spaces, as another tool might write them."""
+    return [c.replace("_", " ") if i < n else c for i, c in enumerate(names)]
+
+
+def test_a_partial_name_match_stops_fit_with_exit_2_naming_the_columns(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    publish_all(run, store, model_files)
+    names = renamed(NAMES, 3)[::-1]  # 27 of 30 names match; columns reversed
+    heldout = write_csv(
+        tmp_path / "h.csv", BC.data[340:450][:, ::-1], BC.target[340:450].tolist(), names=names
+    )
+    code, _, err = run("fit", "--store", store, "--heldout", heldout, "--target", "diagnosis")
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"{heldout}: the header does not match the models' 30 feature names" in err
+    assert "missing 3 of the models' names ['mean_radius', 'mean_texture', 'mean_perimeter']" in err
+    assert "3 unknown column(s) ['mean perimeter', 'mean texture', 'mean radius']" in err
+    assert not (tmp_path / "streamfuse.yaml").exists()
+    assert ModelStore(store).strategies() == []
+
+
+def test_a_partial_name_match_stops_replay_and_produce(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    publish_all(run, store, model_files)
+    heldout = write_csv(tmp_path / "h.csv", BC.data[340:450], BC.target[340:450].tolist())
+    assert run("fit", "--store", store, "--heldout", heldout, "--target", "diagnosis")[0] == 0
+    events = write_csv(
+        tmp_path / "e.csv", BC.data[450:], BC.target[450:].tolist(), names=renamed(NAMES, 10)
+    )
+    config = tmp_path / "streamfuse.yaml"
+    code, _, err = run("replay", "--config", config, "--events", events, "--target", "diagnosis")
+    assert code == 2
+    assert "missing 10 of the models' names ['mean_radius'," in err
+    assert "10 unknown column(s) ['mean radius'," in err
+    # produce refuses before it connects to any broker.
+    code, _, err = run("produce", "--config", config, "--data", events, "--target", "diagnosis")
+    assert code == 2 and f"{events}: the header does not match" in err
+
+
+def test_an_unknown_column_beyond_the_target_stops_with_exit_2(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    publish_all(run, store, model_files)
+    path = tmp_path / "h.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["patient_id", *NAMES, "diagnosis"])
+        held = zip(BC.data[340:450].tolist(), BC.target[340:450], strict=True)
+        writer.writerows([i, *row, label] for i, (row, label) in enumerate(held))
+    code, _, err = run("fit", "--store", store, "--heldout", path, "--target", "diagnosis")
+    assert code == 2
+    assert "1 unknown column(s) ['patient_id']; leave those columns out" in err
+    # Without --target, the label column is an unknown one too; the message says so.
+    from worker.tools.produce import file_events
+    from worker.tools.tabular import DataFileError
+
+    plain = write_csv(tmp_path / "p.csv", BC.data[:5], BC.target[:5].tolist())
+    with pytest.raises(DataFileError, match=r"\['diagnosis'\].*name the label with --target"):
+        file_events(ModelStore(store), "xgb", plain, None, "e")
+
+
+def test_models_without_names_take_columns_in_order_and_say_so_once(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    for name in ("xgb", "rf"):
+        framework = "xgboost" if name == "xgb" else "sklearn"
+        file = model_files[framework]
+        code, _, err = run(
+            "store", "--store", store, "publish", name, file, "--framework", framework,
+            "--features", 30, "--classes", "0,1",
+        )  # fmt: skip
+        assert code == 0, err
+    heldout = write_csv(
+        tmp_path / "h.csv", BC.data[340:450], BC.target[340:450].tolist(),
+        names=[f"f{j}" for j in range(30)],
+    )  # fmt: skip
+    code, _, err = run("fit", "--store", store, "--heldout", heldout, "--target", "diagnosis")
+    assert code == 0, err
+    notice = f"streamfuse: {heldout}: the models have no feature names, so its 30 columns are"
+    assert err.count(notice) == 1, err
+    short = write_csv(tmp_path / "s.csv", BC.data[:5, :29], BC.target[:5].tolist(), NAMES[:29])
+    code, _, err = run("fit", "--store", store, "--heldout", short, "--target", "diagnosis")
+    assert code == 2 and "the models take 30 features; the file has 29 columns besides" in err
+
+
+# -- messages a newcomer can act on ----------------------------------------------------------
+
+
+def test_store_takes_store_after_the_action_too(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    code, out, err = run(
+        "store", "publish", "xgb", model_files["xgboost"], "--framework", "xgboost",
+        "--store", store,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "xgb: published v1" in out
+    code, out, _ = run("store", "list", "--store", store)
+    assert code == 0 and out.strip() == "xgb: 1*"
+    code, out, _ = run("store", "--store", store, "list")
+    assert code == 0 and out.strip() == "xgb: 1*"
+
+
+def test_fit_says_which_models_to_republish_with_which_classes(
+    run: Run, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    text = np.asarray([f"class_{t}" for t in BC.target])  # as pandas' codes would be
+    rf = RandomForestClassifier(10, max_depth=4, random_state=0).fit(BC.data[:340], text[:340])
+    sio.dump(rf, tmp_path / "rf.skops")
+    names = model_files["names"]
+    code, _, err = run(
+        "store", "publish", "rf", tmp_path / "rf.skops", "--framework", "sklearn",
+        "--feature-names", names, "--store", store,
+    )  # fmt: skip
+    assert code == 0, err
+    for name, framework in [("xgb", "xgboost"), ("lgb", "lightgbm")]:
+        code, _, err = run(
+            "store", "publish", name, model_files[framework], "--framework", framework,
+            "--feature-names", names, "--store", store,
+        )  # fmt: skip
+        assert code == 0, err
+    heldout = write_csv(tmp_path / "h.csv", BC.data[340:450], text[340:450].tolist())
+    code, _, err = run("fit", "--store", store, "--heldout", heldout, "--target", "diagnosis")
+    assert code == 2
+    assert "config key" not in err and len(err.strip().splitlines()) == 1, err
+    assert "'rf' has ['class_0', 'class_1']; 'lgb', 'xgb' have [0, 1]" in err
+    assert (
+        f"Republish 'lgb', 'xgb' with the classes in their output order, e.g. streamfuse "
+        f"store publish lgb FILE --framework lightgbm --feature-names NAMES.txt --classes "
+        f"class_0,class_1 --store {store}"
+    ) in err
+    assert "XGBoost and LightGBM files cannot hold text class names" in err
+    assert not (tmp_path / "streamfuse.yaml").exists()
+    # Doing what it says is enough.
+    for name, framework in [("xgb", "xgboost"), ("lgb", "lightgbm")]:
+        code, _, err = run(
+            "store", "publish", name, model_files[framework], "--framework", framework,
+            "--feature-names", names, "--classes", "class_0,class_1", "--store", store,
+        )  # fmt: skip
+        assert code == 0, err
+    code, out, err = run(
+        "fit", "--store", store, "--heldout", heldout, "--target", "diagnosis",
+        "--bootstrap", "kafka-1:9092,kafka-2:9092",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "| strategy | soft_vote |" in out
+    config = yaml.safe_load((tmp_path / "streamfuse.yaml").read_text())
+    assert config["kafka"]["bootstrap_servers"] == "kafka-1:9092,kafka-2:9092"

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+import yaml
 
 import combiners
 from model_store import ModelStore
@@ -223,3 +224,34 @@ def test_replay_command_prints_the_scores(
     for key, scores in expected.items():
         for metric, value in scores.items():
             assert printed[key][metric] == pytest.approx(value, abs=5e-5 + 1e-9), (key, metric)
+
+
+def test_produce_refuses_a_data_set_the_store_was_not_trained_on(
+    trained: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["produce", "--config", str(trained.config), "--dataset", "digits"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"the store {trained.root} holds the test split of 'wine', not 'digits'" in err
+    assert "give --dataset wine, or send your own rows with --data FILE" in err
+
+
+def test_the_regression_config_has_no_two_strategies_that_compute_the_same(
+    tmp_path: Path,
+) -> None:
+    from worker.tools.fit import REGRESSION_STRATEGIES, write_config
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=300) * 50 + 150
+    P = np.stack([y + rng.normal(scale=s, size=300) for s in (5, 20, 40)])[..., None]
+    same = [
+        combiners.get_combiner(name, task="regression").fit(P[:, :200], y[:200]).combine(P[:, 200:])
+        for name in ("weighted_sum", "stacking")
+    ]
+    np.testing.assert_allclose(same[0], same[1], rtol=1e-10)  # why only one is kept
+    assert "weighted_sum" in REGRESSION_STRATEGIES and "stacking" not in REGRESSION_STRATEGIES
+    write_config(tmp_path / "c.yaml", tmp_path / "store", ["a", "b"], "regression", "k:9092")
+    config = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    served = [config["strategy"]["name"], *(s["name"] for s in config["shadow_strategies"])]
+    assert sorted(served) == sorted(REGRESSION_STRATEGIES)
+    assert "stacking" not in served

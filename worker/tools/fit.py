@@ -41,7 +41,9 @@ from worker.tools.tabular import class_index, read_labelled
 __all__ = [
     "CLASSIFICATION_STRATEGIES",
     "REGRESSION_STRATEGIES",
+    "FitError",
     "FitReport",
+    "check_classes",
     "fit",
     "fit_strategies",
     "publish_reference",
@@ -58,10 +60,12 @@ CLASSIFICATION_STRATEGIES: dict[str, dict[str, Any]] = {
     "select_best": {"k": 2, "window": 1000},
     "hedge": {"eta": 0.5},
 }
+#: No ``stacking`` for regression: its default meta-learner, ``Ridge(alpha=1)`` over the
+#: models' outputs with an intercept, solves the same penalised least squares as
+#: ``weighted_sum`` (weights penalised, bias not): the same outputs to 1e-13 on diabetes.
 REGRESSION_STRATEGIES: dict[str, dict[str, Any]] = {
     "weighted_average": {},
     "weighted_sum": {},
-    "stacking": {},
     "select_best": {"k": 2, "window": 1000},
     "hedge": {"eta": 0.5},
 }
@@ -185,6 +189,66 @@ def write_config(
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
 
+class FitError(ConfigError):
+    """``fit`` cannot use the store's models as they are; the message says what to do."""
+
+    def __init__(self, message: str) -> None:
+        self.key = "--store"
+        self.problem = message
+        Exception.__init__(self, message)
+
+
+#: Frameworks whose files hold class indices only: text class names come from ``--classes``.
+INDEX_ONLY_FRAMEWORKS = ("xgboost", "lightgbm")
+
+
+def check_classes(store: ModelStore, names: list[str]) -> None:
+    """The classifiers among ``names`` have the same classes in the same order; otherwise a
+    :class:`FitError` says which models to republish, and with what ``--classes``."""
+    known = set(store.models())
+    found: dict[str, tuple[list[Any], str]] = {}
+    for name in names:
+        if name not in known:
+            continue  # ModelSet names it
+        try:
+            manifest = store.manifest(name)
+        except ModelStoreError:
+            continue  # ModelSet reports it, loading
+        if manifest.get("task") == "classification" and manifest.get("classes") is not None:
+            found[name] = (list(manifest["classes"]), str(manifest.get("framework")))
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, (classes, _) in found.items():
+        groups.setdefault(tuple(str(c) for c in classes), []).append(name)
+    if len(groups) < 2:
+        return
+
+    def texty(key: tuple[str, ...]) -> bool:
+        return not all(c.lstrip("-").isdigit() for c in key)
+
+    # The right classes: text names (a file that holds them) over indices, then the most models.
+    right = max(groups, key=lambda k: (texty(k), len(groups[k])))
+    wrong = [n for k, members in groups.items() if k != right for n in members]
+    has = "; ".join(
+        f"{', '.join(map(repr, members))} {'has' if len(members) == 1 else 'have'} "
+        f"{found[members[0]][0]}"
+        for members in [groups[right], *(m for k, m in groups.items() if k != right)]
+    )
+    example = wrong[0]
+    framework = found[example][1]
+    names_arg = ""
+    if store.manifest(example)["input_schema"].get("feature_names"):
+        names_arg = " --feature-names NAMES.txt"
+    why = ""
+    if any(found[n][1] in INDEX_ONLY_FRAMEWORKS for n in wrong):
+        why = " (XGBoost and LightGBM files cannot hold text class names: give them --classes)"
+    raise FitError(
+        f"the models' classes differ: {has}. Republish {', '.join(map(repr, wrong))} with the "
+        f"classes in their output order, e.g. streamfuse store publish {example} FILE "
+        f"--framework {framework}{names_arg} --classes {','.join(right)} --store "
+        f"{store.root}{why}"
+    )
+
+
 @dataclass
 class FitReport:
     kind: str
@@ -214,7 +278,13 @@ def fit(
     names = models or store.models()
     if not names:
         raise ConfigError("--store", f"{store_dir} holds no models (streamfuse store publish)")
-    model_set = ModelSet(store, [ModelRef(name=n) for n in names])
+    check_classes(store, names)
+    try:
+        model_set = ModelSet(store, [ModelRef(name=n) for n in names])
+    except ConfigError as exc:  # no config exists yet: say what is wrong in the store
+        raise FitError(
+            f"the models in {store_dir} cannot be served together: {exc.problem}"
+        ) from exc
     first = model_set.models[0]
     if first.task == "multitask":
         raise ConfigError("--store", "multi-task models are fitted by streamfuse train only")

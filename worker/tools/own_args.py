@@ -54,7 +54,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
         "--heldout",
         required=True,
         type=Path,
-        help="CSV or Parquet: the models' feature columns (by name, or in order) and the target",
+        help="CSV or Parquet: the models' feature columns (matched by name) and the target",
     )
     p.add_argument("--target", required=True, help="the target column of --heldout")
     p.add_argument(

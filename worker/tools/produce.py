@@ -14,13 +14,63 @@ import orjson
 from kafka import KafkaProducer
 from tqdm import tqdm
 
-from model_store import ModelStore
+from model_store import ModelNotFoundError, ModelStore
 from worker.config import Settings
+from worker.errors import ConfigError
 from worker.inference.serving import open_store
 from worker.tools.tabular import DataFileError, class_index, feature_columns, read_table
-from worker.transport.kafka_python.clients import common_config
+from worker.transport.kafka_python.clients import admin_client, common_config
 
-__all__ = ["dataset_events", "file_events", "label_docs", "produce"]
+__all__ = [
+    "check_dataset",
+    "check_topics",
+    "dataset_events",
+    "file_events",
+    "label_docs",
+    "produce",
+]
+
+
+#: The ``test`` data set's array naming the data set it is a split of (``streamfuse train``).
+DATASET_NAME_KEY = "dataset"
+
+
+def check_dataset(store: ModelStore, name: str | None) -> None:
+    """The store keeps a test split, of ``name`` when given (stores trained before the split
+    named its data set take any name)."""
+    try:
+        stored = store.load_dataset("test").arrays
+    except ModelNotFoundError:
+        raise ConfigError(
+            "--dataset",
+            f"the store {store.root} has no test split (streamfuse train keeps one); send "
+            "your own rows with --data FILE",
+        ) from None
+    if name is None or DATASET_NAME_KEY not in stored:
+        return
+    have = str(np.asarray(stored[DATASET_NAME_KEY]).reshape(-1)[0])
+    if name != have:
+        raise ConfigError(
+            "--dataset",
+            f"the store {store.root} holds the test split of {have!r}, not {name!r}; give "
+            f"--dataset {have}, or send your own rows with --data FILE",
+        )
+
+
+def check_topics(settings: Settings, topics: dict[str, str]) -> None:
+    """Each of ``topics`` (config key -> topic) exists (the worker creates its topics at
+    start-up with ``topics.create``); a broker that does not answer is a
+    :class:`BrokerUnavailableError` within ``kafka.connect_timeout_s``."""
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+    finally:
+        admin.close()
+    for key, topic in topics.items():
+        if topic not in existing:
+            raise ConfigError(
+                key, f"topic {topic!r} does not exist; start the worker, or create it"
+            )
 
 
 def dataset_events(
@@ -109,21 +159,33 @@ def produce(
     progress: bool = True,
     data: Path | None = None,
     target: str | None = None,
+    dataset: str | None = None,
 ) -> int:
     """Send the store's test split (or the rows of ``data``) as events, and their labels
-    ``labels_delay`` seconds later (for ``data``, only with a ``target`` column)."""
+    ``labels_delay`` seconds later (for ``data``, only with a ``target`` column).
+
+    ``dataset``, when given, must be the data set the store's test split came from. The
+    topics sent to must exist: checked first, so a missing one stops at once
+    (:class:`ConfigError`) instead of after the producer's 60 s metadata wait.
+    """
     store = open_store(settings.store)
     model = settings.models[0].name
     if data is not None:
         events, found = file_events(store, model, data, target, prefix, count)
         labels: list[dict[str, Any] | None] = list(found) if found else [None] * len(events)
     else:
+        check_dataset(store, dataset)
         events, docs = dataset_events(store, model, prefix, count)
         labels = list(docs)
+    t = settings.topics
+    sends_labels = bool(t.labels) and any(label is not None for label in labels)
+    wanted = {"topics.input": t.input}
+    if sends_labels and t.labels:
+        wanted["topics.labels"] = t.labels
+    check_topics(settings, wanted)
     producer = KafkaProducer(**common_config(settings, "-produce", linger_ms=5))
     pending: deque[tuple[float, dict[str, Any]]] = deque()
     start = time.monotonic()
-    t = settings.topics
     for i, (event, label) in enumerate(
         tqdm(
             list(zip(events, labels, strict=True)),

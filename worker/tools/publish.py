@@ -87,7 +87,7 @@ def publish_feature_reference(store: ModelStore, path: Path, schema: dict[str, A
     from worker.tools.tabular import feature_columns, read_table
 
     table = read_table(path)  # a DataFileError names the file: exit 2
-    cols = feature_columns(table, [], schema["feature_names"], schema["n_features"])
+    cols = feature_columns(table, [], schema["feature_names"], schema["n_features"], others=True)
     X = np.column_stack([table.numeric(c) for c in cols])
     meta, arrays = profile_arrays(
         feature_reference(X), [], schema["feature_names"], {"features": len(X)}, "reference"

@@ -3,13 +3,14 @@
 CSV needs nothing beyond the standard library; Parquet is read with pyarrow (the ``parquet``
 extra). Every problem stops with a :class:`DataFileError` (exit 2) naming the file and the
 column: a missing target, a non-numeric feature column (encode it as numbers first), an
-empty cell or NaN, a single class.
+empty cell or NaN, a single class, a header that does not name the models' features.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,15 @@ import numpy as np
 
 from worker.errors import ConfigError
 
-__all__ = ["DataFileError", "Labelled", "Table", "class_index", "read_labelled", "read_table"]
+__all__ = [
+    "DataFileError",
+    "Labelled",
+    "Table",
+    "class_index",
+    "feature_columns",
+    "read_labelled",
+    "read_table",
+]
 
 #: An integer-valued numeric target with at most this many distinct values is taken for
 #: classes when no task is given.
@@ -138,21 +147,63 @@ class Labelled:
 
 
 def feature_columns(
-    table: Table, exclude: Sequence[str], names: Sequence[str] | None, n_features: int | None
+    table: Table,
+    exclude: Sequence[str],
+    names: Sequence[str] | None,
+    n_features: int | None,
+    *,
+    others: bool = False,
 ) -> list[str]:
-    """The columns holding the features: ``names`` when the file has them all, else every
-    column but ``exclude``, in order (their count must be ``n_features`` when given)."""
-    if names and all(n in table.values for n in names):
+    """The columns holding the models' features, in the models' order.
+
+    With ``names`` (the models' feature names) columns are matched by name: each name must
+    be a column and, unless ``others`` is allowed, each column but ``exclude`` (the target)
+    must be a name; otherwise the file is refused, listing the missing and the unknown
+    columns. Without names, every column but ``exclude`` is taken in file order, when their
+    count is ``n_features`` (said once on stderr: nothing checks that the order is right).
+    """
+    if names:
+        missing = [n for n in names if n not in table.values]
+        known = set(names) | set(exclude)
+        unknown = [] if others else [c for c in table.columns if c not in known]
+        if missing or unknown:
+            raise DataFileError(table.path, _mismatch(len(names), missing, unknown, exclude))
         return list(names)
     cols = [c for c in table.columns if c not in exclude]
     if n_features is not None and len(cols) != n_features:
-        wanted = f" named {list(names)[:5]}..." if names else ""
         raise DataFileError(
             table.path,
-            f"the models take {n_features} features{wanted}; the file has {len(cols)} columns "
-            f"besides {', '.join(map(repr, exclude))}",
+            f"the models take {n_features} features; the file has {len(cols)} columns"
+            + (f" besides {', '.join(map(repr, exclude))}" if exclude else ""),
+        )
+    if n_features is not None:
+        print(
+            f"streamfuse: {table.path}: the models have no feature names, so its "
+            f"{len(cols)} columns are taken in file order",
+            file=sys.stderr,
         )
     return cols
+
+
+def _mismatch(n_names: int, missing: list[str], unknown: list[str], exclude: Sequence[str]) -> str:
+    """Why a header does not fit the models' ``n_names`` names, and what to do."""
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} of the models' names {_listed(missing)}")
+    if unknown:
+        parts.append(f"{len(unknown)} unknown column(s) {_listed(unknown)}")
+    hint = "rename the columns to the models' feature names (streamfuse store show MODEL)"
+    if unknown and not missing:
+        hint = "leave those columns out" + ("" if exclude else ", or name the label with --target")
+    return (
+        f"the header does not match the models' {n_names} feature names (columns are "
+        f"matched by name): {'; '.join(parts)}; {hint}"
+    )
+
+
+def _listed(names: list[str], most: int = 10) -> str:
+    shown = ", ".join(map(repr, names[:most]))
+    return f"[{shown}{', ...' if len(names) > most else ''}]"
 
 
 def read_labelled(

@@ -10,7 +10,10 @@ with the models on the test split.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 import combiners
-from model_store import ModelStore, build_torch_model
+from model_store import ModelStore, ModelStoreError, build_torch_model
 from worker.accuracy.scoring import score, score_table
 from worker.config import StoreSettings
 from worker.errors import ConfigError
@@ -50,6 +53,7 @@ __all__ = [
     "BASE_MODELS",
     "CLASSIFICATION_STRATEGIES",
     "REGRESSION_STRATEGIES",
+    "ModelTrainError",
     "TrainReport",
     "dataset_from_file",
     "train",
@@ -96,6 +100,17 @@ def dataset_from_file(
     return ds
 
 
+class ModelTrainError(ConfigError):
+    """A base model could not be trained, or the store refused it: one line naming the model
+    (exit 2), and nothing of the run is in the store."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.key = "--models"
+        self.problem = problem
+        first = problem.strip().splitlines()[0] if problem.strip() else "failed"
+        Exception.__init__(self, f"model {name!r}: {first}")
+
+
 def train(
     dataset: str | Dataset,
     store_dir: str | Path,
@@ -109,46 +124,117 @@ def train(
 ) -> TrainReport:
     """Train the base ``models`` on ``dataset`` (a demo name, or :func:`dataset_from_file`),
     publish them (signed with ``key_file``'s key when given), fit every strategy on the
-    held-out split and write a config naming the store."""
+    held-out split and write a config naming the store.
+
+    All or nothing: every model is fitted first, then the whole run (models, data sets,
+    strategies, reference profile) is published into a scratch store beside ``store_dir``,
+    where the store's checks refuse what they refuse. A new (or empty) store is that scratch
+    store renamed into place, then the config; an existing one gets the same publications
+    only once the scratch run has succeeded. A model that fails raises
+    :class:`ModelTrainError` naming it.
+    """
     ds = load_dataset(dataset, seed=seed, drift=drift) if isinstance(dataset, str) else dataset
-    dataset = ds.name
     store_dir = Path(store_dir)
-    store_dir.mkdir(parents=True, exist_ok=True)
     key_path = Path(key_file).resolve() if key_file is not None else None
-    store = open_store(StoreSettings(path=store_dir, key_file=key_path))
+    config_path = Path(config_out) if config_out else store_dir.parent / "streamfuse.yaml"
     torch.manual_seed(seed)
     kind = ds.task.kind
-    report = TrainReport(dataset, kind, "accuracy" if kind == "classification" else "mae")
     steps = len(models) + len(strategies_for(kind)) + (len(MULTITASK_MODELS) + 1 if ds.extra else 0)
-    bar = tqdm(total=steps, desc=f"train {dataset}", disable=not progress, file=sys.stderr)
+    bar = tqdm(total=steps, desc=f"train {ds.name}", disable=not progress, file=sys.stderr)
+    fitted = _fit_base_models(ds, seed, models, bar)
+    nets = _fit_multitask(ds, seed, bar) if ds.extra else {}
+    fresh = not store_dir.exists() or (store_dir.is_dir() and not any(store_dir.iterdir()))
+    store_dir.parent.mkdir(parents=True, exist_ok=True)
+    scratch = store_dir.parent / f".{store_dir.name}.train-{uuid.uuid4().hex}"
+    scratch.mkdir()  # as the store's own directory would be (mode from the umask)
+    written: list[tuple[Path, Path]] = []  # (temporary, final) configs
+    try:
+        staged = open_store(StoreSettings(path=scratch, key_file=key_path))
+        report = _publish_run(ds, staged, fitted, nets, seed, bar)
+        bar.close()
+        configs = [(config_path, list(fitted), kind)]
+        if ds.extra:
+            multitask = config_path.with_name(config_path.stem + "-multitask.yaml")
+            configs.append((multitask, list(MULTITASK_MODELS), "multitask"))
+        if fresh:
+            for path, names, config_kind in configs:
+                tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+                write_config(tmp, store_dir, names, config_kind, bootstrap, key_path)
+                written.append((tmp, path))
+            os.replace(scratch, store_dir)  # rename(2): onto a missing or empty directory
+            for tmp, path in written:
+                os.replace(tmp, path)
+        else:
+            store = open_store(StoreSettings(path=store_dir, key_file=key_path))
+            report = _publish_run(ds, store, fitted, nets, seed, None)
+            for path, names, config_kind in configs:
+                write_config(path, store_dir, names, config_kind, bootstrap, key_path)
+    finally:
+        bar.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+    report.config_path = config_path
+    return report
 
+
+def _fit_base_models(
+    ds: Dataset, seed: int, models: tuple[str, ...] | list[str], bar: Any
+) -> dict[str, tuple[Any, str, dict[str, Any] | None]]:
+    """Each base model fitted on the train split, in memory: name -> (model, framework,
+    torch spec)."""
     X_tr, y_tr = ds.part("train")
+    fitted: dict[str, tuple[Any, str, dict[str, Any] | None]] = {}
+    for name, (model, framework, spec) in _base_models(ds, seed, models).items():
+        bar.set_postfix_str(name)
+        try:
+            if framework == "torch":
+                assert spec is not None
+                y_fit = _encode(ds, ds.splits["train"])
+                model = fit_torch(spec, X_tr, [(ds.task.name, y_fit)], seed)
+            elif framework in ("xgboost", "lightgbm"):
+                model = model.fit(X_tr, _encode(ds, ds.splits["train"]))  # labels as 0..k-1
+            else:
+                model = model.fit(X_tr, y_tr)
+        except Exception as exc:  # any library's failure, reported as this model's
+            raise ModelTrainError(name, str(exc) or type(exc).__name__) from exc
+        fitted[name] = (model, framework, spec)
+        bar.update()
+    return fitted
+
+
+def _publish_run(
+    ds: Dataset,
+    store: ModelStore,
+    fitted: dict[str, tuple[Any, str, dict[str, Any] | None]],
+    nets: dict[str, tuple[torch.nn.Module, dict[str, Any]]],
+    seed: int,
+    bar: Any,
+) -> TrainReport:
+    """Publish the fitted models, the held-out and test sets, every strategy fitted on the
+    held-out split and the reference profile into ``store``; the scores on the test split."""
+    kind = ds.task.kind
+    report = TrainReport(ds.name, kind, "accuracy" if kind == "classification" else "mae")
+    X_tr, _ = ds.part("train")
     X_ho, _ = ds.part("heldout")
     X_te, _ = ds.part("test")
     y_ho = _encode(ds, ds.splits["heldout"])
     y_te = _encode(ds, ds.splits["test"])
     versions: dict[str, int] = {}
-    for name, (model, framework, spec) in _base_models(ds, seed, models).items():
-        bar.set_postfix_str(name)
-        if framework == "torch":
-            assert spec is not None
-            y_fit = _encode(ds, ds.splits["train"])
-            fitted = fit_torch(spec, X_tr, [(ds.task.name, y_fit)], seed)
-        elif framework in ("xgboost", "lightgbm"):
-            fitted = model.fit(X_tr, _encode(ds, ds.splits["train"]))  # labels as 0..k-1
-        else:
-            fitted = model.fit(X_tr, y_tr)
-        versions[name] = store.publish(
-            name,
-            fitted,
-            framework=framework,
-            input_schema={"n_features": ds.X.shape[1], "feature_names": ds.feature_names},
-            task=kind,
-            classes=list(ds.task.classes) if ds.task.classes else None,
-            output_kind="proba" if kind == "classification" else "value",
-            spec=spec,
-        )
-        bar.update()
+    for name, (model, framework, spec) in fitted.items():
+        try:
+            versions[name] = store.publish(
+                name,
+                model,
+                framework=framework,
+                input_schema={"n_features": ds.X.shape[1], "feature_names": ds.feature_names},
+                task=kind,
+                classes=list(ds.task.classes) if ds.task.classes else None,
+                output_kind="proba" if kind == "classification" else "value",
+                spec=spec,
+            )
+        except ModelStoreError as exc:
+            raise ModelTrainError(name, str(exc)) from exc
     names = list(versions)
     loaded = [store.load(n, versions[n]) for n in names]
     P_ho = np.stack([m.predict_outputs(X_ho) for m in loaded])
@@ -156,13 +242,14 @@ def train(
     for name, P in zip(names, P_te, strict=True):
         report.rows.append(("model", name, score(kind, P, y_te)))
     store.publish_dataset(HELDOUT_DATASET, {"X": X_ho, "y": y_ho})
-    store.publish_dataset(
-        "test", {"X": X_te, "y": y_te, "targets": ds.targets()[ds.splits["test"]]}
-    )
+    test = {"X": X_te, "y": y_te, "targets": ds.targets()[ds.splits["test"]]}
+    # Its data set's name, so that produce --dataset NAME can check it is this one.
+    store.publish_dataset("test", {**test, "dataset": np.asarray([ds.name])})
 
     def step(sname: str) -> None:
-        bar.set_postfix_str(sname)
-        bar.update()
+        if bar is not None:
+            bar.set_postfix_str(sname)
+            bar.update()
 
     combiners_fitted: dict[str, Any] = {}
     report.rows += fit_strategies(
@@ -171,17 +258,10 @@ def train(
     publish_reference(
         store, kind, X_tr, P_ho, names, combiners_fitted, y_ho, versions, ds.feature_names
     )  # fmt: skip
-    if ds.extra:
-        _train_multitask(ds, store, seed, report, bar)
-    bar.close()
-    config_out = Path(config_out) if config_out else store_dir.parent / "streamfuse.yaml"
-    write_config(config_out, store_dir, names, kind, bootstrap, key_path)
-    if ds.extra:
-        multitask_config = config_out.with_name(config_out.stem + "-multitask.yaml")
-        write_config(
-            multitask_config, store_dir, list(MULTITASK_MODELS), "multitask", bootstrap, key_path
-        )
-    report.config_path = config_out
+    if nets:
+        _publish_multitask(ds, store, nets, seed, report)
+        if bar is not None:
+            bar.update()
     return report
 
 
@@ -376,22 +456,26 @@ def _fold_scaling(
             head.bias.mul_(sd).add_(mu)
 
 
-def _train_multitask(
-    ds: Dataset, store: ModelStore, seed: int, report: TrainReport, bar: Any
-) -> None:
-    task_specs = ds.tasks
-    tasks: list[dict[str, Any]] = [
+def _task_dicts(ds: Dataset) -> list[dict[str, Any]]:
+    return [
         {
             "name": t.name,
             "type": t.kind,
             "n_outputs": len(t.classes) if t.classes else 1,
             "classes": list(t.classes) if t.classes else None,
         }
-        for t in task_specs
+        for t in ds.tasks
     ]
+
+
+def _fit_multitask(
+    ds: Dataset, seed: int, bar: Any
+) -> dict[str, tuple[torch.nn.Module, dict[str, Any]]]:
+    """The multi-task networks fitted on the train split: name -> (module, spec)."""
+    tasks = _task_dicts(ds)
     targets = ds.targets()
-    tr, ho, te = ds.splits["train"], ds.splits["heldout"], ds.splits["test"]
-    versions = {}
+    tr = ds.splits["train"]
+    nets = {}
     for i, (name, trunk) in enumerate(MULTITASK_MODELS.items()):
         bar.set_postfix_str(name)
         spec = {
@@ -409,18 +493,39 @@ def _train_multitask(
             )
             for j, t in enumerate(tasks)
         ]
-        net = fit_torch(spec, ds.X[tr], y_cols, seed + i)
-        versions[name] = store.publish(
-            name,
-            net,
-            framework="torch",
-            input_schema={"n_features": ds.X.shape[1], "feature_names": None},
-            task="multitask",
-            tasks=tasks,
-            output_kind="mixed",
-            spec=spec,
-        )
+        try:
+            nets[name] = (fit_torch(spec, ds.X[tr], y_cols, seed + i), spec)
+        except Exception as exc:  # reported as this model's, like the base models
+            raise ModelTrainError(name, str(exc) or type(exc).__name__) from exc
         bar.update()
+    return nets
+
+
+def _publish_multitask(
+    ds: Dataset,
+    store: ModelStore,
+    nets: dict[str, tuple[torch.nn.Module, dict[str, Any]]],
+    seed: int,
+    report: TrainReport,
+) -> None:
+    tasks = _task_dicts(ds)
+    targets = ds.targets()
+    ho, te = ds.splits["heldout"], ds.splits["test"]
+    versions = {}
+    for name, (net, spec) in nets.items():
+        try:
+            versions[name] = store.publish(
+                name,
+                net,
+                framework="torch",
+                input_schema={"n_features": ds.X.shape[1], "feature_names": None},
+                task="multitask",
+                tasks=tasks,
+                output_kind="mixed",
+                spec=spec,
+            )
+        except ModelStoreError as exc:
+            raise ModelTrainError(name, str(exc)) from exc
     loaded = [store.load(n, v) for n, v in versions.items()]
     P_ho = np.stack([m.predict_outputs(ds.X[ho]) for m in loaded])
     P_te = np.stack([m.predict_outputs(ds.X[te]) for m in loaded])
@@ -444,4 +549,3 @@ def _train_multitask(
             report.rows.append((scope, f"{name}[{t['name']}]", scores))
     meta, arrays = combiners.save_state(fusion)
     store.publish_strategy("multitask", meta, arrays, versions)
-    bar.update()
