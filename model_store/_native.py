@@ -9,8 +9,8 @@ install.
 
 from __future__ import annotations
 
+import logging
 import re
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +27,7 @@ _OUTPUT_KIND = {"classification": "proba", "regression": "value"}
 _PICKLE = re.compile(rb"\x80[\x02-\x05]")
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+log = logging.getLogger("model_store")
 
 
 def _as_bytes(framework: str, model: Any, name: str) -> tuple[bytes, str]:
@@ -164,7 +165,7 @@ def describe_native(
     ``source`` is the name of the user's file (:meth:`ModelStore.publish_file`), which
     refusals name. An ONNX classifier's classes are the labels its file states
     (:func:`model_store._onnx_io.class_columns`): given ``classes`` must be the same labels;
-    in another order, the columns are served in the given order and a warning says so.
+    in another order, the columns are served in the given order and a logged warning says so.
     XGBoost and LightGBM files hold no labels: their classes are the given ones, or
     ``0..n-1``.
     """
@@ -227,8 +228,8 @@ def describe_native(
 def _served_classes(
     name: str, given: list[Any] | None, labels: list[Any] | None, source: str | None
 ) -> list[Any] | None:
-    """The classes to serve: the file's ``labels`` in the ``given`` order (a warning says
-    when that reorders them), the given ones when the file states none."""
+    """The classes to serve: the file's ``labels`` in the ``given`` order (a logged warning
+    says when that reorders them), the given ones when the file states none."""
     from ._onnx_io import class_columns
 
     if labels is None or given is None:
@@ -243,11 +244,13 @@ def _served_classes(
         )
     served = [labels[i] for i in columns]
     if served != labels:
-        warnings.warn(
-            f"{name}: serving the classes of {where} in the given order {served} (the "
-            f"file's order is {labels}): its probability columns are reordered to match",
-            UserWarning,
-            stacklevel=4,
+        log.warning(
+            "%s: serving the classes of %s in the given order %s (the file's order is %s): "
+            "its probability columns are reordered to match",
+            name,
+            where,
+            served,
+            labels,
         )
     return served
 

@@ -3,6 +3,8 @@ contradicted by ``classes`` (``--classes``), reordered (and said) when given in 
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from model_store import ModelStore, PublishError
+from model_store import ModelStore, PublishError, UnsafeModelError
+from tests.model_store.hostile import edit_manifest
 
 X, _Y = load_wine(return_X_y=True)
 TEXT = np.array([f"class_{i}" for i in _Y])
@@ -68,12 +71,18 @@ def test_classes_that_contradict_the_file_are_refused(
 @pytest.mark.parametrize("zipmap", [False, True])
 @pytest.mark.parametrize("order", [[2, 1, 0], [2, 0, 1]])
 def test_the_files_classes_in_another_order_reorder_the_scores(
-    store: ModelStore, tmp_path: Path, wine_lr: Pipeline, zipmap: bool, order: list[int]
+    store: ModelStore,
+    tmp_path: Path,
+    wine_lr: Pipeline,
+    zipmap: bool,
+    order: list[int],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     path = _onnx_file(wine_lr, tmp_path / "wine_lr.onnx", zipmap)
     given = [FILE_CLASSES[i] for i in order]
-    with pytest.warns(UserWarning, match=r"wine_lr\.onnx.*reordered"):
+    with caplog.at_level(logging.WARNING, logger="model_store"):
         store.publish_file("lr", path, framework="onnx", classes=given)
+    assert re.search(r"wine_lr\.onnx in the given order .* reordered", caplog.text)
     loaded = store.load("lr", threads=1)
     assert loaded.classes == given
     out = loaded.predict_outputs(X)
@@ -82,12 +91,13 @@ def test_the_files_classes_in_another_order_reorder_the_scores(
 
 
 def test_the_same_order_is_accepted_without_a_warning(
-    store: ModelStore, wine_lr: Pipeline, recwarn: pytest.WarningsRecorder
+    store: ModelStore, wine_lr: Pipeline, caplog: pytest.LogCaptureFixture
 ) -> None:
     onx = to_onnx(wine_lr, X[:1].astype(np.float32), options={id(wine_lr[-1]): {"zipmap": False}})
-    store.publish("lr", onx, framework="onnx", classes=FILE_CLASSES)
+    with caplog.at_level(logging.WARNING, logger="model_store"):
+        store.publish("lr", onx, framework="onnx", classes=FILE_CLASSES)
     assert store.load("lr").classes == FILE_CLASSES
-    assert not [w for w in recwarn if "reordered" in str(w.message)]
+    assert "reordered" not in caplog.text
 
 
 def test_a_tree_ensemble_with_text_labels_refuses_integer_classes(
@@ -101,14 +111,17 @@ def test_a_tree_ensemble_with_text_labels_refuses_integer_classes(
     assert store.load("rf").classes == FILE_CLASSES
 
 
-def test_integer_labels_are_read_and_match_command_line_text(store: ModelStore) -> None:
+def test_integer_labels_are_read_and_match_command_line_text(
+    store: ModelStore, caplog: pytest.LogCaptureFixture
+) -> None:
     model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, _Y + 5)
     onx = to_onnx(model, X[:1].astype(np.float32), options={id(model[-1]): {"zipmap": True}})
     store.publish("lr", onx, framework="onnx")
     assert store.load("lr").classes == [5, 6, 7]
     # A command line cannot tell "7" from 7: labels match by their text.
-    with pytest.warns(UserWarning, match="reordered"):
+    with caplog.at_level(logging.WARNING, logger="model_store"):
         store.publish("lr", onx, framework="onnx", classes=["7", "6", "5"])
+    assert "the model in the given order [7, 6, 5]" in caplog.text
     loaded = store.load("lr", threads=1)
     assert loaded.classes == [7, 6, 5]
     expected = model.predict_proba(X)[:, ::-1]
@@ -155,3 +168,16 @@ def test_a_label_encoder_names_the_columns(store: ModelStore) -> None:
     assert loaded.classes == ["low", "mid", "high"]
     with pytest.raises(PublishError, match=r"\['low', 'mid', 'high'\]"):
         store.publish("le", _label_encoder_model(), framework="onnx", classes=[0, 1, 2])
+
+
+def test_a_manifest_whose_classes_are_not_the_files_is_refused_at_load(
+    store: ModelStore, tmp_store: Path, wine_lr: Pipeline
+) -> None:
+    onx = to_onnx(wine_lr, X[:1].astype(np.float32), options={id(wine_lr[-1]): {"zipmap": False}})
+    store.publish("lr", onx, framework="onnx")
+    # What the store wrote for such a file before it read the labels.
+    edit_manifest(tmp_store, "lr", lambda manifest: manifest.update(classes=[0, 1, 2]))
+    with pytest.raises(
+        UnsafeModelError, match=r"states the classes \[.class_0.*publish the file again"
+    ):
+        store.load("lr")
