@@ -9,7 +9,6 @@ install.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -27,7 +26,6 @@ _OUTPUT_KIND = {"classification": "proba", "regression": "value"}
 _PICKLE = re.compile(rb"\x80[\x02-\x05]")
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-log = logging.getLogger("model_store")
 
 
 def _as_bytes(framework: str, model: Any, name: str) -> tuple[bytes, str]:
@@ -202,7 +200,9 @@ def describe_native(
     n_outputs = int(out.shape[1])
     final: list[Any] | None = None
     if task == "classification":
-        final = _served_classes(name, given_classes, found.get("classes"), source)
+        from ._onnx_io import served_classes
+
+        final = served_classes(name, given_classes, found.get("classes"), source)
         final = final or list(range(n_outputs))
         if len(final) != n_outputs:
             raise PublishError(name, f"{len(final)} classes for {n_outputs} probability columns")
@@ -223,36 +223,6 @@ def describe_native(
         "spec": None,
     }
     return {NATIVE_FILES[framework]: stored}, fields
-
-
-def _served_classes(
-    name: str, given: list[Any] | None, labels: list[Any] | None, source: str | None
-) -> list[Any] | None:
-    """The classes to serve: the file's ``labels`` in the ``given`` order (a logged warning
-    says when that reorders them), the given ones when the file states none."""
-    from ._onnx_io import class_columns
-
-    if labels is None or given is None:
-        return given or labels
-    columns = class_columns(labels, given)
-    where = source or "the model"
-    if columns is None:
-        raise PublishError(
-            name,
-            f"{where} states the classes {labels}, not the given {given} (--classes): leave "
-            "them out to serve the file's, or give the same labels in the order to serve",
-        )
-    served = [labels[i] for i in columns]
-    if served != labels:
-        log.warning(
-            "%s: serving the classes of %s in the given order %s (the file's order is %s): "
-            "its probability columns are reordered to match",
-            name,
-            where,
-            served,
-            labels,
-        )
-    return served
 
 
 def load_native(

@@ -30,6 +30,7 @@ first float output.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ._tree_links import LinksRefused, check_links
-from .errors import MissingDependencyError
+from .errors import MissingDependencyError, PublishError
 
 __all__ = [
     "ONNX_FILE",
@@ -46,7 +47,10 @@ __all__ = [
     "class_columns",
     "load_onnx_session",
     "make_onnx_predictor",
+    "served_classes",
 ]
+
+log = logging.getLogger("model_store")
 
 ONNX_FILE = "model.onnx"
 _DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
@@ -309,6 +313,34 @@ def class_columns(labels: list[Any], wanted: list[Any]) -> list[int] | None:
         return None
     columns = [index.get(str(c), -1) for c in wanted]
     return columns if sorted(columns) == list(range(len(labels))) else None
+
+
+def served_classes(
+    name: str, given: list[Any] | None, labels: list[Any] | None, source: str | None
+) -> list[Any] | None:
+    """The classes to serve: the file's ``labels`` in the ``given`` order (a logged warning
+    says when that reorders them), the given ones when the file states none."""
+    if labels is None or given is None:
+        return given or labels
+    columns = class_columns(labels, given)
+    where = source or "the model"
+    if columns is None:
+        raise PublishError(
+            name,
+            f"{where} states the classes {labels}, not the given {given} (--classes): leave "
+            "them out to serve the file's, or give the same labels in the order to serve",
+        )
+    served = [labels[i] for i in columns]
+    if served != labels:
+        log.warning(
+            "%s: serving the classes of %s in the given order %s (the file's order is %s): "
+            "its probability columns are reordered to match",
+            name,
+            where,
+            served,
+            labels,
+        )
+    return served
 
 
 def _pick_output(outputs: Any, task: str) -> Any:
