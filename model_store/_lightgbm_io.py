@@ -255,6 +255,8 @@ def check_text(text: str, limits: StoreLimits) -> tuple[str, LightGBMInfo]:
         where = f"tree {i}"
         if title != f"Tree={i}":
             raise _Refused(f"{where}: expected 'Tree={i}', found {title[:40]!r}")
+        if "is_linear=1" in lines:  # before its own keys (leaf_const, ...) count as unknown
+            raise _Refused(f"{where}: linear trees are not supported")
         _check_tree(_key_values(lines, _TREE_KEYS, where), n_features, limits.max_features, where)
         out += [title, *lines, "", ""]
     out += [_END, ""]

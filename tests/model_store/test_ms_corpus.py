@@ -3,9 +3,10 @@
 A grid of small data sets (binary, multiclass, regression; tiny, separable, constant
 features, constant everywhere) and training parameters (depths, leaves, ``min_data_in_leaf``
 big enough for one-leaf trees, early stopping, ``num_class``, every objective the store
-accepts). Each model is published through :meth:`ModelStore.publish`, loaded, and must
-predict what its own library predicts. The refusal side is the hostile corpus
-(``test_ms_hostile.py``) and the malformed-tree cases of ``test_ms_native.py``.
+accepts, LightGBM's dart, rf and goss, XGBoost's dart). Each model is published through
+:meth:`ModelStore.publish`, loaded, and must predict what its own library predicts. The
+refusal side is the hostile corpus (``test_ms_hostile.py``) and the malformed-tree cases of
+``test_ms_native.py``.
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ LGB_PARAMS: dict[str, dict[str, Any]] = {
     "min_data_20": {"num_leaves": 31, "min_data_in_leaf": 20},  # one-leaf trees on small data
     "depth2_early_stop": {"num_leaves": 4, "max_depth": 2, "min_data_in_leaf": 3},
 }
+LGB_BOOSTING: dict[str, dict[str, Any]] = {
+    "dart": {"boosting": "dart", "num_leaves": 4, "min_data_in_leaf": 2},
+    "rf": {"boosting": "rf", "bagging_freq": 1, "bagging_fraction": 0.5, "num_leaves": 4},
+    "goss": {"data_sample_strategy": "goss", "num_leaves": 4, "min_data_in_leaf": 2},
+}
 LGB_REGRESSION_OBJECTIVES = (
     "regression_l1",
     "huber",
@@ -107,6 +113,8 @@ XGB_REGRESSION_OBJECTIVES = (
     "count:poisson",
     "reg:gamma",
     "reg:tweedie",
+    "reg:quantileerror",
+    "survival:cox",
 )
 
 
@@ -133,6 +141,11 @@ def _cases() -> Iterator[Any]:
     for task in ("binary", "regression"):
         yield pytest.param("xgboost", task, "constant", "dart", "depth4",
                            id=f"xgb-dart-{task}-constant")  # fmt: skip
+    for task, objective in (("binary", "binary"), ("multiclass", "multiclass"),
+                            ("regression", "regression")):  # fmt: skip
+        for params in LGB_BOOSTING:
+            yield pytest.param("lightgbm", task, "constant", objective, params,
+                               id=f"lgb-{objective}-constant-{params}")  # fmt: skip
 
 
 # -- training, with each library's own reference ---------------------------------------------
@@ -143,7 +156,7 @@ def _train_lightgbm(
 ) -> tuple[Any, np.ndarray]:
     """A Booster and what it predicts for ``_queries(X)`` (``[1 - p, p]`` when binary)."""
     full = {"objective": objective, "verbose": -1, "num_threads": 1, "seed": 0,
-            **LGB_PARAMS[params]}  # fmt: skip
+            **{**LGB_PARAMS, **LGB_BOOSTING}[params]}  # fmt: skip
     if task == "multiclass":
         full["num_class"] = 3
     rounds, callbacks, valid = 8, [], []
@@ -168,6 +181,8 @@ def _train_xgboost(
         full.update(booster="dart", rate_drop=0.3, one_drop=1)
     elif task == "regression":
         full["objective"] = objective
+        if objective == "reg:quantileerror":
+            full["quantile_alpha"] = 0.5
     fit: dict[str, Any] = {"verbose": False}
     if params.endswith("early_stop"):
         full.update(n_estimators=40, early_stopping_rounds=2)

@@ -238,6 +238,14 @@ def test_lightgbm_one_leaf_trees_hold_only_what_lightgbm_writes(
         store.publish("lgb", re.sub(*edit, _one_leaf_text(), count=1), framework="lightgbm")
 
 
+def test_lightgbm_linear_trees_are_refused_as_such(store: ModelStore) -> None:
+    X, y = DATA["diabetes"]
+    params = {"objective": "regression", "linear_tree": True, "verbose": -1}
+    booster = lgb.train(params, lgb.Dataset(X, y), 2)
+    with pytest.raises(UnsafeModelError, match="linear trees are not supported"):
+        store.publish("lgb", booster, framework="lightgbm")
+
+
 def test_lightgbm_tree_sizes_are_not_trusted(store: ModelStore) -> None:
     """LightGBM would parse trees at the ``tree_sizes`` offsets; the store drops them."""
     X, _y = DATA["breast_cancer"]
