@@ -18,9 +18,10 @@ Any ``.onnx`` file (protobuf: parsing it runs no code) is accepted when:
 A classifier's classes are the labels its file states for the probability columns
 (:func:`_file_labels`: a ``ZipMap``'s keys or the ``classlabels_*`` of a ``LinearClassifier``,
 ``SVMClassifier`` or ``TreeEnsembleClassifier`` upstream of the output; else the label
-output's ``LabelEncoder`` or ``ArrayFeatureExtractor`` over constant labels). Classes given at
-publish must be those labels; in another order, :func:`make_onnx_predictor` permutes the
-columns to it.
+output's ``LabelEncoder`` or ``ArrayFeatureExtractor`` over constant labels; else the
+model's ``metadata_props``: ``classes``, ``class_names``, ``class_labels`` or ``labels``, a
+JSON list or an object from ``"0".."n-1"``). Classes given at publish must be those
+labels; in another order, :func:`make_onnx_predictor` permutes the columns to it.
 
 The session gets the CPU provider only, ``intra_op_num_threads`` = ``runtime.model_threads``
 and one inter-op thread. Classification reads the first rank-2 float output (skl2onnx's
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ._json import JSONRefused, parse_json
 from ._tree_links import LinksRefused, check_links
 from .errors import MissingDependencyError, PublishError
 
@@ -230,12 +232,16 @@ def check_onnx(
         task = "classification" if len(model.graph.output) > 1 else "regression"
     output = _pick_output(model.graph.output, task)
     is_map = output.type.WhichOneof("value") == "sequence_type"
-    labels = _file_labels(model.graph, output.name) if task == "classification" else None
+    labels = None
+    if task == "classification":
+        labels = _file_labels(model.graph, output.name) or _metadata_labels(model)
     dtype = np.float32 if tin.elem_type == _FLOAT else np.float64
     info = OnnxInfo(model.graph.input[0].name, dtype, output.name, is_map, labels, task)
     return model, info, width
 
 
+#: ``metadata_props`` keys read for class labels when the graph states none.
+_METADATA_KEYS = ("classes", "class_names", "class_labels", "labels")
 #: Operators whose attributes name the classes of the probability columns they produce.
 _LABELLED = {
     "ZipMap": ("classlabels_strings", "classlabels_int64s"),
@@ -301,6 +307,29 @@ def _file_labels(graph: Any, output: str) -> list[Any] | None:
                 array = onnx.numpy_helper.to_array(constants[node.input[0]])
                 if array.ndim == 1 and array.size:
                     return _label_list(array)
+    return None
+
+
+def _metadata_labels(model: Any) -> list[Any] | None:
+    """Labels a converter or its user wrote in the model's ``metadata_props``: a JSON list,
+    or an object from ``"0".."n-1"`` to labels, under ``classes``, ``class_names``,
+    ``class_labels`` or ``labels``. None if there is none, or it is not such a list of
+    unique text or integer labels (metadata has no standard: other uses are left alone)."""
+    props = {p.key: p.value for p in model.metadata_props}
+    for key in _METADATA_KEYS:
+        try:
+            value = parse_json(props.get(key, "").encode(), max_bytes=1 << 16, max_depth=2)
+        except JSONRefused:
+            continue
+        if isinstance(value, dict) and sorted(value) == sorted(map(str, range(len(value)))):
+            value = [value[str(i)] for i in range(len(value))]
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, str) or type(v) is int for v in value)
+            and len(set(map(str, value))) == len(value)
+        ):
+            return list(value)
     return None
 
 

@@ -128,46 +128,67 @@ def test_integer_labels_are_read_and_match_command_line_text(
     np.testing.assert_allclose(loaded.predict_outputs(X), expected, atol=TOL)
 
 
-def _label_encoder_model() -> bytes:
-    """Probabilities from a softmax; the label output maps the argmax through a LabelEncoder
-    (index -> text), as converters of generic networks write it."""
+def _softmax_model(label_encoder: bool = True, metadata: dict[str, str] | None = None) -> bytes:
+    """Probabilities from a softmax; the label output (if any) maps the argmax through a
+    LabelEncoder (index -> text), as converters of generic networks write it."""
     from onnx import TensorProto, helper, numpy_helper
 
     weights = numpy_helper.from_array(np.array([[1.0, 0.0, -1.0]], np.float32), "w")
     nodes = [
         helper.make_node("MatMul", ["x", "w"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-        helper.make_node("ArgMax", ["probabilities"], ["index"], axis=1, keepdims=0),
-        helper.make_node(
-            "LabelEncoder",
-            ["index"],
-            ["label"],
-            domain="ai.onnx.ml",
-            keys_int64s=[0, 1, 2],
-            values_strings=["low", "mid", "high"],
-            default_string="?",
-        ),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "le",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])],
-        [
-            helper.make_tensor_value_info("label", TensorProto.STRING, [None]),
-            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 3]),
-        ],
-        [weights],
-    )
+    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 3])]
+    if label_encoder:
+        nodes += [
+            helper.make_node("ArgMax", ["probabilities"], ["index"], axis=1, keepdims=0),
+            helper.make_node(
+                "LabelEncoder",
+                ["index"],
+                ["label"],
+                domain="ai.onnx.ml",
+                keys_int64s=[0, 1, 2],
+                values_strings=["low", "mid", "high"],
+                default_string="?",
+            ),
+        ]
+        outputs.insert(0, helper.make_tensor_value_info("label", TensorProto.STRING, [None]))
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])]
+    graph = helper.make_graph(nodes, "softmax", inputs, outputs, [weights])
     opsets = [helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 2)]
-    return helper.make_model(graph, opset_imports=opsets, ir_version=8).SerializeToString()
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=8)
+    helper.set_model_props(model, metadata or {})
+    return model.SerializeToString()
 
 
 def test_a_label_encoder_names_the_columns(store: ModelStore) -> None:
-    store.publish("le", _label_encoder_model(), framework="onnx")
+    store.publish("le", _softmax_model(), framework="onnx")
     loaded = store.load("le", threads=1)
     assert loaded.classes == ["low", "mid", "high"]
     with pytest.raises(PublishError, match=r"\['low', 'mid', 'high'\]"):
-        store.publish("le", _label_encoder_model(), framework="onnx", classes=[0, 1, 2])
+        store.publish("le", _softmax_model(), framework="onnx", classes=[0, 1, 2])
+
+
+@pytest.mark.parametrize(
+    ("metadata", "classes"),
+    [
+        ({"classes": '["low", "mid", "high"]'}, ["low", "mid", "high"]),
+        ({"class_names": '{"0": "low", "1": "mid", "2": "high"}'}, ["low", "mid", "high"]),
+        ({"labels": "[10, 20, 30]"}, [10, 20, 30]),
+        ({"classes": "low,mid,high"}, [0, 1, 2]),  # not JSON: metadata of another kind
+        ({"labels": '["a", "a", "b"]'}, [0, 1, 2]),  # not unique
+        ({}, [0, 1, 2]),
+    ],
+)
+def test_metadata_names_the_columns_when_the_graph_does_not(
+    store: ModelStore, metadata: dict[str, str], classes: list
+) -> None:
+    data = _softmax_model(label_encoder=False, metadata=metadata)
+    store.publish("m", data, framework="onnx", task="classification")
+    assert store.load("m").classes == classes
+    if classes != [0, 1, 2]:
+        with pytest.raises(PublishError, match="states the classes"):
+            store.publish("m", data, framework="onnx", task="classification", classes=[0, 1, 2])
 
 
 def test_a_manifest_whose_classes_are_not_the_files_is_refused_at_load(
