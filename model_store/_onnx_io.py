@@ -357,7 +357,8 @@ def served_classes(
         raise PublishError(
             name,
             f"{where} states the classes {labels}, not the given {given} (--classes): leave "
-            "them out to serve the file's, or give the same labels in the order to serve",
+            "them out to serve the file's, give the same labels in the order to serve, or "
+            "export a model trained on the labels you want",
         )
     served = [labels[i] for i in columns]
     if served != labels:
