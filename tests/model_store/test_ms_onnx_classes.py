@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from skl2onnx import to_onnx
 from sklearn.datasets import load_wine
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 
 from model_store import ModelStore, PublishError, UnsafeModelError
 from tests.model_store.hostile import edit_manifest
@@ -49,6 +52,27 @@ def test_the_files_text_labels_are_served(
     out = loaded.predict_outputs(X)
     np.testing.assert_allclose(out, wine_lr.predict_proba(X), atol=TOL)
     assert (np.asarray(loaded.classes)[out.argmax(axis=1)] == wine_lr.predict(X)).all()
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        MLPClassifier((8,), max_iter=300, random_state=0),  # labels: ArrayFeatureExtractor
+        SVC(probability=True, random_state=0),  # SVMClassifier's classlabels_strings
+        GradientBoostingClassifier(n_estimators=5, max_depth=2, random_state=0),
+    ],
+    ids=type,
+)
+def test_other_converters_labels_are_read(store: ModelStore, estimator: object) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the MLP's ConvergenceWarning, SVC's probA_
+        model = make_pipeline(StandardScaler(), estimator).fit(X, TEXT)
+        options = {id(model[-1]): {"zipmap": False}}
+        onx = to_onnx(model, X[:1].astype(np.float32), options=options)
+    store.publish("m", onx, framework="onnx")
+    loaded = store.load("m", threads=1)
+    assert loaded.classes == FILE_CLASSES
+    np.testing.assert_allclose(loaded.predict_outputs(X), model.predict_proba(X), atol=TOL)
 
 
 @pytest.mark.parametrize("zipmap", [False, True])
