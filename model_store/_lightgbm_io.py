@@ -7,11 +7,13 @@ tree and rebuilds the text from the checked keys only, in the original tokens: L
 handed that rebuilt text, never the stored bytes, so it cannot read what was not checked
 (``tree_sizes`` offsets that point elsewhere, a duplicated key, the trailing parameters).
 
-Checked per tree with ``L`` leaves: ``L - 1`` entries in every split array and ``L`` leaf
-values; children are split indices (``>= 0``) or ``~leaf`` (``< 0``) and form a tree over
-all ``2L - 1`` nodes (:func:`model_store._tree_links.check_links`); split features lie in
-``[0, max_feature_idx]``; thresholds, leaf values and shrinkage are finite. Categorical
-splits and linear trees are refused (not supported yet), as are objectives whose output is
+Checked per tree with ``L`` leaves: ``L - 1`` entries in every split array (empty for a
+one-leaf tree) and ``L`` leaf values (a one-leaf tree's ``leaf_weight`` may be empty:
+LightGBM writes it so when no split was found); children are split indices (``>= 0``) or
+``~leaf`` (``< 0``) and form a tree over all ``2L - 1`` nodes
+(:func:`model_store._tree_links.check_links`); split features lie in ``[0,
+max_feature_idx]``; thresholds, leaf values and shrinkage are finite. Categorical splits
+and linear trees are refused (not supported yet), as are objectives whose output is
 neither a probability nor a value (ranking, custom).
 """
 
@@ -115,9 +117,18 @@ def _key_values(lines: list[str], allowed: tuple[str, ...], where: str) -> dict[
     return out
 
 
-def _numbers(tree: dict[str, str], key: str, n: int, where: str, dtype: Any) -> np.ndarray:
-    tokens = tree.get(key, "").split(" ") if n else []
-    if len(tokens) != n or (n and key not in tree):
+def _numbers(
+    tree: dict[str, str], key: str, n: int, where: str, dtype: Any, *, empty_ok: bool = False
+) -> np.ndarray:
+    """The ``n`` numbers of ``key`` (none: an empty value, or the key absent when ``n`` is 0);
+    ``empty_ok``: an empty value is accepted for ``n`` too (returned as no numbers)."""
+    value = tree.get(key)
+    if value is None and n:
+        raise _Refused(f"{where}: {key} must have {n} entries")
+    tokens = value.split(" ") if value else []
+    if empty_ok and not tokens:
+        return np.zeros(0, dtype)
+    if len(tokens) != n:
         raise _Refused(f"{where}: {key} must have {n} entries")
     try:
         out = np.array(tokens, dtype=np.float64)
@@ -159,7 +170,9 @@ def _check_tree(tree: dict[str, str], n_features: int, cap: int, where: str) -> 
     _numbers(tree, "leaf_value", n_leaves, where, np.float64)
     for key in ("leaf_weight", "leaf_count"):
         if key in tree:
-            _numbers(tree, key, n_leaves, where, np.float64)
+            # LightGBM writes an empty leaf_weight for a one-leaf tree (no split found).
+            one_leaf = key == "leaf_weight" and n_leaves == 1
+            _numbers(tree, key, n_leaves, where, np.float64, empty_ok=one_leaf)
     _numbers(tree, "shrinkage", 1, where, np.float64)
     features = arrays["split_feature"]
     if ((features < 0) | (features >= n_features)).any():
@@ -242,6 +255,8 @@ def check_text(text: str, limits: StoreLimits) -> tuple[str, LightGBMInfo]:
         where = f"tree {i}"
         if title != f"Tree={i}":
             raise _Refused(f"{where}: expected 'Tree={i}', found {title[:40]!r}")
+        if "is_linear=1" in lines:  # before its own keys (leaf_const, ...) count as unknown
+            raise _Refused(f"{where}: linear trees are not supported")
         _check_tree(_key_values(lines, _TREE_KEYS, where), n_features, limits.max_features, where)
         out += [title, *lines, "", ""]
     out += [_END, ""]

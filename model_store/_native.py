@@ -64,10 +64,16 @@ def _open(
     n_features: int | None,
     task: str | None,
     classes: list[Any] | None,
+    source: str | None = None,
 ) -> tuple[bytes, Any, Predictor, dict[str, Any]]:
     """Check and load; returns the bytes to store, the model, its predictor and what the
-    checks found (``n_features``, ``task``, ``classes``, ``feature_names``, ``estimator``)."""
-    filename = NATIVE_FILES[framework]
+    checks found (``n_features``, ``task``, ``classes``, ``feature_names``, ``estimator``).
+
+    ``source`` is the user's file name at publish (refusals name it). An ONNX predictor's
+    columns follow ``classes`` when they are the file's labels in some order, else the
+    file's own order: the caller compares ``classes`` with the ``found`` ones.
+    """
+    filename = source or NATIVE_FILES[framework]
     if framework == "xgboost":
         from ._xgboost_io import load_xgboost, make_xgboost_predictor, xgboost_document
 
@@ -103,7 +109,13 @@ def _open(
             make_lightgbm_predictor(lbooster, linfo, threads=threads),
             found,
         )
-    from ._onnx_io import OnnxRefused, check_onnx, load_onnx_session, make_onnx_predictor
+    from ._onnx_io import (
+        OnnxRefused,
+        check_onnx,
+        class_columns,
+        load_onnx_session,
+        make_onnx_predictor,
+    )
 
     try:
         model, oinfo, width = check_onnx(data, n_features=n_features, task=task)
@@ -112,6 +124,9 @@ def _open(
             name, version, filename, reason=f"not a valid ONNX model ({exc})"
         ) from exc
     session = load_onnx_session(data, threads=threads, name=name)
+    labels = oinfo.class_labels
+    if classes is None or (labels is not None and class_columns(labels, classes) is None):
+        classes = labels
     found = {
         "n_features": width,
         "task": oinfo.task,
@@ -120,7 +135,7 @@ def _open(
         "classes": oinfo.class_labels,
         "estimator": f"onnx {model.producer_name or 'unknown'} {model.producer_version}".strip(),
     }
-    return data, session, make_onnx_predictor(session, oinfo, classes or oinfo.class_labels), found
+    return data, session, make_onnx_predictor(session, oinfo, classes), found
 
 
 def _probe(predict: Predictor, n_features: int) -> np.ndarray:
@@ -141,8 +156,17 @@ def describe_native(
     output_kind: str | None,
     tasks: Sequence[Mapping[str, Any]] | None,
     limits: StoreLimits,
+    source: str | None = None,
 ) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """Files and manifest fields for an XGBoost, LightGBM or ONNX model (or its bytes)."""
+    """Files and manifest fields for an XGBoost, LightGBM or ONNX model (or its bytes).
+
+    ``source`` is the name of the user's file (:meth:`ModelStore.publish_file`), which
+    refusals name. An ONNX classifier's classes are the labels its file states
+    (:func:`model_store._onnx_io.class_columns`): given ``classes`` must be the same labels;
+    in another order, the columns are served in the given order and a logged warning says so.
+    XGBoost and LightGBM files hold no labels: their classes are the given ones, or
+    ``0..n-1``.
+    """
     from ._publish import _input_schema, jsonable_classes
 
     if tasks is not None or task not in (None, "classification", "regression"):
@@ -163,15 +187,12 @@ def describe_native(
         n_features=declared.get("n_features"),
         task=task,
         classes=given_classes,
+        source=source,
     )
     if task is not None and task != found["task"]:
         raise PublishError(name, f"task {task!r}, but the model's objective is {found['task']}")
     task = found["task"]
-    own_names = found["feature_names"]
-    if own_names and declared.get("feature_names") and declared["feature_names"] != own_names:
-        raise PublishError(name, "the declared feature names differ from the model's own")
-    declared.setdefault("feature_names", own_names)
-    schema = _input_schema(name, declared, found["n_features"], None)
+    schema = _input_schema(name, declared, found["n_features"], found["feature_names"])
     try:
         out = _probe(predict, schema["n_features"])
     except Exception as exc:
@@ -179,7 +200,10 @@ def describe_native(
     n_outputs = int(out.shape[1])
     final: list[Any] | None = None
     if task == "classification":
-        final = given_classes or found.get("classes") or list(range(n_outputs))
+        from ._onnx_io import served_classes
+
+        final = served_classes(name, given_classes, found.get("classes"), source)
+        final = final or list(range(n_outputs))
         if len(final) != n_outputs:
             raise PublishError(name, f"{len(final)} classes for {n_outputs} probability columns")
     elif classes is not None:
@@ -229,6 +253,18 @@ def load_native(
             reason=f"the model is a {found['task']} model of {found['n_features']} features, "
             f"the manifest says {manifest['task']} of {n_features}",
         )
+    labels = found.get("classes")
+    if labels is not None and manifest["classes"] is not None:
+        from ._onnx_io import class_columns
+
+        if class_columns(labels, manifest["classes"]) is None:
+            raise UnsafeModelError(
+                name,
+                version,
+                filename,
+                reason=f"the file states the classes {labels}, the manifest "
+                f"{manifest['classes']}: publish the file again",
+            )
     out = _probe(predict, n_features)
     if out.shape[1] != manifest["n_outputs"]:
         raise UnsafeModelError(

@@ -15,6 +15,14 @@ Any ``.onnx`` file (protobuf: parsing it runs no code) is accepted when:
   weights on existing leaves, class or target ids in range. The opset-5 ``TreeEnsemble``
   is refused (not checked yet).
 
+A classifier's classes are the labels its file states for the probability columns
+(:func:`_file_labels`: a ``ZipMap``'s keys or the ``classlabels_*`` of a ``LinearClassifier``,
+``SVMClassifier`` or ``TreeEnsembleClassifier`` upstream of the output; else the label
+output's ``LabelEncoder`` or ``ArrayFeatureExtractor`` over constant labels; else the
+model's ``metadata_props``: ``classes``, ``class_names``, ``class_labels`` or ``labels``, a
+JSON list or an object from ``"0".."n-1"``). Classes given at publish must be those
+labels; in another order, :func:`make_onnx_predictor` permutes the columns to it.
+
 The session gets the CPU provider only, ``intra_op_num_threads`` = ``runtime.model_threads``
 and one inter-op thread. Classification reads the first rank-2 float output (skl2onnx's
 ``probabilities``; with ``zipmap`` left on, the sequence of maps, slower) and regression the
@@ -23,16 +31,28 @@ first float output.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ._json import JSONRefused, parse_json
 from ._tree_links import LinksRefused, check_links
-from .errors import MissingDependencyError
+from .errors import MissingDependencyError, PublishError
 
-__all__ = ["ONNX_FILE", "OnnxInfo", "check_onnx", "load_onnx_session", "make_onnx_predictor"]
+__all__ = [
+    "ONNX_FILE",
+    "OnnxInfo",
+    "check_onnx",
+    "class_columns",
+    "load_onnx_session",
+    "make_onnx_predictor",
+    "served_classes",
+]
+
+log = logging.getLogger("model_store")
 
 ONNX_FILE = "model.onnx"
 _DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
@@ -197,30 +217,160 @@ def check_onnx(
     dims = tin.shape.dim
     if tin.elem_type not in (_FLOAT, _DOUBLE) or len(dims) != 2:
         raise OnnxRefused("the input must be a float or double tensor of rank 2")
+    # A fixed width that is not the declared one is the caller's to refuse, in its words.
     width = dims[1].dim_value if dims[1].HasField("dim_value") else 0
-    if width and n_features is not None and width != n_features:
-        raise OnnxRefused(f"the input takes {width} features, but {n_features} were declared")
     width = width or n_features or 0
     if width < 1:
         raise OnnxRefused("the input width is not fixed: declare it (--features N)")
-    labels: list[Any] | None = None
     for graph in graphs:
         for i, node in enumerate(graph.node):
             if node.domain in ("ai.onnx.ml",) and node.op_type == "TreeEnsemble":
                 raise OnnxRefused("TreeEnsemble (ai.onnx.ml opset 5) is not supported yet")
             if node.op_type in ("TreeEnsembleClassifier", "TreeEnsembleRegressor"):
                 _check_ensemble(node, width, f"node {i} ({node.op_type})")
-                a = _attrs(node)
-                found = a.get("classlabels_int64s") or a.get("classlabels_strings")
-                if found and labels is None:
-                    labels = [c.decode() if isinstance(c, bytes) else int(c) for c in found]
     if task is None:
         task = "classification" if len(model.graph.output) > 1 else "regression"
     output = _pick_output(model.graph.output, task)
     is_map = output.type.WhichOneof("value") == "sequence_type"
+    labels = None
+    if task == "classification":
+        labels = _file_labels(model.graph, output.name) or _metadata_labels(model)
     dtype = np.float32 if tin.elem_type == _FLOAT else np.float64
     info = OnnxInfo(model.graph.input[0].name, dtype, output.name, is_map, labels, task)
     return model, info, width
+
+
+#: ``metadata_props`` keys read for class labels when the graph states none.
+_METADATA_KEYS = ("classes", "class_names", "class_labels", "labels")
+#: Operators whose attributes name the classes of the probability columns they produce.
+_LABELLED = {
+    "ZipMap": ("classlabels_strings", "classlabels_int64s"),
+    "LinearClassifier": ("classlabels_strings", "classlabels_ints"),
+    "SVMClassifier": ("classlabels_strings", "classlabels_ints"),
+    "TreeEnsembleClassifier": ("classlabels_strings", "classlabels_int64s"),
+}
+
+
+def _label_list(values: Any) -> list[Any]:
+    return [v.decode() if isinstance(v, bytes) else v for v in np.asarray(values).tolist()]
+
+
+def _file_labels(graph: Any, output: str) -> list[Any] | None:
+    """The class labels of ``output``'s columns, as the file states them; None if it does not.
+
+    Nearest first, walking back from ``output``: a ``ZipMap``'s keys or a classifier
+    operator's ``classlabels_*``. Failing that, the label output's own lookup, walking back
+    from the other outputs: a ``LabelEncoder`` from the column index ``0..n-1`` to labels, or
+    an ``ArrayFeatureExtractor`` over a constant list of labels (skl2onnx's MLP, for one).
+    """
+    producer = {out: node for node in graph.node for out in node.output}
+    constants = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            value = _attrs(node).get("value")
+            if value is not None:
+                constants[node.output[0]] = value
+
+    def walk(start: str) -> Iterator[Any]:
+        seen: set[str] = set()
+        frontier = [start]
+        while frontier:
+            name = frontier.pop(0)
+            node = producer.get(name)
+            if name in seen or node is None:
+                continue
+            seen.add(name)
+            yield node
+            frontier.extend(node.input)
+
+    for node in walk(output):
+        keys = _LABELLED.get(node.op_type)
+        if keys is not None and node.domain == "ai.onnx.ml":
+            a = _attrs(node)
+            found = a.get(keys[0]) or a.get(keys[1])
+            if found:
+                return _label_list(found)
+    for other in graph.output:
+        if other.name == output:
+            continue
+        for node in walk(other.name):
+            a = _attrs(node)
+            if node.op_type == "LabelEncoder" and node.domain == "ai.onnx.ml":
+                index = [int(k) for k in a.get("keys_int64s") or []]
+                values = a.get("values_strings") or a.get("values_int64s")
+                if index and values and sorted(index) == list(range(len(index))):
+                    by_index = dict(zip(index, _label_list(values), strict=False))
+                    return [by_index[k] for k in range(len(index))]
+            if node.op_type == "ArrayFeatureExtractor" and node.input[0] in constants:
+                import onnx
+
+                array = onnx.numpy_helper.to_array(constants[node.input[0]])
+                if array.ndim == 1 and array.size:
+                    return _label_list(array)
+    return None
+
+
+def _metadata_labels(model: Any) -> list[Any] | None:
+    """Labels a converter or its user wrote in the model's ``metadata_props``: a JSON list,
+    or an object from ``"0".."n-1"`` to labels, under ``classes``, ``class_names``,
+    ``class_labels`` or ``labels``. None if there is none, or it is not such a list of
+    unique text or integer labels (metadata has no standard: other uses are left alone)."""
+    props = {p.key: p.value for p in model.metadata_props}
+    for key in _METADATA_KEYS:
+        try:
+            value = parse_json(props.get(key, "").encode(), max_bytes=1 << 16, max_depth=2)
+        except JSONRefused:
+            continue
+        if isinstance(value, dict) and sorted(value) == sorted(map(str, range(len(value)))):
+            value = [value[str(i)] for i in range(len(value))]
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, str) or type(v) is int for v in value)
+            and len(set(map(str, value))) == len(value)
+        ):
+            return list(value)
+    return None
+
+
+def class_columns(labels: list[Any], wanted: list[Any]) -> list[int] | None:
+    """The file's output columns in ``wanted``'s order, or None when ``wanted`` is not the
+    file's ``labels`` (in any order). Labels match by their text, so ``0`` given on a command
+    line matches the label ``"0"``."""
+    index = {str(c): i for i, c in enumerate(labels)}
+    if len(index) != len(labels) or len(wanted) != len(labels):
+        return None
+    columns = [index.get(str(c), -1) for c in wanted]
+    return columns if sorted(columns) == list(range(len(labels))) else None
+
+
+def served_classes(
+    name: str, given: list[Any] | None, labels: list[Any] | None, source: str | None
+) -> list[Any] | None:
+    """The classes to serve: the file's ``labels`` in the ``given`` order (a logged warning
+    says when that reorders them), the given ones when the file states none."""
+    if labels is None or given is None:
+        return given or labels
+    columns = class_columns(labels, given)
+    where = source or "the model"
+    if columns is None:
+        raise PublishError(
+            name,
+            f"{where} states the classes {labels}, not the given {given} (--classes): leave "
+            "them out to serve the file's, give the same labels in the order to serve, or "
+            "export a model trained on the labels you want",
+        )
+    served = [labels[i] for i in columns]
+    if served != labels:
+        log.warning(
+            "%s: serving the classes of %s in the given order %s (the file's order is %s): "
+            "its probability columns are reordered to match",
+            name,
+            where,
+            served,
+            labels,
+        )
+    return served
 
 
 def _pick_output(outputs: Any, task: str) -> Any:
@@ -257,15 +407,30 @@ def load_onnx_session(data: bytes, *, threads: int, name: str) -> Any:
 def make_onnx_predictor(
     session: Any, info: OnnxInfo, classes: list[Any] | None
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """``X (n, n_features) -> (n, n_outputs) float64``; a ZipMap's maps are read in
-    ``classes`` order."""
+    """``X (n, n_features) -> (n, n_outputs) float64``, columns in ``classes`` order.
+
+    The file's columns follow its own labels (:attr:`OnnxInfo.class_labels`); ``classes``
+    must be the same labels, in any order (:func:`class_columns`), and the columns are
+    permuted to it. A ZipMap's maps are read in the file's label order first.
+    """
+    labels = info.class_labels
+    columns: list[int] | None = None
+    if labels is not None and classes is not None:
+        columns = class_columns(labels, classes)
+        if columns is None:
+            raise OnnxRefused(f"the classes {classes} are not the file's {labels}")
+        if columns == list(range(len(labels))):
+            columns = None
 
     def predict(X: np.ndarray) -> np.ndarray:
         x: np.ndarray = np.ascontiguousarray(X, dtype=info.input_dtype)
         (out,) = session.run([info.output_name], {info.input_name: x})
         if info.output_is_map:
-            keys = classes if classes is not None else sorted(out[0]) if out else []
+            keys = labels if labels is not None else classes
+            if keys is None:
+                keys = sorted(out[0]) if out else []
             out = [[row[k] for k in keys] for row in out]
-        return np.asarray(out, dtype=np.float64).reshape(X.shape[0], -1)
+        result = np.asarray(out, dtype=np.float64).reshape(X.shape[0], -1)
+        return result if columns is None else result[:, columns]
 
     return predict

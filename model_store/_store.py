@@ -217,6 +217,37 @@ class ModelStore:
         int
             The new version (1, 2, 3, ...).
         """
+        return self._publish(
+            name,
+            model,
+            framework=framework,
+            input_schema=input_schema,
+            task=task,
+            classes=classes,
+            output_kind=output_kind,
+            tasks=tasks,
+            scores=scores,
+            spec=spec,
+            promote=promote,
+        )
+
+    def _publish(
+        self,
+        name: str,
+        model: Any,
+        *,
+        framework: str = "sklearn",
+        input_schema: Mapping[str, Any] | None = None,
+        task: str | None = None,
+        classes: Sequence[Any] | None = None,
+        output_kind: str | None = None,
+        tasks: Sequence[Mapping[str, Any]] | None = None,
+        scores: Mapping[str, float] | None = None,
+        spec: Mapping[str, Any] | None = None,
+        promote: bool = True,
+        source: str | None = None,
+    ) -> int:
+        """:meth:`publish`; ``source`` names the user's file in refusals."""
         check_name(name, kind="model")
         describe_args: dict[str, Any] = {
             "input_schema": input_schema,
@@ -237,7 +268,7 @@ class ModelStore:
             if spec is not None:
                 raise PublishError(name, "spec is for torch models only")
             files, fields = describe_native(
-                framework, name, model, limits=self.limits, **describe_args
+                framework, name, model, limits=self.limits, source=source, **describe_args
             )
         else:
             raise PublishError(
@@ -268,7 +299,9 @@ class ModelStore:
         model, spec = read_model_file(
             path, framework, name=name, limits=self.limits, spec_path=spec_path
         )
-        return self.publish(name, model, framework=framework, spec=spec, **kwargs)
+        return self._publish(
+            name, model, framework=framework, spec=spec, source=Path(path).name, **kwargs
+        )
 
     def models(self) -> list[str]:
         """Names of models with at least one complete version."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -168,6 +169,17 @@ def _replace(old: str, new: str):  # type: ignore[no-untyped-def]
     return lambda text: text.replace(old, new, 1)
 
 
+def _blank(key: str):  # type: ignore[no-untyped-def]
+    """Empty the value of ``key`` in Tree=0 (as LightGBM writes it for a one-leaf tree)."""
+
+    def edit(text: str) -> str:
+        at = text.index(f"\n{key}=", text.index("Tree=0")) + 1
+        end = text.index("\n", at)
+        return text[:at] + f"{key}=" + text[end:]
+
+    return edit
+
+
 LGB_BREAKS = {
     "child cycle": _first_token("left_child", "0"),
     "feature out of range": _first_token("split_feature", "99"),
@@ -179,6 +191,9 @@ LGB_BREAKS = {
     "categorical": _replace("num_cat=0\n", "num_cat=1\n"),
     "no end": _replace("end of trees", "the end"),
     "custom objective": _replace("objective=binary sigmoid:1", "objective=lambdarank"),
+    "empty leaf_weight on a split tree": _blank("leaf_weight"),
+    "empty leaf_count": _blank("leaf_count"),
+    "empty split_gain": _blank("split_gain"),
 }
 
 
@@ -188,6 +203,47 @@ def test_lightgbm_malformed_trees_are_refused(store: ModelStore, how: str) -> No
     assert broken != _lgb_text()
     with pytest.raises(UnsafeModelError, match=r"model\.txt"):
         store.publish("lgb", broken, framework="lightgbm")
+
+
+def _one_leaf_text() -> str:
+    X = np.ones((20, 3))
+    params = {"objective": "regression", "verbose": -1}
+    return str(lgb.train(params, lgb.Dataset(X, np.arange(20.0)), 3).model_to_string())
+
+
+def test_lightgbm_one_leaf_trees_are_accepted_as_lightgbm_writes_them(store: ModelStore) -> None:
+    text = _one_leaf_text()
+    assert "num_leaves=1\n" in text and "\nleaf_weight=\n" in text and "\nsplit_feature=\n" in text
+    store.publish("lgb", text, framework="lightgbm")
+    expected = lgb.Booster(model_str=text).predict(np.zeros((2, 3)))
+    np.testing.assert_array_equal(
+        store.load("lgb").predict_outputs(np.zeros((2, 3)))[:, 0], expected
+    )
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("\nsplit_feature=\n", "\nsplit_feature=0\n"),
+        ("\nleft_child=\n", "\nleft_child=-1\n"),
+        ("\nleaf_weight=\n", "\nleaf_weight=1 2\n"),
+        ("\nleaf_value=[^\n]*", "\nleaf_value="),
+    ],
+    ids=["split array", "child array", "two leaf weights", "empty leaf_value"],
+)
+def test_lightgbm_one_leaf_trees_hold_only_what_lightgbm_writes(
+    store: ModelStore, edit: tuple[str, str]
+) -> None:
+    with pytest.raises(UnsafeModelError, match=r"model\.txt"):
+        store.publish("lgb", re.sub(*edit, _one_leaf_text(), count=1), framework="lightgbm")
+
+
+def test_lightgbm_linear_trees_are_refused_as_such(store: ModelStore) -> None:
+    X, y = DATA["diabetes"]
+    params = {"objective": "regression", "linear_tree": True, "verbose": -1}
+    booster = lgb.train(params, lgb.Dataset(X, y), 2)
+    with pytest.raises(UnsafeModelError, match="linear trees are not supported"):
+        store.publish("lgb", booster, framework="lightgbm")
 
 
 def test_lightgbm_tree_sizes_are_not_trusted(store: ModelStore) -> None:
@@ -209,7 +265,7 @@ def _onnx(width: int = 30) -> bytes:
 
 
 def test_onnx_width_must_match_the_declared_one(store: ModelStore) -> None:
-    with pytest.raises(UnsafeModelError, match=r"model\.onnx.*takes 30 features, but 12"):
+    with pytest.raises(PublishError, match="the model takes 30 features, 12 were declared"):
         store.publish("o", _onnx(), framework="onnx", input_schema={"n_features": 12})
 
 

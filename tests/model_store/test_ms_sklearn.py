@@ -151,7 +151,7 @@ def test_publish_refuses_untrusted_estimator(store: ModelStore, clf_data) -> Non
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"input_schema": {"n_features": 5}}, "n_features=5"),
+        ({"input_schema": {"n_features": 5}}, "takes 4 features, 5 were declared"),
         ({"classes": ["cat", "dog", "fox"]}, "not the model's"),
         ({"task": "multitask"}, "single-task"),
         ({"framework": "caffe"}, "framework"),

@@ -130,7 +130,7 @@ def test_weights_must_fit_the_spec(store: ModelStore) -> None:
         (MLP_CLF, {"spec": None}, "needs the architecture spec"),
         (MLP_CLF, {"classes": ["a", "b"]}, "2 classes for 3 outputs"),
         (MLP_CLF, {"task": "regression"}, "does not match"),
-        (MLP_CLF, {"input_schema": {"n_features": 5}}, "n_features=5"),
+        (MLP_CLF, {"input_schema": {"n_features": 5}}, "takes 4 features, 5 were declared"),
         (MULTI, {"tasks": [{"name": "kind"}]}, "entries"),
         (MULTI, {"tasks": [{"name": "k"}, {}, {}]}, "name"),
     ],
