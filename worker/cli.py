@@ -105,16 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--svg-dir", type=Path, default=None, help="also write each chart as SVG")
 
-    from worker.tools.bench_args import add_arguments as add_bench_arguments
-
-    p = sub.add_parser(
-        "bench",
-        help="benchmark the worker against the Kafka ceiling and a naive loop",
-        description="The worker side by side with the Kafka ceiling and a naive loop, on one "
-        "real broker (see benchmarks/README.md).",
-    )
-    add_bench_arguments(p)
-
     p = sub.add_parser("store", help="inspect and manage model versions")
     p.add_argument("--store", type=Path, default=None, help="store directory")
     p.add_argument("--config", type=Path, default=None, help="or the config naming it")
@@ -197,10 +187,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _fit(args)
     if args.command == "report":
         return _report(args)
-    if args.command == "bench":
-        from worker.tools import bench
-
-        return bench.main(args)
     raise AssertionError(args.command)
 
 

@@ -1,4 +1,4 @@
-"""``streamfuse bench --quick`` against the test broker: it runs and emits every figure.
+"""``python -m benchmarks --quick`` against the test broker: it runs and emits every figure.
 
 No timing assertions: the figures depend on the machine and on what else runs on it.
 """
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import harness as bench
+from benchmarks.__main__ import COMMANDS, build_parser
 from tests.support.kafka import Broker
-from worker import cli
-from worker.tools import bench
 
 FIGURES = (
     "n_events",
@@ -50,9 +50,9 @@ PROFILE_STAGES = ("decode", "predict.rf", "predict.hgb", "predict.mlp", "predict
 PROFILE_STAGES += ("combine.soft_vote", "encode", "process")
 
 
-def streamfuse_parser() -> argparse.ArgumentParser:
-    """The way the ``streamfuse`` CLI wires the subcommand in."""
-    return cli.build_parser()
+def parse(*argv: str) -> argparse.Namespace:
+    """As ``python -m benchmarks`` parses its command line."""
+    return build_parser().parse_args(argv)
 
 
 @pytest.mark.kafka
@@ -61,9 +61,8 @@ def test_quick_bench_emits_every_figure(
     kafka: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out, work = tmp_path / "bench.json", tmp_path / "work"
-    argv = ["bench", "--quick", "--bootstrap", kafka.bootstrap, "--json", str(out)]
-    args = streamfuse_parser().parse_args([*argv, "--workdir", str(work)])
-    assert bench.main(args) == 0
+    argv = ["--quick", "--bootstrap", kafka.bootstrap, "--json", str(out)]
+    assert bench.main(parse(*argv, "--workdir", str(work))) == 0
 
     result = json.loads(out.read_text(encoding="utf-8"))
     for name in FIGURES:
@@ -97,10 +96,9 @@ def test_quick_bench_emits_every_figure(
 
 
 def test_quick_plan_and_overrides() -> None:
-    parser = streamfuse_parser()
-    quick = bench.plan_from(parser.parse_args(["bench", "--quick"]))
-    full = bench.plan_from(parser.parse_args(["bench"]))
-    given = bench.plan_from(parser.parse_args(["bench", "--events", "1000", "--seed", "3"]))
+    quick = bench.plan_from(parse("--quick"))
+    full = bench.plan_from(parse())
+    given = bench.plan_from(parse("--events", "1000", "--seed", "3"))
     assert quick.n_events < full.n_events
     assert quick.n_naive < full.n_naive
     assert quick.latency_s < full.latency_s
@@ -123,3 +121,18 @@ def test_targets_say_met_or_missed() -> None:
         "ratio_eos_alo": True,
         "latency_p99_ms": False,
     }
+
+
+def test_bench_takes_an_ensemble_of_boosted_models(capsys: pytest.CaptureFixture[str]) -> None:
+    plan = bench.plan_from(parse("--models", "xgboost,lightgbm,mlp"))
+    assert plan.models == ("xgboost", "lightgbm", "mlp")
+    assert bench.plan_from(parse()).models == ("rf", "hgb", "mlp")
+    assert bench.main(parse("--models", "rf,catboost")) == 2
+    assert "--models takes two or more of" in capsys.readouterr().err
+
+
+def test_every_command_has_a_main() -> None:
+    import importlib
+
+    for name, (module, _) in COMMANDS.items():
+        assert callable(importlib.import_module(module).main), name

@@ -1,4 +1,4 @@
-"""``streamfuse bench``: the worker side by side with the Kafka ceiling and a naive loop.
+"""``python -m benchmarks``: the worker side by side with the Kafka ceiling and a naive loop.
 
 One run against one real broker, with the same events (32 float features, about 670 bytes of
 JSON), the same output size (a real prediction, about 450 bytes) and the same topic layout (2
@@ -7,7 +7,7 @@ partitions everywhere):
 1. **ceiling**: kafka-python consume -> produce -> flush -> commit in batches of
    ``batch.max_events`` with the worker's own client settings, no decoding, no models;
 2. **worker**: ``streamfuse run`` subprocesses serving RF + HGB + MLP with ``soft_vote`` and two
-   shadow strategies (:mod:`worker.tools.bench_models`) on a pre-filled topic, once per
+   shadow strategies (:mod:`benchmarks.models`) on a pre-filled topic, once per
    ``processing_guarantee``, then two processes in one group; peak RSS of the at_least_once
    process; then end-to-end latency (receive time minus the event's ``ts``) with events
    produced at half the at_least_once rate;
@@ -37,7 +37,6 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,17 +49,17 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from worker.batch.encode import encode_predictions
-from worker.config import Settings, settings_from_dict
-from worker.errors import WorkerError
-from worker.inference.serving import build_serving, open_store
-from worker.tools.bench_models import (
+from benchmarks.models import (
     BENCH_MODELS,
     build_store,
     event_value,
     profile_pipeline,
     saturation_events,
 )
+from worker.batch.encode import encode_predictions
+from worker.config import Settings, settings_from_dict
+from worker.errors import WorkerError
+from worker.inference.serving import build_serving, open_store
 from worker.transport.kafka_python import clients as kafka_io
 
 __all__ = [
@@ -75,8 +74,7 @@ __all__ = [
     "targets",
 ]
 
-from worker.tools.bench_args import add_arguments
-from worker.tools.bench_kafka import (
+from benchmarks.broker import (
     PARTITIONS,
     QUICK,
     BenchError,
@@ -93,7 +91,7 @@ from worker.tools.bench_kafka import (
     wait_until,
     worker_config,
 )
-from worker.tools.bench_report import TARGETS, render, targets
+from benchmarks.report import TARGETS, render, targets
 
 # -- the phases -------------------------------------------------------------------------------
 
@@ -267,10 +265,10 @@ def run_workers(
 
 def run_latency(run: Run, rate: float, library: str = "kafka-python") -> dict[str, float]:
     """End-to-end latency percentiles (ms) with events produced at ``rate`` per second by a
-    librdkafka producer and read back by a librdkafka reader (:mod:`worker.tools.bench_librdkafka`),
+    librdkafka producer and read back by a librdkafka reader (:mod:`benchmarks.rdkafka`),
     whichever library the worker uses: the harness must keep up at half the fastest worker's
     saturation rate, which kafka-python's producer and reader could not."""
-    from worker.tools.bench_librdkafka import paced_produce, read_outputs
+    from benchmarks.rdkafka import paced_produce, read_outputs
 
     plan = run.plan
     tag = LIBRARY_TAGS[library]
@@ -532,7 +530,7 @@ def run_library(run: Run, library: str, tag: str, fill: Any, prediction: bytes) 
     if library == "kafka-python":
         kafka_ms = run_ceiling(run, ceiling_in, prediction, output)
     else:
-        from worker.tools.bench_librdkafka import run_ceiling_librdkafka
+        from benchmarks.rdkafka import run_ceiling_librdkafka
 
         settings = run.settings(f"ceiling{tag}", ceiling_in.topic, output, library=library)
         kafka_ms = run_ceiling_librdkafka(settings, ceiling_in, prediction, run.commit_timeout())
@@ -594,12 +592,12 @@ def main(args: argparse.Namespace) -> int:
     plan = plan_from(args)
     unknown = sorted(set(plan.models) - set(BENCH_MODELS))
     if unknown or len(plan.models) < 2:
-        print(f"streamfuse bench: --models takes two or more of {', '.join(BENCH_MODELS)}",
+        print(f"benchmarks: --models takes two or more of {', '.join(BENCH_MODELS)}",
               file=sys.stderr)  # fmt: skip
         return 2
     if min(plan.n_events, plan.n_naive) < 1 or plan.latency_s <= 0:
         print(
-            "streamfuse bench: --events, --naive-events and --latency-seconds must be > 0",
+            "benchmarks: --events, --naive-events and --latency-seconds must be > 0",
             file=sys.stderr,
         )
         return 2
@@ -614,27 +612,9 @@ def main(args: argparse.Namespace) -> int:
             bootstrap = stack.enter_context(broker(args.bootstrap, args.kafka_port))
             result = run_bench(bootstrap, plan, workdir)
         except (WorkerError, KafkaError) as exc:
-            print(f"streamfuse bench: {exc}", file=sys.stderr)
+            print(f"benchmarks: {exc}", file=sys.stderr)
             return 1
     print(render(result))
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
-
-
-def _cli(argv: Sequence[str] | None = None) -> int:
-    from worker.logs import configure_logging
-
-    parser = argparse.ArgumentParser(
-        prog="python -m worker.tools.bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    configure_logging("WARNING")
-    return main(args)
-
-
-if __name__ == "__main__":
-    sys.exit(_cli())
