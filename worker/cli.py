@@ -105,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--svg-dir", type=Path, default=None, help="also write each chart as SVG")
 
+    from worker.tools.bench import add_arguments as add_bench_arguments
+
+    p = sub.add_parser(
+        "bench",
+        help="how fast the worker serves your models on your broker (one table)",
+        description="Your config and store, in this process, on topics made for the run on "
+        "your broker: a progress bar, then one table.",
+    )
+    add_bench_arguments(p)
+
     p = sub.add_parser("store", help="inspect and manage model versions")
     p.add_argument("--store", type=Path, default=None, help="store directory")
     p.add_argument("--config", type=Path, default=None, help="or the config naming it")
@@ -187,6 +197,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _fit(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "bench":
+        from worker.tools import bench
+
+        return bench.main(args)
     raise AssertionError(args.command)
 
 
