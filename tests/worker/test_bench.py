@@ -7,15 +7,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import orjson
 import pytest
 import yaml
 from kafka import KafkaAdminClient
 
+from model_store import ModelStore
 from tests.support.kafka import Broker
 from tests.support.worker import Topics, write_config
 from worker import cli
 from worker.config import load_settings
-from worker.tools.bench import bench_settings
+from worker.tools.bench import _events, bench_settings
 
 N_EVENTS = 1_500
 
@@ -47,6 +50,20 @@ def test_the_run_uses_its_own_topics_and_group(trained_store: Path, tmp_path: Pa
         settings.batch,
         settings.kafka.library,
     )
+
+
+def test_events_cycle_through_the_rows(trained_store: Path, tmp_path: Path) -> None:
+    """The store's test split by default, the rows of ``--data`` when given; ids unique."""
+    settings = load_settings(config(tmp_path, trained_store, "127.0.0.1:1", "users"))
+    rows = np.asarray(ModelStore(trained_store).load_dataset("test").arrays["X"])[:5]
+    data = tmp_path / "rows.csv"
+    header = ",".join(f"f{j}" for j in range(rows.shape[1]))
+    np.savetxt(data, rows, delimiter=",", header=header, comments="")
+    from_file = [orjson.loads(v) for v in _events(settings, data, 12)]
+    assert [d["id"] for d in from_file] == [f"bench-{i}" for i in range(12)]
+    assert [d["features"] for d in from_file] == [rows[i % 5].tolist() for i in range(12)]
+    split = [orjson.loads(v) for v in _events(settings, None, 3)]
+    assert [d["features"] for d in split] == rows[:3].tolist()
 
 
 def test_the_command_line_stays_light() -> None:

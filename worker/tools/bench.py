@@ -170,7 +170,8 @@ def _run(worker: Worker, registry: CollectorRegistry, n: int) -> dict[str, float
     done = first = 0.0
     started = last_change = began
     try:
-        with tqdm(total=n, desc="bench", unit="events", file=sys.stderr) as bar:
+        quiet = not sys.stderr.isatty()  # as produce: a bar for a terminal, not for a log
+        with tqdm(total=n, desc="bench", unit="events", file=sys.stderr, disable=quiet) as bar:
             while done < n and thread.is_alive():
                 time.sleep(0.02)  # sampling the counters: there is no event to wait on
                 now_done, now = sum(_delivered(registry)), time.monotonic()
