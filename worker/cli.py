@@ -105,13 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--svg-dir", type=Path, default=None, help="also write each chart as SVG")
 
-    from worker.tools.bench_args import add_arguments as add_bench_arguments
+    from worker.tools.bench import add_arguments as add_bench_arguments
 
     p = sub.add_parser(
         "bench",
-        help="benchmark the worker against the Kafka ceiling and a naive loop",
-        description="The worker side by side with the Kafka ceiling and a naive loop, on one "
-        "real broker (see benchmarks/README.md).",
+        help="how fast the worker serves your models on your broker (one table)",
+        description="Your config and store, in this process, on topics made for the run on "
+        "your broker: a progress bar, then one table.",
     )
     add_bench_arguments(p)
 

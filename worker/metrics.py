@@ -1,6 +1,6 @@
 """Prometheus metrics of the worker, on a registry passed in (never the global one).
 
-Names and labels are a contract with dashboards (``../shared/DESIGN.md``). Histograms, not
+Names, labels: a contract with dashboards (README.md, "Metrics and the dashboard"). Histograms, not
 summaries, so dashboards can aggregate across workers. Per-event values (end-to-end latency) are
 observed a whole batch at a time through :class:`BatchHistogram`, a collector that bins a numpy
 array with one ``searchsorted`` instead of one ``observe`` call per event.

@@ -1,5 +1,6 @@
 """Dependencies point one way: ``worker`` uses ``combiners`` and ``model_store``; those two never
-import ``worker`` and never each other (STYLE.md, "Layout shows the architecture")."""
+import ``worker`` and never each other (STYLE.md, "Layout shows the architecture"). ``benchmarks``
+is the top: it may import anything, and nothing of the three installed packages imports it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("combiners", "model_store", "worker")
+TOP = "benchmarks"  # not installed: the wheel could not import it
 FORBIDDEN = {
-    "combiners": {"worker", "model_store"},
-    "model_store": {"worker", "combiners"},
+    "combiners": {"worker", "model_store", TOP},
+    "model_store": {"worker", "combiners", TOP},
+    "worker": {TOP},
 }
 IMPORT_CALLS = {"import_module", "__import__", "import_object"}
 
@@ -65,6 +68,23 @@ def test_package_never_imports_the_others(package: str) -> None:
         if bad:
             offenders.append(f"{path.relative_to(ROOT)} imports {', '.join(sorted(bad))}")
     assert offenders == []
+
+
+def test_a_benchmark_import_would_be_caught() -> None:
+    source = "def bench():\n    from benchmarks.harness import run_bench\n"
+    assert imported_packages(source, "worker.tools.bench") & FORBIDDEN["worker"] == {TOP}
+
+
+def test_benchmarks_are_not_packaged() -> None:
+    """The wheel's packages (pyproject.toml) match none of benchmarks/."""
+    import fnmatch
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    names = [m for m, _ in modules(TOP)]
+    assert names and set(PACKAGES) <= {p.rstrip("*") for p in include}
+    assert [n for n in names if any(fnmatch.fnmatch(n, pat) for pat in include)] == []
 
 
 def test_worker_composes_both_packages() -> None:

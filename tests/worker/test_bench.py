@@ -1,125 +1,111 @@
-"""``streamfuse bench --quick`` against the test broker: it runs and emits every figure.
-
-No timing assertions: the figures depend on the machine and on what else runs on it.
-"""
+"""``streamfuse bench``: the user's config and store, in process, on the run's own topics."""
 
 from __future__ import annotations
 
-import argparse
-import json
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import orjson
 import pytest
+import yaml
+from kafka import KafkaAdminClient
 
+from model_store import ModelStore
 from tests.support.kafka import Broker
+from tests.support.worker import Topics, write_config
 from worker import cli
-from worker.tools import bench
+from worker.config import load_settings
+from worker.tools.bench import _events, bench_settings
 
-FIGURES = (
-    "n_events",
-    "n_naive_events",
-    "ceiling_eps",
-    "worker_eps",
-    "worker_eos_eps",
-    "two_workers_eps",
-    "naive_eps",
-    "latency_rate_eps",
-    "latency_sent_eps",
-    "latency_p50_ms",
-    "latency_p99_ms",
-    "worker_latency_p50_ms",
-    "worker_latency_p99_ms",
-    "latency_to_send_p50_ms",
-    "latency_to_send_p99_ms",
-    "ratio_worker_ceiling",
-    "ratio_worker_naive",
-    "ratio_eos_alo",
-    "ratio_two_one",
-    "rss_peak_mb",
-    "event_bytes",
-    "prediction_bytes",
-    "pipeline_eps",
-    "ratio_librdkafka_kafka_python",
-    "ratio_librdkafka_pipeline",
-    "ratio_eos_alo_librdkafka",
-    "ratio_eos_spanning_alo_librdkafka",
-    "latency_p99_ms_librdkafka",
-)
-PER_LIBRARY = ("ceiling_eps", "worker_eps", "worker_eos_eps", "two_workers_eps", "latency_p99_ms")
-PROFILE_STAGES = ("decode", "predict.rf", "predict.hgb", "predict.mlp", "predict.fanout")
-PROFILE_STAGES += ("combine.soft_vote", "encode", "process")
+N_EVENTS = 1_500
 
 
-def streamfuse_parser() -> argparse.ArgumentParser:
-    """The way the ``streamfuse`` CLI wires the subcommand in."""
-    return cli.build_parser()
+def config(tmp_path: Path, store: Path, bootstrap: str, group: str) -> Path:
+    topics = Topics("user-in", "user-out", "user-labels", "user-dlq")
+    path = write_config(
+        tmp_path / "streamfuse.yaml", store=store, bootstrap=bootstrap, topics=topics, group=group
+    )
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["strategy"]["promote"] = {"min_labels": 50}  # champion/challenger, as users may run it
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def test_the_run_uses_its_own_topics_and_group(trained_store: Path, tmp_path: Path) -> None:
+    settings = load_settings(config(tmp_path, trained_store, "127.0.0.1:1", "users"))
+    ran = bench_settings(settings, "abc")
+    assert (ran.topics.input, ran.topics.output, ran.topics.dead_letter) == (
+        "streamfuse-bench-abc-in",
+        "streamfuse-bench-abc-out",
+        "streamfuse-bench-abc-dlq",
+    )
+    assert ran.topics.labels is None and ran.strategy.promote is None
+    assert ran.kafka.group_id == "streamfuse-bench-abc" and not ran.metrics.enabled
+    assert settings.strategy.promote is not None  # the user's settings are left as they were
+    assert (ran.models, ran.batch, ran.kafka.library) == (
+        settings.models,
+        settings.batch,
+        settings.kafka.library,
+    )
+
+
+def test_events_cycle_through_the_rows(trained_store: Path, tmp_path: Path) -> None:
+    """The store's test split by default, the rows of ``--data`` when given; ids unique."""
+    settings = load_settings(config(tmp_path, trained_store, "127.0.0.1:1", "users"))
+    rows = np.asarray(ModelStore(trained_store).load_dataset("test").arrays["X"])[:5]
+    data = tmp_path / "rows.csv"
+    header = ",".join(f"f{j}" for j in range(rows.shape[1]))
+    np.savetxt(data, rows, delimiter=",", header=header, comments="")
+    from_file = [orjson.loads(v) for v in _events(settings, data, 12)]
+    assert [d["id"] for d in from_file] == [f"bench-{i}" for i in range(12)]
+    assert [d["features"] for d in from_file] == [rows[i % 5].tolist() for i in range(12)]
+    split = [orjson.loads(v) for v in _events(settings, None, 3)]
+    assert [d["features"] for d in split] == rows[:3].tolist()
+
+
+def test_the_command_line_stays_light() -> None:
+    """``streamfuse bench --help`` loads neither the models' libraries nor a Kafka client."""
+    code = (
+        "import sys; from worker import cli; cli.build_parser(); "
+        "print(sorted({'torch', 'sklearn', 'kafka', 'benchmarks'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_events_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["bench", "--config", str(tmp_path / "none.yaml"), "--events", "0"]) == 2
+    assert "--events" in capsys.readouterr().err
 
 
 @pytest.mark.kafka
-@pytest.mark.slow
-def test_quick_bench_emits_every_figure(
-    kafka: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_bench_serves_the_users_models_and_leaves_nothing_behind(
+    kafka: Broker,
+    trained_store: Path,
+    tmp_path: Path,
+    group_factory: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    out, work = tmp_path / "bench.json", tmp_path / "work"
-    argv = ["bench", "--quick", "--bootstrap", kafka.bootstrap, "--json", str(out)]
-    args = streamfuse_parser().parse_args([*argv, "--workdir", str(work)])
-    assert bench.main(args) == 0
+    path = config(tmp_path, trained_store, kafka.bootstrap, group_factory("bench-user"))
+    assert cli.main(["bench", "--config", str(path), "--events", str(N_EVENTS)]) == 0
 
-    result = json.loads(out.read_text(encoding="utf-8"))
-    for name in FIGURES:
-        assert isinstance(result[name], int | float), name
-        assert result[name] > 0, name
-    machine = result["machine"]
-    assert machine["cpu_count"] > 0
-    assert machine["python"]
-    assert machine["kafka_python"]
-    assert set(PROFILE_STAGES) <= set(result["profile_ms"])
-    for section in ("profile_ms", "kafka_ms", "naive_ms", "worker_metrics"):
-        assert result[section], section
-        assert all(value > 0 for value in result[section].values()), section
-    assert set(result["kafka_ms"]) == {"poll", "send", "flush", "commit"}
-    assert set(result["targets"]) == set(bench.TARGETS)
-    assert set(result["by_library"]) == {"kafka-python", "confluent-kafka"}
-    for library, figures in result["by_library"].items():
-        for name in PER_LIBRARY:
-            assert figures[name] > 0, (library, name)
-        assert set(figures["kafka_ms"]) == {"poll", "send", "flush", "commit"}, library
-        sweep = figures["latency_sweep"]  # 50 events/s, then the quick plan's 50% of saturation
-        assert round(sweep[0]["latency_rate_eps"]) == 50, library
-        assert len(sweep) == 2 and sweep[1]["latency_rate_eps"] > 50, library
-        assert figures["latency_p99_ms"] == max(r["latency_p99_ms"] for r in sweep), library
-    assert result["by_library"]["confluent-kafka"]["worker_eos_spanning_eps"] > 0
-    table = capsys.readouterr().out
-    assert "| worker / ceiling |" in table
-    assert "| confluent-kafka / kafka-python worker |" in table
-    assert "| stage | ms per batch | µs per event |" in table
-    assert "| library | rate, events/s | p50 | p99 |" in table
-
-
-def test_quick_plan_and_overrides() -> None:
-    parser = streamfuse_parser()
-    quick = bench.plan_from(parser.parse_args(["bench", "--quick"]))
-    full = bench.plan_from(parser.parse_args(["bench"]))
-    given = bench.plan_from(parser.parse_args(["bench", "--events", "1000", "--seed", "3"]))
-    assert quick.n_events < full.n_events
-    assert quick.n_naive < full.n_naive
-    assert quick.latency_s < full.latency_s
-    assert (given.n_events, given.seed, given.n_naive) == (1000, 3, full.n_naive)
-    assert quick.batch_events == full.batch_events == 512
-    assert quick.max_wait_ms == full.max_wait_ms == 20
-
-
-def test_targets_say_met_or_missed() -> None:
-    figures = {
-        "ratio_worker_ceiling": 0.8,
-        "ratio_worker_naive": 50.0,
-        "ratio_eos_alo": 0.85,
-        "latency_p99_ms": 51.0,
-    }
-    met = {name: spec["met"] for name, spec in bench.targets(figures).items()}
-    assert met == {
-        "ratio_worker_ceiling": True,
-        "ratio_worker_naive": False,
-        "ratio_eos_alo": True,
-        "latency_p99_ms": False,
-    }
+    out = capsys.readouterr().out
+    rows = dict(
+        line.strip("|").split(" | ", 1) for line in out.splitlines() if line.startswith("| ")
+    )
+    rows = {k.strip(): v.strip(" |") for k, v in rows.items()}
+    assert rows["events"] == f"{N_EVENTS:,} ({N_EVENTS:,} published, 0 dead-lettered)"
+    assert float(rows["events/s, first delivered batch to last"].replace(",", "")) > 0
+    for name in ("rf", "hgb", "linear", "mlp"):
+        assert float(rows[f"predict {name}, per batch (mean)"].removesuffix(" ms")) > 0
+    for name in ("soft_vote", "hard_vote", "stacking"):
+        assert f"combine {name}, per batch (mean)" in rows
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap)
+    try:
+        left = [t for t in admin.list_topics() if t.startswith("streamfuse-bench-")]
+        assert left == [] and "user-in" not in admin.list_topics()
+    finally:
+        admin.close()

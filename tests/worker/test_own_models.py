@@ -415,17 +415,6 @@ def test_publish_xgboost_ubj_and_torch_safetensors(run: Run, tmp_path: Path) -> 
     assert code == 2 and "--spec" in err
 
 
-def test_bench_takes_an_ensemble_of_boosted_models(capsys: pytest.CaptureFixture[str]) -> None:
-    from worker.tools import bench
-
-    parser = cli.build_parser()
-    plan = bench.plan_from(parser.parse_args(["bench", "--models", "xgboost,lightgbm,mlp"]))
-    assert plan.models == ("xgboost", "lightgbm", "mlp")
-    assert bench.plan_from(parser.parse_args(["bench"])).models == ("rf", "hgb", "mlp")
-    assert bench.main(parser.parse_args(["bench", "--models", "rf,catboost"])) == 2
-    assert "--models takes two or more of" in capsys.readouterr().err
-
-
 # -- columns by name, or a clear stop --------------------------------------------------------
 
 

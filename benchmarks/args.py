@@ -1,5 +1,5 @@
-"""The ``streamfuse bench`` command line, kept apart from the bench so that ``--help`` stays fast
-(the bench itself imports torch, scikit-learn and kafka-python)."""
+"""The harness's options (``python -m benchmarks``), kept apart from it so that ``--help`` stays
+fast (the harness imports torch, scikit-learn and kafka-python)."""
 
 from __future__ import annotations
 

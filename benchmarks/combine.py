@@ -1,4 +1,4 @@
-"""Benchmark of ``combine`` per strategy: ``python -m combiners.bench [--repeats N]``.
+"""Benchmark of ``combine`` per strategy: ``python -m benchmarks combine [--repeats N]``.
 
 Fits every registered strategy on synthetic class probabilities, then times ``combine`` on
 ``P`` of shape ``(n_models, n_events, n_outputs)`` (default ``(3, 1024, 10)``) and prints the
@@ -49,7 +49,7 @@ def run_benchmark(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; prints a table and returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m combiners.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks combine", description=__doc__)
     parser.add_argument("--models", type=int, default=3)
     parser.add_argument("--events", type=int, default=1024)
     parser.add_argument("--outputs", type=int, default=10)
@@ -63,7 +63,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, (median, best) in results.items():
         print(f"{name:<18}{median * 1e6:>12.1f}{best * 1e6:>12.1f}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

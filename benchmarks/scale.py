@@ -2,12 +2,12 @@
 broker or a three-node cluster (``dev/kafka start --brokers 3``), and a worker killed with
 SIGKILL and replaced while the others run, with and without static group membership.
 
-    python -m worker.tools.bench_scale [--target single|cluster|both] [--workers 1,2,4]
+    python -m benchmarks scale [--target single|cluster|both] [--workers 1,2,4]
         [--events N] [--takeover-rate R] [--json FILE] [--workdir DIR]
 
 Throughput: the events wait in a topic behind an open transaction until every worker holds
-partitions, then events/s from the first output to the last (the worker's own ``streamfuse
-bench`` measure), and how the 8 partitions spread over the processes. Takeover: two workers
+partitions, then events/s from the first output to the last (the harness's own
+measure), and how the 8 partitions spread over the processes. Takeover: two workers
 read a stream at a steady rate; one is SIGKILLed and a replacement with the same
 ``instance_id`` started at once; ``takeover_s`` is the time from the kill to the first output of
 one of its partitions (the output topic stamps records with the broker's append time), and
@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -37,7 +36,7 @@ import numpy as np
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-from worker.tools.bench_kafka import (
+from benchmarks.broker import (
     BenchPlan,
     Topics,
     WorkerProcess,
@@ -50,7 +49,7 @@ from worker.tools.bench_kafka import (
     wait_until,
     worker_config,
 )
-from worker.tools.bench_models import build_store, event_value
+from benchmarks.models import build_store, event_value
 
 PARTITIONS = 8
 SESSION_TIMEOUT_MS = 10_000
@@ -236,7 +235,9 @@ def run_takeover(t: Target, static: bool, rate: float, X: list[list[float]]) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks scale", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--target", choices=["single", "cluster", "both"], default="both")
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--events", type=int, default=20_000)
@@ -286,7 +287,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(text + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

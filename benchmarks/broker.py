@@ -1,6 +1,6 @@
-"""The Kafka side of ``streamfuse bench``: the broker, gated topic fills, output timestamps, and
+"""The Kafka side of ``python -m benchmarks``: the broker, gated topic fills, output timestamps, and
 the worker as a subprocess with its log and ``/metrics``. The phases are in
-:mod:`worker.tools.bench`.
+:mod:`benchmarks.harness`.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.errors import WorkerError
-from worker.tools.bench_models import (
+from benchmarks.models import (
     ACTIVE_STRATEGY,
     MODEL_NAMES,
     SHADOW_STRATEGIES,
 )
+from worker.errors import WorkerError
 
 __all__ = [
     "ASSIGNED",
@@ -53,7 +53,7 @@ __all__ = [
     "worker_config",
 ]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEV_KAFKA = REPO / "dev" / "kafka"
 PARTITIONS = 2
 ASSIGNED = "partitions assigned: "
@@ -265,7 +265,7 @@ def worker_config(
     transaction_interval_ms: int = 0,
 ) -> dict[str, Any]:
     """``drift`` False: the worker ignores the store's reference profile (for the A/B of
-    ``python -m worker.tools.bench_drift --worker``)."""
+    ``python -m benchmarks drift --worker``)."""
     return {
         "kafka": {
             "bootstrap_servers": bootstrap,

@@ -1,6 +1,6 @@
 """Drift cost per 512-event batch: :meth:`worker.drift.DriftMonitor.observe` alone.
 
-``python -m worker.tools.bench_drift [--repeats 300] [--json out.json]``: the bench's data
+``python -m benchmarks drift [--repeats 300] [--json out.json]``: the bench's data
 shape (32 float features, 2 classes; ``make_classification``, seed 0), a reference profile
 from 3,000 rows, and the outputs of 3 models and 7 strategies (the bench's ensemble and the
 strategies ``streamfuse train`` fits) as random probabilities; each 512-row batch is counted
@@ -9,8 +9,8 @@ does after publishing a batch. Median and 10th-90th percentile ms per batch (wal
 the median CPU time of the calling thread (what a loaded machine does not inflate), for
 windows of 1,000 (the default) and 10,000 events, with and without the gauges.
 
-``python -m worker.tools.bench_drift --worker [--rounds 3] [--events 60000]`` measures what the
-issue asks of the whole worker instead: ``streamfuse bench``'s at_least_once saturation run
+``python -m benchmarks drift --worker [--rounds 3] [--events 60000]`` measures what the
+issue asks of the whole worker instead: ``python -m benchmarks``'s at_least_once saturation run
 (its models, store and config, one broker from ``dev/kafka`` on ``--kafka-port``), with drift
 on and off in alternating rounds for each Kafka library, and the ratio on / off of each pair.
 """
@@ -91,9 +91,9 @@ def measure_worker(
 
     from kafka import KafkaAdminClient
 
-    from worker.tools.bench import Run, run_workers
-    from worker.tools.bench_kafka import QUICK, Topics, broker, fill_gated, say
-    from worker.tools.bench_models import build_store, saturation_events
+    from benchmarks.broker import QUICK, Topics, broker, fill_gated, say
+    from benchmarks.harness import Run, run_workers
+    from benchmarks.models import build_store, saturation_events
 
     plan = replace(QUICK, n_events=n_events)
     rows_out: list[dict[str, Any]] = []
@@ -133,7 +133,7 @@ def measure_worker(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker.tools.bench_drift")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks drift")
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--worker", action="store_true", help="the whole worker, drift on vs off")
@@ -183,7 +183,3 @@ def _report(header: str, lines: list[str], rows: list[dict[str, Any]], out: Path
     if out is not None:
         out.write_text(json.dumps(rows, indent=1))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

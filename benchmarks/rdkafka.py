@@ -1,6 +1,6 @@
-"""The librdkafka (confluent-kafka) side of ``streamfuse bench``: its ceiling loop.
+"""The librdkafka (confluent-kafka) side of ``python -m benchmarks``: its ceiling loop.
 
-The same pass-through work as the kafka-python ceiling (:func:`worker.tools.bench.run_ceiling`)
+The same pass-through work as the kafka-python ceiling (:func:`benchmarks.harness.run_ceiling`)
 with the worker's librdkafka settings (:mod:`worker.transport.librdkafka.clients`): consume a
 batch the way the worker does, produce one real-sized output per event with the worker's
 header, flush and check every delivery report, commit. No decoding, no models.
@@ -15,8 +15,8 @@ import numpy as np
 from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from benchmarks.broker import Filled, wait_until
 from worker.config import Settings
-from worker.tools.bench_kafka import Filled, wait_until
 from worker.transport.librdkafka.clients import consumer_config, producer_config
 
 __all__ = ["run_ceiling_librdkafka"]

@@ -1,4 +1,4 @@
-"""The figures of ``streamfuse bench``: targets and the markdown report."""
+"""The figures of ``python -m benchmarks``: targets and the markdown report."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def render(result: dict[str, Any]) -> str:
         ]
     m = result["machine"]
     lines = [
-        f"streamfuse bench: {result['n_events']:,} events of {result['event_bytes']} bytes, "
+        f"benchmarks: {result['n_events']:,} events of {result['event_bytes']} bytes, "
         f"batches of {result['batch_events']}, max_wait_ms {result['max_wait_ms']}; "
         f"{m['cpu_count']} CPUs, Python {m['python']}, kafka-python {m['kafka_python']}, "
         f"load {m['loadavg_1m_at_start']} -> {m['loadavg_1m_at_end']}",

@@ -1,8 +1,8 @@
 """Predict cost per 512-row batch of each framework through the store, and its load cost.
 
-``python -m worker.tools.bench_predict [--repeats 200] [--json out.json]``: the bench's data
+``python -m benchmarks predict [--repeats 200] [--json out.json]``: the bench's data
 set (``make_classification``, 32 float features, 2 classes, seed 0, 3,000 training rows, as
-:func:`worker.tools.bench_models.build_store`), a random forest (100 trees, depth 12),
+:func:`benchmarks.models.build_store`), a random forest (100 trees, depth 12),
 histogram gradient boosting (100 iterations), XGBoost (100 trees, depth 6), LightGBM (100
 trees, 31 leaves) and the same random forest through ONNX (skl2onnx, zipmap off). Each is
 published to a temporary store, loaded with one thread (``runtime.model_threads: 1``) and
@@ -113,8 +113,8 @@ def _ensembles(
 ) -> dict[str, dict[str, Any]]:
     """The worker's predict stage (every model on its own thread, as ``inference/fanout.py``
     runs them, one thread each) for the bench's ensemble and for XGBoost + LightGBM + MLP."""
+    from benchmarks.models import MLP_SPEC
     from worker.inference.fanout import Fanout
-    from worker.tools.bench_models import MLP_SPEC
     from worker.tools.train import fit_torch
 
     store.publish("mlp", fit_torch(MLP_SPEC, X_tr, [("mlp", y_tr)], seed, epochs=100),
@@ -138,7 +138,9 @@ def _ensembles(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks predict", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--repeats", type=int, default=200, help="timed calls per model")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -165,7 +167,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -55,7 +55,7 @@ __all__ = [
 
 N_FEATURES = 32
 MODEL_NAMES = ("rf", "hgb", "mlp")
-#: What ``streamfuse bench --models`` may name (XGBoost: 100 trees of depth 6; LightGBM: 100
+#: What ``python -m benchmarks --models`` may name (XGBoost: 100 trees of depth 6; LightGBM: 100
 #: trees of 31 leaves).
 BENCH_MODELS = ("rf", "hgb", "mlp", "xgboost", "lightgbm")
 ACTIVE_STRATEGY = "soft_vote"
@@ -172,7 +172,7 @@ def _boosters(seed: int) -> dict[str, Any]:
 
 
 def event_value(event_id: str, row: list[float], ts: float) -> bytes:
-    """A feature event as the worker reads it (``../shared/DESIGN.md``)."""
+    """A feature event as the worker reads it (README.md, "Events")."""
     return orjson.dumps({"id": event_id, "features": row, "ts": ts})
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.combine import main, run_benchmark
 from combiners import available_combiners
-from combiners.bench import main, run_benchmark
 
 
 def test_run_benchmark_reports_every_strategy() -> None:
