@@ -7,4 +7,6 @@ from __future__ import annotations
 
 __all__ = ["__version__"]
 
+# The one place the version is written: the wheel's metadata reads it (pyproject.toml,
+# tool.setuptools.dynamic), and so does `streamfuse --version`.
 __version__ = "0.1.0"
