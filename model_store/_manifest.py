@@ -13,7 +13,7 @@ import importlib.metadata
 import platform
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +57,16 @@ _DISTRIBUTIONS = {
 
 @dataclass(frozen=True)
 class ReadContext:
-    """Where and under which rules a store reads: its root, caps and signing policy."""
+    """Where and under which rules a store reads: its root, caps and signing policy.
+
+    ``newest`` is the highest pointer sequence read so far per artifact (its path parts): the
+    high-water mark a replayed pointer is refused against (:mod:`model_store._versions`).
+    """
 
     root: Path
     limits: StoreLimits
     signer: Signer
+    newest: dict[tuple[str, ...], int] = field(default_factory=dict, compare=False)
 
 
 def sha256_hex(data: bytes) -> str:
