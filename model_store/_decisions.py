@@ -84,7 +84,13 @@ class DecisionLog:
         version = self.dirs.resolve(name, version)
         parts = self.dirs.parts(name, version)
         manifest, signed = read_manifest(self.ctx, parts, name, version, kind=_KIND)
-        contents = read_verified_files(self.ctx, parts, manifest, kind=_KIND)
+        contents = read_verified_files(
+            self.ctx,
+            parts,
+            manifest,
+            kind=_KIND,
+            caps={_RECORD_FILE: self.ctx.limits.max_json_bytes},
+        )
         if _RECORD_FILE not in contents:
             raise IntegrityError(name, version, _RECORD_FILE, "missing", kind=_KIND)
         try:

@@ -505,7 +505,9 @@ class ModelStore:
             parts = directory.parts(name, version)
             manifest, signed = read_manifest(self._ctx, parts, name, version, kind=kind)
             fitted_on = check_strategy_fields(manifest, kind=kind)
-            contents = read_verified_files(self._ctx, parts, manifest, kind=kind)
+            contents = read_verified_files(
+                self._ctx, parts, manifest, kind=kind, caps={_META_FILE: self.limits.max_json_bytes}
+            )
             where.at(version, _META_FILE)
             meta_bytes = _file(contents, _META_FILE, name, version, kind=kind)
             try:
