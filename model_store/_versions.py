@@ -11,8 +11,9 @@ Layout of one artifact (``<collection>/<name>/``)::
 Everything is reached through :mod:`model_store._fs`, so no symlink below the store root is
 followed, for reading or writing.
 
-Rollback is explicit. Every pointer written carries a ``sequence`` one above the pointer it
-replaces (and above any this process has read), promotions and rollbacks alike, and a reader
+Rollback is explicit. Every pointer written carries a ``sequence`` above the pointer it
+replaces, above any this process has read, and at least the time of writing in microseconds
+(promotions and rollbacks alike), and a reader
 refuses a pointer whose sequence is lower than the newest it has read for that artifact: an
 older, validly signed ``active.json`` put back is a replay, not a rollback (``store rollback``
 writes a new, higher one). The high-water mark is kept in the reading process
@@ -31,6 +32,7 @@ import operator
 import os
 import re
 import stat
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -391,7 +393,13 @@ class VersionedDir:
             history.append({"version": stack[-1], "action": action, "at": now_iso()})
         artifact = tuple(self.parts(name))
         old_sequence = old.get("sequence", 0) if old else 0
-        sequence = max(old_sequence, self.ctx.newest.get(artifact, 0)) + 1
+        # Above the pointer replaced and any read here, and at least the time in microseconds:
+        # a writer that finds a replayed pointer (another process, a fresh start) still writes
+        # one newer than what a running reader has seen, so a promotion or rollback made after
+        # a replay is taken, not refused as one.
+        sequence = max(
+            old_sequence + 1, self.ctx.newest.get(artifact, 0) + 1, time.time_ns() // 1000
+        )
         pointer = self.ctx.signer.sign(
             POINTER_PURPOSE,
             {

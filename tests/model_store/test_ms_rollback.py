@@ -49,15 +49,19 @@ def test_a_replayed_signed_pointer_is_refused_and_rollback_works(
     pointer = tmp_store / "lr" / "active.json"
     current = pointer.read_bytes()
     pointer.write_bytes(old)  # validly signed, one promotion older
-    with pytest.raises(SignatureError, match=r"active\.json.*sequence 1, older than sequence 2"):
+    with pytest.raises(SignatureError, match=r"active\.json.*is sequence \d+, older than"):
         worker.active_version("lr")
     with pytest.raises(SignatureError, match="older than"):
         worker.load("lr")
     pointer.write_bytes(current)
     assert worker.active_version("lr") == 2
-    # The operator's explicit rollback (another process) writes a newer pointer: taken.
+    # The operator's promote on the replayed pointer, from another process, and then an
+    # explicit rollback: each writes a pointer newer than any the worker read, so both are taken.
+    pointer.write_bytes(old)
+    ModelStore(tmp_store, key=key).promote("lr", 2)
+    assert worker.active_version("lr") == 2
     assert ModelStore(tmp_store, key=key).rollback("lr") == 1
-    assert json.loads(pointer.read_text())["sequence"] == 3
+    assert json.loads(pointer.read_text())["sequence"] > json.loads(current)["sequence"]
     assert worker.active_version("lr") == 1
     assert worker.load("lr").version == 1
     assert [h["action"] for h in worker.promotion_history("lr")] == [
@@ -107,7 +111,7 @@ def test_pointers_without_a_sequence_still_load(
     assert old_store.active_version("lr") == 2
     assert old_store.load("lr").version == 2
     old_store.promote("lr", 1)  # the next write starts the sequence
-    assert json.loads(pointer.read_text())["sequence"] == 1
+    assert json.loads(pointer.read_text())["sequence"] > 0
     doc["sequence"] = -1
     pointer.write_text(json.dumps(Signer(key, True).sign(POINTER_PURPOSE, doc)))
     with pytest.raises(StoreLayoutError, match="'sequence'"):
@@ -160,4 +164,4 @@ def test_store_rollback_from_the_cli_writes_a_higher_sequence(
     assert main(args) == 0
     assert "rolled back to v1" in capsys.readouterr().out
     after = json.loads(pointer.read_text())
-    assert after["version"] == 1 and after["sequence"] == before + 1
+    assert after["version"] == 1 and after["sequence"] > before
