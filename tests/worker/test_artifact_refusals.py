@@ -29,6 +29,7 @@ from worker.metrics import Metrics
 from worker.service.promotion import Promotion
 from worker.service.reference import open_drift
 from worker.tools.decisions import strategy_command
+from worker.tools.fit import kept_reference
 
 FUZZ = settings(
     max_examples=30,
@@ -128,6 +129,8 @@ def test_a_malformed_profile_turns_drift_off_never_raises(trained_copy: TrainedS
             assert after == before + 1
         else:  # what gets through works on a batch
             monitor.observe(X, P, np.ones(len(serving.names), dtype=bool), outputs)
+        _, n_rows = kept_reference(store, serving.schema.n_features)  # streamfuse fit's reader
+        assert n_rows >= 0
 
     @FUZZ
     @given(mutated(good.meta))
@@ -143,6 +146,7 @@ def test_a_malformed_profile_turns_drift_off_never_raises(trained_copy: TrainedS
     arrays()
     # The cases of the finding, each refused by name.
     for meta in (
+        {**good.meta, "features_from": "reference", "n_rows": {"features": "many"}},
         {**good.meta, "scopes": 5},
         {**good.meta, "scopes": [["model", "linear"]]},
         {**good.meta, "heldout_accuracy": []},
