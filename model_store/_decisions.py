@@ -6,7 +6,9 @@ Layout (``root/_decisions/<name>/``, the same :class:`VersionedDir` as models)::
     active.json     the decision in force, with the promotion history
 
 A decision is a small JSON object the store checks only for shape: ``{"strategy": str, ...}``
-(the worker writes the action, the strategy it replaces, the figures and who decided). Every
+(the worker writes the action, the strategy it replaces, the figures and who decided; those
+fields, when present, must have their types: ``previous`` str or null, ``action`` and ``by``
+str, ``held`` a list of str, ``figures`` an object or null). Every
 decision is published with compare-and-set (:class:`~model_store.errors.ConflictError` when
 another writer promoted one first), so concurrent deciders cannot overwrite each other.
 """
@@ -28,6 +30,15 @@ __all__ = ["DECISIONS_DIR", "DecisionLog", "StoredDecision"]
 DECISIONS_DIR = "_decisions"
 _RECORD_FILE = "decision.json"
 _KIND = "decision"
+# What readers of a decision use besides "strategy" (the worker, ``store strategy``): a field of
+# another type is the store's refusal, not a TypeError three frames into a reader.
+_FIELDS: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("previous", (str, type(None)), "is not a str"),
+    ("action", str, "is not a str"),
+    ("by", str, "is not a str"),
+    ("held", list, "is not a list"),
+    ("figures", (dict, type(None)), "is not an object"),
+)
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,13 @@ class DecisionLog:
         version = self.dirs.resolve(name, version)
         parts = self.dirs.parts(name, version)
         manifest, signed = read_manifest(self.ctx, parts, name, version, kind=_KIND)
-        contents = read_verified_files(self.ctx, parts, manifest, kind=_KIND)
+        contents = read_verified_files(
+            self.ctx,
+            parts,
+            manifest,
+            kind=_KIND,
+            caps={_RECORD_FILE: self.ctx.limits.max_json_bytes},
+        )
         if _RECORD_FILE not in contents:
             raise IntegrityError(name, version, _RECORD_FILE, "missing", kind=_KIND)
         try:
@@ -88,6 +105,12 @@ class DecisionLog:
             raise IntegrityError(
                 name, version, _RECORD_FILE, "not an object with a 'strategy'", kind=_KIND
             )
+        for key, types, what in _FIELDS:
+            if key in record and not isinstance(record[key], types):
+                raise IntegrityError(name, version, _RECORD_FILE, f"{key!r} {what}", kind=_KIND)
+        held = record.get("held", [])
+        if not all(isinstance(h, str) for h in held):
+            raise IntegrityError(name, version, _RECORD_FILE, "'held' lists a non-str", kind=_KIND)
         return StoredDecision(name, version, record, manifest, signed)
 
     def active(self, name: str) -> StoredDecision | None:

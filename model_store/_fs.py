@@ -129,20 +129,27 @@ def read_regular(
         if st.st_size > max_bytes:
             raise PathRefused(f"is {st.st_size} bytes, over the cap of {max_bytes}")
         limit = st.st_size if expected_size is None else expected_size
-        chunks = []
-        remaining = limit + 1  # one more byte shows a file that grew
-        while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 24))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        data = b"".join(chunks)
-        if len(data) != limit:
-            raise PathRefused(f"changed size while being read ({len(data)} bytes read)")
+        # One buffer of the size fstat gave, filled by the kernel: the file is held once (a
+        # list of chunks joined at the end held it twice: 2 GB for a 1 GB file).
+        data = os.read(fd, limit)
+        if len(data) < limit:  # a short read (a signal, a network file system): the rest
+            data = b"".join(_rest(fd, data, limit))
+        if len(data) != limit or os.read(fd, 1):  # one more byte shows a file that grew
+            raise PathRefused(f"changed size while being read ({len(data)}+ bytes read)")
         return data
     finally:
         os.close(fd)
+
+
+def _rest(fd: int, head: bytes, limit: int) -> Iterator[bytes]:
+    yield head
+    remaining = limit - len(head)
+    while remaining > 0:
+        chunk = os.read(fd, min(remaining, 1 << 24))
+        if not chunk:
+            return
+        yield chunk
+        remaining -= len(chunk)
 
 
 def create_new(dir_fd: int, name: str, data: bytes, *, mode: int = 0o644) -> None:

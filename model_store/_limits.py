@@ -24,7 +24,9 @@ class StoreLimits:
         Any file a manifest lists (checked against the manifest's ``size`` and the file's
         own size before a byte is read).
     max_json_bytes : int, default 4 MiB
-        ``manifest.json``, ``active.json`` and a strategy's ``meta.json``.
+        ``manifest.json``, ``active.json``, a strategy's or profile's ``meta.json`` and a
+        decision's ``decision.json`` (checked against the manifest and ``fstat`` before
+        reading, like ``max_file_bytes``).
     max_json_depth : int, default 64
         Nesting of any JSON document the store parses (skops' ``schema.json`` included).
     max_inflated_bytes : int, default 1 GiB

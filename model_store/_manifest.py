@@ -13,7 +13,7 @@ import importlib.metadata
 import platform
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +57,16 @@ _DISTRIBUTIONS = {
 
 @dataclass(frozen=True)
 class ReadContext:
-    """Where and under which rules a store reads: its root, caps and signing policy."""
+    """Where and under which rules a store reads: its root, caps and signing policy.
+
+    ``newest`` is the highest pointer sequence read so far per artifact (its path parts): the
+    high-water mark a replayed pointer is refused against (:mod:`model_store._versions`).
+    """
 
     root: Path
     limits: StoreLimits
     signer: Signer
+    newest: dict[tuple[str, ...], int] = field(default_factory=dict, compare=False)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -169,15 +174,21 @@ def read_manifest(
 
 
 def read_verified_files(
-    ctx: ReadContext, parts: Sequence[str], manifest: Mapping[str, Any], *, kind: str
+    ctx: ReadContext,
+    parts: Sequence[str],
+    manifest: Mapping[str, Any],
+    *,
+    kind: str,
+    caps: Mapping[str, int] | None = None,
 ) -> dict[str, bytes]:
     """Read every file the manifest lists and check its size and sha256; refuse the rest.
 
     Entries that are not listed (files, folders, links alike) are refused; listed ones must
-    be regular files (no links, FIFOs or devices) of the listed size, within
-    ``max_file_bytes``, checked before a byte is read. The bytes returned are the ones that
-    were hashed, so the caller deserialises exactly what was verified (no check-then-reopen
-    race).
+    be regular files (no links, FIFOs or devices) of the listed size, within their cap
+    (``caps[filename]``, e.g. ``max_json_bytes`` for a JSON file, else ``max_file_bytes``),
+    checked against the manifest and ``fstat`` before a byte is read. Each file is read once
+    into one buffer; the bytes returned are the ones that were hashed, so the caller
+    deserialises exactly what was verified (no check-then-reopen race).
     """
     name, version = str(manifest["name"]), int(manifest["version"])
     listed: Mapping[str, Any] = manifest["files"]
@@ -191,19 +202,17 @@ def read_verified_files(
                     )
             for filename, meta in listed.items():
                 size = meta["size"]
-                if size > ctx.limits.max_file_bytes:
+                cap = min(ctx.limits.max_file_bytes, (caps or {}).get(filename, 1 << 62))
+                if size > cap:
                     raise IntegrityError(
                         name,
                         version,
                         filename,
-                        f"the manifest says {size} bytes, over the cap of "
-                        f"{ctx.limits.max_file_bytes}",
+                        f"the manifest says {size} bytes, over the cap of {cap}",
                         kind=kind,
                     )
                 try:
-                    data = _fs.read_regular(
-                        dir_fd, filename, max_bytes=ctx.limits.max_file_bytes, expected_size=size
-                    )
+                    data = _fs.read_regular(dir_fd, filename, max_bytes=cap, expected_size=size)
                 except FileNotFoundError as exc:
                     raise IntegrityError(name, version, filename, "missing", kind=kind) from exc
                 except _fs.PathRefused as exc:

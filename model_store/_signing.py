@@ -4,8 +4,9 @@ A signed document carries ``"signature": {"alg": "hmac-sha256", "key_id": ..., "
 the MAC covers :func:`model_store._json.canonical_bytes` of everything else, under a purpose
 line (manifest or pointer). A manifest lists every file's sha256, so its signature covers the
 whole version; a pointer's covers the artifact kind, name, version and history, so a pointer
-cannot be forged or copied from another artifact (an older *signed* pointer of the same
-artifact can still be put back: the key cannot tell "rolled back" from "replayed").
+cannot be forged or copied from another artifact. An older *signed* pointer of the same
+artifact put back is told from a rollback by its sequence number, which a reader compares
+with the newest it has read (:mod:`model_store._versions`).
 
 Key files hold 64 hex digits (32 random bytes) and a newline. ``key_id`` is a short hash of
 the key, so a refusal can say "signed with another key" without revealing anything.
@@ -133,6 +134,10 @@ class Signer:
         self.require = require
         self.key_id = key_id(key) if key is not None else None
         self._warned: set[str] = set()
+
+    def lenient(self) -> Signer:
+        """This key, with unsigned documents allowed (to sign them)."""
+        return Signer(self._key, False)
 
     @property
     def status(self) -> str:

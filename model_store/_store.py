@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._arrays_io import dump_arrays, load_arrays
-from ._decisions import DecisionLog, StoredDecision
+from ._decisions import DECISIONS_DIR, DecisionLog, StoredDecision
 from ._fields import check_model_fields, check_strategy_fields
 from ._json import JSONRefused, parse_json
 from ._limits import StoreLimits
@@ -29,6 +29,7 @@ from .errors import (
     ModelNotFoundError,
     ModelStoreError,
     PublishError,
+    SigningKeyError,
     StoreLayoutError,
 )
 
@@ -162,6 +163,37 @@ class ModelStore:
     def key_id(self) -> str | None:
         """A short, non-secret name of the signing key (None without a key)."""
         return self._signer.key_id
+
+    def sign_unsigned(self) -> list[str]:
+        """Sign every unsigned manifest and pointer in place (``streamfuse store sign``): a
+        store published before a key existed. Each version's files are checked against its
+        manifest first; pointers get a new sequence. Returns the files signed, relative to
+        the root.
+
+        Raises
+        ------
+        SigningKeyError
+            The store has no key.
+        IntegrityError
+            A version whose files do not match its manifest, or one signed with another key
+            (what was signed before it stays signed).
+        """
+        if self._signer.status != "signed":
+            raise SigningKeyError("(key)", "signing a store needs its key (store.key_file)")
+        ctx = ReadContext(self.root, self.limits, self._signer.lenient(), self._ctx.newest)
+        signed: list[str] = []
+        with _boundary("artifact", "*"):
+            for collection, kind in (
+                ((), "model"),
+                ((STRATEGIES_DIR,), "strategy"),
+                ((DATASETS_DIR,), "dataset"),
+                ((PROFILES_DIR,), "profile"),
+                ((DECISIONS_DIR,), "decision"),
+            ):
+                directory = VersionedDir(ctx, collection, kind)
+                for name in directory.names():
+                    signed += directory.sign_unsigned(name)
+        return signed
 
     # -- models -------------------------------------------------------------------------
 
@@ -506,7 +538,9 @@ class ModelStore:
             parts = directory.parts(name, version)
             manifest, signed = read_manifest(self._ctx, parts, name, version, kind=kind)
             fitted_on = check_strategy_fields(manifest, kind=kind)
-            contents = read_verified_files(self._ctx, parts, manifest, kind=kind)
+            contents = read_verified_files(
+                self._ctx, parts, manifest, kind=kind, caps={_META_FILE: self.limits.max_json_bytes}
+            )
             where.at(version, _META_FILE)
             meta_bytes = _file(contents, _META_FILE, name, version, kind=kind)
             try:

@@ -5,11 +5,23 @@ Layout of one artifact (``<collection>/<name>/``)::
     .lock            flock target: held for a whole publish and for pointer updates
     .tmp-<uuid>/     a publish in progress (or left by a crashed one; removed on next publish)
     1/ 2/ ...        complete versions: manifest.json plus the files it lists
-    active.json      {"kind", "name", "version": 2, "stack": [1, 2], "history": [...]},
-                     signed when the store has a key, replaced atomically
+    active.json      {"kind", "name", "version": 2, "sequence": 3, "stack": [1, 2],
+                     "history": [...]}, signed when the store has a key, replaced atomically
 
 Everything is reached through :mod:`model_store._fs`, so no symlink below the store root is
 followed, for reading or writing.
+
+Rollback is explicit. Every pointer written carries a ``sequence`` above the pointer it
+replaces, above any this process has read, and at least the time of writing in microseconds
+(promotions and rollbacks alike), and a reader
+refuses a pointer whose sequence is lower than the newest it has read for that artifact: an
+older, validly signed ``active.json`` put back is a replay, not a rollback (``store rollback``
+writes a new, higher one). The high-water mark is kept in the reading process
+(:class:`~model_store._manifest.ReadContext`), not beside the store: whoever can put an old
+pointer back can put an old mark file back too (a signed mark would be replayable like the
+pointer), while a running worker's memory is out of their reach. The limit: a process that
+starts after a replay has seen nothing newer and takes the replayed pointer (with a key, it
+is still one this store signed). Pointers written before sequences existed read as sequence 0.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import operator
 import os
 import re
 import stat
+import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,8 +49,10 @@ from ._manifest import (
     is_version,
     library_versions,
     now_iso,
+    read_manifest,
+    read_verified_files,
 )
-from ._signing import MANIFEST_PURPOSE, POINTER_PURPOSE
+from ._signing import MANIFEST_PURPOSE, POINTER_PURPOSE, SIGNATURE_FIELD
 from .errors import (
     ConflictError,
     InvalidNameError,
@@ -55,6 +70,7 @@ POINTER_NAME = "active.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _VERSION_DIR = re.compile(r"[1-9][0-9]{0,9}")
 _MAX_HISTORY = 200
+_MAX_SEQUENCE = 2**53  # exact in every JSON reader
 #: ``publish(expected_active=ANY)``: publish whatever is active now.
 ANY = object()
 
@@ -234,6 +250,21 @@ class VersionedDir:
             raise StoreLayoutError(path, "pointer 'stack' must be a list of versions")
         if not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
             raise StoreLayoutError(path, "pointer 'history' must be a list of objects")
+        sequence = pointer.get("sequence", 0)
+        if type(sequence) is not int or not 0 <= sequence <= _MAX_SEQUENCE:
+            raise StoreLayoutError(path, "pointer 'sequence' must be a non-negative integer")
+        artifact = tuple(self.parts(name))
+        newest = self.ctx.newest.get(artifact, 0)
+        if sequence < newest:
+            raise SignatureError(
+                name,
+                None,
+                POINTER_NAME,
+                f"is sequence {sequence}, older than sequence {newest} already read: a "
+                "pointer put back is refused (store rollback writes a newer one)",
+                kind=self.kind,
+            )
+        self.ctx.newest[artifact] = sequence
         return pointer
 
     def active_version(self, name: str) -> int:
@@ -295,6 +326,42 @@ class VersionedDir:
         except _fs.PathRefused as exc:
             raise self._layout_error(name, exc) from exc
 
+    def sign_unsigned(self, name: str) -> list[str]:
+        """Sign the unsigned manifests and pointer of ``name`` in place (``store sign``); the
+        files of each manifest are checked against it first, under the lock. Returns the
+        files signed, relative to the store root; a version that fails its check is refused
+        (what was signed before it stays signed)."""
+        signed: list[str] = []
+        try:
+            with (
+                _fs.open_dir(self.ctx.root, self.parts(name)) as base_fd,
+                _atomic.locked(base_fd),
+            ):
+                for version in self.versions(name):
+                    parts = self.parts(name, version)
+                    with _fs.open_dir(self.ctx.root, parts) as dir_fd:
+                        _atomic.remove_stale_temps(dir_fd)  # a sign that died; we hold the lock
+                        manifest, was_signed = read_manifest(
+                            self.ctx, parts, name, version, kind=self.kind
+                        )
+                        if was_signed:
+                            continue
+                        read_verified_files(self.ctx, parts, manifest, kind=self.kind)
+                        doc = self.ctx.signer.sign(MANIFEST_PURPOSE, manifest)
+                        data = json.dumps(doc, indent=1).encode()
+                        _atomic.atomic_write(dir_fd, MANIFEST_NAME, data)
+                    signed.append("/".join([*parts, MANIFEST_NAME]))
+                pointer = self.read_pointer(name)
+                if pointer is not None and SIGNATURE_FIELD not in pointer:
+                    stack = list(pointer.get("stack", []))
+                    if not stack or stack[-1] != pointer["version"]:
+                        stack.append(pointer["version"])
+                    self._write_pointer(base_fd, name, pointer, stack, "sign")
+                    signed.append("/".join([*self.parts(name), POINTER_NAME]))
+        except _fs.PathRefused as exc:
+            raise self._layout_error(name, exc) from exc
+        return signed
+
     def history(self, name: str) -> list[dict[str, Any]]:
         """Promotions and rollbacks, oldest first: ``{"version", "action", "at"}``."""
         pointer = self.read_pointer(name)
@@ -322,16 +389,28 @@ class VersionedDir:
         action: str,
     ) -> None:
         history = list(old.get("history", [])) if old else []
-        history.append({"version": stack[-1], "action": action, "at": now_iso()})
+        if action != "sign":
+            history.append({"version": stack[-1], "action": action, "at": now_iso()})
+        artifact = tuple(self.parts(name))
+        old_sequence = old.get("sequence", 0) if old else 0
+        # Above the pointer replaced and any read here, and at least the time in microseconds:
+        # a writer that finds a replayed pointer (another process, a fresh start) still writes
+        # one newer than what a running reader has seen, so a promotion or rollback made after
+        # a replay is taken, not refused as one.
+        sequence = max(
+            old_sequence + 1, self.ctx.newest.get(artifact, 0) + 1, time.time_ns() // 1000
+        )
         pointer = self.ctx.signer.sign(
             POINTER_PURPOSE,
             {
                 "kind": self.kind,
                 "name": name,
                 "version": stack[-1],
+                "sequence": sequence,
                 "stack": stack[-_MAX_HISTORY:],
                 "history": history[-_MAX_HISTORY:],
             },
         )
         data = json.dumps(pointer, indent=1, sort_keys=True).encode()
         _atomic.atomic_write(base_fd, POINTER_NAME, data)
+        self.ctx.newest[artifact] = sequence

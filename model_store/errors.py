@@ -10,7 +10,8 @@ Hierarchy::
     ├── IntegrityError          (also ValueError)   a file does not match its manifest, or
     │   │                                           cannot be read or loaded (names the file)
     │   └── SignatureError                          a manifest or pointer is unsigned (when
-    │                                               required) or badly signed
+    │                                               required) or badly signed, or a pointer
+    │                                               is older than one already read (replayed)
     ├── UnsafeModelError        (also ValueError)   a file would need untrusted code to load
     ├── PublishError            (also ValueError)   publish arguments disagree with the model
     ├── InvalidSpecError        (also ValueError)   a torch architecture spec is malformed
@@ -142,7 +143,8 @@ class ConflictError(ModelStoreError):
 
 
 class SignatureError(IntegrityError):
-    """A manifest or pointer lacks a required signature, or its signature does not verify."""
+    """A manifest or pointer lacks a required signature, or its signature does not verify, or
+    a pointer's sequence is older than one already read (put back, not rolled back)."""
 
 
 class UnsafeModelError(ModelStoreError, ValueError):

@@ -134,8 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     q = _store_action(ssub, "promote", help="serve this version (workers hot-reload it)")
     q.add_argument("name", help="model name")
     q.add_argument("version", type=int, help="the version to promote")
-    q = _store_action(ssub, "rollback", help="back to the previously promoted version")
+    q = _store_action(
+        ssub,
+        "rollback",
+        help="back to the previously promoted version (a new pointer: readers refuse an old "
+        "one put back)",
+    )
     q.add_argument("name", help="model name")
+    _store_action(
+        ssub,
+        "sign",
+        help="sign every unsigned manifest and pointer with --key-file (a store published "
+        "before the key existed); each version's files are checked first",
+    )
     q = _store_action(ssub, "strategy", help="the champion/challenger decision: show or revert it")
     q.add_argument("action", nargs="?", choices=("show", "revert"), default="show")
     q.add_argument("--record", default=None, help="decision name (default: from --config)")
@@ -341,6 +352,13 @@ def _store(args: argparse.Namespace) -> int:
         elif args.store_command == "rollback":
             version = store.rollback(args.name)
             print(f"{args.name}: rolled back to v{version}")
+        elif args.store_command == "sign":
+            if store.signing != "signed":
+                raise ConfigError("--key-file", "store sign needs the key (or store.key_file)")
+            signed = store.sign_unsigned()
+            for signed_file in signed:
+                print(f"signed {signed_file}")
+            print(f"{len(signed)} files signed with key {store.key_id}")
     except ModelStoreError as exc:
         print(f"streamfuse: {exc}", file=sys.stderr)
         return 1

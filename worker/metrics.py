@@ -232,6 +232,11 @@ class Metrics:
             ["strategy"],
             registry=r,
         )
+        self.drift_profiles_refused = Counter(
+            "streamfuse_drift_profiles_refused",
+            "Reference profiles refused (by the store, or malformed): drift off until the next.",
+            registry=r,
+        )
         self.store_signed = Gauge(
             "streamfuse_store_signed",
             "1 when the model store is verified with a key (store.key_file), else 0.",

@@ -182,24 +182,54 @@ def read_profile(
 ) -> tuple[FeatureReference, list[OutputReference]]:
     """The references in a stored profile, checked against ``n_features`` served features.
 
+    Every field the monitor reads is checked here, so a profile that gets through cannot fail
+    later on a batch; anything else wrong with it (a field of another type, an array of another
+    dtype) is a :class:`ProfileError` too, never another exception.
+
     Raises
     ------
     ProfileError
-        Another format, missing arrays, or shapes that do not fit.
+        Another format, missing arrays, fields or shapes that do not fit.
     """
-    if meta.get("format") != FORMAT:
-        raise ProfileError(f"profile format {meta.get('format')!r}, expected {FORMAT}")
     try:
-        features = FeatureReference(
-            *(
-                np.asarray(arrays[f"feature_{k}"], dtype=np.float64)
-                for k in ("edges", "shares", "missing", "low", "high")
-            )
-        )
-        grid = np.asarray(arrays["calibration_grid"], dtype=np.float64)
-    except KeyError as exc:
-        raise ProfileError(f"profile has no {exc.args[0]!r} array") from exc
-    n_bins = features.shares.shape[-1] if features.shares.ndim == 2 else -1
+        return _read_profile(meta, arrays, n_features)
+    except ProfileError:
+        raise
+    except Exception as exc:  # a malformed profile is refused, whatever it trips over
+        raise ProfileError(f"malformed profile ({type(exc).__name__}: {exc})"[:300]) from exc
+
+
+_SCOPES = ("model", "strategy")
+_KINDS = ("classification", "regression")
+
+
+def _float_array(arrays: Mapping[str, np.ndarray], key: str, ndim: int) -> np.ndarray:
+    try:
+        value = arrays[key]
+    except KeyError:
+        raise ProfileError(f"profile has no {key!r} array") from None
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu" or value.ndim != ndim:
+        raise ProfileError(f"profile's {key} is not a {ndim}-d array of numbers")
+    out = np.asarray(value, dtype=np.float64)
+    if np.isinf(out).any():
+        raise ProfileError(f"profile's {key} holds an infinite value")
+    return out
+
+
+def _read_profile(
+    meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], n_features: int
+) -> tuple[FeatureReference, list[OutputReference]]:
+    if not isinstance(meta, Mapping) or meta.get("format") != FORMAT:
+        raise ProfileError(f"profile format {meta.get('format')!r}, expected {FORMAT}")
+    features = FeatureReference(
+        _float_array(arrays, "feature_edges", 2),
+        _float_array(arrays, "feature_shares", 2),
+        _float_array(arrays, "feature_missing", 1),
+        _float_array(arrays, "feature_low", 1),
+        _float_array(arrays, "feature_high", 1),
+    )
+    grid = _float_array(arrays, "calibration_grid", 1)
+    n_bins = features.shares.shape[-1]
     expected = {
         "edges": (n_features, n_bins - 1),
         "shares": (n_features, n_bins),
@@ -213,27 +243,66 @@ def read_profile(
                 f"profile's feature_{key} has shape {getattr(features, key).shape}, "
                 f"expected {shape} for {n_features} features"
             )
+    if n_bins < 1:
+        raise ProfileError("profile's features have no bins")
     if not np.array_equal(grid, CALIBRATION_GRID):
         raise ProfileError("profile's calibration grid is not this version's")
+    scopes = meta.get("scopes", [])
+    accuracies = meta.get("heldout_accuracy", {})
+    if not isinstance(scopes, list):
+        raise ProfileError("profile's 'scopes' is not a list")
+    if not isinstance(accuracies, dict):
+        raise ProfileError("profile's 'heldout_accuracy' is not an object")
     outputs = []
-    for i, entry in enumerate(meta.get("scopes", [])):
-        scope, name, kind = (str(x) for x in entry)
-        edges = arrays.get(f"output_{i}_edges")
-        calibration = arrays.get(f"output_{i}_calibration")
-        if f"output_{i}_shares" not in arrays:
-            raise ProfileError(f"profile has no output_{i}_shares array ({scope} {name})")
-        if calibration is not None and calibration.shape != CALIBRATION_GRID.shape:
-            raise ProfileError(f"profile's output_{i}_calibration has the wrong shape")
-        accuracy = meta.get("heldout_accuracy", {}).get(f"{scope}:{name}")
-        outputs.append(
-            OutputReference(
-                scope,
-                name,
-                kind,
-                np.asarray(arrays[f"output_{i}_shares"], dtype=np.float64),
-                None if edges is None else np.asarray(edges, dtype=np.float64),
-                None if calibration is None else np.asarray(calibration, dtype=np.float64),
-                None if accuracy is None else float(accuracy),
-            )
-        )
+    for i, entry in enumerate(scopes):
+        if not (
+            isinstance(entry, list) and len(entry) == 3 and all(isinstance(x, str) for x in entry)
+        ):
+            raise ProfileError(f"profile's scopes[{i}] is not [scope, name, kind]")
+        scope, name, kind = entry
+        if scope not in _SCOPES or kind not in _KINDS:
+            raise ProfileError(f"profile's scopes[{i}] is {entry!r}: unknown scope or kind")
+        outputs.append(_output(arrays, accuracies, i, scope, name, kind))
+    if len({o.kind for o in outputs}) > 1:
+        raise ProfileError("profile's scopes are of more than one kind")
+    if len({(o.scope, o.name) for o in outputs}) != len(outputs):
+        raise ProfileError("profile names a scope twice")
     return features, outputs
+
+
+def _output(
+    arrays: Mapping[str, np.ndarray],
+    accuracies: Mapping[str, Any],
+    i: int,
+    scope: str,
+    name: str,
+    kind: str,
+) -> OutputReference:
+    out_shares = _float_array(arrays, f"output_{i}_shares", 1)
+    if out_shares.size == 0:
+        raise ProfileError(f"profile's output_{i}_shares is empty ({scope} {name})")
+    edges = calibration = None
+    if kind == "regression":
+        edges = _float_array(arrays, f"output_{i}_edges", 1)
+        if edges.shape != (out_shares.size - 1,):
+            raise ProfileError(f"profile's output_{i}_edges do not fit its shares")
+    if f"output_{i}_calibration" in arrays:
+        calibration = _float_array(arrays, f"output_{i}_calibration", 1)
+        if calibration.shape != CALIBRATION_GRID.shape or kind != "classification":
+            raise ProfileError(f"profile's output_{i}_calibration has the wrong shape")
+    accuracy = accuracies.get(f"{scope}:{name}")
+    if accuracy is not None and (
+        isinstance(accuracy, bool)
+        or not isinstance(accuracy, int | float)
+        or not 0.0 <= accuracy <= 1.0
+    ):
+        raise ProfileError(f"profile's heldout_accuracy of {scope}:{name} is not in [0, 1]")
+    return OutputReference(
+        scope,
+        name,
+        kind,
+        out_shares,
+        edges,
+        calibration,
+        None if accuracy is None else float(accuracy),
+    )

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 import combiners
-from model_store import ModelNotFoundError, ModelStore, ModelStoreError
+from model_store import (
+    IntegrityError,
+    ModelNotFoundError,
+    ModelStore,
+    ModelStoreError,
+    StoredDataset,
+)
 from worker.batch.layout import OutputLayout
 from worker.config import StrategyRef
 from worker.errors import ConfigError
@@ -67,10 +73,54 @@ def heldout_outputs(store: ModelStore, model_set: ModelSet) -> tuple[np.ndarray,
     ``heldout``; ``streamfuse train`` writes both.
     """
     data = store.load_dataset(heldout_name(model_set))
-    X = np.asarray(data.arrays["X"], dtype=np.float64)
-    y = np.asarray(data.arrays["y"])
-    P = np.stack([fn(X) for fn in model_set.predict_fns])
+    X, y = checked_heldout(data, model_set.schema.n_features, model_set.layout)
+    try:
+        P = np.stack([fn(X) for fn in model_set.predict_fns])
+    except Exception as exc:  # e.g. a value too large for a model's float32
+        raise IntegrityError(
+            data.name,
+            data.version,
+            "arrays.npz",
+            f"the models cannot predict X ({exc})",
+            kind="dataset",
+        ) from exc
     return P, y
+
+
+def checked_heldout(
+    data: StoredDataset, n_features: int, layout: OutputLayout
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` of a stored held-out set, or the store's refusal naming its file: ``X``
+    (n, n_features) numbers, ``y`` (n,) (multi-task: (n, n_tasks)), class indices within each
+    classification block's classes, so no fit or predict trips over what the file holds."""
+
+    def refuse(reason: str) -> IntegrityError:
+        return IntegrityError(data.name, data.version, "arrays.npz", reason, kind="dataset")
+
+    try:
+        X, y = data.arrays["X"], data.arrays["y"]
+    except KeyError as exc:
+        raise refuse(f"has no {exc.args[0]!r} array") from None
+    if X.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
+        raise refuse("X and y must hold numbers")
+    if X.ndim != 2 or X.shape[1] != n_features or X.shape[0] == 0:
+        raise refuse(f"X has shape {X.shape}, expected (n > 0, {n_features})")
+    if np.isinf(X).any():
+        raise refuse("X holds an infinite value")
+    y2 = y[:, None] if y.ndim == 1 else y
+    if y2.ndim != 2 or y2.shape != (X.shape[0], len(layout.blocks)):
+        raise refuse(f"y has shape {y.shape} for X of shape {X.shape}")
+    for j, block in enumerate(layout.blocks):
+        column = y2[:, j].astype(np.float64)
+        if not np.isfinite(column).all():
+            raise refuse("y holds a value that is not finite")
+        if block.kind == "classification" and not (
+            np.array_equal(column, np.round(column))
+            and column.min() >= 0
+            and column.max() < block.n_outputs
+        ):
+            raise refuse(f"y holds a class index outside 0..{block.n_outputs - 1}")
+    return np.asarray(X, dtype=np.float64), np.asarray(y)
 
 
 def build_strategies(
@@ -196,6 +246,9 @@ def _from_store(
         )
         return None
     stored_params = stored.meta.get("params", {})
+    if not isinstance(stored_params, dict):
+        _refuse(ref, key, f"stored v{stored.version}: params is not an object", refused)
+        return None
     if ref.params and any(stored_params.get(k) != v for k, v in ref.params.items()):
         log.info("config params of %s differ from the stored fit; refitting", ref.name)
         return None
@@ -204,10 +257,21 @@ def _from_store(
     trusted = [] if ":" not in ref.name else [combiners.resolve(ref.name)]
     try:
         combiner = combiners.load_state(stored.meta, stored.arrays, trusted=trusted)
-    except combiners.CombinerError as exc:
-        _refuse(ref, key, f"stored v{stored.version}: {exc}", refused)
+        _probe(combiner, model_set)
+    except Exception as exc:  # whatever a malformed stored fit trips over is a refusal
+        _refuse(ref, key, f"stored v{stored.version}: {type(exc).__name__}: {exc}", refused)
         return None
     return Strategy(ref.name, ref, combiner, f"store v{stored.version}", key)
+
+
+def _probe(combiner: Any, model_set: ModelSet) -> None:
+    """Combine two events of even scores: a stored state that does not fit the served models
+    (another number of models or outputs) fails here, not on every batch."""
+    n_outputs = model_set.layout.n_outputs
+    P = np.full((len(model_set.names), 2, n_outputs), 1.0 / n_outputs)
+    out = np.asarray(combiner.combine(P))
+    if out.shape != (2, n_outputs) or not np.isfinite(out).all():
+        raise ValueError(f"combines to {out!r}, expected (2, {n_outputs}) finite numbers")
 
 
 def _refuse(

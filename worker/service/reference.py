@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from model_store import ModelNotFoundError, ModelStore, ModelStoreError
+from model_store import ModelNotFoundError, ModelStore, ModelStoreError, StoredProfile
 from worker.config import DriftSettings
 from worker.drift import PROFILE_NAME, DriftMonitor, ProfileError, output_references, read_profile
 from worker.drift.profile import OutputReference
@@ -39,14 +39,43 @@ def open_drift(
         log.info("no reference profile in the store: drift off (streamfuse train or fit make one)")
         return None
     except ModelStoreError as exc:
-        log.warning("drift off: the store refused the reference profile: %s", exc)
+        _refused(metrics, f"the store refused the reference profile: {exc}")
         return None
-    schema = serving.schema
     try:
-        features, outputs = read_profile(stored.meta, stored.arrays, schema.n_features)
-    except ProfileError as exc:
-        log.warning("drift off: reference profile version %d: %s", stored.version, exc)
+        return _monitor(store, stored, serving, settings, metrics)
+    except Exception as exc:  # the store's refusal, whatever a malformed profile trips over
+        reason = exc if isinstance(exc, ProfileError) else f"{type(exc).__name__}: {exc}"
+        _refused(
+            metrics,
+            f"the reference profile version {stored.version} (meta.json, arrays.npz) is "
+            f"malformed: {reason}",
+        )
         return None
+
+
+def _refused(metrics: Metrics | None, why: str) -> None:
+    log.warning("drift off: %s", why)
+    if metrics is not None:
+        metrics.drift_profiles_refused.inc()
+
+
+def _monitor(
+    store: ModelStore,
+    stored: StoredProfile,
+    serving: Serving,
+    settings: DriftSettings,
+    metrics: Metrics | None,
+) -> DriftMonitor:
+    schema = serving.schema
+    features, outputs = read_profile(stored.meta, stored.arrays, schema.n_features)
+    block = serving.layout.blocks[0]
+    for o in [] if serving.layout.is_multitask else outputs:
+        n_bins = o.shares.size
+        if o.kind != block.kind or (o.kind == "classification" and n_bins != block.n_outputs):
+            raise ProfileError(
+                f"{o.scope} {o.name}: {o.kind} over {n_bins} bins, serving "
+                f"{block.kind} with {block.n_outputs} outputs"
+            )
     served = [("model", n) for n in serving.names] + [
         ("strategy", s.name) for s in serving.strategies
     ]

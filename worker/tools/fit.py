@@ -143,7 +143,9 @@ def kept_reference(store: ModelStore, n_features: int) -> tuple[FeatureReference
         features, _ = read_profile(stored.meta, stored.arrays, n_features)
     except ProfileError:
         return None, 0
-    return features, int(stored.meta.get("n_rows", {}).get("features", 0))
+    n_rows = stored.meta.get("n_rows")
+    n = n_rows.get("features", 0) if isinstance(n_rows, dict) else 0
+    return features, n if type(n) is int and n > 0 else 0
 
 
 def write_config(
