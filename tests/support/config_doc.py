@@ -164,7 +164,7 @@ def _type(annotation: Any) -> str:
     if origin is dict:
         value = args[1] if len(args) == 2 else Any
         return "mapping" if value is Any else f"mapping of {_type(value)}"
-    if origin is tuple:
+    if origin in (tuple, list):
         return f"list of {_type(args[0])}"
     if annotation is Path:
         return "path"
