@@ -40,6 +40,10 @@ class KafkaSettings(_Section):
     transaction_interval_ms: int = Field(0, ge=0)
     watchdog_s: float = Field(30.0, gt=0)
     connect_timeout_s: float = Field(30.0, gt=0)
+    # How often every client refreshes topic metadata (kafka-python metadata_max_age_ms,
+    # librdkafka topic.metadata.refresh.interval.ms; both default to 5 minutes): the group
+    # rebalances onto partitions added to the input topic within this many seconds.
+    metadata_refresh_s: float = Field(30.0, gt=0)
     # Passed through to the chosen library in its own key names (kafka-python: ssl_cafile,
     # confluent-kafka: ssl.ca.location): security (SSL, SASL_SSL) and tuning.
     client: dict[str, Any] = Field(default_factory=dict)

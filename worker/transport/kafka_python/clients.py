@@ -58,6 +58,8 @@ def common_config(settings: Settings, suffix: str = "", **overrides: Any) -> dic
         "client_id": f"streamfuse-{settings.kafka.instance_id}{suffix}",
         # Each connection attempt gives up after 2 s; _retry_connect bounds the whole wait.
         "bootstrap_timeout_ms": 2000,
+        # New partitions of the input are seen (and the group rebalances onto them) this soon.
+        "metadata_max_age_ms": int(settings.kafka.metadata_refresh_s * 1000),
         **overrides,
         **settings.kafka.client,
     }
