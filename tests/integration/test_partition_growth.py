@@ -7,6 +7,7 @@ maps to each client's own setting, so the group rebalances onto new partitions t
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+import yaml
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import NewPartitions
 from kafka.errors import KafkaError
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.kafka import Broker, wait_for
 from tests.support.worker import Topics, WorkerProcess, events, write_config
@@ -101,6 +104,30 @@ def grow(kafka: Broker, topics: list[str], partitions: int) -> None:
         wait_for(lambda t=topic: led(t), what=f"{topic} grown to {partitions} partitions")
 
 
+def scrape(config: Path) -> dict[tuple[str, str], float]:
+    """The worker's /metrics: value by (name, state label or "")."""
+    port = yaml.safe_load(config.read_text(encoding="utf-8"))["metrics"]["port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, sample.labels.get("state", "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def stable_on(metrics: dict[tuple[str, str], float], n: int) -> dict[str, float] | None:
+    """The membership gauges when the worker reports "stable" on ``n`` partitions."""
+    if metrics.get(("streamfuse_group_state", "stable")) != 1:
+        return None
+    if metrics.get(("streamfuse_assigned_partitions", "")) != n:
+        return None
+    return {
+        name: metrics[(name, "")]
+        for name in ("streamfuse_group_generation", "streamfuse_group_state_age_seconds")
+    }
+
+
 def batch_of(rows: np.ndarray, prefix: str, partitions: range) -> dict[int, Any]:
     """``N_PER_PARTITION`` events for each partition, ids ``<prefix>-p<partition>-<i>``."""
     out = {}
@@ -135,6 +162,7 @@ def test_partitions_added_to_the_input_are_served_within_a_minute(
     worker = WorkerProcess(config, tmp_path / "worker.log").start()
     all_ids: list[str] = []
     served_s: dict[int, float] = {}
+    membership: dict[str, float] = {}
     try:
         worker.wait_assigned(timeout=120)
         first = batch_of(test_rows, "g2", range(2))
@@ -155,6 +183,9 @@ def test_partitions_added_to_the_input_are_served_within_a_minute(
             )
             served_s[n] = last - grown
         output.wait_for_all(all_ids, 60, "every event")
+        membership = wait_for(
+            lambda: stable_on(scrape(config), 4), timeout=30, what="stable on 4 partitions"
+        )
         end = time.monotonic() + 1.0  # anything published twice shows up by now
         while time.monotonic() < end:
             output.read()
@@ -165,6 +196,10 @@ def test_partitions_added_to_the_input_are_served_within_a_minute(
     figures = ", ".join(f"{n - 1}->{n}: {s:.1f} s" for n, s in served_s.items())
     duplicated = sum(c - 1 for c in output.seen.values())
     print(f"{library} {guarantee}: new partitions served in {figures}; {duplicated} duplicated")
+    print(f"{library} {guarantee}: membership at the end {membership}")
+    # Three assignments at least (2, 3 and 4 partitions); kafka-python counts generations,
+    # librdkafka the assignments received.
+    assert membership["streamfuse_group_generation"] >= 3
     assert all(s < SERVE_WITHIN_S for s in served_s.values())
     assert set(output.seen) == set(all_ids), "events lost"
     if guarantee == "exactly_once":

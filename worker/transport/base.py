@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from worker.batch.records import InRecord, OutRecord
+from worker.transport.membership import GroupState, Membership
 
 __all__ = [
     "Admin",
     "AssignmentChange",
+    "GroupState",
     "GroupToken",
     "LabelsReader",
+    "Membership",
     "Offsets",
     "Polled",
     "Sink",
@@ -97,6 +100,10 @@ class Source(Protocol):
 
     def group_token(self) -> GroupToken | None:
         """The current membership, or None when this member is not in a stable group now."""
+
+    def membership(self) -> Membership:
+        """This member's group state, generation and partitions as the client reports them
+        now, with when that state began; never blocks on the broker."""
 
     def seek(self, offsets: Offsets) -> None:
         """Rewind (or advance) the given partitions; partitions not assigned are ignored."""

@@ -21,12 +21,15 @@ from worker.batch.records import InRecord
 from worker.errors import TransportError
 from worker.transport.base import (
     AssignmentChange,
+    GroupState,
     GroupToken,
+    Membership,
     Offsets,
     Polled,
     Span,
     TopicPartition,
 )
+from worker.transport.membership import MembershipClock
 
 __all__ = ["KafkaPythonLabels", "KafkaPythonSource"]
 
@@ -67,6 +70,7 @@ class KafkaPythonSource:
     def __init__(self) -> None:
         self._changes: queue.SimpleQueue[AssignmentChange] = queue.SimpleQueue()
         self.consumer: KafkaConsumer | None = None
+        self._membership = MembershipClock()
 
     def listener(self) -> ConsumerRebalanceListener:
         return _Listener(self._changes)
@@ -116,6 +120,17 @@ class KafkaPythonSource:
         if metadata is None or metadata.state != MemberState.STABLE:
             return None
         return GroupToken((metadata.generation_id, metadata.member_id), metadata)
+
+    def membership(self) -> Membership:
+        consumer = self._client()
+        metadata = consumer.group_metadata()
+        n_partitions = len(consumer.assignment())
+        if metadata is None or metadata.state != MemberState.STABLE:
+            state = GroupState.REBALANCING
+        else:
+            state = GroupState.STABLE if n_partitions else GroupState.UNASSIGNED
+        generation = metadata.generation_id if metadata is not None else 0
+        return self._membership.observe(state, generation, n_partitions)
 
     def seek(self, offsets: Offsets) -> None:
         consumer = self._client()

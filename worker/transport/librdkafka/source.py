@@ -20,12 +20,15 @@ from worker.batch.records import InRecord
 from worker.errors import TransportError
 from worker.transport.base import (
     AssignmentChange,
+    GroupState,
     GroupToken,
+    Membership,
     Offsets,
     Polled,
     Span,
     TopicPartition,
 )
+from worker.transport.membership import MembershipClock
 
 __all__ = ["LibrdkafkaLabels", "LibrdkafkaSource", "Record"]
 
@@ -68,6 +71,8 @@ class LibrdkafkaSource:
         self._assigned: tuple[TopicPartition, ...] = ()
         self._epoch = 0
         self._stable = False
+        self._n_assignments = 0  # librdkafka keeps the generation opaque: what stands for it
+        self._membership = MembershipClock()
         self._before_revoke: Callable[[], None] = lambda: None
         self._before_lost: Callable[[], None] = lambda: None
         consumer.subscribe(
@@ -79,6 +84,7 @@ class LibrdkafkaSource:
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         self._assigned = _ours(partitions)
         self._epoch += 1
+        self._n_assignments += 1
         self._stable = True
         log.info("partitions assigned: %s", _names(self._assigned))
         self._changes.append(AssignmentChange((), self._assigned))
@@ -152,6 +158,13 @@ class LibrdkafkaSource:
         if not self._stable:
             return None
         return GroupToken(self._epoch, self._client().consumer_group_metadata())
+
+    def membership(self) -> Membership:
+        if not self._stable:
+            state = GroupState.REBALANCING
+        else:
+            state = GroupState.STABLE if self._assigned else GroupState.UNASSIGNED
+        return self._membership.observe(state, self._n_assignments, len(self._assigned))
 
     def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
         self._before_revoke, self._before_lost = commit, abort
