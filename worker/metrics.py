@@ -270,6 +270,11 @@ class Metrics:
             "The consumer group's generation (librdkafka: the assignments this member received).",
             registry=r,
         )
+        self.labels_partitions_missing = Gauge(
+            "streamfuse_labels_partitions_missing",
+            "Assigned input partitions the labels topic does not have (not co-partitioned).",
+            registry=r,
+        )
         self.assigned_partitions = Gauge(
             "streamfuse_assigned_partitions",
             "Input partitions assigned to this member.",

@@ -204,3 +204,43 @@ def test_partitions_added_to_the_input_are_served_within_a_minute(
     assert set(output.seen) == set(all_ids), "events lost"
     if guarantee == "exactly_once":
         assert duplicated == 0, f"{duplicated} predictions published twice"
+
+
+def test_an_input_grown_without_its_labels_topic_is_named_in_a_warning_and_a_metric(
+    kafka: Broker,
+    topics,
+    group_factory,
+    trained_store: Path,
+    test_rows: np.ndarray,
+    tmp_path: Path,
+    library: str,
+) -> None:
+    t: Topics = topics(partitions=1)
+    config = write_config(
+        tmp_path / "c.yaml",
+        store=trained_store,
+        bootstrap=kafka.bootstrap,
+        topics=t,
+        group=group_factory("nolabels"),
+        kafka={"metadata_refresh_s": REFRESH_S},
+    )
+    output = Output(kafka, t.output, "read_uncommitted")
+    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    try:
+        worker.wait_assigned(timeout=120)
+        assert scrape(config).get(("streamfuse_labels_partitions_missing", "")) == 0
+        grow(kafka, [t.input], 2)  # the labels topic stays at 1
+        more = batch_of(test_rows, "nl", range(2))
+        produce_to(kafka, t.input, {p: values for p, (_, values) in more.items()})
+        output.wait_for_all(more[1][0], SERVE_WITHIN_S, "the events of new partition 1")
+        wait_for(
+            lambda: scrape(config).get(("streamfuse_labels_partitions_missing", "")) == 1,
+            timeout=30,
+            what="the missing labels partition counted",
+        )
+    finally:
+        worker.stop()
+        output.close()
+    warnings = [line for line in worker.text().splitlines() if "has no partition 1" in line]
+    print(f"{library}: {warnings[:1]}")
+    assert warnings and t.labels in warnings[0]

@@ -242,7 +242,18 @@ class Worker:
         """Read the co-partitioned labels of the input partitions now assigned."""
         self.health.assigned(len(assignment))
         if self.labels is not None:
-            self.labels.follow([tp.partition for tp in assignment])
+            missing = self.labels.follow([tp.partition for tp in assignment])
+            self.metrics.labels_partitions_missing.set(len(missing))
+            if missing:
+                log.warning(
+                    "the labels topic %s has no partition %s of the input %s (the input grew, the"
+                    " labels topic did not): the labels of those events are not read; grow %s to"
+                    " the input's partition count",
+                    self.settings.topics.labels,
+                    ", ".join(map(str, missing)),
+                    self.settings.topics.input,
+                    self.settings.topics.labels,
+                )
 
     def account(self, batch: Batch) -> None:
         """Count a published batch; hand its predictions to the label join and the drift

@@ -157,8 +157,10 @@ class Sink(Protocol):
 class LabelsReader(Protocol):
     """Reads the labels topic, following the input assignment (no group, no commits)."""
 
-    def follow(self, partitions: Sequence[int]) -> None:
-        """Read these partitions of the labels topic from their end, resolved now."""
+    def follow(self, partitions: Sequence[int]) -> list[int]:
+        """Read these partitions of the labels topic from their end, resolved now; returns
+        those the labels topic does not have (the input grew and the labels topic did not:
+        the two are no longer co-partitioned), which are not followed."""
 
     def poll(self, max_records: int) -> list[bytes | None]:
         """Label values already fetched (never waits); [] when nothing is assigned."""

@@ -18,7 +18,7 @@ from kafka.errors import KafkaError
 from kafka.structs import MemberState, OffsetAndMetadata
 
 from worker.batch.records import InRecord
-from worker.errors import TransportError
+from worker.errors import TransactionWatchdogError, TransportError
 from worker.transport.base import (
     AssignmentChange,
     GroupState,
@@ -29,11 +29,13 @@ from worker.transport.base import (
     Span,
     TopicPartition,
 )
+from worker.transport.kafka_python.clients import with_watchdog
 from worker.transport.membership import MembershipClock
 
 __all__ = ["KafkaPythonLabels", "KafkaPythonSource"]
 
 log = logging.getLogger("streamfuse.kafka")
+METADATA_TIMEOUT_S = 10.0
 
 
 def _ours(tps: Iterable[Any]) -> tuple[TopicPartition, ...]:
@@ -184,8 +186,10 @@ class KafkaPythonLabels:
         self.consumer = consumer
         self.topic = topic
 
-    def follow(self, partitions: Sequence[int]) -> None:
-        tps = [KafkaTopicPartition(self.topic, p) for p in partitions]
+    def follow(self, partitions: Sequence[int]) -> list[int]:
+        existing = self._partitions()
+        missing = [p for p in partitions if existing is not None and p not in existing]
+        tps = [KafkaTopicPartition(self.topic, p) for p in partitions if p not in missing]
         self.consumer.assign(tps)
         # Resolve the start ("latest") now, so every label produced from here on is read,
         # rather than at some later poll that could skip labels produced in between.
@@ -194,6 +198,18 @@ class KafkaPythonLabels:
                 self.consumer.position(tp, timeout_ms=10_000)
             except KafkaError as exc:
                 log.warning("cannot find the end of %s:%d yet (%s)", tp.topic, tp.partition, exc)
+        return missing
+
+    def _partitions(self) -> set[int] | None:
+        """The labels topic's partitions from fresh metadata (None: not known now)."""
+        try:
+            # topics() fetches every topic's metadata now (the cached count may predate a
+            # growth); a call with no timeout of its own, so under a deadline.
+            with_watchdog(self.consumer.topics, "metadata", METADATA_TIMEOUT_S)
+            return self.consumer.partitions_for_topic(self.topic) or None
+        except (KafkaError, TransactionWatchdogError) as exc:
+            log.warning("cannot read the partitions of %s now (%s)", self.topic, exc)
+            return None
 
     def poll(self, max_records: int) -> list[bytes | None]:
         if not self.consumer.assignment():

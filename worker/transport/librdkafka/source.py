@@ -218,11 +218,15 @@ class LibrdkafkaLabels:
         self.topic = topic
         self._assigned = False
 
-    def follow(self, partitions: Sequence[int]) -> None:
+    def follow(self, partitions: Sequence[int]) -> list[int]:
         # Start at each partition's end as it is now (not as it is at the first fetch), so every
         # label produced from here on is read.
+        existing = self._partitions()
+        missing = [p for p in partitions if existing is not None and p not in existing]
         tps = []
         for p in partitions:
+            if p in missing:
+                continue
             tp = KafkaTopicPartition(self.topic, p)
             try:
                 _, high = self.consumer.get_watermark_offsets(tp, timeout=10.0)
@@ -232,6 +236,19 @@ class LibrdkafkaLabels:
             tps.append(tp)
         self.consumer.assign(tps)
         self._assigned = bool(tps)
+        return missing
+
+    def _partitions(self) -> set[int] | None:
+        """The labels topic's partitions from fresh metadata (None: not known now)."""
+        try:
+            topic = self.consumer.list_topics(self.topic, timeout=COMMITTED_TIMEOUT_S).topics
+        except KafkaException as exc:
+            log.warning("cannot read the partitions of %s now (%s)", self.topic, _error(exc))
+            return None
+        found = topic.get(self.topic)
+        if found is None or found.error is not None or not found.partitions:
+            return None
+        return set(found.partitions)
 
     def poll(self, max_records: int) -> list[bytes | None]:
         if not self._assigned:
