@@ -15,6 +15,38 @@ from tests.support.kafka import Broker, start_broker, unique
 from tests.support.worker import Topics
 
 
+@pytest.fixture(autouse=True)
+def _thread_limits_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A worker served in this process caps torch's and the BLAS/OpenMP pools' threads for the
+    whole process (``limit_threads``); put them back after the test, so a later test's float32
+    sums do not depend on which tests ran before it (a torch MLP's outputs moved by 2e-7)."""
+    from worker.service import process
+
+    saved: list[Callable[[], None]] = []
+    limit = process.limit_threads
+
+    def limit_and_remember(n: int) -> None:
+        if n > 0 and not saved:
+            import torch
+            from threadpoolctl import ThreadpoolController
+
+            torch_threads = torch.get_num_threads()
+            pools = [(lib, lib.num_threads) for lib in ThreadpoolController().lib_controllers]
+
+            def restore() -> None:
+                torch.set_num_threads(torch_threads)
+                for lib, threads in pools:
+                    lib.set_num_threads(threads)
+
+            saved.append(restore)
+        limit(n)
+
+    monkeypatch.setattr(process, "limit_threads", limit_and_remember)
+    yield
+    for restore in saved:
+        restore()
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)

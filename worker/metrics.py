@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 __all__ = [
     "DEAD_LETTER_STAGES",
+    "GROUP_STATES",
     "LATENCY_BUCKETS",
     "MODEL_ERROR_KINDS",
     "RELOAD_OUTCOMES",
@@ -32,6 +33,7 @@ __all__ = [
 DEAD_LETTER_STAGES = ("decode", "validate", "predict", "combine", "encode")
 MODEL_ERROR_KINDS = ("exception", "timeout", "busy", "shape", "nonfinite")
 RELOAD_OUTCOMES = ("swapped", "refused")
+GROUP_STATES = ("stable", "rebalancing", "unassigned")  # worker.transport.GroupState's values
 
 # 100 µs to 10 s: resolves sub-millisecond model calls and multi-second stalls alike.
 LATENCY_BUCKETS = (
@@ -256,6 +258,34 @@ class Metrics:
             ["strategy"],
             registry=r,
         )
+        # -- group membership (issue 22) --
+        self.group_state = Gauge(
+            "streamfuse_group_state",
+            "This member's consumer group state: 1 for the current one (stable, rebalancing,"
+            " unassigned), 0 for the others.",
+            ["state"],
+            registry=r,
+        )
+        self.group_state_age = Gauge(
+            "streamfuse_group_state_age_seconds",
+            "How long this member has been in its current group state.",
+            registry=r,
+        )
+        self.group_generation = Gauge(
+            "streamfuse_group_generation",
+            "The consumer group's generation (librdkafka: the assignments this member received).",
+            registry=r,
+        )
+        self.labels_partitions_missing = Gauge(
+            "streamfuse_labels_partitions_missing",
+            "Assigned input partitions the labels topic does not have (not co-partitioned).",
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "streamfuse_assigned_partitions",
+            "Input partitions assigned to this member.",
+            registry=r,
+        )
         # -- explain and champion/challenger (issue 16) --
         self.strategy_promotions = Counter(
             "streamfuse_strategy_promotions",
@@ -295,9 +325,19 @@ class Metrics:
             self.strategy_errors.labels(strategy)
         for scope, name, metric in rolling:
             self.rolling_metric.labels(scope, name, metric).set(float("nan"))
+        for state in GROUP_STATES:  # not joined yet: rebalancing, since start-up
+            self.group_state.labels(state).set(1 if state == "rebalancing" else 0)
         if strategies:
             self.active_strategy_info.clear()
             self.active_strategy_info.labels(strategies[0]).set(1)
+
+    def set_membership(self, state: str, age_s: float, generation: int, n_partitions: int) -> None:
+        """The group membership gauges; ``state`` one of :data:`GROUP_STATES`."""
+        for known in GROUP_STATES:
+            self.group_state.labels(known).set(1 if known == state else 0)
+        self.group_state_age.set(age_s)
+        self.group_generation.set(generation)
+        self.assigned_partitions.set(n_partitions)
 
     def set_heldout(self, scores: Iterable[tuple[str, str, str, float]]) -> None:
         """Replace the held-out scores with ``(scope, name, metric, value)`` rows."""

@@ -154,6 +154,7 @@ def test_a_healthy_worker_answers_200_on_both(live: Live) -> None:
                     "kafka": "connected",
                     "assignment": "1 partition",
                     "loop": "alive",
+                    "group": "stable",
                 },
             },
         )

@@ -21,7 +21,17 @@ from worker.errors import (
     TransactionAbortedError,
     TransportError,
 )
-from worker.transport import AssignmentChange, GroupToken, Offsets, Polled, Span, TopicPartition
+from worker.transport import (
+    AssignmentChange,
+    GroupState,
+    GroupToken,
+    Membership,
+    Offsets,
+    Polled,
+    Span,
+    TopicPartition,
+)
+from worker.transport.membership import MembershipClock
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,7 @@ class FakeSource:
         self.n_polls = 0
         self.refused_commits: list[TopicPartition] = []
         self._before_revoke: Callable[[], None] = lambda: None
+        self.clock = MembershipClock()  # a test may give it its own clock
 
     # -- what a test does --------------------------------------------------------------------
 
@@ -117,6 +128,13 @@ class FakeSource:
 
     def group_token(self) -> GroupToken | None:
         return GroupToken(self.epoch, {"epoch": self.epoch}) if self.stable else None
+
+    def membership(self) -> Membership:
+        if not self.stable:
+            state = GroupState.REBALANCING
+        else:
+            state = GroupState.STABLE if self.assigned else GroupState.UNASSIGNED
+        return self.clock.observe(state, self.epoch, len(self.assigned))
 
     def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
         self._before_revoke = commit

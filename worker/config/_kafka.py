@@ -40,6 +40,13 @@ class KafkaSettings(_Section):
     transaction_interval_ms: int = Field(0, ge=0)
     watchdog_s: float = Field(30.0, gt=0)
     connect_timeout_s: float = Field(30.0, gt=0)
+    # How often every client refreshes topic metadata (kafka-python metadata_max_age_ms,
+    # librdkafka topic.metadata.refresh.interval.ms; both default to 5 minutes): the group
+    # rebalances onto partitions added to the input topic within this many seconds.
+    metadata_refresh_s: float = Field(30.0, gt=0)
+    # /readyz is not ready while this member has been rebalancing longer than this; unset: the
+    # consumer's session timeout (kafka.consumer, else both clients' default of 45 s) + 15 s.
+    rebalance_stuck_s: float | None = Field(None, gt=0)
     # Passed through to the chosen library in its own key names (kafka-python: ssl_cafile,
     # confluent-kafka: ssl.ca.location): security (SSL, SASL_SSL) and tuning.
     client: dict[str, Any] = Field(default_factory=dict)
@@ -99,6 +106,16 @@ class KafkaSettings(_Section):
     def group_instance_id(self) -> str | None:
         """The consumer's ``group.instance.id`` with ``static_membership``, else None."""
         return f"{self.group_id}-{self.instance_id}" if self.static_membership else None
+
+    @property
+    def effective_rebalance_stuck_s(self) -> float:
+        """``rebalance_stuck_s``, else the session timeout + 15 s."""
+        if self.rebalance_stuck_s is not None:
+            return self.rebalance_stuck_s
+        session_ms = self.consumer.get(
+            "session_timeout_ms", self.consumer.get("session.timeout.ms")
+        )
+        return (float(session_ms) / 1000 if session_ms is not None else 45.0) + 15.0
 
     @property
     def effective_transactional_id(self) -> str:

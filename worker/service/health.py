@@ -13,7 +13,9 @@ running, stopping), its partition assignment and whether the lag thread reaches 
 - **ready** (``/readyz``): alive, models loaded, connected (topics checked, producer ready, the
   last poll and delivery did not fail, the lag thread reached the brokers), and the group has
   assigned this member its partitions: none is a legitimate answer (more members than
-  partitions), but no answer yet is not ready.
+  partitions), but no answer yet is not ready; nor is a member that has been rebalancing
+  longer than ``kafka.rebalance_stuck_s`` (a wedged membership serves nothing while the loop
+  keeps beating).
 
 Nothing here imports a Kafka client; every verdict is computed from plain fields and a clock.
 """
@@ -97,9 +99,17 @@ class Health:
     ``running`` (the loop), ``stopping`` (asked to stop: finishing the batch), ``stopped``.
     """
 
-    def __init__(self, stall_after_s: float, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        stall_after_s: float,
+        clock: Clock = time.monotonic,
+        rebalance_stuck_s: float | None = None,
+    ) -> None:
         self.stall_after_s = stall_after_s
+        self.rebalance_stuck_s = rebalance_stuck_s  # None: no bound
         self.clock = clock
+        self.group_state: str | None = None  # None: the source has not reported yet
+        self._group_since = 0.0
         self.heartbeat = Heartbeat(clock)
         self.phase = "loading"
         self.n_assigned: int | None = None  # None: the group has not answered yet
@@ -119,6 +129,20 @@ class Health:
 
     def brokers_reached(self, error: str | None) -> None:
         self.broker_error = error
+
+    def membership(self, state: str, age_s: float) -> None:
+        """The source's group state (stable, rebalancing, unassigned) and its age now."""
+        self.group_state = state
+        self._group_since = self.clock() - age_s
+
+    def rebalancing_too_long(self) -> str | None:
+        """Why the membership looks wedged, or None."""
+        if self.group_state != "rebalancing" or self.rebalance_stuck_s is None:
+            return None
+        age = self.clock() - self._group_since
+        if age <= self.rebalance_stuck_s:
+            return None
+        return f"rebalancing for {age:.0f} s (bound {self.rebalance_stuck_s:g} s)"
 
     # -- the verdicts ------------------------------------------------------------------------
 
@@ -152,6 +176,9 @@ class Health:
             "assignment": self._assignment(),
             "loop": live.body["status"],
         }
+        stuck = self.rebalancing_too_long()
+        if self.group_state is not None:
+            checks["group"] = stuck or self.group_state
         problems = []
         if self.phase in ("loading", "connecting", "stopping", "stopped"):
             problems.append(_PHASES[self.phase])
@@ -159,6 +186,8 @@ class Health:
             problems.append(checks["kafka"])
         if self.phase == "running" and self.n_assigned is None:
             problems.append(checks["assignment"])
+        if self.phase == "running" and stuck:
+            problems.append(f"the consumer group membership is {stuck}")
         if self.phase == "running" and not live.ok:
             problems.append(live.body["reason"])
         if problems:

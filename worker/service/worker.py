@@ -59,6 +59,7 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.health = health or Health(stall_bound_s(settings))
+        self.health.rebalance_stuck_s = settings.kafka.effective_rebalance_stuck_s
         self.freeze_gc = freeze_gc  # a process-wide setting: only for the process's own worker
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
@@ -232,12 +233,33 @@ class Worker:
         self._export_weights(self.pipeline.serving)  # hedge and select_best learn from labels
         if self.drift is not None:
             self.drift.update_if_due()
+        self._report_membership()
+
+    def _report_membership(self) -> None:
+        """The source's group membership to the metrics and ``/readyz``."""
+        if self.source is None:
+            return
+        m = self.source.membership()
+        age = m.age_s()
+        self.metrics.set_membership(m.state.value, age, m.generation, m.n_partitions)
+        self.health.membership(m.state.value, age)
 
     def follow_assignment(self, assignment: Sequence[TopicPartition]) -> None:
         """Read the co-partitioned labels of the input partitions now assigned."""
         self.health.assigned(len(assignment))
         if self.labels is not None:
-            self.labels.follow([tp.partition for tp in assignment])
+            missing = self.labels.follow([tp.partition for tp in assignment])
+            self.metrics.labels_partitions_missing.set(len(missing))
+            if missing:
+                log.warning(
+                    "the labels topic %s has no partition %s of the input %s (the input grew, the"
+                    " labels topic did not): the labels of those events are not read; grow %s to"
+                    " the input's partition count",
+                    self.settings.topics.labels,
+                    ", ".join(map(str, missing)),
+                    self.settings.topics.input,
+                    self.settings.topics.labels,
+                )
 
     def account(self, batch: Batch) -> None:
         """Count a published batch; hand its predictions to the label join and the drift

@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from worker.batch.records import InRecord, OutRecord
+from worker.transport.membership import GroupState, Membership
 
 __all__ = [
     "Admin",
     "AssignmentChange",
+    "GroupState",
     "GroupToken",
     "LabelsReader",
+    "Membership",
     "Offsets",
     "Polled",
     "Sink",
@@ -98,6 +101,10 @@ class Source(Protocol):
     def group_token(self) -> GroupToken | None:
         """The current membership, or None when this member is not in a stable group now."""
 
+    def membership(self) -> Membership:
+        """This member's group state, generation and partitions as the client reports them
+        now, with when that state began; never blocks on the broker."""
+
     def seek(self, offsets: Offsets) -> None:
         """Rewind (or advance) the given partitions; partitions not assigned are ignored."""
 
@@ -150,8 +157,10 @@ class Sink(Protocol):
 class LabelsReader(Protocol):
     """Reads the labels topic, following the input assignment (no group, no commits)."""
 
-    def follow(self, partitions: Sequence[int]) -> None:
-        """Read these partitions of the labels topic from their end, resolved now."""
+    def follow(self, partitions: Sequence[int]) -> list[int]:
+        """Read these partitions of the labels topic from their end, resolved now; returns
+        those the labels topic does not have (the input grew and the labels topic did not:
+        the two are no longer co-partitioned), which are not followed."""
 
     def poll(self, max_records: int) -> list[bytes | None]:
         """Label values already fetched (never waits); [] when nothing is assigned."""

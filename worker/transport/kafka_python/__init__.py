@@ -2,12 +2,14 @@
 
 :class:`KafkaPythonTransport` builds the :mod:`worker.transport.base` objects from the
 settings; :mod:`.clients` builds the raw clients (the bench and ``streamfuse produce`` use those
-too, so every client gets the same settings).
+too, so every client gets the same settings). Importing it repairs kafka-python's group rejoin
+(:mod:`.rejoin`, guarded by the library's version and source).
 """
 
 from __future__ import annotations
 
 from worker.config import Settings
+from worker.transport.kafka_python import rejoin
 from worker.transport.kafka_python.admin import KafkaPythonAdmin
 from worker.transport.kafka_python.clients import (
     input_consumer,
@@ -17,6 +19,8 @@ from worker.transport.kafka_python.clients import (
 )
 from worker.transport.kafka_python.sink import KafkaPythonSink
 from worker.transport.kafka_python.source import KafkaPythonLabels, KafkaPythonSource
+
+rejoin.install()
 
 __all__ = [
     "KafkaPythonAdmin",

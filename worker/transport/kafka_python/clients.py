@@ -58,6 +58,8 @@ def common_config(settings: Settings, suffix: str = "", **overrides: Any) -> dic
         "client_id": f"streamfuse-{settings.kafka.instance_id}{suffix}",
         # Each connection attempt gives up after 2 s; _retry_connect bounds the whole wait.
         "bootstrap_timeout_ms": 2000,
+        # New partitions of the input are seen (and the group rebalances onto them) this soon.
+        "metadata_max_age_ms": int(settings.kafka.metadata_refresh_s * 1000),
         **overrides,
         **settings.kafka.client,
     }
@@ -90,7 +92,38 @@ def input_consumer(settings: Settings, listener: Any = None) -> KafkaConsumer:
     }
     consumer = _retry_connect(settings, lambda: KafkaConsumer(**config))
     consumer.subscribe([settings.topics.input], listener=listener)
+    _await_partitions(settings, consumer, settings.topics.input)
     return consumer
+
+
+def _await_partitions(settings: Settings, consumer: KafkaConsumer, topic: str) -> None:
+    """Wait (bounded by ``kafka.connect_timeout_s``) until the consumer's metadata holds the
+    input topic's partitions, before the first poll joins the group. kafka-python can lose the
+    metadata refresh ``subscribe()`` asks for when an older request answers first; a leader that
+    joins then assigns nothing ("No partition metadata for topic"), and the rejoin the metadata
+    causes later is the one that could wedge (:mod:`.rejoin`)."""
+    deadline = time.monotonic() + settings.kafka.connect_timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            # Fetches every topic's metadata when this one is unknown (a call with no timeout
+            # of its own: the watchdog bounds it).
+            partitions = with_watchdog(
+                lambda: consumer.partitions_for_topic(topic), "metadata", max(0.5, min(left, 10))
+            )
+        except (KafkaError, TransactionWatchdogError) as exc:
+            log.debug("no metadata for %s yet (%s)", topic, exc)
+            partitions = set()
+        if partitions:
+            return
+        if left <= 0:
+            log.warning(
+                "no partitions of %s in the consumer's metadata after %.0f s; joining anyway",
+                topic,
+                settings.kafka.connect_timeout_s,
+            )
+            return
+        time.sleep(min(0.2, max(0.0, left)))
 
 
 def labels_consumer(settings: Settings) -> KafkaConsumer:

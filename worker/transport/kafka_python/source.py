@@ -18,19 +18,24 @@ from kafka.errors import KafkaError
 from kafka.structs import MemberState, OffsetAndMetadata
 
 from worker.batch.records import InRecord
-from worker.errors import TransportError
+from worker.errors import TransactionWatchdogError, TransportError
 from worker.transport.base import (
     AssignmentChange,
+    GroupState,
     GroupToken,
+    Membership,
     Offsets,
     Polled,
     Span,
     TopicPartition,
 )
+from worker.transport.kafka_python.clients import with_watchdog
+from worker.transport.membership import MembershipClock
 
 __all__ = ["KafkaPythonLabels", "KafkaPythonSource"]
 
 log = logging.getLogger("streamfuse.kafka")
+METADATA_TIMEOUT_S = 10.0
 
 
 def _ours(tps: Iterable[Any]) -> tuple[TopicPartition, ...]:
@@ -67,6 +72,7 @@ class KafkaPythonSource:
     def __init__(self) -> None:
         self._changes: queue.SimpleQueue[AssignmentChange] = queue.SimpleQueue()
         self.consumer: KafkaConsumer | None = None
+        self._membership = MembershipClock()
 
     def listener(self) -> ConsumerRebalanceListener:
         return _Listener(self._changes)
@@ -116,6 +122,17 @@ class KafkaPythonSource:
         if metadata is None or metadata.state != MemberState.STABLE:
             return None
         return GroupToken((metadata.generation_id, metadata.member_id), metadata)
+
+    def membership(self) -> Membership:
+        consumer = self._client()
+        metadata = consumer.group_metadata()
+        n_partitions = len(consumer.assignment())
+        if metadata is None or metadata.state != MemberState.STABLE:
+            state = GroupState.REBALANCING
+        else:
+            state = GroupState.STABLE if n_partitions else GroupState.UNASSIGNED
+        generation = metadata.generation_id if metadata is not None else 0
+        return self._membership.observe(state, generation, n_partitions)
 
     def seek(self, offsets: Offsets) -> None:
         consumer = self._client()
@@ -169,8 +186,10 @@ class KafkaPythonLabels:
         self.consumer = consumer
         self.topic = topic
 
-    def follow(self, partitions: Sequence[int]) -> None:
-        tps = [KafkaTopicPartition(self.topic, p) for p in partitions]
+    def follow(self, partitions: Sequence[int]) -> list[int]:
+        existing = self._partitions()
+        missing = [p for p in partitions if existing is not None and p not in existing]
+        tps = [KafkaTopicPartition(self.topic, p) for p in partitions if p not in missing]
         self.consumer.assign(tps)
         # Resolve the start ("latest") now, so every label produced from here on is read,
         # rather than at some later poll that could skip labels produced in between.
@@ -179,6 +198,18 @@ class KafkaPythonLabels:
                 self.consumer.position(tp, timeout_ms=10_000)
             except KafkaError as exc:
                 log.warning("cannot find the end of %s:%d yet (%s)", tp.topic, tp.partition, exc)
+        return missing
+
+    def _partitions(self) -> set[int] | None:
+        """The labels topic's partitions from fresh metadata (None: not known now)."""
+        try:
+            # topics() fetches every topic's metadata now (the cached count may predate a
+            # growth); a call with no timeout of its own, so under a deadline.
+            with_watchdog(self.consumer.topics, "metadata", METADATA_TIMEOUT_S)
+            return self.consumer.partitions_for_topic(self.topic) or None
+        except (KafkaError, TransactionWatchdogError) as exc:
+            log.warning("cannot read the partitions of %s now (%s)", self.topic, exc)
+            return None
 
     def poll(self, max_records: int) -> list[bytes | None]:
         if not self.consumer.assignment():

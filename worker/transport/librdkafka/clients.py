@@ -52,6 +52,8 @@ def common_config(settings: Settings, suffix: str = "") -> dict[str, Any]:
         "client.id": f"streamfuse-{settings.kafka.instance_id}{suffix}",
         # librdkafka logs through the worker's own handler (format, level, JSON lines).
         "logger": logging.getLogger("streamfuse.librdkafka"),
+        # New partitions of the input are seen (and the group rebalances onto them) this soon.
+        "topic.metadata.refresh.interval.ms": int(settings.kafka.metadata_refresh_s * 1000),
         **settings.kafka.client,
     }
 

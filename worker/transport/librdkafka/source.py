@@ -20,12 +20,15 @@ from worker.batch.records import InRecord
 from worker.errors import TransportError
 from worker.transport.base import (
     AssignmentChange,
+    GroupState,
     GroupToken,
+    Membership,
     Offsets,
     Polled,
     Span,
     TopicPartition,
 )
+from worker.transport.membership import MembershipClock
 
 __all__ = ["LibrdkafkaLabels", "LibrdkafkaSource", "Record"]
 
@@ -68,6 +71,8 @@ class LibrdkafkaSource:
         self._assigned: tuple[TopicPartition, ...] = ()
         self._epoch = 0
         self._stable = False
+        self._n_assignments = 0  # librdkafka keeps the generation opaque: what stands for it
+        self._membership = MembershipClock()
         self._before_revoke: Callable[[], None] = lambda: None
         self._before_lost: Callable[[], None] = lambda: None
         consumer.subscribe(
@@ -79,6 +84,7 @@ class LibrdkafkaSource:
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         self._assigned = _ours(partitions)
         self._epoch += 1
+        self._n_assignments += 1
         self._stable = True
         log.info("partitions assigned: %s", _names(self._assigned))
         self._changes.append(AssignmentChange((), self._assigned))
@@ -153,6 +159,13 @@ class LibrdkafkaSource:
             return None
         return GroupToken(self._epoch, self._client().consumer_group_metadata())
 
+    def membership(self) -> Membership:
+        if not self._stable:
+            state = GroupState.REBALANCING
+        else:
+            state = GroupState.STABLE if self._assigned else GroupState.UNASSIGNED
+        return self._membership.observe(state, self._n_assignments, len(self._assigned))
+
     def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
         self._before_revoke, self._before_lost = commit, abort
 
@@ -205,11 +218,15 @@ class LibrdkafkaLabels:
         self.topic = topic
         self._assigned = False
 
-    def follow(self, partitions: Sequence[int]) -> None:
+    def follow(self, partitions: Sequence[int]) -> list[int]:
         # Start at each partition's end as it is now (not as it is at the first fetch), so every
         # label produced from here on is read.
+        existing = self._partitions()
+        missing = [p for p in partitions if existing is not None and p not in existing]
         tps = []
         for p in partitions:
+            if p in missing:
+                continue
             tp = KafkaTopicPartition(self.topic, p)
             try:
                 _, high = self.consumer.get_watermark_offsets(tp, timeout=10.0)
@@ -219,6 +236,19 @@ class LibrdkafkaLabels:
             tps.append(tp)
         self.consumer.assign(tps)
         self._assigned = bool(tps)
+        return missing
+
+    def _partitions(self) -> set[int] | None:
+        """The labels topic's partitions from fresh metadata (None: not known now)."""
+        try:
+            topic = self.consumer.list_topics(self.topic, timeout=COMMITTED_TIMEOUT_S).topics
+        except KafkaException as exc:
+            log.warning("cannot read the partitions of %s now (%s)", self.topic, _error(exc))
+            return None
+        found = topic.get(self.topic)
+        if found is None or found.error is not None or not found.partitions:
+            return None
+        return set(found.partitions)
 
     def poll(self, max_records: int) -> list[bytes | None]:
         if not self._assigned:
