@@ -1,9 +1,10 @@
 """Prometheus metrics of the worker, on a registry passed in (never the global one).
 
-Names, labels: a contract with dashboards (README.md, "Metrics and the dashboard"). Histograms, not
-summaries, so dashboards can aggregate across workers. Per-event values (end-to-end latency) are
-observed a whole batch at a time through :class:`BatchHistogram`, a collector that bins a numpy
-array with one ``searchsorted`` instead of one ``observe`` call per event.
+Names and labels are a contract with the dashboards, each listed in ``docs/metrics.md`` (a test
+fails when one is missing there). Histograms, not summaries, so dashboards can aggregate across
+workers. Per-event values (end-to-end latency) are observed a whole batch at a time through
+:class:`BatchHistogram`, a collector that bins a numpy array with one ``searchsorted`` instead
+of one ``observe`` call per event.
 """
 
 from __future__ import annotations

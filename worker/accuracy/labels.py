@@ -13,7 +13,7 @@ mae and rmse (regression); per task for a multi-task model set, named ``"<name>[
 window is a numpy ring buffer updated and reverted a batch at a time (River's rolling metrics).
 A model unavailable for a row (it failed in that batch) is not scored on it.
 
-Label events (README.md, "Events"): ``{"id": ..., "label": ...}``, multi-task
+Label events (docs/events.md): ``{"id": ..., "label": ...}``, multi-task
 ``{"id": ..., "labels": {"<task>": ...}}``; a multi-task label counts only when every task has a
 valid value.
 """

@@ -6,7 +6,7 @@ whole feature matrix at once (shape, dtype, finiteness). Only a batch that fails
 the slow path, which finds each bad event and its reason (naming the feature names that do not
 fit, with the closest known name); the good events of that batch go on.
 
-Event schema (README, "Events"): ``{"id": str | int, "features": [float, ...] |
+Event schema (docs/events.md): ``{"id": str | int, "features": [float, ...] |
 {"name": float}, "ts": epoch seconds (optional)}``.
 """
 

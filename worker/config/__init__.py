@@ -4,7 +4,8 @@ A YAML file, validated strictly (unknown keys are errors with a "did you mean"),
 be overridden by an environment variable ``STREAMFUSE_<SECTION>__<KEY>``
 (``STREAMFUSE_KAFKA__BOOTSTRAP_SERVERS``; deeper keys add more ``__``). Values from the
 environment are parsed as YAML scalars, so ``STREAMFUSE_BATCH__MAX_EVENTS=256`` is a number.
-Relative paths resolve against the config file's folder.
+Relative paths resolve against the config file's folder. Every key, with its type, default
+and meaning: ``docs/configuration.md``, written from these models.
 """
 
 from __future__ import annotations
