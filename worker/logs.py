@@ -54,11 +54,11 @@ def configure_logging(
     root.propagate = False
     # kafka-python logs every reconnect attempt at WARNING/ERROR, from its own threads too:
     # its records come through a handler of their own (a logger's filters do not see its
-    # children's records), limited per template.
+    # children's records), limited per template, then to the worker's handlers.
     client_level = max(logging.WARNING, logging.getLevelNamesMapping()[level])
     if level == "DEBUG":
         client_level = logging.INFO
-    kafka_handler = handler()
+    kafka_handler = _ToWorkerLog()
     kafka_handler.filters[:] = [ClientLogLimit(client_interval_s)]
     kafka = logging.getLogger("kafka")
     kafka.handlers[:] = [kafka_handler]
@@ -71,20 +71,31 @@ def configure_logging(
     librdkafka.setLevel(client_level)
 
 
+class _ToWorkerLog(logging.Handler):
+    """Hands a client's records to the handlers of the ``streamfuse`` logger (as they are when
+    the record comes: a later ``configure_logging`` is followed)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger("streamfuse").handle(record)
+
+
 # What varies between events of one reason: quoted names and ids, sizes, positions.
 _VARIES = re.compile(r"'[^']*'|\"[^\"]*\"|\d+(?:\.\d+)?")
-# ...and, in a client's messages, the reprs of its objects (<BrokerConnection ... host=...>).
-_CLIENT_VARIES = re.compile(r"<[^<>]*(?:<[^<>]*>[^<>]*)*>|" + _VARIES.pattern)
+# ...and, in a client's messages, the reprs of its objects (<BrokerConnection ... host=...>)
+# and remarks in parentheses ("(after 0ms in state CONNECT, 1 identical error(s) suppressed)").
+_CLIENT_VARIES = re.compile(
+    r"<[^<>]*(?:<[^<>]*>[^<>]*)*>|\((?:[^()]|\([^()]*\))*\)|" + _VARIES.pattern
+)
 
 
 class ClientLogLimit(logging.Filter):
     """Lets one record per message template through per ``interval_s``; adds the thread.
 
-    The template is the message with its quoted names, numbers and object reprs taken out,
-    so a reconnect warning repeated for each attempt is one template. The record let through
-    after a quiet interval says how many like it were held back. Records come from the
-    clients' own threads (kafka-python's heartbeat), hence the lock. At most
-    ``max_templates`` templates are followed; the others share one.
+    The template is the message with its quoted names, numbers, object reprs and remarks in
+    parentheses taken out, so a reconnect warning repeated for each attempt is one template.
+    The record let through after a quiet interval says how many like it were held back.
+    Records come from the clients' own threads (kafka-python's network thread), hence the
+    lock. At most ``max_templates`` templates are followed; the others share one.
     """
 
     def __init__(

@@ -8,7 +8,6 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -191,23 +190,6 @@ def test_too_many_client_templates_share_one() -> None:
     assert passed == [True] * 4 + [False] * 6
 
 
-@pytest.fixture
-def worker_log() -> Iterator[None]:
-    """configure_logging() for the test; the loggers it sets are restored after it."""
-    names = ("streamfuse", "kafka", "streamfuse.librdkafka")
-    saved = []
-    for name in names:
-        logger = logging.getLogger(name)
-        saved.append(
-            (logger, logger.handlers[:], logger.filters[:], logger.level, logger.propagate)
-        )
-    yield
-    for logger, handlers, filters, level, propagate in saved:
-        logger.handlers[:], logger.filters[:] = handlers, filters
-        logger.setLevel(level)
-        logger.propagate = propagate
-
-
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -234,7 +216,7 @@ class Seen(logging.Handler):
 
 
 def test_kafka_python_warnings_reach_the_worker_log_once_per_template(
-    worker_log: None, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import kafka
 
@@ -250,23 +232,26 @@ def test_kafka_python_warnings_reach_the_worker_log_once_per_template(
     )
     try:
         deadline = time.monotonic() + 20
-        while seen.n < 3 and time.monotonic() < deadline:
+        while seen.n < 5 and time.monotonic() < deadline:
             consumer.poll(50)
     finally:
         consumer.close()
-    assert seen.n >= 3, "no bootstrap warning of kafka-python reached its logger"
+    assert seen.n >= 5, "no bootstrap warning of kafka-python reached its logger"
     lines = [line for line in capsys.readouterr().err.splitlines() if " kafka." in line]
     attempts = [line for line in lines if "Bootstrap connection to bootstrap-0 failed" in line]
-    assert len(attempts) == 1, lines
+    # one line per template: a refused connection, and under load maybe a timeout too
+    assert 1 <= len(attempts) <= 2 < seen.n, lines
+    assert len({re.sub(r"[\d.]+", "_", line.split(" ", 2)[2]) for line in attempts}) == len(
+        attempts
+    )
     assert " WARNING kafka.net." in attempts[0]
     # the client's own thread (kafka-python 3 does its network I/O on one), not the test's
-    assert (
-        re.search(r"\[thread [^\]]+\]$", attempts[0]) and "[thread MainThread]" not in attempts[0]
-    )
+    assert re.search(r"\[thread [^\]]+\]$", attempts[0])
+    assert "[thread MainThread]" not in attempts[0]
 
 
 def test_librdkafka_warnings_reach_the_worker_log_once_per_template(
-    worker_log: None, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     confluent_kafka = pytest.importorskip("confluent_kafka")
     configure_logging("INFO", client_interval_s=600)
