@@ -46,6 +46,12 @@ def test_the_console_has_the_issue_panels() -> None:
         'streamfuse_rolling_metric{scope="model", metric="accuracy"}',
         'streamfuse_rolling_metric{scope="strategy", metric="accuracy"}',
         "streamfuse_model_info",
+        # group membership (issue 22): state, partitions, generation, time in the state
+        "sum by (state) (streamfuse_group_state)",
+        "max by (instance) (streamfuse_assigned_partitions)",
+        "max by (instance) (streamfuse_labels_partitions_missing)",
+        "max by (instance) (streamfuse_group_generation)",
+        "streamfuse_group_state_age_seconds * on (job, instance) group_left (state)",
     ]:
         assert needle in text, needle
 

@@ -44,11 +44,18 @@ def test_dashboard_covers_the_issue_panels() -> None:
         "streamfuse_consumer_lag",
         "streamfuse_rolling_metric",
         "streamfuse_model_info",
+        "streamfuse_group_state",
+        "streamfuse_group_state_age_seconds",
+        "streamfuse_group_generation",
+        "streamfuse_assigned_partitions",
+        "streamfuse_labels_partitions_missing",
     ]:
         assert name in exprs
     for q in ("0.5", "0.95", "0.99"):
         assert f"histogram_quantile({q}, sum by (le) (rate(streamfuse_end_to_end" in exprs
     dashboard = json.loads(DASHBOARD.read_text())
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert any(title.startswith("Group membership") for title in rows), rows
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
     datasource = yaml.safe_load(

@@ -81,13 +81,13 @@ def publish_tiny() -> Callable[..., int]:
 
 @pytest.fixture(autouse=True)
 def _keep_streamfuse_logger() -> Iterator[None]:
-    """``cli.main`` points the ``streamfuse`` logger at the current (captured) stderr; undo it
-    so later tests do not log into a closed capture stream."""
-    logger = logging.getLogger("streamfuse")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    kafka_level = logging.getLogger("kafka").level
+    """``cli.main`` points the ``streamfuse`` logger at the current (captured) stderr, and the
+    Kafka clients' loggers at it; undo it so later tests do not log into a closed capture
+    stream."""
+    loggers = [logging.getLogger(n) for n in ("streamfuse", "kafka", "streamfuse.librdkafka")]
+    saved = [(lg.handlers[:], lg.filters[:], lg.level, lg.propagate) for lg in loggers]
     yield
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
-    logging.getLogger("kafka").setLevel(kafka_level)
+    for logger, (handlers, filters, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:], logger.filters[:] = handlers, filters
+        logger.setLevel(level)
+        logger.propagate = propagate
