@@ -26,6 +26,7 @@ pytestmark = pytest.mark.kafka
 
 SLOW_ASSIGN_S = 0.1
 WEDGED_AFTER_S = 15.0  # the repaired member is stable on both partitions within a second or two
+LIBRARY_ATTEMPTS = 4
 
 
 @pytest.fixture
@@ -96,13 +97,24 @@ def grow_while_polling_with_0(kafka: Broker, topic: str, group: str) -> tuple[bo
 def test_a_member_polling_with_0_takes_new_partitions_only_with_the_repair(
     kafka: Broker, topic_factory, group_factory, library_rejoin: bool
 ) -> None:
-    topic = topic_factory("rejoin", 1)
-    stable, took, state = grow_while_polling_with_0(kafka, topic, group_factory("rejoin"))
-    print(
-        f"repaired={library_rejoin}: stable on 2 partitions {stable} after {took:.2f} s ({state})"
-    )
+    outcomes = []
+    # The library's flaw needs the join to finish between two polls, which a loaded machine
+    # can still fold into one poll (1 run in a full suite beside other load): up to
+    # LIBRARY_ATTEMPTS fresh groups, one wedge shows it. The repaired member must take the
+    # partitions every time, so it gets one attempt.
+    for _ in range(1 if library_rejoin else LIBRARY_ATTEMPTS):
+        topic = topic_factory("rejoin", 1)
+        stable, took, state = grow_while_polling_with_0(kafka, topic, group_factory("rejoin"))
+        print(f"repaired={library_rejoin}: stable on 2 partitions {stable} after {took:.2f} s")
+        outcomes.append((stable, took, state))
+        if not stable:
+            break
     if library_rejoin:
+        stable, took, state = outcomes[0]
         assert stable, f"the repaired member is still {state} {took:.0f} s after the growth"
     else:
         # The flaw this repair exists for; when kafka-python fixes it, drop the repair.
-        assert not stable, "kafka-python no longer wedges here: drop the repair (rejoin.py)"
+        assert not all(stable for stable, _, _ in outcomes), (
+            f"kafka-python no longer wedges here in {len(outcomes)} attempts: "
+            "drop the repair (rejoin.py)"
+        )
