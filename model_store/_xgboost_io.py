@@ -429,6 +429,12 @@ def check_document(doc: Any, limits: StoreLimits) -> tuple[dict[str, Any], XGBoo
     return canonical, info
 
 
+def _max_values(limits: StoreLimits) -> int:
+    """Values (numbers, strings, containers) a model within the caps can hold: 10 numbers
+    per node, a few dozen per tree, the feature names and types, some slack."""
+    return 4096 + 16 * limits.max_tree_nodes + 64 * limits.max_trees + 2 * limits.max_features
+
+
 def _precount(data: bytes, limits: StoreLimits) -> None:
     """Refuse, before parsing, a JSON text holding more objects, arrays or numbers than a
     model within the tree and node caps can (a file of empty objects parses at about 50
@@ -438,7 +444,7 @@ def _precount(data: bytes, limits: StoreLimits) -> None:
     caps = (
         (b"{", 64 + 2 * trees, "objects"),
         (b"[", 64 + len(_TREE_ARRAYS) * 2 * trees + 8, "arrays"),
-        (b",", 64 + 16 * nodes + 8 * trees + 2 * limits.max_features, "values"),
+        (b",", _max_values(limits), "values"),
     )
     for byte, cap, what in caps:
         if data.count(byte) > cap:
@@ -454,7 +460,7 @@ def _parse(data: bytes, fmt: str, limits: StoreLimits) -> Any:
     if fmt == "ubj":
         if len(data) > limits.max_file_bytes:
             raise _Refused(f"{len(data)} bytes, over the cap of {limits.max_file_bytes}")
-        return parse_ubjson(data, max_depth=limits.max_json_depth)
+        return parse_ubjson(data, max_depth=limits.max_json_depth, max_items=_max_values(limits))
     # A model is far larger than a manifest: the file cap applies, not the manifest's.
     _precount(data, limits)
     return parse_json(data, max_bytes=limits.max_file_bytes, max_depth=limits.max_json_depth)

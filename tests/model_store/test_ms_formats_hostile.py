@@ -266,3 +266,27 @@ def test_lightgbm_number_spellings_load_as_checked_or_are_refused(tmp_path: Path
     found = results["outcome"]
     assert found["different"] == [], found
     assert found["accepted"] > 0 and found["refused"] > 0, found
+
+
+def test_ubjson_values_are_capped_before_they_are_built() -> None:
+    from model_store._ubjson import UBJRefused, parse_ubjson
+
+    empty_objects = b"[" + b"{}" * 100_000 + b"]"
+    assert len(parse_ubjson(empty_objects, max_depth=4)) == 100_000
+    with pytest.raises(UBJRefused, match="more values than the cap"):
+        parse_ubjson(empty_objects, max_depth=4, max_items=50_000)
+    typed = b"[$d#l" + (1_000).to_bytes(4, "big") + bytes(4_000)
+    with pytest.raises(UBJRefused, match="more values than the cap"):
+        parse_ubjson(typed, max_depth=4, max_items=999)
+
+
+def test_xgboost_ubjson_within_the_caps_loads(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(100, 4))
+    booster = xgb.train({"max_depth": 3}, xgb.DMatrix(X, X[:, 0]), 5)
+    path = tmp_path / "m.ubj"
+    booster.save_model(path)
+    store = ModelStore(tmp_path / "store")
+    store.publish_file("m", path, framework="xgboost")
+    got = store.load("m").predict_outputs(X)
+    assert np.array_equal(got.ravel(), booster.inplace_predict(X).astype(np.float64))
