@@ -290,3 +290,54 @@ def test_xgboost_ubjson_within_the_caps_loads(tmp_path: Path) -> None:
     store.publish_file("m", path, framework="xgboost")
     got = store.load("m").predict_outputs(X)
     assert np.array_equal(got.ravel(), booster.inplace_predict(X).astype(np.float64))
+
+
+def _one_leaf_lightgbm(n_trees: int) -> str:
+    head = (
+        "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n"
+        "max_feature_idx=3\nobjective=binary sigmoid:1\n"
+        "feature_names=Column_0 Column_1 Column_2 Column_3\n\n"
+    )
+    tree = (
+        "Tree={i}\nnum_leaves=1\nnum_cat=0\nsplit_feature=\nsplit_gain=\nthreshold=\n"
+        "decision_type=\nleft_child=\nright_child=\nleaf_value=0.25\nleaf_weight=\n"
+        "leaf_count=60\nis_linear=0\nshrinkage=1\n\n\n"
+    )
+    return head + "".join(tree.format(i=i) for i in range(n_trees)) + "end of trees\n"
+
+
+def test_tree_and_node_counts_are_capped_per_model() -> None:
+    import time
+
+    from model_store import StoreLimits, UnsafeModelError
+    from model_store._lightgbm_io import lightgbm_text
+    from model_store._xgboost_io import xgboost_document
+
+    def lgb_check(text: str, limits: StoreLimits) -> Any:
+        return lightgbm_text(
+            text.encode(), limits=limits, name="m", version=None, filename="model.txt"
+        )
+
+    many = _one_leaf_lightgbm(60_000)  # 3.5 MB; 100,000 such trees held a worker 22.7 s
+    start = time.process_time()
+    with pytest.raises(UnsafeModelError, match="more than 50000 trees"):
+        lgb_check(many, StoreLimits())
+    assert time.process_time() - start < 0.5
+    assert lgb_check(_one_leaf_lightgbm(3), StoreLimits())[1].n_features == 4
+    with pytest.raises(UnsafeModelError, match="more than 5 nodes"):
+        lgb_check(_one_leaf_lightgbm(6), StoreLimits(max_tree_nodes=5))
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(100, 4))
+    raw = bytes(xgb.train({"max_depth": 2}, xgb.DMatrix(X, X[:, 0]), 4).save_raw("json"))
+
+    def xgb_check(limits: StoreLimits) -> Any:
+        return xgboost_document(
+            raw, fmt="json", limits=limits, name="m", version=None, filename="model.json"
+        )
+
+    assert xgb_check(StoreLimits())[1].n_features == 4
+    with pytest.raises(UnsafeModelError, match="num_trees must be an integer in"):
+        xgb_check(StoreLimits(max_trees=3))
+    with pytest.raises(UnsafeModelError, match="max_tree_nodes"):
+        xgb_check(StoreLimits(max_tree_nodes=8))

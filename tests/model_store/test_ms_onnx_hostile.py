@@ -207,3 +207,87 @@ def test_onnx_bounds_follow_store_limits() -> None:
         limits=StoreLimits(max_onnx_elements=400_000_000),
     )
     assert (info.output_name, width) == ("Y", 4)
+
+
+def _holder(kind: str) -> tuple[list[Any], list[Any], list[Any]]:
+    """Nodes, initializers and sparse initializers making ``b`` with one external tensor
+    held the ``kind`` way."""
+    dense = _external(helper.make_tensor("d", TensorProto.FLOAT, [1], [0.5]))
+    indices = helper.make_tensor("i", TensorProto.INT64, [1], [0])
+    plain = helper.make_tensor("p", TensorProto.FLOAT, [1], [0.5])
+    if kind == "initializer":
+        dense.name = "b"
+        return [], [dense], []
+    if kind == "sparse_initializer":
+        return [], [], [helper.make_sparse_tensor(dense, indices, [1])]
+    if kind == "sparse_indices":
+        external_indices = _external(helper.make_tensor("i", TensorProto.INT64, [1], [0]))
+        sparse = helper.make_sparse_tensor(plain, external_indices, [1])
+        return [helper.make_node("Constant", [], ["b"], sparse_value=sparse)], [], []
+    if kind == "constant_value":
+        return [helper.make_node("Constant", [], ["b"], value=dense)], [], []
+    if kind == "constant_sparse_value":
+        sparse = helper.make_sparse_tensor(dense, indices, [1])
+        return [helper.make_node("Constant", [], ["b"], sparse_value=sparse)], [], []
+    raise AssertionError(kind)
+
+
+HOLDERS = (
+    "initializer",
+    "sparse_initializer",
+    "sparse_indices",
+    "constant_value",
+    "constant_sparse_value",
+)
+
+
+@pytest.mark.parametrize("place", ["graph", "if_branch", "loop_body", "nested"])
+@pytest.mark.parametrize("kind", HOLDERS)
+def test_external_data_is_refused_in_every_attribute_and_subgraph(kind: str, place: str) -> None:
+    """Every way a tensor can hold data, at every depth: refused by the check alone."""
+    from model_store._onnx_io import OnnxRefused, check_onnx
+
+    nodes, inits, sparse = _holder(kind)
+    out = [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])]
+    for level in range({"graph": 0, "if_branch": 1, "loop_body": 1, "nested": 2}[place]):
+        if place == "loop_body":
+            body = helper.make_graph(
+                [*nodes, helper.make_node("Identity", ["c"], ["c_out"])],
+                "body",
+                [
+                    helper.make_tensor_value_info("n", TensorProto.INT64, []),
+                    helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                ],
+                [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []), *out],
+                initializer=inits,
+                sparse_initializer=sparse,
+            )
+            nodes = [helper.make_node("Loop", ["trips", "cond"], ["b_all"], body=body)]
+            nodes.append(helper.make_node("ReduceSum", ["b_all"], ["b"], keepdims=0))
+        else:
+            branch = helper.make_graph(
+                nodes, f"branch{level}", [], out, initializer=inits, sparse_initializer=sparse
+            )
+            cond = f"cond{level}"
+            nodes = [helper.make_node("If", [cond], ["b"], then_branch=branch, else_branch=branch)]
+        inits, sparse = [], []
+    trips = helper.make_tensor("trips", TensorProto.INT64, [], [2])
+    conds = [
+        helper.make_tensor(n, TensorProto.BOOL, [], [True]) for n in ("cond", "cond0", "cond1")
+    ]
+    w = helper.make_tensor("W", TensorProto.FLOAT, [4, 1], [1.0, 2.0, 3.0, 4.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["XW"]),
+            *nodes,
+            helper.make_node("Add", ["XW", "b"], ["Y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["n", 1])],
+        initializer=[w, trips, *conds, *inits],
+        sparse_initializer=sparse,
+    )
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    with pytest.raises(OnnxRefused, match="uses external data"):
+        check_onnx(data, n_features=4, task="regression")
