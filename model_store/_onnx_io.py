@@ -13,8 +13,9 @@ Any ``.onnx`` file (protobuf: parsing it runs no code) is accepted when:
 - nothing is built from constants beyond ``limits.max_onnx_elements`` elements (declared
   tensors; ``ConstantOfShape``, ``Expand``, ``Reshape``, ``Tile``, ``Range``, ``Resize``,
   ``Upsample``, ``Pad``, ``OneHot`` with constant shape inputs), and every ``Loop`` has a
-  constant trip count of at most ``limits.max_onnx_loop_trips``. Shapes computed at run time
-  are not bounded by this check;
+  constant trip count of at most ``limits.max_onnx_loop_trips``; a shape computed from
+  constants by other operators (which onnxruntime would fold at load) is refused. Shapes
+  computed at run time from the input are not bounded by this check;
 - ``onnx.checker.check_model`` passes, and there is one input, a float or double tensor of
   rank 2 whose width (when fixed) is the manifest's;
 - every ``TreeEnsembleClassifier`` / ``TreeEnsembleRegressor`` (``ai.onnx.ml`` 1 to 3) is a
@@ -254,16 +255,24 @@ def _elements(dims: Any) -> int:
 
 
 def _check_bounds(
-    graph: Any, outer: dict[str, np.ndarray], limits: StoreLimits, depth: int
+    graph: Any,
+    outer: dict[str, np.ndarray],
+    limits: StoreLimits,
+    depth: int,
+    outer_live: frozenset[str] = frozenset(),
 ) -> None:
     """Refuse a graph (and its subgraphs) that builds, from constants alone, a tensor of
     more than ``limits.max_onnx_elements`` elements, or loops more than
     ``limits.max_onnx_loop_trips`` times (a ``Loop`` needs a constant trip count).
 
-    Shapes computed at run time from the input are not bounded here (only constant ones).
+    A shape computed from constants by other operators (``Mul``, ``Concat``, ...) cannot be
+    bounded without evaluating them, and onnxruntime folds it at load: refused. Shapes
+    computed at run time from the input (``live``: names that depend on a graph or subgraph
+    input) are not bounded here.
     """
     cap = limits.max_onnx_elements
     constants = dict(outer)
+    live = set(outer_live) | {i.name for i in graph.input}
 
     def declared(tensor: Any, what: str) -> None:
         if _elements(tensor.dims) > cap:
@@ -278,7 +287,7 @@ def _check_bounds(
     import onnx
 
     for tensor in graph.initializer:
-        if tensor.data_type == onnx.TensorProto.INT64 and _elements(tensor.dims) <= 64:
+        if _elements(tensor.dims) <= 64:
             constants[tensor.name] = np.asarray(onnx.numpy_helper.to_array(tensor))
     for node in graph.node:
         where = f"{node.op_type} node {node.name[:40]!r}"
@@ -291,24 +300,54 @@ def _check_bounds(
         if value is not None:
             constants[node.output[0]] = value
             continue
-
-        _check_node_bounds(node, constants, limits, where)
+        _check_node_bounds(node, constants, frozenset(live), limits, where)
+        if any(name in live for name in node.input):
+            live.update(node.output)
         for attr in node.attribute:
             for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
                 if depth > 32:
                     raise OnnxRefused("subgraphs nested deeper than 32 levels")
-                _check_bounds(sub, constants, limits, depth + 1)
+                _check_bounds(sub, constants, limits, depth + 1, frozenset(live))
+
+
+#: Operators whose output size follows their inputs at ``_SHAPE_INPUTS[op]``.
+_SHAPE_INPUTS = {
+    "ConstantOfShape": (0,),
+    "Expand": (1,),
+    "Reshape": (1,),
+    "Tile": (1,),
+    "Range": (0, 1, 2),
+    "Resize": (1, 2, 3),
+    "Upsample": (1,),
+    "Pad": (1,),
+    "OneHot": (1,),
+    "Loop": (0,),
+}
 
 
 def _check_node_bounds(
-    node: Any, constants: dict[str, np.ndarray], limits: StoreLimits, where: str
+    node: Any,
+    constants: dict[str, np.ndarray],
+    live: frozenset[str],
+    limits: StoreLimits,
+    where: str,
 ) -> None:
-    """One node of :func:`_check_bounds`, whose constants so far are ``constants``."""
+    """One node of :func:`_check_bounds`, whose constants so far are ``constants`` and whose
+    input-dependent names are ``live``."""
     cap = limits.max_onnx_elements
 
     def const(i: int) -> np.ndarray | None:
         name = node.input[i] if i < len(node.input) else ""
         return constants.get(name) if name else None
+
+    if node.domain in ("", "ai.onnx"):
+        for i in _SHAPE_INPUTS.get(node.op_type, ()):
+            name = node.input[i] if i < len(node.input) else ""
+            if name and name not in constants and name not in live:
+                raise OnnxRefused(
+                    f"{where}: its input {name[:40]!r} is computed from constants only, "
+                    "which the check does not evaluate (cannot bound it)"
+                )
 
     def bound(count: float, what: str) -> None:
         if not count <= cap:

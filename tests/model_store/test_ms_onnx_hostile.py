@@ -117,6 +117,20 @@ def _constant_of_shape() -> bytes:
     )
 
 
+def _folded_shape() -> bytes:
+    # The same 1.6 GB, its shape a product of two constants: onnxruntime folds it at load.
+    half = helper.make_tensor("half", TensorProto.INT64, [1], [20_000])
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
+    return _model(
+        [
+            helper.make_node("Mul", ["half", "half"], ["shape"]),
+            helper.make_node("ConstantOfShape", ["shape"], ["big"], value=zero),
+            helper.make_node("ReduceSum", ["big"], ["b"], keepdims=1),
+        ],
+        extra_init=[half],
+    )
+
+
 def _endless_loop() -> bytes:
     body = helper.make_graph(
         [
@@ -152,6 +166,7 @@ CASES = {
     "onnx_subgraph_constant_external": (_dense_constant_in_subgraph, "uses external data"),
     "onnx_function_local_external": (_function_local_tensor, "model-local functions"),
     "onnx_constant_of_shape_1_6_gb": (_constant_of_shape, "max_onnx_elements"),
+    "onnx_constant_of_shape_folded": (_folded_shape, "computed from constants only"),
     "onnx_loop_10_12": (_endless_loop, "max_onnx_loop_trips"),
     "onnx_unlisted_operator": (_random_op, "not among those the store accepts"),
 }
