@@ -346,6 +346,11 @@ def check_text(text: str, limits: StoreLimits) -> tuple[str, LightGBMInfo]:
     """Check a model text; return the rebuilt text LightGBM will parse, and what was found."""
     if text.count("\nTree=") > limits.max_trees:
         raise _Refused(f"more than {limits.max_trees} trees (store.limits.max_trees)")
+    # Before the split into lines (about 60 bytes of memory per line, however short): about
+    # 20 lines per tree, one per feature after the trees (importances), the parameters.
+    max_lines = 4096 + 32 * limits.max_trees + limits.max_features
+    if text.count("\n") > max_lines:
+        raise _Refused(f"more than {max_lines} lines, more than a model within the caps holds")
     header_lines, tree_blocks = _blocks(text)
     header = _key_values(header_lines, _HEADER_KEYS + _DROPPED_HEADER, "header")
     if header.get("version") not in ("v2", "v3", "v4"):

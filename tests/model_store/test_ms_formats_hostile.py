@@ -324,6 +324,11 @@ def test_tree_and_node_counts_are_capped_per_model() -> None:
         lgb_check(many, StoreLimits())
     assert time.process_time() - start < 0.5
     assert lgb_check(_one_leaf_lightgbm(3), StoreLimits())[1].n_features == 4
+    blank = _one_leaf_lightgbm(3).replace("\n\n", "\n" * 3_000_000, 1)  # 3 MB, 3 M lines
+    start = time.process_time()
+    with pytest.raises(UnsafeModelError, match="lines, more than a model within the caps"):
+        lgb_check(blank, StoreLimits())
+    assert time.process_time() - start < 0.5
     with pytest.raises(UnsafeModelError, match="more than 5 nodes"):
         lgb_check(_one_leaf_lightgbm(6), StoreLimits(max_tree_nodes=5))
 
