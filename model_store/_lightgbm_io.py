@@ -90,7 +90,6 @@ _END = "end of trees"
 _INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})\Z")
 _INTS_LINE = re.compile(r"-?(?:0|[1-9][0-9]{0,9})(?: -?(?:0|[1-9][0-9]{0,9}))*\Z")
 _NO_INTS = np.zeros(0, np.int64)
-_NO_FLOATS = np.zeros(0, np.float64)
 _FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?\Z")
 
 
@@ -173,22 +172,21 @@ def _floats(
     out: dict[str, str],
     *,
     empty_ok: bool = False,
-) -> np.ndarray:
-    """The ``n`` finite numbers of ``key``; ``out[key]`` gets them re-spelt by ``repr``,
-    which LightGBM's parser reads back as the very same doubles. ``empty_ok``: an empty
-    value is accepted for ``n`` too (returned as no numbers)."""
+) -> None:
+    """Check that ``key`` holds ``n`` finite numbers; ``out[key]`` gets them re-spelt by
+    ``repr``, which LightGBM's parser reads back as the very doubles Python read (whatever
+    the spelling Python accepted). ``empty_ok``: an empty value is accepted for ``n`` too."""
     if not n and not tree.get(key):
         out[key] = ""
-        return _NO_FLOATS
+        return
     tokens = _tokens(tree, key, n, where, empty_ok=empty_ok)
     try:
-        values = np.array(tokens, dtype=np.float64)
+        text = " ".join(map(repr, map(float, tokens)))
     except ValueError as exc:
         raise _Refused(f"{where}: {key} holds a non-number") from exc
-    if not np.isfinite(values).all():
+    if "n" in text:  # repr writes only 'inf' and 'nan' with letters other than 'e'
         raise _Refused(f"{where}: {key} holds NaN or infinity")
-    out[key] = " ".join(map(repr, values.tolist()))
-    return values
+    out[key] = text
 
 
 def _int(value: str | None, what: str, low: int, high: int) -> int:
