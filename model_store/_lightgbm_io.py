@@ -3,22 +3,29 @@
 A model is published from a ``Booster``, a scikit-learn wrapper (``LGBMClassifier``, ...) or
 the text of ``Booster.save_model`` / ``model_to_string``. The store parses the text itself
 (header, then ``Tree=`` blocks of ``key=value`` lines, up to ``end of trees``), checks every
-tree and rebuilds the text from the checked keys only, in the original tokens: LightGBM is
-handed that rebuilt text, never the stored bytes, so it cannot read what was not checked
-(``tree_sizes`` offsets that point elsewhere, a duplicated key, the trailing parameters).
+tree and rebuilds the text from the checked values only: LightGBM is handed that rebuilt
+text, never the stored bytes, so it cannot read what was not checked (``tree_sizes`` offsets
+that point elsewhere, a duplicated key, the trailing parameters) nor read a number other
+than the check did. LightGBM reads only an integer's leading digits, so integers must be
+plain decimal (``1e1``, ``+1``, ``01``, ``1.0``, ``1_0`` are refused); floats are re-spelt
+by ``repr``, which LightGBM's parser reads back as the very doubles the check read. The
+objective line is rebuilt from its known parameters (``sigmoid``, ``num_class`` equal to
+the header's, ``sqrt``), ``feature_infos`` re-spelt.
 
 Checked per tree with ``L`` leaves: ``L - 1`` entries in every split array (empty for a
 one-leaf tree) and ``L`` leaf values (a one-leaf tree's ``leaf_weight`` may be empty:
 LightGBM writes it so when no split was found); children are split indices (``>= 0``) or
 ``~leaf`` (``< 0``) and form a tree over all ``2L - 1`` nodes
 (:func:`model_store._tree_links.check_links`); split features lie in ``[0,
-max_feature_idx]``; thresholds, leaf values and shrinkage are finite. Categorical splits
-and linear trees are refused (not supported yet), as are objectives whose output is
-neither a probability nor a value (ranking, custom).
+max_feature_idx]``; thresholds, leaf values and shrinkage are finite. At most
+``limits.max_trees`` trees and ``limits.max_tree_nodes`` nodes. Categorical splits and
+linear trees are refused (not supported yet), as are objectives whose output is neither a
+probability nor a value (ranking, custom).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +87,10 @@ _REGRESSION = (
     "cross_entropy_lambda",
 )
 _END = "end of trees"
+_INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})\Z")
+_INTS_LINE = re.compile(r"-?(?:0|[1-9][0-9]{0,9})(?: -?(?:0|[1-9][0-9]{0,9}))*\Z")
+_NO_INTS = np.zeros(0, np.int64)
+_FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?\Z")
 
 
 class _Refused(ValueError):
@@ -117,63 +128,105 @@ def _key_values(lines: list[str], allowed: tuple[str, ...], where: str) -> dict[
     return out
 
 
-def _numbers(
-    tree: dict[str, str], key: str, n: int, where: str, dtype: Any, *, empty_ok: bool = False
-) -> np.ndarray:
-    """The ``n`` numbers of ``key`` (none: an empty value, or the key absent when ``n`` is 0);
-    ``empty_ok``: an empty value is accepted for ``n`` too (returned as no numbers)."""
+def _tokens(tree: dict[str, str], key: str, n: int, where: str, *, empty_ok: bool) -> list[str]:
     value = tree.get(key)
     if value is None and n:
         raise _Refused(f"{where}: {key} must have {n} entries")
     tokens = value.split(" ") if value else []
     if empty_ok and not tokens:
-        return np.zeros(0, dtype)
+        return tokens
     if len(tokens) != n:
         raise _Refused(f"{where}: {key} must have {n} entries")
+    return tokens
+
+
+def _ints(tree: dict[str, str], key: str, n: int, where: str, out: dict[str, str]) -> np.ndarray:
+    """The ``n`` integers of ``key``, each in plain decimal as LightGBM writes them.
+
+    LightGBM reads an integer's leading digits and ignores the rest of the token, so any
+    other spelling (``1e1``, ``+1``, ``01``, ``1.0``) would be another number to it: refused.
+    The text kept (``out[key]``) is then the canonical one, ``" ".join(map(str, values))``.
+    """
+    value = tree.get(key)
+    if not n:
+        if value:
+            raise _Refused(f"{where}: {key} must have 0 entries")
+        out[key] = ""
+        return _NO_INTS
+    if value is None or value.count(" ") != n - 1:
+        raise _Refused(f"{where}: {key} must have {n} entries")
+    if not _INTS_LINE.match(value):
+        raise _Refused(f"{where}: {key} holds an integer not written in plain decimal")
+    values = np.array(value.split(" "), dtype=np.int64)
+    if values.min() < -(2**31) or values.max() >= 2**31:
+        raise _Refused(f"{where}: {key} holds an integer out of range")
+    out[key] = value
+    return values
+
+
+def _floats(
+    tree: dict[str, str],
+    key: str,
+    n: int,
+    where: str,
+    out: dict[str, str],
+    *,
+    empty_ok: bool = False,
+) -> None:
+    """Check that ``key`` holds ``n`` finite numbers; ``out[key]`` gets them re-spelt by
+    ``repr``, which LightGBM's parser reads back as the very doubles Python read (whatever
+    the spelling Python accepted). ``empty_ok``: an empty value is accepted for ``n`` too."""
+    if not n and not tree.get(key):
+        out[key] = ""
+        return
+    tokens = _tokens(tree, key, n, where, empty_ok=empty_ok)
     try:
-        out = np.array(tokens, dtype=np.float64)
+        text = " ".join(map(repr, map(float, tokens)))
     except ValueError as exc:
         raise _Refused(f"{where}: {key} holds a non-number") from exc
-    if not np.isfinite(out).all():
+    if "n" in text:  # repr writes only 'inf' and 'nan' with letters other than 'e'
         raise _Refused(f"{where}: {key} holds NaN or infinity")
-    if dtype is np.int64:
-        if (out != np.round(out)).any() or (np.abs(out) > 2**31).any():
-            raise _Refused(f"{where}: {key} holds a non-integer")
-        return out.astype(np.int64)
-    return out
+    out[key] = text
 
 
 def _int(value: str | None, what: str, low: int, high: int) -> int:
-    try:
-        out = int(value) if value is not None else None
-    except ValueError:
-        out = None
+    """An integer in plain decimal (see :func:`_ints`), in ``[low, high]``."""
+    out = int(value) if value is not None and _INT_TEXT.match(value) else None
     if out is None or not low <= out <= high:
-        raise _Refused(f"{what} must be an integer in [{low}, {high}], got {value!r}")
+        raise _Refused(f"{what} must be an integer in [{low}, {high}], got {str(value)[:40]!r}")
     return out
 
 
-def _check_tree(tree: dict[str, str], n_features: int, cap: int, where: str) -> None:
+def _check_tree(
+    tree: dict[str, str], n_features: int, cap: int, where: str
+) -> tuple[list[str], int]:
+    """The tree's lines rebuilt from the checked values, and its node count."""
     n_leaves = _int(tree.get("num_leaves"), f"{where}: num_leaves", 1, cap)
     if tree.get("num_cat", "0") != "0" or "cat_boundaries" in tree:
         raise _Refused(f"{where}: categorical splits are not supported")
     if tree.get("is_linear", "0") != "0":
         raise _Refused(f"{where}: linear trees are not supported")
     n_splits = n_leaves - 1
-    arrays = {
-        k: _numbers(tree, k, n_splits, where, np.int64) for k in _SPLIT_ARRAYS if k != "threshold"
-    }
-    _numbers(tree, "threshold", n_splits, where, np.float64)
+    out: dict[str, str] = {"num_leaves": str(n_leaves)}
+    if "num_cat" in tree:
+        out["num_cat"] = "0"
+    arrays = {k: _ints(tree, k, n_splits, where, out) for k in _SPLIT_ARRAYS if k != "threshold"}
+    _floats(tree, "threshold", n_splits, where, out)
     for key in _OPTIONAL_SPLIT:
         if key in tree:
-            _numbers(tree, key, n_splits, where, np.float64)
-    _numbers(tree, "leaf_value", n_leaves, where, np.float64)
-    for key in ("leaf_weight", "leaf_count"):
-        if key in tree:
-            # LightGBM writes an empty leaf_weight for a one-leaf tree (no split found).
-            one_leaf = key == "leaf_weight" and n_leaves == 1
-            _numbers(tree, key, n_leaves, where, np.float64, empty_ok=one_leaf)
-    _numbers(tree, "shrinkage", 1, where, np.float64)
+            if key == "internal_count":
+                _ints(tree, key, n_splits, where, out)
+            else:
+                _floats(tree, key, n_splits, where, out)
+    _floats(tree, "leaf_value", n_leaves, where, out)
+    # LightGBM writes an empty leaf_weight for a one-leaf tree (no split found).
+    if "leaf_weight" in tree:
+        _floats(tree, "leaf_weight", n_leaves, where, out, empty_ok=n_leaves == 1)
+    if "leaf_count" in tree:
+        _ints(tree, "leaf_count", n_leaves, where, out)
+    if "is_linear" in tree:
+        out["is_linear"] = "0"
+    _floats(tree, "shrinkage", 1, where, out)
     features = arrays["split_feature"]
     if ((features < 0) | (features >= n_features)).any():
         raise _Refused(f"{where}: a split feature is outside [0, {n_features})")
@@ -194,12 +247,76 @@ def _check_tree(tree: dict[str, str], n_features: int, cap: int, where: str) -> 
         or (right >= n_splits + n_leaves).any()
     ):
         raise _Refused(f"{where}: a child index is out of range")
-    is_split = np.r_[np.ones(n_splits, bool), np.zeros(n_leaves, bool)]
-    pad = np.zeros(n_leaves, np.int64)
-    try:
-        check_links(np.r_[left, pad], np.r_[right, pad], is_split, where)
-    except LinksRefused as exc:
-        raise _Refused(str(exc)) from exc
+    if n_splits:
+        is_split = np.zeros(n_splits + n_leaves, bool)
+        is_split[:n_splits] = True
+        pad = np.zeros(n_leaves, np.int64)
+        try:
+            check_links(np.concatenate((left, pad)), np.concatenate((right, pad)), is_split, where)
+        except LinksRefused as exc:
+            raise _Refused(str(exc)) from exc
+    lines = [f"{k}={out[k]}" for k in _TREE_KEYS if k in out]
+    return lines, n_splits + n_leaves
+
+
+def _objective(value: str, n_classes: int) -> tuple[str, str]:
+    """The objective's name and its line rebuilt from the known, checked parameters."""
+    name, *params = value.split(" ")
+    out = [name]
+    for token in params:
+        key, sep, number = token.partition(":")
+        if token == "sqrt":
+            out.append(token)
+        elif sep and key == "num_class":
+            if _int(number, "objective num_class", 1, n_classes) != n_classes:
+                raise _Refused(f"the objective's num_class differs from num_class {n_classes}")
+            out.append(f"num_class:{n_classes}")
+        elif sep and key == "sigmoid" and _FLOAT_TEXT.match(number):
+            sigmoid = float(number)
+            if not 0 < sigmoid < 1e6:
+                raise _Refused(f"sigmoid {number[:40]!r} is out of range")
+            out.append(f"sigmoid:{sigmoid!r}")
+        else:
+            raise _Refused(f"unknown objective parameter {token[:40]!r}")
+    return name, " ".join(out)
+
+
+def _feature_info(token: str) -> str:
+    """``none``, ``[min:max]`` or ``a:b:c`` (categories), re-spelt."""
+    if token == "none":
+        return token
+    if token.startswith("[") and token.endswith("]"):
+        low, sep, high = token[1:-1].partition(":")
+        if sep and _FLOAT_TEXT.match(low) and _FLOAT_TEXT.match(high):
+            return f"[{float(low)!r}:{float(high)!r}]"
+    elif all(_INT_TEXT.match(c) for c in token.split(":")):
+        return token
+    raise _Refused(f"feature_infos holds {token[:40]!r}")
+
+
+def _header(header: dict[str, str], n_features: int, n_classes: int) -> dict[str, str]:
+    """The header values LightGBM reads, each re-spelt from what was checked."""
+    out = {key: header[key] for key in ("version", "num_class", "max_feature_idx")}
+    for key in ("num_tree_per_iteration", "label_index"):
+        if key in header:
+            out[key] = str(_int(header[key], key, 0, n_classes))
+    out["objective"] = _objective(header.get("objective", ""), n_classes)[1]
+    if "average_output" in header:
+        if header["average_output"]:
+            raise _Refused("average_output takes no value")
+        out["average_output"] = ""
+    out["feature_names"] = header.get("feature_names", "")
+    if "feature_infos" in header:
+        infos = header["feature_infos"].split(" ")
+        if len(infos) != n_features:
+            raise _Refused(f"feature_infos must have {n_features} entries")
+        out["feature_infos"] = " ".join(map(_feature_info, infos))
+    if "monotone_constraints" in header:
+        values = header["monotone_constraints"].split(" ")
+        if len(values) != n_features or any(v not in ("-1", "0", "1") for v in values):
+            raise _Refused(f"monotone_constraints must be {n_features} of -1, 0 and 1")
+        out["monotone_constraints"] = header["monotone_constraints"]
+    return out
 
 
 def _blocks(text: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
@@ -225,6 +342,13 @@ def _blocks(text: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
 
 def check_text(text: str, limits: StoreLimits) -> tuple[str, LightGBMInfo]:
     """Check a model text; return the rebuilt text LightGBM will parse, and what was found."""
+    if text.count("\nTree=") > limits.max_trees:
+        raise _Refused(f"more than {limits.max_trees} trees (store.limits.max_trees)")
+    # Before the split into lines (about 60 bytes of memory per line, however short): about
+    # 20 lines per tree, one per feature after the trees (importances), the parameters.
+    max_lines = 4096 + 32 * limits.max_trees + limits.max_features
+    if text.count("\n") > max_lines:
+        raise _Refused(f"more than {max_lines} lines, more than a model within the caps holds")
     header_lines, tree_blocks = _blocks(text)
     header = _key_values(header_lines, _HEADER_KEYS + _DROPPED_HEADER, "header")
     if header.get("version") not in ("v2", "v3", "v4"):
@@ -236,7 +360,7 @@ def check_text(text: str, limits: StoreLimits) -> tuple[str, LightGBMInfo]:
     per_iteration = _int(
         header.get("num_tree_per_iteration"), "num_tree_per_iteration", 1, n_classes
     )
-    objective = header.get("objective", "").split(" ")[0]
+    objective, _ = _objective(header.get("objective", ""), n_classes)
     if objective in _CLASSIFICATION:
         task = "classification"
         if (objective == "binary") != (n_classes == 1) or per_iteration != n_classes:
@@ -244,21 +368,30 @@ def check_text(text: str, limits: StoreLimits) -> tuple[str, LightGBMInfo]:
     elif objective in _REGRESSION and n_classes == 1:
         task = "regression"
     else:
-        raise _Refused(f"objective {objective or 'custom'!r} is not supported")
+        raise _Refused(f"objective {objective[:40] or 'custom'!r} is not supported")
     if not tree_blocks or len(tree_blocks) % per_iteration:
         raise _Refused(f"{len(tree_blocks)} trees for {per_iteration} per iteration")
     names = header.get("feature_names", "").split(" ")
     if len(names) != n_features:
         raise _Refused(f"feature_names must have {n_features} entries")
-    out = ["tree", *(line for line in header_lines if line.partition("=")[0] in _HEADER_KEYS), ""]
+    rebuilt = _header(header, n_features, n_classes)
+    out = ["tree", *(f"{k}={v}" if v or k != "average_output" else k for k, v in rebuilt.items())]
+    out.append("")
+    cap = min(limits.max_tree_nodes, limits.max_features)
+    total = 0
     for i, (title, lines) in enumerate(tree_blocks):
         where = f"tree {i}"
         if title != f"Tree={i}":
             raise _Refused(f"{where}: expected 'Tree={i}', found {title[:40]!r}")
         if "is_linear=1" in lines:  # before its own keys (leaf_const, ...) count as unknown
             raise _Refused(f"{where}: linear trees are not supported")
-        _check_tree(_key_values(lines, _TREE_KEYS, where), n_features, limits.max_features, where)
-        out += [title, *lines, "", ""]
+        tree_lines, n_nodes = _check_tree(
+            _key_values(lines, _TREE_KEYS, where), n_features, cap, where
+        )
+        total += n_nodes
+        if total > limits.max_tree_nodes:
+            raise _Refused(f"more than {limits.max_tree_nodes} nodes (store.limits.max_tree_nodes)")
+        out += [title, *tree_lines, "", ""]
     out += [_END, ""]
     auto = names == [f"Column_{i}" for i in range(n_features)]
     return "\n".join(out), LightGBMInfo(

@@ -45,6 +45,18 @@ class StoreLimits:
         Task heads of a multi-task torch model.
     max_features : int, default 1,000,000
         ``input_schema.n_features`` and class or output counts in a manifest.
+    max_trees : int, default 50,000
+        Trees in one XGBoost or LightGBM model (the check costs tens of microseconds per
+        tree, the library's own parse more).
+    max_tree_nodes : int, default 2,000,000
+        Nodes (splits and leaves) of all trees of one XGBoost or LightGBM model together; an
+        XGBoost JSON file is also refused, before it is parsed, when it holds more objects,
+        arrays or numbers than a model of ``max_trees`` trees and this many nodes can.
+    max_onnx_elements : int, default 50,000,000
+        Elements of any tensor an ONNX graph builds from constant shapes (``ConstantOfShape``,
+        ``Expand``, ``Tile``, ``Range``, ``Resize``, ``Reshape``, ...), and of any constant.
+    max_onnx_loop_trips : int, default 100,000
+        The constant trip count of an ONNX ``Loop`` (a ``Loop`` without one is refused).
     """
 
     max_file_bytes: int = 1024 * _MiB
@@ -58,6 +70,10 @@ class StoreLimits:
     max_torch_params: int = 100_000_000
     max_tasks: int = 256
     max_features: int = 1_000_000
+    max_trees: int = 50_000
+    max_tree_nodes: int = 2_000_000
+    max_onnx_elements: int = 50_000_000
+    max_onnx_loop_trips: int = 100_000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -118,7 +118,7 @@ def _open(
     )
 
     try:
-        model, oinfo, width = check_onnx(data, n_features=n_features, task=task)
+        model, oinfo, width = check_onnx(data, n_features=n_features, task=task, limits=limits)
     except OnnxRefused as exc:
         raise UnsafeModelError(
             name, version, filename, reason=f"not a valid ONNX model ({exc})"

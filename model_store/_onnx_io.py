@@ -2,10 +2,20 @@
 
 Any ``.onnx`` file (protobuf: parsing it runs no code) is accepted when:
 
-- no tensor anywhere (initializers, constants, subgraphs) uses external data: those name files
-  that onnxruntime would open relative to the working directory;
-- every node is in the default domains (``ai.onnx``, ``ai.onnx.ml``) or a function the model
-  defines itself: no custom operator library is ever loaded;
+- no tensor anywhere uses external data (initializers, sparse initializers, a ``Constant``'s
+  ``value`` and ``sparse_value``, any tensor attribute, in subgraphs of ``If``, ``Loop``,
+  ``Scan`` too): those name files that onnxruntime would open relative to the working
+  directory; model-local functions are refused outright (the supported exporters do not
+  write them);
+- every node is in the default domains (``ai.onnx``, ``ai.onnx.ml``; no custom operator
+  library is ever loaded) and on the allow-list of operators skl2onnx and
+  ``torch.onnx.export`` write (``_OPS``, ``_ML_OPS``);
+- nothing is built from constants beyond ``limits.max_onnx_elements`` elements (declared
+  tensors; ``ConstantOfShape``, ``Expand``, ``Reshape``, ``Tile``, ``Range``, ``Resize``,
+  ``Upsample``, ``Pad``, ``OneHot`` with constant shape inputs), and every ``Loop`` has a
+  constant trip count of at most ``limits.max_onnx_loop_trips``; a shape computed from
+  constants by other operators (which onnxruntime would fold at load) is refused. Shapes
+  computed at run time from the input are not bounded by this check;
 - ``onnx.checker.check_model`` passes, and there is one input, a float or double tensor of
   rank 2 whose width (when fixed) is the manifest's;
 - every ``TreeEnsembleClassifier`` / ``TreeEnsembleRegressor`` (``ai.onnx.ml`` 1 to 3) is a
@@ -39,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from ._json import JSONRefused, parse_json
+from ._limits import StoreLimits
 from ._tree_links import LinksRefused, check_links
 from .errors import MissingDependencyError, PublishError
 
@@ -59,6 +70,36 @@ _DOMAINS = ("", "ai.onnx", "ai.onnx.ml")
 _FLOAT, _DOUBLE = 1, 11
 _LEAF = "LEAF"
 _BRANCHES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
+#: ``ai.onnx.ml`` operators skl2onnx writes (``TreeEnsemble``, opset 5, is refused below).
+
+
+def _names(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_ML_OPS = _names(
+    """ArrayFeatureExtractor Binarizer CastMap CategoryMapper DictVectorizer FeatureVectorizer
+    Imputer LabelEncoder LinearClassifier LinearRegressor Normalizer OneHotEncoder
+    SVMClassifier SVMRegressor Scaler TreeEnsemble TreeEnsembleClassifier
+    TreeEnsembleRegressor ZipMap"""
+)
+#: ``ai.onnx`` operators skl2onnx and torch.onnx.export write for tabular models and
+#: common networks; others (random generators, string and sequence ops, ...) are refused.
+_OPS = _names(
+    """Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool
+    BatchNormalization BitShift Cast CastLike Ceil Celu Clip Concat Constant ConstantOfShape
+    Conv ConvTranspose Cos Cosh CumSum DepthToSpace Det Div Dropout Einsum Elu Equal Erf Exp
+    Expand EyeLike Flatten Floor GRU Gather GatherElements GatherND Gelu Gemm
+    GlobalAveragePool GlobalMaxPool Greater GreaterOrEqual GroupNormalization HardSigmoid
+    HardSwish Hardmax Identity If InstanceNormalization IsInf IsNaN LRN LSTM
+    LayerNormalization LeakyRelu Less LessOrEqual Log LogSoftmax Loop LpNormalization
+    MatMul Max MaxPool Mean Min Mish Mod Mul Neg NonZero Not OneHot Or PRelu Pad Pow RNN
+    Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean
+    ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize Round Scan Scatter
+    ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax
+    Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu Tile
+    TopK Transpose Trilu Unsqueeze Upsample Where Xor"""
+)
 
 
 class OnnxRefused(ValueError):
@@ -96,16 +137,27 @@ def _graphs(graph: Any, depth: int = 0) -> Iterator[Any]:
                 yield from _graphs(g, depth + 1)
 
 
+def _attribute_tensors(attr: Any) -> Iterator[Any]:
+    """Every tensor an attribute holds: ``t``/``tensors`` (a ``Constant``'s ``value``) and
+    the values and indices of ``sparse_tensor``/``sparse_tensors`` (``sparse_value``)."""
+    if attr.HasField("t"):
+        yield attr.t
+    yield from attr.tensors
+    sparse = [attr.sparse_tensor] if attr.HasField("sparse_tensor") else []
+    for item in (*sparse, *attr.sparse_tensors):
+        yield item.values
+        yield item.indices
+
+
 def _tensors(graph: Any) -> Iterator[Any]:
+    """The tensors of one graph (its subgraphs are walked by :func:`_graphs`)."""
     yield from graph.initializer
     for sparse in graph.sparse_initializer:
         yield sparse.values
         yield sparse.indices
     for node in graph.node:
         for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
+            yield from _attribute_tensors(attr)
 
 
 def _attrs(node: Any) -> dict[str, Any]:
@@ -181,8 +233,171 @@ def _check_ensemble(node: Any, width: int, where: str) -> None:
         raise OnnxRefused(f"{where}: a {prefix} weight is not finite")
 
 
+def _constant(node: Any) -> np.ndarray | None:
+    """A ``Constant`` node's value (dense ``value`` or ``value_*``), else None."""
+    import onnx
+
+    if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+        return None
+    for attr in node.attribute:
+        if attr.name == "value" and _elements(attr.t.dims) <= 64:
+            return np.asarray(onnx.numpy_helper.to_array(attr.t))
+        if attr.name in ("value_int", "value_ints", "value_float", "value_floats"):
+            return np.asarray(onnx.helper.get_attribute_value(attr))
+    return None
+
+
+def _elements(dims: Any) -> int:
+    count = 1
+    for d in dims:
+        count *= max(int(d), 0)
+    return count
+
+
+def _check_bounds(
+    graph: Any,
+    outer: dict[str, np.ndarray],
+    limits: StoreLimits,
+    depth: int,
+    outer_live: frozenset[str] = frozenset(),
+) -> None:
+    """Refuse a graph (and its subgraphs) that builds, from constants alone, a tensor of
+    more than ``limits.max_onnx_elements`` elements, or loops more than
+    ``limits.max_onnx_loop_trips`` times (a ``Loop`` needs a constant trip count).
+
+    A shape computed from constants by other operators (``Mul``, ``Concat``, ...) cannot be
+    bounded without evaluating them, and onnxruntime folds it at load: refused. Shapes
+    computed at run time from the input (``live``: names that depend on a graph or subgraph
+    input) are not bounded here.
+    """
+    cap = limits.max_onnx_elements
+    constants = dict(outer)
+    live = set(outer_live) | {i.name for i in graph.input}
+
+    def declared(tensor: Any, what: str) -> None:
+        if _elements(tensor.dims) > cap:
+            raise OnnxRefused(
+                f"{what} has more than {cap} elements (store.limits.max_onnx_elements)"
+            )
+
+    for tensor in graph.initializer:
+        declared(tensor, f"initializer {tensor.name[:40]!r}")
+    for sparse in graph.sparse_initializer:
+        declared(sparse, "a sparse initializer")
+    import onnx
+
+    for tensor in graph.initializer:
+        if _elements(tensor.dims) <= 64:
+            constants[tensor.name] = np.asarray(onnx.numpy_helper.to_array(tensor))
+    for node in graph.node:
+        where = f"{node.op_type} node {node.name[:40]!r}"
+        for attr in node.attribute:
+            for tensor in _attribute_tensors(attr):
+                declared(tensor, f"a tensor of {where}")
+            if attr.HasField("sparse_tensor"):
+                declared(attr.sparse_tensor, f"a sparse tensor of {where}")
+        value = _constant(node)
+        if value is not None:
+            constants[node.output[0]] = value
+            continue
+        _check_node_bounds(node, constants, frozenset(live), limits, where)
+        if any(name in live for name in node.input):
+            live.update(node.output)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                if depth > 32:
+                    raise OnnxRefused("subgraphs nested deeper than 32 levels")
+                _check_bounds(sub, constants, limits, depth + 1, frozenset(live))
+
+
+#: Operators whose output size follows their inputs at ``_SHAPE_INPUTS[op]``.
+_SHAPE_INPUTS = {
+    "ConstantOfShape": (0,),
+    "Expand": (1,),
+    "Reshape": (1,),
+    "Tile": (1,),
+    "Range": (0, 1, 2),
+    "Resize": (1, 2, 3),
+    "Upsample": (1,),
+    "Pad": (1,),
+    "OneHot": (1,),
+    "Loop": (0,),
+}
+
+
+def _check_node_bounds(
+    node: Any,
+    constants: dict[str, np.ndarray],
+    live: frozenset[str],
+    limits: StoreLimits,
+    where: str,
+) -> None:
+    """One node of :func:`_check_bounds`, whose constants so far are ``constants`` and whose
+    input-dependent names are ``live``."""
+    cap = limits.max_onnx_elements
+
+    def const(i: int) -> np.ndarray | None:
+        name = node.input[i] if i < len(node.input) else ""
+        return constants.get(name) if name else None
+
+    if node.domain in ("", "ai.onnx"):
+        for i in _SHAPE_INPUTS.get(node.op_type, ()):
+            name = node.input[i] if i < len(node.input) else ""
+            if name and name not in constants and name not in live:
+                raise OnnxRefused(
+                    f"{where}: its input {name[:40]!r} is computed from constants only, "
+                    "which the check does not evaluate (cannot bound it)"
+                )
+
+    def bound(count: float, what: str) -> None:
+        if not count <= cap:
+            raise OnnxRefused(
+                f"{where}: {what} of more than {cap} elements (store.limits.max_onnx_elements)"
+            )
+
+    op = node.op_type if node.domain in ("", "ai.onnx") else ""
+    try:
+        if op in ("ConstantOfShape", "Expand", "Reshape"):
+            shape = const(0 if op == "ConstantOfShape" else 1)
+            if shape is not None:
+                bound(float(np.prod(np.maximum(shape.astype(np.float64), 1))), "an output")
+        elif op == "Tile" and (repeats := const(1)) is not None:
+            base = const(0)
+            size = 1.0 if base is None else float(base.size)
+            bound(size * float(np.prod(repeats.astype(np.float64))), "a tiling")
+        elif op == "Range":
+            start, limit, delta = const(0), const(1), const(2)
+            if delta is not None and float(delta) == 0:
+                raise OnnxRefused(f"{where}: a delta of 0")
+            if start is not None and limit is not None and delta is not None:
+                bound(abs((float(limit) - float(start)) / float(delta)), "a range")
+        elif op in ("Resize", "Upsample"):
+            for i in (1, 2, 3):
+                sizes = const(i)
+                if sizes is not None and sizes.size:
+                    bound(float(np.prod(np.abs(sizes.astype(np.float64)))), "a resize")
+        elif op == "Pad" and (pads := const(1)) is not None and pads.size:
+            bound(float(np.max(pads)), "a padding")
+        elif op == "OneHot" and (depth := const(1)) is not None:
+            bound(float(np.max(depth)), "a depth")
+        elif op == "Loop":
+            trips = const(0)
+            if trips is None:
+                raise OnnxRefused(f"{where}: a Loop without a constant trip count")
+            count = float(np.max(trips))
+            if not 0 <= count <= limits.max_onnx_loop_trips:
+                raise OnnxRefused(
+                    f"{where}: a Loop of {count:.0f} iterations, over the cap of "
+                    f"{limits.max_onnx_loop_trips} (store.limits.max_onnx_loop_trips)"
+                )
+    except OnnxRefused:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise OnnxRefused(f"{where}: a constant input it cannot use") from exc
+
+
 def check_onnx(
-    data: bytes, *, n_features: int | None, task: str | None
+    data: bytes, *, n_features: int | None, task: str | None, limits: StoreLimits | None = None
 ) -> tuple[Any, OnnxInfo, int]:
     """Parse and check an ONNX model; returns it, what to run, and its input width.
 
@@ -194,19 +409,28 @@ def check_onnx(
         model = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf's DecodeError and friends
         raise OnnxRefused(f"not an ONNX protobuf ({type(exc).__name__})") from exc
-    functions = {(f.domain, f.name) for f in model.functions}
+    if len(model.functions):
+        # Their bodies are graphs of their own (tensors, attributes by reference): refused
+        # rather than checked; the supported exporters do not write them.
+        raise OnnxRefused(
+            f"model-local functions ({model.functions[0].name[:40]!r}, ...) are not supported"
+        )
     graphs = list(_graphs(model.graph))
-    for f in model.functions:
-        for node in f.node:
-            if node.domain not in _DOMAINS and (node.domain, node.op_type) not in functions:
-                raise OnnxRefused(f"function {f.name!r} uses operator domain {node.domain!r}")
     for graph in graphs:
         for tensor in _tensors(graph):
             if tensor.data_location == 1 or len(tensor.external_data):
-                raise OnnxRefused(f"tensor {tensor.name!r} uses external data (refused)")
+                raise OnnxRefused(f"tensor {tensor.name[:40]!r} uses external data (refused)")
         for node in graph.node:
-            if node.domain not in _DOMAINS and (node.domain, node.op_type) not in functions:
-                raise OnnxRefused(f"operator {node.op_type!r} of domain {node.domain!r} (custom)")
+            if node.domain not in _DOMAINS:
+                raise OnnxRefused(
+                    f"operator {node.op_type[:40]!r} of domain {node.domain[:40]!r} (custom)"
+                )
+            allowed = _ML_OPS if node.domain == "ai.onnx.ml" else _OPS
+            if node.op_type not in allowed:
+                raise OnnxRefused(
+                    f"operator {node.op_type[:40]!r} is not among those the store accepts"
+                )
+    _check_bounds(model.graph, {}, limits or StoreLimits(), 0)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:

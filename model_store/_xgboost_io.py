@@ -3,22 +3,29 @@
 A model is published from a ``Booster``, a scikit-learn wrapper (``XGBClassifier``, ...) or
 the bytes of ``Booster.save_model`` / ``save_raw`` (JSON or UBJSON). The store parses the
 document itself (bounded JSON, or the bounded UBJSON reader), checks it, and keeps it as
-canonical JSON in ``model.json``. On load the same checks run again and XGBoost is handed
-``json.dumps`` of the checked document, never the stored bytes, so the two parsers cannot
-see different models (duplicate keys, trailing data).
+canonical JSON in ``model.json``. On load the same checks run again and XGBoost is handed a
+document rebuilt from the checked values only (:func:`check_document`), never the stored
+bytes: every key XGBoost reads is either checked or refused as unknown, integers are plain
+decimal, floats are the float32 values XGBoost keeps, written by ``repr`` (exact), and
+strings it parses (``base_score``, objective parameters) are re-spelt from the numbers read.
 
-Checked: a ``gbtree`` or ``dart`` booster with a supported objective; ``num_feature``
-equal to the manifest's width; per tree, every array the predictor reads has ``num_nodes``
-entries, child links form a tree (:func:`model_store._tree_links.check_links`), split
-features lie in ``[0, num_feature)``, split conditions and leaf values are finite, one
-output per leaf; ``tree_info`` groups lie in ``[0, n_groups)`` and ``iteration_indptr``
-slices the trees. Categorical splits and multi-target trees are refused (not supported yet).
+Checked: a ``gbtree`` or ``dart`` booster with a supported objective (its parameters known
+ones, ``softmax_multiclass_param.num_class`` equal to ``num_class``); ``num_feature`` equal
+to the manifest's width; at most ``limits.max_trees`` trees and ``limits.max_tree_nodes``
+nodes (a JSON text holding more objects, arrays or numbers than such a model can is refused
+before it is parsed); per tree, every array XGBoost reads has ``num_nodes`` entries, child
+links form a tree (:func:`model_store._tree_links.check_links`), split features lie in
+``[0, num_feature)``, every float is finite as a float32, one output per leaf, no deleted
+nodes; ``tree_info`` groups lie in ``[0, n_groups)``, ``iteration_indptr`` slices the trees
+and dart's ``weight_drop`` has one weight per tree. Categorical splits (``split_type``, the
+four ``categories*`` arrays, a non-empty ``cats`` encoding) and multi-target trees are
+refused (not supported yet).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +54,61 @@ _REFUSED_OBJECTIVES = {
     "binary:hinge": "it predicts labels, not probabilities (train with binary:logistic)",
 }
 _NO_PARENT = (2147483647, -1)
+_INT_TEXT = re.compile(r"-?(?:0|[1-9][0-9]{0,18})\Z")
+_FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?\Z")
+#: Per-tree arrays XGBoost reads, with the type it keeps them in.
+_TREE_ARRAYS: dict[str, Any] = {
+    "base_weights": np.float32,
+    "default_left": np.int64,
+    "left_children": np.int64,
+    "loss_changes": np.float32,
+    "parents": np.int64,
+    "right_children": np.int64,
+    "split_conditions": np.float32,
+    "split_indices": np.int64,
+    "split_type": np.int64,
+    "sum_hessian": np.float32,
+}
+_CATEGORY_ARRAYS = ("categories", "categories_nodes", "categories_segments", "categories_sizes")
+_TREE_KEYS = (*_TREE_ARRAYS, *_CATEGORY_ARRAYS, "id", "tree_param")
+_TREE_PARAM_KEYS = ("num_deleted", "num_feature", "num_nodes", "size_leaf_vector")
+_LEARNER_KEYS = (
+    "attributes",
+    "feature_names",
+    "feature_types",
+    "gradient_booster",
+    "learner_model_param",
+    "objective",
+)
+_LEARNER_REQUIRED = ("gradient_booster", "learner_model_param", "objective")
+_MODEL_PARAM_KEYS = ("base_score", "boost_from_average", "num_class", "num_feature", "num_target")
+_GBTREE_MODEL_KEYS = ("cats", "gbtree_model_param", "iteration_indptr", "tree_info", "trees")
+_OBJECTIVES = (
+    *CLASSIFICATION_OBJECTIVES,
+    "reg:squarederror",
+    "reg:squaredlogerror",
+    "reg:logistic",
+    "reg:pseudohubererror",
+    "reg:absoluteerror",
+    "reg:quantileerror",
+    "reg:gamma",
+    "reg:tweedie",
+    "count:poisson",
+    "survival:cox",
+    "survival:aft",
+    "reg:linear",
+)
+#: Objective parameter groups XGBoost writes, each parameter's kind; others are refused.
+_OBJECTIVE_PARAMS: dict[str, dict[str, str]] = {
+    "reg_loss_param": {"scale_pos_weight": "float"},
+    "pseudo_huber_param": {"huber_slope": "float"},
+    "quantile_loss_param": {"quantile_alpha": "floats"},
+    "tweedie_regression_param": {"tweedie_variance_power": "float"},
+    "poisson_regression_param": {"max_delta_step": "float"},
+    "aft_loss_param": {"aft_loss_distribution": "name", "aft_loss_distribution_scale": "float"},
+    "softmax_multiclass_param": {"num_class": "class_count"},
+}
+_AFT_DISTRIBUTIONS = ("normal", "logistic", "extreme")
 
 
 class _Refused(ValueError):
@@ -71,44 +133,99 @@ class XGBoostInfo:
 
 
 def _int(value: Any, what: str, low: int = 0, high: int = 2**31 - 1) -> int:
-    try:
-        out = int(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
-    except ValueError:
+    """An integer, or a string of one in plain decimal (XGBoost writes counts as strings)."""
+    if isinstance(value, str) and _INT_TEXT.match(value):
+        out: int | None = int(value)
+    elif type(value) is int:
+        out = value
+    else:
         out = None
     if out is None or not low <= out <= high:
-        raise _Refused(f"{what} must be an integer in [{low}, {high}], got {value!r}")
+        raise _Refused(f"{what} must be an integer in [{low}, {high}], got {str(value)[:40]!r}")
     return out
 
 
+def _float_text(value: Any, what: str) -> float:
+    """A finite float32 written as XGBoost's parameters are (a decimal string)."""
+    if not isinstance(value, str) or not _FLOAT_TEXT.match(value):
+        raise _Refused(f"{what} must be a decimal number, got {str(value)[:40]!r}")
+    out = np.float32(float(value))
+    if not np.isfinite(out):
+        raise _Refused(f"{what} is not a finite float32: {value[:40]!r}")
+    return float(out)
+
+
+def _floats_text(value: Any, what: str) -> list[float]:
+    """``"[a,b,...]"`` or ``"a"`` (XGBoost 2 and 3 spell vectors of floats so)."""
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        return [_float_text(v, what) for v in value[1:-1].split(",")]
+    return [_float_text(value, what)]
+
+
+def _spell_floats(values: list[float]) -> str:
+    return "[" + ",".join(repr(v) for v in values) + "]"
+
+
+def _keys(obj: Any, allowed: tuple[str, ...], required: tuple[str, ...], where: str) -> dict:
+    if not isinstance(obj, dict):
+        raise _Refused(f"{where} must be an object")
+    unknown = [k for k in obj if k not in allowed]
+    if unknown:
+        raise _Refused(f"{where}: unknown key {str(unknown[0])[:40]!r}")
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise _Refused(f"{where}: {missing[0]} is missing")
+    return obj
+
+
 def _array(tree: dict[str, Any], key: str, n: int, where: str, dtype: Any) -> np.ndarray:
+    """``n`` numbers (integers for an integer ``dtype``), as numpy read them: never strings,
+    booleans or nested lists, which numpy would silently convert."""
     values = tree.get(key)
     if not isinstance(values, list) or len(values) != n:
         raise _Refused(f"{where}: {key} must be a list of {n} numbers")
     try:
-        out = np.asarray(values, dtype=dtype)
+        out = np.asarray(values)
     except (TypeError, ValueError, OverflowError) as exc:
         raise _Refused(f"{where}: {key} holds a non-number") from exc
-    if out.shape != (n,):
-        raise _Refused(f"{where}: {key} must be a flat list")
+    kinds = "iuf" if dtype is np.float32 else "iu"
+    if out.shape != (n,) or (n and out.dtype.kind not in kinds):
+        raise _Refused(f"{where}: {key} must be a flat list of {n} numbers")
+    if dtype is np.float32:
+        # XGBoost keeps these as float32: a float64 beyond its range would become infinite.
+        with np.errstate(over="ignore"):
+            out = out.astype(np.float32)
+        if not np.isfinite(out).all():
+            raise _Refused(f"{where}: {key} holds a value that is not finite as a float32")
+    else:
+        out = out.astype(np.int64)
+        if n and (out.min() < -(2**31) or out.max() > 2**32 - 1):
+            raise _Refused(f"{where}: {key} holds an integer out of range")
     return out
 
 
-def _check_tree(tree: Any, n_features: int, max_nodes: int, where: str) -> None:
-    if not isinstance(tree, dict) or not isinstance(tree.get("tree_param"), dict):
-        raise _Refused(f"{where}: not a tree object")
-    param = tree["tree_param"]
+def _check_tree(
+    tree: Any, i: int, n_features: int, max_nodes: int, where: str
+) -> tuple[dict[str, Any], int]:
+    """The tree rebuilt from its checked arrays, and its node count."""
+    tree = _keys(tree, _TREE_KEYS, ("tree_param",), where)
+    param = _keys(tree["tree_param"], _TREE_PARAM_KEYS, _TREE_PARAM_KEYS, f"{where}.tree_param")
     n = _int(param.get("num_nodes"), f"{where}: num_nodes", 1, max_nodes)
     if _int(param.get("num_feature"), f"{where}: num_feature") != n_features:
         raise _Refused(f"{where}: num_feature differs from the model's {n_features}")
-    if _int(param.get("size_leaf_vector", "1"), f"{where}: size_leaf_vector") > 1:
+    if _int(param.get("size_leaf_vector"), f"{where}: size_leaf_vector") > 1:
         raise _Refused(f"{where}: multi-target trees are not supported")
-    left = _array(tree, "left_children", n, where, np.int64)
-    right = _array(tree, "right_children", n, where, np.int64)
-    parents = _array(tree, "parents", n, where, np.int64)
-    features = _array(tree, "split_indices", n, where, np.int64)
-    conditions = _array(tree, "split_conditions", n, where, np.float64)
-    _array(tree, "default_left", n, where, np.int64)
-    split_type = _array(tree, "split_type", n, where, np.int64)
+    if _int(param.get("num_deleted"), f"{where}: num_deleted") != 0:
+        raise _Refused(f"{where}: deleted nodes are not supported")
+    if _int(tree.get("id"), f"{where}: id") != i:
+        raise _Refused(f"{where}: id must be {i}")
+    for key in _CATEGORY_ARRAYS:
+        # XGBoost indexes `categories` through the other three: all must be empty.
+        value = tree.get(key, [])
+        if not isinstance(value, list) or value:
+            raise _Refused(f"{where}: categorical splits are not supported ({key})")
+    arrays = {k: _array(tree, k, n, where, t) for k, t in _TREE_ARRAYS.items()}
+    left, right, parents = arrays["left_children"], arrays["right_children"], arrays["parents"]
     is_leaf = left == -1
     if ((right == -1) != is_leaf).any():
         raise _Refused(f"{where}: a node has exactly one child")
@@ -124,81 +241,217 @@ def _check_tree(tree: Any, n_features: int, max_nodes: int, where: str) -> None:
         parents[right[is_split]] != split_idx
     ).any():
         raise _Refused(f"{where}: parents disagree with the child links")
-    f = features[is_split]
+    f = arrays["split_indices"]
     if ((f < 0) | (f >= n_features)).any():
         raise _Refused(f"{where}: a split feature is outside [0, {n_features})")
-    if not np.isfinite(conditions).all():
-        raise _Refused(f"{where}: a split condition or leaf value is not finite")
-    if (split_type != 0).any() or tree.get("categories"):
+    if ((arrays["default_left"] != 0) & (arrays["default_left"] != 1)).any():
+        raise _Refused(f"{where}: default_left holds other than 0 and 1")
+    if (arrays["split_type"] != 0).any():
         raise _Refused(f"{where}: categorical splits are not supported")
+    rebuilt: dict[str, Any] = {k: v.tolist() for k, v in arrays.items()}
+    rebuilt.update({k: [] for k in _CATEGORY_ARRAYS})
+    rebuilt["id"] = i
+    rebuilt["tree_param"] = {
+        "num_deleted": "0",
+        "num_feature": str(n_features),
+        "num_nodes": str(n),
+        "size_leaf_vector": "1",
+    }
+    return rebuilt, n
 
 
-def check_document(doc: Any, limits: StoreLimits) -> XGBoostInfo:
-    """Check a parsed XGBoost model document (see the module docstring)."""
-    learner = doc.get("learner") if isinstance(doc, dict) else None
-    if not isinstance(learner, dict):
-        raise _Refused("not an XGBoost model (no learner object)")
-    param = learner.get("learner_model_param")
-    if not isinstance(param, dict):
-        raise _Refused("learner_model_param is missing")
+def _objective(obj: Any, n_class: int) -> tuple[str, dict[str, Any]]:
+    """The objective's name and its rebuilt parameters (only those known, re-spelt)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
+        raise _Refused("objective.name is missing")
+    name = obj["name"]
+    if name in _REFUSED_OBJECTIVES:
+        raise _Refused(f"objective {name!r} is not supported: {_REFUSED_OBJECTIVES[name]}")
+    if name.startswith("rank:"):
+        raise _Refused(f"ranking objective {name!r} is not supported")
+    if name not in _OBJECTIVES:
+        raise _Refused(f"objective {name[:40]!r} is not supported")
+    out: dict[str, Any] = {"name": name}
+    for group, params in obj.items():
+        if group == "name":
+            continue
+        known = _OBJECTIVE_PARAMS.get(group)
+        where = f"objective.{str(group)[:40]}"
+        if known is None:
+            raise _Refused(f"{where}: unknown parameter group")
+        _keys(params, tuple(known), (), where)
+        rebuilt: dict[str, str] = {}
+        for key, value in params.items():
+            kind = known[key]
+            if kind == "class_count":
+                if _int(value, f"{where}.{key}", 0) != n_class:
+                    raise _Refused(f"{where}.{key} differs from num_class {n_class}")
+                rebuilt[key] = str(n_class)
+            elif kind == "floats":
+                rebuilt[key] = _spell_floats(_floats_text(value, f"{where}.{key}"))
+            elif kind == "float":
+                rebuilt[key] = repr(_float_text(value, f"{where}.{key}"))
+            elif value in _AFT_DISTRIBUTIONS:
+                rebuilt[key] = value
+            else:
+                raise _Refused(f"{where}.{key}: unknown value {str(value)[:40]!r}")
+        out[group] = rebuilt
+    return name, out
+
+
+def _string_list(value: Any, n: int | None, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise _Refused(f"{what} must be a list of strings")
+    if n is not None and len(value) not in (0, n):
+        raise _Refused(f"{what} must have {n} entries")
+    return list(value)
+
+
+def check_document(doc: Any, limits: StoreLimits) -> tuple[dict[str, Any], XGBoostInfo]:
+    """Check a parsed XGBoost model document (see the module docstring); return it rebuilt
+    from the checked values only, and what the checks found."""
+    doc = _keys(doc, ("learner", "version"), ("learner",), "the document")
+    version = doc.get("version", [1, 0, 0])
+    if not (isinstance(version, list) and len(version) == 3):
+        raise _Refused("version must be a list of 3 integers")
+    version = [_int(v, "version") for v in version]
+    learner = _keys(doc["learner"], _LEARNER_KEYS, _LEARNER_REQUIRED, "learner")
+    param = _keys(
+        learner["learner_model_param"],
+        _MODEL_PARAM_KEYS,
+        ("num_feature",),
+        "learner_model_param",
+    )
     n_features = _int(param.get("num_feature"), "num_feature", 1, limits.max_features)
     n_class = _int(param.get("num_class", "0"), "num_class", 0, limits.max_features)
     if _int(param.get("num_target", "1"), "num_target", 1) != 1:
         raise _Refused("multi-target models are not supported")
-    objective = (learner.get("objective") or {}).get("name")
-    if not isinstance(objective, str):
-        raise _Refused("objective.name is missing")
-    if objective in _REFUSED_OBJECTIVES:
-        raise _Refused(
-            f"objective {objective!r} is not supported: {_REFUSED_OBJECTIVES[objective]}"
-        )
-    if objective.startswith("rank:"):
-        raise _Refused(f"ranking objective {objective!r} is not supported")
-    task = "classification" if objective in CLASSIFICATION_OBJECTIVES else "regression"
     n_groups = max(1, n_class)
+    base_score = _floats_text(param.get("base_score", "0.5"), "base_score")
+    if len(base_score) not in (1, n_groups):
+        raise _Refused(f"base_score has {len(base_score)} values for {n_groups} outputs")
+    boost_from_average = _int(param.get("boost_from_average", "1"), "boost_from_average", 0, 1)
+    objective, objective_doc = _objective(learner["objective"], n_class)
+    task = "classification" if objective in CLASSIFICATION_OBJECTIVES else "regression"
     if (objective == "multi:softprob") != (n_class >= 2):
         raise _Refused(f"objective {objective!r} with num_class {n_class}")
-    booster: Any = learner.get("gradient_booster")
+    booster = learner["gradient_booster"]
     kind = booster.get("name") if isinstance(booster, dict) else None
+    weight_drop: list[float] | None = None
     if kind == "dart":
-        booster = booster.get("gbtree")
-    elif kind != "gbtree":
-        raise _Refused(f"booster {kind!r} is not supported (gbtree or dart)")
-    model = booster.get("model") if isinstance(booster, dict) else None
-    if not isinstance(model, dict) or not isinstance(model.get("trees"), list):
-        raise _Refused("gradient_booster.model.trees is missing")
+        booster = _keys(booster, ("name", "gbtree", "weight_drop"), ("gbtree",), "dart")
+        inner = booster["gbtree"]
+        if not isinstance(inner, dict) or inner.get("name") != "gbtree":
+            raise _Refused("dart: gbtree.name must be 'gbtree'")
+        gbtree = _keys(inner, ("name", "model"), ("model",), "dart.gbtree")
+    elif kind == "gbtree":
+        gbtree = _keys(booster, ("name", "model"), ("model",), "gradient_booster")
+    else:
+        raise _Refused(f"booster {str(kind)[:40]!r} is not supported (gbtree or dart)")
+    model = _keys(gbtree["model"], _GBTREE_MODEL_KEYS, ("trees", "gbtree_model_param"), "model")
+    cats = model.get("cats", {})
+    _keys(cats, ("enc", "feature_segments", "sorted_idx"), (), "model.cats")
+    if any(not isinstance(v, list) or v for v in cats.values()):
+        raise _Refused("categorical features are not supported (model.cats is not empty)")
     trees, tree_info = model["trees"], model.get("tree_info")
-    n_trees = _int(model.get("gbtree_model_param", {}).get("num_trees"), "num_trees")
-    if len(trees) != n_trees or not isinstance(tree_info, list) or len(tree_info) != n_trees:
-        raise _Refused(f"num_trees {n_trees}, but {len(trees)} trees and their tree_info")
-    if not all(type(g) is int and 0 <= g < n_groups for g in tree_info):
+    gparam = _keys(
+        model["gbtree_model_param"],
+        ("num_trees", "num_parallel_tree"),
+        ("num_trees",),
+        "gbtree_model_param",
+    )
+    n_trees = _int(gparam.get("num_trees"), "num_trees", 0, limits.max_trees)
+    n_parallel = _int(gparam.get("num_parallel_tree", "1"), "num_parallel_tree", 1, max(n_trees, 1))
+    if not isinstance(trees, list) or len(trees) != n_trees:
+        raise _Refused(f"num_trees {n_trees}, but {len(trees)} trees")
+    tree_info = _array(model, "tree_info", n_trees, "model", np.int64)
+    if ((tree_info < 0) | (tree_info >= n_groups)).any():
         raise _Refused(f"tree_info holds a group outside [0, {n_groups})")
     indptr = model.get("iteration_indptr")
-    if indptr is not None and not (
-        isinstance(indptr, list)
-        and indptr
-        and all(type(i) is int for i in indptr)
-        and indptr[0] == 0
-        and indptr[-1] == n_trees
-        and all(a <= b for a, b in itertools.pairwise(indptr))
-    ):
-        raise _Refused("iteration_indptr does not slice the trees")
-    max_nodes = limits.max_features * 64
+    if indptr is not None:
+        if not isinstance(indptr, list) or not 1 <= len(indptr) <= n_trees + 1:
+            raise _Refused("iteration_indptr does not slice the trees")
+        indptr = _array(model, "iteration_indptr", len(indptr), "model", np.int64)
+        if not (indptr[0] == 0 and indptr[-1] == n_trees and (np.diff(indptr) >= 0).all()):
+            raise _Refused("iteration_indptr does not slice the trees")
+    if kind == "dart":
+        weight_drop = _array(booster, "weight_drop", n_trees, "dart", np.float32).tolist()
+    rebuilt_trees = []
+    total = 0
     for i, tree in enumerate(trees):
-        _check_tree(tree, n_features, max_nodes, f"tree {i}")
-    if any(t not in ("float", "q", "int", "i") for t in learner.get("feature_types") or []):
+        rebuilt, n = _check_tree(tree, i, n_features, limits.max_tree_nodes, f"tree {i}")
+        total += n
+        if total > limits.max_tree_nodes:
+            raise _Refused(f"more than {limits.max_tree_nodes} nodes (store.limits.max_tree_nodes)")
+        rebuilt_trees.append(rebuilt)
+    types = _string_list(learner.get("feature_types", []), n_features, "feature_types")
+    if any(t not in ("float", "q", "int", "i") for t in types):
         raise _Refused("categorical features are not supported")
-    names = learner.get("feature_names") or None
-    if names is not None and not (
-        isinstance(names, list)
-        and len(names) == n_features
-        and all(isinstance(s, str) for s in names)
+    names = _string_list(learner.get("feature_names", []), n_features, "feature_names") or None
+    attributes = learner.get("attributes", {})
+    if not isinstance(attributes, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
     ):
-        raise _Refused(f"feature_names must be {n_features} strings")
-    attributes = learner.get("attributes") or {}
-    best = attributes.get("best_iteration") if isinstance(attributes, dict) else None
+        raise _Refused("attributes must map strings to strings")
+    best = attributes.get("best_iteration")
     best_iteration = None if best is None else _int(best, "best_iteration", 0, max(0, n_trees))
-    return XGBoostInfo(n_features, n_groups, objective, task, names, best_iteration, kind)
+    model_doc: dict[str, Any] = {
+        "gbtree_model_param": {"num_parallel_tree": str(n_parallel), "num_trees": str(n_trees)},
+        "tree_info": tree_info.tolist(),
+        "trees": rebuilt_trees,
+    }
+    if indptr is not None:
+        model_doc["iteration_indptr"] = indptr.tolist()
+    if "cats" in model:
+        model_doc["cats"] = {"enc": [], "feature_segments": [], "sorted_idx": []}
+    gb_doc: dict[str, Any] = {"name": "gbtree", "model": model_doc}
+    if kind == "dart":
+        gb_doc = {"name": "dart", "gbtree": gb_doc, "weight_drop": weight_drop}
+    param_doc = {
+        "base_score": _spell_floats(base_score)
+        if str(param.get("base_score", "[")).startswith("[")
+        else repr(base_score[0]),
+        "boost_from_average": str(boost_from_average),
+        "num_class": str(n_class),
+        "num_feature": str(n_features),
+        "num_target": "1",
+    }
+    learner_doc = {
+        "attributes": dict(attributes),
+        "feature_names": names or [],
+        "feature_types": types,
+        "gradient_booster": gb_doc,
+        "learner_model_param": param_doc,
+        "objective": objective_doc,
+    }
+    canonical = {"learner": learner_doc, "version": version}
+    info = XGBoostInfo(n_features, n_groups, objective, task, names, best_iteration, kind)
+    return canonical, info
+
+
+def _max_values(limits: StoreLimits) -> int:
+    """Values (numbers, strings, containers) a model within the caps can hold: 10 numbers
+    per node, a few dozen per tree, the feature names and types, some slack."""
+    return 4096 + 16 * limits.max_tree_nodes + 64 * limits.max_trees + 2 * limits.max_features
+
+
+def _precount(data: bytes, limits: StoreLimits) -> None:
+    """Refuse, before parsing, a JSON text holding more objects, arrays or numbers than a
+    model within the tree and node caps can (a file of empty objects parses at about 50
+    bytes of memory per input byte). Brackets inside strings count too: only an upper bound.
+    """
+    trees, nodes = limits.max_trees, limits.max_tree_nodes
+    caps = (
+        (b"{", 64 + 2 * trees, "objects"),
+        (b"[", 64 + len(_TREE_ARRAYS) * 2 * trees + 8, "arrays"),
+        (b",", _max_values(limits), "values"),
+    )
+    for byte, cap, what in caps:
+        if data.count(byte) > cap:
+            raise _Refused(
+                f"more {what} than a model of {trees} trees and {nodes} nodes holds "
+                "(store.limits.max_trees, max_tree_nodes)"
+            )
 
 
 def _parse(data: bytes, fmt: str, limits: StoreLimits) -> Any:
@@ -207,8 +460,9 @@ def _parse(data: bytes, fmt: str, limits: StoreLimits) -> Any:
     if fmt == "ubj":
         if len(data) > limits.max_file_bytes:
             raise _Refused(f"{len(data)} bytes, over the cap of {limits.max_file_bytes}")
-        return parse_ubjson(data, max_depth=limits.max_json_depth)
+        return parse_ubjson(data, max_depth=limits.max_json_depth, max_items=_max_values(limits))
     # A model is far larger than a manifest: the file cap applies, not the manifest's.
+    _precount(data, limits)
     return parse_json(data, max_bytes=limits.max_file_bytes, max_depth=limits.max_json_depth)
 
 
@@ -225,8 +479,9 @@ def xgboost_document(
     """
     try:
         doc = _parse(data, fmt, limits)
-        info = check_document(doc, limits)
-        canonical = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+        rebuilt, info = check_document(doc, limits)
+        del doc
+        canonical = json.dumps(rebuilt, separators=(",", ":"), allow_nan=False).encode()
     except (_Refused, JSONRefused, UBJRefused) as exc:
         kind = {"json": "JSON", "ubj": "UBJSON"}.get(fmt, "JSON or UBJSON")
         raise UnsafeModelError(
