@@ -203,7 +203,7 @@ class MultiTask(BaseCombiner):
         Z = (self._inputs(fill_missing(P_arr, mask), X) - self.in_mean_) / self.in_scale_
         hidden = np.maximum(Z @ self.trunk_weight_.T + self.trunk_bias_, 0.0)
         raw = hidden @ self.heads_weight_.T + self.heads_bias_
-        out = np.empty_like(raw)
+        out: FloatArray = np.empty_like(raw)
         start = 0
         specs: list[TaskSpec] = self.tasks_
         for j, spec in enumerate(specs):  # per task block, not per event

@@ -196,7 +196,8 @@ class SelectBest(BaseCombiner):
         """Per-model, per-event metric contributions, shape ``(n_models, n_events)``."""
         if self.task_ == "classification":
             if self.metric_ == "accuracy":
-                return (P.argmax(axis=2) == y).astype(np.float64)
+                hits: FloatArray = (P.argmax(axis=2) == y).astype(np.float64)
+                return hits
             if self.metric_ == "log_loss":
                 p_true = P[:, np.arange(P.shape[1]), y]
                 return -np.log(np.clip(p_true, LOG_LOSS_EPS, 1.0))
@@ -204,9 +205,8 @@ class SelectBest(BaseCombiner):
         else:
             target = y
         err = P - target
-        if self.metric_ == "mae":
-            return np.abs(err).mean(axis=2)
-        return (err * err).mean(axis=2)
+        per_event: FloatArray = (np.abs(err) if self.metric_ == "mae" else err * err).mean(axis=2)
+        return per_event
 
     def _rank(self, means: FloatArray) -> None:
         scores = np.sqrt(means) if self.metric_ == "rmse" else means

@@ -188,4 +188,5 @@ def renormalised(w: FloatArray, mask: BoolArray | None, combiner: str) -> FloatA
     total = w_av.sum()
     if not total > 0:
         raise NoModelsAvailableError(combiner, w.size, "the available models' weights sum to zero")
-    return w_av / total
+    shares: FloatArray = w_av / total
+    return shares

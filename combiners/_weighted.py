@@ -260,7 +260,8 @@ class WeightedSum(BaseCombiner):
             out = np.clip(out + self.bias_, 0.0, None)
             total = out.sum(axis=1, keepdims=True)
             uniform = np.full_like(out, 1.0 / self.n_outputs_)
-            return np.divide(out, total, out=uniform, where=total > 0)
+            combined: FloatArray = np.divide(out, total, out=uniform, where=total > 0)
+            return combined
         w = self.weights_
         if mask is not None:
             w_av = w[mask]

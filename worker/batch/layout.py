@@ -31,17 +31,21 @@ class Block:
     def predictions(self, outputs: np.ndarray) -> list[Any]:
         """Per-event prediction from ``outputs`` of shape (n_events, n_total_outputs)."""
         cols = outputs[:, self.start : self.stop]
+        values: list[Any]
         if self.kind == "classification":
             assert self.classes is not None
-            return np.asarray(self.classes, dtype=object)[cols.argmax(axis=1)].tolist()
-        if self.n_outputs == 1:
-            return cols[:, 0].tolist()
-        return cols.tolist()
+            values = np.asarray(self.classes, dtype=object)[cols.argmax(axis=1)].tolist()
+        elif self.n_outputs == 1:
+            values = cols[:, 0].tolist()
+        else:
+            values = cols.tolist()
+        return values
 
     def scores(self, outputs: np.ndarray) -> list[Any] | None:
         if self.kind != "classification":
             return None
-        return outputs[:, self.start : self.stop].tolist()
+        scores: list[Any] = outputs[:, self.start : self.stop].tolist()
+        return scores
 
     @cached_property
     def _class_lookup(self) -> dict[Any, int]:

@@ -343,4 +343,5 @@ class Settings(_Section):
 
     def redacted(self) -> dict[str, Any]:
         """The settings as plain data with every secret-looking value replaced, for logs."""
-        return _redact(self.model_dump(mode="json"))
+        redacted: dict[str, Any] = _redact(self.model_dump(mode="json"))
+        return redacted

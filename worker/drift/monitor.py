@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from prometheus_client import Gauge
 
 from worker.drift.profile import CALIBRATION_GRID, FeatureReference, OutputReference
 from worker.drift.stats import bin_index, binned_ks, psi, shares
@@ -188,7 +189,8 @@ class DriftMonitor:
         frac = position - low
         curves = self.calibration[s_idx]
         rows = np.arange(len(s_idx))[:, None]
-        return curves[rows, low] * (1 - frac) + curves[rows, low + 1] * frac
+        estimated: np.ndarray = curves[rows, low] * (1 - frac) + curves[rows, low + 1] * frac
+        return estimated
 
     def _scope_output(
         self,
@@ -202,7 +204,8 @@ class DriftMonitor:
         m = self.model_index.get(ref.name)
         if P is None or m is None or (available is not None and not available[m]):
             return None
-        return P[m]
+        model_output: np.ndarray = P[m]
+        return model_output
 
     def _push(self, codes: np.ndarray, confidence: np.ndarray, has: np.ndarray) -> None:
         k = min(len(codes), self.window)
@@ -247,7 +250,7 @@ class DriftMonitor:
 
     # -- gauges ----------------------------------------------------------------------------
 
-    def _gauges(self) -> dict[str, list]:
+    def _gauges(self) -> dict[str, list[Gauge]]:
         m = self.metrics
         assert m is not None
         return {

@@ -52,7 +52,8 @@ def bin_counts(X: np.ndarray, edges: np.ndarray) -> np.ndarray:
 def shares(counts: np.ndarray) -> np.ndarray:
     """Counts (..., n_bins) as shares of their row totals (rows with no count: zeros)."""
     totals = counts.sum(axis=-1, keepdims=True)
-    return np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    out: np.ndarray = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    return out
 
 
 def psi(live: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -60,11 +61,13 @@ def psi(live: np.ndarray, reference: np.ndarray) -> np.ndarray:
     shares (both (..., n_bins)); shape (...,)."""
     a = np.maximum(live, SHARE_FLOOR)
     e = np.maximum(reference, SHARE_FLOOR)
-    return ((a - e) * np.log(a / e)).sum(axis=-1)
+    index: np.ndarray = ((a - e) * np.log(a / e)).sum(axis=-1)
+    return index
 
 
 def binned_ks(live: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Largest gap between the cumulative ``live`` and ``reference`` shares (..., n_bins);
     shape (...,)."""
     gap = np.abs(np.cumsum(live, axis=-1) - np.cumsum(reference, axis=-1))
-    return gap.max(axis=-1)
+    largest: np.ndarray = gap.max(axis=-1)
+    return largest

@@ -11,9 +11,8 @@ from __future__ import annotations
 import copy
 import difflib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -23,9 +22,12 @@ from worker.batch.layout import OutputLayout
 from worker.config import ModelRef
 from worker.errors import ConfigError
 
-__all__ = ["ModelSet", "Promotion", "check_names"]
+__all__ = ["ModelSet", "PredictFn", "Promotion", "check_names"]
 
 log = logging.getLogger("streamfuse.models")
+
+#: One model's predict: features ``(n, n_features)`` to outputs ``(n, n_outputs)``.
+PredictFn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class ModelSet:
         return {m.name: m.version for m in self.models}
 
     @property
-    def predict_fns(self) -> list[Any]:
+    def predict_fns(self) -> list[PredictFn]:
         return [m.predict_outputs for m in self.models]
 
     def pending_promotions(self) -> list[Promotion]:
@@ -161,7 +163,7 @@ def _disagreement(a: LoadedModel, b: LoadedModel) -> str | None:
     return None
 
 
-def _plain(classes: Sequence[Any] | None) -> list[Any] | None:
+def _plain(classes: Sequence[object] | None) -> list[str] | None:
     return None if classes is None else [str(c) for c in classes]
 
 

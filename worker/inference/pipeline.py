@@ -12,16 +12,17 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from combiners import Explanation
 from worker.batch.decode import DecodedBatch, decode_batch
 from worker.batch.encode import encode_predictions
 from worker.batch.records import InRecord, OutRecord, dead_letter, source_of
 from worker.config import ModelErrorPolicy
 from worker.inference.fanout import Failure, Fanout, Submitted
 from worker.inference.serving import Serving
+from worker.inference.strategies import ExplainingCombiner
 from worker.metrics import Metrics
 
 __all__ = ["BatchResult", "InFlight", "Pipeline"]
@@ -40,7 +41,7 @@ class BatchResult:
 
     predictions: list[OutRecord] = field(default_factory=list)
     dead_letters: list[tuple[OutRecord, str]] = field(default_factory=list)  # (record, stage)
-    ids: list[Any] = field(default_factory=list)
+    ids: list[str | int] = field(default_factory=list)
     ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     X: np.ndarray | None = None
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
@@ -218,14 +219,16 @@ class Pipeline:
         if n_ok == len(fan.available):
             self.last_good_X = decoded.X[:64]
 
-    def _explain(self, serving: Serving, P: np.ndarray, available: np.ndarray) -> Any:
+    def _explain(
+        self, serving: Serving, P: np.ndarray, available: np.ndarray
+    ) -> Explanation | None:
         """The active strategy's per-model contributions, or None (a strategy that cannot
         split its output, or fails to, publishes its predictions without them)."""
-        explain = getattr(serving.active.combiner, "explain", None)
-        if explain is None:
+        combiner = serving.active.combiner
+        if not isinstance(combiner, ExplainingCombiner):
             return None
         try:
-            return explain(P, available=available)
+            return combiner.explain(P, available=available)
         except Exception as exc:
             log.warning("cannot explain %s: %s", serving.active.name, exc)
             return None

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 import numpy as np
 
-from model_store import ModelStore
+from model_store import LoadedModel, ModelStore
 from worker.config import Settings
 from worker.inference.models import Promotion
 from worker.inference.serving import Serving, build_serving
@@ -82,7 +81,9 @@ class Reloader:
             current = swapped
         return None if current is serving else current
 
-    def _load(self, serving: Serving, promotion: Promotion, probe: np.ndarray | None) -> Any:
+    def _load(
+        self, serving: Serving, promotion: Promotion, probe: np.ndarray | None
+    ) -> LoadedModel | None:
         if probe is None:
             probe = self._heldout_probe(serving)
         try:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from model_store import ModelStore
 from worker.batch.decode import Schema
 from worker.batch.layout import OutputLayout
 from worker.config import Settings
-from worker.inference.models import ModelSet
+from worker.inference.models import ModelSet, PredictFn
 from worker.inference.store import open_store
 from worker.inference.strategies import Strategy, build_strategies, resolve_strategies
 
@@ -55,7 +54,7 @@ class Serving:
         return self.model_set.schema
 
     @property
-    def predict_fns(self) -> list[Any]:
+    def predict_fns(self) -> list[PredictFn]:
         return self.model_set.predict_fns
 
     def with_active(self, name: str) -> Serving:

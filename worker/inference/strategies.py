@@ -10,6 +10,12 @@ Where a strategy's fitted state comes from (``strategy.fit`` in config):
 
 A strategy fitted on other model versions than those served would weigh the wrong models, so it
 is never used silently.
+
+A strategy is a registered :class:`combiners.BaseCombiner` or a user's class named by dotted path
+that need only have ``fit`` and ``combine`` (:class:`Combiner`). The worker uses more when a
+strategy has it: ``explain`` and ``model_weights``, which every ``BaseCombiner`` has
+(:class:`ExplainingCombiner`, :class:`WeightedCombiner`), and the online strategies'
+``partial_fit`` (:class:`OnlineCombiner`).
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 import combiners
+from combiners import Explanation
 from model_store import (
     IntegrityError,
     ModelNotFoundError,
@@ -36,7 +43,12 @@ from worker.inference.models import ModelSet
 
 __all__ = [
     "HELDOUT_DATASET",
+    "Combiner",
+    "CombinerClass",
+    "ExplainingCombiner",
+    "OnlineCombiner",
     "Strategy",
+    "WeightedCombiner",
     "build_strategies",
     "heldout_name",
     "heldout_outputs",
@@ -48,17 +60,55 @@ log = logging.getLogger("streamfuse.strategies")
 HELDOUT_DATASET = "heldout"
 
 
+class Combiner(Protocol):
+    """What every strategy has: ``fit`` on held-out outputs, ``combine`` ``P`` of shape
+    ``(n_models, n_events, n_outputs)`` into ``(n_events, n_outputs)``."""
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> object: ...
+
+    def combine(self, P: np.ndarray, *, available: np.ndarray | None = None) -> np.ndarray: ...
+
+
+@runtime_checkable
+class OnlineCombiner(Combiner, Protocol):
+    """A strategy that learns from labelled batches (``hedge``, ``select_best``)."""
+
+    def partial_fit(
+        self, P: np.ndarray, y: np.ndarray, *, available: np.ndarray | None = None
+    ) -> object: ...
+
+
+@runtime_checkable
+class ExplainingCombiner(Combiner, Protocol):
+    """A strategy that can split its output into per-model contributions (or says None)."""
+
+    def explain(
+        self, P: np.ndarray, *, available: np.ndarray | None = None
+    ) -> Explanation | None: ...
+
+
+@runtime_checkable
+class WeightedCombiner(Combiner, Protocol):
+    """A strategy that can report a weight per model, shape ``(n_models,)`` (or says None)."""
+
+    def model_weights(self) -> np.ndarray | None: ...
+
+
+#: A strategy's class: called with the strategy's ``params`` as keywords.
+CombinerClass = Callable[..., Combiner]
+
+
 @dataclass
 class Strategy:
     name: str
     ref: StrategyRef
-    combiner: Any
+    combiner: Combiner
     source: str  # "store vN" or "heldout"
     key: str  # config key, for messages
 
     @property
     def online(self) -> bool:
-        return hasattr(self.combiner, "partial_fit")
+        return isinstance(self.combiner, OnlineCombiner)
 
 
 def heldout_name(model_set: ModelSet) -> str:
@@ -158,12 +208,12 @@ def build_strategies(
     return built
 
 
-def resolve_strategies(active: StrategyRef, shadows: Sequence[StrategyRef]) -> list[Any]:
+def resolve_strategies(active: StrategyRef, shadows: Sequence[StrategyRef]) -> list[CombinerClass]:
     """The combiner class of each strategy, active first (a dotted path imports its module),
     or a :class:`ConfigError` naming the key; cheap, so start-up checks it before the models
     load."""
     refs = [("strategy", active)] + [(f"shadow_strategies.{i}", s) for i, s in enumerate(shadows)]
-    classes = []
+    classes: list[CombinerClass] = []
     for key, ref in refs:
         try:
             classes.append(combiners.resolve(ref.name))
@@ -173,7 +223,7 @@ def resolve_strategies(active: StrategyRef, shadows: Sequence[StrategyRef]) -> l
 
 
 def fit_on_heldout(
-    cls: Any,
+    cls: CombinerClass,
     ref: StrategyRef,
     key: str,
     heldout: tuple[np.ndarray, np.ndarray],
@@ -181,6 +231,7 @@ def fit_on_heldout(
 ) -> Strategy:
     P, y = heldout
     params = dict(ref.params)
+    # A class named by dotted path need not subclass BaseCombiner, nor have its param_names.
     names: list[str] = getattr(cls, "param_names", lambda: [])()
     if layout is not None and layout.is_multitask and "tasks" not in names:
         # A single-task strategy over a multi-task model set works column by column: the
@@ -264,7 +315,7 @@ def _from_store(
     return Strategy(ref.name, ref, combiner, f"store v{stored.version}", key)
 
 
-def _probe(combiner: Any, model_set: ModelSet) -> None:
+def _probe(combiner: Combiner, model_set: ModelSet) -> None:
     """Combine two events of even scores: a stored state that does not fit the served models
     (another number of models or outputs) fails here, not on every batch."""
     n_outputs = model_set.layout.n_outputs

@@ -98,7 +98,8 @@ def serve_metrics(
             ]
             start_response("200 OK", headers)
             return page
-        return metrics(environ, start_response)
+        answer: Iterable[bytes] = metrics(environ, start_response)
+        return answer
 
     server_class = _Server6 if ":" in host else _Server  # an IPv6 address has colons
     server = make_server(host, port, app, server_class, handler_class=_Quiet)

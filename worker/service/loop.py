@@ -30,6 +30,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
+from worker.batch.records import InRecord
 from worker.config import BatchSettings
 from worker.delivery import Backoff, Batch, Delivery, Outcome
 from worker.errors import TransportError
@@ -122,7 +123,7 @@ class Loop:
         """
         s = self.settings
         max_wait = s.max_wait_ms / 1000
-        records: list = []
+        records: list[InRecord] = []
         span: Span = {}
         started = deadline = 0.0
         before = self.delivery.membership()  # exactly_once: taken before the first poll

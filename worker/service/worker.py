@@ -15,7 +15,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
@@ -24,10 +24,12 @@ from worker.accuracy.live import MAX_LABELS_PER_POLL, LiveAccuracy
 from worker.batch.records import reason_of
 from worker.config import Settings
 from worker.delivery import Backoff, Batch, Delivery, delivery_for
+from worker.inference.models import ModelSet
 from worker.inference.pipeline import BatchResult, Pipeline
 from worker.inference.reload import Reloader
-from worker.inference.serving import build_serving
+from worker.inference.serving import Serving, build_serving
 from worker.inference.store import open_store
+from worker.inference.strategies import WeightedCombiner
 from worker.logs import DeadLetterLog
 from worker.metrics import Metrics
 from worker.service.health import Health, stall_bound_s
@@ -124,11 +126,11 @@ class Worker:
         self.health.set_phase("connecting")
 
     @property
-    def serving(self) -> Any:
+    def serving(self) -> Serving:
         return self.pipeline.serving
 
     @property
-    def model_set(self) -> Any:
+    def model_set(self) -> ModelSet:
         return self.pipeline.serving.model_set
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -186,7 +188,7 @@ class Worker:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
-    def _on_signal(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s: finishing the current batch", signal.Signals(signum).name)
         self.stop()
 
@@ -301,7 +303,7 @@ class Worker:
             m.end_to_end_latency.observe_many(time.time() - result.ts)
         m.batch_processing_seconds.observe(time.perf_counter() - started)
 
-    def _initialise_series(self, serving: Any) -> None:
+    def _initialise_series(self, serving: Serving) -> None:
         """Export every series whose labels are known now, before the first event."""
         self.metrics.initialise(
             input_topic=self.settings.topics.input,
@@ -312,17 +314,20 @@ class Worker:
         self.metrics.set_heldout(heldout_scores(self.store, serving))
         self._export_weights(serving)
 
-    def _export_weights(self, serving: Any) -> None:
+    def _export_weights(self, serving: Serving) -> None:
         """``streamfuse_strategy_weight`` of every strategy that holds per-model weights."""
         for strategy in serving.strategies:
-            weights = getattr(strategy.combiner, "model_weights", None)
+            combiner = strategy.combiner
+            if not isinstance(combiner, WeightedCombiner):
+                continue
             try:
-                values = None if weights is None else weights()
+                values = combiner.model_weights()
             except Exception as exc:  # a user's strategy: never stops the worker
                 log.debug("no weights from %s: %s", strategy.name, exc)
                 continue
             if values is not None:
-                self.metrics.set_strategy_weights(strategy.name, serving.names, values)
+                weights = [float(w) for w in values]
+                self.metrics.set_strategy_weights(strategy.name, serving.names, weights)
 
     def _freeze_heap(self) -> None:
         """With ``freeze_gc``: collect, then freeze every live object (models, libraries, clients)

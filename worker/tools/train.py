@@ -270,8 +270,10 @@ def _encode(ds: Dataset, idx: np.ndarray) -> np.ndarray:
     y = ds.y[idx]
     if ds.task.kind == "classification":
         assert ds.task.classes is not None
-        return np.searchsorted(np.asarray(ds.task.classes), y)
-    return y.astype(np.float64)
+        indices: np.ndarray = np.searchsorted(np.asarray(ds.task.classes), y)
+        return indices
+    values: np.ndarray = y.astype(np.float64)
+    return values
 
 
 def _base_models(
