@@ -44,4 +44,4 @@ def delivery_for(
             transaction_timeout_s=settings.kafka.transaction_timeout_ms / 1000,
             interval_s=settings.kafka.transaction_interval_ms / 1000,
         )
-    return AtLeastOnce(source, sink, topics, watchdog_s)
+    return AtLeastOnce(source, sink, topics, watchdog_s, metrics, backoff)
