@@ -249,7 +249,13 @@ class FakeSink:
     @contextmanager
     def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
         self.begin_transaction()
-        yield
+        try:
+            yield
+        except (ProducerStuckError, KafkaCallStuckError):
+            raise
+        except TransportError as exc:  # as both adapters: aborted, then said so
+            self.abort_transaction(exc)
+            raise TransactionAbortedError(f"transaction failed ({exc})") from exc
         self.commit_transaction(offsets, token)
 
     def begin_transaction(self) -> None:
