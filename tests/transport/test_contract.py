@@ -27,6 +27,7 @@ from worker.transport import GroupState, Offsets, Sink, Source, TopicPartition, 
 from worker.transport.deadline import MARGIN_S, stuck_calls, wait_unstuck
 
 OUT = "out"  # the fake's output topic; the real harnesses make their own
+WATCHDOG_S = 5.0  # kafka.watchdog_s of the real harnesses
 
 
 class Harness:
@@ -138,7 +139,7 @@ class BrokerHarness(Harness):
                     "bootstrap_servers": self.kafka.bootstrap,
                     "group_id": self.group,
                     "library": self.name,
-                    "watchdog_s": 5,
+                    "watchdog_s": WATCHDOG_S,
                     "processing_guarantee": "exactly_once" if transactional else "at_least_once",
                 },
                 "topics": {"input": self.input, "output": self.output},
@@ -344,3 +345,29 @@ def test_a_flush_that_never_returns_is_named_within_its_deadline_and_replaced(
     sink.send(harness.output, [OutRecord(None, b"after", [])])
     sink.flush(10)
     assert b"after" in harness.published(1, committed_only=False)
+
+
+def test_a_transaction_call_that_never_returns_is_named_and_fenced_by_the_replacement(
+    harness: Harness,
+) -> None:
+    # librdkafka's send_offsets_to_transaction() while the group coordinator is unreachable
+    # (librdkafka #5456): the deadline names it, the new producer's init_transactions fences
+    # the stuck one, whose transaction is then never visible.
+    source = harness.source()
+    sink = harness.sink(transactional=True)
+    harness.produce(0, values("a", 3))
+    assert len(read(source, 3)) == 3
+    token = source.group_token()
+    tp0 = TopicPartition(harness.input, 0)
+    harness.hang(sink, "send_offsets_to_transaction")
+    began = time.monotonic()
+    with pytest.raises(KafkaCallStuckError) as stuck, sink.transaction({tp0: 2}, token):
+        sink.send(harness.output, [OutRecord(None, b"stuck", [])])
+    assert time.monotonic() - began < WATCHDOG_S + harness.deadline_s
+    assert stuck.value.call == "send_offsets_to_transaction"
+    assert "producer.send_offsets_to_transaction" in [name for name, _ in stuck_calls()]
+    sink.replace()
+    with sink.transaction({tp0: 3}, source.group_token()):
+        sink.send(harness.output, [OutRecord(None, b"committed", [])])
+    assert harness.published(1, committed_only=True) == [b"committed"]
+    assert harness.committed()[tp0] == 3
