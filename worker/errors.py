@@ -9,11 +9,12 @@ Hierarchy::
     ├── DeliveryError (RuntimeError)        publishing or committing failed beyond recovery
     │   ├── ProducerFencedError             another instance owns this transactional id: exit
     │   │                                   (a fence on a transaction older than its timeout
-    │   │                                   is the coordinator's: replaced, like a stuck one)
-    │   └── TransactionWatchdogError        a transaction call hung past its deadline
+    │                                       is the coordinator's: replaced, like a stuck one)
     └── TransportError (ConnectionError)    a Kafka client call failed; the caller retries
         ├── TransactionAbortedError         the transaction was aborted: re-read from committed
-        └── ProducerStuckError              the producer must be replaced, then re-read
+        ├── ProducerStuckError              the producer must be replaced, then re-read
+        └── KafkaCallStuckError             a blocking client call passed its deadline: the
+                                            client must be replaced, then re-read
 
 The transport adapters (:mod:`worker.transport`) raise these instead of their client's own
 errors, so nothing above the transport catches a Kafka client's exception types.
@@ -28,11 +29,11 @@ __all__ = [
     "BrokerUnavailableError",
     "ConfigError",
     "DeliveryError",
+    "KafkaCallStuckError",
     "ProducerFencedError",
     "ProducerStuckError",
     "StartupError",
     "TransactionAbortedError",
-    "TransactionWatchdogError",
     "TransportError",
     "WorkerError",
 ]
@@ -68,12 +69,6 @@ class DeliveryError(WorkerError, RuntimeError):
     """Publishing or committing failed and could not be retried."""
 
 
-class TransactionWatchdogError(DeliveryError):
-    def __init__(self, call: str, timeout_s: float) -> None:
-        self.call = call
-        super().__init__(f"Kafka transaction call {call}() did not return within {timeout_s:.0f}s")
-
-
 class ProducerFencedError(DeliveryError):
     """Another worker instance took over this transactional id (or its epoch is stale)."""
 
@@ -88,3 +83,12 @@ class TransactionAbortedError(TransportError):
 
 class ProducerStuckError(TransportError):
     """The producer hung or could not abort; it must be replaced before the next batch."""
+
+
+class KafkaCallStuckError(TransportError):
+    """A blocking Kafka client call did not return within its deadline; ``call`` names it."""
+
+    def __init__(self, call: str, timeout_s: float) -> None:
+        self.call = call
+        self.timeout_s = timeout_s
+        super().__init__(f"the Kafka call {call}() did not return within {timeout_s:.3g} s")

@@ -217,6 +217,13 @@ class Metrics:
             "Kafka transactions aborted (their batches are re-read from the committed offsets).",
             registry=r,
         )
+        self.kafka_call_stuck = Counter(
+            "streamfuse_kafka_call_stuck",
+            "Blocking Kafka client calls that did not return within their deadline (kafka."
+            "watchdog_s plus a margin), by call: the client was replaced and the batch re-read.",
+            ["call"],
+            registry=r,
+        )
         self.delivery_failures = Counter(
             "streamfuse_delivery_failures",
             "Batches whose publishing or transaction failed (a broker, a partition leader or "

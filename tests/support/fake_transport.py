@@ -3,12 +3,16 @@
 :class:`Log` holds partitions of records, committed offsets and what was published (committed
 transactions only, as a ``read_committed`` reader sees them). :class:`FakeSource` and
 :class:`FakeSink` implement the transport protocols over it, with failures injected by the test
-(``fail_next_*``) and rebalances queued the way a client reports them from inside a poll. The
-broker tests of the same paths run on the real broker (tests/integration, tests/faults).
+(``fail_next_*``) and rebalances queued the way a client reports them from inside a poll. A
+blocking call can be made to hang (``hang_next``): it then runs under the adapters' own deadline
+(:class:`worker.transport.deadline.CallGuard`) and blocks until :meth:`FakeSink.release`, as a
+librdkafka call that ignores its timeout does. The broker tests of the same paths run on the
+real broker (tests/integration, tests/faults).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +20,7 @@ from typing import Any
 
 from worker.batch.records import OutRecord
 from worker.errors import (
+    KafkaCallStuckError,
     ProducerFencedError,
     ProducerStuckError,
     TransactionAbortedError,
@@ -31,7 +36,40 @@ from worker.transport import (
     Span,
     TopicPartition,
 )
+from worker.transport.deadline import CallGuard
 from worker.transport.membership import MembershipClock
+
+
+class Hangs:
+    """Calls to hang, by name, each the given number of times; released all at once."""
+
+    def __init__(self, client: str, deadline_s: float) -> None:
+        self.deadline_s = deadline_s
+        self.next: dict[str, int] = {}
+        self.hung: list[str] = []  # every call that hung, in order
+        self._guard = CallGuard(client)
+        self._client = client
+        self._released = threading.Event()
+
+    def __call__(self, name: str) -> None:
+        """If ``name`` is to hang: block in it past the deadline (raises
+        :class:`worker.errors.KafkaCallStuckError`); the hung call returns, having done
+        nothing, once released."""
+        left = self.next.get(name, 0)
+        if not left:
+            return
+        self.next[name] = left - 1
+        self.hung.append(name)
+        released = self._released
+        self._guard.run(released.wait, name, self.deadline_s)
+
+    def renew(self) -> None:
+        """The client was replaced: a guard of its own, as an adapter's new client gets."""
+        self._guard.close()
+        self._guard = CallGuard(self._client)
+
+    def release(self) -> None:
+        self._released.set()
 
 
 @dataclass(frozen=True)
@@ -84,6 +122,7 @@ class FakeSource:
         self.refused_commits: list[TopicPartition] = []
         self._before_revoke: Callable[[], None] = lambda: None
         self.clock = MembershipClock()  # a test may give it its own clock
+        self.hangs = Hangs("consumer", deadline_s=0.2)  # commit (waiting), close
 
     # -- what a test does --------------------------------------------------------------------
 
@@ -149,6 +188,8 @@ class FakeSource:
             self.position[tp] = self.log.committed.get(tp, 0)
 
     def commit(self, offsets: Offsets, wait: bool) -> None:
+        if wait:
+            self.hangs("commit")
         # The group coordinator refuses offsets of partitions this member no longer owns.
         self.refused_commits.extend(tp for tp in offsets if tp not in self.assigned)
         offsets = {tp: o for tp, o in offsets.items() if tp in self.assigned}
@@ -157,7 +198,7 @@ class FakeSource:
         self.log.commit(offsets)
 
     def close(self) -> None:
-        pass
+        self.hangs("close")
 
 
 class FakeSink:
@@ -176,12 +217,26 @@ class FakeSink:
         self.n_replaced = 0
         self.n_aborted = 0
         self.n_begun = 0
+        # flush, init_transactions, send_offsets_to_transaction, commit_transaction,
+        # abort_transaction, close: hung calls pass the deadline, and the producer is stuck
+        self.hangs = Hangs("producer", deadline_s=0.2)
+        self.stuck: list[int] = []  # the producers left stuck in a call, not yet fenced
+        self.fenced: list[int] = []  # stuck producers fenced by a replacement's init
+        self.producer_id = 1
+
+    def _blocking(self, name: str) -> None:
+        try:
+            self.hangs(name)
+        except KafkaCallStuckError:
+            self.stuck.append(self.producer_id)
+            raise
 
     def send(self, topic: str, records: Sequence[OutRecord]) -> None:
         self.buffer.append((topic, list(records)))
 
     def flush(self, timeout_s: float) -> None:
         buffer, self.buffer = self.buffer, []
+        self._blocking("flush")
         if self.fail_next_flushes:
             self.fail_next_flushes -= 1
             raise TransportError("injected: a send was not acknowledged")
@@ -189,12 +244,18 @@ class FakeSink:
             self.log.publish(topic, records)
 
     def init_transactions(self) -> None:
-        pass
+        self._blocking("init_transactions")
 
     @contextmanager
     def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
         self.begin_transaction()
-        yield
+        try:
+            yield
+        except (ProducerStuckError, KafkaCallStuckError):
+            raise
+        except TransportError as exc:  # as both adapters: aborted, then said so
+            self.abort_transaction(exc)
+            raise TransactionAbortedError(f"transaction failed ({exc})") from exc
         self.commit_transaction(offsets, token)
 
     def begin_transaction(self) -> None:
@@ -203,11 +264,15 @@ class FakeSink:
 
     def abort_transaction(self, cause: Exception, timeout_s: float | None = None) -> None:
         self.buffer = []
+        self._blocking("abort_transaction")
         self.n_aborted += 1
 
     def commit_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
         buffer, self.buffer = self.buffer, []
         self.tokens.append(token)
+        if offsets:
+            self._blocking("send_offsets_to_transaction")
+        self._blocking("commit_transaction")
         if self.fence_next_transactions:
             self.fence_next_transactions -= 1
             raise ProducerFencedError("injected: fenced")
@@ -223,8 +288,19 @@ class FakeSink:
         self.log.commit(offsets)
 
     def replace(self) -> None:
+        """A new producer; its init fences the stuck ones (held until then, as the adapters
+        hold theirs)."""
         self.n_replaced += 1
         self.buffer = []
+        self.hangs.renew()
+        self.producer_id += 1
+        self.init_transactions()
+        self.fenced.extend(self.stuck)
+        self.stuck = []
 
     def close(self, timeout_s: float) -> None:
-        pass
+        self._blocking("close")
+
+    def release(self) -> None:
+        """Let every hung call return (a test's clean-up)."""
+        self.hangs.release()

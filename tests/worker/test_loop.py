@@ -118,13 +118,13 @@ def make_loop(
 ) -> Loop:
     backoff = Backoff()
     backoff.wait = lambda seconds=None: None  # type: ignore[method-assign]  # no waiting here
+    metrics = Metrics(CollectorRegistry())
     if exactly_once:
-        metrics = Metrics(CollectorRegistry())
         delivery: Any = ExactlyOnce(
             source, sink, TOPICS, 5.0, metrics, backoff, transaction_timeout_s, clock, interval_s
         )
     else:
-        delivery = AtLeastOnce(source, sink, TOPICS, 5.0)
+        delivery = AtLeastOnce(source, sink, TOPICS, 5.0, metrics, backoff)
     batch = BatchSettings(max_events=max_events, max_wait_ms=0)
     return Loop(batch, pipeline, source, delivery, backoff, **callbacks)
 

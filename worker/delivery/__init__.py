@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from worker.config import Settings
 from worker.delivery.at_least_once import AtLeastOnce
-from worker.delivery.base import Backoff, Batch, Delivery, Outcome
+from worker.delivery.base import Backoff, Batch, Delivery, Outcome, call_stuck
 from worker.delivery.exactly_once import ExactlyOnce
 from worker.metrics import Metrics
 from worker.transport import Sink, Source
@@ -24,6 +24,7 @@ __all__ = [
     "Delivery",
     "ExactlyOnce",
     "Outcome",
+    "call_stuck",
     "delivery_for",
 ]
 
@@ -44,4 +45,4 @@ def delivery_for(
             transaction_timeout_s=settings.kafka.transaction_timeout_ms / 1000,
             interval_s=settings.kafka.transaction_interval_ms / 1000,
         )
-    return AtLeastOnce(source, sink, topics, watchdog_s)
+    return AtLeastOnce(source, sink, topics, watchdog_s, metrics, backoff)

@@ -4,7 +4,9 @@ Commits are asynchronous: offsets only grow, so the next commit covers a failed 
 request reaches the coordinator ahead of any rejoin (a sync commit costs a round trip per
 batch). Rebalances and shutdown commit what is held synchronously (:meth:`commit_pending`).
 A failed send commits nothing: the batch is re-read from its first offsets, so nothing
-unpublished is ever committed (duplicates are possible after a crash).
+unpublished is ever committed (duplicates are possible after a crash). A flush that does not
+return within its deadline (:mod:`worker.transport.deadline`) is named and counted, the producer
+replaced, and the batch re-read from its first offsets the same way.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import logging
 
 from worker.config import TopicsSettings
-from worker.delivery.base import Batch, Outcome, send_result
-from worker.errors import TransportError
+from worker.delivery.base import Backoff, Batch, Outcome, call_stuck, replace_producer, send_result
+from worker.errors import KafkaCallStuckError, TransportError
+from worker.metrics import Metrics
 from worker.transport import GroupToken, Offsets, Sink, Source
 
 __all__ = ["AtLeastOnce"]
@@ -23,12 +26,20 @@ log = logging.getLogger("streamfuse.delivery")
 
 class AtLeastOnce:
     def __init__(
-        self, source: Source, sink: Sink, topics: TopicsSettings, watchdog_s: float
+        self,
+        source: Source,
+        sink: Sink,
+        topics: TopicsSettings,
+        watchdog_s: float,
+        metrics: Metrics | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
         self.topics = topics
         self.watchdog_s = watchdog_s
+        self.metrics = metrics
+        self.backoff = backoff or Backoff()
         self._to_commit: Offsets = {}
 
     rebalance_rewind = Outcome.RETRY_FROM_FIRST  # every delivered batch was committed
@@ -44,6 +55,10 @@ class AtLeastOnce:
         try:
             send_result(self.sink, self.topics, batch.result)
             self.sink.flush(self.watchdog_s)
+        except KafkaCallStuckError as exc:
+            call_stuck(exc, self.metrics, "replacing the producer and re-reading the batch")
+            replace_producer(self.sink, self.backoff)
+            return Outcome.RETRY_FROM_FIRST
         except TransportError as exc:
             log.error("publishing a batch failed (%s); re-reading it from its first offsets", exc)
             return Outcome.RETRY_FROM_FIRST
@@ -71,5 +86,7 @@ class AtLeastOnce:
             return
         try:
             self.source.commit(offsets, wait=True)
+        except KafkaCallStuckError as exc:
+            call_stuck(exc, self.metrics, "the offsets will be read again")
         except TransportError as exc:
             log.error("committing offsets failed (%s); they will be read again", exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,10 +11,22 @@ from typing import Protocol
 
 from worker.batch.records import InRecord
 from worker.config import TopicsSettings
+from worker.errors import KafkaCallStuckError, TransportError
 from worker.inference.pipeline import BatchResult, InFlight
+from worker.metrics import Metrics
 from worker.transport import GroupToken, Offsets, Sink, Span
 
-__all__ = ["Backoff", "Batch", "Delivery", "Outcome", "send_result"]
+__all__ = [
+    "Backoff",
+    "Batch",
+    "Delivery",
+    "Outcome",
+    "call_stuck",
+    "replace_producer",
+    "send_result",
+]
+
+log = logging.getLogger("streamfuse.delivery")
 
 
 class Outcome(enum.Enum):
@@ -53,6 +66,26 @@ def send_result(sink: Sink, topics: TopicsSettings, result: BatchResult) -> None
         sink.send(topics.output, result.predictions)
     if result.dead_letters:
         sink.send(topics.dead_letter, [record for record, _ in result.dead_letters])
+
+
+def call_stuck(exc: KafkaCallStuckError, metrics: Metrics | None, then: str) -> None:
+    """Name a Kafka call that passed its deadline: a WARNING (``then``: what is done about it)
+    and ``streamfuse_kafka_call_stuck_total{call}``."""
+    log.warning("stuck: %s; %s", exc, then)
+    if metrics is not None:
+        metrics.kafka_call_stuck.labels(call=exc.call).inc()
+
+
+def replace_producer(sink: Sink, backoff: Backoff) -> None:
+    """Retry until a new producer is ready (or the worker is asked to stop)."""
+    while not backoff.stopping:
+        try:
+            sink.replace()
+            log.info("producer replaced")
+            return
+        except TransportError as exc:
+            log.warning("%s", exc)
+            backoff.wait()
 
 
 class Backoff:

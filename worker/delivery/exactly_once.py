@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from worker.config import TopicsSettings
-from worker.delivery.base import Backoff, Batch, Outcome, send_result
+from worker.delivery.base import Backoff, Batch, Outcome, call_stuck, replace_producer, send_result
 from worker.errors import (
+    KafkaCallStuckError,
     ProducerFencedError,
     ProducerStuckError,
     TransactionAbortedError,
@@ -192,6 +193,9 @@ class ExactlyOnce:
                 open_s,
             )
             return self._aborted(replace=True)
+        except KafkaCallStuckError as exc:
+            call_stuck(exc, self.metrics, "replacing the producer and re-reading from committed")
+            return self._aborted(replace=True)
         except ProducerStuckError as exc:
             log.error("%s; replacing the producer and re-reading from committed", exc)
             return self._aborted(replace=True)
@@ -213,15 +217,9 @@ class ExactlyOnce:
         return Outcome.RETRY_FROM_COMMITTED
 
     def _replace_producer(self) -> None:
-        """Retry until a new producer is ready (or the worker is asked to stop)."""
-        while not self.backoff.stopping:
-            try:
-                self.sink.replace()
-                log.info("producer replaced")
-                return
-            except TransportError as exc:
-                log.warning("%s", exc)
-                self.backoff.wait()
+        """Retry until a new producer is ready (or the worker is asked to stop); the new one's
+        ``init_transactions`` fences the old one, whose open transaction is aborted."""
+        replace_producer(self.sink, self.backoff)
 
     def due_in(self) -> float:
         """Seconds until the open transaction is due to commit (inf: none is open)."""

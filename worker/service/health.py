@@ -6,10 +6,12 @@ through :class:`Health`, which also knows the worker's phase (models loading, co
 running, stopping), its partition assignment and whether the lag thread reaches the brokers.
 
 - **alive** (``/healthz``): running, and the loop's last beat is at most :func:`stall_bound_s`
-  old. A loop blocked in a model or strategy call, or in a Kafka call past its timeouts, stops
-  beating; a loop retrying against a broker that is down still beats (restarting the process
-  would not bring the broker back). Before the loop runs it answers 503 "starting": probe it
-  with a start-up probe that allows for loading the models.
+  old. A loop blocked in a model or strategy call stops beating; a loop retrying against a
+  broker that is down still beats (restarting the process would not bring the broker back). A
+  blocking Kafka call is given a deadline (:mod:`worker.transport.deadline`), after which its
+  client is replaced and the loop goes on: while the stuck call has not returned, the reason
+  names it (``stuck_calls`` in the body), still 200. Before the loop runs it answers 503
+  "starting": probe it with a start-up probe that allows for loading the models.
 - **ready** (``/readyz``): alive, models loaded, connected (topics checked, producer ready, the
   last poll and delivery did not fail, the lag thread reached the brokers), and the group has
   assigned this member its partitions: none is a legitimate answer (more members than
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.config import Settings
+from worker.transport.deadline import stuck_calls
 
 __all__ = ["RELOAD_ALLOWANCE_S", "Health", "Heartbeat", "Verdict", "stall_bound_s"]
 
@@ -104,8 +107,10 @@ class Health:
         stall_after_s: float,
         clock: Clock = time.monotonic,
         rebalance_stuck_s: float | None = None,
+        stuck: Callable[[], list[tuple[str, float]]] = stuck_calls,
     ) -> None:
         self.stall_after_s = stall_after_s
+        self.stuck = stuck  # Kafka calls past their deadline that have not returned yet
         self.rebalance_stuck_s = rebalance_stuck_s  # None: no bound
         self.clock = clock
         self.group_state: str | None = None  # None: the source has not reported yet
@@ -166,6 +171,11 @@ class Health:
             )
             return Verdict(False, {"status": "stalled", "reason": reason, **body})
         reason = f"last loop turn {age:.1f} s ago (bound {self.stall_after_s:g} s)"
+        stuck = self.stuck()
+        if stuck:
+            body["stuck_calls"] = {call: round(s, 1) for call, s in stuck}
+            named = ", ".join(f"{call}() {s:.0f} s past its deadline" for call, s in stuck)
+            reason += f"; Kafka call stuck, its client replaced: {named}"
         return Verdict(True, {"status": "alive", "reason": reason, **body})
 
     def readiness(self) -> Verdict:

@@ -23,7 +23,8 @@ from worker.accuracy.labels import LabelJoiner
 from worker.accuracy.live import MAX_LABELS_PER_POLL, LiveAccuracy
 from worker.batch.records import reason_of
 from worker.config import Settings
-from worker.delivery import Backoff, Batch, Delivery, delivery_for
+from worker.delivery import Backoff, Batch, Delivery, call_stuck, delivery_for
+from worker.errors import KafkaCallStuckError
 from worker.inference.models import ModelSet
 from worker.inference.pipeline import BatchResult, Pipeline
 from worker.inference.reload import Reloader
@@ -203,10 +204,16 @@ class Worker:
         self.lag.stop()
         if self.labels is not None:
             self.labels.close()
-        if self.source is not None:
-            self.source.close()
-        if self.sink is not None:
-            self.sink.close(10)
+        try:  # each bounded (worker.transport.deadline): one stuck does not keep the next open
+            if self.source is not None:
+                self.source.close()
+        except KafkaCallStuckError as exc:
+            call_stuck(exc, self.metrics, "closing the producer")
+        try:
+            if self.sink is not None:
+                self.sink.close(10)
+        except KafkaCallStuckError as exc:
+            call_stuck(exc, self.metrics, "stopping")
         self.pipeline.close()
         n = self.loop.n_delivered if self.loop is not None else 0
         self.health.set_phase("stopped")

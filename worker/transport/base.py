@@ -119,7 +119,8 @@ class Source(Protocol):
 
     def commit(self, offsets: Offsets, wait: bool) -> None:
         """Store offsets for the group: asynchronously (a failure is logged; a later commit
-        covers it) or waiting for the answer (raises :class:`worker.errors.TransportError`)."""
+        covers it) or waiting for the answer (raises :class:`worker.errors.TransportError`;
+        :class:`worker.errors.KafkaCallStuckError` past ``kafka.watchdog_s``)."""
 
     def close(self) -> None: ...
 
@@ -132,7 +133,9 @@ class Sink(Protocol):
 
     def flush(self, timeout_s: float) -> None:
         """Wait for every queued record; raises :class:`worker.errors.TransportError` when any
-        record since the last flush was not delivered."""
+        record since the last flush was not delivered, and
+        :class:`worker.errors.KafkaCallStuckError` when the flush did not return within its
+        deadline (replace the producer)."""
 
     def init_transactions(self) -> None: ...
 
@@ -142,9 +145,10 @@ class Sink(Protocol):
         """A transaction around the sends made inside it: on a clean exit the consumer
         ``offsets`` (for the membership ``token``) are added and it commits; on an error it is
         aborted. Raises :class:`worker.errors.ProducerFencedError` (another instance owns the
-        transactional id: fatal), :class:`worker.errors.TransactionWatchdogError` (the producer
-        is stuck: replace it) or :class:`worker.errors.TransactionAbortedError` (aborted: re-read
-        from committed)."""
+        transactional id: fatal), :class:`worker.errors.KafkaCallStuckError` (a call did not
+        return within its deadline) or :class:`worker.errors.ProducerStuckError` (the producer
+        is stuck: replace it either way) or :class:`worker.errors.TransactionAbortedError`
+        (aborted: re-read from committed)."""
 
     def replace(self) -> None:
         """Drop this producer without waiting and build a new one (transactions initialised

@@ -52,7 +52,7 @@ class KafkaPythonTransport:
         )
 
     def source(self) -> KafkaPythonSource:
-        source = KafkaPythonSource()
+        source = KafkaPythonSource(self.settings.kafka.watchdog_s)
         source.attach(input_consumer(self.settings, listener=source.listener()))
         return source
 

@@ -1,15 +1,14 @@
-"""kafka-python clients built from the settings, in one place, and a deadline for its calls.
+"""kafka-python clients built from the settings, in one place.
 
 Every client the worker and its tools build (consumer, producer, admin, the labels and lag
 clients) takes its settings from :func:`common_config`, so security settings reach them all. At
-start-up the builders wait for the broker with a bounded backoff; :func:`with_watchdog` puts a
-deadline on transaction calls that kafka-python would otherwise wait on forever.
+start-up the builders wait for the broker with a bounded backoff; calls without a timeout of
+their own run under :mod:`worker.transport.deadline`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -18,7 +17,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
 from worker.config import Settings
-from worker.errors import BrokerUnavailableError, TransactionWatchdogError
+from worker.errors import BrokerUnavailableError, KafkaCallStuckError
+from worker.transport.deadline import bounded
 
 __all__ = [
     "admin_client",
@@ -27,7 +27,6 @@ __all__ = [
     "labels_consumer",
     "output_producer",
     "setting_names",
-    "with_watchdog",
 ]
 
 log = logging.getLogger("streamfuse.kafka")
@@ -108,10 +107,10 @@ def _await_partitions(settings: Settings, consumer: KafkaConsumer, topic: str) -
         try:
             # Fetches every topic's metadata when this one is unknown (a call with no timeout
             # of its own: the watchdog bounds it).
-            partitions = with_watchdog(
+            partitions = bounded(
                 lambda: consumer.partitions_for_topic(topic), "metadata", max(0.5, min(left, 10))
             )
-        except (KafkaError, TransactionWatchdogError) as exc:
+        except (KafkaError, KafkaCallStuckError) as exc:
             log.debug("no metadata for %s yet (%s)", topic, exc)
             partitions = set()
         if partitions:
@@ -152,23 +151,3 @@ def output_producer(settings: Settings) -> KafkaProducer:
         config["transactional_id"] = settings.kafka.effective_transactional_id
         config["transaction_timeout_ms"] = settings.kafka.transaction_timeout_ms
     return _retry_connect(settings, lambda: KafkaProducer(**config))
-
-
-def with_watchdog(call: Callable[[], T], name: str, timeout_s: float) -> T:
-    """Run a blocking client call with a deadline (kafka-python gives some none)."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as exc:  # handed back to the caller's thread below
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name=f"watchdog-{name}", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        raise TransactionWatchdogError(name, timeout_s)
-    if "error" in box:
-        raise box["error"]
-    return box["value"]

@@ -1,8 +1,9 @@
-"""The output producer over kafka-python: sends checked at flush, transactions under a watchdog."""
+"""The output producer over kafka-python: sends checked at flush, blocking calls bounded."""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -20,7 +21,7 @@ from kafka.structs import OffsetAndMetadata
 from worker import errors
 from worker.batch.records import OutRecord
 from worker.transport.base import GroupToken, Offsets
-from worker.transport.kafka_python.clients import with_watchdog
+from worker.transport.deadline import MARGIN_S, CallGuard
 
 __all__ = ["KafkaPythonSink"]
 
@@ -37,8 +38,11 @@ class KafkaPythonSink:
     """:class:`worker.transport.base.Sink` over a :class:`KafkaProducer`.
 
     ``make`` builds a ready producer (the broker answered); ``transactional`` producers get
-    ``init_transactions`` (under the watchdog) from :meth:`init_transactions` and
-    :meth:`replace`.
+    ``init_transactions`` from :meth:`init_transactions` and :meth:`replace`. Every blocking
+    call runs on the producer's own thread under a deadline (:class:`CallGuard`): ``flush``'s
+    timeout plus :data:`MARGIN_S`, ``kafka.watchdog_s`` for the transaction calls, which take
+    no timeout in kafka-python. One that passes it raises
+    :class:`worker.errors.KafkaCallStuckError`: the caller replaces the producer.
     """
 
     def __init__(
@@ -47,13 +51,18 @@ class KafkaPythonSink:
         self._make = make
         self.transactional = transactional
         self.watchdog_s = watchdog_s
+        self._guard = CallGuard("producer")
         self.producer: KafkaProducer | None = make()
         self._futures: list[Any] = []
+        self._retired: KafkaProducer | None = None  # replaced, closed once the new one is ready
 
     def _client(self) -> KafkaProducer:
         if self.producer is None:
             raise errors.TransportError("no producer (a replacement is not ready yet)")
         return self.producer
+
+    def _run(self, call: Callable[[], Any], name: str, timeout_s: float | None = None) -> Any:
+        return self._guard.run(call, name, self.watchdog_s if timeout_s is None else timeout_s)
 
     def send(self, topic: str, records: Sequence[OutRecord]) -> None:
         send = self._client().send
@@ -66,16 +75,16 @@ class KafkaPythonSink:
 
     def flush(self, timeout_s: float) -> None:
         futures, self._futures = self._futures, []
+        producer = self._client()
         try:
-            self._client().flush(timeout=timeout_s)
+            self._run(lambda: producer.flush(timeout=timeout_s), "flush", timeout_s + MARGIN_S)
             for future in futures:
                 future.get(timeout=0)
         except KafkaError as exc:
             raise errors.TransportError(f"publishing failed ({exc})") from exc
 
     def init_transactions(self) -> None:
-        producer = self._client()
-        with_watchdog(producer.init_transactions, "init_transactions", self.watchdog_s)
+        self._run(self._client().init_transactions, "init_transactions")
 
     @contextmanager
     def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
@@ -91,18 +100,17 @@ class KafkaPythonSink:
             if native:
                 if metadata is None:
                     raise errors.TransactionAbortedError("no group membership vouches for these")
-                with_watchdog(
+                self._run(
                     lambda: producer.send_offsets_to_transaction(native, metadata),
                     "send_offsets_to_transaction",
-                    self.watchdog_s,
                 )
-            with_watchdog(producer.commit_transaction, "commit_transaction", self.watchdog_s)
+            self._run(producer.commit_transaction, "commit_transaction")
         except FATAL_TXN_ERRORS as exc:
             raise errors.ProducerFencedError(f"this worker's producer was fenced ({exc})") from exc
-        except errors.TransactionWatchdogError as exc:
+        except errors.KafkaCallStuckError:
             # The broker went away mid-transaction: a new producer with the same transactional
             # id fences the stuck one and aborts its open transaction.
-            raise errors.ProducerStuckError(str(exc)) from exc
+            raise
         except (KafkaError, errors.TransportError) as exc:
             self._abort(exc)
             raise errors.TransactionAbortedError(f"transaction failed ({exc})") from exc
@@ -112,42 +120,61 @@ class KafkaPythonSink:
     def _abort(self, cause: Exception) -> None:
         producer = self._client()
         try:
-            with_watchdog(producer.abort_transaction, "abort_transaction", self.watchdog_s)
+            self._run(producer.abort_transaction, "abort_transaction")
         except FATAL_TXN_ERRORS as exc:
             raise errors.ProducerFencedError(f"this worker's producer was fenced ({exc})") from (
                 cause
             )
-        except (KafkaError, errors.TransactionWatchdogError) as exc:
+        except errors.KafkaCallStuckError:
+            raise
+        except KafkaError as exc:
             raise errors.ProducerStuckError(f"aborting failed ({exc})") from cause
 
     def replace(self) -> None:
+        """The old producer (perhaps blocked in a call) stays referenced until the new one is
+        ready: its transactional id is fenced by the new ``init_transactions``; then it is
+        closed on a thread of its own, not waited for."""
         old, self.producer = self.producer, None
         self._futures.clear()
         if old is not None:
-            _close_quietly(old)
+            if self._retired is not None:  # an earlier replacement never became ready
+                _close_in_background(self._retired)
+            self._retired = old
+        self._guard.close()
+        self._guard = CallGuard("producer")
         producer = None
         try:
             producer = self._make()
             if self.transactional:
-                with_watchdog(producer.init_transactions, "init_transactions", self.watchdog_s)
+                new = producer
+                self._run(new.init_transactions, "init_transactions")
         except (KafkaError, errors.WorkerError) as exc:
             if producer is not None:
                 # Left open, its init_transactions() goes on retrying in the background and,
                 # once a coordinator answers, bumps the epoch past the producer that replaced
                 # it: that one is then fenced and the worker exits (seen with two of three
                 # brokers down in tests/faults/test_cluster.py).
-                _close_quietly(producer)
+                _close_in_background(producer)
             raise errors.TransportError(f"the new producer is not ready yet ({exc})") from exc
         self.producer = producer
+        retired, self._retired = self._retired, None
+        if retired is not None:
+            _close_in_background(retired)
 
     def close(self, timeout_s: float) -> None:
         producer, self.producer = self.producer, None
         if producer is not None:
-            producer.close(timeout=timeout_s)
+            self._run(lambda: producer.close(timeout=timeout_s), "close", timeout_s + MARGIN_S)
+        self._guard.close()
 
 
-def _close_quietly(producer: KafkaProducer) -> None:
-    try:
-        with_watchdog(lambda: producer.close(timeout=0), "close", 5.0)
-    except Exception as exc:  # the client is being discarded either way
-        log.warning("closing the old producer: %s", exc)
+def _close_in_background(producer: KafkaProducer) -> None:
+    """Close a discarded producer on a daemon thread (it may be blocked in a call)."""
+
+    def close() -> None:
+        try:
+            producer.close(timeout=0)
+        except Exception as exc:  # the client is being discarded either way
+            log.warning("closing the old producer: %s", exc)
+
+    threading.Thread(target=close, name="kafka-producer-close", daemon=True).start()

@@ -18,7 +18,7 @@ from kafka.errors import KafkaError
 from kafka.structs import MemberState, OffsetAndMetadata
 
 from worker.batch.records import InRecord
-from worker.errors import TransactionWatchdogError, TransportError
+from worker.errors import KafkaCallStuckError, TransportError
 from worker.transport.base import (
     AssignmentChange,
     GroupState,
@@ -29,7 +29,7 @@ from worker.transport.base import (
     Span,
     TopicPartition,
 )
-from worker.transport.kafka_python.clients import with_watchdog
+from worker.transport.deadline import CallGuard, bounded
 from worker.transport.membership import MembershipClock
 
 __all__ = ["KafkaPythonLabels", "KafkaPythonSource"]
@@ -69,9 +69,11 @@ class KafkaPythonSource:
     the listener this source returns from :meth:`listener`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float = 30.0) -> None:
         self._changes: queue.SimpleQueue[AssignmentChange] = queue.SimpleQueue()
         self.consumer: KafkaConsumer | None = None
+        self.timeout_s = timeout_s  # the deadline of a waiting commit and of close
+        self._guard = CallGuard("consumer")
         self._membership = MembershipClock()
 
     def listener(self) -> ConsumerRebalanceListener:
@@ -164,14 +166,15 @@ class KafkaPythonSource:
             consumer.commit_async(native, callback=_on_commit)
             return
         try:
-            consumer.commit(native)
+            self._guard.run(lambda: consumer.commit(native), "commit", self.timeout_s)
         except KafkaError as exc:
             raise TransportError(f"committing offsets failed ({exc})") from exc
 
     def close(self) -> None:
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
-            consumer.close(autocommit=False)
+            self._guard.run(lambda: consumer.close(autocommit=False), "close", self.timeout_s)
+        self._guard.close()
 
 
 def _on_commit(offsets: Any, response: Any) -> None:
@@ -205,9 +208,9 @@ class KafkaPythonLabels:
         try:
             # topics() fetches every topic's metadata now (the cached count may predate a
             # growth); a call with no timeout of its own, so under a deadline.
-            with_watchdog(self.consumer.topics, "metadata", METADATA_TIMEOUT_S)
+            bounded(self.consumer.topics, "metadata", METADATA_TIMEOUT_S)
             return self.consumer.partitions_for_topic(self.topic) or None
-        except (KafkaError, TransactionWatchdogError) as exc:
+        except (KafkaError, KafkaCallStuckError) as exc:
             log.warning("cannot read the partitions of %s now (%s)", self.topic, exc)
             return None
 

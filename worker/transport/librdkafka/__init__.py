@@ -58,7 +58,9 @@ class LibrdkafkaTransport:
     def source(self) -> LibrdkafkaSource:
         consumer = build(make_consumer, consumer_config(self.settings), "consumer")
         wait_for_broker(self.settings, consumer)
-        return LibrdkafkaSource(consumer, self.settings.topics.input)
+        return LibrdkafkaSource(
+            consumer, self.settings.topics.input, self.settings.kafka.watchdog_s
+        )
 
     def labels(self) -> LibrdkafkaLabels | None:
         topic = self.settings.topics.labels

@@ -15,10 +15,12 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from worker import errors
 from worker.batch.records import OutRecord
 from worker.transport.base import GroupToken, Offsets
+from worker.transport.deadline import MARGIN_S, CallGuard
 
 __all__ = ["LibrdkafkaSink"]
 
 log = logging.getLogger("streamfuse.kafka")
+PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 ABORT_MIN_S = 1.0  # an abort always gets this long, even when the commit used up the budget
 
 
@@ -32,15 +34,21 @@ class LibrdkafkaSink:
 
     ``make`` builds a producer; transactional producers get ``init_transactions`` from
     :meth:`init_transactions` and :meth:`replace`. ``timeout_s`` bounds every transaction call
-    (``kafka.watchdog_s``; librdkafka takes the timeout itself, no watchdog thread).
+    (``kafka.watchdog_s``), which librdkafka takes as its own timeout; each also runs on the
+    producer's own thread under a deadline :data:`MARGIN_S` later (:class:`CallGuard`), since
+    librdkafka does not always keep it (``send_offsets_to_transaction()`` waits on while the
+    group coordinator cannot be reached: librdkafka #5456). A call that passes it raises
+    :class:`worker.errors.KafkaCallStuckError`: the caller replaces the producer.
     """
 
     def __init__(self, make: Callable[[], Producer], transactional: bool, timeout_s: float):
         self._make = make
         self.transactional = transactional
         self.timeout_s = timeout_s
+        self._guard = CallGuard("producer")
         self.producer: Producer | None = make()
         self._failed: list[str] = []
+        self._retired: Producer | None = None  # replaced, freed once the new one is ready
 
     def _client(self) -> Producer:
         if self.producer is None:
@@ -48,18 +56,31 @@ class LibrdkafkaSink:
         return self.producer
 
     def _on_delivery(self, err: KafkaError | None, message: Any) -> None:
-        if err is not None:
+        # A record purged by abort_transaction() is reported at a later poll or flush, often
+        # inside the next transaction's commit: it belongs to the aborted one (already said so)
+        # and must not fail the next (the contract suite saw the next commit "fail" with "Local:
+        # Purged in queue", and then its abort fail in state Ready).
+        if err is not None and err.code() not in PURGED:
             self._failed.append(err.str())
 
     def send(self, topic: str, records: Sequence[OutRecord]) -> None:
         producer = self._client()
         produce, on_delivery = producer.produce, self._on_delivery
+        full_since: float | None = None
         for r in records:
             while True:
                 try:
                     produce(topic, r.value, r.key, headers=r.headers, on_delivery=on_delivery)  # type: ignore[arg-type]
+                    full_since = None
                     break
                 except BufferError:  # the local queue is full: serve delivery reports, retry
+                    now = time.monotonic()
+                    full_since = now if full_since is None else full_since
+                    if now - full_since > self.timeout_s:  # nothing delivered: the brokers' gone
+                        raise errors.TransportError(
+                            f"sending to {topic}: the local queue stayed full for"
+                            f" {self.timeout_s:g} s"
+                        ) from None
                     producer.poll(0.05)
                 except KafkaException as exc:
                     err = _kafka_error(exc)
@@ -67,8 +88,12 @@ class LibrdkafkaSink:
                         f"sending to {topic} failed ({err.str() if err else exc})"
                     ) from exc
 
+    def _run(self, call: Callable[[], Any], name: str, timeout_s: float) -> Any:
+        return self._guard.run(call, name, timeout_s + MARGIN_S)
+
     def flush(self, timeout_s: float) -> None:
-        left = self._client().flush(timeout_s)
+        producer = self._client()
+        left = self._run(lambda: producer.flush(timeout_s), "flush", timeout_s)
         failed, self._failed = self._failed, []
         if left:
             raise errors.TransportError(f"{left} records not delivered within {timeout_s:.0f}s")
@@ -77,7 +102,12 @@ class LibrdkafkaSink:
 
     def init_transactions(self) -> None:
         try:
-            self._client().init_transactions(self.timeout_s)
+            producer = self._client()
+            self._run(
+                lambda: producer.init_transactions(self.timeout_s),
+                "init_transactions",
+                self.timeout_s,
+            )
         except KafkaException as exc:
             raise self._classified(exc, "init_transactions") from exc
 
@@ -87,7 +117,7 @@ class LibrdkafkaSink:
         try:
             yield
         except errors.TransportError as exc:
-            if isinstance(exc, errors.ProducerStuckError):
+            if isinstance(exc, (errors.ProducerStuckError, errors.KafkaCallStuckError)):
                 raise
             self.abort_transaction(exc)
             raise errors.TransactionAbortedError(f"transaction failed ({exc})") from exc
@@ -124,7 +154,7 @@ class LibrdkafkaSink:
             failed, self._failed = self._failed, []
             if failed:  # cannot happen after a successful commit; never ignore it if it does
                 raise errors.TransportError(f"{len(failed)} records not delivered ({failed[0]})")
-        except (errors.ProducerFencedError, errors.ProducerStuckError):
+        except (errors.ProducerFencedError, errors.ProducerStuckError, errors.KafkaCallStuckError):
             raise
         except (KafkaException, errors.TransportError) as exc:
             self.abort_transaction(exc, max(ABORT_MIN_S, deadline - time.monotonic()))
@@ -134,8 +164,9 @@ class LibrdkafkaSink:
         """A transaction call given the time left before ``deadline``, retried while
         librdkafka calls its error retriable; fatal errors mean this producer was fenced."""
         while True:
+            left = max(0.0, deadline - time.monotonic())
             try:
-                call(max(0.0, deadline - time.monotonic()))
+                self._run(lambda left=left: call(left), name, left)  # type: ignore[misc]
                 return
             except KafkaException as exc:
                 err = _kafka_error(exc)
@@ -157,7 +188,7 @@ class LibrdkafkaSink:
         producer = self._client()
         timeout_s = self.timeout_s if timeout_s is None else timeout_s
         try:
-            producer.abort_transaction(timeout_s)
+            self._run(lambda: producer.abort_transaction(timeout_s), "abort_transaction", timeout_s)
         except KafkaException as exc:
             err = _kafka_error(exc)
             if err is not None and err.fatal():
@@ -175,17 +206,30 @@ class LibrdkafkaSink:
         return errors.TransportError(f"{name} failed ({err.str() if err else exc})")
 
     def replace(self) -> None:
-        self.producer = None  # librdkafka frees it when the last reference goes
+        """The old producer (perhaps blocked in a call) stays referenced until the new one's
+        ``init_transactions`` has fenced it; librdkafka frees it when the last reference goes
+        (the stuck call's thread holds one until the call returns)."""
+        old, self.producer = self.producer, None
+        if old is not None:
+            self._retired = old
         self._failed = []
+        self._guard.close()
+        self._guard = CallGuard("producer")
         try:
             producer = self._make()
             if self.transactional:
-                producer.init_transactions(self.timeout_s)
+                self._run(
+                    lambda: producer.init_transactions(self.timeout_s),
+                    "init_transactions",
+                    self.timeout_s,
+                )
         except (KafkaException, errors.WorkerError) as exc:
             raise errors.TransportError(f"the new producer is not ready yet ({exc})") from exc
         self.producer = producer
+        self._retired = None
 
     def close(self, timeout_s: float) -> None:
         producer, self.producer = self.producer, None
         if producer is not None:
-            producer.flush(timeout_s)
+            self._run(lambda: producer.flush(timeout_s), "flush", timeout_s)
+        self._guard.close()

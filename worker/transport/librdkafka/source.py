@@ -28,6 +28,7 @@ from worker.transport.base import (
     Span,
     TopicPartition,
 )
+from worker.transport.deadline import MARGIN_S, CallGuard
 from worker.transport.membership import MembershipClock
 
 __all__ = ["LibrdkafkaLabels", "LibrdkafkaSource", "Record"]
@@ -65,8 +66,10 @@ def _error(exc: KafkaException) -> str:
 class LibrdkafkaSource:
     """:class:`worker.transport.base.Source` over a subscribed librdkafka :class:`Consumer`."""
 
-    def __init__(self, consumer: Consumer, topic: str) -> None:
+    def __init__(self, consumer: Consumer, topic: str, timeout_s: float = 30.0) -> None:
         self.consumer: Consumer | None = consumer
+        self.timeout_s = timeout_s  # the deadline of a waiting commit and of close
+        self._guard = CallGuard("consumer")
         self._changes: list[AssignmentChange] = []
         self._assigned: tuple[TopicPartition, ...] = ()
         self._epoch = 0
@@ -195,7 +198,12 @@ class LibrdkafkaSource:
         native = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
         try:
             if wait:
-                self._client().commit(offsets=native, asynchronous=False)
+                consumer = self._client()
+                self._guard.run(
+                    lambda: consumer.commit(offsets=native, asynchronous=False),
+                    "commit",
+                    self.timeout_s + MARGIN_S,
+                )
             else:
                 self._client().commit(offsets=native, asynchronous=True)
         except KafkaException as exc:
@@ -207,7 +215,8 @@ class LibrdkafkaSource:
     def close(self) -> None:
         consumer, self.consumer = self.consumer, None
         if consumer is not None:
-            consumer.close()
+            self._guard.run(consumer.close, "close", self.timeout_s + MARGIN_S)
+        self._guard.close()
 
 
 class LibrdkafkaLabels:

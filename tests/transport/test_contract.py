@@ -1,0 +1,373 @@
+"""The transport contract: the same cases over the in-memory fake (tests/support/fake_transport.py),
+kafka-python and librdkafka, so that the fake the loop's tests run on cannot drift from the real
+adapters (issue 22, Build 4).
+
+Each case speaks only to the :mod:`worker.transport.base` protocols, through a :class:`Harness`
+that builds a subscribed source over a two-partition input topic, a sink, and reads back what
+was published and committed. The real adapters run on the session's broker (``kafka`` mark).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+from kafka import TopicPartition as KafkaTopicPartition
+
+from tests.support.fake_transport import FakeSink, FakeSource, Log
+from tests.support.kafka import Broker, unique, wait_for
+from worker.batch.records import InRecord, OutRecord
+from worker.config import settings_from_dict
+from worker.errors import KafkaCallStuckError, TransactionAbortedError, TransportError
+from worker.transport import GroupState, Offsets, Sink, Source, TopicPartition, open_transport
+from worker.transport.deadline import MARGIN_S, stuck_calls, wait_unstuck
+
+OUT = "out"  # the fake's output topic; the real harnesses make their own
+WATCHDOG_S = 5.0  # kafka.watchdog_s of the real harnesses
+
+
+class Harness:
+    """What a case needs of one transport."""
+
+    name: str
+    input: str
+    output: str
+    deadline_s: float  # how long past a flush's timeout a hung flush is noticed, at most
+
+    def source(self) -> Source:
+        """Subscribed to the input topic (two partitions), with both partitions assigned."""
+        raise NotImplementedError
+
+    def produce(self, partition: int, values: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def sink(self, transactional: bool = False) -> Sink:
+        raise NotImplementedError
+
+    def published(self, expected: int, committed_only: bool) -> list[bytes]:
+        """The output topic's values (at least ``expected`` of them, if they come)."""
+        raise NotImplementedError
+
+    def committed(self) -> Offsets:
+        raise NotImplementedError
+
+    def hang(self, sink: Sink, call: str) -> None:
+        """The sink's next ``call`` never returns (until :meth:`release`)."""
+        raise NotImplementedError
+
+    def oversized(self) -> OutRecord:
+        """A record that ``send`` or ``flush`` refuses."""
+        raise NotImplementedError
+
+    def release(self) -> None:
+        raise NotImplementedError
+
+
+class FakeHarness(Harness):
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.log = Log("in", partitions={0: [], 1: []})
+        self.input, self.output = "in", OUT
+        self.sinks: list[FakeSink] = []
+        self.src: FakeSource | None = None
+        self.deadline_s = 0.2
+
+    def source(self) -> Source:
+        self.src = FakeSource(self.log)
+        return self.src
+
+    def produce(self, partition: int, values: list[bytes]) -> None:
+        self.log.append(partition, values)
+
+    def sink(self, transactional: bool = False) -> Sink:
+        sink = FakeSink(self.log, self.src)
+        self.sinks.append(sink)
+        return sink
+
+    def published(self, expected: int, committed_only: bool) -> list[bytes]:
+        return [r.value for r in self.log.published.get(self.output, [])]
+
+    def committed(self) -> Offsets:
+        return dict(self.log.committed)
+
+    def hang(self, sink: Sink, call: str) -> None:
+        assert isinstance(sink, FakeSink)
+        sink.hangs.next[call] = 1
+
+    def oversized(self) -> OutRecord:
+        self.sinks[-1].fail_next_flushes = 1  # the fake checks no sizes: it refuses the flush
+        return OutRecord(None, b"x", [])
+
+    def release(self) -> None:
+        for sink in self.sinks:
+            sink.release()
+
+
+class _Hanging:
+    """A client whose ``call`` blocks until ``gate`` is set; everything else is the client's."""
+
+    def __init__(self, client: Any, call: str, gate: threading.Event) -> None:
+        self._client, self._call, self._gate = client, call, gate
+
+    def __getattr__(self, name: str) -> Any:
+        if name == self._call:
+            return lambda *args, **kwargs: self._gate.wait()
+        return getattr(self._client, name)
+
+
+class BrokerHarness(Harness):
+    def __init__(self, kafka: Broker, library: str) -> None:
+        self.kafka = kafka
+        self.name = library
+        self.input = kafka.create_topic(unique("contract-in"), 2)
+        self.output = kafka.create_topic(unique("contract-out"), 1)
+        self.group = unique("contract")
+        self.deadline_s = MARGIN_S + 1.0
+        self.gate = threading.Event()
+        self.closing: list[Callable[[], None]] = []
+        self._producer: KafkaProducer | None = None
+
+    def settings(self, transactional: bool = False) -> Any:
+        return settings_from_dict(
+            {
+                "kafka": {
+                    "bootstrap_servers": self.kafka.bootstrap,
+                    "group_id": self.group,
+                    "library": self.name,
+                    "watchdog_s": WATCHDOG_S,
+                    "processing_guarantee": "exactly_once" if transactional else "at_least_once",
+                },
+                "topics": {"input": self.input, "output": self.output},
+                "models": [{"name": "m"}],
+                "strategy": {"name": "soft_vote"},
+            },
+            environ={},
+        )
+
+    def source(self) -> Source:
+        source = open_transport(self.settings()).source()
+        self.closing.append(source.close)
+        wait_for(
+            lambda: not source.poll(0.1, 512).records and len(source.assignment()) == 2,
+            timeout=60,
+            what="both partitions assigned",
+        )
+        return source
+
+    def produce(self, partition: int, values: list[bytes]) -> None:
+        if self._producer is None:
+            self._producer = KafkaProducer(bootstrap_servers=self.kafka.bootstrap)
+            self.closing.append(self._producer.close)
+        futures = [self._producer.send(self.input, v, partition=partition) for v in values]
+        for future in futures:
+            future.get(timeout=30)
+
+    def sink(self, transactional: bool = False) -> Sink:
+        sink = open_transport(self.settings(transactional)).sink()
+        if transactional:
+            sink.init_transactions()
+        self.closing.append(lambda: sink.close(5))
+        return sink
+
+    def published(self, expected: int, committed_only: bool) -> list[bytes]:
+        isolation = "read_committed" if committed_only else "read_uncommitted"
+        records = self.kafka.consume_all(
+            self.output, expected, timeout=30, isolation_level=isolation, idle_s=1.0
+        )
+        return [r.value for r in records]
+
+    def committed(self) -> Offsets:
+        tps = [KafkaTopicPartition(self.input, p) for p in (0, 1)]
+        found = self.kafka.admin.list_group_offsets({self.group: tps}).get(self.group) or {}
+        return {
+            TopicPartition(tp.topic, tp.partition): o.offset
+            for tp, o in found.items()
+            if o is not None and o.offset >= 0
+        }
+
+    def hang(self, sink: Sink, call: str) -> None:
+        client: Any = sink
+        client.producer = _Hanging(client.producer, call, self.gate)
+
+    def oversized(self) -> OutRecord:
+        return OutRecord(None, b"x" * (2 << 20), [])  # 2 MiB: past every default size limit
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+@pytest.fixture(
+    params=[
+        "fake",
+        pytest.param("kafka-python", marks=pytest.mark.kafka),
+        pytest.param("confluent-kafka", marks=pytest.mark.kafka),
+    ]
+)
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    h: Harness
+    if request.param == "fake":
+        h = FakeHarness()
+    else:
+        h = BrokerHarness(request.getfixturevalue("kafka"), request.param)
+    try:
+        yield h
+    finally:
+        h.release()
+        for close in reversed(getattr(h, "closing", [])):
+            try:
+                close()
+            except Exception:  # a case that failed may leave a client half closed
+                pass
+        assert wait_unstuck(10.0), stuck_calls()
+
+
+def read(source: Source, n: int, timeout_s: float = 30.0) -> list[InRecord]:
+    records: list[InRecord] = []
+    deadline = time.monotonic() + timeout_s
+    while len(records) < n and time.monotonic() < deadline:
+        records += source.poll(0.2, 512).records
+    return records
+
+
+def values(prefix: str, n: int) -> list[bytes]:
+    return [f"{prefix}{i}".encode() for i in range(n)]
+
+
+# -- the source ----------------------------------------------------------------------------------
+
+
+def test_a_poll_returns_records_in_partition_order_with_their_span(harness: Harness) -> None:
+    source = harness.source()
+    harness.produce(0, values("a", 5))
+    harness.produce(1, values("b", 3))
+    polled_span: dict[TopicPartition, tuple[int, int]] = {}
+    records: list[InRecord] = []
+    deadline = time.monotonic() + 30
+    while len(records) < 8 and time.monotonic() < deadline:
+        polled = source.poll(0.2, 512)
+        for tp, (first, last) in polled.span.items():
+            old = polled_span.get(tp, (first, last))
+            polled_span[tp] = (min(old[0], first), max(old[1], last))
+        records += polled.records
+    tp0, tp1 = TopicPartition(harness.input, 0), TopicPartition(harness.input, 1)
+    assert polled_span == {tp0: (0, 4), tp1: (0, 2)}
+    by_partition = {p: [r.value for r in records if r.partition == p] for p in (0, 1)}
+    assert by_partition == {0: values("a", 5), 1: values("b", 3)}
+    assert [r.offset for r in records if r.partition == 0] == list(range(5))
+
+
+def test_seek_rewinds_assigned_partitions_and_ignores_others(harness: Harness) -> None:
+    source = harness.source()
+    harness.produce(0, values("a", 5))
+    assert len(read(source, 5)) == 5
+    source.seek({TopicPartition(harness.input, 0): 2, TopicPartition("not-assigned", 0): 0})
+    again = read(source, 3)
+    assert [(r.partition, r.offset) for r in again] == [(0, 2), (0, 3), (0, 4)]
+
+
+def test_a_waiting_commit_is_what_seek_to_committed_returns_to(harness: Harness) -> None:
+    source = harness.source()
+    harness.produce(0, values("a", 5))
+    harness.produce(1, values("b", 3))
+    assert len(read(source, 8)) == 8
+    tp0, tp1 = TopicPartition(harness.input, 0), TopicPartition(harness.input, 1)
+    source.commit({tp0: 3, tp1: 1}, wait=True)
+    assert {tp: o for tp, o in harness.committed().items() if tp in (tp0, tp1)} == {
+        tp0: 3,
+        tp1: 1,
+    }
+    source.seek_to_committed()
+    again = read(source, 4)
+    assert sorted((r.partition, r.offset) for r in again) == [(0, 3), (0, 4), (1, 1), (1, 2)]
+
+
+def test_membership_is_reported_stable_with_the_assignment(harness: Harness) -> None:
+    source = harness.source()
+    tps = {TopicPartition(harness.input, p) for p in (0, 1)}
+    assert source.assignment() == tps
+    membership = source.membership()
+    assert membership.state is GroupState.STABLE
+    assert membership.n_partitions == 2 and membership.generation >= 1
+    assert membership.age_s() >= 0.0
+    token = source.group_token()
+    assert token is not None and token == source.group_token()  # the same membership
+
+
+# -- the sink ------------------------------------------------------------------------------------
+
+
+def test_a_refused_record_fails_send_or_flush_and_the_sink_goes_on(harness: Harness) -> None:
+    sink = harness.sink()
+    refused = harness.oversized()
+    with pytest.raises(TransportError):
+        sink.send(harness.output, [refused])
+        sink.flush(10)
+    sink.send(harness.output, [OutRecord(b"k", b"after", [("h", b"v")])])
+    sink.flush(10)
+    assert harness.published(1, committed_only=False) == [b"after"]
+
+
+def test_an_aborted_transaction_publishes_and_commits_nothing(harness: Harness) -> None:
+    source = harness.source()
+    sink = harness.sink(transactional=True)
+    harness.produce(0, values("a", 3))
+    assert len(read(source, 3)) == 3
+    token = source.group_token()
+    tp0 = TopicPartition(harness.input, 0)
+    with pytest.raises(TransactionAbortedError), sink.transaction({tp0: 2}, token):
+        sink.send(harness.output, [OutRecord(None, b"aborted", [])])
+        raise TransportError("injected: a send was refused")
+    assert tp0 not in harness.committed() or harness.committed()[tp0] <= 0
+    with sink.transaction({tp0: 3}, token):
+        sink.send(harness.output, [OutRecord(None, b"committed", [])])
+    assert harness.published(1, committed_only=True) == [b"committed"]
+    assert harness.committed()[tp0] == 3
+
+
+def test_a_flush_that_never_returns_is_named_within_its_deadline_and_replaced(
+    harness: Harness,
+) -> None:
+    sink = harness.sink()
+    harness.hang(sink, "flush")
+    sink.send(harness.output, [OutRecord(None, b"held", [])])
+    began = time.monotonic()
+    with pytest.raises(KafkaCallStuckError) as stuck:
+        sink.flush(0.5)
+    assert time.monotonic() - began < 0.5 + harness.deadline_s
+    assert stuck.value.call == "flush"
+    assert "producer.flush" in [name for name, _ in stuck_calls()]
+    sink.replace()
+    sink.send(harness.output, [OutRecord(None, b"after", [])])
+    sink.flush(10)
+    assert b"after" in harness.published(1, committed_only=False)
+
+
+def test_a_transaction_call_that_never_returns_is_named_and_fenced_by_the_replacement(
+    harness: Harness,
+) -> None:
+    # librdkafka's send_offsets_to_transaction() while the group coordinator is unreachable
+    # (librdkafka #5456): the deadline names it, the new producer's init_transactions fences
+    # the stuck one, whose transaction is then never visible.
+    source = harness.source()
+    sink = harness.sink(transactional=True)
+    harness.produce(0, values("a", 3))
+    assert len(read(source, 3)) == 3
+    token = source.group_token()
+    tp0 = TopicPartition(harness.input, 0)
+    harness.hang(sink, "send_offsets_to_transaction")
+    began = time.monotonic()
+    with pytest.raises(KafkaCallStuckError) as stuck, sink.transaction({tp0: 2}, token):
+        sink.send(harness.output, [OutRecord(None, b"stuck", [])])
+    assert time.monotonic() - began < WATCHDOG_S + harness.deadline_s
+    assert stuck.value.call == "send_offsets_to_transaction"
+    assert "producer.send_offsets_to_transaction" in [name for name, _ in stuck_calls()]
+    sink.replace()
+    with sink.transaction({tp0: 3}, source.group_token()):
+        sink.send(harness.output, [OutRecord(None, b"committed", [])])
+    assert harness.published(1, committed_only=True) == [b"committed"]
+    assert harness.committed()[tp0] == 3
