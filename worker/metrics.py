@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 __all__ = [
     "DEAD_LETTER_STAGES",
     "GROUP_STATES",
+    "KAFKA_CALLS",
     "LATENCY_BUCKETS",
     "MODEL_ERROR_KINDS",
     "RELOAD_OUTCOMES",
@@ -34,6 +35,16 @@ DEAD_LETTER_STAGES = ("decode", "validate", "predict", "combine", "encode")
 MODEL_ERROR_KINDS = ("exception", "timeout", "busy", "shape", "nonfinite")
 RELOAD_OUTCOMES = ("swapped", "refused")
 GROUP_STATES = ("stable", "rebalancing", "unassigned")  # worker.transport.GroupState's values
+# The blocking client calls worker.transport bounds (CallGuard), exported at 0 from the start.
+KAFKA_CALLS = (
+    "flush",
+    "init_transactions",
+    "send_offsets_to_transaction",
+    "commit_transaction",
+    "abort_transaction",
+    "commit",
+    "close",
+)
 
 # 100 µs to 10 s: resolves sub-millisecond model calls and multi-second stalls alike.
 LATENCY_BUCKETS = (
@@ -321,6 +332,8 @@ class Metrics:
         self.events_consumed.labels(input_topic)
         for stage in DEAD_LETTER_STAGES:
             self.events_dead_lettered.labels(stage)
+        for call in KAFKA_CALLS:
+            self.kafka_call_stuck.labels(call)
         for model in models:
             self.model_predict_seconds.labels(model)
             for kind in MODEL_ERROR_KINDS:
