@@ -37,8 +37,9 @@ class _JsonFormatter(logging.Formatter):
 def configure_logging(
     level: str = "INFO", json_lines: bool = False, client_interval_s: float = 60.0
 ) -> None:
-    """The worker's log on stderr; the Kafka clients' WARNING and above (INFO at ``DEBUG``) in
-    it too, at most one line per message template per ``client_interval_s``."""
+    """The worker's log on stderr; the Kafka clients' WARNING and above in it too, at most one
+    line per message template per ``client_interval_s`` (at ``DEBUG``: kafka-python's INFO and
+    librdkafka's debug output as well, unlimited below WARNING)."""
 
     def handler() -> logging.Handler:
         out = logging.StreamHandler(sys.stderr)
@@ -65,10 +66,11 @@ def configure_logging(
     kafka.setLevel(client_level)
     kafka.propagate = False
     # confluent-kafka logs on this logger directly (the adapter's "logger" setting), from the
-    # thread that polls; it propagates to the worker's handler above.
+    # thread that polls; it propagates to the worker's handler above. Its debug lines exist
+    # only when the client's own "debug" setting asks for them: at DEBUG they all pass.
     librdkafka = logging.getLogger("streamfuse.librdkafka")
     librdkafka.filters[:] = [ClientLogLimit(client_interval_s)]
-    librdkafka.setLevel(client_level)
+    librdkafka.setLevel(logging.DEBUG if level == "DEBUG" else client_level)
 
 
 class _ToWorkerLog(logging.Handler):
@@ -95,7 +97,8 @@ class ClientLogLimit(logging.Filter):
     parentheses taken out, so a reconnect warning repeated for each attempt is one template.
     The record let through after a quiet interval says how many like it were held back.
     Records come from the clients' own threads (kafka-python's network thread), hence the
-    lock. At most ``max_templates`` templates are followed; the others share one.
+    lock. At most ``max_templates`` templates are followed; the others share one. Records
+    below WARNING pass unlimited: they are the clients' debug output, there only when asked for.
     """
 
     def __init__(
@@ -113,6 +116,8 @@ class ClientLogLimit(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True  # debug output the user asked for (logging.level DEBUG): all of it
         message = record.getMessage()
         key = (record.name, _CLIENT_VARIES.sub("_", message))
         now = self.clock()

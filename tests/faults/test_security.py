@@ -231,6 +231,9 @@ def test_ssl_and_sasl_ssl_settings_reach_every_kafka_client(monkeypatch) -> None
                 def subscribe(self, *args: Any, **kwargs: Any) -> None:
                     pass
 
+                def partitions_for_topic(self, topic: str) -> set[int]:
+                    return {0}  # the input consumer waits for its topic's partitions
+
             return Fake()
 
         return make
