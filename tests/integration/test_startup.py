@@ -132,7 +132,7 @@ def _ready(base: str) -> dict | None:
     ("patch", "key"),
     [
         ({"strategy": {"name": "soft_votes"}}, "strategy.name"),
-        ({"models": [{"name": "rf"}, {"name": "nope"}]}, "models"),
+        ({"models": [{"name": "rf"}, {"name": "nope"}]}, "models.1.name"),
         ({"batch": {"max_events": 0}}, "batch.max_events"),
         (
             {"kafka": {"bootstrap_servers": "x", "proccessing_guarantee": "exactly_once"}},
