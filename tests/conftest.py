@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
 from model_store import ModelStore
-from tests.support.kafka import Broker, start_broker, unique
+from tests.support.kafka import Broker, run_root, start_broker, stop_brokers, unique
 from tests.support.worker import Topics
 
 
@@ -76,8 +77,19 @@ def library(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture(scope="session")
-def kafka() -> Iterator[Broker]:
-    yield from start_broker()
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """The run's broker, one for every xdist worker (stopped by :func:`pytest_sessionfinish`)."""
+    broker = start_broker(run_root(tmp_path_factory))
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controlling process stops the brokers this run started, once every worker is done."""
+    if not hasattr(session.config, "workerinput"):
+        stop_brokers(run_root(session.config._tmp_path_factory))  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -93,14 +105,29 @@ def group_factory() -> Callable[[str], str]:
     return lambda prefix="g": unique(prefix)
 
 
+def built_once(path: Path, build: Callable[[Path], None]) -> Path:
+    """``path`` built by ``build`` once per run, whichever xdist worker asks first: the others
+    wait on the lock and read it. Tests only read it (those that write take a copy)."""
+    from filelock import FileLock
+
+    with FileLock(str(path.with_suffix(".lock"))):
+        done = path / ".built"
+        if not done.exists():
+            path.mkdir(parents=True, exist_ok=True)
+            build(path)
+            done.touch()
+    return path
+
+
 @pytest.fixture(scope="session")
 def trained_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """breast_cancer: rf, hgb, linear, mlp and every strategy, fitted on its held-out split."""
     from worker.tools.train import train
 
-    root = tmp_path_factory.mktemp("trained") / "model-store"
-    train("breast_cancer", root, seed=0, progress=False)
-    return root
+    def build(where: Path) -> None:
+        train("breast_cancer", where / "model-store", seed=0, progress=False)
+
+    return built_once(run_root(tmp_path_factory) / "trained", build) / "model-store"
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +150,35 @@ def topics(kafka: Broker, topic_factory: Callable[..., str]) -> Callable[..., To
     return make
 
 
+def _module_scoped(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    return any(d[-1].scope in ("module", "package") for d in defs if d)
+
+
+def _weight(item: pytest.Item) -> int:
+    """Longest first, so the run ends on short tests: the cluster, the slow broker tests, the
+    other broker tests, the other slow tests, the rest."""
+    if item.get_closest_marker("cluster"):
+        return 0
+    kafka, slow = item.get_closest_marker("kafka"), item.get_closest_marker("slow")
+    return 1 if kafka and slow else 2 if kafka else 3 if slow else 4
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """How ``dev/test`` spreads the run over pytest-xdist workers (``--dist loadgroup``): a test
+    that uses the broker is marked ``kafka``; a module whose tests share a module-scoped fixture
+    (a cluster, a broker of its own, a worker kept running) goes to one worker as one group, so
+    the fixture is built once; the longest tests start first."""
+    for item in items:
+        if "kafka" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("kafka"):
+            item.add_marker(pytest.mark.kafka)
+        if _module_scoped(item) and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    items.sort(key=_weight)
+
+
 # Tests that need these may not pass by skipping: dev/setup provides both.
 REQUIRED = {"kafka": "the Kafka broker", "browser": "Debian's chromium"}
 
@@ -140,3 +196,18 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
                     f"{what} test skipped ({report.longrepr}); {what} is part of the run"
                 )
                 break
+
+
+_FIGURES: list[str] = []  # what the fault tests measured (tests/faults/conftest.py ``figures``)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        _FIGURES.extend(str(v) for k, v in report.user_properties if k == "streamfuse-figures")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _FIGURES:
+        terminalreporter.section("streamfuse fault figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)

@@ -1,6 +1,7 @@
 """Fixtures for the fault-injection suite (the trained store and topics come from
 tests/conftest.py): a collector of the figures each test measured, printed at the end of the
-run for the README's "guarantees" section."""
+run for the guarantees page. The figures travel in each test's report (``user_properties``), so
+tests/conftest.py prints them in the controlling process, whichever xdist worker ran the test."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ import pytest
 
 from tests.faults.support import Figures
 
-_FIGURES: list[Figures] = []
-
 
 @pytest.fixture
 def figures(request: pytest.FixtureRequest) -> Iterator[Callable[..., None]]:
@@ -21,18 +20,5 @@ def figures(request: pytest.FixtureRequest) -> Iterator[Callable[..., None]]:
     yield found.update
     if found:
         line = Figures(request.node.name, found)
-        _FIGURES.append(line)
+        request.node.user_properties.append(("streamfuse-figures", str(line)))
         print(f"\n{line}")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The broker-restart test runs last: it takes the shared broker down for ~10 s."""
-    items.sort(key=lambda item: item.path.name == "test_broker_restart.py")
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _FIGURES:
-        return
-    terminalreporter.section("streamfuse fault figures")
-    for line in _FIGURES:
-        terminalreporter.write_line(str(line))

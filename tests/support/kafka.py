@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,22 +102,44 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def start_broker() -> Iterator[Broker]:
-    """Use ``STREAMFUSE_TEST_BOOTSTRAP`` if set; else start ``dev/kafka`` on a test port."""
+def run_root(tmp_path_factory: Any) -> Path:
+    """The directory every process of this test run shares: the run's base temp directory, or
+    its parent in a pytest-xdist worker (whose own base is ``<run base>/popen-gwN``)."""
+    base = Path(tmp_path_factory.getbasetemp())
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def start_broker(root: Path, port: int | None = None) -> Broker:
+    """Use ``STREAMFUSE_TEST_BOOTSTRAP`` if set; else ``dev/kafka`` on ``port`` (default
+    ``KAFKA_TEST_PORT``, 19092), started once per run however many xdist workers ask for it:
+    the first starts it under a lock and leaves a mark in ``root`` that :func:`stop_brokers`,
+    run by the controlling process at the end of the run, reads. A broker that was already up
+    is used and left running."""
     given = os.environ.get("STREAMFUSE_TEST_BOOTSTRAP")
-    if given:
-        yield Broker(given, int(given.rsplit(":", 1)[1]), started_here=False)
-        return
-    port = int(os.environ.get("KAFKA_TEST_PORT", "19092"))
+    if given and port is None:
+        return Broker(given, int(given.rsplit(":", 1)[1]), started_here=False)
+    from filelock import FileLock
+
+    port = port or int(os.environ.get("KAFKA_TEST_PORT", "19092"))
     env = {**os.environ, "KAFKA_PORT": str(port)}
-    already_up = subprocess.run([DEV_KAFKA, "status"], env=env, capture_output=True).returncode == 0
-    out = subprocess.run([DEV_KAFKA, "start"], env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"dev/kafka start failed:\n{out.stdout}\n{out.stderr}")
-    broker = Broker(out.stdout.strip().splitlines()[-1], port, started_here=not already_up)
-    try:
-        yield broker
-    finally:
-        broker.close()
-        if broker.started_here:
-            subprocess.run([DEV_KAFKA, "stop"], env=env, capture_output=True)
+    with FileLock(str(root / f"broker-{port}.lock")):
+        mark = root / f"broker-{port}.started"
+        already_up = subprocess.run([DEV_KAFKA, "status"], env=env, capture_output=True)
+        out = subprocess.run([DEV_KAFKA, "start"], env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"dev/kafka start failed:\n{out.stdout}\n{out.stderr}")
+        if already_up.returncode != 0:
+            mark.touch()
+    return Broker(out.stdout.strip().splitlines()[-1], port, started_here=mark.exists())
+
+
+def stop_broker(port: int) -> None:
+    env = {**os.environ, "KAFKA_PORT": str(port)}
+    subprocess.run([DEV_KAFKA, "stop"], env=env, capture_output=True)
+
+
+def stop_brokers(root: Path) -> None:
+    """Stop every broker this run started (see :func:`start_broker`)."""
+    for mark in root.glob("broker-*.started"):
+        stop_broker(int(mark.stem.removeprefix("broker-")))
+        mark.unlink()
