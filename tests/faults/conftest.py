@@ -1,6 +1,6 @@
 """Fixtures for the fault-injection suite (the trained store and topics come from
 tests/conftest.py): a collector of the figures each test measured, printed at the end of the
-run for the README's "guarantees" section."""
+run for docs/guarantees.md."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Dependencies point one way: ``worker`` uses ``combiners`` and ``model_store``; those two never
-import ``worker`` and never each other (STYLE.md, "Layout shows the architecture"). ``benchmarks``
+import ``worker`` and never each other (docs/architecture.md, "Packages"). ``benchmarks``
 is the top: it may import anything, and nothing of the three installed packages imports it."""
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def test_the_scan_sees_every_kind_of_import(source: str, module: str, expected: 
     assert imported_packages(source, module) == expected
 
 
-# -- inside worker/: the layers (STYLE.md, "Layout shows the architecture") ---------------------
+# -- inside worker/: the layers (docs/architecture.md, "Inside worker/") -------------------------
 
 KAFKA_CLIENTS = {"kafka", "confluent_kafka"}
 # Sub-packages of worker/ and the worker modules each may import (besides itself and the

@@ -18,7 +18,7 @@ partitions (:meth:`ExactlyOnce.commit_pending`, which librdkafka runs inside ``c
 at shutdown. A failure aborts all of its batches and re-reads from the committed offsets, and
 so does every rebalance (:attr:`ExactlyOnce.rebalance_rewind`). With kafka-python, whose
 rebalance hand-off runs on another thread, the same design saw 316 to 662 events published
-twice in the rebalance fault test (benchmarks/README.md).
+twice in the rebalance fault test (docs/guarantees.md, "Delivery").
 """
 
 from __future__ import annotations
