@@ -17,6 +17,7 @@ from worker.batch.decode import Schema, decode_batch
 from worker.batch.framed import FieldMap, decode_mixed, is_framed
 from worker.errors import RegistryUnavailableError
 from worker.schemas.fields import avro_problem, json_schema_problem
+from worker.schemas.readers import dict_row_getter
 
 NAMES = ("mean radius", "mean texture", "worst area")
 SCHEMA = Schema(3, NAMES)
@@ -46,6 +47,9 @@ class JsonReader:
             return obj
 
         return get
+
+    def row_getter(self, paths: Sequence[str]) -> Callable[[Any], Sequence[Any]]:
+        return dict_row_getter(paths)
 
 
 class FakeSource:
@@ -240,3 +244,26 @@ JSON_SCHEMA = json.dumps(
 def test_json_schema_field_problems(path: str, problem: str | None) -> None:
     assert json_schema_problem(JSON_SCHEMA, path) == problem
     assert json_schema_problem(JSON_SCHEMA, "id", numeric=False) is None
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ("f.a", "f.b"),  # one nested record, in order: two C-level calls
+        ("a", "b"),
+        ("a",),
+        ("f.a",),
+        ("f.b", "f.a"),
+        ("f.a", "c", "g.h.i"),
+    ],
+)
+def test_dict_row_getter_reads_every_layout(paths: tuple[str, ...]) -> None:
+    doc = {"a": 1, "b": 2, "c": 3, "f": {"a": 4, "b": 5}, "g": {"h": {"i": 6}}}
+
+    def walk(path: str) -> Any:
+        obj: Any = doc
+        for part in path.split("."):
+            obj = obj[part]
+        return obj
+
+    assert list(dict_row_getter(paths)(doc)) == [walk(p) for p in paths]

@@ -62,6 +62,9 @@ class Reader(Protocol):
     def getter(self, path: str) -> Callable[[Any], Any]:
         """Reads the field at dotted ``path`` from a decoded object."""
 
+    def row_getter(self, paths: Sequence[str]) -> Callable[[Any], Sequence[Any]]:
+        """Reads the fields at ``paths`` from a decoded object, in order."""
+
 
 class ReaderSource(Protocol):
     def schema_ids(self, values: Sequence[bytes]) -> list[int | None]:
@@ -144,10 +147,9 @@ def _decode_group(
         return DecodedBatch(
             np.zeros(0, dtype=np.int64), [], np.zeros((0, n_features)), np.zeros(0), rejections
         )
-    getters = [reader.getter(p) for p in fields.features]
-    rows = [list(map(g, objects)) for g in getters]  # one C-level map per feature
+    rows = list(map(reader.row_getter(fields.features), objects))
     try:
-        X = np.array(rows, dtype=np.float64).T.reshape(len(objects), n_features)
+        X = np.array(rows, dtype=np.float64).reshape(len(objects), n_features)
     except (TypeError, ValueError) as exc:  # the schema said numbers: a decoder let one by
         why = f"schema id {schema_id} ({reader.format}): a feature is not a number: {exc}"
         rejections.extend(Rejection(i, "validate", why[:500]) for i in index)
