@@ -24,7 +24,6 @@ def check_input_subject(client: Any, topic: str, fields: FieldMap) -> str | None
     subject = f"{topic}-value"
     try:
         latest = client.get_latest_version(subject)
-        reader = SchemaReader(latest.schema_id, latest.schema, client)
     except SchemaRegistryError as exc:
         if exc.http_status_code == 404:
             log.info("no subject %s in the schema registry yet: records checked as read", subject)
@@ -33,9 +32,18 @@ def check_input_subject(client: Any, topic: str, fields: FieldMap) -> str | None
             raise ConfigError("schema_registry.url", f"reading subject {subject}: {exc}") from exc
         log.warning("the schema registry did not answer (%s): %s not checked", exc, subject)
         return None
-    except Exception as exc:
+    except Exception as exc:  # a connection error or a timeout
         log.warning("the schema registry did not answer (%s): %s not checked", exc, subject)
         return None
+    try:
+        reader = SchemaReader(latest.schema_id, latest.schema, client)
+    except Exception as exc:
+        if isinstance(exc, SchemaRegistryError | OSError) or "Timeout" in type(exc).__name__:
+            log.warning("the schema registry did not answer (%s): %s not checked", exc, subject)
+            return None
+        raise ConfigError(
+            "schema_registry.url", f"subject {subject!r}: its latest schema cannot be read: {exc}"
+        ) from exc
     problem = reader.problem(fields)
     if problem is not None:
         raise ConfigError(
