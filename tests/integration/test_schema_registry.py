@@ -276,3 +276,45 @@ def _not_ready(port: int) -> str | None:
 
 def _ready(port: int) -> bool:
     return _readyz(port)[0] == 200
+
+
+def test_a_protobuf_record_of_another_message_type_is_refused_not_misread(
+    schema_registry: SchemaRegistry,
+) -> None:
+    """Only a schema's first message type is read: a record of its second one is rejected,
+    never parsed as the first."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from google.protobuf import descriptor_pb2, descriptor_pool
+    from google.protobuf.message_factory import GetMessageClass
+
+    from worker.batch.decode import Schema as ModelSchema
+    from worker.batch.framed import FieldMap, decode_mixed
+    from worker.schemas import RegistryReaders
+
+    T = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="two.proto", package="two", syntax="proto3")
+    for name, number in (("First", 1), ("Second", 1)):
+        message = file.message_type.add(name=name)
+        message.field.add(name="id", number=number, type=T.TYPE_STRING, label=T.LABEL_OPTIONAL)
+        message.field.add(name="x", number=2, type=T.TYPE_DOUBLE, label=T.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    first, second = (
+        GetMessageClass(pool.FindMessageTypeByName(f"two.{n}")) for n in ("First", "Second")
+    )
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    topic = f"two-{time.time_ns()}"
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    conf = {"use.deprecated.format": False}
+    values = [
+        ProtobufSerializer(first, client, conf)(first(id="a", x=1.5), ctx),
+        ProtobufSerializer(second, client, conf)(second(id="b", x=2.5), ctx),
+    ]
+    readers = RegistryReaders(client, wait=lambda: False)
+    decoded = decode_mixed(values, ModelSchema(1, ("x",)), 1 << 20, readers, FieldMap(("x",)))
+    assert decoded.ids == ["a"] and decoded.X.tolist() == [[1.5]]
+    [rejection] = decoded.rejections
+    assert rejection.index == 1
+    assert "message type [1] of the schema; only its first, two.First, is read" in rejection.reason

@@ -68,7 +68,22 @@ class SchemaReader:
             raise ValueError(f"schema type {kind} is not read")
 
     def decode(self, value: bytes) -> Any:
+        if self._descriptor is not None:
+            self._first_message_only(value)
         return self._decoder(value, None)
+
+    def _first_message_only(self, value: bytes) -> None:
+        """A Protobuf record names its message type by index: only the first is read (its
+        fields are the ones checked), another would be parsed as the wrong type."""
+        from confluent_kafka.schema_registry.serde import SchemaId
+
+        schema_id = SchemaId("PROTOBUF")
+        schema_id.from_bytes(io.BytesIO(value))
+        if schema_id.message_indexes not in ([], [0], None):
+            raise ValueError(
+                f"message type {schema_id.message_indexes} of the schema; only its first, "
+                f"{self._descriptor.full_name}, is read"
+            )
 
     def problem(self, fields: FieldMap) -> str | None:
         if fields not in self._problems:
