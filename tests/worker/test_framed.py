@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from worker.batch.decode import Schema, decode_batch
 from worker.batch.framed import FieldMap, decode_mixed, is_framed
@@ -267,3 +269,48 @@ def test_dict_row_getter_reads_every_layout(paths: tuple[str, ...]) -> None:
         return obj
 
     assert list(dict_row_getter(paths)(doc)) == [walk(p) for p in paths]
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["plain", "framed", "unknown", "truncated"]),
+            st.integers(0, 30),  # ids: repeats happen
+            st.lists(finite, min_size=3, max_size=3),
+        ),
+        max_size=40,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_every_record_is_either_decoded_once_or_rejected_once(
+    batch: list[tuple[str, int, list[float]]],
+) -> None:
+    source = FakeSource({7: JsonReader()})
+    values: list[bytes] = []
+    for kind, n, row in batch:
+        doc_id = f"id-{n}"
+        if kind == "plain":
+            values.append(plain(doc_id, row))
+        elif kind == "framed":
+            values.append(framed(7, {"key": doc_id, "f": {"a": row[0], "b": row[1]}, "c": row[2]}))
+        elif kind == "unknown":
+            values.append(framed(5, event(doc_id, 1.0)))
+        else:
+            values.append(b"\x00\x00")
+    decoded = decode_mixed(values, SCHEMA, 1 << 20, source, FIELDS)
+    rejected = [r.index for r in decoded.rejections]
+    assert sorted(decoded.index.tolist() + rejected) == list(range(len(values)))
+    assert decoded.index.tolist() == sorted(decoded.index.tolist())
+    assert len(set(decoded.ids)) == len(decoded.ids)
+    for k, i in enumerate(decoded.index.tolist()):
+        kind, n, row = batch[i]
+        assert kind in ("plain", "framed")
+        assert decoded.ids[k] == f"id-{n}"
+        assert decoded.X[k].tolist() == row
+        first = next(
+            j for j, (kd, m, _) in enumerate(batch) if m == n and kd in ("plain", "framed")
+        )
+        assert first == i  # the first good record of an id wins
