@@ -318,3 +318,42 @@ def test_a_protobuf_record_of_another_message_type_is_refused_not_misread(
     [rejection] = decoded.rejections
     assert rejection.index == 1
     assert "message type [1] of the schema; only its first, two.First, is read" in rejection.reason
+
+
+@pytest.mark.kafka
+def test_a_framed_record_without_a_registry_configured_is_dead_lettered_saying_so(
+    kafka: Broker,
+    schema_registry: SchemaRegistry,
+    topics: Callable[..., Topics],
+    group_factory: Callable[[str], str],
+    named_store: Path,
+    named_rows: np.ndarray,
+    tmp_path: Path,
+) -> None:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    t = topics()
+    names = feature_names(named_store)
+    row = named_rows[0].tolist()
+    avro = framed.avro(client, t.input, names)("framed", row)
+    produce(kafka.bootstrap, t.input, [avro, orjson.dumps({"id": "plain", "features": row})])
+    config = write_config(
+        tmp_path / "c.yaml",
+        store=named_store,
+        bootstrap=kafka.bootstrap,
+        topics=t,
+        group=group_factory("nosr"),
+        shadows=(),
+        models=[{"name": n} for n in MODELS],
+    )
+    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    try:
+        out = kafka.consume_all(t.output, 1, timeout=60)
+        dead = kafka.consume_all(t.dead_letter, 1, timeout=30)
+    finally:
+        worker.stop()
+    assert [orjson.loads(r.value)["id"] for r in out] == ["plain"]
+    [reason] = dead_reasons(dead)
+    assert "Confluent-framed record" in reason and "schema_registry.url" in reason
+    assert dead[0].value == avro  # the original bytes, replayable once a registry is set
