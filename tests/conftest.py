@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from model_store import ModelStore
 from tests.support.kafka import Broker, start_broker, unique
+from tests.support.registry import SchemaRegistry, start_registry, stop_registry
 from tests.support.worker import Topics
 
 
@@ -78,6 +79,16 @@ def library(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.fixture(scope="session")
 def kafka() -> Iterator[Broker]:
     yield from start_broker()
+
+
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[SchemaRegistry]:
+    """The real Schema Registry (dev/schema-registry), started once per run."""
+    started = start_registry()
+    try:
+        yield started
+    finally:
+        stop_registry(started)
 
 
 @pytest.fixture

@@ -119,6 +119,7 @@ class Health:
         self.phase = "loading"
         self.n_assigned: int | None = None  # None: the group has not answered yet
         self.broker_error: str | None = None  # the lag thread's last failure to reach the brokers
+        self.registry_error: str | None = None  # why the batch waits for the Schema Registry
 
     # -- what the worker reports -------------------------------------------------------------
 
@@ -131,6 +132,9 @@ class Health:
 
     def assigned(self, n_partitions: int) -> None:
         self.n_assigned = n_partitions
+
+    def registry_reached(self, error: str | None) -> None:
+        self.registry_error = error
 
     def brokers_reached(self, error: str | None) -> None:
         self.broker_error = error
@@ -200,6 +204,9 @@ class Health:
             problems.append(f"the consumer group membership is {stuck}")
         if self.phase == "running" and not live.ok:
             problems.append(live.body["reason"])
+        if self.registry_error is not None:
+            checks["schema_registry"] = self.registry_error
+            problems.append(f"the batch waits: {self.registry_error}")
         if problems:
             reason = "; ".join(problems)
             return Verdict(False, {"status": "not ready", "reason": reason, "checks": checks})

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -24,7 +25,7 @@ from worker.accuracy.live import MAX_LABELS_PER_POLL, LiveAccuracy
 from worker.batch.records import reason_of
 from worker.config import Settings
 from worker.delivery import Backoff, Batch, Delivery, call_stuck, delivery_for
-from worker.errors import KafkaCallStuckError
+from worker.errors import KafkaCallStuckError, RegistryUnavailableError
 from worker.inference.models import ModelSet
 from worker.inference.pipeline import BatchResult, Pipeline
 from worker.inference.reload import Reloader
@@ -40,6 +41,9 @@ from worker.service.loop import Loop
 from worker.service.promotion import Promotion
 from worker.service.reference import open_drift
 from worker.transport import LabelsReader, Sink, Source, TopicPartition, open_transport
+
+if TYPE_CHECKING:
+    from worker.schemas import RegistryReaders
 
 __all__ = ["Worker"]
 
@@ -89,6 +93,7 @@ class Worker:
         if settings.strategy.promote is not None:  # champion/challenger: the group's decision
             self.promotion = Promotion(self.store, settings, self.metrics, serving)
             serving = self.promotion.start(serving)
+        readers = self._schema_readers(serving)
         self.pipeline = Pipeline(
             serving,
             settings.on_model_error,
@@ -98,6 +103,8 @@ class Worker:
             settings.runtime.model_threads,
             explain=settings.output.explain,
             scores_by_class=settings.output.scores_by_class,
+            readers=readers,
+            input_fields=settings.input,
         )
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
@@ -125,6 +132,30 @@ class Worker:
         self.labels: LabelsReader | None = None
         self.loop: Loop | None = None
         self.health.set_phase("connecting")
+
+    def _schema_readers(self, serving: Serving) -> RegistryReaders | None:
+        """With ``schema_registry.url``: the writer schemas' readers, after checking that the
+        input subject's latest schema holds every feature (else ConfigError: exit 2)."""
+        s = self.settings
+        if s.schema_registry.url is None:
+            return None
+        from worker.batch.framed import FieldMap
+        from worker.schemas import RegistryReaders, check_input_subject
+
+        def wait() -> bool:
+            self.backoff.wait()
+            return not self.backoff.stopping
+
+        readers = RegistryReaders.from_config(
+            s.schema_registry.client_config(), wait, self.health.registry_reached
+        )
+        fields = FieldMap.for_schema(
+            serving.schema, s.input.fields, s.input.id_field, s.input.ts_field
+        )
+        checked = check_input_subject(readers.client, s.topics.input, fields)
+        if checked is not None:
+            log.info("input schema checked: %s holds every feature", checked)
+        return readers
 
     @property
     def serving(self) -> Serving:
@@ -182,6 +213,10 @@ class Worker:
         self._freeze_heap()
         try:
             self.loop.run(max_batches)
+        except RegistryUnavailableError as exc:
+            if not self.backoff.stopping:
+                raise
+            log.info("stopped while waiting for the schema registry (%s): read again", exc)
         finally:
             self.close()
 
