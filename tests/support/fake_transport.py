@@ -13,8 +13,7 @@ real broker (tests/integration, tests/faults).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,6 +216,7 @@ class FakeSink:
         self.n_replaced = 0
         self.n_aborted = 0
         self.n_begun = 0
+        self.offsets: Offsets = {}  # added to the open transaction
         # flush, init_transactions, send_offsets_to_transaction, commit_transaction,
         # abort_transaction, close: hung calls pass the deadline, and the producer is stuck
         self.hangs = Hangs("producer", deadline_s=0.2)
@@ -246,32 +246,30 @@ class FakeSink:
     def init_transactions(self) -> None:
         self._blocking("init_transactions")
 
-    @contextmanager
-    def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
-        self.begin_transaction()
-        try:
-            yield
-        except (ProducerStuckError, KafkaCallStuckError):
-            raise
-        except TransportError as exc:  # as both adapters: aborted, then said so
-            self.abort_transaction(exc)
-            raise TransactionAbortedError(f"transaction failed ({exc})") from exc
-        self.commit_transaction(offsets, token)
-
     def begin_transaction(self) -> None:
         self.buffer = []
+        self.offsets = {}
         self.n_begun += 1
 
-    def abort_transaction(self, cause: Exception, timeout_s: float | None = None) -> None:
+    def send_offsets_to_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
+        if not offsets:
+            return
+        self.tokens.append(token)
+        self._blocking("send_offsets_to_transaction")
+        if token is None:  # as both adapters: aborted, then said so
+            self.abort_transaction(TransactionAbortedError("no membership"))
+            raise TransactionAbortedError("no group membership vouches for these")
+        self.offsets.update(offsets)
+
+    def abort_transaction(self, cause: Exception) -> None:
         self.buffer = []
+        self.offsets = {}
         self._blocking("abort_transaction")
         self.n_aborted += 1
 
-    def commit_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
+    def commit_transaction(self) -> None:
         buffer, self.buffer = self.buffer, []
-        self.tokens.append(token)
-        if offsets:
-            self._blocking("send_offsets_to_transaction")
+        offsets, self.offsets = self.offsets, {}
         self._blocking("commit_transaction")
         if self.fence_next_transactions:
             self.fence_next_transactions -= 1

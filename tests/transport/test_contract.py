@@ -23,7 +23,15 @@ from tests.support.kafka import Broker, unique, wait_for
 from worker.batch.records import InRecord, OutRecord
 from worker.config import settings_from_dict
 from worker.errors import KafkaCallStuckError, TransactionAbortedError, TransportError
-from worker.transport import GroupState, Offsets, Sink, Source, TopicPartition, open_transport
+from worker.transport import (
+    GroupState,
+    GroupToken,
+    Offsets,
+    Sink,
+    Source,
+    TopicPartition,
+    open_transport,
+)
 from worker.transport.deadline import MARGIN_S, stuck_calls, wait_unstuck
 
 OUT = "out"  # the fake's output topic; the real harnesses make their own
@@ -234,6 +242,16 @@ def read(source: Source, n: int, timeout_s: float = 30.0) -> list[InRecord]:
     return records
 
 
+def transact(
+    sink: Sink, topic: str, value: bytes, offsets: Offsets, token: GroupToken | None
+) -> None:
+    """One transaction in its steps: a record sent, ``offsets`` added, committed."""
+    sink.begin_transaction()
+    sink.send(topic, [OutRecord(None, value, [])])
+    sink.send_offsets_to_transaction(offsets, token)
+    sink.commit_transaction()
+
+
 def values(prefix: str, n: int) -> list[bytes]:
     return [f"{prefix}{i}".encode() for i in range(n)]
 
@@ -319,12 +337,15 @@ def test_an_aborted_transaction_publishes_and_commits_nothing(harness: Harness) 
     assert len(read(source, 3)) == 3
     token = source.group_token()
     tp0 = TopicPartition(harness.input, 0)
-    with pytest.raises(TransactionAbortedError), sink.transaction({tp0: 2}, token):
-        sink.send(harness.output, [OutRecord(None, b"aborted", [])])
-        raise TransportError("injected: a send was refused")
+    sink.begin_transaction()
+    sink.send(harness.output, [OutRecord(None, b"aborted", [])])
+    sink.abort_transaction(TransportError("injected: a send was refused"))
     assert tp0 not in harness.committed() or harness.committed()[tp0] <= 0
-    with sink.transaction({tp0: 3}, token):
-        sink.send(harness.output, [OutRecord(None, b"committed", [])])
+    sink.begin_transaction()
+    sink.send(harness.output, [OutRecord(None, b"unvouched", [])])
+    with pytest.raises(TransactionAbortedError):  # no membership vouches: aborted
+        sink.send_offsets_to_transaction({tp0: 2}, None)
+    transact(sink, harness.output, b"committed", {tp0: 3}, token)
     assert harness.published(1, committed_only=True) == [b"committed"]
     assert harness.committed()[tp0] == 3
 
@@ -361,13 +382,14 @@ def test_a_transaction_call_that_never_returns_is_named_and_fenced_by_the_replac
     tp0 = TopicPartition(harness.input, 0)
     harness.hang(sink, "send_offsets_to_transaction")
     began = time.monotonic()
-    with pytest.raises(KafkaCallStuckError) as stuck, sink.transaction({tp0: 2}, token):
-        sink.send(harness.output, [OutRecord(None, b"stuck", [])])
+    sink.begin_transaction()
+    sink.send(harness.output, [OutRecord(None, b"stuck", [])])
+    with pytest.raises(KafkaCallStuckError) as stuck:
+        sink.send_offsets_to_transaction({tp0: 2}, token)
     assert time.monotonic() - began < WATCHDOG_S + harness.deadline_s
     assert stuck.value.call == "send_offsets_to_transaction"
     assert "producer.send_offsets_to_transaction" in [name for name, _ in stuck_calls()]
     sink.replace()
-    with sink.transaction({tp0: 3}, source.group_token()):
-        sink.send(harness.output, [OutRecord(None, b"committed", [])])
+    transact(sink, harness.output, b"committed", {tp0: 3}, source.group_token())
     assert harness.published(1, committed_only=True) == [b"committed"]
     assert harness.committed()[tp0] == 3
