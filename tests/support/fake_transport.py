@@ -115,6 +115,7 @@ class FakeSource:
         self.stable = True
         self.on_commit = on_commit
         self.fail_next_polls = 0
+        self.refuse_next: dict[str, int] = {}  # "commit", "seek": the client refuses the call
         self.on_poll: Callable[[FakeSource], None] | None = None  # runs inside each poll
         self._changes: list[AssignmentChange] = []
         self.n_polls = 0
@@ -177,7 +178,13 @@ class FakeSource:
     def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
         self._before_revoke = commit
 
+    def _refused(self, call: str) -> None:
+        if self.refuse_next.get(call, 0):
+            self.refuse_next[call] -= 1
+            raise TransportError(f"injected: the client refused the {call}")
+
     def seek(self, offsets: Offsets) -> None:
+        self._refused("seek")
         for tp, offset in offsets.items():
             if tp in self.assigned:
                 self.position[tp] = offset
@@ -189,6 +196,7 @@ class FakeSource:
     def commit(self, offsets: Offsets, wait: bool) -> None:
         if wait:
             self.hangs("commit")
+        self._refused("commit")
         # The group coordinator refuses offsets of partitions this member no longer owns.
         self.refused_commits.extend(tp for tp in offsets if tp not in self.assigned)
         offsets = {tp: o for tp, o in offsets.items() if tp in self.assigned}

@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from kafka import KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
+from kafka.errors import IllegalStateError
 
 from tests.support.fake_transport import FakeSink, FakeSource, Log
 from tests.support.kafka import Broker, unique, wait_for
@@ -74,6 +76,11 @@ class Harness:
     def release(self) -> None:
         raise NotImplementedError
 
+    def refuse(self, source: Source, call: str) -> None:
+        """The source's client refuses its next ``call`` ("commit", "seek") with an error of
+        its own (kafka-python's raised at once by commit_async, say, with no coordinator)."""
+        raise NotImplementedError
+
 
 class FakeHarness(Harness):
     name = "fake"
@@ -115,6 +122,10 @@ class FakeHarness(Harness):
         for sink in self.sinks:
             sink.release()
 
+    def refuse(self, source: Source, call: str) -> None:
+        assert isinstance(source, FakeSource)
+        source.refuse_next[call] = 1
+
 
 class _Hanging:
     """A client whose ``call`` blocks until ``gate`` is set; everything else is the client's."""
@@ -125,6 +136,24 @@ class _Hanging:
     def __getattr__(self, name: str) -> Any:
         if name == self._call:
             return lambda *args, **kwargs: self._gate.wait()
+        return getattr(self._client, name)
+
+
+class _Refusing:
+    """A client whose ``call`` raises ``error`` once; everything else is the client's."""
+
+    def __init__(self, client: Any, call: str, error: Exception) -> None:
+        self._client, self._call, self._error = client, call, error
+        self._refused = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name == self._call and not self._refused:
+            self._refused = True
+
+            def refuse(*args: Any, **kwargs: Any) -> Any:
+                raise self._error
+
+            return refuse
         return getattr(self._client, name)
 
 
@@ -207,6 +236,17 @@ class BrokerHarness(Harness):
 
     def release(self) -> None:
         self.gate.set()
+
+    def refuse(self, source: Source, call: str) -> None:
+        client: Any = source
+        error: Exception
+        if self.name == "kafka-python":
+            method = {"commit": "commit_async", "seek": "seek"}[call]
+            error = IllegalStateError("injected: refused")
+        else:
+            method = call
+            error = KafkaException(KafkaError(KafkaError._STATE, "injected: refused"))
+        client.consumer = _Refusing(client.consumer, method, error)
 
 
 @pytest.fixture(
@@ -302,6 +342,32 @@ def test_a_waiting_commit_is_what_seek_to_committed_returns_to(harness: Harness)
     source.seek_to_committed()
     again = read(source, 4)
     assert sorted((r.partition, r.offset) for r in again) == [(0, 3), (0, 4), (1, 1), (1, 2)]
+
+
+def test_a_refused_async_commit_raises_transport_error_and_a_later_commit_covers_it(
+    harness: Harness,
+) -> None:
+    source = harness.source()
+    harness.produce(0, values("a", 4))
+    assert len(read(source, 4)) == 4
+    tp0 = TopicPartition(harness.input, 0)
+    harness.refuse(source, "commit")
+    with pytest.raises(TransportError):
+        source.commit({tp0: 2}, wait=False)
+    source.commit({tp0: 4}, wait=True)
+    assert harness.committed()[tp0] == 4
+
+
+def test_a_refused_seek_raises_transport_error_and_the_source_goes_on(harness: Harness) -> None:
+    source = harness.source()
+    harness.produce(0, values("a", 4))
+    assert len(read(source, 4)) == 4
+    tp0 = TopicPartition(harness.input, 0)
+    harness.refuse(source, "seek")
+    with pytest.raises(TransportError):
+        source.seek({tp0: 1})
+    source.seek({tp0: 3})
+    assert [(r.partition, r.offset) for r in read(source, 1)] == [(0, 3)]
 
 
 def test_membership_is_reported_stable_with_the_assignment(harness: Harness) -> None:

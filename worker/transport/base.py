@@ -105,7 +105,8 @@ class Source(Protocol):
         now, with when that state began; never blocks on the broker."""
 
     def seek(self, offsets: Offsets) -> None:
-        """Rewind (or advance) the given partitions; partitions not assigned are ignored."""
+        """Rewind (or advance) the given partitions; partitions not assigned are ignored.
+        Raises :class:`worker.errors.TransportError` when the client refuses a seek."""
 
     def seek_to_committed(self) -> None:
         """Every assigned partition back to its committed offset (the beginning when none);
@@ -117,9 +118,11 @@ class Source(Protocol):
         rebalances on its own I/O thread and refuses (:class:`NotImplementedError`)."""
 
     def commit(self, offsets: Offsets, wait: bool) -> None:
-        """Store offsets for the group: asynchronously (a failure is logged; a later commit
-        covers it) or waiting for the answer (raises :class:`worker.errors.TransportError`;
-        :class:`worker.errors.KafkaCallStuckError` past ``kafka.watchdog_s``)."""
+        """Store offsets for the group: asynchronously (a failure the broker answers later is
+        logged; a later commit covers it) or waiting for the answer. Raises
+        :class:`worker.errors.TransportError` when the client refuses the commit (either way)
+        or, waiting, the broker does; :class:`worker.errors.KafkaCallStuckError` past
+        ``kafka.watchdog_s``."""
 
     def close(self) -> None: ...
 
