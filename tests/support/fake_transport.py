@@ -95,6 +95,12 @@ class Log:
         for v in values:
             part.append(Rec(self.topic, partition, len(part), None, v))
 
+    def grow(self, n_partitions: int) -> None:
+        """The input topic grows to ``n_partitions`` (a subscribed source is assigned the new
+        ones at its next poll, as after a metadata refresh)."""
+        for p in range(n_partitions):
+            self.partitions.setdefault(p, [])
+
     def publish(self, topic: str, records: Sequence[OutRecord]) -> None:
         self.published.setdefault(topic, []).extend(records)
 
@@ -110,6 +116,7 @@ class FakeSource:
     def __init__(self, log: Log, on_commit: Callable[[Offsets], None] | None = None) -> None:
         self.log = log
         self.assigned = {TopicPartition(log.topic, p) for p in log.partitions}
+        self.n_partitions = len(log.partitions)  # as this member's metadata knows the topic
         self.position: Offsets = {tp: log.committed.get(tp, 0) for tp in self.assigned}
         self.epoch = 1
         self.stable = True
@@ -146,6 +153,11 @@ class FakeSource:
         if self.fail_next_polls:
             self.fail_next_polls -= 1
             raise TransportError("injected: polling failed")
+        if len(self.log.partitions) != self.n_partitions:  # grown: the group rebalances
+            self.n_partitions = len(self.log.partitions)
+            self.rebalance(
+                self.assigned | {TopicPartition(self.log.topic, p) for p in self.log.partitions}
+            )
         records: list[Any] = []
         span: Span = {}
         for tp in sorted(self.assigned):

@@ -18,7 +18,9 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from kafka import KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
+from kafka.admin import NewPartitions
 from kafka.errors import IllegalStateError
+from kafka.errors import KafkaError as KafkaPythonError
 
 from tests.support.fake_transport import FakeSink, FakeSource, Log
 from tests.support.kafka import Broker, unique, wait_for
@@ -38,6 +40,8 @@ from worker.transport.deadline import MARGIN_S, stuck_calls, wait_unstuck
 
 OUT = "out"  # the fake's output topic; the real harnesses make their own
 WATCHDOG_S = 5.0  # kafka.watchdog_s of the real harnesses
+REFRESH_S = 2.0  # kafka.metadata_refresh_s of the real harnesses (the default is 30)
+REBALANCE_S = 15.0  # time to rebalance onto a new partition once the metadata shows it
 
 
 class Harness:
@@ -74,6 +78,10 @@ class Harness:
         raise NotImplementedError
 
     def release(self) -> None:
+        raise NotImplementedError
+
+    def grow(self, n_partitions: int) -> None:
+        """The input topic grows to ``n_partitions``, each with a leader."""
         raise NotImplementedError
 
     def refuse(self, source: Source, call: str) -> None:
@@ -121,6 +129,9 @@ class FakeHarness(Harness):
     def release(self) -> None:
         for sink in self.sinks:
             sink.release()
+
+    def grow(self, n_partitions: int) -> None:
+        self.log.grow(n_partitions)
 
     def refuse(self, source: Source, call: str) -> None:
         assert isinstance(source, FakeSource)
@@ -177,6 +188,7 @@ class BrokerHarness(Harness):
                     "group_id": self.group,
                     "library": self.name,
                     "watchdog_s": WATCHDOG_S,
+                    "metadata_refresh_s": REFRESH_S,
                     "processing_guarantee": "exactly_once" if transactional else "at_least_once",
                 },
                 "topics": {"input": self.input, "output": self.output},
@@ -236,6 +248,19 @@ class BrokerHarness(Harness):
 
     def release(self) -> None:
         self.gate.set()
+
+    def grow(self, n_partitions: int) -> None:
+        self.kafka.admin.create_partitions({self.input: NewPartitions(n_partitions)})
+
+        def led() -> bool:
+            try:
+                parts = self.kafka.admin.describe_topics([self.input])[0].get("partitions", [])
+            except KafkaPythonError:
+                return False
+            return len(parts) == n_partitions and all(p.get("leader_id", -1) >= 0 for p in parts)
+
+        wait_for(led, what=f"{self.input} grown to {n_partitions} partitions")
+        self._producer = None  # a new one, whose metadata has the new partitions
 
     def refuse(self, source: Source, call: str) -> None:
         client: Any = source
@@ -368,6 +393,23 @@ def test_a_refused_seek_raises_transport_error_and_the_source_goes_on(harness: H
         source.seek({tp0: 1})
     source.seek({tp0: 3})
     assert [(r.partition, r.offset) for r in read(source, 1)] == [(0, 3)]
+
+
+def test_a_grown_topic_is_assigned_within_the_metadata_refresh_and_its_records_polled(
+    harness: Harness,
+) -> None:
+    source = harness.source()
+    began = time.monotonic()
+    harness.grow(3)
+    harness.produce(2, values("c", 3))
+    tp2 = TopicPartition(harness.input, 2)
+    records = read(source, 3, timeout_s=REFRESH_S + REBALANCE_S)
+    served_s = time.monotonic() - began
+    assert tp2 in source.assignment(), f"not assigned after {served_s:.1f} s"
+    assert [(r.partition, r.offset, r.value) for r in records] == [
+        (2, i, v) for i, v in enumerate(values("c", 3))
+    ]
+    print(f"{harness.name}: a new partition's records polled {served_s:.1f} s after the growth")
 
 
 def test_membership_is_reported_stable_with_the_assignment(harness: Harness) -> None:
