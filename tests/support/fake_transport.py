@@ -13,8 +13,7 @@ real broker (tests/integration, tests/faults).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +95,12 @@ class Log:
         for v in values:
             part.append(Rec(self.topic, partition, len(part), None, v))
 
+    def grow(self, n_partitions: int) -> None:
+        """The input topic grows to ``n_partitions`` (a subscribed source is assigned the new
+        ones at its next poll, as after a metadata refresh)."""
+        for p in range(n_partitions):
+            self.partitions.setdefault(p, [])
+
     def publish(self, topic: str, records: Sequence[OutRecord]) -> None:
         self.published.setdefault(topic, []).extend(records)
 
@@ -111,11 +116,13 @@ class FakeSource:
     def __init__(self, log: Log, on_commit: Callable[[Offsets], None] | None = None) -> None:
         self.log = log
         self.assigned = {TopicPartition(log.topic, p) for p in log.partitions}
+        self.n_partitions = len(log.partitions)  # as this member's metadata knows the topic
         self.position: Offsets = {tp: log.committed.get(tp, 0) for tp in self.assigned}
         self.epoch = 1
         self.stable = True
         self.on_commit = on_commit
         self.fail_next_polls = 0
+        self.refuse_next: dict[str, int] = {}  # "commit", "seek": the client refuses the call
         self.on_poll: Callable[[FakeSource], None] | None = None  # runs inside each poll
         self._changes: list[AssignmentChange] = []
         self.n_polls = 0
@@ -146,6 +153,11 @@ class FakeSource:
         if self.fail_next_polls:
             self.fail_next_polls -= 1
             raise TransportError("injected: polling failed")
+        if len(self.log.partitions) != self.n_partitions:  # grown: the group rebalances
+            self.n_partitions = len(self.log.partitions)
+            self.rebalance(
+                self.assigned | {TopicPartition(self.log.topic, p) for p in self.log.partitions}
+            )
         records: list[Any] = []
         span: Span = {}
         for tp in sorted(self.assigned):
@@ -178,7 +190,13 @@ class FakeSource:
     def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
         self._before_revoke = commit
 
+    def _refused(self, call: str) -> None:
+        if self.refuse_next.get(call, 0):
+            self.refuse_next[call] -= 1
+            raise TransportError(f"injected: the client refused the {call}")
+
     def seek(self, offsets: Offsets) -> None:
+        self._refused("seek")
         for tp, offset in offsets.items():
             if tp in self.assigned:
                 self.position[tp] = offset
@@ -190,6 +208,7 @@ class FakeSource:
     def commit(self, offsets: Offsets, wait: bool) -> None:
         if wait:
             self.hangs("commit")
+        self._refused("commit")
         # The group coordinator refuses offsets of partitions this member no longer owns.
         self.refused_commits.extend(tp for tp in offsets if tp not in self.assigned)
         offsets = {tp: o for tp, o in offsets.items() if tp in self.assigned}
@@ -217,6 +236,7 @@ class FakeSink:
         self.n_replaced = 0
         self.n_aborted = 0
         self.n_begun = 0
+        self.offsets: Offsets = {}  # added to the open transaction
         # flush, init_transactions, send_offsets_to_transaction, commit_transaction,
         # abort_transaction, close: hung calls pass the deadline, and the producer is stuck
         self.hangs = Hangs("producer", deadline_s=0.2)
@@ -246,32 +266,30 @@ class FakeSink:
     def init_transactions(self) -> None:
         self._blocking("init_transactions")
 
-    @contextmanager
-    def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
-        self.begin_transaction()
-        try:
-            yield
-        except (ProducerStuckError, KafkaCallStuckError):
-            raise
-        except TransportError as exc:  # as both adapters: aborted, then said so
-            self.abort_transaction(exc)
-            raise TransactionAbortedError(f"transaction failed ({exc})") from exc
-        self.commit_transaction(offsets, token)
-
     def begin_transaction(self) -> None:
         self.buffer = []
+        self.offsets = {}
         self.n_begun += 1
 
-    def abort_transaction(self, cause: Exception, timeout_s: float | None = None) -> None:
+    def send_offsets_to_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
+        if not offsets:
+            return
+        self.tokens.append(token)
+        self._blocking("send_offsets_to_transaction")
+        if token is None:  # as both adapters: aborted, then said so
+            self.abort_transaction(TransactionAbortedError("no membership"))
+            raise TransactionAbortedError("no group membership vouches for these")
+        self.offsets.update(offsets)
+
+    def abort_transaction(self, cause: Exception) -> None:
         self.buffer = []
+        self.offsets = {}
         self._blocking("abort_transaction")
         self.n_aborted += 1
 
-    def commit_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
+    def commit_transaction(self) -> None:
         buffer, self.buffer = self.buffer, []
-        self.tokens.append(token)
-        if offsets:
-            self._blocking("send_offsets_to_transaction")
+        offsets, self.offsets = self.offsets, {}
         self._blocking("commit_transaction")
         if self.fence_next_transactions:
             self.fence_next_transactions -= 1

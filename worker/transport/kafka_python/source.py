@@ -141,8 +141,15 @@ class KafkaPythonSource:
         assigned = consumer.assignment()
         for tp, offset in offsets.items():
             ktp = KafkaTopicPartition(tp.topic, tp.partition)
-            if ktp in assigned:
+            if ktp not in assigned:
+                continue
+            try:
                 consumer.seek(ktp, offset)
+            except (KafkaError, ValueError) as exc:
+                # ValueError: "Unassigned partition" when the I/O thread revoked it just now
+                # (ignored, as any partition not assigned), or an offset the client refuses.
+                if ktp in consumer.assignment():
+                    raise TransportError(f"seeking {tp} failed ({exc})") from exc
 
     def seek_to_committed(self) -> None:
         consumer = self._client()
@@ -163,7 +170,10 @@ class KafkaPythonSource:
         }
         consumer = self._client()
         if not wait:
-            consumer.commit_async(native, callback=_on_commit)
+            try:
+                consumer.commit_async(native, callback=_on_commit)
+            except KafkaError as exc:
+                raise TransportError(f"committing offsets failed ({exc})") from exc
             return
         try:
             self._guard.run(lambda: consumer.commit(native), "commit", self.timeout_s)

@@ -207,9 +207,6 @@ class LibrdkafkaSource:
             else:
                 self._client().commit(offsets=native, asynchronous=True)
         except KafkaException as exc:
-            if not wait:
-                log.warning("an offset commit failed (%s); the next commit covers it", _error(exc))
-                return
             raise TransportError(f"committing offsets failed ({_error(exc)})") from exc
 
     def close(self) -> None:
