@@ -15,6 +15,7 @@ from worker.config import Settings
 from worker.transport.base import (
     Admin,
     AssignmentChange,
+    GroupDescription,
     GroupState,
     GroupToken,
     LabelsReader,
@@ -32,6 +33,7 @@ __all__ = [
     "LIBRARIES",
     "Admin",
     "AssignmentChange",
+    "GroupDescription",
     "GroupState",
     "GroupToken",
     "LabelsReader",
