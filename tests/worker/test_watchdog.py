@@ -243,6 +243,8 @@ def test_a_wedged_member_recovers_and_nothing_is_lost(
     assert resets(metrics, wedge) == (2 if sticky else 1)
     assert source.n_renewed == (1 if sticky else 0)  # rebuilt only when the reset did not help
     assert len(members) == (2 if sticky else 1)
+    rebalances = metrics.registry.get_sample_value("streamfuse_rebalance_duration_seconds_count")
+    assert rebalances is not None and rebalances >= 1
     other = next(r for r in CONSUMER_RESET_REASONS if r != wedge)
     assert resets(metrics, other) == 0
 

@@ -144,4 +144,8 @@ def tend(
         loop.revoke_all(reset)
     except (TransportError, StartupError) as exc:  # the watchdog's next step escalates
         log.warning("resetting the consumer failed (%s)", exc)
+    # the rejoin may complete within the next gather: its rebalance is timed from now
+    took = watchdog.observe(source.membership(), source.assignment())
+    if took is not None:  # a new consumer already in the group
+        metrics.rebalance_duration.observe(took)
     return action

@@ -84,6 +84,7 @@ class Watchdog:
         self._last_action: Action | None = None
         self._healthy_since: float | None = None
         self._resets: deque[tuple[float, str]] = deque()
+        self._n_actions = 0  # evidence gathered before an action is dropped after it
         self._settled: bool | None = None  # None: not in the group yet (start-up)
         self._left_at: float | None = None  # when this member last left a settled group
 
@@ -124,6 +125,7 @@ class Watchdog:
         with self._lock:
             self._orphaned = None
             self._still.clear()  # fresh evidence after the action
+            self._n_actions += 1
             self._resets.append((now, wedge.reason))
         log.warning(
             "the consumer group membership is wedged: %s; %s (%s)",
@@ -172,7 +174,7 @@ class Watchdog:
         now = self.clock()
         with self._lock:
             self._lag = dict(lag)
-            m, ours = self._membership, self._assignment
+            m, ours, n_actions = self._membership, self._assignment, self._n_actions
         if m is None or m.state is GroupState.REBALANCING:
             with self._lock:
                 self._still.clear()
@@ -201,7 +203,8 @@ class Watchdog:
             f"committed offsets of {_names(stale)} unmoved for {self.stuck_s:g} s"
         )
         with self._lock:
-            self._orphaned = Wedge("orphaned", detail)
+            if self._n_actions == n_actions:  # no reset since this evidence was read
+                self._orphaned = Wedge("orphaned", detail)
 
     def _track(
         self, foreign: set[TopicPartition], committed: Offsets, now: float
