@@ -6,6 +6,7 @@ event (``at_least_once``: what was in flight is re-read from the committed offse
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ from prometheus_client import CollectorRegistry
 
 from tests.support.kafka import Broker, wait_for
 from tests.support.worker import events, produce, write_config
-from worker.config import load_settings
+from worker.config import load_settings, settings_from_dict
 from worker.service.watchdog import Action, Wedge
 from worker.service.worker import Worker
+from worker.transport import GroupState, open_transport
 
 pytestmark = pytest.mark.kafka
 
@@ -94,3 +96,44 @@ def test_a_soft_reset_on_a_serving_worker_loses_nothing(
     assert sample("streamfuse_rebalance_duration_seconds_count") == 1
     assert worker.source is not None and worker.source.n_renewed == 0  # a reset, no rebuild
     assert not thread.is_alive()
+
+
+def test_kafka_python_polls_with_0_wait_for_the_join_while_not_stable(
+    kafka: Broker, topic_factory: Any, group_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The loop polls with 0 while a batch is in flight. The library's own rejoin (the repair
+    # of .rejoin taken away, as on a version it does not recognise) then sends a new JoinGroup
+    # at each poll instead of taking the answer: 31 to 194 polls of 0 between 5 ms sleeps, 0.2
+    # to 1.1 s, in 8 runs; with the floor on polls while not stable, one poll in 0.11 s.
+    from worker.transport.kafka_python import rejoin
+
+    settings = settings_from_dict(
+        {
+            "kafka": {"bootstrap_servers": kafka.bootstrap, "group_id": group_factory("floor")},
+            "topics": {"input": topic_factory("floor", partitions=2)},
+            "models": [{"name": "m"}],
+            "strategy": {"name": "soft_vote"},
+        },
+        environ={},
+    )
+    source = open_transport(settings, "kafka-python").source()
+    try:
+        wait_for(
+            lambda: (
+                not source.poll(0.2, 10).records and source.membership().state is GroupState.STABLE
+            ),
+            timeout=60,
+            what="stable",
+        )
+        rejoin.uninstall()
+        source.reset()
+        n_polls = 0
+        while source.membership().state is not GroupState.STABLE:
+            assert n_polls < 1000, "never rejoined"
+            source.poll(0.0, 10)
+            n_polls += 1
+            time.sleep(0.005)
+    finally:
+        rejoin.install()
+        source.close()
+    assert n_polls <= 3
