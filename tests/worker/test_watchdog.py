@@ -27,6 +27,7 @@ from tests.worker.test_loop import (  # noqa: F401  (pipeline and serving are fi
     run_until,
     serving,
 )
+from worker.errors import BrokerUnavailableError, TransportError
 from worker.inference.pipeline import Pipeline
 from worker.metrics import CONSUMER_RESET_REASONS, Metrics
 from worker.service.consumer import RenewableSource, tend
@@ -262,3 +263,45 @@ def test_exactly_once_a_reset_aborts_the_open_transaction(pipeline: Pipeline) ->
     assert sink.n_aborted == 1 and loop.running is None and loop.ready is None
     assert [c.revoked for c in source.changes()] == [(TP0, TP1)]
     assert not log.published.get("out")  # nothing of the aborted transaction is visible
+
+
+def test_a_consumer_that_cannot_be_rebuilt_yet_is_rebuilt_at_the_next_step(
+    pipeline: Pipeline,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = filled(4)
+    clock = Clock()
+    broker_down = [False]
+
+    def make() -> FakeSource:
+        if broker_down[0]:
+            raise BrokerUnavailableError("fake:9092", 30, "injected")
+        source = FakeSource(log)
+        source.clock = MembershipClock(clock)
+        return source
+
+    source = RenewableSource(make, clock=clock)
+    first = source.inner
+    assert isinstance(first, FakeSource)
+    first.hold("rebalancing", sticky=True)
+    dog = Watchdog(STUCK_S, clock)
+    metrics = Metrics(CollectorRegistry())
+    loop = make_loop(pipeline, source, FakeSink(log))
+    assert tend(source, dog, loop, metrics) is None
+    clock.now += STUCK_S + 1
+    assert tend(source, dog, loop, metrics) is Action.SOFT_RESET
+    first.poll(0.0, 1)  # the join is answered: wedged again (sticky)
+    clock.now += STUCK_S + 1
+    broker_down[0] = True
+    with caplog.at_level(logging.WARNING, logger="streamfuse.watchdog"):
+        assert tend(source, dog, loop, metrics) is Action.REBUILD
+    assert "resetting the consumer failed" in caplog.text and source.inner is None
+    with pytest.raises(TransportError, match="being rebuilt"):
+        source.poll(0.0, 1)
+    assert source.membership().state is GroupState.REBALANCING
+    broker_down[0] = False
+    clock.now += STUCK_S + 1
+    assert tend(source, dog, loop, metrics) is Action.REBUILD
+    assert source.inner is not None and source.inner is not first
+    assert source.membership().state is GroupState.STABLE
+    assert resets(metrics, "rebalancing") == 3

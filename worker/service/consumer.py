@@ -13,6 +13,7 @@ loop (:meth:`~.loop.Loop.revoke_all`): a soft reset, or a new consumer.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from worker.delivery import call_stuck
@@ -41,13 +42,18 @@ log = logging.getLogger("streamfuse.watchdog")
 class RenewableSource:
     """:class:`~worker.transport.Source` delegating to ``make()``'s source, renewed on demand."""
 
-    def __init__(self, make: Callable[[], Source], metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        make: Callable[[], Source],
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._make = make
         self.metrics = metrics
         self.inner: Source | None = make()
         self._hooks: tuple[Callable[[], None], Callable[[], None]] | None = None
         self._changes: list[AssignmentChange] = []
-        self._closed_clock = MembershipClock()
+        self._closed_clock = MembershipClock(clock)  # while no consumer could be built
         self.n_renewed = 0
 
     def renew(self) -> None:
