@@ -165,6 +165,17 @@ def test_orphaned_when_the_coordinator_does_not_list_this_member() -> None:
     assert step is not None and step[1].reason == "orphaned"
     assert "does not list this member (lost)" in step[1].detail
     assert dog.wedged() == step[1].detail
+    health = Health(1000.0, clock)
+    health.wedged = dog.wedged
+    health.set_phase("connecting")
+    health.set_phase("running")
+    health.assigned(0)
+    health.membership("unassigned", 0.0)
+    ready = health.readiness()
+    assert ready.status == 503 and ready.body["checks"]["group"] == step[1].detail
+    assert "the consumer group membership is stable but orphaned" in ready.body["reason"]
+    dog.observe(membership(GroupState.STABLE, clock.now, 2, "new"), frozenset({TP0, TP1}))
+    assert dog.check() is None and health.readiness().status == 200  # joined again: ready
 
 
 def test_a_rebalance_is_timed_from_leaving_stable_to_stable_again() -> None:

@@ -148,6 +148,8 @@ def tend(
     reset = source.reset if action is Action.SOFT_RESET else source.renew
     try:
         loop.revoke_all(reset)
+    except KafkaCallStuckError as exc:  # leaving the group: the next step builds a new one
+        call_stuck(exc, metrics, "a new consumer at the watchdog's next step")
     except (TransportError, StartupError) as exc:  # the watchdog's next step escalates
         log.warning("resetting the consumer failed (%s)", exc)
     # the rejoin may complete within the next gather: its rebalance is timed from now
