@@ -135,6 +135,7 @@ class FakeSource:
         self.n_polls = 0
         self.refused_commits: list[TopicPartition] = []
         self._before_revoke: Callable[[], None] = lambda: None
+        self._before_lost: Callable[[], None] = lambda: None
         self.clock = MembershipClock()  # a test may give it its own clock
         self.hangs = Hangs("consumer", deadline_s=0.2)  # commit (waiting), close
         self._in_group()
@@ -154,7 +155,8 @@ class FakeSource:
         self._wedge()
 
     def _wedge(self) -> None:
-        if self.held == "rebalancing":
+        if self.held == "rebalancing":  # its partitions lost, as when the session expires
+            self._before_lost()
             revoked = tuple(sorted(self.assigned))
             self.stable = False
             self.assigned = set()
@@ -163,6 +165,7 @@ class FakeSource:
         else:  # orphaned: keeps all but its last partition; that one no member owns
             everything = sorted(TopicPartition(self.log.topic, p) for p in self.log.partitions)
             kept = set(everything[:-1])
+            self._before_revoke()
             self._changes.append(AssignmentChange(tuple(sorted(self.assigned - kept)), None))
             self.assigned = kept
             self.stable = True
@@ -243,7 +246,7 @@ class FakeSource:
         self._rejoining = True
 
     def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
-        self._before_revoke = commit
+        self._before_revoke, self._before_lost = commit, abort
 
     def seek(self, offsets: Offsets) -> None:
         for tp, offset in offsets.items():

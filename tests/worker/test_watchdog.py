@@ -196,10 +196,12 @@ def guarded(
     log: Log,
     wedge: str,
     sticky: bool,
+    guarantee: str = "at_least_once",
 ) -> tuple[Any, RenewableSource, Metrics, list[FakeSource]]:
     """A loop on a renewable fake source whose first member is held wedged at its 5th poll;
     every poll is a second on the watchdog's clock, every turn gathers the evidence (as the lag
-    thread does), and the loop stops once every event is committed."""
+    thread does), and the loop stops once every event is committed. ``exactly_once``: one
+    transaction spans the batches of 5 s, so a reset finds one open."""
     clock = Clock()
     members: list[FakeSource] = []
     done = all_committed(log, 40)
@@ -229,7 +231,16 @@ def guarded(
         dog.gather(admin, admin.lag())
         tend(source, dog, loop, metrics)
 
-    loop = make_loop(pipeline, source, FakeSink(log), max_events=8, between_batches=between)
+    loop = make_loop(
+        pipeline,
+        source,
+        FakeSink(log),
+        exactly_once=guarantee == "exactly_once",
+        max_events=8,
+        clock=clock,
+        interval_s=5.0 if guarantee == "exactly_once" else 0.0,
+        between_batches=between,
+    )
     return loop, source, metrics, members
 
 
@@ -239,18 +250,22 @@ def resets(metrics: Metrics, reason: str) -> float:
     )
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 @pytest.mark.parametrize("wedge", ["rebalancing", "orphaned"])
 @pytest.mark.parametrize("sticky", [False, True], ids=["soft reset", "rebuild"])
 def test_a_wedged_member_recovers_and_nothing_is_lost(
     pipeline: Pipeline,  # noqa: F811
     wedge: str,
     sticky: bool,
+    guarantee: str,
 ) -> None:
     log = filled(40)
-    loop, source, metrics, members = guarded(pipeline, log, wedge, sticky)
+    loop, source, metrics, members = guarded(pipeline, log, wedge, sticky, guarantee)
     loop.run()
     ids = published_ids(log)
     assert set(ids) == {f"p{p}-{i}" for p in range(2) for i in range(40)}  # nothing lost
+    if guarantee == "exactly_once":  # what was open at the reset was aborted, never visible
+        assert max(ids.values()) == 1
     assert members[0].n_resets == 1  # a soft reset first, in either case
     assert resets(metrics, wedge) == (2 if sticky else 1)
     assert source.n_renewed == (1 if sticky else 0)  # rebuilt only when the reset did not help
