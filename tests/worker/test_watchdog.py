@@ -331,3 +331,20 @@ def test_a_consumer_that_cannot_be_rebuilt_yet_is_rebuilt_at_the_next_step(
     assert source.inner is not None and source.inner is not first
     assert source.membership().state is GroupState.STABLE
     assert resets(metrics, "rebalancing") == 3
+
+
+def test_an_orphan_the_group_resolves_before_the_check_is_left_alone() -> None:
+    clock = Clock()
+    dog = Watchdog(STUCK_S, clock)
+    log = orphan_log()
+    admin = FakeAdmin(log)
+    dog.observe(membership(GroupState.STABLE, clock.now, 1), frozenset({TP0}))
+    log.members = {"me": frozenset({TP0})}
+    dog.gather(admin, admin.lag())
+    clock.now += STUCK_S
+    dog.gather(admin, admin.lag())  # confirmed: nobody owns in:1
+    both = frozenset({TP0, TP1})
+    dog.observe(membership(GroupState.STABLE, clock.now, 2), both)  # a rebalance gave it to us
+    log.members = {"me": both}
+    dog.gather(admin, admin.lag())
+    assert dog.check() is None and dog.wedged() is None

@@ -176,22 +176,21 @@ class Watchdog:
             self._lag = dict(lag)
             m, ours, n_actions = self._membership, self._assignment, self._n_actions
         if m is None or m.state is GroupState.REBALANCING:
-            with self._lock:
-                self._still.clear()
+            self._settle(n_actions, None, clear=True)
             return
         foreign = {tp for tp, n in lag.items() if n > 0 and tp not in ours}
         if not foreign:
-            with self._lock:
-                self._still.clear()
+            self._settle(n_actions, None, clear=True)
             return
-        committed = admin.committed()
-        stale = self._track(foreign, committed, now)
+        stale = self._track(foreign, admin.committed(), now)
         if not stale:
+            self._settle(n_actions, None)
             return
         group = admin.describe_group()
         missing = bool(m.member_id) and m.member_id not in group.members
         unowned = stale - group.owned()
-        if not missing and not unowned:
+        if not missing and not unowned:  # another member's partitions: its own business
+            self._settle(n_actions, None)
             return
         why = (
             f"the coordinator does not list this member ({m.member_id}) in the group"
@@ -202,9 +201,17 @@ class Watchdog:
             f"stable but orphaned: {why}; group {group.state}, {len(group.members)} members; "
             f"committed offsets of {_names(stale)} unmoved for {self.stuck_s:g} s"
         )
+        self._settle(n_actions, Wedge("orphaned", detail))
+
+    def _settle(self, n_actions: int, orphaned: Wedge | None, clear: bool = False) -> None:
+        """The verdict of one gather, unless a reset came since its evidence was read (that
+        evidence no longer counts); ``clear``: nothing is lagging, forget what was tracked."""
         with self._lock:
-            if self._n_actions == n_actions:  # no reset since this evidence was read
-                self._orphaned = Wedge("orphaned", detail)
+            if self._n_actions != n_actions:
+                return
+            self._orphaned = orphaned
+            if clear:
+                self._still.clear()
 
     def _track(
         self, foreign: set[TopicPartition], committed: Offsets, now: float
