@@ -6,8 +6,11 @@ transactions only, as a ``read_committed`` reader sees them). :class:`FakeSource
 (``fail_next_*``) and rebalances queued the way a client reports them from inside a poll. A
 blocking call can be made to hang (``hang_next``): it then runs under the adapters' own deadline
 (:class:`worker.transport.deadline.CallGuard`) and blocks until :meth:`FakeSink.release`, as a
-librdkafka call that ignores its timeout does. The broker tests of the same paths run on the
-real broker (tests/integration, tests/faults).
+librdkafka call that ignores its timeout does. A member can be held wedged (:meth:`FakeSource.hold`:
+"rebalancing" for good, or "stable but orphaned" with a partition no member owns), and
+:class:`FakeAdmin` answers for the group as its coordinator would (lag, committed offsets,
+describe-groups). The broker tests of the same paths run on the real broker (tests/integration,
+tests/faults).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import count
 from typing import Any
 
 from worker.batch.records import OutRecord
@@ -27,6 +31,7 @@ from worker.errors import (
 )
 from worker.transport import (
     AssignmentChange,
+    GroupDescription,
     GroupState,
     GroupToken,
     Membership,
@@ -89,6 +94,7 @@ class Log:
     committed: Offsets = field(default_factory=dict)
     published: dict[str, list[OutRecord]] = field(default_factory=dict)
     commits: list[Offsets] = field(default_factory=list)
+    members: dict[str, frozenset[TopicPartition]] = field(default_factory=dict)  # the group
 
     def append(self, partition: int, values: Sequence[bytes]) -> None:
         part = self.partitions.setdefault(partition, [])
@@ -110,13 +116,21 @@ class Log:
             self.committed[tp] = max(offset, self.committed.get(tp, 0))
 
 
+_member_ids = count(1)
+
+
 class FakeSource:
     """A consumer holding every partition of ``log`` (until a test rebalances it)."""
 
     def __init__(self, log: Log, on_commit: Callable[[Offsets], None] | None = None) -> None:
         self.log = log
+        self.member_id = f"fake-{next(_member_ids)}"
         self.assigned = {TopicPartition(log.topic, p) for p in log.partitions}
         self.n_partitions = len(log.partitions)  # as this member's metadata knows the topic
+        self.held: str | None = None  # "rebalancing" or "orphaned": wedged (hold())
+        self.sticky = False  # the wedge survives a soft reset (only a new consumer clears it)
+        self.n_resets = 0
+        self._rejoining = False
         self.position: Offsets = {tp: log.committed.get(tp, 0) for tp in self.assigned}
         self.epoch = 1
         self.stable = True
@@ -128,10 +142,43 @@ class FakeSource:
         self.n_polls = 0
         self.refused_commits: list[TopicPartition] = []
         self._before_revoke: Callable[[], None] = lambda: None
+        self._before_lost: Callable[[], None] = lambda: None
         self.clock = MembershipClock()  # a test may give it its own clock
         self.hangs = Hangs("consumer", deadline_s=0.2)  # commit (waiting), close
+        self._in_group()
+
+    def _in_group(self) -> None:
+        self.log.members[self.member_id] = frozenset(self.assigned)
 
     # -- what a test does --------------------------------------------------------------------
+
+    def hold(self, wedge: str, sticky: bool = False) -> None:
+        """Wedge this member: "rebalancing" (its partitions revoked, never assigned again, the
+        group evicts it) or "orphaned" (stable, its last partition taken away and owned by no
+        member, as the group's coordinator tells). ``sticky``: a soft reset does not help."""
+        if wedge not in ("rebalancing", "orphaned"):
+            raise ValueError(wedge)
+        self.held, self.sticky = wedge, sticky
+        self._wedge()
+
+    def _wedge(self) -> None:
+        if self.held == "rebalancing":  # its partitions lost, as when the session expires
+            self._before_lost()
+            revoked = tuple(sorted(self.assigned))
+            self.stable = False
+            self.assigned = set()
+            self.log.members.pop(self.member_id, None)
+            self._changes.append(AssignmentChange(revoked, None))
+        else:  # orphaned: keeps all but its last partition; that one no member owns
+            everything = sorted(TopicPartition(self.log.topic, p) for p in self.log.partitions)
+            kept = set(everything[:-1])
+            self._before_revoke()
+            self._changes.append(AssignmentChange(tuple(sorted(self.assigned - kept)), None))
+            self.assigned = kept
+            self.stable = True
+            self.epoch += 1
+            self._in_group()
+            self._changes.append(AssignmentChange((), tuple(sorted(kept))))
 
     def rebalance(self, assignment: set[TopicPartition]) -> None:
         """What a client reports from inside a poll: revoked, then the new assignment."""
@@ -143,11 +190,21 @@ class FakeSource:
         for tp in self.assigned:
             self.position[tp] = self.log.committed.get(tp, 0)
         self._changes.append(AssignmentChange((), tuple(sorted(self.assigned))))
+        self._in_group()
 
     # -- Source --------------------------------------------------------------------------------
 
     def poll(self, timeout_s: float, max_records: int) -> Polled:
         self.n_polls += 1
+        if self._rejoining:  # the group answers the join at this poll
+            self._rejoining = False
+            if self.held is not None:
+                self._wedge()
+            else:
+                everything = {TopicPartition(self.log.topic, p) for p in self.log.partitions}
+                self.stable = True
+                self.rebalance(everything)
+                self._in_group()
         if self.on_poll is not None:
             self.on_poll(self)
         if self.fail_next_polls:
@@ -185,10 +242,23 @@ class FakeSource:
             state = GroupState.REBALANCING
         else:
             state = GroupState.STABLE if self.assigned else GroupState.UNASSIGNED
-        return self.clock.observe(state, self.epoch, len(self.assigned))
+        return self.clock.observe(state, self.epoch, len(self.assigned), self.member_id)
+
+    def reset(self) -> None:
+        """Leave the group (every partition revoked) and join again at the next poll."""
+        self.n_resets += 1
+        revoked = tuple(sorted(self.assigned))
+        self.assigned = set()
+        self.stable = False
+        self.epoch += 1
+        self.log.members.pop(self.member_id, None)
+        self._changes.append(AssignmentChange(revoked, None))
+        if not self.sticky:
+            self.held = None
+        self._rejoining = True
 
     def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
-        self._before_revoke = commit
+        self._before_revoke, self._before_lost = commit, abort
 
     def _refused(self, call: str) -> None:
         if self.refuse_next.get(call, 0):
@@ -217,7 +287,37 @@ class FakeSource:
         self.log.commit(offsets)
 
     def close(self) -> None:
+        self.log.members.pop(self.member_id, None)
         self.hangs("close")
+
+
+class FakeAdmin:
+    """The group's coordinator and the topic's offsets, as :class:`worker.transport.Admin`."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.n_described = 0
+
+    def ensure_topics(self) -> None:
+        return None
+
+    def lag(self) -> dict[TopicPartition, int]:
+        return {
+            TopicPartition(self.log.topic, p): len(records)
+            - self.log.committed.get(TopicPartition(self.log.topic, p), 0)
+            for p, records in self.log.partitions.items()
+        }
+
+    def committed(self) -> Offsets:
+        return dict(self.log.committed)
+
+    def describe_group(self) -> GroupDescription:
+        self.n_described += 1
+        members = dict(self.log.members)
+        return GroupDescription("Stable" if members else "Empty", members)
+
+    def close(self) -> None:
+        return None
 
 
 class FakeSink:

@@ -22,12 +22,13 @@ from kafka.admin import NewPartitions
 from kafka.errors import IllegalStateError
 from kafka.errors import KafkaError as KafkaPythonError
 
-from tests.support.fake_transport import FakeSink, FakeSource, Log
+from tests.support.fake_transport import FakeAdmin, FakeSink, FakeSource, Log
 from tests.support.kafka import Broker, unique, wait_for
 from worker.batch.records import InRecord, OutRecord
 from worker.config import settings_from_dict
 from worker.errors import KafkaCallStuckError, TransactionAbortedError, TransportError
 from worker.transport import (
+    Admin,
     GroupState,
     GroupToken,
     Offsets,
@@ -60,6 +61,9 @@ class Harness:
         raise NotImplementedError
 
     def sink(self, transactional: bool = False) -> Sink:
+        raise NotImplementedError
+
+    def admin(self) -> Admin:
         raise NotImplementedError
 
     def published(self, expected: int, committed_only: bool) -> list[bytes]:
@@ -111,6 +115,9 @@ class FakeHarness(Harness):
         sink = FakeSink(self.log, self.src)
         self.sinks.append(sink)
         return sink
+
+    def admin(self) -> Admin:
+        return FakeAdmin(self.log)
 
     def published(self, expected: int, committed_only: bool) -> list[bytes]:
         return [r.value for r in self.log.published.get(self.output, [])]
@@ -222,6 +229,11 @@ class BrokerHarness(Harness):
             sink.init_transactions()
         self.closing.append(lambda: sink.close(5))
         return sink
+
+    def admin(self) -> Admin:
+        admin = open_transport(self.settings()).admin()
+        self.closing.append(admin.close)
+        return admin
 
     def published(self, expected: int, committed_only: bool) -> list[bytes]:
         isolation = "read_committed" if committed_only else "read_uncommitted"
@@ -422,6 +434,47 @@ def test_membership_is_reported_stable_with_the_assignment(harness: Harness) -> 
     assert membership.age_s() >= 0.0
     token = source.group_token()
     assert token is not None and token == source.group_token()  # the same membership
+
+
+def test_a_reset_revokes_everything_and_the_group_assigns_it_again_from_committed(
+    harness: Harness,
+) -> None:
+    source = harness.source()
+    harness.produce(0, values("a", 4))
+    assert len(read(source, 4)) == 4
+    tp0, tp1 = TopicPartition(harness.input, 0), TopicPartition(harness.input, 1)
+    source.commit({tp0: 2}, wait=True)
+    source.changes()
+    source.reset()
+    assert source.membership().state is GroupState.REBALANCING
+    revoked = {tp for change in source.changes() for tp in change.revoked}
+    assert revoked == {tp0, tp1}
+    again: list[InRecord] = []
+    deadline = time.monotonic() + 60
+    while len(source.assignment()) < 2 or len(again) < 2:
+        assert time.monotonic() < deadline, "not assigned again"
+        again += source.poll(0.2, 512).records
+    assert [(r.partition, r.offset) for r in again] == [(0, 2), (0, 3)]  # from committed
+    assert source.membership().state is GroupState.STABLE
+
+
+def test_the_group_described_lists_this_member_with_its_partitions_and_the_committed(
+    harness: Harness,
+) -> None:
+    source = harness.source()
+    harness.produce(1, values("b", 3))
+    assert len(read(source, 3)) == 3
+    tp0, tp1 = TopicPartition(harness.input, 0), TopicPartition(harness.input, 1)
+    source.commit({tp1: 3}, wait=True)
+    admin = harness.admin()
+    me = source.membership().member_id
+    assert me
+    group = admin.describe_group()
+    assert group.state == "Stable"
+    assert group.members == {me: frozenset({tp0, tp1})}
+    assert group.owned() == {tp0, tp1}
+    assert admin.committed() == {tp1: 3}
+    assert admin.lag() == {tp0: 0, tp1: 0}
 
 
 # -- the sink ------------------------------------------------------------------------------------

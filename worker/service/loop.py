@@ -242,6 +242,18 @@ class Loop:
         self.discard_unsent(gathering, self.delivery.rebalance_rewind)
         return Interrupted.REBALANCED
 
+    def revoke_all(self, reset: Callable[[], None]) -> None:
+        """The membership watchdog resets the consumer (``reset``: leave and join again, or a
+        new consumer): as if every partition were revoked. Unpublished batches are dropped, the
+        open transaction (exactly_once) aborted and offsets held back forgotten, so what the
+        group assigns next is read from its committed offsets under either guarantee."""
+        n_unsent = sum(b.n_records for b in (self.running, self.ready) if b is not None)
+        if n_unsent:
+            log.info("dropping %d unsent events before resetting the consumer", n_unsent)
+        self.discard_unsent({}, Outcome.RETRY_FROM_FIRST)
+        self.delivery.abort_pending()
+        reset()
+
     def delivery_failed(self, outcome: Outcome, gathering: Span) -> Interrupted:
         self.discard_unsent(gathering, outcome)
         return Interrupted.DELIVERY_FAILED

@@ -34,13 +34,15 @@ from worker.inference.store import open_store
 from worker.inference.strategies import WeightedCombiner
 from worker.logs import DeadLetterLog
 from worker.metrics import Metrics
+from worker.service.consumer import RenewableSource, tend
 from worker.service.health import Health, stall_bound_s
 from worker.service.heldout import heldout_scores
 from worker.service.lag import LagMonitor
 from worker.service.loop import Loop
 from worker.service.promotion import Promotion
 from worker.service.reference import open_drift
-from worker.transport import LabelsReader, Sink, Source, TopicPartition, open_transport
+from worker.service.watchdog import Watchdog
+from worker.transport import LabelsReader, Sink, TopicPartition, open_transport
 
 if TYPE_CHECKING:
     from worker.schemas import RegistryReaders
@@ -67,6 +69,9 @@ class Worker:
         self.settings = settings
         self.health = health or Health(stall_bound_s(settings))
         self.health.rebalance_stuck_s = settings.kafka.effective_rebalance_stuck_s
+        self.watchdog = Watchdog(settings.kafka.effective_rebalance_stuck_s)
+        self.health.wedged = self.watchdog.wedged
+        self.health.resets_failing = self.watchdog.failing
         self.freeze_gc = freeze_gc  # a process-wide setting: only for the process's own worker
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
@@ -125,9 +130,13 @@ class Worker:
         self.drift = open_drift(self.store, serving, settings.drift, self.metrics)
         self.transport = open_transport(settings)
         self.lag = LagMonitor(
-            settings, self.metrics, self.transport.admin, reached=self.health.brokers_reached
+            settings,
+            self.metrics,
+            self.transport.admin,
+            reached=self.health.brokers_reached,
+            refreshed=self.watchdog.gather,
         )
-        self.source: Source | None = None
+        self.source: RenewableSource | None = None
         self.sink: Sink | None = None
         self.labels: LabelsReader | None = None
         self.loop: Loop | None = None
@@ -180,7 +189,7 @@ class Worker:
         if s.kafka.processing_guarantee == "exactly_once":
             self.sink.init_transactions()
         self.labels = self.transport.labels()
-        self.source = self.transport.source()
+        self.source = RenewableSource(self.transport.source, self.metrics)
         delivery: Delivery = delivery_for(s, self.source, self.sink, self.metrics, self.backoff)
         self.loop = Loop(
             s.batch,
@@ -280,13 +289,10 @@ class Worker:
         self._report_membership()
 
     def _report_membership(self) -> None:
-        """The source's group membership to the metrics and ``/readyz``."""
-        if self.source is None:
-            return
-        m = self.source.membership()
-        age = m.age_s()
-        self.metrics.set_membership(m.state.value, age, m.generation, m.n_partitions)
-        self.health.membership(m.state.value, age)
+        """The source's group membership to the metrics, ``/readyz`` and the watchdog, which
+        may reset the consumer (:func:`~.consumer.tend`)."""
+        if self.source is not None:
+            tend(self.source, self.watchdog, self.loop, self.metrics, self.health)
 
     def follow_assignment(self, assignment: Sequence[TopicPartition]) -> None:
         """Read the co-partitioned labels of the input partitions now assigned."""

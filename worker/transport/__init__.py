@@ -16,6 +16,7 @@ from worker.config import Settings
 from worker.transport.base import (
     Admin,
     AssignmentChange,
+    GroupDescription,
     GroupState,
     GroupToken,
     LabelsReader,
@@ -33,6 +34,7 @@ __all__ = [
     "LIBRARIES",
     "Admin",
     "AssignmentChange",
+    "GroupDescription",
     "GroupState",
     "GroupToken",
     "LabelsReader",

@@ -23,6 +23,7 @@ from worker.transport.membership import GroupState, Membership
 __all__ = [
     "Admin",
     "AssignmentChange",
+    "GroupDescription",
     "GroupState",
     "GroupToken",
     "LabelsReader",
@@ -78,6 +79,22 @@ class GroupToken:
     native: Any = field(compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class GroupDescription:
+    """The consumer group as its coordinator describes it (the describe-groups call).
+
+    ``state``: the coordinator's name for it (``Stable``, ``PreparingRebalance``,
+    ``CompletingRebalance``, ``Empty``, ``Dead``); ``members``: each member id with the input
+    topic's partitions assigned to it."""
+
+    state: str
+    members: dict[str, frozenset[TopicPartition]] = field(default_factory=dict)
+
+    def owned(self) -> frozenset[TopicPartition]:
+        """Every partition some member holds."""
+        return frozenset(tp for tps in self.members.values() for tp in tps)
+
+
 def merge_span(span: Span, more: Span) -> None:
     """Widen ``span`` in place to cover ``more`` (first offsets kept, last offsets advanced)."""
     for tp, (first, last) in more.items():
@@ -103,6 +120,11 @@ class Source(Protocol):
     def membership(self) -> Membership:
         """This member's group state, generation and partitions as the client reports them
         now, with when that state began; never blocks on the broker."""
+
+    def reset(self) -> None:
+        """Leave the group and join it again (unsubscribe, subscribe): every partition is
+        revoked (reported by :meth:`changes`) and the group assigns them anew; the loop treats
+        it as a revoke of everything (the membership watchdog's soft reset)."""
 
     def seek(self, offsets: Offsets) -> None:
         """Rewind (or advance) the given partitions; partitions not assigned are ignored.
@@ -190,7 +212,8 @@ class LabelsReader(Protocol):
 
 
 class Admin(Protocol):
-    """Topic checks at start-up and consumer lag for the metrics."""
+    """Topic checks at start-up, consumer lag for the metrics, and the group as the coordinator
+    sees it (the membership watchdog's evidence)."""
 
     def ensure_topics(self) -> None:
         """Every configured topic exists (created when ``topics.create``), labels
@@ -198,5 +221,13 @@ class Admin(Protocol):
 
     def lag(self) -> dict[TopicPartition, int]:
         """The group's lag per partition of the input topic (end minus committed offset)."""
+
+    def committed(self) -> Offsets:
+        """The group's committed offsets on the input topic (partitions with none left out)."""
+
+    def describe_group(self) -> GroupDescription:
+        """The group's state and its members' assignments on the input topic (describe-groups);
+        raises :class:`worker.errors.TransportError` when the coordinator did not answer within
+        the admin calls' bound."""
 
     def close(self) -> None: ...
