@@ -23,6 +23,7 @@ from ._native import NATIVE_FILES, NATIVE_FRAMEWORKS, describe_native, load_nati
 from ._publish import SKLEARN_FILE, TORCH_FILE, describe_sklearn, describe_torch, jsonable_scores
 from ._signing import Signer
 from ._sklearn_io import load_sklearn, make_sklearn_predictor
+from ._trial import Candidate, StoreArgs, run_trial
 from ._versions import POINTER_NAME, VersionedDir, check_name
 from .errors import (
     IntegrityError,
@@ -417,13 +418,62 @@ class ModelStore:
         with _boundary("model", name) as where:
             return self._load_model(name, version, where, threads)
 
+    def load_bounded(
+        self,
+        requests: Sequence[tuple[str, int | None, np.ndarray | None]],
+        *,
+        threads: int = 0,
+    ) -> list[LoadedModel]:
+        """Load versions as :meth:`load` does, each first tried in a child process.
+
+        ``requests`` are ``(name, version, probe)``: the version (``None``: the promoted one)
+        is loaded and ``probe`` predicted (``None``: zeros of its width) in one child under
+        ``limits.max_load_bytes`` of address space and ``max_load_cpu_s`` of CPU, killed
+        after ``max_load_wall_s``; then this process loads the very files the child read.
+
+        Raises
+        ------
+        UnsafeModelError
+            A trial ran past a limit or its child died (names the file and the limit).
+        ModelStoreError
+            As :meth:`load`.
+        """
+        candidates = []
+        for name, version, probe in requests:
+            with _boundary("model", name) as where:
+                resolved = self._models.resolve(name, _version_arg(version))
+                where.at(resolved)
+                manifest = self.manifest(name, resolved)
+                filename = NATIVE_FILES.get(manifest["framework"]) or (
+                    SKLEARN_FILE if manifest["framework"] == "sklearn" else TORCH_FILE
+                )
+                candidates.append(Candidate(name, resolved, filename, probe))
+        store = StoreArgs(self.root, self._signer.key, self._signer.require, self.limits)
+        files = run_trial(store, candidates, threads=threads)
+        loaded = []
+        for candidate, checked in zip(candidates, files, strict=True):
+            with _boundary("model", candidate.name) as where:
+                loaded.append(
+                    self._load_model(candidate.name, candidate.version, where, threads, checked)
+                )
+        return loaded
+
     def _load_model(
-        self, name: str, version: int | None, where: _Where, threads: int = 0
+        self,
+        name: str,
+        version: int | None,
+        where: _Where,
+        threads: int = 0,
+        checked: Mapping[str, Any] | None = None,
     ) -> LoadedModel:
         version = self._models.resolve(name, version)
         where.at(version)
         parts = self._models.parts(name, version)
         manifest, signed = read_manifest(self._ctx, parts, name, version, kind="model")
+        if checked is not None and manifest["files"] != checked:
+            raise IntegrityError(
+                name, version, MANIFEST_NAME, "its files changed since their trial load"
+            )
         spec = check_model_fields(manifest, self.limits)
         contents = read_verified_files(self._ctx, parts, manifest, kind="model")
         if manifest["framework"] in NATIVE_FRAMEWORKS:
