@@ -23,7 +23,7 @@ from ._native import NATIVE_FILES, NATIVE_FRAMEWORKS, describe_native, load_nati
 from ._publish import SKLEARN_FILE, TORCH_FILE, describe_sklearn, describe_torch, jsonable_scores
 from ._signing import Signer
 from ._sklearn_io import load_sklearn, make_sklearn_predictor
-from ._trial import Candidate, StoreArgs, run_trial
+from ._trial import Candidate, StoreArgs, preload_of, prestart, run_trial
 from ._versions import POINTER_NAME, VersionedDir, check_name
 from .errors import (
     IntegrityError,
@@ -447,7 +447,7 @@ class ModelStore:
                 filename = NATIVE_FILES.get(manifest["framework"]) or (
                     SKLEARN_FILE if manifest["framework"] == "sklearn" else TORCH_FILE
                 )
-                candidates.append(Candidate(name, resolved, filename, probe))
+                candidates.append(Candidate(name, resolved, filename, manifest["framework"], probe))
         store = StoreArgs(self.root, self._signer.key, self._signer.require, self.limits)
         files = run_trial(store, candidates, threads=threads)
         loaded = []
@@ -457,6 +457,11 @@ class ModelStore:
                     self._load_model(candidate.name, candidate.version, where, threads, checked)
                 )
         return loaded
+
+    def prepare_trials(self, frameworks: Sequence[str]) -> None:
+        """Start the child of the next :meth:`load_bounded` now, importing these frameworks'
+        libraries while it waits (seconds a hot reload then does not wait for)."""
+        prestart(preload_of(frameworks))
 
     def _load_model(
         self,

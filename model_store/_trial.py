@@ -17,14 +17,16 @@ child that a hostile file took over must not be able to run code in the parent).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -36,7 +38,7 @@ from . import errors
 from ._limits import StoreLimits
 from .errors import IntegrityError, ModelStoreError, UnsafeModelError
 
-__all__ = ["Candidate", "run_trial"]
+__all__ = ["Candidate", "StoreArgs", "preload_of", "prestart", "run_trial"]
 
 _MiB = 1 << 20
 PROBE_ROWS = 8  # zeros of the declared width when the caller has no probe batch
@@ -44,9 +46,17 @@ _CPU_GRACE_S = 5  # between SIGXCPU (the soft limit) and SIGKILL (the hard one)
 # How the libraries say an allocation failed (onnxruntime's arena, C++'s std::bad_alloc).
 _OUT_OF_MEMORY = ("bad_alloc", "Failed to allocate", "Cannot allocate memory", "out of memory")
 _BOOT = (
-    "import json, sys; work = json.loads(sys.stdin.buffer.read()); sys.path[:] = work['path'];"
-    " from model_store._trial import child_main; child_main(work)"
+    "import json, sys; boot = json.loads(sys.stdin.buffer.readline()); sys.path[:] = boot['path'];"
+    " from model_store._trial import child_main; child_main(boot)"
 )
+# What a spare child imports while it waits for work, per framework.
+_PRELOAD = {
+    "sklearn": ("sklearn", "skops.io"),
+    "torch": ("torch", "safetensors"),
+    "xgboost": ("xgboost",),
+    "lightgbm": ("lightgbm",),
+    "onnx": ("onnx", "onnxruntime"),
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,7 @@ class Candidate:
     name: str
     version: int
     filename: str
+    framework: str
     probe: np.ndarray | None = None
 
 
@@ -82,21 +93,9 @@ def run_trial(
         The store refused a candidate in the child (the child's own error).
     """
     limits = store.limits
-    read_fd, write_fd = os.pipe()
-    try:
-        child = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            pass_fds=(write_fd,),
-            close_fds=True,
-        )
-    finally:
-        os.close(write_fd)
-    answers = Connection(read_fd, writable=False)
+    preload = preload_of(c.framework for c in candidates)
+    child = _take(preload)
     work = {
-        "path": list(sys.path),
-        "fd": write_fd,
         "root": str(store.root),
         "key": None if store.key is None else store.key.hex(),
         "require_signature": store.require_signature,
@@ -111,24 +110,24 @@ def run_trial(
     files: list[dict[str, Any]] = []
     at = 0
     try:
-        assert child.stdin is not None
+        assert child.process.stdin is not None
         try:
-            child.stdin.write(json.dumps(work).encode())
-            child.stdin.close()
+            child.process.stdin.write(json.dumps(work).encode())
+            child.process.stdin.close()
         except BrokenPipeError:
             pass  # it died at once: told below
         while len(files) < len(candidates):
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not answers.poll(remaining):
+            if remaining <= 0 or not child.answers.poll(remaining):
                 raise _refusal(
                     candidates[at],
                     f"its trial load did not finish within {limits.max_load_wall_s} s "
                     "(store.limits.max_load_wall_s)",
                 )
             try:
-                kind, index, value = json.loads(answers.recv_bytes(1 << 24))
+                kind, index, value = json.loads(child.answers.recv_bytes(1 << 24))
             except (EOFError, OSError):
-                raise _refusal(candidates[at], _death(_wait(child), limits)) from None
+                raise _refusal(candidates[at], _death(_wait(child.process), limits)) from None
             at = index
             if kind == "ok":
                 files.append(value)
@@ -137,11 +136,77 @@ def run_trial(
             elif kind == "memory":
                 raise _refusal(candidates[at], _memory(limits, value))
     finally:
-        answers.close()
-        if child.poll() is None:
-            child.kill()
-        _wait(child)
+        child.close()
+        prestart(preload)  # the next trial finds its libraries imported
     return files
+
+
+@dataclass
+class _Child:
+    """A child process waiting for its work on stdin, answering on ``answers``."""
+
+    process: subprocess.Popen[bytes]
+    answers: Connection
+    preload: tuple[str, ...]
+
+    def close(self) -> None:
+        self.answers.close()
+        if self.process.poll() is None:
+            self.process.kill()
+        _wait(self.process)
+
+
+_spare_lock = threading.Lock()
+_spare: _Child | None = None
+
+
+def preload_of(frameworks: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted({module for f in frameworks for module in _PRELOAD.get(f, ())}))
+
+
+def prestart(preload: tuple[str, ...]) -> None:
+    """Start a spare child that imports ``preload`` while it waits (the interpreter and the
+    libraries cost seconds: a trial that finds them ready costs its load alone)."""
+    global _spare
+    with _spare_lock:
+        if _spare is not None and _spare.preload == preload and _spare.process.poll() is None:
+            return
+        old, _spare = _spare, _start(preload)
+    if old is not None:
+        old.close()
+
+
+def _take(preload: tuple[str, ...]) -> _Child:
+    global _spare
+    with _spare_lock:
+        spare, _spare = _spare, None
+    if spare is not None:
+        if spare.process.poll() is None and set(preload) <= set(spare.preload):
+            return spare
+        spare.close()
+    return _start(preload)
+
+
+def _start(preload: tuple[str, ...]) -> _Child:
+    read_fd, write_fd = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-c", _BOOT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            pass_fds=(write_fd,),
+            close_fds=True,
+        )
+    finally:
+        os.close(write_fd)
+    boot = {"path": list(sys.path), "fd": write_fd, "preload": list(preload)}
+    assert process.stdin is not None
+    try:
+        process.stdin.write(json.dumps(boot).encode() + b"\n")
+        process.stdin.flush()
+    except BrokenPipeError:
+        pass  # it died at once: the trial tells
+    return _Child(process, Connection(read_fd, writable=False), preload)
 
 
 def _wait(child: subprocess.Popen[bytes]) -> int | None:
@@ -194,14 +259,26 @@ def _rebuilt(value: dict[str, Any]) -> ModelStoreError:
 # -- the child ---------------------------------------------------------------------------------
 
 
-def child_main(work: dict[str, Any]) -> None:
-    """The child's side: limits first, then each candidate, answering on ``work["fd"]``."""
+def child_main(boot: dict[str, Any]) -> None:
+    """The child's side: import the libraries, wait for the work, set the limits, then try
+    each candidate, answering on ``boot["fd"]``."""
+    for module in boot["preload"]:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass  # the trial's own load says which extra is missing
+    text = sys.stdin.buffer.read()
+    if not text:
+        return  # a spare no longer wanted
+    work = json.loads(text)
     limits = StoreLimits(**work["limits"])
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    spent = int(used.ru_utime + used.ru_stime) + 1  # the imports' share is not the model's
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_AS, (limits.max_load_bytes, limits.max_load_bytes))
-    cpu = limits.max_load_cpu_s
+    cpu = spent + limits.max_load_cpu_s
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + _CPU_GRACE_S))
-    conn = Connection(work["fd"], readable=False)
+    conn = Connection(boot["fd"], readable=False)
 
     def send(kind: str, index: int, value: Any) -> None:
         conn.send_bytes(json.dumps([kind, index, value]).encode())
@@ -215,7 +292,7 @@ def child_main(work: dict[str, Any]) -> None:
         limits=limits,
     )
     candidates = [
-        Candidate(name, version, filename, None if probe is None else np.asarray(probe))
+        Candidate(name, version, filename, "", None if probe is None else np.asarray(probe))
         for name, version, filename, probe in work["candidates"]
     ]
     for index, candidate in enumerate(candidates):

@@ -9,8 +9,10 @@ the child's limits stand between it and the worker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -103,10 +105,14 @@ def test_a_candidate_that_allocates_past_the_cap_is_refused(hostile_store: Path)
 
 def test_a_child_killed_by_a_signal_is_a_refusal_naming_the_signal(hostile_store: Path) -> None:
     store = _store(hostile_store, max_load_wall_s=120, max_load_cpu_s=120)
-    killer = _kill_trial_child_when_it_runs(signal.SIGSEGV)
-    with pytest.raises(UnsafeModelError, match="died by SIGSEGV") as refused:
-        store.load_bounded([("m", 2, None)])
-    killer.join(30)
+    stop = threading.Event()
+    killer = _kill_trial_children(signal.SIGSEGV, stop)
+    try:
+        with pytest.raises(UnsafeModelError, match="died by SIGSEGV") as refused:
+            store.load_bounded([("m", 2, None)])
+    finally:
+        stop.set()
+        killer.join(30)
     assert refused.value.filename == "model.onnx"
 
 
@@ -234,17 +240,15 @@ def _serve_while(serving: Any, step: Callable[[], bool], timeout: float = 120) -
         time.sleep(0.005)
 
 
-def _kill_trial_child_when_it_runs(sig: signal.Signals) -> Any:
-    """A thread that sends ``sig`` to this process's trial child as soon as one runs."""
-    import threading
+def _kill_trial_children(sig: signal.Signals, stop: threading.Event) -> threading.Thread:
+    """A thread that sends ``sig`` to this process's trial children until ``stop`` (a spare
+    child waiting for work may be among them: the trial then starts another)."""
 
     def kill() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while not stop.wait(0.05):
             for pid in _children():
-                os.kill(pid, sig)
-                return
-            time.sleep(0.05)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
 
     thread = threading.Thread(target=kill, daemon=True)
     thread.start()
