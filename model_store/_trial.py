@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from . import errors
+from ._formats import libraries_of
 from ._limits import StoreLimits
 from .errors import IntegrityError, ModelStoreError, UnsafeModelError
 
-__all__ = ["Candidate", "StoreArgs", "preload_of", "prestart", "run_trial"]
+__all__ = ["Candidate", "StoreArgs", "prestart", "run_trial"]
 
 _MiB = 1 << 20
 PROBE_ROWS = 8  # zeros of the declared width when the caller has no probe batch
@@ -49,14 +50,6 @@ _BOOT = (
     "import json, sys; boot = json.loads(sys.stdin.buffer.readline()); sys.path[:] = boot['path'];"
     " from model_store._trial import child_main; child_main(boot)"
 )
-# What a spare child imports while it waits for work, per framework.
-_PRELOAD = {
-    "sklearn": ("sklearn", "skops.io"),
-    "torch": ("torch", "safetensors"),
-    "xgboost": ("xgboost",),
-    "lightgbm": ("lightgbm",),
-    "onnx": ("onnx", "onnxruntime"),
-}
 
 
 @dataclass(frozen=True)
@@ -93,7 +86,7 @@ def run_trial(
         The store refused a candidate in the child (the child's own error).
     """
     limits = store.limits
-    preload = preload_of(c.framework for c in candidates)
+    preload = libraries_of([c.framework for c in candidates])
     child = _take(preload)
     work = {
         "root": str(store.root),
@@ -158,10 +151,6 @@ class _Child:
 
 _spare_lock = threading.Lock()
 _spare: _Child | None = None
-
-
-def preload_of(frameworks: Iterable[str]) -> tuple[str, ...]:
-    return tuple(sorted({module for f in frameworks for module in _PRELOAD.get(f, ())}))
 
 
 def prestart(preload: tuple[str, ...]) -> None:

@@ -54,7 +54,6 @@ class Reloader:
         self._lock = threading.Lock()
         self._job: threading.Thread | None = None
         self._ready: _Prepared | None = None
-        self._warm = False
 
     def check(self, serving: Serving, probe: np.ndarray | None) -> Serving | None:
         """A new snapshot to swap in when one is ready, else None (never waits for one).
@@ -64,9 +63,6 @@ class Reloader:
         """
         if not self.settings.reload.enabled:
             return None
-        if not self._warm:  # the first trial's child imports its libraries meanwhile
-            self._warm = True
-            self.store.prepare_trials([m.framework for m in serving.model_set.models])
         with self._lock:
             ready, self._ready = self._ready, None
         if ready is not None:
