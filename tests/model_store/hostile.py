@@ -53,6 +53,15 @@ def swap(root: Path, name: str, filename: str, data: bytes, kind_dir: str = "") 
     edit_manifest(root, name, fix, kind_dir)
 
 
+def swap_version(root: Path, name: str, version: int, filename: str, data: bytes) -> None:
+    """Replace a file of any ``version`` and fix up its manifest entry (sha256 and size)."""
+    target = version_dir(root, name, version=version)
+    (target / filename).write_bytes(data)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["files"][filename] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    (target / "manifest.json").write_text(json.dumps(manifest))
+
+
 def rewrite_zip(data: bytes, replace: dict[str, bytes]) -> bytes:
     """The same archive with some members' bytes replaced (stored, like skops writes)."""
     out = io.BytesIO()

@@ -26,7 +26,7 @@ from sklearn.linear_model import LinearRegression
 
 import model_store._store
 from model_store import IntegrityError, ModelStore, StoreLimits, UnsafeModelError
-from tests.model_store.hostile import onnx_big_zeros, onnx_endless_loop, swap, version_dir
+from tests.model_store.hostile import onnx_big_zeros, onnx_endless_loop, swap_version, version_dir
 from worker.config import settings_from_dict
 from worker.inference.reload import Reloader
 from worker.inference.serving import build_serving
@@ -47,29 +47,11 @@ def hostile_store(tmp_path: Path) -> Path:
     onx = to_onnx(LinearRegression().fit(X, X[:, 0]), X[:1])
     store.publish("m", onx, framework="onnx")
     store.publish_dataset("heldout", {"X": X, "y": X[:, 0]})  # a worker's strategy refits on it
-    clean = (version_dir(root, "m") / "model.onnx").read_bytes()
     for data in (onnx_endless_loop(), onnx_big_zeros(), None):
         store.publish("m", onx, framework="onnx", promote=False)
         if data is not None:
-            swap(root, "m", "model.onnx", data)
-            _swap_version(root, store.versions("m")[-1], data, clean)
+            swap_version(root, "m", store.versions("m")[-1], "model.onnx", data)
     return root
-
-
-def _swap_version(root: Path, version: int, data: bytes, clean: bytes) -> None:
-    """``swap`` rewrites version 1; move the edit to ``version`` and put v1 back."""
-    import hashlib
-    import json
-
-    swap(root, "m", "model.onnx", clean)
-    target = version_dir(root, "m", version=version)
-    (target / "model.onnx").write_bytes(data)
-    manifest = json.loads((target / "manifest.json").read_text())
-    manifest["files"]["model.onnx"] = {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "size": len(data),
-    }
-    (target / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _store(root: Path, **limits: int) -> ModelStore:
@@ -136,11 +118,10 @@ def test_files_changed_after_the_trial_are_not_loaded(
 ) -> None:
     store = _store(hostile_store)
     real = model_store._store.run_trial
-    clean = (version_dir(hostile_store, "m") / "model.onnx").read_bytes()
 
     def then_swap(*args: Any, **kwargs: Any) -> Any:
         files = real(*args, **kwargs)
-        _swap_version(hostile_store, 4, onnx_endless_loop(), clean)  # after the child checked
+        swap_version(hostile_store, "m", 4, "model.onnx", onnx_endless_loop())  # after the check
         return files
 
     monkeypatch.setattr(model_store._store, "run_trial", then_swap)
