@@ -176,7 +176,7 @@ class Loop:
         vouched, token = self.delivery.vouch(before)
         if not vouched:
             log.info("re-reading a batch of %d read while the group rebalanced", len(records))
-            self.source.seek(_first_offsets(span))
+            self.seek_or_rewind(_first_offsets(span))
             return Interrupted.UNSTABLE
         return Batch(records, span, started, token)
 
@@ -272,7 +272,16 @@ class Loop:
         if rewind is Outcome.RETRY_FROM_COMMITTED:
             self.rewind_to_committed()
         else:
-            self.source.seek(_first_offsets(*spans))
+            self.seek_or_rewind(_first_offsets(*spans))
+
+    def seek_or_rewind(self, offsets: Offsets) -> None:
+        """Back to ``offsets``; a seek the client refuses falls back to the committed offsets,
+        which come before them (re-read, never skipped)."""
+        try:
+            self.source.seek(offsets)
+        except TransportError as exc:
+            log.warning("seek refused (%s): re-reading from the committed offsets", exc)
+            self.rewind_to_committed()
 
     def rewind_to_committed(self) -> None:
         """Retried with backoff: a position past the committed offset would skip events."""
