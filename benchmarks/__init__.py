@@ -1,7 +1,7 @@
 """The comparative benchmarks of streamfuse: kept at the root of the repository, not installed.
 
 Run with ``python -m benchmarks ...`` or ``dev/bench ...``; how, and the figures, in
-``benchmarks/README.md``. The modules:
+``benchmarks/README.md`` (their history in ``benchmarks/HISTORY.md``). The modules:
 
 - :mod:`benchmarks.harness`: the default command: the Kafka ceiling, the worker with each
   guarantee and each Kafka library, two workers, latency sweeps, a naive loop and an

@@ -172,7 +172,7 @@ def _boosters(seed: int) -> dict[str, Any]:
 
 
 def event_value(event_id: str, row: list[float], ts: float) -> bytes:
-    """A feature event as the worker reads it (README.md, "Events")."""
+    """A feature event as the worker reads it (docs/events.md, "Input events")."""
     return orjson.dumps({"id": event_id, "features": row, "ts": ts})
 
 

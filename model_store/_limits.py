@@ -57,6 +57,14 @@ class StoreLimits:
         ``Expand``, ``Tile``, ``Range``, ``Resize``, ``Reshape``, ...), and of any constant.
     max_onnx_loop_trips : int, default 100,000
         The constant trip count of an ONNX ``Loop`` (a ``Loop`` without one is refused).
+    max_load_bytes : int, default 8 GiB
+        Address space of the child process that loads a model and predicts a probe batch
+        before the worker loads it (``resource.RLIMIT_AS``; importing torch alone maps 3.3
+        GB, scikit-learn 0.4 GB): an allocation past it is a refusal.
+    max_load_cpu_s : int, default 120
+        CPU seconds of that child (``resource.RLIMIT_CPU``).
+    max_load_wall_s : int, default 300
+        Wall-clock seconds the worker waits for that child before killing it.
     """
 
     max_file_bytes: int = 1024 * _MiB
@@ -74,6 +82,9 @@ class StoreLimits:
     max_tree_nodes: int = 2_000_000
     max_onnx_elements: int = 50_000_000
     max_onnx_loop_trips: int = 100_000
+    max_load_bytes: int = 8 * 1024 * _MiB
+    max_load_cpu_s: int = 120
+    max_load_wall_s: int = 300
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -140,6 +140,11 @@ class Signer:
         return Signer(self._key, False)
 
     @property
+    def key(self) -> bytes | None:
+        """The key itself: only for the store's own trial-load child (never logged)."""
+        return self._key
+
+    @property
     def status(self) -> str:
         return "unsigned" if self._key is None else "signed"
 

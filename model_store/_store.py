@@ -15,14 +15,14 @@ import numpy as np
 from ._arrays_io import dump_arrays, load_arrays
 from ._decisions import DECISIONS_DIR, DecisionLog, StoredDecision
 from ._fields import check_model_fields, check_strategy_fields
+from ._formats import FORMATS, format_for
 from ._json import JSONRefused, parse_json
 from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
 from ._manifest import MANIFEST_NAME, ReadContext, read_manifest, read_verified_files
-from ._native import NATIVE_FILES, NATIVE_FRAMEWORKS, describe_native, load_native
-from ._publish import SKLEARN_FILE, TORCH_FILE, describe_sklearn, describe_torch, jsonable_scores
+from ._publish import jsonable_scores
 from ._signing import Signer
-from ._sklearn_io import load_sklearn, make_sklearn_predictor
+from ._trial import Candidate, StoreArgs, run_trial
 from ._versions import POINTER_NAME, VersionedDir, check_name
 from .errors import (
     IntegrityError,
@@ -35,7 +35,7 @@ from .errors import (
 
 __all__ = ["FRAMEWORKS", "ModelStore"]
 
-FRAMEWORKS = ("sklearn", "torch", *NATIVE_FRAMEWORKS)
+FRAMEWORKS = tuple(FORMATS)
 
 STRATEGIES_DIR = "_strategies"
 DATASETS_DIR = "_datasets"
@@ -211,6 +211,7 @@ class ModelStore:
         scores: Mapping[str, float] | None = None,
         spec: Mapping[str, Any] | None = None,
         promote: bool = True,
+        source: str | None = None,
     ) -> int:
         """Store a fitted model as the next version of ``name``.
 
@@ -243,43 +244,15 @@ class ModelStore:
             Torch architecture spec (required for torch).
         promote : bool, default=True
             Make the new version the active one.
+        source : str, optional
+            The name of the user's file the model came from, which refusals name
+            (:meth:`publish_file`).
 
         Returns
         -------
         int
             The new version (1, 2, 3, ...).
         """
-        return self._publish(
-            name,
-            model,
-            framework=framework,
-            input_schema=input_schema,
-            task=task,
-            classes=classes,
-            output_kind=output_kind,
-            tasks=tasks,
-            scores=scores,
-            spec=spec,
-            promote=promote,
-        )
-
-    def _publish(
-        self,
-        name: str,
-        model: Any,
-        *,
-        framework: str = "sklearn",
-        input_schema: Mapping[str, Any] | None = None,
-        task: str | None = None,
-        classes: Sequence[Any] | None = None,
-        output_kind: str | None = None,
-        tasks: Sequence[Mapping[str, Any]] | None = None,
-        scores: Mapping[str, float] | None = None,
-        spec: Mapping[str, Any] | None = None,
-        promote: bool = True,
-        source: str | None = None,
-    ) -> int:
-        """:meth:`publish`; ``source`` names the user's file in refusals."""
         check_name(name, kind="model")
         describe_args: dict[str, Any] = {
             "input_schema": input_schema,
@@ -288,24 +261,9 @@ class ModelStore:
             "output_kind": output_kind,
             "tasks": tasks,
         }
-        if framework == "sklearn":
-            if spec is not None:
-                raise PublishError(name, "spec is for torch models only")
-            files, fields = describe_sklearn(name, model, **describe_args)
-        elif framework == "torch":
-            files, fields = describe_torch(
-                name, model, spec=spec, limits=self.limits, **describe_args
-            )
-        elif framework in NATIVE_FRAMEWORKS:
-            if spec is not None:
-                raise PublishError(name, "spec is for torch models only")
-            files, fields = describe_native(
-                framework, name, model, limits=self.limits, source=source, **describe_args
-            )
-        else:
-            raise PublishError(
-                name, f"framework must be one of {', '.join(FRAMEWORKS)}, got {framework!r}"
-            )
+        files, fields = format_for(framework, name).describe(
+            name, model, spec=spec, limits=self.limits, source=source, describe_args=describe_args
+        )
         fields["scores"] = jsonable_scores(name, scores)
         return self._models.publish(name, files, fields, promote=promote)
 
@@ -331,7 +289,7 @@ class ModelStore:
         model, spec = read_model_file(
             path, framework, name=name, limits=self.limits, spec_path=spec_path
         )
-        return self._publish(
+        return self.publish(
             name, model, framework=framework, spec=spec, source=Path(path).name, **kwargs
         )
 
@@ -417,55 +375,73 @@ class ModelStore:
         with _boundary("model", name) as where:
             return self._load_model(name, version, where, threads)
 
+    def load_bounded(
+        self,
+        requests: Sequence[tuple[str, int | None, np.ndarray | None]],
+        *,
+        threads: int = 0,
+    ) -> list[LoadedModel]:
+        """Load versions as :meth:`load` does, each first tried in a child process.
+
+        ``requests`` are ``(name, version, probe)``: the version (``None``: the promoted one)
+        is loaded and ``probe`` predicted (``None``: zeros of its width) in one child under
+        ``limits.max_load_bytes`` of address space and ``max_load_cpu_s`` of CPU, killed
+        after ``max_load_wall_s``; then this process loads the very files the child read.
+
+        Raises
+        ------
+        UnsafeModelError
+            A trial ran past a limit or its child died (names the file and the limit).
+        ModelStoreError
+            As :meth:`load`.
+        """
+        candidates = []
+        for name, version, probe in requests:
+            with _boundary("model", name) as where:
+                resolved = self._models.resolve(name, _version_arg(version))
+                where.at(resolved)
+                manifest = self.manifest(name, resolved)
+                known = FORMATS.get(manifest["framework"])
+                filename = known.filename if known is not None else MANIFEST_NAME
+                candidates.append(Candidate(name, resolved, filename, manifest["framework"], probe))
+        store = StoreArgs(self.root, self._signer.key, self._signer.require, self.limits)
+        files = run_trial(store, candidates, threads=threads)
+        loaded = []
+        for candidate, checked in zip(candidates, files, strict=True):
+            with _boundary("model", candidate.name) as where:
+                loaded.append(
+                    self._load_model(candidate.name, candidate.version, where, threads, checked)
+                )
+        return loaded
+
     def _load_model(
-        self, name: str, version: int | None, where: _Where, threads: int = 0
+        self,
+        name: str,
+        version: int | None,
+        where: _Where,
+        threads: int = 0,
+        checked: Mapping[str, Any] | None = None,
     ) -> LoadedModel:
         version = self._models.resolve(name, version)
         where.at(version)
         parts = self._models.parts(name, version)
         manifest, signed = read_manifest(self._ctx, parts, name, version, kind="model")
+        if checked is not None and manifest["files"] != checked:
+            raise IntegrityError(
+                name, version, MANIFEST_NAME, "its files changed since their trial load"
+            )
         spec = check_model_fields(manifest, self.limits)
         contents = read_verified_files(self._ctx, parts, manifest, kind="model")
-        if manifest["framework"] in NATIVE_FRAMEWORKS:
-            filename = NATIVE_FILES[manifest["framework"]]
-            where.at(version, filename)
-            model, predictor = load_native(
-                manifest,
-                _file(contents, filename, name, version),
-                limits=self.limits,
-                threads=threads,
-            )
-            return LoadedModel(manifest, model, predictor, signed=signed)
-        if manifest["framework"] == "sklearn":
-            where.at(version, SKLEARN_FILE)
-            estimator = load_sklearn(
-                _file(contents, SKLEARN_FILE, name, version),
-                name=name,
-                version=version,
-                filename=SKLEARN_FILE,
-                limits=self.limits,
-                n_features=manifest["input_schema"]["n_features"],
-            )
-            predictor = make_sklearn_predictor(
-                estimator,
-                task=manifest["task"],
-                classes=_checked_classes(manifest, estimator),
-                n_outputs=manifest["n_outputs"],
-            )
-            return LoadedModel(manifest, estimator, predictor, signed=signed)
-        where.at(version, TORCH_FILE)
-        if spec is None:  # check_model_fields returns a spec for every torch manifest
-            raise IntegrityError(name, version, MANIFEST_NAME, "torch model without a spec")
-        from ._torch_io import load_torch, make_torch_predictor  # torch only when needed
-
-        module = load_torch(
-            _file(contents, TORCH_FILE, name, version),
-            spec,
-            name=name,
-            version=version,
-            filename=TORCH_FILE,
+        fmt = FORMATS[manifest["framework"]]  # check_model_fields knows only these
+        where.at(version, fmt.filename)
+        model, predictor = fmt.load(
+            manifest,
+            _file(contents, fmt.filename, name, version),
+            spec=spec,
+            limits=self.limits,
+            threads=threads,
         )
-        return LoadedModel(manifest, module, make_torch_predictor(module, spec), signed=signed)
+        return LoadedModel(manifest, model, predictor, signed=signed)
 
     # -- fitted strategies --------------------------------------------------------------
 
@@ -707,17 +683,3 @@ def _file(
         return contents[filename]
     except KeyError as exc:
         raise IntegrityError(name, version, filename, "not in the manifest", kind=kind) from exc
-
-
-def _checked_classes(manifest: Mapping[str, Any], estimator: Any) -> list[Any] | None:
-    if manifest["task"] != "classification":
-        return None
-    name, version = manifest["name"], manifest["version"]
-    own = getattr(estimator, "classes_", None)
-    if own is None:
-        raise IntegrityError(name, version, SKLEARN_FILE, "the classifier has no classes_")
-    own_list = np.asarray(own).tolist()
-    classes = manifest["classes"]
-    if not isinstance(own_list, list) or sorted(map(repr, classes)) != sorted(map(repr, own_list)):
-        raise IntegrityError(name, version, MANIFEST_NAME, "classes do not match the model")
-    return list(classes)

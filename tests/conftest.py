@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from model_store import ModelStore
 from tests.support.kafka import Broker, run_root, start_broker, stop_brokers, unique
+from tests.support.registry import SchemaRegistry, start_registry, stop_registry
 from tests.support.worker import Topics
 
 
@@ -92,6 +93,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         stop_brokers(run_root(session.config._tmp_path_factory))  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="session")
+def schema_registry() -> Iterator[SchemaRegistry]:
+    """The real Schema Registry (dev/schema-registry), started once per run: every test that
+    uses it runs in one xdist process (see :func:`pytest_collection_modifyitems`)."""
+    started = start_registry()
+    try:
+        yield started
+    finally:
+        stop_registry(started)
+
+
 @pytest.fixture
 def topic_factory(kafka: Broker) -> Callable[..., str]:
     def make(prefix: str = "t", partitions: int = 1) -> str:
@@ -157,24 +169,65 @@ def _module_scoped(item: pytest.Item) -> bool:
 
 
 def _weight(item: pytest.Item) -> int:
-    """Longest first, so the run ends on short tests: the cluster, the slow broker tests, the
-    other broker tests, the other slow tests, the rest."""
+    """Longest first, so the run ends on short tests: the cluster, the fault lanes, the other
+    broker tests, the slow tests, the rest."""
     if item.get_closest_marker("cluster"):
         return 0
+    group = item.get_closest_marker("xdist_group")
+    if group is not None and str(group.args[0]).startswith("faults-"):
+        return 1
     kafka, slow = item.get_closest_marker("kafka"), item.get_closest_marker("slow")
-    return 1 if kafka and slow else 2 if kafka else 3 if slow else 4
+    return 2 if kafka else 3 if slow else 4
+
+
+FAULT_LANES = 2  # fault tests (tests/faults on the broker) running at once, at most
+
+
+def _fault_lanes(items: list[pytest.Item]) -> dict[Path, str]:
+    """The broker fault modules (the cluster's aside) dealt into ``FAULT_LANES`` groups, whole
+    modules, the heaviest first onto the lightest lane: each lane runs on one process, one test
+    after another, so the faults that mostly wait overlap each other and the unit tests without
+    crowding two cores with more brokers' clients and workers than the timings allow."""
+    weights: dict[Path, int] = {}
+    for item in items:
+        in_faults = item.path.parent.name == "faults" and item.path.parent.parent.name == "tests"
+        if (
+            in_faults
+            and item.get_closest_marker("kafka")
+            and not item.get_closest_marker("cluster")
+        ):
+            weights[item.path] = weights.get(item.path, 0) + (
+                6 if item.get_closest_marker("slow") else 1
+            )
+    loads = [0] * FAULT_LANES
+    lanes: dict[Path, str] = {}
+    for path, weight in sorted(weights.items(), key=lambda pw: (-pw[1], str(pw[0]))):
+        lane = loads.index(min(loads))
+        loads[lane] += weight
+        lanes[path] = f"faults-{lane + 1}"
+    return lanes
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """How ``dev/test`` spreads the run over pytest-xdist workers (``--dist loadgroup``): a test
-    that uses the broker is marked ``kafka``; a module whose tests share a module-scoped fixture
-    (a cluster, a broker of its own, a worker kept running) goes to one worker as one group, so
-    the fixture is built once; the longest tests start first."""
+    """How ``dev/test`` spreads the run over pytest-xdist processes (``--dist loadgroup``): a test
+    that uses the broker is marked ``kafka``; the broker fault modules go into
+    ``FAULT_LANES`` lanes; the Schema Registry's tests (which freeze it) share one process and
+    so its one registry; any other module whose tests share a module-scoped fixture (a cluster,
+    a worker kept running) goes to one process as one group, so the fixture is built once; the
+    longest tests start first."""
     for item in items:
         if "kafka" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("kafka"):
             item.add_marker(pytest.mark.kafka)
-        if _module_scoped(item) and not item.get_closest_marker("xdist_group"):
+    lanes = _fault_lanes(items)
+    for item in items:
+        if item.get_closest_marker("xdist_group"):
+            continue
+        if item.path in lanes:
+            item.add_marker(pytest.mark.xdist_group(lanes[item.path]))
+        elif "schema_registry" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("schema-registry"))
+        elif _module_scoped(item):
             item.add_marker(pytest.mark.xdist_group(item.path.stem))
     items.sort(key=_weight)
 

@@ -5,6 +5,8 @@ Hierarchy::
     WorkerError
     ├── ConfigError (ValueError)            bad config: exit code 2, the message names the key
     ├── StartupError (RuntimeError)         checks before the first event failed (models, topics)
+    ├── RegistryUnavailableError (ConnectionError)  the Schema Registry did not answer while
+    │                                       the worker waited for it and was asked to stop
     │   └── BrokerUnavailableError          no broker answered within the start-up deadline
     ├── DeliveryError (RuntimeError)        publishing or committing failed beyond recovery
     │   ├── ProducerFencedError             another instance owns this transactional id: exit
@@ -32,6 +34,7 @@ __all__ = [
     "KafkaCallStuckError",
     "ProducerFencedError",
     "ProducerStuckError",
+    "RegistryUnavailableError",
     "StartupError",
     "TransactionAbortedError",
     "TransportError",
@@ -54,6 +57,10 @@ class ConfigError(WorkerError, ValueError):
 
 class StartupError(WorkerError, RuntimeError):
     """Something that can be checked before the first event is wrong."""
+
+
+class RegistryUnavailableError(WorkerError, ConnectionError):
+    """The Schema Registry did not answer; the batch was neither published nor committed."""
 
 
 class BrokerUnavailableError(StartupError):

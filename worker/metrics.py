@@ -19,6 +19,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = [
+    "CONSUMER_RESET_REASONS",
     "DEAD_LETTER_STAGES",
     "GROUP_STATES",
     "KAFKA_CALLS",
@@ -35,6 +36,8 @@ DEAD_LETTER_STAGES = ("decode", "validate", "predict", "combine", "encode")
 MODEL_ERROR_KINDS = ("exception", "timeout", "busy", "shape", "nonfinite")
 RELOAD_OUTCOMES = ("swapped", "refused")
 GROUP_STATES = ("stable", "rebalancing", "unassigned")  # worker.transport.GroupState's values
+CONSUMER_RESET_REASONS = ("rebalancing", "orphaned")  # worker.service.watchdog.Wedge.reason
+REBALANCE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 # The blocking client calls worker.transport bounds (CallGuard), exported at 0 from the start.
 KAFKA_CALLS = (
     "flush",
@@ -304,6 +307,18 @@ class Metrics:
             "Input partitions assigned to this member.",
             registry=r,
         )
+        self.rebalance_duration = Histogram(
+            "streamfuse_rebalance_duration_seconds",
+            "From this member leaving a stable group to being stable (or unassigned) again.",
+            buckets=REBALANCE_BUCKETS,
+            registry=r,
+        )
+        self.consumer_resets = Counter(
+            "streamfuse_consumer_resets",
+            "Consumer resets by the membership watchdog (rejoins, rebuilds) by reason.",
+            ["reason"],
+            registry=r,
+        )
         # -- explain and champion/challenger (issue 16) --
         self.strategy_promotions = Counter(
             "streamfuse_strategy_promotions",
@@ -345,6 +360,8 @@ class Metrics:
             self.strategy_errors.labels(strategy)
         for scope, name, metric in rolling:
             self.rolling_metric.labels(scope, name, metric).set(float("nan"))
+        for reason in CONSUMER_RESET_REASONS:
+            self.consumer_resets.labels(reason)
         for state in GROUP_STATES:  # not joined yet: rebalancing, since start-up
             self.group_state.labels(state).set(1 if state == "rebalancing" else 0)
         if strategies:

@@ -1,6 +1,6 @@
 """Fixtures for the fault-injection suite (the trained store and topics come from
 tests/conftest.py): a collector of the figures each test measured, printed at the end of the
-run for the guarantees page. The figures travel in each test's report (``user_properties``), so
+run for docs/guarantees.md. The figures travel in each test's report (``user_properties``), so
 tests/conftest.py prints them in the controlling process, whichever xdist worker ran the test."""
 
 from __future__ import annotations

@@ -4,12 +4,14 @@ duplicating nothing, and every output names the version that produced it."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
+import yaml
 from sklearn.ensemble import RandomForestClassifier
 
 from model_store import ModelStore
@@ -131,3 +133,67 @@ def test_a_tampered_promotion_is_refused_and_the_old_version_keeps_serving(
     print(f"tampered v{v2} refused; served versions {versions}")
     assert versions == {1}
     assert model_file.name in worker.text()
+
+
+def test_a_promotion_that_hangs_its_trial_load_is_refused_while_the_worker_serves(
+    kafka: Broker, topics, group_factory, trained_store: Path, test_rows, tmp_path
+) -> None:
+    """Issue 23: a candidate whose load never ends (an ONNX Loop of 10^12 trips the store's
+    caps let through here) is tried in a child; the loop serves v1 all along and the child is
+    killed at store.limits.max_load_wall_s, the refusal naming the file and the limit."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LinearRegression
+
+    from tests.model_store.hostile import onnx_endless_loop, swap_version
+
+    store_dir = tmp_path / "model-store"
+    shutil.copytree(trained_store, store_dir)
+    store = ModelStore(store_dir)
+    X4 = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    onx = to_onnx(LinearRegression().fit(X4, X4[:, 0]), X4[:1])
+    v2 = store.publish("rf", onx, framework="onnx", promote=False)
+    swap_version(store_dir, "rf", v2, "model.onnx", onnx_endless_loop())
+
+    t = topics()
+    n = len(test_rows)
+    ids, values = events(np.resize(test_rows, (4 * n, test_rows.shape[1])), "h")
+    wall_s = 30
+    config = write_config(
+        tmp_path / "c.yaml",
+        store=store_dir,
+        bootstrap=kafka.bootstrap,
+        topics=t,
+        group=group_factory("hang"),
+        batch={"max_events": 50, "max_wait_ms": 5},
+    )
+    section = yaml.safe_load(config.read_text())
+    section["store"] = {
+        "path": str(store_dir),
+        "limits": {"max_onnx_loop_trips": 10**13, "max_load_wall_s": wall_s},
+    }
+    config.write_text(yaml.safe_dump(section))
+    worker = WorkerProcess(config, tmp_path / "w.log").start()
+    tail = Tail(kafka.bootstrap, t.output)
+    try:
+        worker.wait_assigned()
+        produce(kafka.bootstrap, t.input, values[:n])
+        wait_for(lambda: tail.count >= n, timeout=120, what=f"{n} predictions first")
+        store.promote("rf", v2)
+        promoted = time.monotonic()
+        produce(kafka.bootstrap, t.input, values[n:])
+        tail.wait_all(ids, timeout=120, idle_s=0.5)
+        served_s = time.monotonic() - promoted
+        refused_yet = f"refusing rf v{v2}" in worker.text()
+        wait_for(lambda: f"refusing rf v{v2}" in worker.text(), timeout=wall_s + 60, what="refusal")
+        out = tail.arrived()
+    finally:
+        tail.close()
+        worker.stop()
+    print(
+        f"{3 * n} events served {served_s:.1f} s after the promotion; refused then: {refused_yet}"
+    )
+    assert not refused_yet and served_s < wall_s, "the loop waited for the candidate"
+    versions = {orjson.loads(r.value)["models"]["rf"]["version"] for r in out}
+    assert versions == {1}
+    log = worker.text()
+    assert "model.onnx" in log and "max_load_wall_s" in log

@@ -17,7 +17,7 @@ import sys
 import textwrap
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,15 @@ def swap(root: Path, name: str, filename: str, data: bytes, kind_dir: str = "") 
         }
 
     edit_manifest(root, name, fix, kind_dir)
+
+
+def swap_version(root: Path, name: str, version: int, filename: str, data: bytes) -> None:
+    """Replace a file of any ``version`` and fix up its manifest entry (sha256 and size)."""
+    target = version_dir(root, name, version=version)
+    (target / filename).write_bytes(data)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["files"][filename] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    (target / "manifest.json").write_text(json.dumps(manifest))
 
 
 def rewrite_zip(data: bytes, replace: dict[str, bytes]) -> bytes:
@@ -207,3 +216,77 @@ def _results(stdout: str) -> dict[str, dict[str, Any]]:
         if line.startswith("{"):
             results.update(json.loads(line))
     return results
+
+
+# -- ONNX graphs built by hand ------------------------------------------------------------------
+
+
+def onnx_regression(
+    nodes: list[Any], *, extra_init: Sequence[Any] = (), functions: Sequence[Any] = ()
+) -> bytes:
+    """``Y = X @ W + b`` where ``b`` (shape ``[1]``) comes out of ``nodes``."""
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("W", TensorProto.FLOAT, [4, 1], [1.0, 2.0, 3.0, 4.0])
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["X", "W"], ["XW"]),
+            *nodes,
+            helper.make_node("Add", ["XW", "b"], ["Y"]),
+        ],
+        "hostile",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["n", 1])],
+        initializer=[w, *extra_init],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+        functions=list(functions),
+    )
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def onnx_big_zeros() -> bytes:
+    from onnx import TensorProto, helper
+
+    # 400 million float32 zeros: 1.6 GB from a model of a few hundred bytes.
+    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [400_000_000])
+    zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
+    return onnx_regression(
+        [
+            helper.make_node("ConstantOfShape", ["shape"], ["big"], value=zero),
+            helper.make_node("ReduceSum", ["big"], ["b"], keepdims=1),
+        ],
+        extra_init=[shape],
+    )
+
+
+def onnx_endless_loop() -> bytes:
+    """A ``Loop`` of 10^12 trips of nothing: hangs whoever runs it."""
+    from onnx import TensorProto, helper
+
+    body = helper.make_graph(
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Identity", ["v_in"], ["v_out"]),
+        ],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1]),
+        ],
+    )
+    trips = helper.make_tensor("trips", TensorProto.INT64, [], [10**12])
+    cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
+    v0 = helper.make_tensor("v0", TensorProto.FLOAT, [1], [0.0])
+    return onnx_regression(
+        [helper.make_node("Loop", ["trips", "cond", "v0"], ["b"], body=body)],
+        extra_init=[trips, cond, v0],
+    )

@@ -94,7 +94,7 @@ def test_onnx_random_forest_within_float32_tolerance(
     store.publish("rf_onnx", onx, framework="onnx")
     loaded = store.load("rf_onnx", threads=1)
     out, ref = loaded.predict_outputs(X), _reference(model, X, data)
-    # onnxruntime sums the trees in float32: the tolerance the README states.
+    # onnxruntime sums the trees in float32: the tolerance docs/model-store.md states.
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(ref).max()))
     if data in CLASSIFICATION:
         assert loaded.classes == sorted(set(y.tolist()))

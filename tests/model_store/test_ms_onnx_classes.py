@@ -25,7 +25,7 @@ from tests.model_store.hostile import edit_manifest
 X, _Y = load_wine(return_X_y=True)
 TEXT = np.array([f"class_{i}" for i in _Y])
 FILE_CLASSES = ["class_0", "class_1", "class_2"]
-# skl2onnx sums in float32: the tolerance the README states for ONNX.
+# skl2onnx sums in float32: the tolerance docs/model-store.md states for ONNX.
 TOL = 1e-5
 
 

@@ -24,7 +24,13 @@ from skl2onnx import to_onnx
 from sklearn.linear_model import LinearRegression
 
 from model_store import ModelStore
-from tests.model_store.hostile import run_child, swap
+from tests.model_store.hostile import (
+    onnx_big_zeros,
+    onnx_endless_loop,
+    onnx_regression,
+    run_child,
+    swap,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -46,34 +52,11 @@ def _external(tensor: TensorProto, location: str = SECRET) -> TensorProto:
     return tensor
 
 
-def _model(nodes: list[Any], *, extra_init: list[Any] = (), functions: list[Any] = ()) -> bytes:
-    """``Y = X @ W + b`` where ``b`` (shape ``[1]``) comes out of ``nodes``."""
-    w = helper.make_tensor("W", TensorProto.FLOAT, [4, 1], [1.0, 2.0, 3.0, 4.0])
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["X", "W"], ["XW"]),
-            *nodes,
-            helper.make_node("Add", ["XW", "b"], ["Y"]),
-        ],
-        "hostile",
-        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["n", 4])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["n", 1])],
-        initializer=[w, *extra_init],
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
-        functions=list(functions),
-    )
-    model.ir_version = 8
-    return model.SerializeToString()
-
-
 def _sparse_constant() -> bytes:
     values = _external(helper.make_tensor("v", TensorProto.FLOAT, [1], [0.5]))
     indices = helper.make_tensor("i", TensorProto.INT64, [1], [0])
     sparse = helper.make_sparse_tensor(values, indices, [1])
-    return _model([helper.make_node("Constant", [], ["b"], sparse_value=sparse)])
+    return onnx_regression([helper.make_node("Constant", [], ["b"], sparse_value=sparse)])
 
 
 def _dense_constant_in_subgraph() -> bytes:
@@ -85,7 +68,7 @@ def _dense_constant_in_subgraph() -> bytes:
         [helper.make_tensor_value_info("c_out", TensorProto.FLOAT, [1])],
     )
     cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
-    return _model(
+    return onnx_regression(
         [helper.make_node("If", ["cond"], ["b"], then_branch=branch, else_branch=branch)],
         extra_init=[cond],
     )
@@ -101,19 +84,8 @@ def _function_local_tensor() -> bytes:
         [helper.make_node("Constant", [], ["out"], value=inner)],
         [helper.make_opsetid("", 17)],
     )
-    return _model([helper.make_node("Secret", [], ["b"], domain="local")], functions=[function])
-
-
-def _constant_of_shape() -> bytes:
-    # 400 million float32 zeros: 1.6 GB from a model of a few hundred bytes.
-    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [400_000_000])
-    zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
-    return _model(
-        [
-            helper.make_node("ConstantOfShape", ["shape"], ["big"], value=zero),
-            helper.make_node("ReduceSum", ["big"], ["b"], keepdims=1),
-        ],
-        extra_init=[shape],
+    return onnx_regression(
+        [helper.make_node("Secret", [], ["b"], domain="local")], functions=[function]
     )
 
 
@@ -121,7 +93,7 @@ def _folded_shape() -> bytes:
     # The same 1.6 GB, its shape a product of two constants: onnxruntime folds it at load.
     half = helper.make_tensor("half", TensorProto.INT64, [1], [20_000])
     zero = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])
-    return _model(
+    return onnx_regression(
         [
             helper.make_node("Mul", ["half", "half"], ["shape"]),
             helper.make_node("ConstantOfShape", ["shape"], ["big"], value=zero),
@@ -131,43 +103,17 @@ def _folded_shape() -> bytes:
     )
 
 
-def _endless_loop() -> bytes:
-    body = helper.make_graph(
-        [
-            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-            helper.make_node("Identity", ["v_in"], ["v_out"]),
-        ],
-        "body",
-        [
-            helper.make_tensor_value_info("i", TensorProto.INT64, []),
-            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1]),
-        ],
-        [
-            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1]),
-        ],
-    )
-    trips = helper.make_tensor("trips", TensorProto.INT64, [], [10**12])
-    cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
-    v0 = helper.make_tensor("v0", TensorProto.FLOAT, [1], [0.0])
-    return _model(
-        [helper.make_node("Loop", ["trips", "cond", "v0"], ["b"], body=body)],
-        extra_init=[trips, cond, v0],
-    )
-
-
 def _random_op() -> bytes:
-    return _model([helper.make_node("RandomNormal", [], ["b"], shape=[1])])
+    return onnx_regression([helper.make_node("RandomNormal", [], ["b"], shape=[1])])
 
 
 CASES = {
     "onnx_sparse_constant_external": (_sparse_constant, "uses external data"),
     "onnx_subgraph_constant_external": (_dense_constant_in_subgraph, "uses external data"),
     "onnx_function_local_external": (_function_local_tensor, "model-local functions"),
-    "onnx_constant_of_shape_1_6_gb": (_constant_of_shape, "max_onnx_elements"),
+    "onnx_constant_of_shape_1_6_gb": (onnx_big_zeros, "max_onnx_elements"),
     "onnx_constant_of_shape_folded": (_folded_shape, "computed from constants only"),
-    "onnx_loop_10_12": (_endless_loop, "max_onnx_loop_trips"),
+    "onnx_loop_10_12": (onnx_endless_loop, "max_onnx_loop_trips"),
     "onnx_unlisted_operator": (_random_op, "not among those the store accepts"),
 }
 
@@ -212,7 +158,7 @@ def test_onnx_bounds_follow_store_limits() -> None:
     from model_store import StoreLimits
     from model_store._onnx_io import OnnxRefused, check_onnx
 
-    data = _constant_of_shape()
+    data = onnx_big_zeros()
     with pytest.raises(OnnxRefused, match="max_onnx_elements"):
         check_onnx(data, n_features=4, task="regression")
     _, info, width = check_onnx(

@@ -6,16 +6,19 @@ transactions only, as a ``read_committed`` reader sees them). :class:`FakeSource
 (``fail_next_*``) and rebalances queued the way a client reports them from inside a poll. A
 blocking call can be made to hang (``hang_next``): it then runs under the adapters' own deadline
 (:class:`worker.transport.deadline.CallGuard`) and blocks until :meth:`FakeSink.release`, as a
-librdkafka call that ignores its timeout does. The broker tests of the same paths run on the
-real broker (tests/integration, tests/faults).
+librdkafka call that ignores its timeout does. A member can be held wedged (:meth:`FakeSource.hold`:
+"rebalancing" for good, or "stable but orphaned" with a partition no member owns), and
+:class:`FakeAdmin` answers for the group as its coordinator would (lag, committed offsets,
+describe-groups). The broker tests of the same paths run on the real broker (tests/integration,
+tests/faults).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import count
 from typing import Any
 
 from worker.batch.records import OutRecord
@@ -28,6 +31,7 @@ from worker.errors import (
 )
 from worker.transport import (
     AssignmentChange,
+    GroupDescription,
     GroupState,
     GroupToken,
     Membership,
@@ -90,11 +94,18 @@ class Log:
     committed: Offsets = field(default_factory=dict)
     published: dict[str, list[OutRecord]] = field(default_factory=dict)
     commits: list[Offsets] = field(default_factory=list)
+    members: dict[str, frozenset[TopicPartition]] = field(default_factory=dict)  # the group
 
     def append(self, partition: int, values: Sequence[bytes]) -> None:
         part = self.partitions.setdefault(partition, [])
         for v in values:
             part.append(Rec(self.topic, partition, len(part), None, v))
+
+    def grow(self, n_partitions: int) -> None:
+        """The input topic grows to ``n_partitions`` (a subscribed source is assigned the new
+        ones at its next poll, as after a metadata refresh)."""
+        for p in range(n_partitions):
+            self.partitions.setdefault(p, [])
 
     def publish(self, topic: str, records: Sequence[OutRecord]) -> None:
         self.published.setdefault(topic, []).extend(records)
@@ -105,26 +116,69 @@ class Log:
             self.committed[tp] = max(offset, self.committed.get(tp, 0))
 
 
+_member_ids = count(1)
+
+
 class FakeSource:
     """A consumer holding every partition of ``log`` (until a test rebalances it)."""
 
     def __init__(self, log: Log, on_commit: Callable[[Offsets], None] | None = None) -> None:
         self.log = log
+        self.member_id = f"fake-{next(_member_ids)}"
         self.assigned = {TopicPartition(log.topic, p) for p in log.partitions}
+        self.n_partitions = len(log.partitions)  # as this member's metadata knows the topic
+        self.held: str | None = None  # "rebalancing" or "orphaned": wedged (hold())
+        self.sticky = False  # the wedge survives a soft reset (only a new consumer clears it)
+        self.n_resets = 0
+        self._rejoining = False
         self.position: Offsets = {tp: log.committed.get(tp, 0) for tp in self.assigned}
         self.epoch = 1
         self.stable = True
         self.on_commit = on_commit
         self.fail_next_polls = 0
+        self.refuse_next: dict[str, int] = {}  # "commit", "seek": the client refuses the call
         self.on_poll: Callable[[FakeSource], None] | None = None  # runs inside each poll
         self._changes: list[AssignmentChange] = []
         self.n_polls = 0
         self.refused_commits: list[TopicPartition] = []
         self._before_revoke: Callable[[], None] = lambda: None
+        self._before_lost: Callable[[], None] = lambda: None
         self.clock = MembershipClock()  # a test may give it its own clock
         self.hangs = Hangs("consumer", deadline_s=0.2)  # commit (waiting), close
+        self._in_group()
+
+    def _in_group(self) -> None:
+        self.log.members[self.member_id] = frozenset(self.assigned)
 
     # -- what a test does --------------------------------------------------------------------
+
+    def hold(self, wedge: str, sticky: bool = False) -> None:
+        """Wedge this member: "rebalancing" (its partitions revoked, never assigned again, the
+        group evicts it) or "orphaned" (stable, its last partition taken away and owned by no
+        member, as the group's coordinator tells). ``sticky``: a soft reset does not help."""
+        if wedge not in ("rebalancing", "orphaned"):
+            raise ValueError(wedge)
+        self.held, self.sticky = wedge, sticky
+        self._wedge()
+
+    def _wedge(self) -> None:
+        if self.held == "rebalancing":  # its partitions lost, as when the session expires
+            self._before_lost()
+            revoked = tuple(sorted(self.assigned))
+            self.stable = False
+            self.assigned = set()
+            self.log.members.pop(self.member_id, None)
+            self._changes.append(AssignmentChange(revoked, None))
+        else:  # orphaned: keeps all but its last partition; that one no member owns
+            everything = sorted(TopicPartition(self.log.topic, p) for p in self.log.partitions)
+            kept = set(everything[:-1])
+            self._before_revoke()
+            self._changes.append(AssignmentChange(tuple(sorted(self.assigned - kept)), None))
+            self.assigned = kept
+            self.stable = True
+            self.epoch += 1
+            self._in_group()
+            self._changes.append(AssignmentChange((), tuple(sorted(kept))))
 
     def rebalance(self, assignment: set[TopicPartition]) -> None:
         """What a client reports from inside a poll: revoked, then the new assignment."""
@@ -136,16 +190,31 @@ class FakeSource:
         for tp in self.assigned:
             self.position[tp] = self.log.committed.get(tp, 0)
         self._changes.append(AssignmentChange((), tuple(sorted(self.assigned))))
+        self._in_group()
 
     # -- Source --------------------------------------------------------------------------------
 
     def poll(self, timeout_s: float, max_records: int) -> Polled:
         self.n_polls += 1
+        if self._rejoining:  # the group answers the join at this poll
+            self._rejoining = False
+            if self.held is not None:
+                self._wedge()
+            else:
+                everything = {TopicPartition(self.log.topic, p) for p in self.log.partitions}
+                self.stable = True
+                self.rebalance(everything)
+                self._in_group()
         if self.on_poll is not None:
             self.on_poll(self)
         if self.fail_next_polls:
             self.fail_next_polls -= 1
             raise TransportError("injected: polling failed")
+        if len(self.log.partitions) != self.n_partitions:  # grown: the group rebalances
+            self.n_partitions = len(self.log.partitions)
+            self.rebalance(
+                self.assigned | {TopicPartition(self.log.topic, p) for p in self.log.partitions}
+            )
         records: list[Any] = []
         span: Span = {}
         for tp in sorted(self.assigned):
@@ -173,12 +242,31 @@ class FakeSource:
             state = GroupState.REBALANCING
         else:
             state = GroupState.STABLE if self.assigned else GroupState.UNASSIGNED
-        return self.clock.observe(state, self.epoch, len(self.assigned))
+        return self.clock.observe(state, self.epoch, len(self.assigned), self.member_id)
+
+    def reset(self) -> None:
+        """Leave the group (every partition revoked) and join again at the next poll."""
+        self.n_resets += 1
+        revoked = tuple(sorted(self.assigned))
+        self.assigned = set()
+        self.stable = False
+        self.epoch += 1
+        self.log.members.pop(self.member_id, None)
+        self._changes.append(AssignmentChange(revoked, None))
+        if not self.sticky:
+            self.held = None
+        self._rejoining = True
 
     def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
-        self._before_revoke = commit
+        self._before_revoke, self._before_lost = commit, abort
+
+    def _refused(self, call: str) -> None:
+        if self.refuse_next.get(call, 0):
+            self.refuse_next[call] -= 1
+            raise TransportError(f"injected: the client refused the {call}")
 
     def seek(self, offsets: Offsets) -> None:
+        self._refused("seek")
         for tp, offset in offsets.items():
             if tp in self.assigned:
                 self.position[tp] = offset
@@ -190,6 +278,7 @@ class FakeSource:
     def commit(self, offsets: Offsets, wait: bool) -> None:
         if wait:
             self.hangs("commit")
+        self._refused("commit")
         # The group coordinator refuses offsets of partitions this member no longer owns.
         self.refused_commits.extend(tp for tp in offsets if tp not in self.assigned)
         offsets = {tp: o for tp, o in offsets.items() if tp in self.assigned}
@@ -198,7 +287,37 @@ class FakeSource:
         self.log.commit(offsets)
 
     def close(self) -> None:
+        self.log.members.pop(self.member_id, None)
         self.hangs("close")
+
+
+class FakeAdmin:
+    """The group's coordinator and the topic's offsets, as :class:`worker.transport.Admin`."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.n_described = 0
+
+    def ensure_topics(self) -> None:
+        return None
+
+    def lag(self) -> dict[TopicPartition, int]:
+        return {
+            TopicPartition(self.log.topic, p): len(records)
+            - self.log.committed.get(TopicPartition(self.log.topic, p), 0)
+            for p, records in self.log.partitions.items()
+        }
+
+    def committed(self) -> Offsets:
+        return dict(self.log.committed)
+
+    def describe_group(self) -> GroupDescription:
+        self.n_described += 1
+        members = dict(self.log.members)
+        return GroupDescription("Stable" if members else "Empty", members)
+
+    def close(self) -> None:
+        return None
 
 
 class FakeSink:
@@ -217,6 +336,7 @@ class FakeSink:
         self.n_replaced = 0
         self.n_aborted = 0
         self.n_begun = 0
+        self.offsets: Offsets = {}  # added to the open transaction
         # flush, init_transactions, send_offsets_to_transaction, commit_transaction,
         # abort_transaction, close: hung calls pass the deadline, and the producer is stuck
         self.hangs = Hangs("producer", deadline_s=0.2)
@@ -246,32 +366,30 @@ class FakeSink:
     def init_transactions(self) -> None:
         self._blocking("init_transactions")
 
-    @contextmanager
-    def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
-        self.begin_transaction()
-        try:
-            yield
-        except (ProducerStuckError, KafkaCallStuckError):
-            raise
-        except TransportError as exc:  # as both adapters: aborted, then said so
-            self.abort_transaction(exc)
-            raise TransactionAbortedError(f"transaction failed ({exc})") from exc
-        self.commit_transaction(offsets, token)
-
     def begin_transaction(self) -> None:
         self.buffer = []
+        self.offsets = {}
         self.n_begun += 1
 
-    def abort_transaction(self, cause: Exception, timeout_s: float | None = None) -> None:
+    def send_offsets_to_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
+        if not offsets:
+            return
+        self.tokens.append(token)
+        self._blocking("send_offsets_to_transaction")
+        if token is None:  # as both adapters: aborted, then said so
+            self.abort_transaction(TransactionAbortedError("no membership"))
+            raise TransactionAbortedError("no group membership vouches for these")
+        self.offsets.update(offsets)
+
+    def abort_transaction(self, cause: Exception) -> None:
         self.buffer = []
+        self.offsets = {}
         self._blocking("abort_transaction")
         self.n_aborted += 1
 
-    def commit_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
+    def commit_transaction(self) -> None:
         buffer, self.buffer = self.buffer, []
-        self.tokens.append(token)
-        if offsets:
-            self._blocking("send_offsets_to_transaction")
+        offsets, self.offsets = self.offsets, {}
         self._blocking("commit_transaction")
         if self.fence_next_transactions:
             self.fence_next_transactions -= 1

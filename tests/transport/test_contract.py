@@ -15,19 +15,34 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 from kafka import KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
+from kafka.admin import NewPartitions
+from kafka.errors import IllegalStateError
+from kafka.errors import KafkaError as KafkaPythonError
 
-from tests.support.fake_transport import FakeSink, FakeSource, Log
+from tests.support.fake_transport import FakeAdmin, FakeSink, FakeSource, Log
 from tests.support.kafka import Broker, unique, wait_for
 from worker.batch.records import InRecord, OutRecord
 from worker.config import settings_from_dict
 from worker.errors import KafkaCallStuckError, TransactionAbortedError, TransportError
-from worker.transport import GroupState, Offsets, Sink, Source, TopicPartition, open_transport
+from worker.transport import (
+    Admin,
+    GroupState,
+    GroupToken,
+    Offsets,
+    Sink,
+    Source,
+    TopicPartition,
+    open_transport,
+)
 from worker.transport.deadline import MARGIN_S, stuck_calls, wait_unstuck
 
 OUT = "out"  # the fake's output topic; the real harnesses make their own
 WATCHDOG_S = 5.0  # kafka.watchdog_s of the real harnesses
+REFRESH_S = 2.0  # kafka.metadata_refresh_s of the real harnesses (the default is 30)
+REBALANCE_S = 15.0  # time to rebalance onto a new partition once the metadata shows it
 
 
 class Harness:
@@ -48,6 +63,9 @@ class Harness:
     def sink(self, transactional: bool = False) -> Sink:
         raise NotImplementedError
 
+    def admin(self) -> Admin:
+        raise NotImplementedError
+
     def published(self, expected: int, committed_only: bool) -> list[bytes]:
         """The output topic's values (at least ``expected`` of them, if they come)."""
         raise NotImplementedError
@@ -64,6 +82,15 @@ class Harness:
         raise NotImplementedError
 
     def release(self) -> None:
+        raise NotImplementedError
+
+    def grow(self, n_partitions: int) -> None:
+        """The input topic grows to ``n_partitions``, each with a leader."""
+        raise NotImplementedError
+
+    def refuse(self, source: Source, call: str) -> None:
+        """The source's client refuses its next ``call`` ("commit", "seek") with an error of
+        its own (kafka-python's raised at once by commit_async, say, with no coordinator)."""
         raise NotImplementedError
 
 
@@ -89,6 +116,9 @@ class FakeHarness(Harness):
         self.sinks.append(sink)
         return sink
 
+    def admin(self) -> Admin:
+        return FakeAdmin(self.log)
+
     def published(self, expected: int, committed_only: bool) -> list[bytes]:
         return [r.value for r in self.log.published.get(self.output, [])]
 
@@ -107,6 +137,13 @@ class FakeHarness(Harness):
         for sink in self.sinks:
             sink.release()
 
+    def grow(self, n_partitions: int) -> None:
+        self.log.grow(n_partitions)
+
+    def refuse(self, source: Source, call: str) -> None:
+        assert isinstance(source, FakeSource)
+        source.refuse_next[call] = 1
+
 
 class _Hanging:
     """A client whose ``call`` blocks until ``gate`` is set; everything else is the client's."""
@@ -117,6 +154,24 @@ class _Hanging:
     def __getattr__(self, name: str) -> Any:
         if name == self._call:
             return lambda *args, **kwargs: self._gate.wait()
+        return getattr(self._client, name)
+
+
+class _Refusing:
+    """A client whose ``call`` raises ``error`` once; everything else is the client's."""
+
+    def __init__(self, client: Any, call: str, error: Exception) -> None:
+        self._client, self._call, self._error = client, call, error
+        self._refused = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name == self._call and not self._refused:
+            self._refused = True
+
+            def refuse(*args: Any, **kwargs: Any) -> Any:
+                raise self._error
+
+            return refuse
         return getattr(self._client, name)
 
 
@@ -140,6 +195,7 @@ class BrokerHarness(Harness):
                     "group_id": self.group,
                     "library": self.name,
                     "watchdog_s": WATCHDOG_S,
+                    "metadata_refresh_s": REFRESH_S,
                     "processing_guarantee": "exactly_once" if transactional else "at_least_once",
                 },
                 "topics": {"input": self.input, "output": self.output},
@@ -174,6 +230,11 @@ class BrokerHarness(Harness):
         self.closing.append(lambda: sink.close(5))
         return sink
 
+    def admin(self) -> Admin:
+        admin = open_transport(self.settings()).admin()
+        self.closing.append(admin.close)
+        return admin
+
     def published(self, expected: int, committed_only: bool) -> list[bytes]:
         isolation = "read_committed" if committed_only else "read_uncommitted"
         records = self.kafka.consume_all(
@@ -199,6 +260,30 @@ class BrokerHarness(Harness):
 
     def release(self) -> None:
         self.gate.set()
+
+    def grow(self, n_partitions: int) -> None:
+        self.kafka.admin.create_partitions({self.input: NewPartitions(n_partitions)})
+
+        def led() -> bool:
+            try:
+                parts = self.kafka.admin.describe_topics([self.input])[0].get("partitions", [])
+            except KafkaPythonError:
+                return False
+            return len(parts) == n_partitions and all(p.get("leader_id", -1) >= 0 for p in parts)
+
+        wait_for(led, what=f"{self.input} grown to {n_partitions} partitions")
+        self._producer = None  # a new one, whose metadata has the new partitions
+
+    def refuse(self, source: Source, call: str) -> None:
+        client: Any = source
+        error: Exception
+        if self.name == "kafka-python":
+            method = {"commit": "commit_async", "seek": "seek"}[call]
+            error = IllegalStateError("injected: refused")
+        else:
+            method = call
+            error = KafkaException(KafkaError(KafkaError._STATE, "injected: refused"))
+        client.consumer = _Refusing(client.consumer, method, error)
 
 
 @pytest.fixture(
@@ -232,6 +317,16 @@ def read(source: Source, n: int, timeout_s: float = 30.0) -> list[InRecord]:
     while len(records) < n and time.monotonic() < deadline:
         records += source.poll(0.2, 512).records
     return records
+
+
+def transact(
+    sink: Sink, topic: str, value: bytes, offsets: Offsets, token: GroupToken | None
+) -> None:
+    """One transaction in its steps: a record sent, ``offsets`` added, committed."""
+    sink.begin_transaction()
+    sink.send(topic, [OutRecord(None, value, [])])
+    sink.send_offsets_to_transaction(offsets, token)
+    sink.commit_transaction()
 
 
 def values(prefix: str, n: int) -> list[bytes]:
@@ -286,6 +381,49 @@ def test_a_waiting_commit_is_what_seek_to_committed_returns_to(harness: Harness)
     assert sorted((r.partition, r.offset) for r in again) == [(0, 3), (0, 4), (1, 1), (1, 2)]
 
 
+def test_a_refused_async_commit_raises_transport_error_and_a_later_commit_covers_it(
+    harness: Harness,
+) -> None:
+    source = harness.source()
+    harness.produce(0, values("a", 4))
+    assert len(read(source, 4)) == 4
+    tp0 = TopicPartition(harness.input, 0)
+    harness.refuse(source, "commit")
+    with pytest.raises(TransportError):
+        source.commit({tp0: 2}, wait=False)
+    source.commit({tp0: 4}, wait=True)
+    assert harness.committed()[tp0] == 4
+
+
+def test_a_refused_seek_raises_transport_error_and_the_source_goes_on(harness: Harness) -> None:
+    source = harness.source()
+    harness.produce(0, values("a", 4))
+    assert len(read(source, 4)) == 4
+    tp0 = TopicPartition(harness.input, 0)
+    harness.refuse(source, "seek")
+    with pytest.raises(TransportError):
+        source.seek({tp0: 1})
+    source.seek({tp0: 3})
+    assert [(r.partition, r.offset) for r in read(source, 1)] == [(0, 3)]
+
+
+def test_a_grown_topic_is_assigned_within_the_metadata_refresh_and_its_records_polled(
+    harness: Harness,
+) -> None:
+    source = harness.source()
+    began = time.monotonic()
+    harness.grow(3)
+    harness.produce(2, values("c", 3))
+    tp2 = TopicPartition(harness.input, 2)
+    records = read(source, 3, timeout_s=REFRESH_S + REBALANCE_S)
+    served_s = time.monotonic() - began
+    assert tp2 in source.assignment(), f"not assigned after {served_s:.1f} s"
+    assert [(r.partition, r.offset, r.value) for r in records] == [
+        (2, i, v) for i, v in enumerate(values("c", 3))
+    ]
+    print(f"{harness.name}: a new partition's records polled {served_s:.1f} s after the growth")
+
+
 def test_membership_is_reported_stable_with_the_assignment(harness: Harness) -> None:
     source = harness.source()
     tps = {TopicPartition(harness.input, p) for p in (0, 1)}
@@ -296,6 +434,47 @@ def test_membership_is_reported_stable_with_the_assignment(harness: Harness) -> 
     assert membership.age_s() >= 0.0
     token = source.group_token()
     assert token is not None and token == source.group_token()  # the same membership
+
+
+def test_a_reset_revokes_everything_and_the_group_assigns_it_again_from_committed(
+    harness: Harness,
+) -> None:
+    source = harness.source()
+    harness.produce(0, values("a", 4))
+    assert len(read(source, 4)) == 4
+    tp0, tp1 = TopicPartition(harness.input, 0), TopicPartition(harness.input, 1)
+    source.commit({tp0: 2}, wait=True)
+    source.changes()
+    source.reset()
+    assert source.membership().state is GroupState.REBALANCING
+    revoked = {tp for change in source.changes() for tp in change.revoked}
+    assert revoked == {tp0, tp1}
+    again: list[InRecord] = []
+    deadline = time.monotonic() + 60
+    while len(source.assignment()) < 2 or len(again) < 2:
+        assert time.monotonic() < deadline, "not assigned again"
+        again += source.poll(0.2, 512).records
+    assert [(r.partition, r.offset) for r in again] == [(0, 2), (0, 3)]  # from committed
+    assert source.membership().state is GroupState.STABLE
+
+
+def test_the_group_described_lists_this_member_with_its_partitions_and_the_committed(
+    harness: Harness,
+) -> None:
+    source = harness.source()
+    harness.produce(1, values("b", 3))
+    assert len(read(source, 3)) == 3
+    tp0, tp1 = TopicPartition(harness.input, 0), TopicPartition(harness.input, 1)
+    source.commit({tp1: 3}, wait=True)
+    admin = harness.admin()
+    me = source.membership().member_id
+    assert me
+    group = admin.describe_group()
+    assert group.state == "Stable"
+    assert group.members == {me: frozenset({tp0, tp1})}
+    assert group.owned() == {tp0, tp1}
+    assert admin.committed() == {tp1: 3}
+    assert admin.lag() == {tp0: 0, tp1: 0}
 
 
 # -- the sink ------------------------------------------------------------------------------------
@@ -319,12 +498,15 @@ def test_an_aborted_transaction_publishes_and_commits_nothing(harness: Harness) 
     assert len(read(source, 3)) == 3
     token = source.group_token()
     tp0 = TopicPartition(harness.input, 0)
-    with pytest.raises(TransactionAbortedError), sink.transaction({tp0: 2}, token):
-        sink.send(harness.output, [OutRecord(None, b"aborted", [])])
-        raise TransportError("injected: a send was refused")
+    sink.begin_transaction()
+    sink.send(harness.output, [OutRecord(None, b"aborted", [])])
+    sink.abort_transaction(TransportError("injected: a send was refused"))
     assert tp0 not in harness.committed() or harness.committed()[tp0] <= 0
-    with sink.transaction({tp0: 3}, token):
-        sink.send(harness.output, [OutRecord(None, b"committed", [])])
+    sink.begin_transaction()
+    sink.send(harness.output, [OutRecord(None, b"unvouched", [])])
+    with pytest.raises(TransactionAbortedError):  # no membership vouches: aborted
+        sink.send_offsets_to_transaction({tp0: 2}, None)
+    transact(sink, harness.output, b"committed", {tp0: 3}, token)
     assert harness.published(1, committed_only=True) == [b"committed"]
     assert harness.committed()[tp0] == 3
 
@@ -361,13 +543,14 @@ def test_a_transaction_call_that_never_returns_is_named_and_fenced_by_the_replac
     tp0 = TopicPartition(harness.input, 0)
     harness.hang(sink, "send_offsets_to_transaction")
     began = time.monotonic()
-    with pytest.raises(KafkaCallStuckError) as stuck, sink.transaction({tp0: 2}, token):
-        sink.send(harness.output, [OutRecord(None, b"stuck", [])])
+    sink.begin_transaction()
+    sink.send(harness.output, [OutRecord(None, b"stuck", [])])
+    with pytest.raises(KafkaCallStuckError) as stuck:
+        sink.send_offsets_to_transaction({tp0: 2}, token)
     assert time.monotonic() - began < WATCHDOG_S + harness.deadline_s
     assert stuck.value.call == "send_offsets_to_transaction"
     assert "producer.send_offsets_to_transaction" in [name for name, _ in stuck_calls()]
     sink.replace()
-    with sink.transaction({tp0: 3}, source.group_token()):
-        sink.send(harness.output, [OutRecord(None, b"committed", [])])
+    transact(sink, harness.output, b"committed", {tp0: 3}, source.group_token())
     assert harness.published(1, committed_only=True) == [b"committed"]
     assert harness.committed()[tp0] == 3

@@ -1,5 +1,5 @@
 """Dependencies point one way: ``worker`` uses ``combiners`` and ``model_store``; those two never
-import ``worker`` and never each other (STYLE.md, "Layout shows the architecture"). ``benchmarks``
+import ``worker`` and never each other (docs/architecture.md, "Packages"). ``benchmarks``
 is the top: it may import anything, and nothing of the three installed packages imports it."""
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def test_the_scan_sees_every_kind_of_import(source: str, module: str, expected: 
     assert imported_packages(source, module) == expected
 
 
-# -- inside worker/: the layers (STYLE.md, "Layout shows the architecture") ---------------------
+# -- inside worker/: the layers (docs/architecture.md, "Inside worker/") -------------------------
 
 KAFKA_CLIENTS = {"kafka", "confluent_kafka"}
 # Sub-packages of worker/ and the worker modules each may import (besides itself and the
@@ -128,8 +128,12 @@ LAYERS: dict[str, set[str]] = {
     "accuracy": {"batch"},
     "drift": set(),
     "delivery": {"batch", "transport", "inference"},
-    "service": {"batch", "transport", "inference", "accuracy", "drift", "delivery"},
+    "schemas": {"batch"},
+    "service": {"batch", "transport", "inference", "accuracy", "drift", "delivery", "schemas"},
 }
+# worker/schemas/ speaks HTTP to a Schema Registry through confluent-kafka's schema_registry
+# package, which needs no Kafka client: only that part of confluent_kafka is allowed there.
+REGISTRY_CLIENT = ("confluent_kafka.schema_registry", "confluent_kafka.serialization")
 TOP_LEVEL = {"config", "errors", "metrics", "logs", "__init__"}
 LOOP_MODULE = "worker.service.loop"
 
@@ -174,6 +178,9 @@ def layer_violations(files: dict[str, str]) -> list[str]:
         tops = {name.split(".")[0] for name in imported}
         in_tools = parts[:2] == ["worker", "tools"]
         in_adapter = parts[:2] == ["worker", "transport"] and len(parts) > 3
+        if parts[:2] == ["worker", "schemas"]:
+            imported = {n for n in imported if not n.startswith(REGISTRY_CLIENT)}
+            tops = {name.split(".")[0] for name in imported}
         if tops & KAFKA_CLIENTS and not (in_tools or in_adapter):
             problems.append(f"{module} imports a Kafka client ({', '.join(tops & KAFKA_CLIENTS)})")
         if module == LOOP_MODULE:
@@ -225,6 +232,7 @@ def test_the_loop_imports_no_kafka_client() -> None:
         (LOOP_MODULE, "from worker.transport.kafka_python import x", "transport adapter"),
         ("worker.delivery.base", "def f():\n    import kafka.errors", "imports a Kafka client"),
         ("worker.inference.pipeline", "from worker.tools import bench", "only the CLI"),
+        ("worker.schemas.readers", "from confluent_kafka import Consumer", "a Kafka client"),
         ("worker.batch.decode", "from worker.inference.models import ModelSet", "batch/ may not"),
         ("worker.inference.models", "from ..service import loop", "inference/ may not use"),
         ("worker.transport.base", "from worker.delivery import Batch", "transport/ may not"),

@@ -9,6 +9,7 @@ suite.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -175,6 +176,33 @@ def test_a_failed_flush_rewinds_every_unpublished_batch(pipeline: Pipeline) -> N
     assert set(ids) == {f"p{p}-{i}" for p in range(2) for i in range(40)}
     assert max(ids.values()) == 1  # the failed batches were never published, then once
     assert failures == [Outcome.RETRY_FROM_FIRST] * 2  # each reported (the metric's source)
+
+
+def test_a_refused_seek_rewinds_to_the_committed_offsets(pipeline: Pipeline) -> None:
+    """A seek the client refuses (TransportError, e.g. racing a revoke) after a failed flush:
+    the loop re-reads from the committed offsets instead of ending, and nothing is lost."""
+    log = filled(40)
+    source = FakeSource(log, on_commit=never_ahead_of_publishing(log))
+    source.refuse_next["seek"] = 1
+    sink = FakeSink(log)
+    sink.fail_next_flushes = 1
+    loop = make_loop(pipeline, source, sink, max_events=8)
+    run_until(loop, source, all_committed(log, 40))
+    assert source.refuse_next["seek"] == 0  # the refusal was met
+    assert set(published_ids(log)) == {f"p{p}-{i}" for p in range(2) for i in range(40)}
+
+
+def test_a_refused_async_commit_is_logged_and_a_later_commit_covers_it(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = filled(40)
+    source = FakeSource(log, on_commit=never_ahead_of_publishing(log))
+    source.refuse_next["commit"] = 1  # the client refuses the first batch's commit
+    loop = make_loop(pipeline, source, FakeSink(log), max_events=8)
+    with caplog.at_level(logging.WARNING, logger="streamfuse.delivery"):
+        run_until(loop, source, all_committed(log, 40))
+    assert set(published_ids(log).values()) == {1}
+    assert any("the next commit covers it" in r.getMessage() for r in caplog.records)
 
 
 def test_a_rebalance_drops_unsent_batches_and_follows_the_assignment(pipeline: Pipeline) -> None:

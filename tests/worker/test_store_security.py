@@ -225,6 +225,8 @@ def test_any_failure_of_a_candidate_is_a_refusal_not_a_crash(
     registry = CollectorRegistry()
     reloader = Reloader(store, settings, Metrics(registry))
     assert reloader.check(serving, None) is None
+    assert reloader.wait(60)
+    assert reloader.check(serving, None) is None
     refused = {"model": "alpha", "outcome": "refused"}
     assert registry.get_sample_value("streamfuse_model_reloads_total", refused) == 1
 
@@ -241,4 +243,7 @@ def test_a_store_that_cannot_be_read_at_reload_keeps_the_old_snapshot(
         raise RuntimeError("the store is gone")
 
     monkeypatch.setattr(ModelSet, "pending_promotions", broken)
-    assert Reloader(store, settings, Metrics(CollectorRegistry())).check(serving, None) is None
+    reloader = Reloader(store, settings, Metrics(CollectorRegistry()))
+    assert reloader.check(serving, None) is None
+    assert reloader.wait(60)
+    assert reloader.check(serving, None) is None

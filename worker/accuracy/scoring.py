@@ -1,4 +1,5 @@
-"""Scores of predictions against targets, as the README table and ``replay`` report them."""
+"""Scores of predictions against targets, as ``train``'s tables (docs/strategies.md) and ``replay``
+report them."""
 
 from __future__ import annotations
 

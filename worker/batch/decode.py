@@ -204,6 +204,12 @@ def _decode_one(
         )
     if not value.strip():
         raise _Reject("decode", "empty record")
+    if value[:1] == b"\x00":  # no JSON text starts with NUL: a Schema Registry's framing
+        raise _Reject(
+            "decode",
+            "a Confluent-framed record (magic byte 0 and a schema id), but no "
+            "schema_registry.url is configured to read it",
+        )
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:

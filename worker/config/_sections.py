@@ -19,11 +19,13 @@ from worker.config._base import (
     _SectionKeyError,
 )
 from worker.config._kafka import KafkaSettings
+from worker.config._registry import InputSettings, SchemaRegistrySettings
 
 __all__ = [
     "ENV_PREFIX",
     "BatchSettings",
     "DriftSettings",
+    "InputSettings",
     "KafkaSettings",
     "LabelsSettings",
     "LoggingSettings",
@@ -34,6 +36,7 @@ __all__ = [
     "PromoteSettings",
     "ReloadSettings",
     "RuntimeSettings",
+    "SchemaRegistrySettings",
     "Settings",
     "StoreSettings",
     "StrategyRef",
@@ -266,6 +269,8 @@ class Settings(_Section):
     runtime: RuntimeSettings = RuntimeSettings()
     logging: LoggingSettings = LoggingSettings()
     output: OutputSettings = OutputSettings()
+    schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
+    input: InputSettings = InputSettings()
 
     @field_validator("models")
     @classmethod

@@ -10,15 +10,17 @@ transactional id, fences it and aborts its open transaction), and so is a produc
 on a transaction older than its timeout (the coordinator aborted it for its age); any other
 fence means another instance owns the transactional id, and ends the worker.
 
-With ``kafka.transaction_interval_ms`` (confluent-kafka only) one transaction spans the
-batches of that interval, as Kafka Streams' commit interval does: each batch's records are sent
-into the open transaction and its offsets added up; the transaction commits once it is that
+Both clients take the same path, through the sink's transaction steps (begin, send offsets,
+commit, abort). With ``kafka.transaction_interval_ms`` at 0 the transaction commits as soon as
+its one batch was sent. Above 0 (confluent-kafka only) one transaction spans the batches of
+that interval, as Kafka Streams' commit interval does: each batch's records are sent into the
+open transaction and its offsets added up; the transaction commits once it is that
 old (checked on every loop turn, :meth:`ExactlyOnce.tick`), before a rebalance revokes
 partitions (:meth:`ExactlyOnce.commit_pending`, which librdkafka runs inside ``consume``) and
 at shutdown. A failure aborts all of its batches and re-reads from the committed offsets, and
 so does every rebalance (:attr:`ExactlyOnce.rebalance_rewind`). With kafka-python, whose
 rebalance hand-off runs on another thread, the same design saw 316 to 662 events published
-twice in the rebalance fault test (benchmarks/README.md).
+twice in the rebalance fault test (docs/guarantees.md, "Delivery").
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from worker.config import TopicsSettings
 from worker.delivery.base import Backoff, Batch, Outcome, call_stuck, replace_producer, send_result
@@ -44,17 +45,6 @@ from worker.transport import GroupToken, Offsets, Sink, Source
 __all__ = ["ExactlyOnce"]
 
 log = logging.getLogger("streamfuse.delivery")
-
-
-class SteppedSink(Sink, Protocol):
-    """A sink whose transactions are begun, committed and aborted in separate calls, so that
-    one may span several batches (:class:`worker.transport.librdkafka.LibrdkafkaSink`)."""
-
-    def begin_transaction(self) -> None: ...
-
-    def commit_transaction(self, offsets: Offsets, token: GroupToken | None) -> None: ...
-
-    def abort_transaction(self, cause: Exception, timeout_s: float | None = None) -> None: ...
 
 
 @dataclass
@@ -121,19 +111,7 @@ class ExactlyOnce:
         if batch.token is None:
             log.info("re-reading a batch of %d read with no stable membership", batch.n_records)
             return Outcome.RETRY_FROM_FIRST
-        if self.interval_s:
-            return self._deliver_into_open(batch)
-        result = batch.result
-
-        def transaction() -> None:
-            with self.sink.transaction(batch.next_offsets(), batch.token):
-                send_result(self.sink, self.topics, result)
-
-        return self._settled(transaction, self.clock(), not_begun=Outcome.RETRY_FROM_FIRST)
-
-    def _deliver_into_open(self, batch: Batch) -> Outcome:
-        sink: SteppedSink = self.sink  # type: ignore[assignment]  # checked by the config
-        assert batch.result is not None and batch.token is not None
+        sink = self.sink
         opened = self._open
         if opened is not None and opened.token != batch.token:  # not seen by a revoke yet
             outcome = self._commit_open()
@@ -156,18 +134,21 @@ class ExactlyOnce:
             return self._settled(lambda: sink.abort_transaction(cause), opened.began, aborting=True)
         opened.offsets.update(batch.next_offsets())
         opened.n_batches += 1
-        if self.clock() - opened.began >= self.interval_s:
+        if self.clock() - opened.began >= self.interval_s:  # interval 0: at once
             return self._commit_open()
         return Outcome.DELIVERED
 
     def _commit_open(self) -> Outcome:
-        sink: SteppedSink = self.sink  # type: ignore[assignment]
+        sink = self.sink
         opened, self._open = self._open, None
         if opened is None:
             return Outcome.DELIVERED
-        return self._settled(
-            lambda: sink.commit_transaction(opened.offsets, opened.token), opened.began
-        )
+
+        def commit() -> None:
+            sink.send_offsets_to_transaction(opened.offsets, opened.token)
+            sink.commit_transaction()
+
+        return self._settled(commit, opened.began)
 
     def _settled(
         self,
@@ -248,6 +229,5 @@ class ExactlyOnce:
         offsets another member may own now."""
         opened, self._open = self._open, None
         if opened is not None:
-            sink: SteppedSink = self.sink  # type: ignore[assignment]
             cause = TransactionAbortedError("partitions lost")
-            self._settled(lambda: sink.abort_transaction(cause), opened.began, aborting=True)
+            self._settled(lambda: self.sink.abort_transaction(cause), opened.began, aborting=True)

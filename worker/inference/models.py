@@ -117,14 +117,20 @@ class ModelSet:
     def load_candidate(self, promotion: Promotion, probe: np.ndarray) -> LoadedModel:
         """Load the promoted version and check it on ``probe`` without serving it yet.
 
+        The load and a first prediction of ``probe`` are tried in a child process within
+        ``store.limits`` first (:meth:`ModelStore.load_bounded`): a candidate that hangs,
+        allocates without bound or crashes is refused there, never in this process.
+
         Raises
         ------
         ModelStoreError
-            The version cannot be loaded (missing, tampered with, unsafe).
+            The version cannot be loaded (missing, tampered with, unsafe, past a limit).
         ValueError
             It disagrees with the served set or its probe output is wrong.
         """
-        candidate = self.store.load(promotion.model, promotion.new_version, threads=self.threads)
+        (candidate,) = self.store.load_bounded(
+            [(promotion.model, promotion.new_version, probe)], threads=self.threads
+        )
         index = self.names.index(promotion.model)
         problem = _disagreement(self.models[index], candidate)
         if problem:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from combiners import Explanation
-from worker.batch.decode import DecodedBatch, decode_batch
+from worker.batch.decode import DecodedBatch, Schema, decode_batch
 from worker.batch.encode import encode_predictions
+from worker.batch.framed import FieldMap, ReaderSource, decode_mixed
 from worker.batch.records import InRecord, OutRecord, dead_letter, source_of
-from worker.config import ModelErrorPolicy
+from worker.config import InputSettings, ModelErrorPolicy
 from worker.inference.fanout import Failure, Fanout, Submitted
 from worker.inference.serving import Serving
 from worker.inference.strategies import ExplainingCombiner
@@ -77,8 +78,14 @@ class Pipeline:
         threads_per_model: int = 0,
         explain: bool = False,
         scores_by_class: bool = False,
+        readers: ReaderSource | None = None,
+        input_fields: InputSettings | None = None,
     ) -> None:
         self.serving = serving
+        # With a Schema Registry: framed records decoded by their writer schema (worker.schemas)
+        self.readers = readers
+        self.input_fields = input_fields or InputSettings()
+        self._field_maps: dict[Schema, FieldMap] = {}
         self.explain = explain  # output.explain: per-model contributions in every prediction
         self.scores_by_class = scores_by_class  # output.scores_by_class
         self.policy = policy
@@ -106,7 +113,14 @@ class Pipeline:
         flight = InFlight(records, started, serving, BatchResult())
         if not records:
             return flight
-        decoded = decode_batch([r.value for r in records], serving.schema, self.max_event_bytes)
+        values = [r.value for r in records]
+        if self.readers is None:
+            decoded = decode_batch(values, serving.schema, self.max_event_bytes)
+        else:
+            fields = self.field_map(serving.schema)
+            decoded = decode_mixed(
+                values, serving.schema, self.max_event_bytes, self.readers, fields
+            )
         for rejection in decoded.rejections:
             flight.result.dead_letters.append(
                 dead_letter(
@@ -121,6 +135,13 @@ class Pipeline:
         flight.decoded = decoded
         flight.submitted = self.fanout.submit(serving.predict_fns, decoded.X)
         return flight
+
+    def field_map(self, schema: Schema) -> FieldMap:
+        """Where framed records hold the features of ``schema`` (``input.*``)."""
+        if schema not in self._field_maps:
+            s = self.input_fields
+            self._field_maps[schema] = FieldMap.for_schema(schema, s.fields, s.id_field, s.ts_field)
+        return self._field_maps[schema]
 
     def wait(self, flight: InFlight, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` (0: do not wait) for the models of ``flight``; True when

@@ -1,18 +1,23 @@
 """Hot reload: serve a newly promoted model version without stopping or losing a batch.
 
-Every ``reload.interval_s`` :meth:`Reloader.check` looks for promotions of the models not pinned
-in config, loads each candidate, checks it against the served set and on a probe batch (the
-last good batch's features, else the store's held-out set), refits the strategies for the new
-versions and returns a new :class:`~worker.inference.serving.Serving` snapshot. The caller swaps
-it in between batches; a batch already running finishes with the snapshot it started with. A
-candidate that fails any step is refused (counted and logged) and the old version keeps
-serving; a version refused at load is not retried until another one is promoted.
+Every ``reload.interval_s`` :meth:`Reloader.check` starts a preparation on a thread of its
+own: it looks for promotions of the models not pinned in config, loads each candidate (first
+tried in a child process within ``store.limits``, :meth:`ModelStore.load_bounded`), checks it
+against the served set and on a probe batch (the last good batch's features, else the store's
+held-out set), and refits the strategies for the new versions. The loop keeps serving the old
+snapshot meanwhile: a later :meth:`~Reloader.check`, between batches, returns the new
+:class:`~worker.inference.serving.Serving` once it is ready and the caller swaps it in; a
+batch already running finishes with the snapshot it started with. A candidate that fails any
+step is refused (counted and logged) and the old version keeps serving; a version refused at
+load is not retried until another one is promoted.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +35,15 @@ log = logging.getLogger("streamfuse.worker")
 PROBE_ROWS = 64
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A snapshot prepared from ``base``, with the promotions it serves."""
+
+    base: Serving
+    serving: Serving
+    swapped: list[tuple[Promotion, int]]
+
+
 class Reloader:
     def __init__(self, store: ModelStore, settings: Settings, metrics: Metrics) -> None:
         self.store = store
@@ -37,21 +51,65 @@ class Reloader:
         self.metrics = metrics
         self._next_check = 0.0
         self._refused: set[Promotion] = set()
+        self._lock = threading.Lock()
+        self._job: threading.Thread | None = None
+        self._ready: _Prepared | None = None
 
     def check(self, serving: Serving, probe: np.ndarray | None) -> Serving | None:
-        """A new snapshot when a promotion was loaded and swapped in, else None."""
+        """A new snapshot to swap in when one is ready, else None (never waits for one).
+
+        A snapshot prepared from another than ``serving`` (a promotion decision swapped the
+        served set meanwhile) is dropped and prepared again from ``serving``.
+        """
         if not self.settings.reload.enabled:
+            return None
+        with self._lock:
+            ready, self._ready = self._ready, None
+        if ready is not None:
+            if ready.base is serving:
+                self._announce(ready)
+                return ready.serving
+            self._next_check = 0.0
+        if self._job is not None and self._job.is_alive():
             return None
         now = time.monotonic()
         if now < self._next_check:
             return None
         self._next_check = now + self.settings.reload.interval_s
+        self._job = threading.Thread(
+            target=self._prepare,
+            args=(serving, None if probe is None else np.array(probe, copy=True)),
+            name="streamfuse-reload",
+            daemon=True,  # a trial child's wall-clock limit bounds it; never holds up exit
+        )
+        self._job.start()
+        return None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the preparation under way (if any); whether none is left running."""
+        job = self._job
+        if job is not None:
+            job.join(timeout)
+        return job is None or not job.is_alive()
+
+    def _prepare(self, serving: Serving, probe: np.ndarray | None) -> None:
+        try:
+            prepared = self._build(serving, probe)
+        except Exception as exc:  # the thread must end quietly: the old snapshot serves on
+            log.error("hot reload failed: %s", exc)
+            return
+        if prepared is not None:
+            with self._lock:
+                self._ready = prepared
+
+    def _build(self, serving: Serving, probe: np.ndarray | None) -> _Prepared | None:
         current = serving
         try:
             promotions = current.model_set.pending_promotions()
         except Exception as exc:  # a hostile or broken store must never end the worker
             log.error("cannot look for promotions in the store: %s", exc)
             return None
+        swapped: list[tuple[Promotion, int]] = []
         for promotion in promotions:
             if promotion in self._refused:
                 continue
@@ -59,7 +117,7 @@ class Reloader:
             if candidate is None:
                 continue
             try:
-                swapped = build_serving(
+                current = build_serving(
                     self.store,
                     self.settings,
                     current.model_set.replaced(candidate),
@@ -68,18 +126,14 @@ class Reloader:
             except Exception as exc:  # any failure to refit keeps the old version serving
                 self._refuse(promotion, f"strategies cannot be refit: {exc}")
                 continue
-            self.metrics.set_model_version(
-                promotion.model, candidate.version, promotion.old_version
-            )
+            swapped.append((promotion, candidate.version))
+        return _Prepared(serving, current, swapped) if swapped else None
+
+    def _announce(self, prepared: _Prepared) -> None:
+        for promotion, version in prepared.swapped:
+            self.metrics.set_model_version(promotion.model, version, promotion.old_version)
             self.metrics.model_reloads.labels(promotion.model, "swapped").inc()
-            log.info(
-                "hot reload: %s v%d -> v%d",
-                promotion.model,
-                promotion.old_version,
-                candidate.version,
-            )
-            current = swapped
-        return None if current is serving else current
+            log.info("hot reload: %s v%d -> v%d", promotion.model, promotion.old_version, version)
 
     def _load(
         self, serving: Serving, promotion: Promotion, probe: np.ndarray | None

@@ -10,14 +10,16 @@ running, stopping), its partition assignment and whether the lag thread reaches 
   broker that is down still beats (restarting the process would not bring the broker back). A
   blocking Kafka call is given a deadline (:mod:`worker.transport.deadline`), after which its
   client is replaced and the loop goes on: while the stuck call has not returned, the reason
-  names it (``stuck_calls`` in the body), still 200. Before the loop runs it answers 503
+  names it (``stuck_calls`` in the body), still 200. After the membership watchdog reset the
+  consumer 3 times in 10 minutes (:mod:`.watchdog`) it fails, naming why: a restart is what
+  is left. Before the loop runs it answers 503
   "starting": probe it with a start-up probe that allows for loading the models.
 - **ready** (``/readyz``): alive, models loaded, connected (topics checked, producer ready, the
   last poll and delivery did not fail, the lag thread reached the brokers), and the group has
   assigned this member its partitions: none is a legitimate answer (more members than
   partitions), but no answer yet is not ready; nor is a member that has been rebalancing
-  longer than ``kafka.rebalance_stuck_s`` (a wedged membership serves nothing while the loop
-  keeps beating).
+  longer than ``kafka.rebalance_stuck_s``, or that the watchdog finds orphaned (a wedged
+  membership serves nothing while the loop keeps beating).
 
 Nothing here imports a Kafka client; every verdict is computed from plain fields and a clock.
 """
@@ -119,6 +121,10 @@ class Health:
         self.phase = "loading"
         self.n_assigned: int | None = None  # None: the group has not answered yet
         self.broker_error: str | None = None  # the lag thread's last failure to reach the brokers
+        self.registry_error: str | None = None  # why the batch waits for the Schema Registry
+        # the membership watchdog's: why the membership is wedged now, why restarting is due
+        self.wedged: Callable[[], str | None] = lambda: None
+        self.resets_failing: Callable[[], str | None] = lambda: None
 
     # -- what the worker reports -------------------------------------------------------------
 
@@ -131,6 +137,9 @@ class Health:
 
     def assigned(self, n_partitions: int) -> None:
         self.n_assigned = n_partitions
+
+    def registry_reached(self, error: str | None) -> None:
+        self.registry_error = error
 
     def brokers_reached(self, error: str | None) -> None:
         self.broker_error = error
@@ -170,6 +179,9 @@ class Health:
                 "loop is blocked (a model or strategy that does not return, or a Kafka call)"
             )
             return Verdict(False, {"status": "stalled", "reason": reason, **body})
+        failing = self.resets_failing()
+        if failing is not None:
+            return Verdict(False, {"status": "wedged", "reason": failing, **body})
         reason = f"last loop turn {age:.1f} s ago (bound {self.stall_after_s:g} s)"
         stuck = self.stuck()
         if stuck:
@@ -186,7 +198,7 @@ class Health:
             "assignment": self._assignment(),
             "loop": live.body["status"],
         }
-        stuck = self.rebalancing_too_long()
+        stuck = self.rebalancing_too_long() or self.wedged()
         if self.group_state is not None:
             checks["group"] = stuck or self.group_state
         problems = []
@@ -200,6 +212,9 @@ class Health:
             problems.append(f"the consumer group membership is {stuck}")
         if self.phase == "running" and not live.ok:
             problems.append(live.body["reason"])
+        if self.registry_error is not None:
+            checks["schema_registry"] = self.registry_error
+            problems.append(f"the batch waits: {self.registry_error}")
         if problems:
             reason = "; ".join(problems)
             return Verdict(False, {"status": "not ready", "reason": reason, "checks": checks})

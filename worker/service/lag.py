@@ -32,8 +32,11 @@ class LagMonitor:
         metrics: Metrics,
         make_admin: Callable[[], Admin],
         reached: Callable[[str | None], None] = lambda error: None,
+        refreshed: Callable[[Admin, dict[TopicPartition, int]], None] | None = None,
     ) -> None:
         self.settings = settings
+        # after each refresh, with the admin and the lag: the membership watchdog's evidence
+        self.refreshed = refreshed
         self.reached = reached  # after each refresh: None, or why the brokers did not answer
         self.metrics = metrics
         self.make_admin = make_admin
@@ -41,6 +44,7 @@ class LagMonitor:
         self._thread: threading.Thread | None = None
         self._admin: Admin | None = None
         self._failing = False
+        self._watch_failing = False
         self._exported: set[tuple[str, str]] = set()
 
     def start(self) -> None:
@@ -69,6 +73,14 @@ class LagMonitor:
         for gone in self._exported - labels:  # partitions that no longer exist
             self.metrics.consumer_lag.remove(*gone)
         self._exported = labels
+        if self.refreshed is not None:
+            try:
+                self.refreshed(self._admin, lags)
+                self._watch_failing = False
+            except Exception as exc:  # the lag gauge stands; the evidence is read next time
+                if not self._watch_failing:
+                    log.warning("reading the consumer group for the watchdog failed: %r", exc)
+                self._watch_failing = True
         return lags
 
     def _run(self) -> None:

@@ -176,7 +176,7 @@ class Loop:
         vouched, token = self.delivery.vouch(before)
         if not vouched:
             log.info("re-reading a batch of %d read while the group rebalanced", len(records))
-            self.source.seek(_first_offsets(span))
+            self.seek_or_rewind(_first_offsets(span))
             return Interrupted.UNSTABLE
         return Batch(records, span, started, token)
 
@@ -242,6 +242,18 @@ class Loop:
         self.discard_unsent(gathering, self.delivery.rebalance_rewind)
         return Interrupted.REBALANCED
 
+    def revoke_all(self, reset: Callable[[], None]) -> None:
+        """The membership watchdog resets the consumer (``reset``: leave and join again, or a
+        new consumer): as if every partition were revoked. Unpublished batches are dropped, the
+        open transaction (exactly_once) aborted and offsets held back forgotten, so what the
+        group assigns next is read from its committed offsets under either guarantee."""
+        n_unsent = sum(b.n_records for b in (self.running, self.ready) if b is not None)
+        if n_unsent:
+            log.info("dropping %d unsent events before resetting the consumer", n_unsent)
+        self.discard_unsent({}, Outcome.RETRY_FROM_FIRST)
+        self.delivery.abort_pending()
+        reset()
+
     def delivery_failed(self, outcome: Outcome, gathering: Span) -> Interrupted:
         self.discard_unsent(gathering, outcome)
         return Interrupted.DELIVERY_FAILED
@@ -260,7 +272,16 @@ class Loop:
         if rewind is Outcome.RETRY_FROM_COMMITTED:
             self.rewind_to_committed()
         else:
-            self.source.seek(_first_offsets(*spans))
+            self.seek_or_rewind(_first_offsets(*spans))
+
+    def seek_or_rewind(self, offsets: Offsets) -> None:
+        """Back to ``offsets``; a seek the client refuses falls back to the committed offsets,
+        which come before them (re-read, never skipped)."""
+        try:
+            self.source.seek(offsets)
+        except TransportError as exc:
+            log.warning("seek refused (%s): re-reading from the committed offsets", exc)
+            self.rewind_to_committed()
 
     def rewind_to_committed(self) -> None:
         """Retried with backoff: a position past the committed offset would skip events."""

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -24,7 +25,7 @@ from worker.accuracy.live import MAX_LABELS_PER_POLL, LiveAccuracy
 from worker.batch.records import reason_of
 from worker.config import Settings
 from worker.delivery import Backoff, Batch, Delivery, call_stuck, delivery_for
-from worker.errors import KafkaCallStuckError
+from worker.errors import KafkaCallStuckError, RegistryUnavailableError
 from worker.inference.models import ModelSet
 from worker.inference.pipeline import BatchResult, Pipeline
 from worker.inference.reload import Reloader
@@ -33,13 +34,18 @@ from worker.inference.store import open_store
 from worker.inference.strategies import WeightedCombiner
 from worker.logs import DeadLetterLog
 from worker.metrics import Metrics
+from worker.service.consumer import RenewableSource, tend
 from worker.service.health import Health, stall_bound_s
 from worker.service.heldout import heldout_scores
 from worker.service.lag import LagMonitor
 from worker.service.loop import Loop
 from worker.service.promotion import Promotion
 from worker.service.reference import open_drift
-from worker.transport import LabelsReader, Sink, Source, TopicPartition, open_transport
+from worker.service.watchdog import Watchdog
+from worker.transport import LabelsReader, Sink, TopicPartition, open_transport
+
+if TYPE_CHECKING:
+    from worker.schemas import RegistryReaders
 
 __all__ = ["Worker"]
 
@@ -63,6 +69,9 @@ class Worker:
         self.settings = settings
         self.health = health or Health(stall_bound_s(settings))
         self.health.rebalance_stuck_s = settings.kafka.effective_rebalance_stuck_s
+        self.watchdog = Watchdog(settings.kafka.effective_rebalance_stuck_s)
+        self.health.wedged = self.watchdog.wedged
+        self.health.resets_failing = self.watchdog.failing
         self.freeze_gc = freeze_gc  # a process-wide setting: only for the process's own worker
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
@@ -89,6 +98,7 @@ class Worker:
         if settings.strategy.promote is not None:  # champion/challenger: the group's decision
             self.promotion = Promotion(self.store, settings, self.metrics, serving)
             serving = self.promotion.start(serving)
+        readers = self._schema_readers(serving)
         self.pipeline = Pipeline(
             serving,
             settings.on_model_error,
@@ -98,6 +108,8 @@ class Worker:
             settings.runtime.model_threads,
             explain=settings.output.explain,
             scores_by_class=settings.output.scores_by_class,
+            readers=readers,
+            input_fields=settings.input,
         )
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
@@ -118,13 +130,41 @@ class Worker:
         self.drift = open_drift(self.store, serving, settings.drift, self.metrics)
         self.transport = open_transport(settings)
         self.lag = LagMonitor(
-            settings, self.metrics, self.transport.admin, reached=self.health.brokers_reached
+            settings,
+            self.metrics,
+            self.transport.admin,
+            reached=self.health.brokers_reached,
+            refreshed=self.watchdog.gather,
         )
-        self.source: Source | None = None
+        self.source: RenewableSource | None = None
         self.sink: Sink | None = None
         self.labels: LabelsReader | None = None
         self.loop: Loop | None = None
         self.health.set_phase("connecting")
+
+    def _schema_readers(self, serving: Serving) -> RegistryReaders | None:
+        """With ``schema_registry.url``: the writer schemas' readers, after checking that the
+        input subject's latest schema holds every feature (else ConfigError: exit 2)."""
+        s = self.settings
+        if s.schema_registry.url is None:
+            return None
+        from worker.batch.framed import FieldMap
+        from worker.schemas import RegistryReaders, check_input_subject
+
+        def wait() -> bool:
+            self.backoff.wait()
+            return not self.backoff.stopping
+
+        readers = RegistryReaders.from_config(
+            s.schema_registry.client_config(), wait, self.health.registry_reached
+        )
+        fields = FieldMap.for_schema(
+            serving.schema, s.input.fields, s.input.id_field, s.input.ts_field
+        )
+        checked = check_input_subject(readers.client, s.topics.input, fields)
+        if checked is not None:
+            log.info("input schema checked: %s holds every feature", checked)
+        return readers
 
     @property
     def serving(self) -> Serving:
@@ -149,7 +189,7 @@ class Worker:
         if s.kafka.processing_guarantee == "exactly_once":
             self.sink.init_transactions()
         self.labels = self.transport.labels()
-        self.source = self.transport.source()
+        self.source = RenewableSource(self.transport.source, self.metrics)
         delivery: Delivery = delivery_for(s, self.source, self.sink, self.metrics, self.backoff)
         self.loop = Loop(
             s.batch,
@@ -182,6 +222,10 @@ class Worker:
         self._freeze_heap()
         try:
             self.loop.run(max_batches)
+        except RegistryUnavailableError as exc:
+            if not self.backoff.stopping:
+                raise
+            log.info("stopped while waiting for the schema registry (%s): read again", exc)
         finally:
             self.close()
 
@@ -245,13 +289,10 @@ class Worker:
         self._report_membership()
 
     def _report_membership(self) -> None:
-        """The source's group membership to the metrics and ``/readyz``."""
-        if self.source is None:
-            return
-        m = self.source.membership()
-        age = m.age_s()
-        self.metrics.set_membership(m.state.value, age, m.generation, m.n_partitions)
-        self.health.membership(m.state.value, age)
+        """The source's group membership to the metrics, ``/readyz`` and the watchdog, which
+        may reset the consumer (:func:`~.consumer.tend`)."""
+        if self.source is not None:
+            tend(self.source, self.watchdog, self.loop, self.metrics, self.health)
 
     def follow_assignment(self, assignment: Sequence[TopicPartition]) -> None:
         """Read the co-partitioned labels of the input partitions now assigned."""

@@ -1,10 +1,11 @@
 """The Kafka transport: protocols in the project's own types, and one adapter per client.
 
 Owns everything that speaks to a Kafka client. :mod:`.base` holds the protocols
-(:class:`Source`, :class:`Sink`, :class:`LabelsReader`, :class:`Admin`) and their value types;
-adapter packages (:mod:`.kafka_python`) implement them and are imported only here, lazily, by
-:func:`open_transport`. May import :mod:`worker.config`, :mod:`worker.errors` and
-:mod:`worker.batch.records`; nothing above it imports a Kafka client.
+(:class:`Source`, :class:`Sink`, :class:`LabelsReader`, :class:`Admin`) and their value types,
+:mod:`.policy` the client defaults both adapters take; adapter packages (:mod:`.kafka_python`,
+:mod:`.librdkafka`) implement the protocols, rename the policy into their client's keys, and
+are imported only here, lazily, by :func:`open_transport`. May import :mod:`worker.config`,
+:mod:`worker.errors` and :mod:`worker.batch.records`; nothing above it imports a Kafka client.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from worker.config import Settings
 from worker.transport.base import (
     Admin,
     AssignmentChange,
+    GroupDescription,
     GroupState,
     GroupToken,
     LabelsReader,
@@ -32,6 +34,7 @@ __all__ = [
     "LIBRARIES",
     "Admin",
     "AssignmentChange",
+    "GroupDescription",
     "GroupState",
     "GroupToken",
     "LabelsReader",

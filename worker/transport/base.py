@@ -14,7 +14,6 @@ Nothing here imports a Kafka client.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -24,6 +23,7 @@ from worker.transport.membership import GroupState, Membership
 __all__ = [
     "Admin",
     "AssignmentChange",
+    "GroupDescription",
     "GroupState",
     "GroupToken",
     "LabelsReader",
@@ -72,11 +72,27 @@ class GroupToken:
 
     ``epoch`` identifies the membership (kafka-python: generation and member id); two tokens
     vouch for the same membership when their epochs are equal. ``native`` is the client's own
-    group metadata, handed back to :meth:`Sink.transaction` untouched.
+    group metadata, handed back to :meth:`Sink.send_offsets_to_transaction` untouched.
     """
 
     epoch: Hashable
     native: Any = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class GroupDescription:
+    """The consumer group as its coordinator describes it (the describe-groups call).
+
+    ``state``: the coordinator's name for it (``Stable``, ``PreparingRebalance``,
+    ``CompletingRebalance``, ``Empty``, ``Dead``); ``members``: each member id with the input
+    topic's partitions assigned to it."""
+
+    state: str
+    members: dict[str, frozenset[TopicPartition]] = field(default_factory=dict)
+
+    def owned(self) -> frozenset[TopicPartition]:
+        """Every partition some member holds."""
+        return frozenset(tp for tps in self.members.values() for tp in tps)
 
 
 def merge_span(span: Span, more: Span) -> None:
@@ -105,8 +121,14 @@ class Source(Protocol):
         """This member's group state, generation and partitions as the client reports them
         now, with when that state began; never blocks on the broker."""
 
+    def reset(self) -> None:
+        """Leave the group and join it again (unsubscribe, subscribe): every partition is
+        revoked (reported by :meth:`changes`) and the group assigns them anew; the loop treats
+        it as a revoke of everything (the membership watchdog's soft reset)."""
+
     def seek(self, offsets: Offsets) -> None:
-        """Rewind (or advance) the given partitions; partitions not assigned are ignored."""
+        """Rewind (or advance) the given partitions; partitions not assigned are ignored.
+        Raises :class:`worker.errors.TransportError` when the client refuses a seek."""
 
     def seek_to_committed(self) -> None:
         """Every assigned partition back to its committed offset (the beginning when none);
@@ -118,9 +140,11 @@ class Source(Protocol):
         rebalances on its own I/O thread and refuses (:class:`NotImplementedError`)."""
 
     def commit(self, offsets: Offsets, wait: bool) -> None:
-        """Store offsets for the group: asynchronously (a failure is logged; a later commit
-        covers it) or waiting for the answer (raises :class:`worker.errors.TransportError`;
-        :class:`worker.errors.KafkaCallStuckError` past ``kafka.watchdog_s``)."""
+        """Store offsets for the group: asynchronously (a failure the broker answers later is
+        logged; a later commit covers it) or waiting for the answer. Raises
+        :class:`worker.errors.TransportError` when the client refuses the commit (either way)
+        or, waiting, the broker does; :class:`worker.errors.KafkaCallStuckError` past
+        ``kafka.watchdog_s``."""
 
     def close(self) -> None: ...
 
@@ -139,16 +163,31 @@ class Sink(Protocol):
 
     def init_transactions(self) -> None: ...
 
-    def transaction(
-        self, offsets: Offsets, token: GroupToken | None
-    ) -> AbstractContextManager[None]:
-        """A transaction around the sends made inside it: on a clean exit the consumer
-        ``offsets`` (for the membership ``token``) are added and it commits; on an error it is
-        aborted. Raises :class:`worker.errors.ProducerFencedError` (another instance owns the
-        transactional id: fatal), :class:`worker.errors.KafkaCallStuckError` (a call did not
-        return within its deadline) or :class:`worker.errors.ProducerStuckError` (the producer
-        is stuck: replace it either way) or :class:`worker.errors.TransactionAbortedError`
-        (aborted: re-read from committed)."""
+    # A transaction in steps (one batch's, or one spanning several: kafka.transaction_interval_ms).
+    # Each blocking step runs under a deadline; any step may raise
+    # :class:`worker.errors.ProducerFencedError` (another instance owns the transactional id:
+    # fatal), :class:`worker.errors.KafkaCallStuckError` (a call did not return within its
+    # deadline) or :class:`worker.errors.ProducerStuckError` (the producer is stuck): replace
+    # the producer either way, and re-read from committed.
+
+    def begin_transaction(self) -> None:
+        """Open a transaction for the sends that follow; raises
+        :class:`worker.errors.TransportError` when none could be begun (nothing to abort)."""
+
+    def send_offsets_to_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
+        """Add the consumer ``offsets``, read under the membership ``token``, to the open
+        transaction (nothing when empty). On a failure the transaction is aborted and
+        :class:`worker.errors.TransactionAbortedError` raised (re-read from committed); so
+        without a ``token``."""
+
+    def commit_transaction(self) -> None:
+        """Commit what was sent and added since :meth:`begin_transaction`; on a failure it is
+        aborted and :class:`worker.errors.TransactionAbortedError` raised."""
+
+    def abort_transaction(self, cause: Exception) -> None:
+        """Abort the open transaction (after ``cause``): nothing sent in it is visible to a
+        ``read_committed`` reader and its offsets are not committed; raises
+        :class:`worker.errors.ProducerStuckError` when the abort fails."""
 
     def replace(self) -> None:
         """Drop this producer without waiting and build a new one (transactions initialised
@@ -173,7 +212,8 @@ class LabelsReader(Protocol):
 
 
 class Admin(Protocol):
-    """Topic checks at start-up and consumer lag for the metrics."""
+    """Topic checks at start-up, consumer lag for the metrics, and the group as the coordinator
+    sees it (the membership watchdog's evidence)."""
 
     def ensure_topics(self) -> None:
         """Every configured topic exists (created when ``topics.create``), labels
@@ -181,5 +221,13 @@ class Admin(Protocol):
 
     def lag(self) -> dict[TopicPartition, int]:
         """The group's lag per partition of the input topic (end minus committed offset)."""
+
+    def committed(self) -> Offsets:
+        """The group's committed offsets on the input topic (partitions with none left out)."""
+
+    def describe_group(self) -> GroupDescription:
+        """The group's state and its members' assignments on the input topic (describe-groups);
+        raises :class:`worker.errors.TransportError` when the coordinator did not answer within
+        the admin calls' bound."""
 
     def close(self) -> None: ...

@@ -26,12 +26,14 @@ class GroupState(enum.Enum):
 class Membership:
     """``generation``: the group's generation where the client tells it (kafka-python); the
     number of assignments received where it keeps it opaque (librdkafka); 0 before the first.
-    ``since``: the :func:`time.monotonic` reading when this state was first seen."""
+    ``since``: the :func:`time.monotonic` reading when this state was first seen.
+    ``member_id``: the id the coordinator gave this member ("" before it has one)."""
 
     state: GroupState
     generation: int
     n_partitions: int
     since: float
+    member_id: str = ""
 
     def age_s(self, now: float | None = None) -> float:
         return max(0.0, (time.monotonic() if now is None else now) - self.since)
@@ -44,8 +46,10 @@ class MembershipClock:
         self.clock = clock
         self._last: Membership | None = None
 
-    def observe(self, state: GroupState, generation: int, n_partitions: int) -> Membership:
+    def observe(
+        self, state: GroupState, generation: int, n_partitions: int, member_id: str = ""
+    ) -> Membership:
         last = self._last
         since = last.since if last is not None and last.state is state else self.clock()
-        self._last = Membership(state, max(0, generation), n_partitions, since)
+        self._last = Membership(state, max(0, generation), n_partitions, since, member_id)
         return self._last

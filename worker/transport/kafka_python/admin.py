@@ -12,8 +12,9 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from worker.config import Settings
-from worker.errors import TransportError
-from worker.transport.base import TopicPartition
+from worker.errors import KafkaCallStuckError, TransportError
+from worker.transport.base import GroupDescription, Offsets, TopicPartition
+from worker.transport.deadline import MARGIN_S, bounded
 from worker.transport.kafka_python.clients import admin_client, common_config
 from worker.transport.topics import check_copartitioned, missing_topics
 
@@ -50,6 +51,44 @@ class KafkaPythonAdmin:
             return self._lag()
         except KafkaError as exc:
             raise TransportError(f"reading the consumer lag failed ({exc})") from exc
+
+    def committed(self) -> Offsets:
+        admin, consumer = self._lag_clients()
+        topic = self.settings.topics.input
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            tps = [KafkaTopicPartition(topic, p) for p in sorted(partitions)]
+            found = _committed(admin, self.settings.kafka.group_id, tps) if tps else {}
+        except KafkaError as exc:
+            raise TransportError(f"reading the committed offsets failed ({exc})") from exc
+        return {
+            TopicPartition(tp.topic, tp.partition): om.offset
+            for tp, om in found.items()
+            if om is not None and om.offset >= 0
+        }
+
+    def describe_group(self) -> GroupDescription:
+        admin, _ = self._lag_clients()
+        group = self.settings.kafka.group_id
+        try:
+            # the request has the lag clients' timeout; the deadline covers the coordinator look-up
+            described = bounded(
+                lambda: admin.describe_groups([group]),
+                "describe_groups",
+                LAG_TIMEOUT_MS / 1000 + MARGIN_S,
+                "admin",
+            )
+        except (KafkaError, KafkaCallStuckError) as exc:
+            raise TransportError(f"describing the group failed ({exc})") from exc
+        found = described.get(group) or {}
+        if found.get("error"):
+            raise TransportError(f"describing the group failed ({found['error']})")
+        topic = self.settings.topics.input
+        members = {
+            str(m.get("member_id")): frozenset(_assigned(m.get("member_assignment"), topic))
+            for m in found.get("members") or []
+        }
+        return GroupDescription(str(found.get("group_state") or "Unknown"), members)
 
     def _lag(self) -> dict[TopicPartition, int]:
         admin, consumer = self._lag_clients()
@@ -89,6 +128,23 @@ class KafkaPythonAdmin:
                 log.debug("closing an admin client failed: %s", exc)
         self._admin = self._lag_admin = None
         self._lag_consumer = None
+
+
+def _assigned(assignment: Any, topic: str) -> list[TopicPartition]:
+    """A member's partitions of ``topic`` from its decoded assignment (an object, or the dict
+    kafka-python's to_dict makes of it)."""
+    if assignment is None:
+        return []
+    if hasattr(assignment, "partitions"):
+        return [TopicPartition(t, p) for t, p in assignment.partitions() if t == topic]
+    found = []
+    for entry in assignment.get("assigned_partitions") or []:
+        name, partitions = (
+            (entry.get("topic"), entry.get("partitions")) if isinstance(entry, dict) else entry
+        )
+        if name == topic:
+            found += [TopicPartition(topic, int(p)) for p in partitions or ()]
+    return found
 
 
 def _committed(admin: KafkaAdminClient, group: str, tps: list[Any]) -> dict[Any, Any]:

@@ -1,7 +1,8 @@
 """kafka-python clients built from the settings, in one place.
 
 Every client the worker and its tools build (consumer, producer, admin, the labels and lag
-clients) takes its settings from :func:`common_config`, so security settings reach them all. At
+clients) takes its settings from :func:`common_config`, so security settings reach them all;
+the worker's own defaults are :mod:`worker.transport.policy`'s, renamed here. At
 start-up the builders wait for the broker with a bounded backoff; calls without a timeout of
 their own run under :mod:`worker.transport.deadline`.
 """
@@ -19,13 +20,17 @@ from kafka.errors import KafkaError
 from worker.config import Settings
 from worker.errors import BrokerUnavailableError, KafkaCallStuckError
 from worker.transport.deadline import bounded
+from worker.transport.policy import policy
 
 __all__ = [
     "admin_client",
     "common_config",
+    "consumer_config",
     "input_consumer",
+    "labels_config",
     "labels_consumer",
     "output_producer",
+    "producer_config",
     "setting_names",
 ]
 
@@ -52,16 +57,66 @@ def _retry_connect(settings: Settings, make: Callable[[], T]) -> T:
 
 def common_config(settings: Settings, suffix: str = "", **overrides: Any) -> dict[str, Any]:
     """Settings every client shares: bootstrap, client id, ``kafka.client`` (security)."""
+    client = policy(settings).client
     return {
-        "bootstrap_servers": settings.kafka.bootstrap_servers,
-        "client_id": f"streamfuse-{settings.kafka.instance_id}{suffix}",
+        "bootstrap_servers": client.bootstrap_servers,
+        "client_id": f"{client.client_id}{suffix}",
         # Each connection attempt gives up after 2 s; _retry_connect bounds the whole wait.
         "bootstrap_timeout_ms": 2000,
-        # New partitions of the input are seen (and the group rebalances onto them) this soon.
-        "metadata_max_age_ms": int(settings.kafka.metadata_refresh_s * 1000),
+        "metadata_max_age_ms": client.metadata_refresh_ms,
         **overrides,
         **settings.kafka.client,
     }
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """The input consumer's settings: :func:`worker.transport.policy.policy` in kafka-python's
+    names, under the user's own ``kafka.consumer``."""
+    c = policy(settings).consumer
+    return {
+        **common_config(settings),
+        "group_id": c.group_id,
+        "enable_auto_commit": c.auto_commit,
+        "auto_offset_reset": c.offset_reset,
+        "isolation_level": c.isolation,
+        "max_poll_records": c.max_poll_records,
+        "max_partition_fetch_bytes": c.partition_fetch_max_bytes,
+        "fetch_max_bytes": c.fetch_max_bytes,
+        **({"group_instance_id": c.group_instance_id} if c.group_instance_id else {}),
+        **settings.kafka.consumer,
+    }
+
+
+def labels_config(settings: Settings) -> dict[str, Any]:
+    labels = policy(settings).labels
+    return {
+        **common_config(settings),
+        "client_id": labels.client_id,
+        "group_id": None,
+        "enable_auto_commit": labels.auto_commit,
+        "auto_offset_reset": labels.offset_reset,
+        "isolation_level": labels.isolation,
+        **settings.kafka.client,  # a client_id of the user's own
+        **settings.kafka.consumer,
+    }
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    p = policy(settings).producer
+    config: dict[str, Any] = {
+        **common_config(settings),
+        "acks": p.acks,
+        "enable_idempotence": p.idempotence,
+        "linger_ms": p.linger_ms,
+        "batch_size": p.batch_bytes,
+        "max_request_size": p.max_request_bytes,
+        **({"delivery_timeout_ms": p.delivery_timeout_ms} if p.delivery_timeout_ms else {}),
+        **settings.kafka.producer,
+    }
+    if p.transactional_id is not None:
+        config["transactional_id"] = p.transactional_id
+        config["transaction_timeout_ms"] = p.transaction_timeout_ms
+    return config
 
 
 def setting_names() -> dict[str, frozenset[str]]:
@@ -77,18 +132,7 @@ def admin_client(settings: Settings) -> KafkaAdminClient:
 
 
 def input_consumer(settings: Settings, listener: Any = None) -> KafkaConsumer:
-    config = {
-        **common_config(settings),
-        "group_id": settings.kafka.group_id,
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
-        "isolation_level": "read_committed",
-        "max_poll_records": settings.batch.max_events,
-        "max_partition_fetch_bytes": max(1 << 20, settings.validation.max_event_bytes + 1024),
-        "fetch_max_bytes": max(50 << 20, settings.validation.max_event_bytes * 2),
-        **({"group_instance_id": gid} if (gid := settings.kafka.group_instance_id) else {}),
-        **settings.kafka.consumer,
-    }
+    config = consumer_config(settings)
     consumer = _retry_connect(settings, lambda: KafkaConsumer(**config))
     consumer.subscribe([settings.topics.input], listener=listener)
     _await_partitions(settings, consumer, settings.topics.input)
@@ -126,28 +170,10 @@ def _await_partitions(settings: Settings, consumer: KafkaConsumer, topic: str) -
 
 
 def labels_consumer(settings: Settings) -> KafkaConsumer:
-    config = {
-        **common_config(settings),
-        "group_id": None,
-        "enable_auto_commit": False,
-        "auto_offset_reset": "latest",
-        "isolation_level": "read_committed",
-        **settings.kafka.consumer,
-    }
+    config = labels_config(settings)
     return _retry_connect(settings, lambda: KafkaConsumer(**config))
 
 
 def output_producer(settings: Settings) -> KafkaProducer:
-    config: dict[str, Any] = {
-        **common_config(settings),
-        "acks": "all",
-        "enable_idempotence": True,
-        "linger_ms": 5,
-        "batch_size": 256 * 1024,
-        "max_request_size": max(1 << 20, settings.topics.dead_letter_max_bytes + 64 * 1024),
-        **settings.kafka.producer,
-    }
-    if settings.kafka.processing_guarantee == "exactly_once":
-        config["transactional_id"] = settings.kafka.effective_transactional_id
-        config["transaction_timeout_ms"] = settings.kafka.transaction_timeout_ms
+    config = producer_config(settings)
     return _retry_connect(settings, lambda: KafkaProducer(**config))

@@ -86,45 +86,63 @@ class KafkaPythonSink:
     def init_transactions(self) -> None:
         self._run(self._client().init_transactions, "init_transactions")
 
-    @contextmanager
-    def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
+    def begin_transaction(self) -> None:
+        producer = self._client()
+        self._futures.clear()
+        try:
+            producer.begin_transaction()  # local: no call to a broker
+        except FATAL_TXN_ERRORS as exc:
+            raise _fenced(exc) from exc
+        except KafkaError as exc:
+            raise errors.TransportError(f"begin_transaction failed ({exc})") from exc
+
+    def send_offsets_to_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
+        if not offsets:
+            return
         producer = self._client()
         native = {
             KafkaTopicPartition(tp.topic, tp.partition): OffsetAndMetadata(offset, None, -1)
             for tp, offset in offsets.items()
         }
-        metadata = None if token is None else token.native
-        try:
-            producer.begin_transaction()
-            yield
-            if native:
-                if metadata is None:
-                    raise errors.TransactionAbortedError("no group membership vouches for these")
-                self._run(
-                    lambda: producer.send_offsets_to_transaction(native, metadata),
-                    "send_offsets_to_transaction",
-                )
+        with self._aborting_on_failure():
+            if token is None:
+                raise errors.TransactionAbortedError("no group membership vouches for these")
+            metadata = token.native
+            self._run(
+                lambda: producer.send_offsets_to_transaction(native, metadata),
+                "send_offsets_to_transaction",
+            )
+
+    def commit_transaction(self) -> None:
+        producer = self._client()
+        with self._aborting_on_failure():
             self._run(producer.commit_transaction, "commit_transaction")
+        self._futures.clear()  # commit_transaction flushed them
+
+    @contextmanager
+    def _aborting_on_failure(self) -> Iterator[None]:
+        """A failed step aborts the transaction, then says so
+        (:class:`worker.errors.TransactionAbortedError`); a fenced or stuck producer is the
+        caller's to replace."""
+        try:
+            yield
         except FATAL_TXN_ERRORS as exc:
-            raise errors.ProducerFencedError(f"this worker's producer was fenced ({exc})") from exc
-        except errors.KafkaCallStuckError:
+            raise _fenced(exc) from exc
+        except (errors.KafkaCallStuckError, errors.ProducerStuckError):
             # The broker went away mid-transaction: a new producer with the same transactional
             # id fences the stuck one and aborts its open transaction.
             raise
         except (KafkaError, errors.TransportError) as exc:
-            self._abort(exc)
+            self.abort_transaction(exc)
             raise errors.TransactionAbortedError(f"transaction failed ({exc})") from exc
-        finally:
-            self._futures.clear()  # commit_transaction flushed them, abort dropped them
 
-    def _abort(self, cause: Exception) -> None:
+    def abort_transaction(self, cause: Exception) -> None:
+        self._futures.clear()  # abort_transaction drops them
         producer = self._client()
         try:
             self._run(producer.abort_transaction, "abort_transaction")
         except FATAL_TXN_ERRORS as exc:
-            raise errors.ProducerFencedError(f"this worker's producer was fenced ({exc})") from (
-                cause
-            )
+            raise _fenced(exc) from cause
         except errors.KafkaCallStuckError:
             raise
         except KafkaError as exc:
@@ -166,6 +184,10 @@ class KafkaPythonSink:
         if producer is not None:
             self._run(lambda: producer.close(timeout=timeout_s), "close", timeout_s + MARGIN_S)
         self._guard.close()
+
+
+def _fenced(exc: Exception) -> errors.ProducerFencedError:
+    return errors.ProducerFencedError(f"this worker's producer was fenced ({exc})")
 
 
 def _close_in_background(producer: KafkaProducer) -> None:

@@ -36,6 +36,10 @@ __all__ = ["KafkaPythonLabels", "KafkaPythonSource"]
 
 log = logging.getLogger("streamfuse.kafka")
 METADATA_TIMEOUT_S = 10.0
+# The shortest poll while this member is not stable: the loop polls with 0 while a batch is in
+# flight, and a join whose answer comes after a poll's wait is only finished by a later poll
+# that waits for it (the wedge :mod:`.rejoin` repairs).
+REJOIN_POLL_S = 0.1
 
 
 def _ours(tps: Iterable[Any]) -> tuple[TopicPartition, ...]:
@@ -88,8 +92,11 @@ class KafkaPythonSource:
         return self.consumer
 
     def poll(self, timeout_s: float, max_records: int) -> Polled:
+        consumer = self._client()
+        if timeout_s < REJOIN_POLL_S and not self._stable(consumer):
+            timeout_s = REJOIN_POLL_S
         try:
-            polled = self._client().poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+            polled = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
         except KafkaError as exc:
             raise TransportError(f"polling failed ({exc})") from exc
         records: list[InRecord] = []
@@ -102,6 +109,11 @@ class KafkaPythonSource:
                     tp_records[-1].offset,
                 )
         return Polled(records, span)
+
+    @staticmethod
+    def _stable(consumer: KafkaConsumer) -> bool:
+        metadata = consumer.group_metadata()
+        return metadata is not None and metadata.state == MemberState.STABLE
 
     def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
         raise NotImplementedError("kafka-python revokes partitions on its I/O thread")
@@ -134,15 +146,36 @@ class KafkaPythonSource:
         else:
             state = GroupState.STABLE if n_partitions else GroupState.UNASSIGNED
         generation = metadata.generation_id if metadata is not None else 0
-        return self._membership.observe(state, generation, n_partitions)
+        member_id = (metadata.member_id or "") if metadata is not None else ""
+        return self._membership.observe(state, generation, n_partitions, member_id)
+
+    def reset(self) -> None:
+        consumer = self._client()
+        revoked = _ours(consumer.assignment())
+        topics = sorted(consumer.subscription() or ())
+        try:
+            # unsubscribe() sends LeaveGroup with no timeout of its own: under the deadline
+            self._guard.run(consumer.unsubscribe, "unsubscribe", self.timeout_s)
+        except KafkaError as exc:
+            log.warning("leaving the group failed (%s); joining again anyway", exc)
+        log.info("partitions revoked (leaving the group to join again): %s", _names(revoked))
+        self._changes.put(AssignmentChange(revoked, None))  # unsubscribe() calls no listener
+        consumer.subscribe(topics, listener=self.listener())
 
     def seek(self, offsets: Offsets) -> None:
         consumer = self._client()
         assigned = consumer.assignment()
         for tp, offset in offsets.items():
             ktp = KafkaTopicPartition(tp.topic, tp.partition)
-            if ktp in assigned:
+            if ktp not in assigned:
+                continue
+            try:
                 consumer.seek(ktp, offset)
+            except (KafkaError, ValueError) as exc:
+                # ValueError: "Unassigned partition" when the I/O thread revoked it just now
+                # (ignored, as any partition not assigned), or an offset the client refuses.
+                if ktp in consumer.assignment():
+                    raise TransportError(f"seeking {tp} failed ({exc})") from exc
 
     def seek_to_committed(self) -> None:
         consumer = self._client()
@@ -163,7 +196,10 @@ class KafkaPythonSource:
         }
         consumer = self._client()
         if not wait:
-            consumer.commit_async(native, callback=_on_commit)
+            try:
+                consumer.commit_async(native, callback=_on_commit)
+            except KafkaError as exc:
+                raise TransportError(f"committing offsets failed ({exc})") from exc
             return
         try:
             self._guard.run(lambda: consumer.commit(native), "commit", self.timeout_s)

@@ -10,8 +10,9 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from worker.config import Settings
-from worker.errors import TransportError
-from worker.transport.base import TopicPartition
+from worker.errors import KafkaCallStuckError, TransportError
+from worker.transport.base import GroupDescription, Offsets, TopicPartition
+from worker.transport.deadline import MARGIN_S, bounded
 from worker.transport.librdkafka.clients import (
     admin_config,
     build,
@@ -25,6 +26,15 @@ __all__ = ["LibrdkafkaAdmin"]
 
 log = logging.getLogger("streamfuse.kafka")
 TIMEOUT_S = 10.0
+# librdkafka's ConsumerGroupState names, in the coordinator's own spelling (as kafka-python's)
+_STATES = {
+    "STABLE": "Stable",
+    "PREPARING_REBALANCING": "PreparingRebalance",
+    "COMPLETING_REBALANCING": "CompletingRebalance",
+    "EMPTY": "Empty",
+    "DEAD": "Dead",
+    "UNKNOWN": "Unknown",
+}
 
 
 class LibrdkafkaAdmin:
@@ -72,17 +82,59 @@ class LibrdkafkaAdmin:
                 return counts
             time.sleep(0.1)
 
+    def _consumer(self) -> Consumer:
+        if self._lag_consumer is None:
+            config = {
+                **admin_config(self.settings, "-lag"),
+                "group.id": self.settings.kafka.group_id,
+                "enable.auto.commit": False,
+            }
+            self._lag_consumer = build(make_consumer, config, "client")
+        return self._lag_consumer
+
+    def committed(self) -> Offsets:
+        topic = self.settings.topics.input
+        try:
+            consumer = self._consumer()
+            metadata = consumer.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
+            if metadata is None or not metadata.partitions:
+                return {}
+            tps = [KafkaTopicPartition(topic, p) for p in sorted(metadata.partitions)]
+            committed = consumer.committed(tps, timeout=TIMEOUT_S)
+        except KafkaException as exc:
+            raise TransportError(f"reading the committed offsets failed ({exc})") from exc
+        return {
+            TopicPartition(topic, tp.partition): tp.offset for tp in committed if tp.offset >= 0
+        }
+
+    def describe_group(self) -> GroupDescription:
+        group, topic = self.settings.kafka.group_id, self.settings.topics.input
+        try:
+            futures = self._client().describe_consumer_groups([group], request_timeout=TIMEOUT_S)
+            # the future has its request's timeout; the deadline is for a library that ignores it
+            found = bounded(
+                lambda: futures[group].result(TIMEOUT_S),
+                "describe_consumer_groups",
+                TIMEOUT_S + MARGIN_S,
+                "admin",
+            )
+        except (KafkaException, KafkaCallStuckError) as exc:
+            raise TransportError(f"describing the group failed ({exc})") from exc
+        members = {
+            str(m.member_id): frozenset(
+                TopicPartition(tp.topic, tp.partition)
+                for tp in (m.assignment.topic_partitions if m.assignment is not None else [])
+                if tp.topic == topic
+            )
+            for m in found.members
+        }
+        state = getattr(found.state, "name", str(found.state))
+        return GroupDescription(_STATES.get(state, state), members)
+
     def lag(self) -> dict[TopicPartition, int]:
         topic = self.settings.topics.input
         try:
-            if self._lag_consumer is None:
-                config = {
-                    **admin_config(self.settings, "-lag"),
-                    "group.id": self.settings.kafka.group_id,
-                    "enable.auto.commit": False,
-                }
-                self._lag_consumer = build(make_consumer, config, "client")
-            consumer = self._lag_consumer
+            consumer = self._consumer()
             metadata = consumer.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
             if metadata is None or not metadata.partitions:
                 return {}

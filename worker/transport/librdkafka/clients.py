@@ -5,7 +5,7 @@ and ``kafka.producer`` are passed through in those names. librdkafka's construct
 connect: :func:`wait_for_broker` asks for metadata until the broker answers or
 ``kafka.connect_timeout_s`` has passed. An unknown key fails at construction ("No such
 configuration property"): :func:`build` turns that into a :class:`ConfigError` naming the key,
-never its value.
+never its value. The worker's own defaults are :mod:`worker.transport.policy`'s, renamed here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 
 from worker.config import Settings
 from worker.errors import BrokerUnavailableError, ConfigError
+from worker.transport.policy import policy
 
 __all__ = [
     "admin_config",
@@ -47,30 +48,33 @@ _QUIET.propagate = False
 
 def common_config(settings: Settings, suffix: str = "") -> dict[str, Any]:
     """Settings every client shares: bootstrap, client id, ``kafka.client`` (security)."""
+    client = policy(settings).client
     return {
-        "bootstrap.servers": settings.kafka.bootstrap_servers,
-        "client.id": f"streamfuse-{settings.kafka.instance_id}{suffix}",
+        "bootstrap.servers": client.bootstrap_servers,
+        "client.id": f"{client.client_id}{suffix}",
         # librdkafka logs through the worker's own handler (format, level, JSON lines).
         "logger": logging.getLogger("streamfuse.librdkafka"),
-        # New partitions of the input are seen (and the group rebalances onto them) this soon.
-        "topic.metadata.refresh.interval.ms": int(settings.kafka.metadata_refresh_s * 1000),
+        "topic.metadata.refresh.interval.ms": client.metadata_refresh_ms,
         **settings.kafka.client,
     }
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
+    """The input consumer's settings: :func:`worker.transport.policy.policy` in librdkafka's
+    names, under the user's own ``kafka.consumer``."""
+    c = policy(settings).consumer
     return {
         **common_config(settings),
-        "group.id": settings.kafka.group_id,
-        "enable.auto.commit": False,
+        "group.id": c.group_id,
+        "enable.auto.commit": c.auto_commit,
         "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-        "fetch.max.bytes": max(50 << 20, settings.validation.max_event_bytes * 2),
-        "max.partition.fetch.bytes": max(1 << 20, settings.validation.max_event_bytes + 1024),
-        "message.max.bytes": max(1 << 20, settings.validation.max_event_bytes + 1024),
-        "receive.message.max.bytes": max(100 << 20, settings.validation.max_event_bytes * 3),
-        **({"group.instance.id": gid} if (gid := settings.kafka.group_instance_id) else {}),
+        "auto.offset.reset": c.offset_reset,
+        "isolation.level": c.isolation,
+        "fetch.max.bytes": c.fetch_max_bytes,
+        "max.partition.fetch.bytes": c.partition_fetch_max_bytes,
+        "message.max.bytes": c.partition_fetch_max_bytes,
+        "receive.message.max.bytes": c.receive_max_bytes,
+        **({"group.instance.id": c.group_instance_id} if c.group_instance_id else {}),
         **settings.kafka.consumer,
     }
 
@@ -78,30 +82,35 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 def labels_config(settings: Settings) -> dict[str, Any]:
     """The labels reader assigns partitions itself and never commits: the group id is only
     what librdkafka requires of a consumer."""
+    labels = policy(settings).labels
     return {
-        **common_config(settings, "-labels"),
+        **common_config(settings),
+        "client.id": labels.client_id,
         "group.id": f"{settings.kafka.group_id}.labels-reader",
-        "auto.offset.reset": "latest",
-        "enable.auto.commit": False,
+        "auto.offset.reset": labels.offset_reset,
+        "enable.auto.commit": labels.auto_commit,
         "enable.auto.offset.store": False,
-        "isolation.level": "read_committed",
+        "isolation.level": labels.isolation,
+        **settings.kafka.client,  # a client.id of the user's own
         **settings.kafka.consumer,
     }
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
+    p = policy(settings).producer
     config: dict[str, Any] = {
         **common_config(settings),
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 5,
-        "batch.size": 1 << 20,
-        "message.max.bytes": max(1 << 20, settings.topics.dead_letter_max_bytes + 64 * 1024),
+        "acks": p.acks,
+        "enable.idempotence": p.idempotence,
+        "linger.ms": p.linger_ms,
+        "batch.size": p.batch_bytes,
+        "message.max.bytes": p.max_request_bytes,
+        **({"message.timeout.ms": p.delivery_timeout_ms} if p.delivery_timeout_ms else {}),
         **settings.kafka.producer,
     }
-    if settings.kafka.processing_guarantee == "exactly_once":
-        config["transactional.id"] = settings.kafka.effective_transactional_id
-        config["transaction.timeout.ms"] = settings.kafka.transaction_timeout_ms
+    if p.transactional_id is not None:
+        config["transactional.id"] = p.transactional_id
+        config["transaction.timeout.ms"] = p.transaction_timeout_ms
     return config
 
 

@@ -49,6 +49,7 @@ class LibrdkafkaSink:
         self.producer: Producer | None = make()
         self._failed: list[str] = []
         self._retired: Producer | None = None  # replaced, freed once the new one is ready
+        self._deadline: float | None = None  # the open transaction's budget to commit or abort
 
     def _client(self) -> Producer:
         if self.producer is None:
@@ -111,53 +112,61 @@ class LibrdkafkaSink:
         except KafkaException as exc:
             raise self._classified(exc, "init_transactions") from exc
 
-    @contextmanager
-    def transaction(self, offsets: Offsets, token: GroupToken | None) -> Iterator[None]:
-        self.begin_transaction()
-        try:
-            yield
-        except errors.TransportError as exc:
-            if isinstance(exc, (errors.ProducerStuckError, errors.KafkaCallStuckError)):
-                raise
-            self.abort_transaction(exc)
-            raise errors.TransactionAbortedError(f"transaction failed ({exc})") from exc
-        self.commit_transaction(offsets, token)
-
-    # -- a transaction in steps, so that one may span several batches -------------------------
-
     def begin_transaction(self) -> None:
+        self._deadline = None
         try:
             self._client().begin_transaction()
         except KafkaException as exc:
             raise self._classified(exc, "begin_transaction") from exc
 
-    def commit_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
-        """Add ``offsets`` (for the membership ``token``) and commit what was sent since
-        :meth:`begin_transaction`; aborted on a failure (then raises
-        :class:`worker.errors.TransactionAbortedError`)."""
+    # Adding the offsets, committing, and aborting if either fails, share one budget of
+    # timeout_s, which starts at the first of them: a broker that went away is reported (and
+    # the producer replaced) within it, as kafka-python's watchdog does, not after a second
+    # timeout for the abort.
+
+    def _budget(self) -> float:
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.timeout_s
+        return self._deadline
+
+    def send_offsets_to_transaction(self, offsets: Offsets, token: GroupToken | None) -> None:
+        if not offsets:
+            return
         producer = self._client()
         native = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
-        # Committing, and aborting if that fails, share one budget of timeout_s: a broker
-        # that went away is reported (and the producer replaced) within it, as kafka-python's
-        # watchdog does, not after a second timeout for the abort.
-        deadline = time.monotonic() + self.timeout_s
-        try:
-            if native:
-                if token is None:
-                    raise errors.TransactionAbortedError("no group membership vouches for these")
-                self._call(
-                    lambda left: producer.send_offsets_to_transaction(native, token.native, left),
-                    "send_offsets_to_transaction",
-                    deadline,
-                )
+        deadline = self._budget()
+        with self._aborting_on_failure(deadline):
+            if token is None:
+                raise errors.TransactionAbortedError("no group membership vouches for these")
+            self._call(
+                lambda left: producer.send_offsets_to_transaction(native, token.native, left),
+                "send_offsets_to_transaction",
+                deadline,
+            )
+
+    def commit_transaction(self) -> None:
+        producer = self._client()
+        deadline = self._budget()
+        with self._aborting_on_failure(deadline):
             self._call(producer.commit_transaction, "commit_transaction", deadline)
             failed, self._failed = self._failed, []
             if failed:  # cannot happen after a successful commit; never ignore it if it does
                 raise errors.TransportError(f"{len(failed)} records not delivered ({failed[0]})")
+        self._deadline = None
+
+    @contextmanager
+    def _aborting_on_failure(self, deadline: float) -> Iterator[None]:
+        """A failed step aborts the transaction within what is left of the budget, then says
+        so (:class:`worker.errors.TransactionAbortedError`); a fenced or stuck producer is the
+        caller's to replace."""
+        try:
+            yield
         except (errors.ProducerFencedError, errors.ProducerStuckError, errors.KafkaCallStuckError):
+            self._deadline = None
             raise
         except (KafkaException, errors.TransportError) as exc:
-            self.abort_transaction(exc, max(ABORT_MIN_S, deadline - time.monotonic()))
+            self._deadline = None
+            self._abort(exc, max(ABORT_MIN_S, deadline - time.monotonic()))
             raise errors.TransactionAbortedError(f"transaction failed ({exc})") from exc
 
     def _call(self, call: Callable[[float], Any], name: str, deadline: float) -> None:
@@ -181,12 +190,14 @@ class LibrdkafkaSink:
                     continue
                 raise
 
-    def abort_transaction(self, cause: Exception, timeout_s: float | None = None) -> None:
-        """Abort the open transaction (after ``cause``) within ``timeout_s`` (default
-        ``kafka.watchdog_s``); raises :class:`worker.errors.ProducerStuckError` when it fails."""
+    def abort_transaction(self, cause: Exception) -> None:
+        self._deadline = None
+        self._abort(cause, self.timeout_s)
+
+    def _abort(self, cause: Exception, timeout_s: float) -> None:
+        """Abort the open transaction within ``timeout_s``."""
         self._failed = []
         producer = self._client()
-        timeout_s = self.timeout_s if timeout_s is None else timeout_s
         try:
             self._run(lambda: producer.abort_transaction(timeout_s), "abort_transaction", timeout_s)
         except KafkaException as exc:
@@ -213,6 +224,7 @@ class LibrdkafkaSink:
         if old is not None:
             self._retired = old
         self._failed = []
+        self._deadline = None
         self._guard.close()
         self._guard = CallGuard("producer")
         try:

@@ -78,8 +78,15 @@ class LibrdkafkaSource:
         self._membership = MembershipClock()
         self._before_revoke: Callable[[], None] = lambda: None
         self._before_lost: Callable[[], None] = lambda: None
+        self.topic = topic
+        self._subscribe(consumer)
+
+    def _subscribe(self, consumer: Consumer) -> None:
         consumer.subscribe(
-            [topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
         )
 
     # -- callbacks, inside poll() and consume() on the loop's own thread --------------------
@@ -167,7 +174,33 @@ class LibrdkafkaSource:
             state = GroupState.REBALANCING
         else:
             state = GroupState.STABLE if self._assigned else GroupState.UNASSIGNED
-        return self._membership.observe(state, self._n_assignments, len(self._assigned))
+        return self._membership.observe(
+            state, self._n_assignments, len(self._assigned), self._member_id()
+        )
+
+    def _member_id(self) -> str:
+        try:
+            return self._client().memberid() or ""
+        except (RuntimeError, KafkaException, TransportError):  # not joined, or closed
+            return ""
+
+    def reset(self) -> None:
+        consumer = self._client()
+        try:
+            # librdkafka reports the revoke through on_revoke inside a later poll; the loop
+            # treats the partitions as revoked now
+            consumer.unsubscribe()
+        except KafkaException as exc:
+            log.warning("leaving the group failed (%s); joining again anyway", _error(exc))
+        revoked, self._assigned = self._assigned, ()
+        self._stable = False
+        self._epoch += 1
+        log.info("partitions revoked (leaving the group to join again): %s", _names(revoked))
+        self._changes.append(AssignmentChange(revoked, None))
+        try:
+            self._subscribe(consumer)
+        except KafkaException as exc:
+            raise TransportError(f"subscribing again failed ({_error(exc)})") from exc
 
     def before_revoke(self, commit: Callable[[], None], abort: Callable[[], None]) -> None:
         self._before_revoke, self._before_lost = commit, abort
@@ -207,9 +240,6 @@ class LibrdkafkaSource:
             else:
                 self._client().commit(offsets=native, asynchronous=True)
         except KafkaException as exc:
-            if not wait:
-                log.warning("an offset commit failed (%s); the next commit covers it", _error(exc))
-                return
             raise TransportError(f"committing offsets failed ({_error(exc)})") from exc
 
     def close(self) -> None:

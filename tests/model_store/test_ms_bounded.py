@@ -1,0 +1,252 @@
+"""Trial loads in a child process (issue 23, Build 3): a candidate that hangs, allocates past
+the cap or kills its child is refused, naming the file and the limit, and this process never
+runs it; a hot reload prepares it off the loop, which keeps serving the old version.
+
+The hostile candidates are ONNX graphs the store's own checks let through once their caps are
+raised (``max_onnx_loop_trips``, ``max_onnx_elements``): the cost is inside the caps, so only
+the child's limits stand between it and the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+from skl2onnx import to_onnx
+from sklearn.linear_model import LinearRegression
+
+import model_store._store
+from model_store import IntegrityError, ModelStore, StoreLimits, UnsafeModelError
+from tests.model_store.hostile import onnx_big_zeros, onnx_endless_loop, swap_version, version_dir
+from worker.config import settings_from_dict
+from worker.inference.reload import Reloader
+from worker.inference.serving import build_serving
+from worker.inference.store import open_store
+from worker.metrics import Metrics
+
+pytestmark = pytest.mark.slow
+
+ROOMY = {"max_onnx_loop_trips": 10**13, "max_onnx_elements": 10**10}  # the checks let them by
+X = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+
+
+@pytest.fixture
+def hostile_store(tmp_path: Path) -> Path:
+    """v1 clean; v2 a Loop of 10^12 trips; v3 1.6 GB of zeros; v4 clean (all unpromoted)."""
+    root = tmp_path / "store"
+    store = ModelStore(root)
+    onx = to_onnx(LinearRegression().fit(X, X[:, 0]), X[:1])
+    store.publish("m", onx, framework="onnx")
+    store.publish_dataset("heldout", {"X": X, "y": X[:, 0]})  # a worker's strategy refits on it
+    for data in (onnx_endless_loop(), onnx_big_zeros(), None):
+        store.publish("m", onx, framework="onnx", promote=False)
+        if data is not None:
+            swap_version(root, "m", store.versions("m")[-1], "model.onnx", data)
+    return root
+
+
+def _store(root: Path, **limits: int) -> ModelStore:
+    return ModelStore(root, limits=StoreLimits(**{**ROOMY, **limits}))
+
+
+def test_a_candidate_that_hangs_is_refused_at_the_wall_clock_limit(hostile_store: Path) -> None:
+    store = _store(hostile_store, max_load_wall_s=3, max_load_cpu_s=60)
+    started = time.monotonic()
+    with pytest.raises(UnsafeModelError, match="max_load_wall_s") as refused:
+        store.load_bounded([("m", 2, None)])
+    assert time.monotonic() - started < 20
+    assert refused.value.filename == "model.onnx" and refused.value.version == 2
+    assert "within 3 s" in str(refused.value)
+
+
+def test_a_candidate_that_spins_is_refused_at_the_cpu_limit(hostile_store: Path) -> None:
+    store = _store(hostile_store, max_load_cpu_s=2, max_load_wall_s=120)
+    with pytest.raises(UnsafeModelError, match="max_load_cpu_s") as refused:
+        store.load_bounded([("m", 2, None)])
+    assert refused.value.filename == "model.onnx"
+    assert "CPU limit of 2 s" in str(refused.value)
+
+
+def test_a_candidate_that_allocates_past_the_cap_is_refused(hostile_store: Path) -> None:
+    store = _store(hostile_store, max_load_bytes=1 << 30)  # 1 GiB; the graph wants 1.6 GB more
+    with pytest.raises(UnsafeModelError) as refused:
+        store.load_bounded([("m", 3, None)])
+    assert refused.value.filename == "model.onnx" and refused.value.version == 3
+    assert "1024 MiB" in str(refused.value)
+    assert "max_load_bytes" in str(refused.value) or "died by" in str(refused.value)
+
+
+def test_a_child_killed_by_a_signal_is_a_refusal_naming_the_signal(hostile_store: Path) -> None:
+    store = _store(hostile_store, max_load_wall_s=120, max_load_cpu_s=120)
+    stop = threading.Event()
+    killer = _kill_trial_children(signal.SIGSEGV, stop)
+    try:
+        with pytest.raises(UnsafeModelError, match="died by SIGSEGV") as refused:
+            store.load_bounded([("m", 2, None)])
+    finally:
+        stop.set()
+        killer.join(30)
+    assert refused.value.filename == "model.onnx"
+
+
+def test_a_clean_version_loads_and_the_store_s_own_refusals_come_back_as_they_are(
+    hostile_store: Path,
+) -> None:
+    store = _store(hostile_store)
+    (model,) = store.load_bounded([("m", 4, X[:5])])
+    assert model.version == 4
+    np.testing.assert_allclose(
+        model.predict_outputs(X[:5]), store.load("m", 4).predict_outputs(X[:5])
+    )
+    (version_dir(hostile_store, "m", version=4) / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError, match=r"model\.onnx") as refused:
+        store.load_bounded([("m", 4, None)])
+    assert type(refused.value) is IntegrityError and refused.value.version == 4
+
+
+def test_files_changed_after_the_trial_are_not_loaded(
+    hostile_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store(hostile_store)
+    real = model_store._store.run_trial
+
+    def then_swap(*args: Any, **kwargs: Any) -> Any:
+        files = real(*args, **kwargs)
+        swap_version(hostile_store, "m", 4, "model.onnx", onnx_endless_loop())  # after the check
+        return files
+
+    monkeypatch.setattr(model_store._store, "run_trial", then_swap)
+    with pytest.raises(IntegrityError, match="changed since their trial load"):
+        store.load_bounded([("m", 4, None)])
+
+
+# -- hot reload ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "limits", "reason"),
+    [
+        (2, {"max_load_wall_s": 3}, "max_load_wall_s"),
+        (3, {"max_load_bytes": 1 << 30}, "1024 MiB"),
+    ],
+    ids=["hangs", "allocates"],
+)
+def test_a_hostile_promotion_is_refused_while_the_loop_serves_the_old_version(
+    hostile_store: Path,
+    caplog: pytest.LogCaptureFixture,
+    version: int,
+    limits: dict[str, int],
+    reason: str,
+) -> None:
+    settings = settings_from_dict(
+        {
+            "store": {"path": str(hostile_store), "limits": {**ROOMY, **limits}},
+            "models": [{"name": "m"}],
+            "strategy": {"name": "weighted_average"},
+            "reload": {"interval_s": 0.2},
+        },
+        environ={},
+    )
+    store = open_store(settings.store)
+    serving = build_serving(store, settings)
+    registry = CollectorRegistry()
+    reloader = Reloader(store, settings, Metrics(registry))
+    store.promote("m", version)
+    refused = {"model": "m", "outcome": "refused"}
+
+    def step() -> bool:
+        assert reloader.check(serving, X) is None
+        return not registry.get_sample_value("streamfuse_model_reloads_total", refused)
+
+    turns, longest = _serve_while(serving, step)
+    assert turns > 10, "the loop did not turn while the candidate was tried"
+    assert longest < 1.0, f"a turn of the loop took {longest:.2f} s"
+    assert registry.get_sample_value("streamfuse_model_reloads_total", refused) == 1
+    assert reason in caplog.text and "model.onnx" in caplog.text
+    assert reloader.wait(30) and reloader.check(serving, X) is None  # not retried
+
+
+def test_a_clean_promotion_is_prepared_off_the_loop_and_swapped_when_ready(
+    hostile_store: Path,
+) -> None:
+    settings = settings_from_dict(
+        {
+            "store": {"path": str(hostile_store)},
+            "models": [{"name": "m"}],
+            "strategy": {"name": "weighted_average"},
+            "reload": {"interval_s": 0.2},
+        },
+        environ={},
+    )
+    store = open_store(settings.store)
+    serving = build_serving(store, settings)
+    reloader = Reloader(store, settings, Metrics(CollectorRegistry()))
+    store.promote("m", 4)
+    swapped: list[Any] = []
+
+    def step() -> bool:
+        got = reloader.check(serving, X)
+        if got is not None:
+            swapped.append(got)
+        return not swapped
+
+    _serve_while(serving, step)
+    assert swapped[0].versions == {"m": 4}
+    assert serving.versions == {"m": 1}  # the old snapshot is left as it was
+
+
+def _serve_while(serving: Any, step: Callable[[], bool], timeout: float = 120) -> tuple[int, float]:
+    """Turn a loop (``step``: a reload check, then a prediction by the served version) while
+    ``step`` says so; how many turns, and the longest."""
+    deadline = time.monotonic() + timeout
+    turns, longest = 0, 0.0
+    while True:
+        assert time.monotonic() < deadline, "the reload never ended"
+        started = time.monotonic()
+        going = step()
+        serving.model_set.models[0].predict_outputs(X[:8])
+        longest = max(longest, time.monotonic() - started)
+        turns += 1
+        if not going:
+            return turns, longest
+        time.sleep(0.005)
+
+
+def _kill_trial_children(sig: signal.Signals, stop: threading.Event) -> threading.Thread:
+    """A thread that sends ``sig`` to this process's trial children until ``stop`` (a spare
+    child waiting for work may be among them: the trial then starts another)."""
+
+    def kill() -> None:
+        while not stop.wait(0.05):
+            for pid in _children():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+def _children() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and b"model_store._trial" in cmdline:
+            found.append(int(entry.name))
+    return found
