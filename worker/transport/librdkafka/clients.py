@@ -30,9 +30,9 @@ __all__ = [
     "check_settings",
     "common_config",
     "consumer_config",
+    "first_refused",
     "labels_config",
     "producer_config",
-    "refusal",
     "wait_for_broker",
 ]
 
@@ -136,15 +136,15 @@ def build(make: Callable[[dict[str, Any]], T], config: dict[str, Any], section: 
 
 def check_settings(settings: Settings) -> None:
     """Raise :class:`ConfigError` naming the first key of ``kafka.client``, ``kafka.consumer``
-    or ``kafka.producer`` librdkafka refuses (:func:`refusal`); called when the transport is
+    or ``kafka.producer`` librdkafka refuses (:func:`first_refused`); called when the transport is
     opened, before any broker is tried."""
     kafka = settings.kafka
-    refused = refusal(kafka.client, kafka.consumer, kafka.producer)
+    refused = first_refused(kafka.client, kafka.consumer, kafka.producer)
     if refused is not None:
         raise ConfigError(*refused)
 
 
-def refusal(
+def first_refused(
     client: dict[str, Any], consumer: dict[str, Any], producer: dict[str, Any]
 ) -> tuple[str, str] | None:
     """The first of ``kafka.client``/``consumer``/``producer`` librdkafka refuses, as ``(key,
