@@ -218,7 +218,7 @@ def test_a_rebalance_drops_unsent_batches_and_follows_the_assignment(pipeline: P
         if not state["rebalanced"] and loop.running is not None and loop.n_delivered >= 2:
             # mid-stream: a batch's models running, the next batch being gathered
             state["rebalanced"] = True
-            state["in_flight"] = loop.running.n_records
+            state["in_flight"] = loop.running.batch.n_records
             source.rebalance({TopicPartition("in", 1)})
         return polled
 
@@ -471,7 +471,7 @@ def test_an_aborted_open_transaction_is_redone_from_committed(pipeline: Pipeline
         max_events=8,
         clock=lambda: clock.now,
         interval_s=1.0,
-        delivered=lambda batch: setattr(clock, "now", clock.now + 0.5),
+        delivered=lambda batch, result: setattr(clock, "now", clock.now + 0.5),
     )
     run_until(loop, source, all_committed(log, 40))
     ids = published_ids(log)

@@ -311,11 +311,9 @@ class Worker:
                     self.settings.topics.labels,
                 )
 
-    def account(self, batch: Batch) -> None:
-        """Count a published batch; hand its predictions to the label join and the drift
-        monitor."""
-        result = batch.result
-        assert result is not None
+    def account(self, batch: Batch, result: BatchResult) -> None:
+        """Count a published batch (``result``: what it produced); hand its predictions to the
+        label join and the drift monitor."""
         self._observe(batch.n_records, result, batch.started)
         if self.accuracy is not None:
             self.accuracy.add_batch(
