@@ -10,6 +10,7 @@ suite.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -253,6 +254,30 @@ def test_stop_delivers_the_batch_in_flight(pipeline: Pipeline) -> None:
     run_until(loop, source, lambda: source.position[TopicPartition("in", 0)] == 5)
     assert len(published_ids(log)) == 5
     assert log.committed == {TopicPartition("in", 0): 5}
+
+
+def test_the_stop_event_ends_the_loop_and_cuts_a_backoff_short(pipeline: Pipeline) -> None:
+    """The process's stop signal is an event of its own: the loop and its backoff obey it."""
+    log = filled(5, partitions=1)
+    source = FakeSource(log)
+    stop = threading.Event()
+    backoff = Backoff(stop)
+    delivery = AtLeastOnce(source, FakeSink(log), TOPICS, 5.0, backoff=backoff)
+    batch = BatchSettings(max_events=100, max_wait_ms=0)
+    loop = Loop(batch, pipeline, source, delivery, backoff, stop_event=stop)
+    tp = TopicPartition("in", 0)
+
+    def check(src: FakeSource) -> None:
+        assert src.n_polls < MAX_POLLS, "the loop did not stop"
+        if src.position[tp] == 5:
+            stop.set()
+
+    source.on_poll = check
+    loop.run()  # set from outside the loop (a signal): the batch in flight is still delivered
+    assert len(published_ids(log)) == 5 and log.committed == {tp: 5}
+    began = time.monotonic()
+    backoff.wait(5.0)
+    assert time.monotonic() - began < 1.0
 
 
 def test_gather_says_why_it_returned_no_batch(pipeline: Pipeline) -> None:

@@ -76,7 +76,7 @@ def call_stuck(exc: KafkaCallStuckError, metrics: Metrics | None, then: str) -> 
 
 def replace_producer(sink: Sink, backoff: Backoff) -> None:
     """Retry until a new producer is ready (or the worker is asked to stop)."""
-    while not backoff.stopping:
+    while not backoff.stop_event.is_set():
         try:
             sink.replace()
             log.info("producer replaced")
@@ -87,21 +87,19 @@ def replace_producer(sink: Sink, backoff: Backoff) -> None:
 
 
 class Backoff:
-    """Waits between retries of a failing step: 0.1 s doubling up to 5 s, cut short by
-    :meth:`stop` (a stop request must not wait out a backoff). ``on_wait`` runs before each
-    wait (the worker's heartbeat: a loop retrying against a lost broker is alive)."""
+    """Waits between retries of a failing step: 0.1 s doubling up to 5 s, cut short when
+    ``stop_event`` is set (a stop request must not wait out a backoff; the event is the
+    process's stop signal, owned by whoever stops it). ``on_wait`` runs before each wait (the
+    worker's heartbeat: a loop retrying against a lost broker is alive)."""
 
-    def __init__(self, on_wait: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        stop_event: threading.Event | None = None,
+        on_wait: Callable[[], None] | None = None,
+    ) -> None:
         self._failures = 0
-        self._wake = threading.Event()
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
         self._on_wait = on_wait
-
-    @property
-    def stopping(self) -> bool:
-        return self._wake.is_set()
-
-    def stop(self) -> None:
-        self._wake.set()
 
     def wait(self, seconds: float | None = None) -> None:
         """Wait ``seconds``, or the next backoff step when not given."""
@@ -110,7 +108,7 @@ class Backoff:
             seconds = min(5.0, 0.1 * 2 ** (self._failures - 1))
         if self._on_wait is not None:
             self._on_wait()
-        self._wake.wait(seconds)
+        self.stop_event.wait(seconds)
 
     def reset(self) -> None:
         self._failures = 0

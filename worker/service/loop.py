@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,7 +82,8 @@ class Loop:
     Callbacks: ``between_batches`` (hot reload, labels) before each gather, ``assigned`` with
     the whole assignment after a rebalance, ``delivered`` with each published batch and what it
     produced, ``failed`` with the outcome of each batch not delivered (before it is re-read).
-    ``heartbeat`` is beaten on every turn and poll.
+    ``heartbeat`` is beaten on every turn and poll. ``stop_event`` (the backoff's unless given)
+    ends the loop once set: :meth:`stop` sets it.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Loop:
         delivered: Callable[[Batch, BatchResult], None] = lambda batch, result: None,
         heartbeat: Heartbeat | None = None,
         failed: Callable[[Outcome], None] = lambda outcome: None,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.settings = batch
         self.pipeline = pipeline
@@ -107,16 +110,19 @@ class Loop:
         self.delivered = delivered
         self.heartbeat = heartbeat or Heartbeat()
         self.failed = failed
+        self.stop_event = stop_event if stop_event is not None else backoff.stop_event
         self.running: Running | None = None
         self.ready: Ready | None = None
         self.n_delivered = 0
 
     def stop(self) -> None:
-        self.backoff.stop()
+        self.stop_event.set()
 
     def run(self, max_batches: int | None = None) -> None:
         """Gather, predict and deliver until stopped (or ``max_batches`` are delivered)."""
-        while not self.backoff.stopping and (max_batches is None or self.n_delivered < max_batches):
+        while not self.stop_event.is_set() and (
+            max_batches is None or self.n_delivered < max_batches
+        ):
             self.heartbeat.beat()
             self.between_batches()
             changes = self.source.changes()  # noticed between polls
@@ -144,7 +150,7 @@ class Loop:
         span: Span = {}
         started = deadline = 0.0
         before = self.delivery.membership()  # exactly_once: taken before the first poll
-        while len(records) < s.max_events and not self.backoff.stopping:
+        while len(records) < s.max_events and not self.stop_event.is_set():
             self.heartbeat.beat()
             changes = self.source.changes()
             if changes:  # the client may rebalance between polls too
@@ -188,7 +194,7 @@ class Loop:
             elif not records or (s.start_when_idle and self.ready is None):
                 break  # nothing to read, or the models are free: start now
         if not records:
-            return Interrupted.STOPPED if self.backoff.stopping else Interrupted.NOTHING
+            return Interrupted.STOPPED if self.stop_event.is_set() else Interrupted.NOTHING
         vouched, token = self.delivery.vouch(before)
         if not vouched:
             log.info("re-reading a batch of %d read while the group rebalanced", len(records))
@@ -303,7 +309,7 @@ class Loop:
 
     def rewind_to_committed(self) -> None:
         """Retried with backoff: a position past the committed offset would skip events."""
-        while not self.backoff.stopping:
+        while not self.stop_event.is_set():
             try:
                 self.source.seek_to_committed()
                 return
