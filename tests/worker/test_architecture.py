@@ -119,15 +119,15 @@ def test_the_scan_sees_every_kind_of_import(source: str, module: str, expected: 
 # -- inside worker/: the layers (docs/architecture.md, "Inside worker/") -------------------------
 
 KAFKA_CLIENTS = {"kafka", "confluent_kafka"}
-# Sub-packages of worker/ and the worker modules each may import (besides itself and the
-# top-level config, errors, metrics and logs modules).
+# Sub-packages of worker/ and the worker modules each may import (besides itself, config/ and
+# the top-level errors, metrics and logs modules).
 LAYERS: dict[str, set[str]] = {
     "batch": set(),
     "transport": {"batch"},
     "inference": {"batch"},
     "accuracy": {"batch"},
     "drift": set(),
-    "delivery": {"batch", "transport", "inference"},
+    "delivery": {"batch", "transport"},  # the outgoing records, never the pipeline's types
     "schemas": {"batch"},
     "service": {"batch", "transport", "inference", "accuracy", "drift", "delivery", "schemas"},
 }
@@ -135,6 +135,9 @@ LAYERS: dict[str, set[str]] = {
 # package, which needs no Kafka client: only that part of confluent_kafka is allowed there.
 REGISTRY_CLIENT = ("confluent_kafka.schema_registry", "confluent_kafka.serialization")
 TOP_LEVEL = {"config", "errors", "metrics", "logs", "__init__"}
+# The bottom layer, which every other may import: worker/config/ uses only worker.errors (the
+# transport checks the Kafka clients' settings; the config builds no client).
+BOTTOM: dict[str, set[str]] = {"config": {"errors"}}
 LOOP_MODULE = "worker.service.loop"
 
 
@@ -169,6 +172,11 @@ def imported_modules(source: str, module: str) -> set[str]:
     return found
 
 
+def allowed(layer: str) -> set[str]:
+    """What of worker/ the sub-package ``layer`` may import besides itself."""
+    return BOTTOM[layer] if layer in BOTTOM else TOP_LEVEL | LAYERS[layer]
+
+
 def layer_violations(files: dict[str, str]) -> list[str]:
     """Broken import rules among ``files`` (dotted module name to source)."""
     problems = []
@@ -200,12 +208,16 @@ def layer_violations(files: dict[str, str]) -> list[str]:
                 seen.add(bits[1])
                 problems.append(f"{module} imports {name} (only the CLI imports the tools)")
                 continue
-            if len(parts) < 3 or parts[1] not in LAYERS:
+            if len(parts) < 3 or parts[1] not in LAYERS.keys() | BOTTOM.keys():
                 continue  # a top-level module of worker/
-            if bits[1] == parts[1] or bits[1] in TOP_LEVEL | LAYERS[parts[1]]:
+            if bits[1] == parts[1] or bits[1] in allowed(parts[1]):
                 continue
             seen.add(bits[1])
-            problems.append(f"{module} imports {name} ({parts[1]}/ may not use {bits[1]}/)")
+            if parts[1] in BOTTOM:
+                only = ", ".join(sorted(BOTTOM[parts[1]]))
+                problems.append(f"{module} imports {name} ({parts[1]}/ is the bottom: only {only})")
+            else:
+                problems.append(f"{module} imports {name} ({parts[1]}/ may not use {bits[1]}/)")
     return problems
 
 
@@ -236,6 +248,15 @@ def test_the_loop_imports_no_kafka_client() -> None:
         ("worker.batch.decode", "from worker.inference.models import ModelSet", "batch/ may not"),
         ("worker.inference.models", "from ..service import loop", "inference/ may not use"),
         ("worker.transport.base", "from worker.delivery import Batch", "transport/ may not"),
+        ("worker.config._kafka", "from worker.transport import Source", "config/ is the bottom"),
+        ("worker.config._load", "def f():\n    from ..metrics import Metrics", "the bottom"),
+        ("worker.config._sections", "from worker import logs", "config/ is the bottom"),
+        (
+            "worker.config.__init__",
+            "import worker.batch.records",
+            "config/ is the bottom: only errors",
+        ),
+        ("worker.delivery.base", "from worker.inference import pipeline", "delivery/ may not"),
     ],
 )
 def test_each_rule_can_fail(module: str, source: str, problem: str) -> None:
@@ -243,6 +264,19 @@ def test_each_rule_can_fail(module: str, source: str, problem: str) -> None:
     files[module] = files.get(module, "") + "\n" + source + "\n"
     found = layer_violations(files)
     assert len(found) == 1 and problem in found[0], found
+
+
+def test_config_is_the_bottom_layer() -> None:
+    """Every module of worker/config/ is scanned, and all they use of the worker is errors."""
+    files = {m: src for m, src in worker_files().items() if m.startswith("worker.config.")}
+    used = {
+        name.split(".")[1]
+        for module, source in files.items()
+        for name in imported_modules(source, module)
+        if name.startswith("worker.") and not name.startswith("worker.config")
+    }
+    assert len(files) > 3 and used == {"errors"}
+    assert "config" not in LAYERS and all("config" in allowed(layer) for layer in LAYERS)
 
 
 def test_tools_and_adapters_may_import_kafka() -> None:

@@ -133,10 +133,10 @@ def test_the_worker_logs_its_dead_letters(trained: Any, caplog: pytest.LogCaptur
         records = [Record(i, v) for i, v in enumerate(values)]
         result = worker.pipeline.process(records)
         assert len(result.dead_letters) == 4 and len(result.predictions) == 1
-        batch = Batch(records, {}, time.perf_counter(), None, result=result)
+        batch = Batch(records, {}, time.perf_counter(), None)
         with caplog.at_level(logging.WARNING, "streamfuse.dead_letter"):
-            worker.account(batch)
-            worker.account(batch)
+            worker.account(batch, result)
+            worker.account(batch, result)
     finally:
         worker.pipeline.close()
     [line] = [r.getMessage() for r in caplog.records if r.name == "streamfuse.dead_letter"]

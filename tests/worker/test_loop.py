@@ -10,6 +10,7 @@ suite.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -218,7 +219,7 @@ def test_a_rebalance_drops_unsent_batches_and_follows_the_assignment(pipeline: P
         if not state["rebalanced"] and loop.running is not None and loop.n_delivered >= 2:
             # mid-stream: a batch's models running, the next batch being gathered
             state["rebalanced"] = True
-            state["in_flight"] = loop.running.n_records
+            state["in_flight"] = loop.running.batch.n_records
             source.rebalance({TopicPartition("in", 1)})
         return polled
 
@@ -253,6 +254,30 @@ def test_stop_delivers_the_batch_in_flight(pipeline: Pipeline) -> None:
     run_until(loop, source, lambda: source.position[TopicPartition("in", 0)] == 5)
     assert len(published_ids(log)) == 5
     assert log.committed == {TopicPartition("in", 0): 5}
+
+
+def test_the_stop_event_ends_the_loop_and_cuts_a_backoff_short(pipeline: Pipeline) -> None:
+    """The process's stop signal is an event of its own: the loop and its backoff obey it."""
+    log = filled(5, partitions=1)
+    source = FakeSource(log)
+    stop = threading.Event()
+    backoff = Backoff(stop)
+    delivery = AtLeastOnce(source, FakeSink(log), TOPICS, 5.0, backoff=backoff)
+    batch = BatchSettings(max_events=100, max_wait_ms=0)
+    loop = Loop(batch, pipeline, source, delivery, backoff, stop_event=stop)
+    tp = TopicPartition("in", 0)
+
+    def check(src: FakeSource) -> None:
+        assert src.n_polls < MAX_POLLS, "the loop did not stop"
+        if src.position[tp] == 5:
+            stop.set()
+
+    source.on_poll = check
+    loop.run()  # set from outside the loop (a signal): the batch in flight is still delivered
+    assert len(published_ids(log)) == 5 and log.committed == {tp: 5}
+    began = time.monotonic()
+    backoff.wait(5.0)
+    assert time.monotonic() - began < 1.0
 
 
 def test_gather_says_why_it_returned_no_batch(pipeline: Pipeline) -> None:
@@ -471,7 +496,7 @@ def test_an_aborted_open_transaction_is_redone_from_committed(pipeline: Pipeline
         max_events=8,
         clock=lambda: clock.now,
         interval_s=1.0,
-        delivered=lambda batch: setattr(clock, "now", clock.now + 0.5),
+        delivered=lambda batch, result: setattr(clock, "now", clock.now + 0.5),
     )
     run_until(loop, source, all_committed(log, 40))
     ids = published_ids(log)

@@ -1,8 +1,13 @@
-"""Choosing the Kafka library, and each library's own key names (no broker needed)."""
+"""Choosing the Kafka library, and each library's own key names (no broker needed).
+
+The config takes ``kafka.client``, ``kafka.consumer`` and ``kafka.producer`` as given; opening
+the transport checks their names the way its library takes them."""
 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -24,6 +29,11 @@ def test_kafka_python_is_the_default_and_the_env_selects_librdkafka() -> None:
     assert open_transport(chosen).name == "confluent-kafka"
 
 
+def opened(kafka: dict[str, Any]) -> Any:
+    """The settings, loaded (which must pass), then the transport opened on them."""
+    return open_transport(settings(kafka))
+
+
 def test_librdkafka_takes_its_own_key_names() -> None:
     s = settings(
         {
@@ -35,22 +45,68 @@ def test_librdkafka_takes_its_own_key_names() -> None:
         }
     )
     assert s.kafka.client["security.protocol"] == "SASL_SSL"
+    assert open_transport(s).name == "confluent-kafka"
     with pytest.raises(ConfigError) as info:  # the producer would have no credentials
-        settings(
+        opened(
             {"library": "confluent-kafka", "client": s.kafka.client, "consumer": s.kafka.consumer}
         )
     assert info.value.key == "kafka.producer" and "sasl.password must be set" in info.value.problem
     with pytest.raises(ConfigError) as info:
-        settings({"consumer": {"session.timeout.ms": 6000}})  # a librdkafka name, kafka-python
+        opened({"consumer": {"session.timeout.ms": 6000}})  # a librdkafka name, kafka-python
     assert info.value.key == "kafka.consumer.session.timeout.ms"
+
+
+@pytest.mark.parametrize(
+    "section, key, problem",
+    [
+        ("client", "sasl_plain_pasword", "setting valid for the consumer, producer and admin"),
+        ("client", "max_poll_records", "valid for the consumer, producer and admin"),
+        ("consumer", "ssl_pasword", "did you mean 'ssl_password'?"),
+        ("producer", "linger.ms", "did you mean 'linger_ms'?"),
+    ],
+)
+def test_kafka_python_names_the_key_and_hints(section: str, key: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        opened({section: {key: "hunter2"}})
+    assert info.value.key == f"kafka.{section}.{key}"
+    assert problem in info.value.problem and "hunter2" not in str(info.value)
+
+
+def test_every_kafka_python_client_checks_the_names_before_it_is_built() -> None:
+    """The tools build kafka-python's clients without a transport: each names the key too
+    (before any broker is tried: this bootstrap address answers nothing)."""
+    from worker.transport.kafka_python import clients
+
+    s = settings({"bootstrap_servers": "127.0.0.1:1", "producer": {"linger": 5}})
+    for build in (clients.admin_client, clients.output_producer, clients.input_consumer):
+        with pytest.raises(ConfigError, match=r"kafka\.producer\.linger"):
+            build(s)
+
+
+def test_the_config_checks_no_client_setting_and_imports_no_transport() -> None:
+    """Loading a config builds no client: the names are the transport's to check. A fresh
+    interpreter, so that nothing else has imported the transport or a Kafka client yet."""
+    kafka = {"library": "confluent-kafka", "consumer": {"sasl.passwrd": "x"}}
+    code = (
+        "import sys\n"
+        "from worker.config import settings_from_dict\n"
+        f"s = settings_from_dict({{**{MINIMAL!r}, 'kafka': {kafka!r}}}, environ={{}})\n"
+        "print(s.kafka.consumer)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kafka', 'confluent_kafka')"
+        " or m.startswith('worker.transport')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.splitlines() == ["{'sasl.passwrd': 'x'}", "[]"], done.stderr
 
 
 def test_an_unknown_librdkafka_key_is_named_at_start_up_without_its_value() -> None:
     from worker.transport.librdkafka.clients import build, make_consumer
 
-    # The config check builds each client without a broker, so the key is named at load...
+    # Opening the transport builds each client without a broker, so the key is named then...
     with pytest.raises(ConfigError) as info:
-        settings({"library": "confluent-kafka", "consumer": {"sasl.passwrd": "hunter2"}})
+        opened({"library": "confluent-kafka", "consumer": {"sasl.passwrd": "hunter2"}})
     assert info.value.key == "kafka.consumer.sasl.passwrd"
     assert "hunter2" not in str(info.value)
     # ... and a client built past it names the key the same way.
@@ -71,7 +127,7 @@ def test_an_unknown_librdkafka_key_is_named_at_start_up_without_its_value() -> N
 def test_librdkafka_names_the_section_and_hints(section: str, key: str, hint: str) -> None:
     value = "abc" if key == "fetch.wait.max.ms" else 5
     with pytest.raises(ConfigError) as info:
-        settings({"library": "confluent-kafka", section: {key: value}})
+        opened({"library": "confluent-kafka", section: {key: value}})
     assert info.value.key == f"kafka.{section}.{key}"
     assert hint in info.value.problem
 

@@ -207,8 +207,8 @@ def _decode_one(
     if value[:1] == b"\x00":  # no JSON text starts with NUL: a Schema Registry's framing
         raise _Reject(
             "decode",
-            "a Confluent-framed record (magic byte 0 and a schema id), but no "
-            "schema_registry.url is configured to read it",
+            "not valid UTF-8 JSON: it starts with byte 0, as a Confluent-framed record (magic "
+            "byte 0, then a schema id) does, and no schema_registry.url is configured to read it",
         )
     try:
         doc = orjson.loads(value)

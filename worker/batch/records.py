@@ -1,15 +1,16 @@
 """The records a batch reads and writes, and dead letters.
 
 No Kafka here: :class:`InRecord` is what the pipeline reads of a consumed record (every
-transport adapter's records fit it), :class:`OutRecord` what it hands the sink.
+transport adapter's records fit it), :class:`OutRecord` what it hands the sink, and
+:class:`Outgoing` all that one batch publishes (what a delivery guarantee sends).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["InRecord", "OutRecord", "dead_letter", "reason_of", "source_of"]
+__all__ = ["InRecord", "OutRecord", "Outgoing", "dead_letter", "reason_of", "source_of"]
 
 
 class InRecord(Protocol):
@@ -27,6 +28,15 @@ class OutRecord:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+
+
+@dataclass
+class Outgoing:
+    """What one batch publishes: ``predictions`` to the output topic, ``dead_letters`` (each
+    record with the stage that rejected it, :func:`dead_letter`) to the dead-letter topic."""
+
+    predictions: list[OutRecord] = field(default_factory=list)
+    dead_letters: list[tuple[OutRecord, str]] = field(default_factory=list)
 
 
 def source_of(record: InRecord) -> bytes:

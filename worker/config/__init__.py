@@ -6,6 +6,10 @@ be overridden by an environment variable ``STREAMFUSE_<SECTION>__<KEY>``
 environment are parsed as YAML scalars, so ``STREAMFUSE_BATCH__MAX_EVENTS=256`` is a number.
 Relative paths resolve against the config file's folder. Every key, with its type, default
 and meaning: ``docs/configuration.md``, written from these models.
+
+The bottom layer of the worker: imports nothing of it but :mod:`worker.errors`, and builds no
+client. The names in ``kafka.client``, ``kafka.consumer`` and ``kafka.producer`` are the chosen
+library's; the transport checks them when it is opened (:func:`worker.transport.open_transport`).
 """
 
 from __future__ import annotations

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import functools
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -11,13 +9,6 @@ from pydantic import Field, model_validator
 from worker.config._base import _Section, _SectionKeyError
 
 __all__ = ["KafkaSettings"]
-
-
-@functools.cache
-def _kafka_setting_names() -> dict[str, frozenset[str]]:
-    from worker.transport import setting_names
-
-    return setting_names("kafka-python")
 
 
 class KafkaSettings(_Section):
@@ -48,7 +39,8 @@ class KafkaSettings(_Section):
     # consumer's session timeout (kafka.consumer, else both clients' default of 45 s) + 15 s.
     rebalance_stuck_s: float | None = Field(None, gt=0)
     # Passed through to the chosen library in its own key names (kafka-python: ssl_cafile,
-    # confluent-kafka: ssl.ca.location): security (SSL, SASL_SSL) and tuning.
+    # confluent-kafka: ssl.ca.location): security (SSL, SASL_SSL) and tuning. Their names are
+    # checked by the transport when it is opened, before any broker is tried.
     client: dict[str, Any] = Field(default_factory=dict)
     producer: dict[str, Any] = Field(default_factory=dict)
     consumer: dict[str, Any] = Field(default_factory=dict)
@@ -67,9 +59,9 @@ class KafkaSettings(_Section):
         return self
 
     @model_validator(mode="after")
-    def _known_client_settings(self) -> KafkaSettings:
-        # kafka-python refuses unknown settings with a message that quotes their values (a
-        # password, say): check the names here, naming the key and never the value.
+    def _library_installed(self) -> KafkaSettings:
+        # Only whether the library is there: the names in kafka.client/consumer/producer are
+        # the transport's to check, when it is opened (worker.transport.open_transport).
         if self.library == "confluent-kafka":
             import importlib.util
 
@@ -78,28 +70,6 @@ class KafkaSettings(_Section):
                     "kafka.library",
                     "confluent-kafka is not installed: pip install 'streamfuse[librdkafka]'",
                 )
-            from worker.transport import check_settings
-
-            refused = check_settings(self.library, self.client, self.consumer, self.producer)
-            if refused:
-                raise _SectionKeyError(*refused)
-            return self
-        if not (self.client or self.consumer or self.producer):
-            return self
-        names = _kafka_setting_names()
-        for section, allowed, what in (
-            ("client", names["client"], "setting valid for the consumer, producer and admin"),
-            ("consumer", names["consumer"], "consumer setting"),
-            ("producer", names["producer"], "producer setting"),
-        ):
-            for key in getattr(self, section):
-                if key not in allowed:
-                    hint = difflib.get_close_matches(key, sorted(allowed), n=1)
-                    raise _SectionKeyError(
-                        f"kafka.{section}.{key}",
-                        f"not a kafka-python {what}"
-                        + (f"; did you mean '{hint[0]}'?" if hint else ""),
-                    )
         return self
 
     @property

@@ -13,8 +13,16 @@ from __future__ import annotations
 
 import logging
 
+from worker.batch.records import Outgoing
 from worker.config import TopicsSettings
-from worker.delivery.base import Backoff, Batch, Outcome, call_stuck, replace_producer, send_result
+from worker.delivery.base import (
+    Backoff,
+    Batch,
+    Outcome,
+    call_stuck,
+    replace_producer,
+    send_outgoing,
+)
 from worker.errors import KafkaCallStuckError, TransportError
 from worker.metrics import Metrics
 from worker.transport import GroupToken, Offsets, Sink, Source
@@ -50,10 +58,9 @@ class AtLeastOnce:
     def vouch(self, before: GroupToken | None) -> tuple[bool, GroupToken | None]:
         return True, None
 
-    def deliver(self, batch: Batch) -> Outcome:
-        assert batch.result is not None
+    def deliver(self, batch: Batch, outgoing: Outgoing) -> Outcome:
         try:
-            send_result(self.sink, self.topics, batch.result)
+            send_outgoing(self.sink, self.topics, outgoing)
             self.sink.flush(self.watchdog_s)
         except KafkaCallStuckError as exc:
             call_stuck(exc, self.metrics, "replacing the producer and re-reading the batch")

@@ -1,4 +1,8 @@
-"""The batch the loop delivers, the outcome of delivering it, and the guarantee interface."""
+"""The batch the loop delivers, the outcome of delivering it, and the guarantee interface.
+
+A delivery sees a batch as it was read (:class:`Batch`) and what it publishes
+(:class:`worker.batch.records.Outgoing`), never the pipeline that produced it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from worker.batch.records import InRecord
+from worker.batch.records import InRecord, Outgoing
 from worker.config import TopicsSettings
 from worker.errors import KafkaCallStuckError, TransportError
-from worker.inference.pipeline import BatchResult, InFlight
 from worker.metrics import Metrics
 from worker.transport import GroupToken, Offsets, Sink, Span
 
@@ -23,7 +26,7 @@ __all__ = [
     "Outcome",
     "call_stuck",
     "replace_producer",
-    "send_result",
+    "send_outgoing",
 ]
 
 log = logging.getLogger("streamfuse.delivery")
@@ -35,21 +38,16 @@ class Outcome(enum.Enum):
     RETRY_FROM_COMMITTED = "retry from the committed offsets"  # a transaction was aborted
 
 
-@dataclass
+@dataclass(frozen=True)
 class Batch:
-    """One micro-batch from its first poll to its commit.
-
-    ``flight`` is the pipeline's handle while the models run; ``result`` is set once they are
-    done and the batch is combined and encoded (:meth:`worker.inference.pipeline.Pipeline.finish`).
-    ``token`` (exactly_once) is the group membership the records were read under.
-    """
+    """One micro-batch as it was read: its records, each partition's offset span, when its first
+    record came (``time.perf_counter``) and, under exactly_once, the group membership it was
+    read under (``token``; None: no stable one)."""
 
     records: list[InRecord]
     span: Span
     started: float
     token: GroupToken | None
-    flight: InFlight | None = None
-    result: BatchResult | None = None
 
     @property
     def n_records(self) -> int:
@@ -60,12 +58,12 @@ class Batch:
         return {tp: last + 1 for tp, (_, last) in self.span.items()}
 
 
-def send_result(sink: Sink, topics: TopicsSettings, result: BatchResult) -> None:
+def send_outgoing(sink: Sink, topics: TopicsSettings, outgoing: Outgoing) -> None:
     """Queue a batch's predictions and dead letters on ``sink``."""
-    if result.predictions:
-        sink.send(topics.output, result.predictions)
-    if result.dead_letters:
-        sink.send(topics.dead_letter, [record for record, _ in result.dead_letters])
+    if outgoing.predictions:
+        sink.send(topics.output, outgoing.predictions)
+    if outgoing.dead_letters:
+        sink.send(topics.dead_letter, [record for record, _ in outgoing.dead_letters])
 
 
 def call_stuck(exc: KafkaCallStuckError, metrics: Metrics | None, then: str) -> None:
@@ -78,7 +76,7 @@ def call_stuck(exc: KafkaCallStuckError, metrics: Metrics | None, then: str) -> 
 
 def replace_producer(sink: Sink, backoff: Backoff) -> None:
     """Retry until a new producer is ready (or the worker is asked to stop)."""
-    while not backoff.stopping:
+    while not backoff.stop_event.is_set():
         try:
             sink.replace()
             log.info("producer replaced")
@@ -89,21 +87,19 @@ def replace_producer(sink: Sink, backoff: Backoff) -> None:
 
 
 class Backoff:
-    """Waits between retries of a failing step: 0.1 s doubling up to 5 s, cut short by
-    :meth:`stop` (a stop request must not wait out a backoff). ``on_wait`` runs before each
-    wait (the worker's heartbeat: a loop retrying against a lost broker is alive)."""
+    """Waits between retries of a failing step: 0.1 s doubling up to 5 s, cut short when
+    ``stop_event`` is set (a stop request must not wait out a backoff; the event is the
+    process's stop signal, owned by whoever stops it). ``on_wait`` runs before each wait (the
+    worker's heartbeat: a loop retrying against a lost broker is alive)."""
 
-    def __init__(self, on_wait: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        stop_event: threading.Event | None = None,
+        on_wait: Callable[[], None] | None = None,
+    ) -> None:
         self._failures = 0
-        self._wake = threading.Event()
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
         self._on_wait = on_wait
-
-    @property
-    def stopping(self) -> bool:
-        return self._wake.is_set()
-
-    def stop(self) -> None:
-        self._wake.set()
 
     def wait(self, seconds: float | None = None) -> None:
         """Wait ``seconds``, or the next backoff step when not given."""
@@ -112,7 +108,7 @@ class Backoff:
             seconds = min(5.0, 0.1 * 2 ** (self._failures - 1))
         if self._on_wait is not None:
             self._on_wait()
-        self._wake.wait(seconds)
+        self.stop_event.wait(seconds)
 
     def reset(self) -> None:
         self._failures = 0
@@ -132,8 +128,9 @@ class Delivery(Protocol):
         """After a batch's last poll: whether its records may be delivered, and the token to
         deliver them with (exactly_once: the same stable membership before and after)."""
 
-    def deliver(self, batch: Batch) -> Outcome:
-        """Publish ``batch.result`` and commit ``batch``'s offsets, or say how to retry."""
+    def deliver(self, batch: Batch, outgoing: Outgoing) -> Outcome:
+        """Publish ``outgoing`` (what ``batch`` produced) and commit ``batch``'s offsets, or
+        say how to retry."""
 
     def due_in(self) -> float:
         """Seconds until :meth:`tick` has work (inf: none pending); bounds the loop's idle poll."""

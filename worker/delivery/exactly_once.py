@@ -30,8 +30,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from worker.batch.records import Outgoing
 from worker.config import TopicsSettings
-from worker.delivery.base import Backoff, Batch, Outcome, call_stuck, replace_producer, send_result
+from worker.delivery.base import (
+    Backoff,
+    Batch,
+    Outcome,
+    call_stuck,
+    replace_producer,
+    send_outgoing,
+)
 from worker.errors import (
     KafkaCallStuckError,
     ProducerFencedError,
@@ -98,7 +106,7 @@ class ExactlyOnce:
             before = after
         return before is not None and before == after, before
 
-    def deliver(self, batch: Batch) -> Outcome:
+    def deliver(self, batch: Batch, outgoing: Outgoing) -> Outcome:
         """Raises :class:`worker.errors.ProducerFencedError` when fenced by another instance.
 
         A fence on a transaction open longer than ``kafka.transaction_timeout_ms`` is the
@@ -107,7 +115,6 @@ class ExactlyOnce:
         would. That one is replaced like a stuck producer and the batch re-read from committed;
         a fence on a younger transaction can only come from another instance, and is fatal.
         """
-        assert batch.result is not None
         if batch.token is None:
             log.info("re-reading a batch of %d read with no stable membership", batch.n_records)
             return Outcome.RETRY_FROM_FIRST
@@ -126,7 +133,7 @@ class ExactlyOnce:
                 return Outcome.RETRY_FROM_FIRST
             opened = self._open = _Open(batch.token, self.clock())
         try:
-            send_result(sink, self.topics, batch.result)
+            send_outgoing(sink, self.topics, outgoing)
         except TransportError as exc:
             self._open = None
             log.error("%s; aborting the open transaction of %d batches", exc, opened.n_batches)

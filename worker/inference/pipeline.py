@@ -19,7 +19,7 @@ from combiners import Explanation
 from worker.batch.decode import DecodedBatch, Schema, decode_batch
 from worker.batch.encode import encode_predictions
 from worker.batch.framed import FieldMap, ReaderSource, decode_mixed
-from worker.batch.records import InRecord, OutRecord, dead_letter, source_of
+from worker.batch.records import InRecord, Outgoing, OutRecord, dead_letter, source_of
 from worker.config import InputSettings, ModelErrorPolicy
 from worker.inference.fanout import Failure, Fanout, Submitted
 from worker.inference.serving import Serving
@@ -32,16 +32,14 @@ log = logging.getLogger("streamfuse.pipeline")
 
 
 @dataclass
-class BatchResult:
-    """What one batch produced.
+class BatchResult(Outgoing):
+    """What one batch produced: what it publishes (:class:`Outgoing`) and what it tells.
 
     ``ids``, ``outputs`` (strategy name to (n_ok, n_outputs)), ``P`` and ``available`` describe
     the published predictions, for the label join; ``X`` (n_ok, n_features) their features, for
     the drift monitor.
     """
 
-    predictions: list[OutRecord] = field(default_factory=list)
-    dead_letters: list[tuple[OutRecord, str]] = field(default_factory=list)  # (record, stage)
     ids: list[str | int] = field(default_factory=list)
     ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
     X: np.ndarray | None = None

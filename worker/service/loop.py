@@ -27,18 +27,20 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from worker.batch.records import InRecord
 from worker.config import BatchSettings
 from worker.delivery import Backoff, Batch, Delivery, Outcome
 from worker.errors import TransportError
-from worker.inference.pipeline import Pipeline
+from worker.inference.pipeline import BatchResult, InFlight, Pipeline
 from worker.service.health import Heartbeat
 from worker.transport import AssignmentChange, Offsets, Source, Span, TopicPartition, merge_span
 
-__all__ = ["IDLE_POLL_S", "Interrupted", "Loop"]
+__all__ = ["IDLE_POLL_S", "Interrupted", "Loop", "Ready", "Running"]
 
 log = logging.getLogger("streamfuse.worker")
 
@@ -57,14 +59,31 @@ class Interrupted(enum.Enum):
     STOPPED = "asked to stop"
 
 
+@dataclass(frozen=True)
+class Running:
+    """A batch whose models run (or are done, not yet combined): the pipeline's ``flight``."""
+
+    batch: Batch
+    flight: InFlight
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A batch combined and encoded, not yet delivered: ``outgoing`` is what it publishes."""
+
+    batch: Batch
+    outgoing: BatchResult
+
+
 class Loop:
     """The batch state machine of one worker.
 
-    ``running``: the batch whose models run (or are done, not yet combined); ``ready``: the
-    batch combined and encoded, not yet delivered. Callbacks: ``between_batches`` (hot reload,
-    labels) before each gather, ``assigned`` with the whole assignment after a rebalance,
-    ``delivered`` with each published batch, ``failed`` with the outcome of each batch not
-    delivered (before it is re-read). ``heartbeat`` is beaten on every turn and poll.
+    ``running``: the batch whose models run; ``ready``: the batch waiting to be delivered.
+    Callbacks: ``between_batches`` (hot reload, labels) before each gather, ``assigned`` with
+    the whole assignment after a rebalance, ``delivered`` with each published batch and what it
+    produced, ``failed`` with the outcome of each batch not delivered (before it is re-read).
+    ``heartbeat`` is beaten on every turn and poll. ``stop_event`` (the backoff's unless given)
+    ends the loop once set: :meth:`stop` sets it.
     """
 
     def __init__(
@@ -76,9 +95,10 @@ class Loop:
         backoff: Backoff,
         between_batches: Callable[[], None] = lambda: None,
         assigned: Callable[[Sequence[TopicPartition]], None] = lambda tps: None,
-        delivered: Callable[[Batch], None] = lambda batch: None,
+        delivered: Callable[[Batch, BatchResult], None] = lambda batch, result: None,
         heartbeat: Heartbeat | None = None,
         failed: Callable[[Outcome], None] = lambda outcome: None,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.settings = batch
         self.pipeline = pipeline
@@ -90,16 +110,19 @@ class Loop:
         self.delivered = delivered
         self.heartbeat = heartbeat or Heartbeat()
         self.failed = failed
-        self.running: Batch | None = None
-        self.ready: Batch | None = None
+        self.stop_event = stop_event if stop_event is not None else backoff.stop_event
+        self.running: Running | None = None
+        self.ready: Ready | None = None
         self.n_delivered = 0
 
     def stop(self) -> None:
-        self.backoff.stop()
+        self.stop_event.set()
 
     def run(self, max_batches: int | None = None) -> None:
         """Gather, predict and deliver until stopped (or ``max_batches`` are delivered)."""
-        while not self.backoff.stopping and (max_batches is None or self.n_delivered < max_batches):
+        while not self.stop_event.is_set() and (
+            max_batches is None or self.n_delivered < max_batches
+        ):
             self.heartbeat.beat()
             self.between_batches()
             changes = self.source.changes()  # noticed between polls
@@ -127,7 +150,7 @@ class Loop:
         span: Span = {}
         started = deadline = 0.0
         before = self.delivery.membership()  # exactly_once: taken before the first poll
-        while len(records) < s.max_events and not self.backoff.stopping:
+        while len(records) < s.max_events and not self.stop_event.is_set():
             self.heartbeat.beat()
             changes = self.source.changes()
             if changes:  # the client may rebalance between polls too
@@ -167,12 +190,11 @@ class Loop:
                 break
             if self.running is not None:
                 # Leave the CPU to the models (waiting releases the GIL); deliver next turn.
-                assert self.running.flight is not None
                 self.pipeline.wait(self.running.flight, min(timeout, FLIGHT_WAIT_S))
             elif not records or (s.start_when_idle and self.ready is None):
                 break  # nothing to read, or the models are free: start now
         if not records:
-            return Interrupted.STOPPED if self.backoff.stopping else Interrupted.NOTHING
+            return Interrupted.STOPPED if self.stop_event.is_set() else Interrupted.NOTHING
         vouched, token = self.delivery.vouch(before)
         if not vouched:
             log.info("re-reading a batch of %d read while the group rebalanced", len(records))
@@ -185,8 +207,7 @@ class Loop:
         if self.running is not None:  # its models are still running: wait for them
             assert self.ready is None  # gather delivers before it polls
             self.ready, self.running = self.finish(self.running), None
-        batch.flight = self.pipeline.start(batch.records, batch.started)
-        self.running = batch
+        self.running = Running(batch, self.pipeline.start(batch.records, batch.started))
         outcome = self.deliver_ready()
         if outcome not in (None, Outcome.DELIVERED):
             self.delivery_failed(outcome, {})
@@ -199,32 +220,30 @@ class Loop:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def finish(self, batch: Batch) -> Batch:
-        """Wait for ``batch``'s models, then combine and encode it."""
-        assert batch.flight is not None
-        batch.result, batch.flight = self.pipeline.finish(batch.flight), None
-        return batch
+    def finish(self, running: Running) -> Ready:
+        """Wait for the running batch's models, then combine and encode it."""
+        return Ready(running.batch, self.pipeline.finish(running.flight))
 
     def deliver_if_done(self) -> Outcome | None:
         """Deliver the batch in flight if its models are done (None: nothing was delivered)."""
         if self.ready is None:
             running = self.running
-            if running is None or not self.pipeline.wait(running.flight, 0):  # type: ignore[arg-type]
+            if running is None or not self.pipeline.wait(running.flight, 0):
                 return None
             self.ready, self.running = self.finish(running), None
         return self.deliver_ready()
 
     def deliver_ready(self) -> Outcome | None:
-        batch = self.ready
-        if batch is None:
+        ready = self.ready
+        if ready is None:
             return None
-        outcome = self.delivery.deliver(batch)
+        outcome = self.delivery.deliver(ready.batch, ready.outgoing)
         self.heartbeat.delivered(None if outcome is Outcome.DELIVERED else outcome.value)
         if outcome is Outcome.DELIVERED:
             self.ready = None
             self.backoff.reset()
             self.n_delivered += 1
-            self.delivered(batch)
+            self.delivered(ready.batch, ready.outgoing)
         else:
             self.failed(outcome)
             self.backoff.wait()
@@ -236,7 +255,7 @@ class Loop:
         assignments = [c.assignment for c in changes if c.assignment is not None]
         if assignments:
             self.assigned(assignments[-1])
-        n_unsent = sum(b.n_records for b in (self.running, self.ready) if b is not None)
+        n_unsent = self.n_unsent()
         if n_unsent:
             log.info("dropping %d unsent events after a rebalance", n_unsent)
         self.discard_unsent(gathering, self.delivery.rebalance_rewind)
@@ -247,12 +266,17 @@ class Loop:
         new consumer): as if every partition were revoked. Unpublished batches are dropped, the
         open transaction (exactly_once) aborted and offsets held back forgotten, so what the
         group assigns next is read from its committed offsets under either guarantee."""
-        n_unsent = sum(b.n_records for b in (self.running, self.ready) if b is not None)
+        n_unsent = self.n_unsent()
         if n_unsent:
             log.info("dropping %d unsent events before resetting the consumer", n_unsent)
         self.discard_unsent({}, Outcome.RETRY_FROM_FIRST)
         self.delivery.abort_pending()
         reset()
+
+    def n_unsent(self) -> int:
+        """Events read into batches that are running or ready (not yet published)."""
+        held = (self.running, self.ready)
+        return sum(held_batch.batch.n_records for held_batch in held if held_batch is not None)
 
     def delivery_failed(self, outcome: Outcome, gathering: Span) -> Interrupted:
         self.discard_unsent(gathering, outcome)
@@ -263,11 +287,11 @@ class Loop:
         partition's first unpublished offset, or (after an aborted transaction) to the
         committed offsets, which come before all of them."""
         spans = [gathering]
-        for batch in (self.running, self.ready):
-            if batch is not None:
-                if batch.flight is not None:  # let its models finish; the result is dropped
-                    self.pipeline.finish(batch.flight)
-                spans.append(batch.span)
+        if self.running is not None:  # let its models finish; the result is dropped
+            self.pipeline.finish(self.running.flight)
+            spans.append(self.running.batch.span)
+        if self.ready is not None:
+            spans.append(self.ready.batch.span)
         self.running = self.ready = None
         if rewind is Outcome.RETRY_FROM_COMMITTED:
             self.rewind_to_committed()
@@ -285,7 +309,7 @@ class Loop:
 
     def rewind_to_committed(self) -> None:
         """Retried with backoff: a position past the committed offset would skip events."""
-        while not self.backoff.stopping:
+        while not self.stop_event.is_set():
             try:
                 self.source.seek_to_committed()
                 return

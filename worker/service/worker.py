@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -78,8 +79,9 @@ class Worker:
         self.dead_letter_log = DeadLetterLog(
             logging.getLogger("streamfuse.dead_letter"), settings.logging.dead_letter_interval_s
         )
-        # Also the stop signal: stop() cuts every wait short; each wait beats the heartbeat.
-        self.backoff = Backoff(on_wait=self.health.heartbeat.beat)
+        # The stop signal: stop() sets it, which ends the loop and cuts every backoff short.
+        self.stop_event = threading.Event()
+        self.backoff = Backoff(self.stop_event, on_wait=self.health.heartbeat.beat)
         self.store = open_store(settings.store)
         signed = self.store.signing == "signed"
         self.metrics.store_signed.set(1 if signed else 0)
@@ -153,7 +155,7 @@ class Worker:
 
         def wait() -> bool:
             self.backoff.wait()
-            return not self.backoff.stopping
+            return not self.stop_event.is_set()
 
         readers = RegistryReaders.from_config(
             s.schema_registry.client_config(), wait, self.health.registry_reached
@@ -202,6 +204,7 @@ class Worker:
             delivered=self.account,
             heartbeat=self.health.heartbeat,
             failed=lambda outcome: self.metrics.delivery_failures.inc(),
+            stop_event=self.stop_event,
         )
         self.lag.start()
         self.health.set_phase("running")
@@ -223,7 +226,7 @@ class Worker:
         try:
             self.loop.run(max_batches)
         except RegistryUnavailableError as exc:
-            if not self.backoff.stopping:
+            if not self.stop_event.is_set():
                 raise
             log.info("stopped while waiting for the schema registry (%s): read again", exc)
         finally:
@@ -240,7 +243,7 @@ class Worker:
     def stop(self) -> None:
         if self.health.phase == "running":
             self.health.set_phase("stopping")
-        self.backoff.stop()
+        self.stop_event.set()
 
     def close(self) -> None:
         if self.loop is not None:
@@ -311,11 +314,9 @@ class Worker:
                     self.settings.topics.labels,
                 )
 
-    def account(self, batch: Batch) -> None:
-        """Count a published batch; hand its predictions to the label join and the drift
-        monitor."""
-        result = batch.result
-        assert result is not None
+    def account(self, batch: Batch, result: BatchResult) -> None:
+        """Count a published batch (``result``: what it produced); hand its predictions to the
+        label join and the drift monitor."""
         self._observe(batch.n_records, result, batch.started)
         if self.accuracy is not None:
             self.accuracy.add_batch(

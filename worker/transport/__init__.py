@@ -46,10 +46,8 @@ __all__ = [
     "Span",
     "TopicPartition",
     "Transport",
-    "check_settings",
     "merge_span",
     "open_transport",
-    "setting_names",
 ]
 
 LIBRARIES = ("kafka-python", "confluent-kafka")
@@ -58,7 +56,10 @@ LIBRARIES = ("kafka-python", "confluent-kafka")
 class Transport(Protocol):
     """Builds one client library's transport objects from the settings (each call a new one).
 
-    ``source`` and ``sink`` wait for the broker up to ``kafka.connect_timeout_s`` and raise
+    Opening one checks the names in ``kafka.client``, ``kafka.consumer`` and ``kafka.producer``
+    the way its library takes them, raising :class:`worker.errors.ConfigError` naming the first
+    refused key (never its value) before any client connects. ``source`` and ``sink`` wait for
+    the broker up to ``kafka.connect_timeout_s`` and raise
     :class:`worker.errors.BrokerUnavailableError` after that."""
 
     name: str
@@ -75,7 +76,8 @@ class Transport(Protocol):
 
 def open_transport(settings: Settings, library: str | None = None) -> Transport:
     """The transport of ``library`` (default: ``kafka.library``), imported only now, so that a
-    command that needs no Kafka never imports a client."""
+    command that needs no Kafka never imports a client. Its settings are checked here
+    (:class:`Transport`): a misspelt key stops start-up before the first poll."""
     library = library or settings.kafka.library
     if library == "kafka-python":
         from worker.transport.kafka_python import KafkaPythonTransport
@@ -85,29 +87,4 @@ def open_transport(settings: Settings, library: str | None = None) -> Transport:
         from worker.transport.librdkafka import LibrdkafkaTransport
 
         return LibrdkafkaTransport(settings)
-    raise ValueError(f"unknown Kafka library {library!r} (known: {', '.join(LIBRARIES)})")
-
-
-def check_settings(
-    library: str,
-    client: dict[str, object],
-    consumer: dict[str, object],
-    producer: dict[str, object],
-) -> tuple[str, str] | None:
-    """For libraries that check their settings only when a client is built (confluent-kafka):
-    the first refused key and why, or ``None``."""
-    if library == "confluent-kafka":
-        from worker.transport.librdkafka.clients import check_settings as check
-
-        return check(client, consumer, producer)
-    return None
-
-
-def setting_names(library: str = "kafka-python") -> dict[str, frozenset[str]]:
-    """Setting names ``library`` accepts in ``kafka.client``, ``kafka.consumer`` and
-    ``kafka.producer`` (the config checks them by name, never quoting values)."""
-    if library == "kafka-python":
-        from worker.transport.kafka_python import setting_names as names
-
-        return names()
     raise ValueError(f"unknown Kafka library {library!r} (known: {', '.join(LIBRARIES)})")

@@ -2,8 +2,9 @@
 
 :class:`KafkaPythonTransport` builds the :mod:`worker.transport.base` objects from the
 settings; :mod:`.clients` builds the raw clients (the bench and ``streamfuse produce`` use those
-too, so every client gets the same settings). Importing it repairs kafka-python's group rejoin
-(:mod:`.rejoin`, guarded by the library's version and source).
+too, so every client gets the same settings, and each checks the user's key names first).
+Importing it repairs kafka-python's group rejoin (:mod:`.rejoin`, guarded by the library's
+version and source).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from worker.config import Settings
 from worker.transport.kafka_python import rejoin
 from worker.transport.kafka_python.admin import KafkaPythonAdmin
 from worker.transport.kafka_python.clients import (
+    check_settings,
     input_consumer,
     labels_consumer,
     output_producer,
-    setting_names,
 )
 from worker.transport.kafka_python.sink import KafkaPythonSink
 from worker.transport.kafka_python.source import KafkaPythonLabels, KafkaPythonSource
@@ -28,16 +29,18 @@ __all__ = [
     "KafkaPythonSink",
     "KafkaPythonSource",
     "KafkaPythonTransport",
-    "setting_names",
 ]
 
 
 class KafkaPythonTransport:
-    """:class:`worker.transport.Transport` for kafka-python."""
+    """:class:`worker.transport.Transport` for kafka-python: opening it checks the names in
+    ``kafka.client``, ``kafka.consumer`` and ``kafka.producer``
+    (:class:`~worker.errors.ConfigError`)."""
 
     name = "kafka-python"
 
     def __init__(self, settings: Settings) -> None:
+        check_settings(settings)
         self.settings = settings
 
     def admin(self) -> KafkaPythonAdmin:

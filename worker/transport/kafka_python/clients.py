@@ -2,13 +2,15 @@
 
 Every client the worker and its tools build (consumer, producer, admin, the labels and lag
 clients) takes its settings from :func:`common_config`, so security settings reach them all;
-the worker's own defaults are :mod:`worker.transport.policy`'s, renamed here. At
-start-up the builders wait for the broker with a bounded backoff; calls without a timeout of
-their own run under :mod:`worker.transport.deadline`.
+the worker's own defaults are :mod:`worker.transport.policy`'s, renamed here. Each builder first
+checks the user's key names (:func:`check_settings`), so a misspelt one is named, never its
+value. At start-up the builders wait for the broker with a bounded backoff; calls without a
+timeout of their own run under :mod:`worker.transport.deadline`.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
 from collections.abc import Callable
@@ -18,12 +20,13 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
 from worker.config import Settings
-from worker.errors import BrokerUnavailableError, KafkaCallStuckError
+from worker.errors import BrokerUnavailableError, ConfigError, KafkaCallStuckError
 from worker.transport.deadline import bounded
 from worker.transport.policy import policy
 
 __all__ = [
     "admin_client",
+    "check_settings",
     "common_config",
     "consumer_config",
     "input_consumer",
@@ -31,7 +34,6 @@ __all__ = [
     "labels_consumer",
     "output_producer",
     "producer_config",
-    "setting_names",
 ]
 
 log = logging.getLogger("streamfuse.kafka")
@@ -119,19 +121,43 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def setting_names() -> dict[str, frozenset[str]]:
-    """The setting names kafka-python accepts, per section of ``kafka.`` in the config."""
-    consumer = frozenset(KafkaConsumer.DEFAULT_CONFIG)
-    producer = frozenset(KafkaProducer.DEFAULT_CONFIG)
-    client = consumer & producer & frozenset(KafkaAdminClient.DEFAULT_CONFIG)
-    return {"client": client, "consumer": consumer, "producer": producer}
+# The names kafka-python accepts in each section of ``kafka.`` in the config, read on import.
+_CONSUMER = frozenset(KafkaConsumer.DEFAULT_CONFIG)
+_PRODUCER = frozenset(KafkaProducer.DEFAULT_CONFIG)
+_NAMES = {
+    "client": _CONSUMER & _PRODUCER & frozenset(KafkaAdminClient.DEFAULT_CONFIG),
+    "consumer": _CONSUMER,
+    "producer": _PRODUCER,
+}
+
+
+def check_settings(settings: Settings) -> None:
+    """Raise :class:`ConfigError` naming the first key of ``kafka.client``, ``kafka.consumer``
+    or ``kafka.producer`` kafka-python does not know, with the closest known name. Checks names
+    only: kafka-python's own refusal quotes every value (a password, say); no client is built."""
+    kafka = settings.kafka
+    for section, given, what in (
+        ("client", kafka.client, "setting valid for the consumer, producer and admin"),
+        ("consumer", kafka.consumer, "consumer setting"),
+        ("producer", kafka.producer, "producer setting"),
+    ):
+        allowed = _NAMES[section]
+        for key in given:
+            if key not in allowed:
+                hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+                raise ConfigError(
+                    f"kafka.{section}.{key}",
+                    f"not a kafka-python {what}" + (f"; did you mean '{hint[0]}'?" if hint else ""),
+                )
 
 
 def admin_client(settings: Settings) -> KafkaAdminClient:
+    check_settings(settings)
     return _retry_connect(settings, lambda: KafkaAdminClient(**common_config(settings)))
 
 
 def input_consumer(settings: Settings, listener: Any = None) -> KafkaConsumer:
+    check_settings(settings)
     config = consumer_config(settings)
     consumer = _retry_connect(settings, lambda: KafkaConsumer(**config))
     consumer.subscribe([settings.topics.input], listener=listener)
@@ -170,10 +196,12 @@ def _await_partitions(settings: Settings, consumer: KafkaConsumer, topic: str) -
 
 
 def labels_consumer(settings: Settings) -> KafkaConsumer:
+    check_settings(settings)
     config = labels_config(settings)
     return _retry_connect(settings, lambda: KafkaConsumer(**config))
 
 
 def output_producer(settings: Settings) -> KafkaProducer:
+    check_settings(settings)
     config = producer_config(settings)
     return _retry_connect(settings, lambda: KafkaProducer(**config))

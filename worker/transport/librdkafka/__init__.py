@@ -11,6 +11,7 @@ from worker.config import Settings
 from worker.transport.librdkafka.admin import LibrdkafkaAdmin
 from worker.transport.librdkafka.clients import (
     build,
+    check_settings,
     consumer_config,
     labels_config,
     make_consumer,
@@ -31,11 +32,14 @@ __all__ = [
 
 
 class LibrdkafkaTransport:
-    """:class:`worker.transport.Transport` for confluent-kafka."""
+    """:class:`worker.transport.Transport` for confluent-kafka: opening it checks
+    ``kafka.client``, ``kafka.consumer`` and ``kafka.producer`` as librdkafka would take them
+    (:class:`~worker.errors.ConfigError`)."""
 
     name = "confluent-kafka"
 
     def __init__(self, settings: Settings) -> None:
+        check_settings(settings)
         self.settings = settings
 
     def admin(self) -> LibrdkafkaAdmin:

@@ -4,8 +4,9 @@ librdkafka takes dotted key names (``bootstrap.servers``); ``kafka.client``, ``k
 and ``kafka.producer`` are passed through in those names. librdkafka's constructors do not
 connect: :func:`wait_for_broker` asks for metadata until the broker answers or
 ``kafka.connect_timeout_s`` has passed. An unknown key fails at construction ("No such
-configuration property"): :func:`build` turns that into a :class:`ConfigError` naming the key,
-never its value. The worker's own defaults are :mod:`worker.transport.policy`'s, renamed here.
+configuration property"): :func:`check_settings` names the key (never its value) when the
+transport is opened, and :func:`build` turns a refusal past it into a :class:`ConfigError` too.
+The worker's own defaults are :mod:`worker.transport.policy`'s, renamed here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "check_settings",
     "common_config",
     "consumer_config",
+    "first_refused",
     "labels_config",
     "producer_config",
     "wait_for_broker",
@@ -132,13 +134,24 @@ def build(make: Callable[[dict[str, Any]], T], config: dict[str, Any], section: 
         raise ConfigError(f"kafka.{section}", "librdkafka refused these settings") from None
 
 
-def check_settings(
+def check_settings(settings: Settings) -> None:
+    """Raise :class:`ConfigError` naming the first key of ``kafka.client``, ``kafka.consumer``
+    or ``kafka.producer`` librdkafka refuses (:func:`first_refused`); called when the transport is
+    opened, before any broker is tried."""
+    kafka = settings.kafka
+    refused = first_refused(kafka.client, kafka.consumer, kafka.producer)
+    if refused is not None:
+        raise ConfigError(*refused)
+
+
+def first_refused(
     client: dict[str, Any], consumer: dict[str, Any], producer: dict[str, Any]
 ) -> tuple[str, str] | None:
     """The first of ``kafka.client``/``consumer``/``producer`` librdkafka refuses, as ``(key,
-    problem)``, or ``None``. Builds a client of each kind without ``bootstrap.servers`` (which
-    connects to nothing, in milliseconds), so a misspelt name or a missing CA file stops
-    start-up before any broker is tried. Never quotes a value."""
+    problem)``, or ``None``. librdkafka checks its settings only when a client is built: this
+    builds a client of each kind without ``bootstrap.servers`` (which connects to nothing, in
+    milliseconds), so a misspelt name or a missing CA file stops start-up before any broker is
+    tried. Never quotes a value."""
     secrets = [str(v) for s in (client, consumer, producer) for v in s.values() if v]
     sections = {"client": client, "consumer": consumer, "producer": producer}
     # Each client as it will be built: the shared settings with its own (SASL's user name may
