@@ -6,6 +6,7 @@ transport adapter's records fit it), :class:`OutRecord` what it hands the sink.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +21,11 @@ class InRecord(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]] | None:
+        """The record's headers in order (None or empty when it has none); read only when
+        ``output.headers`` or ``output.trace_context`` is set (:mod:`worker.batch.headers`)."""
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,19 @@ class OutputSettings(_Section):
     # Each "scores" as an object keyed by class ({"class_0": 0.02, ...}) instead of a list with
     # "classes" beside it.
     scores_by_class: bool = False
+    # Input headers copied onto the prediction and the dead letter of each record: names or
+    # glob patterns ("x-tenant", "x-b3-*"); the worker's own streamfuse.* headers never are.
+    headers: tuple[str, ...] = ()
+    # A W3C traceparent on the input is continued on the outputs (same trace id and flags, a
+    # new span id; its tracestate beside it); a malformed one is not copied. false: not read.
+    trace_context: bool = True
+
+    @field_validator("headers")
+    @classmethod
+    def _header_patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not p.strip() for p in patterns):
+            raise ValueError("a header name or pattern cannot be empty")
+        return patterns
 
 
 class LoggingSettings(_Section):

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from worker.accuracy.labels import LabelJoiner
 from worker.accuracy.live import MAX_LABELS_PER_POLL, LiveAccuracy
+from worker.batch.headers import HeaderCarry
 from worker.batch.records import reason_of
 from worker.config import Settings
 from worker.delivery import Backoff, Batch, Delivery, call_stuck, delivery_for
@@ -105,6 +106,7 @@ class Worker:
             scores_by_class=settings.output.scores_by_class,
             readers=readers,
             input_fields=settings.input,
+            carry=HeaderCarry.build(settings.output.headers, settings.output.trace_context),
         )
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
