@@ -53,6 +53,8 @@ def dead_letter(
         ("streamfuse.stage", stage.encode()),
         ("streamfuse.source", source_of(record)),
     ]
+    if len(value) >= 5 and value[0] == 0:  # Confluent-framed: its writer schema, for a replay
+        headers.append(("streamfuse.schema_id", str(int.from_bytes(value[1:5], "big")).encode()))
     if len(value) > max_bytes:
         headers.append(("streamfuse.truncated", str(len(value)).encode()))
         value = value[:max_bytes]

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -27,9 +28,15 @@ from worker.inference.serving import Serving
 from worker.inference.strategies import ExplainingCombiner
 from worker.metrics import Metrics
 
-__all__ = ["BatchResult", "InFlight", "Pipeline"]
+__all__ = ["BatchResult", "InFlight", "OutputEncoder", "Pipeline"]
 
 log = logging.getLogger("streamfuse.pipeline")
+
+
+class OutputEncoder(Protocol):
+    """Re-encodes a batch's JSON predictions (``output.format``: worker.schemas.output)."""
+
+    def encode(self, documents: Sequence[bytes]) -> list[bytes]: ...
 
 
 @dataclass
@@ -82,6 +89,7 @@ class Pipeline:
         readers: ReaderSource | None = None,
         input_fields: InputSettings | None = None,
         carry: HeaderCarry | None = None,
+        output: OutputEncoder | None = None,
     ) -> None:
         self.serving = serving
         # With a Schema Registry: framed records decoded by their writer schema (worker.schemas)
@@ -98,6 +106,8 @@ class Pipeline:
         self.dead_letter_max_bytes = dead_letter_max_bytes
         # output.headers / output.trace_context: None reads no input header at all
         self.carry = carry
+        # output.format other than json: the JSON documents re-encoded (worker.schemas.output)
+        self.output = output
 
     def close(self) -> None:
         self.fanout.close()
@@ -219,6 +229,8 @@ class Pipeline:
                 explanation=explanation,
                 scores_by_class=self.scores_by_class,
             )
+            if self.output is not None:
+                values = self.output.encode(values)
         except (TypeError, ValueError) as exc:
             why = f"cannot encode the prediction: {exc}"
             result.dead_letters.extend(self._dead_letter(r, "encode", why) for r in good)

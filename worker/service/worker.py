@@ -26,7 +26,7 @@ from worker.batch.headers import HeaderCarry
 from worker.batch.records import reason_of
 from worker.config import Settings
 from worker.delivery import Backoff, Batch, Delivery, call_stuck, delivery_for
-from worker.errors import KafkaCallStuckError, RegistryUnavailableError
+from worker.errors import ConfigError, KafkaCallStuckError, RegistryUnavailableError
 from worker.inference.models import ModelSet
 from worker.inference.pipeline import BatchResult, Pipeline
 from worker.inference.reload import Reloader
@@ -45,6 +45,7 @@ from worker.transport import LabelsReader, Sink, Source, TopicPartition, open_tr
 
 if TYPE_CHECKING:
     from worker.schemas import RegistryReaders
+    from worker.schemas.output import AvroOutput
 
 __all__ = ["Worker"]
 
@@ -107,6 +108,7 @@ class Worker:
             readers=readers,
             input_fields=settings.input,
             carry=HeaderCarry.build(settings.output.headers, settings.output.trace_context),
+            output=self._output_encoder(serving, readers),
         )
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
@@ -158,6 +160,31 @@ class Worker:
         if checked is not None:
             log.info("input schema checked: %s holds every feature", checked)
         return readers
+
+    def _output_encoder(
+        self, serving: Serving, readers: RegistryReaders | None
+    ) -> AvroOutput | None:
+        """With ``output.format: avro``: the output schema generated from ``serving`` and
+        registered at start-up (ConfigError, exit 2, when the registry refuses it)."""
+        s = self.settings
+        if s.output.format == "json":
+            return None
+        from worker.schemas.output import AvroOutput, output_schema
+
+        layout = serving.layout
+        if layout.is_multitask:
+            raise ConfigError("output.format", "avro does not take multi-task models yet")
+        assert readers is not None  # the settings require schema_registry.url
+        classes = layout.blocks[0].classes
+        schema = output_schema(serving.names, classes)
+        try:
+            encoder = AvroOutput(readers.client, s.topics.output, s.output.subject_strategy, schema)
+        except Exception as exc:
+            raise ConfigError("output.format", f"cannot register the output schema: {exc}") from exc
+        log.info(
+            "output schema registered: subject %s, schema id %d", encoder.subject, encoder.schema_id
+        )
+        return encoder
 
     @property
     def serving(self) -> Serving:

@@ -1,0 +1,124 @@
+"""Predictions in Avro behind the Confluent framing (``output.format: avro``).
+
+The schema is generated from what is served and mirrors the JSON document of
+:func:`worker.batch.encode.encode_predictions` field for field, so an Avro prediction read back
+with confluent-kafka's ``AvroDeserializer`` equals the JSON one (a field JSON leaves out reads
+back as null): per-model entries and shadows are Avro maps keyed by name, so serving other
+models or strategies keeps the same layout. It is registered under the subject of
+``output.subject_strategy`` at start-up and every record is encoded by confluent-kafka's
+``AvroSerializer`` with that schema id (framing included): no hand-written wire format.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+__all__ = ["OUTPUT_RECORD", "AvroOutput", "output_schema", "output_subject"]
+
+OUTPUT_RECORD = "streamfuse.Prediction"
+
+_LABEL: list[Any] = ["long", "double", "string", "boolean"]
+_SCORES = ["null", {"type": "array", "items": "double"}, {"type": "map", "values": "double"}]
+_CLASSES = ["null", {"type": "array", "items": _LABEL}]
+
+
+def output_schema(model_names: Sequence[str], classes: Sequence[Any] | None) -> str:
+    """The Avro schema of a prediction; the models and classes served are named in its docs."""
+    model = {
+        "type": "record",
+        "name": "ModelOutput",
+        "fields": [
+            {"name": "prediction", "type": ["null", *_LABEL], "default": None},
+            {"name": "scores", "type": _SCORES, "default": None},
+            {"name": "classes", "type": _CLASSES, "default": None},
+            {"name": "error", "type": ["null", "string"], "default": None},
+            {"name": "version", "type": "long"},
+        ],
+    }
+    served = f"models: {', '.join(model_names)}"
+    if classes is not None:
+        served += f"; classes: {', '.join(map(str, classes))}"
+    schema = {
+        "type": "record",
+        "name": "Prediction",
+        "namespace": "streamfuse",
+        "doc": f"A streamfuse prediction ({served}).",
+        "fields": [
+            {"name": "id", "type": ["string", "long"]},
+            {"name": "prediction", "type": _LABEL},
+            {"name": "scores", "type": _SCORES, "default": None},
+            {"name": "classes", "type": _CLASSES, "default": None},
+            {"name": "strategy", "type": "string"},
+            {"name": "models", "type": {"type": "map", "values": model}},
+            {
+                "name": "shadow",
+                "type": ["null", {"type": "map", "values": ["null", *_LABEL]}],
+                "default": None,
+            },
+            {"name": "degraded", "type": "boolean"},
+            {"name": "latency_ms", "type": "double"},
+        ],
+    }
+    return json.dumps(schema)
+
+
+def output_subject(topic: str, strategy: str) -> str:
+    """The subject of ``output.subject_strategy`` (Confluent's three name strategies)."""
+    if strategy == "topic":
+        return f"{topic}-value"
+    if strategy == "record":
+        return OUTPUT_RECORD
+    return f"{topic}-{OUTPUT_RECORD}"
+
+
+class AvroOutput:
+    """Registers the output schema and encodes a batch's JSON documents as framed Avro."""
+
+    format = "avro"
+
+    def __init__(self, client: Any, topic: str, strategy: str, schema_str: str) -> None:
+        from confluent_kafka.schema_registry import (
+            Schema,
+            record_subject_name_strategy,
+            topic_record_subject_name_strategy,
+            topic_subject_name_strategy,
+        )
+        from confluent_kafka.schema_registry.avro import AvroSerializer
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        self.subject = output_subject(topic, strategy)
+        self.schema_str = schema_str
+        self.schema_id: int = client.register_schema(self.subject, Schema(schema_str, "AVRO"))
+        self._serialize = AvroSerializer(
+            client,
+            schema_str,
+            conf={
+                "auto.register.schemas": False,
+                "use.schema.id": self.schema_id,
+                "subject.name.strategy": {
+                    "topic": topic_subject_name_strategy,
+                    "record": record_subject_name_strategy,
+                    "topic_record": topic_record_subject_name_strategy,
+                }[strategy],
+            },
+        )
+        self._context = SerializationContext(topic, MessageField.VALUE)
+
+    def encode(self, documents: Sequence[bytes]) -> list[bytes]:
+        """The framed Avro of each JSON document, in order (``ValueError`` when one does not
+        fit the schema: the caller dead-letters the batch at ``encode``)."""
+        serialize, context, loads = self._serialize, self._context, orjson.loads
+        out: list[bytes] = []
+        for document in documents:
+            try:
+                value = serialize(loads(document), context)
+            except Exception as exc:  # fastavro's and the serializer's own errors alike
+                raise ValueError(f"not valid for the output schema: {exc}") from exc
+            if value is None:
+                raise ValueError("the serializer returned nothing")
+            out.append(value)
+        return out
