@@ -82,3 +82,93 @@ def test_an_avro_prediction_reads_back_as_its_json_document() -> None:
     assert {k: v for k, v in back.items() if v is not None} == doc
     with pytest.raises(ValueError, match="output schema"):
         out.encode([orjson.dumps({**doc, "latency_ms": "slow"})])
+
+
+class Compat:
+    """confluent-kafka's in-memory registry client, whose compatibility check the test sets
+    (the mock has none of its own)."""
+
+    def __init__(self) -> None:
+        from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (
+            MockSchemaRegistryClient,
+        )
+
+        self.client = MockSchemaRegistryClient({"url": "mock://"})
+        self.compatible = True
+        self.checked = 0
+
+    def test_compatibility(self, subject: str, schema: Any) -> bool:
+        self.checked += 1
+        return self.compatible
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_a_changed_layout_is_registered_only_when_compatible() -> None:
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    registry = Compat()
+    out = AvroOutput(registry, "preds", "topic", output_schema(["rf"], [0, 1]))
+    first = out.schema_id
+    assert out.relayout(output_schema(["rf"], [0, 1])) is None  # same layout: nothing to do
+    assert registry.checked == 0 and out.schema_id == first
+    registry.compatible = False
+    why = out.relayout(output_schema(["rf", "mlp"], [0, 1]))
+    assert why is not None and "not compatible with subject preds-value" in why
+    assert out.schema_id == first  # the old schema still in use
+    registry.compatible = True
+    assert out.relayout(output_schema(["rf", "mlp"], [0, 1])) is None
+    assert out.schema_id != first
+    assert registry.get_latest_version("preds-value").schema_id == out.schema_id
+    doc = {"id": "a", "prediction": 1, "strategy": "s", "models": {}, "degraded": False}
+    (value,) = out.encode([orjson.dumps({**doc, "latency_ms": 2.0})])
+    assert value[1:5] == out.schema_id.to_bytes(4, "big")
+    back = AvroDeserializer(registry.client)(value, SerializationContext("p", MessageField.VALUE))
+    assert back["prediction"] == 1
+    why = out.relayout(None, "multi-task models have no Avro output yet")
+    assert why is not None and "multi-task" in why
+
+
+def test_a_reload_the_avro_output_cannot_carry_is_refused_and_counted(
+    tmp_path: Any, publish_tiny: Any
+) -> None:
+    import numpy as np
+    from prometheus_client import CollectorRegistry
+
+    from model_store import ModelStore
+    from worker.inference.reload import Reloader
+    from worker.inference.serving import build_serving
+    from worker.inference.store import open_store
+    from worker.metrics import Metrics
+
+    store_dir = tmp_path / "store"
+    for name in ("alpha", "beta"):
+        publish_tiny(ModelStore(store_dir), name)
+    X = np.random.default_rng(0).normal(size=(30, 3))
+    ModelStore(store_dir).publish_dataset("heldout", {"X": X, "y": (X[:, 0] > 0).astype(int)})
+    settings = settings_from_dict(
+        {
+            "store": str(store_dir),
+            "models": [{"name": "alpha"}, {"name": "beta"}],
+            "strategy": {"name": "soft_vote"},
+        },
+        environ={},
+    )
+    store = open_store(settings.store)
+    serving = build_serving(store, settings)
+    publish_tiny(store, "alpha", seed=9)  # v2, promoted
+    registry = CollectorRegistry()
+    seen: list[Any] = []
+
+    def relayout(candidate: Any) -> str:
+        seen.append(candidate)
+        return "its output schema is not compatible with subject predictions-value"
+
+    reloader = Reloader(store, settings, Metrics(registry), relayout)
+    assert reloader.check(serving, None) is None  # still serving v1
+    assert [s.versions["alpha"] for s in seen] == [2]
+    refused = {"model": "alpha", "outcome": "refused"}
+    assert registry.get_sample_value("streamfuse_model_reloads_total", refused) == 1
+    assert reloader.check(serving, None) is None and len(seen) == 1  # not retried

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -31,8 +32,16 @@ PROBE_ROWS = 64
 
 
 class Reloader:
-    def __init__(self, store: ModelStore, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        settings: Settings,
+        metrics: Metrics,
+        relayout: Callable[[Serving], str | None] | None = None,
+    ) -> None:
         self.store = store
+        # output.format: why a new snapshot cannot be published (refused and counted), or None
+        self.relayout = relayout
         self.settings = settings
         self.metrics = metrics
         self._next_check = 0.0
@@ -67,6 +76,11 @@ class Reloader:
                 )
             except Exception as exc:  # any failure to refit keeps the old version serving
                 self._refuse(promotion, f"strategies cannot be refit: {exc}")
+                continue
+            refused = self.relayout(swapped) if self.relayout is not None else None
+            if refused is not None:
+                self._refuse(promotion, refused)
+                self._refused.add(promotion)  # not retried on every check
                 continue
             self.metrics.set_model_version(
                 promotion.model, candidate.version, promotion.old_version

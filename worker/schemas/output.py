@@ -17,7 +17,13 @@ from typing import Any
 
 import orjson
 
-__all__ = ["OUTPUT_RECORD", "AvroOutput", "output_schema", "output_subject"]
+__all__ = [
+    "OUTPUT_RECORD",
+    "AvroOutput",
+    "output_schema",
+    "output_subject",
+    "schema_for_serving",
+]
 
 OUTPUT_RECORD = "streamfuse.Prediction"
 
@@ -66,6 +72,14 @@ def output_schema(model_names: Sequence[str], classes: Sequence[Any] | None) -> 
     return json.dumps(schema)
 
 
+def schema_for_serving(serving: Any) -> tuple[str | None, str]:
+    """The output schema of a :class:`worker.inference.serving.Serving`, or None and why."""
+    layout = serving.layout
+    if layout.is_multitask:
+        return None, "multi-task models have no Avro output yet"
+    return output_schema(serving.names, layout.blocks[0].classes), ""
+
+
 def output_subject(topic: str, strategy: str) -> str:
     """The subject of ``output.subject_strategy`` (Confluent's three name strategies)."""
     if strategy == "topic":
@@ -90,23 +104,41 @@ class AvroOutput:
         from confluent_kafka.schema_registry.avro import AvroSerializer
         from confluent_kafka.serialization import MessageField, SerializationContext
 
+        self._client, self._schema_class, self._serializer_class = client, Schema, AvroSerializer
         self.subject = output_subject(topic, strategy)
         self.schema_str = schema_str
         self.schema_id: int = client.register_schema(self.subject, Schema(schema_str, "AVRO"))
-        self._serialize = AvroSerializer(
-            client,
-            schema_str,
-            conf={
-                "auto.register.schemas": False,
-                "use.schema.id": self.schema_id,
-                "subject.name.strategy": {
-                    "topic": topic_subject_name_strategy,
-                    "record": record_subject_name_strategy,
-                    "topic_record": topic_record_subject_name_strategy,
-                }[strategy],
-            },
-        )
+        self._conf: dict[str, Any] = {
+            "auto.register.schemas": False,
+            "use.schema.id": self.schema_id,
+            "subject.name.strategy": {
+                "topic": topic_subject_name_strategy,
+                "record": record_subject_name_strategy,
+                "topic_record": topic_record_subject_name_strategy,
+            }[strategy],
+        }
+        self._serialize = AvroSerializer(client, schema_str, conf=self._conf)
         self._context = SerializationContext(topic, MessageField.VALUE)
+
+    def relayout(self, schema_str: str | None, why_not: str = "") -> str | None:
+        """Before a hot reload swaps in a new snapshot: its output schema (None: it has none,
+        ``why_not`` says why) registered as a new version when it differs and the subject's
+        compatibility accepts it; returns why the reload must be refused, else None."""
+        if schema_str is None:
+            return f"the Avro output cannot carry it: {why_not}"
+        if schema_str == self.schema_str:
+            return None
+        schema = self._schema_class(schema_str, "AVRO")
+        try:
+            if not self._client.test_compatibility(self.subject, schema):
+                return f"its output schema is not compatible with subject {self.subject}"
+            schema_id = self._client.register_schema(self.subject, schema)
+        except Exception as exc:  # the registry refused or did not answer: keep serving
+            return f"cannot register its output schema under {self.subject}: {exc}"
+        conf = {**self._conf, "use.schema.id": schema_id}
+        self._serialize = self._serializer_class(self._client, schema_str, conf=conf)
+        self.schema_str, self.schema_id = schema_str, schema_id
+        return None
 
     def encode(self, documents: Sequence[bytes]) -> list[bytes]:
         """The framed Avro of each JSON document, in order (``ValueError`` when one does not

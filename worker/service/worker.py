@@ -96,6 +96,7 @@ class Worker:
             self.promotion = Promotion(self.store, settings, self.metrics, serving)
             serving = self.promotion.start(serving)
         readers = self._schema_readers(serving)
+        self.output_encoder = self._output_encoder(serving, readers)
         self.pipeline = Pipeline(
             serving,
             settings.on_model_error,
@@ -108,11 +109,11 @@ class Worker:
             readers=readers,
             input_fields=settings.input,
             carry=HeaderCarry.build(settings.output.headers, settings.output.trace_context),
-            output=self._output_encoder(serving, readers),
+            output=self.output_encoder,
         )
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
-        self.reloader = Reloader(self.store, settings, self.metrics)
+        self.reloader = Reloader(self.store, settings, self.metrics, self._relayout)
         self.accuracy: LiveAccuracy | None = None
         if settings.topics.labels:
             joiner = LabelJoiner(
@@ -169,14 +170,12 @@ class Worker:
         s = self.settings
         if s.output.format == "json":
             return None
-        from worker.schemas.output import AvroOutput, output_schema
+        from worker.schemas.output import AvroOutput, schema_for_serving
 
-        layout = serving.layout
-        if layout.is_multitask:
-            raise ConfigError("output.format", "avro does not take multi-task models yet")
         assert readers is not None  # the settings require schema_registry.url
-        classes = layout.blocks[0].classes
-        schema = output_schema(serving.names, classes)
+        schema, why_not = schema_for_serving(serving)
+        if schema is None:
+            raise ConfigError("output.format", why_not)
         try:
             encoder = AvroOutput(readers.client, s.topics.output, s.output.subject_strategy, schema)
         except Exception as exc:
@@ -185,6 +184,15 @@ class Worker:
             "output schema registered: subject %s, schema id %d", encoder.subject, encoder.schema_id
         )
         return encoder
+
+    def _relayout(self, serving: Serving) -> str | None:
+        """Why a hot-reloaded snapshot cannot be published in ``output.format``, else None
+        (a changed Avro output schema is registered first, if compatible)."""
+        if self.output_encoder is None:
+            return None
+        from worker.schemas.output import schema_for_serving
+
+        return self.output_encoder.relayout(*schema_for_serving(serving))
 
     @property
     def serving(self) -> Serving:
