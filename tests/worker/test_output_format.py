@@ -27,6 +27,24 @@ def test_json_is_the_default_and_avro_needs_a_registry() -> None:
         settings_from_dict({**MINIMAL, "output": {"format": "xml"}, "schema_registry": URL})
 
 
+def test_the_label_type_follows_the_classes_served() -> None:
+    def fields(schema: str) -> dict[str, Any]:
+        return {f["name"]: f["type"] for f in orjson.loads(schema)["fields"]}
+
+    assert fields(output_schema(["m"], [0, 1]))["prediction"] == "long"
+    assert fields(output_schema(["m"], ["no", "yes"]))["prediction"] == "string"
+    assert fields(output_schema(["m"], [0, "x"]))["prediction"] == [
+        "long",
+        "double",
+        "string",
+        "boolean",
+    ]
+    regression = fields(output_schema(["m"], None))
+    assert regression["prediction"] == "double" and "scores" not in regression
+    two = fields(output_schema(["m"], None, n_outputs=2))["prediction"]
+    assert two == {"type": "array", "items": "double"}
+
+
 @pytest.mark.parametrize(
     ("strategy", "subject"),
     [
@@ -47,7 +65,9 @@ def test_an_avro_prediction_reads_back_as_its_json_document() -> None:
     from confluent_kafka.serialization import MessageField, SerializationContext
 
     client = MockSchemaRegistryClient({"url": "mock://"})
-    out = AvroOutput(client, "preds", "record", output_schema(["rf", "hgb"], ["no", "yes"]))
+    out = AvroOutput(
+        client, "preds", "record", output_schema(["rf", "hgb"], ["no", "yes"], scores_by_class=True)
+    )
     assert out.subject == "streamfuse.Prediction"
     doc = {
         "id": 7,
@@ -55,12 +75,7 @@ def test_an_avro_prediction_reads_back_as_its_json_document() -> None:
         "scores": {"no": 0.2, "yes": 0.8},
         "strategy": "soft_vote",
         "models": {
-            "rf": {
-                "prediction": "yes",
-                "scores": [0.1, 0.9],
-                "classes": ["no", "yes"],
-                "version": 1,
-            },
+            "rf": {"prediction": "yes", "scores": {"no": 0.1, "yes": 0.9}, "version": 1},
             "hgb": {"error": "timeout", "version": 2},
         },
         "shadow": {"hard_vote": "no"},
@@ -78,7 +93,7 @@ def test_an_avro_prediction_reads_back_as_its_json_document() -> None:
         "version": 2,
     }
     back["models"]["hgb"] = doc["models"]["hgb"]
-    back["models"]["rf"].pop("error")
+    back["models"]["rf"] = {k: v for k, v in back["models"]["rf"].items() if v is not None}
     assert {k: v for k, v in back.items() if v is not None} == doc
     with pytest.raises(ValueError, match="output schema"):
         out.encode([orjson.dumps({**doc, "latency_ms": "slow"})])

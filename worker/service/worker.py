@@ -173,7 +173,7 @@ class Worker:
         from worker.schemas.output import AvroOutput, schema_for_serving
 
         assert readers is not None  # the settings require schema_registry.url
-        schema, why_not = schema_for_serving(serving)
+        schema, why_not = schema_for_serving(serving, s.output.scores_by_class)
         if schema is None:
             raise ConfigError("output.format", why_not)
         try:
@@ -192,7 +192,8 @@ class Worker:
             return None
         from worker.schemas.output import schema_for_serving
 
-        return self.output_encoder.relayout(*schema_for_serving(serving))
+        by_class = self.settings.output.scores_by_class
+        return self.output_encoder.relayout(*schema_for_serving(serving, by_class))
 
     @property
     def serving(self) -> Serving:
