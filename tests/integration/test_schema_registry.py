@@ -428,3 +428,61 @@ def test_avro_output_read_back_equals_the_json_output_of_the_same_events(
         assert _without_nulls(doc) == by_id[doc["id"]]
     assert dead[0].value == unknown  # the original bytes, and the writer schema id beside them
     assert dict(dead[0].headers)["streamfuse.schema_id"] == b"987654"
+
+
+@pytest.mark.kafka
+def test_streamfuse_produce_format_avro_is_served_by_the_registry_path(
+    kafka: Broker,
+    schema_registry: SchemaRegistry,
+    topics: Callable[..., Topics],
+    group_factory: Callable[[str], str],
+    trained_store: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from worker import cli
+
+    t = topics()
+    n = 20
+    config = write_config(
+        tmp_path / "c.yaml",
+        store=trained_store,
+        bootstrap=kafka.bootstrap,
+        topics=t,
+        group=group_factory("produce-avro"),
+        shadows=(),
+        schema_registry={"url": schema_registry.url, "timeout_s": 2.0},
+    )
+    args = ["produce", "--config", str(config), "--dataset", "breast_cancer"]
+    code = cli.main([*args, "--count", str(n), "--format", "avro", "--labels-delay", "0"])
+    assert code == 0, capsys.readouterr().err
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    sent = kafka.consume_all(t.input, n, timeout=30)
+    context = SerializationContext(t.input, MessageField.VALUE)
+    docs = [AvroDeserializer(client)(r.value, context) for r in sent]
+    X = np.asarray(ModelStore(trained_store).load_dataset("test").arrays["X"])[:n]
+    assert [[d[f"f{j}"] for j in range(X.shape[1])] for d in docs] == X.tolist()
+    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    try:
+        out = kafka.consume_all(t.output, n, timeout=90)
+    finally:
+        worker.stop()
+    ids = sorted(orjson.loads(r.value)["id"] for r in out)
+    assert ids == sorted(d["id"] for d in docs)
+    assert "input schema checked" in worker.text()
+    expected = offline_scores(trained_store, X)
+    by_id = {orjson.loads(r.value)["id"]: orjson.loads(r.value)["scores"] for r in out}
+    got = np.array([by_id[d["id"]] for d in docs])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def offline_scores(store: Path, X: np.ndarray) -> np.ndarray:
+    """soft_vote of the demo store's four models, run directly on the rows."""
+    s = ModelStore(store)
+    P = np.stack([s.load(m).predict_outputs(X) for m in ("rf", "hgb", "linear", "mlp")])
+    stored = s.load_strategy("soft_vote")
+    return np.asarray(combiners.load_state(stored.meta, stored.arrays).combine(P))
