@@ -13,15 +13,19 @@ format.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from io import BytesIO
 from typing import Any
 
 import orjson
 
+log = logging.getLogger("streamfuse.worker")
+
 __all__ = [
     "OUTPUT_RECORD",
     "AvroOutput",
+    "build_output",
     "output_schema",
     "output_subject",
     "schema_for_serving",
@@ -144,6 +148,7 @@ class AvroOutput:
         from confluent_kafka.schema_registry import Schema
 
         self._client, self._schema_class = client, Schema
+        self.scores_by_class = False
         self.subject = output_subject(topic, strategy)
         schema_id: int = client.register_schema(self.subject, Schema(schema_str, "AVRO"))
         self._use(schema_str, schema_id)
@@ -155,6 +160,11 @@ class AvroOutput:
         self._parsed = parse_schema(json.loads(schema_str))
         self._frame = SchemaId("AVRO", schema_id).id_to_bytes()
         self.schema_str, self.schema_id = schema_str, schema_id
+
+    def relayout_for(self, serving: Any) -> str | None:
+        """:meth:`relayout` with the schema of a new snapshot (``output.scores_by_class`` as
+        at start-up)."""
+        return self.relayout(*schema_for_serving(serving, self.scores_by_class))
 
     def relayout(self, schema_str: str | None, why_not: str = "") -> str | None:
         """Before a hot reload swaps in a new snapshot: its output schema (None: it has none,
@@ -190,3 +200,21 @@ class AvroOutput:
                 raise ValueError(f"not valid for the output schema: {exc}") from exc
             out.append(buffer.getvalue())
         return out
+
+
+def build_output(settings: Any, serving: Any, client: Any) -> AvroOutput:
+    """``output.format: avro``: the output schema generated from ``serving`` and registered
+    at start-up; :class:`ConfigError` (exit 2) when it cannot be."""
+    from worker.errors import ConfigError
+
+    by_class = settings.output.scores_by_class
+    schema, why_not = schema_for_serving(serving, by_class)
+    if schema is None:
+        raise ConfigError("output.format", why_not)
+    try:
+        out = AvroOutput(client, settings.topics.output, settings.output.subject_strategy, schema)
+    except Exception as exc:  # the registry refused or did not answer
+        raise ConfigError("output.format", f"cannot register the output schema: {exc}") from exc
+    out.scores_by_class = by_class
+    log.info("output schema registered: subject %s, schema id %d", out.subject, out.schema_id)
+    return out

@@ -26,7 +26,7 @@ from worker.batch.headers import HeaderCarry
 from worker.batch.records import reason_of
 from worker.config import Settings
 from worker.delivery import Backoff, Batch, Delivery, call_stuck, delivery_for
-from worker.errors import ConfigError, KafkaCallStuckError, RegistryUnavailableError
+from worker.errors import KafkaCallStuckError, RegistryUnavailableError
 from worker.inference.models import ModelSet
 from worker.inference.pipeline import BatchResult, Pipeline
 from worker.inference.reload import Reloader
@@ -96,7 +96,12 @@ class Worker:
             self.promotion = Promotion(self.store, settings, self.metrics, serving)
             serving = self.promotion.start(serving)
         readers = self._schema_readers(serving)
-        self.output_encoder = self._output_encoder(serving, readers)
+        self.output_encoder: AvroOutput | None = None
+        if settings.output.format != "json":
+            from worker.schemas.output import build_output
+
+            assert readers is not None  # the settings require schema_registry.url
+            self.output_encoder = build_output(settings, serving, readers.client)
         self.pipeline = Pipeline(
             serving,
             settings.on_model_error,
@@ -162,38 +167,11 @@ class Worker:
             log.info("input schema checked: %s holds every feature", checked)
         return readers
 
-    def _output_encoder(
-        self, serving: Serving, readers: RegistryReaders | None
-    ) -> AvroOutput | None:
-        """With ``output.format: avro``: the output schema generated from ``serving`` and
-        registered at start-up (ConfigError, exit 2, when the registry refuses it)."""
-        s = self.settings
-        if s.output.format == "json":
-            return None
-        from worker.schemas.output import AvroOutput, schema_for_serving
-
-        assert readers is not None  # the settings require schema_registry.url
-        schema, why_not = schema_for_serving(serving, s.output.scores_by_class)
-        if schema is None:
-            raise ConfigError("output.format", why_not)
-        try:
-            encoder = AvroOutput(readers.client, s.topics.output, s.output.subject_strategy, schema)
-        except Exception as exc:
-            raise ConfigError("output.format", f"cannot register the output schema: {exc}") from exc
-        log.info(
-            "output schema registered: subject %s, schema id %d", encoder.subject, encoder.schema_id
-        )
-        return encoder
-
     def _relayout(self, serving: Serving) -> str | None:
-        """Why a hot-reloaded snapshot cannot be published in ``output.format``, else None
-        (a changed Avro output schema is registered first, if compatible)."""
+        """Why a hot-reloaded snapshot cannot be published in ``output.format``, else None."""
         if self.output_encoder is None:
             return None
-        from worker.schemas.output import schema_for_serving
-
-        by_class = self.settings.output.scores_by_class
-        return self.output_encoder.relayout(*schema_for_serving(serving, by_class))
+        return self.output_encoder.relayout_for(serving)
 
     @property
     def serving(self) -> Serving:
