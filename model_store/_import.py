@@ -13,8 +13,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ._json import JSONRefused, parse_json
+from ._json import parse_json
 from ._limits import StoreLimits
+from ._refused import Refused
 from .errors import PublishError, UnsafeModelError
 
 __all__ = ["EXTENSIONS", "read_model_file"]
@@ -142,7 +143,7 @@ def _read_torch(
     raw = _read(Path(spec_path), limits, name)
     try:
         spec = parse_json(raw, max_bytes=limits.max_json_bytes, max_depth=limits.max_json_depth)
-    except JSONRefused as exc:
+    except Refused as exc:
         raise PublishError(name, f"{spec_path}: {exc}") from exc
     if not isinstance(spec, dict):
         raise PublishError(name, f"{spec_path}: the spec must be a JSON object")

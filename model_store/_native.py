@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._limits import StoreLimits
+from ._refused import Refused
 from .errors import PublishError, UnsafeModelError
 
 __all__ = ["NATIVE_FILES", "NATIVE_FRAMEWORKS", "describe_native", "load_native"]
@@ -110,7 +111,6 @@ def _open(
             found,
         )
     from ._onnx_io import (
-        OnnxRefused,
         check_onnx,
         class_columns,
         load_onnx_session,
@@ -119,7 +119,7 @@ def _open(
 
     try:
         model, oinfo, width = check_onnx(data, n_features=n_features, task=task, limits=limits)
-    except OnnxRefused as exc:
+    except Refused as exc:
         raise UnsafeModelError(
             name, version, filename, reason=f"not a valid ONNX model ({exc})"
         ) from exc
