@@ -33,11 +33,12 @@ from typing import Any
 import numpy as np
 
 from ._limits import StoreLimits
+from ._native import NativeCodec, Opened
 from ._refused import Refused
 from ._tree_links import check_links
-from .errors import MissingDependencyError, UnsafeModelError
+from .errors import MissingDependencyError, PublishError, UnsafeModelError
 
-__all__ = ["LIGHTGBM_FILE", "LightGBMInfo", "lightgbm_text", "load_lightgbm"]
+__all__ = ["CODEC", "LIGHTGBM_FILE", "LightGBMInfo", "lightgbm_text", "load_lightgbm"]
 
 LIGHTGBM_FILE = "model.txt"
 _HEADER_KEYS = (
@@ -443,3 +444,55 @@ def make_lightgbm_predictor(
         return out.astype(np.float64, copy=False).reshape(X.shape[0], -1)
 
     return predict
+
+
+def _lightgbm_bytes(model: Any, name: str) -> tuple[bytes, str]:
+    if isinstance(model, str):
+        return model.encode(), "text"
+    booster = getattr(model, "booster_", model)
+    if not hasattr(booster, "model_to_string"):
+        raise PublishError(name, f"not a LightGBM model: {type(model).__name__}")
+    return booster.model_to_string().encode(), "text"
+
+
+def _open_lightgbm(
+    data: bytes,
+    fmt: str,
+    *,
+    name: str,
+    version: int | None,
+    filename: str,
+    limits: StoreLimits,
+    threads: int,
+    n_features: int | None,
+    task: str | None,
+    classes: list[Any] | None,
+) -> Opened:
+    """Check the text model, load its re-spelt text."""
+    text, linfo = lightgbm_text(data, limits=limits, name=name, version=version, filename=filename)
+    lbooster = load_lightgbm(text, linfo, name=name)
+    found = {
+        "n_features": linfo.n_features,
+        "task": linfo.task,
+        "n_outputs": linfo.n_outputs,
+        "feature_names": linfo.feature_names,
+        "estimator": f"lightgbm.gbdt {linfo.objective}",
+    }
+    return (
+        text.encode(),
+        lbooster,
+        make_lightgbm_predictor(lbooster, linfo, threads=threads),
+        found,
+    )
+
+
+#: The LightGBM format: a text model, stored re-spelt.
+CODEC = NativeCodec(
+    name="lightgbm",
+    filename=LIGHTGBM_FILE,
+    libraries=("lightgbm",),
+    stored_fmt="text",
+    bytes_fmt="text",
+    serialise=_lightgbm_bytes,
+    open=_open_lightgbm,
+)

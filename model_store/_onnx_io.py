@@ -50,11 +50,13 @@ import numpy as np
 
 from ._json import parse_json
 from ._limits import StoreLimits
+from ._native import NativeCodec, Opened
 from ._refused import Refused
 from ._tree_links import check_links
-from .errors import MissingDependencyError, PublishError
+from .errors import MissingDependencyError, PublishError, UnsafeModelError
 
 __all__ = [
+    "CODEC",
     "ONNX_FILE",
     "OnnxInfo",
     "check_onnx",
@@ -650,3 +652,58 @@ def make_onnx_predictor(
         return result if columns is None else result[:, columns]
 
     return predict
+
+
+def _onnx_bytes(model: Any, name: str) -> tuple[bytes, str]:
+    if not hasattr(model, "SerializeToString"):
+        raise PublishError(name, f"not an ONNX ModelProto: {type(model).__name__}")
+    return model.SerializeToString(), "onnx"
+
+
+def _open_onnx(
+    data: bytes,
+    fmt: str,
+    *,
+    name: str,
+    version: int | None,
+    filename: str,
+    limits: StoreLimits,
+    threads: int,
+    n_features: int | None,
+    task: str | None,
+    classes: list[Any] | None,
+) -> Opened:
+    """Check the graph, load it in onnxruntime. The predictor's columns follow ``classes``
+    when they are the file's labels in some order, else the file's own order: the caller
+    compares ``classes`` with the ``found`` ones."""
+    try:
+        model, oinfo, width = check_onnx(data, n_features=n_features, task=task, limits=limits)
+    except Refused as exc:
+        raise UnsafeModelError(
+            name, version, filename, reason=f"not a valid ONNX model ({exc})"
+        ) from exc
+    session = load_onnx_session(data, threads=threads, name=name)
+    labels = oinfo.class_labels
+    if classes is None or (labels is not None and class_columns(labels, classes) is None):
+        classes = labels
+    found = {
+        "n_features": width,
+        "task": oinfo.task,
+        "n_outputs": None,
+        "feature_names": None,
+        "classes": oinfo.class_labels,
+        "estimator": f"onnx {model.producer_name or 'unknown'} {model.producer_version}".strip(),
+    }
+    return data, session, make_onnx_predictor(session, oinfo, classes), found
+
+
+#: The ONNX format: checked closed, stored as given.
+CODEC = NativeCodec(
+    name="onnx",
+    filename=ONNX_FILE,
+    libraries=("onnx", "onnxruntime"),
+    stored_fmt="onnx",
+    bytes_fmt="onnx",
+    serialise=_onnx_bytes,
+    open=_open_onnx,
+)

@@ -34,12 +34,14 @@ import numpy as np
 
 from ._json import parse_json
 from ._limits import StoreLimits
+from ._native import NativeCodec, Opened
 from ._refused import Refused
 from ._tree_links import check_links
 from ._ubjson import parse_ubjson
-from .errors import MissingDependencyError, UnsafeModelError
+from .errors import MissingDependencyError, PublishError, UnsafeModelError
 
 __all__ = [
+    "CODEC",
     "XGBOOST_FILE",
     "XGBoostInfo",
     "load_xgboost",
@@ -526,3 +528,51 @@ def make_xgboost_predictor(booster: Any, info: XGBoostInfo) -> Callable[[np.ndar
         return out.astype(np.float64).reshape(X.shape[0], -1)
 
     return predict
+
+
+def _xgboost_bytes(model: Any, name: str) -> tuple[bytes, str]:
+    booster = model.get_booster() if hasattr(model, "get_booster") else model
+    if not hasattr(booster, "save_raw"):
+        raise PublishError(name, f"not an XGBoost model: {type(model).__name__}")
+    return bytes(booster.save_raw("json")), "json"
+
+
+def _open_xgboost(
+    data: bytes,
+    fmt: str,
+    *,
+    name: str,
+    version: int | None,
+    filename: str,
+    limits: StoreLimits,
+    threads: int,
+    n_features: int | None,
+    task: str | None,
+    classes: list[Any] | None,
+) -> Opened:
+    """Check ``data`` (JSON, UBJSON or ``auto``), load its canonical rebuild."""
+    canonical, xinfo = xgboost_document(
+        data, fmt=fmt, limits=limits, name=name, version=version, filename=filename
+    )
+    booster = load_xgboost(canonical, xinfo, threads=threads, name=name)
+    found = {
+        "n_features": xinfo.n_features,
+        "task": xinfo.task,
+        "n_outputs": xinfo.n_outputs,
+        "feature_names": xinfo.feature_names,
+        "estimator": f"xgboost.{xinfo.booster} {xinfo.objective}",
+    }
+    return canonical, booster, make_xgboost_predictor(booster, xinfo), found
+
+
+#: The XGBoost format: stored as the canonical JSON rebuild; bytes given to publish may be
+#: JSON or UBJSON (told apart by their first byte).
+CODEC = NativeCodec(
+    name="xgboost",
+    filename=XGBOOST_FILE,
+    libraries=("xgboost",),
+    stored_fmt="json",
+    bytes_fmt="auto",
+    serialise=_xgboost_bytes,
+    open=_open_xgboost,
+)
