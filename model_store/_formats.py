@@ -8,13 +8,14 @@ model, predictor). The store compares no framework names: adding one means a for
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from ._import import EXTENSIONS
+from ._import import EXTENSIONS, read_torch
 from ._lightgbm_io import CODEC as LIGHTGBM
 from ._limits import StoreLimits
 from ._manifest import MANIFEST_NAME
@@ -78,6 +79,20 @@ class Format(Protocol):
         """The model and its predictor, from the verified bytes of :attr:`filename`."""
         ...
 
+    def read_import(
+        self,
+        data: bytes,
+        *,
+        suffix: str,
+        filename: str,
+        name: str,
+        limits: StoreLimits,
+        spec_path: str | os.PathLike[str] | None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """What publish is handed for the bytes of the user's file ``filename`` (``store
+        publish``), checked by its ending ``suffix``: ``(model, spec)``."""
+        ...
+
 
 def _no_spec(name: str, spec: Mapping[str, Any] | None) -> None:
     if spec is not None:
@@ -128,6 +143,18 @@ class _Sklearn:
             n_outputs=manifest["n_outputs"],
         )
         return estimator, predictor
+
+    def read_import(
+        self,
+        data: bytes,
+        *,
+        suffix: str,
+        filename: str,
+        name: str,
+        limits: StoreLimits,
+        spec_path: str | os.PathLike[str] | None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        return load_sklearn(data, name=name, version=None, filename=filename, limits=limits), None
 
 
 def _checked_classes(manifest: Mapping[str, Any], estimator: Any) -> list[Any] | None:
@@ -180,6 +207,18 @@ class _Torch:
         module = load_torch(data, spec, name=name, version=version, filename=self.filename)
         return module, make_torch_predictor(module, spec)
 
+    def read_import(
+        self,
+        data: bytes,
+        *,
+        suffix: str,
+        filename: str,
+        name: str,
+        limits: StoreLimits,
+        spec_path: str | os.PathLike[str] | None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        return read_torch(data, spec_path, name=name, filename=filename, limits=limits)
+
 
 @dataclass(frozen=True)
 class _Native:
@@ -229,6 +268,21 @@ class _Native:
         threads: int,
     ) -> tuple[Any, Predictor]:
         return load_native(self.codec, manifest, data, limits=limits, threads=threads)
+
+    def read_import(
+        self,
+        data: bytes,
+        *,
+        suffix: str,
+        filename: str,
+        name: str,
+        limits: StoreLimits,
+        spec_path: str | os.PathLike[str] | None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        imported = self.codec.imported(
+            data, suffix=suffix, name=name, filename=filename, limits=limits
+        )
+        return imported, None
 
 
 #: Every format the store reads and writes, by framework name.

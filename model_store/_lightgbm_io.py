@@ -486,6 +486,13 @@ def _open_lightgbm(
     )
 
 
+def _imported_lightgbm(
+    data: bytes, *, suffix: str, name: str, filename: str, limits: StoreLimits
+) -> bytes:
+    lightgbm_text(data, limits=limits, name=name, version=None, filename=filename)
+    return data
+
+
 #: The LightGBM format: a text model, stored re-spelt.
 CODEC = NativeCodec(
     name="lightgbm",
@@ -495,4 +502,5 @@ CODEC = NativeCodec(
     bytes_fmt="text",
     serialise=_lightgbm_bytes,
     open=_open_lightgbm,
+    imported=_imported_lightgbm,
 )

@@ -38,6 +38,8 @@ class NativeCodec:
     predictor and what the checks found (``n_features``, ``task``, ``n_outputs``,
     ``feature_names``, ``estimator``, and ``classes`` when the file states them). Bytes
     handed to publish are read as ``bytes_fmt``, a stored file as ``stored_fmt``.
+    ``imported`` checks the bytes of a user's file (``store publish``) by its ending and
+    returns what publish is handed.
     """
 
     name: str
@@ -47,6 +49,7 @@ class NativeCodec:
     bytes_fmt: str
     serialise: Callable[[Any, str], tuple[bytes, str]]
     open: Callable[..., Opened]
+    imported: Callable[..., bytes]
 
 
 def _as_bytes(codec: NativeCodec, model: Any, name: str) -> tuple[bytes, str]:

@@ -697,6 +697,12 @@ def _open_onnx(
     return data, session, make_onnx_predictor(session, oinfo, classes), found
 
 
+def _imported_onnx(
+    data: bytes, *, suffix: str, name: str, filename: str, limits: StoreLimits
+) -> bytes:
+    return data  # publish checks it, naming the file
+
+
 #: The ONNX format: checked closed, stored as given.
 CODEC = NativeCodec(
     name="onnx",
@@ -706,4 +712,5 @@ CODEC = NativeCodec(
     bytes_fmt="onnx",
     serialise=_onnx_bytes,
     open=_open_onnx,
+    imported=_imported_onnx,
 )

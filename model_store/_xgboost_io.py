@@ -565,6 +565,16 @@ def _open_xgboost(
     return canonical, booster, make_xgboost_predictor(booster, xinfo), found
 
 
+def _imported_xgboost(
+    data: bytes, *, suffix: str, name: str, filename: str, limits: StoreLimits
+) -> bytes:
+    # Checked here with the format the extension names (publish then stores its JSON).
+    canonical, _ = xgboost_document(
+        data, fmt=suffix[1:], limits=limits, name=name, version=None, filename=filename
+    )
+    return canonical
+
+
 #: The XGBoost format: stored as the canonical JSON rebuild; bytes given to publish may be
 #: JSON or UBJSON (told apart by their first byte).
 CODEC = NativeCodec(
@@ -575,4 +585,5 @@ CODEC = NativeCodec(
     bytes_fmt="auto",
     serialise=_xgboost_bytes,
     open=_open_xgboost,
+    imported=_imported_xgboost,
 )

@@ -62,3 +62,8 @@ def test_each_native_format_is_defined_in_its_own_module_only() -> None:
     code = re.sub(r'"""[\s\S]*?"""', "", (PACKAGE_DIR / "_native.py").read_text())
     for name, codec in codecs.items():
         assert f'"{name}"' not in code and f'"{codec.filename}"' not in code, name
+
+
+def test_a_file_is_imported_through_its_format() -> None:
+    code = re.sub(r'"""[\s\S]*?"""', "", (PACKAGE_DIR / "_import.py").read_text())
+    assert not re.search(r"framework\s*(==|!=)\s", code)
