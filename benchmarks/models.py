@@ -78,6 +78,7 @@ class BenchRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes | None]] | None = None
 
 
 @contextmanager

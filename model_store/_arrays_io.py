@@ -14,7 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ._limits import StoreLimits
-from ._zipcheck import ZipRefused, check_zip
+from ._refused import Refused
+from ._zipcheck import check_zip
 from .errors import PublishError, UnsafeModelError
 
 __all__ = ["dump_arrays", "load_arrays"]
@@ -53,7 +54,7 @@ def load_arrays(
     """
     try:
         check_zip(data, limits or StoreLimits()).close()
-    except ZipRefused as exc:
+    except Refused as exc:
         raise UnsafeModelError(
             name, version, filename, reason=f"not a plain npz archive: {exc}", kind=kind
         ) from exc

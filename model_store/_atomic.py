@@ -19,7 +19,8 @@ import stat
 import uuid
 from collections.abc import Iterator
 
-from ._fs import PathRefused, create_new
+from ._fs import create_new
+from ._refused import Refused
 
 __all__ = [
     "LOCK_NAME",
@@ -68,11 +69,11 @@ def locked(dir_fd: int) -> Iterator[None]:
         fd = os.open(LOCK_NAME, flags, 0o644, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise PathRefused(f"{LOCK_NAME} is a symlink") from exc
+            raise Refused(f"{LOCK_NAME} is a symlink") from exc
         raise
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise PathRefused(f"{LOCK_NAME} is not a regular file")
+            raise Refused(f"{LOCK_NAME} is not a regular file")
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield

@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._json import JSONRefused, parse_json
+from ._json import parse_json
 from ._manifest import ReadContext, read_manifest, read_verified_files
+from ._refused import Refused
 from ._versions import VersionedDir, check_name
 from .errors import IntegrityError, ModelNotFoundError, PublishError
 
@@ -99,7 +100,7 @@ class DecisionLog:
                 max_bytes=self.ctx.limits.max_json_bytes,
                 max_depth=self.ctx.limits.max_json_depth,
             )
-        except JSONRefused as exc:
+        except Refused as exc:
             raise IntegrityError(name, version, _RECORD_FILE, str(exc), kind=_KIND) from exc
         if not (isinstance(record, dict) and isinstance(record.get("strategy"), str)):
             raise IntegrityError(

@@ -8,18 +8,22 @@ model, predictor). The store compares no framework names: adding one means a for
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from ._import import EXTENSIONS
+from ._import import EXTENSIONS, read_torch
+from ._lightgbm_io import CODEC as LIGHTGBM
 from ._limits import StoreLimits
 from ._manifest import MANIFEST_NAME
-from ._native import NATIVE_FILES, NATIVE_FRAMEWORKS, describe_native, load_native
+from ._native import NativeCodec, describe_native, load_native
+from ._onnx_io import CODEC as ONNX
 from ._publish import SKLEARN_FILE, TORCH_FILE, describe_sklearn, describe_torch
 from ._sklearn_io import load_sklearn, make_sklearn_predictor
+from ._xgboost_io import CODEC as XGBOOST
 from .errors import IntegrityError, PublishError
 
 __all__ = ["FORMATS", "Format", "format_for"]
@@ -75,6 +79,20 @@ class Format(Protocol):
         """The model and its predictor, from the verified bytes of :attr:`filename`."""
         ...
 
+    def read_import(
+        self,
+        data: bytes,
+        *,
+        suffix: str,
+        filename: str,
+        name: str,
+        limits: StoreLimits,
+        spec_path: str | os.PathLike[str] | None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """What publish is handed for the bytes of the user's file ``filename`` (``store
+        publish``), checked by its ending ``suffix``: ``(model, spec)``."""
+        ...
+
 
 def _no_spec(name: str, spec: Mapping[str, Any] | None) -> None:
     if spec is not None:
@@ -125,6 +143,18 @@ class _Sklearn:
             n_outputs=manifest["n_outputs"],
         )
         return estimator, predictor
+
+    def read_import(
+        self,
+        data: bytes,
+        *,
+        suffix: str,
+        filename: str,
+        name: str,
+        limits: StoreLimits,
+        spec_path: str | os.PathLike[str] | None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        return load_sklearn(data, name=name, version=None, filename=filename, limits=limits), None
 
 
 def _checked_classes(manifest: Mapping[str, Any], estimator: Any) -> list[Any] | None:
@@ -177,31 +207,41 @@ class _Torch:
         module = load_torch(data, spec, name=name, version=version, filename=self.filename)
         return module, make_torch_predictor(module, spec)
 
-
-_NATIVE_LIBRARIES = {
-    "xgboost": ("xgboost",),
-    "lightgbm": ("lightgbm",),
-    "onnx": ("onnx", "onnxruntime"),
-}
+    def read_import(
+        self,
+        data: bytes,
+        *,
+        suffix: str,
+        filename: str,
+        name: str,
+        limits: StoreLimits,
+        spec_path: str | os.PathLike[str] | None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        return read_torch(data, spec_path, name=name, filename=filename, limits=limits)
 
 
 @dataclass(frozen=True)
 class _Native:
-    """XGBoost, LightGBM and ONNX: parsed, checked and re-serialised by the store."""
+    """XGBoost, LightGBM and ONNX: parsed, checked and re-serialised by the store, each by
+    the codec its own module defines."""
 
-    name: str
+    codec: NativeCodec
+
+    @property
+    def name(self) -> str:
+        return self.codec.name
 
     @property
     def filename(self) -> str:
-        return NATIVE_FILES[self.name]
+        return self.codec.filename
 
     @property
     def extensions(self) -> tuple[str, ...]:
-        return EXTENSIONS[self.name]
+        return EXTENSIONS[self.codec.name]
 
     @property
     def libraries(self) -> tuple[str, ...]:
-        return _NATIVE_LIBRARIES[self.name]
+        return self.codec.libraries
 
     def describe(
         self,
@@ -215,7 +255,7 @@ class _Native:
     ) -> tuple[dict[str, bytes], dict[str, Any]]:
         _no_spec(name, spec)
         return describe_native(
-            self.name, name, model, limits=limits, source=source, **describe_args
+            self.codec, name, model, limits=limits, source=source, **describe_args
         )
 
     def load(
@@ -227,11 +267,26 @@ class _Native:
         limits: StoreLimits,
         threads: int,
     ) -> tuple[Any, Predictor]:
-        return load_native(manifest, data, limits=limits, threads=threads)
+        return load_native(self.codec, manifest, data, limits=limits, threads=threads)
+
+    def read_import(
+        self,
+        data: bytes,
+        *,
+        suffix: str,
+        filename: str,
+        name: str,
+        limits: StoreLimits,
+        spec_path: str | os.PathLike[str] | None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        imported = self.codec.imported(
+            data, suffix=suffix, name=name, filename=filename, limits=limits
+        )
+        return imported, None
 
 
 #: Every format the store reads and writes, by framework name.
-_ALL: tuple[Format, ...] = (_Sklearn(), _Torch(), *(_Native(n) for n in NATIVE_FRAMEWORKS))
+_ALL: tuple[Format, ...] = (_Sklearn(), _Torch(), *(_Native(c) for c in (XGBOOST, LIGHTGBM, ONNX)))
 FORMATS: dict[str, Format] = {f.name: f for f in _ALL}
 
 

@@ -18,8 +18,9 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ._refused import Refused
+
 __all__ = [
-    "PathRefused",
     "create_new",
     "entries",
     "open_dir",
@@ -29,14 +30,6 @@ __all__ = [
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-class PathRefused(OSError):
-    """A path below the root is a symlink, not the expected kind of file, or too large."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _kind(mode: int) -> str:
@@ -62,7 +55,7 @@ def _open_child_dir(parent_fd: int, name: str, *, create: bool) -> int:
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             mode = os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode
-            raise PathRefused(f"{name!r} is {_kind(mode)}, not a directory") from exc
+            raise Refused(f"{name!r} is {_kind(mode)}, not a directory", file=name) from exc
         raise
 
 
@@ -71,7 +64,7 @@ def open_dir(root: Path, parts: Sequence[str], *, create: bool = False) -> Itera
     """A file descriptor for ``root/parts[0]/parts[1]/...``, every component a real directory.
 
     ``create`` makes missing components (mode 0755; the root too, with its parents).
-    Raises ``FileNotFoundError`` for a missing component, :class:`PathRefused` for one that
+    Raises ``FileNotFoundError`` for a missing component, :class:`Refused` for one that
     is a symlink or not a directory.
     """
     if create:
@@ -118,16 +111,16 @@ def read_regular(
         fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise PathRefused("is a symlink") from exc
+            raise Refused("is a symlink", file=name) from exc
         raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise PathRefused(f"is {_kind(st.st_mode)}, not a regular file")
+            raise Refused(f"is {_kind(st.st_mode)}, not a regular file", file=name)
         if expected_size is not None and st.st_size != expected_size:
-            raise PathRefused(f"is {st.st_size} bytes, the manifest says {expected_size}")
+            raise Refused(f"is {st.st_size} bytes, the manifest says {expected_size}", file=name)
         if st.st_size > max_bytes:
-            raise PathRefused(f"is {st.st_size} bytes, over the cap of {max_bytes}")
+            raise Refused(f"is {st.st_size} bytes, over the cap of {max_bytes}", file=name)
         limit = st.st_size if expected_size is None else expected_size
         # One buffer of the size fstat gave, filled by the kernel: the file is held once (a
         # list of chunks joined at the end held it twice: 2 GB for a 1 GB file).
@@ -135,7 +128,7 @@ def read_regular(
         if len(data) < limit:  # a short read (a signal, a network file system): the rest
             data = b"".join(_rest(fd, data, limit))
         if len(data) != limit or os.read(fd, 1):  # one more byte shows a file that grew
-            raise PathRefused(f"changed size while being read ({len(data)}+ bytes read)")
+            raise Refused(f"changed size while being read ({len(data)}+ bytes read)", file=name)
         return data
     finally:
         os.close(fd)

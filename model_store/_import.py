@@ -13,11 +13,12 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ._json import JSONRefused, parse_json
+from ._json import parse_json
 from ._limits import StoreLimits
+from ._refused import Refused
 from .errors import PublishError, UnsafeModelError
 
-__all__ = ["EXTENSIONS", "read_model_file"]
+__all__ = ["EXTENSIONS", "read_model_file", "read_torch"]
 
 #: The file name endings each framework imports.
 EXTENSIONS = {
@@ -83,13 +84,16 @@ def read_model_file(
     UnsafeModelError
         The file fails its format's checks (names the file).
     """
+    from ._formats import FORMATS  # the formats import this module's EXTENSIONS
+
     path = Path(path)
     filename = path.name
-    if framework not in EXTENSIONS:
+    if framework not in FORMATS:
         raise PublishError(
             name, f"--framework must be one of {', '.join(EXTENSIONS)}, got {framework!r}"
         )
     suffix = path.suffix.lower()
+    fmt = FORMATS[framework]
     convert = f"convert it first: {_HOW_TO_CONVERT[framework]}"
     if suffix in _PICKLE_EXTENSIONS:
         raise PublishError(
@@ -108,28 +112,12 @@ def read_model_file(
         raise UnsafeModelError(
             name, None, filename, reason=f"the file is a pickle, never loaded; {convert}"
         )
-    if framework == "sklearn":
-        from ._sklearn_io import load_sklearn
-
-        return load_sklearn(data, name=name, version=None, filename=filename, limits=limits), None
-    if framework == "torch":
-        return _read_torch(data, spec_path, name=name, filename=filename, limits=limits)
-    if framework == "xgboost":
-        from ._xgboost_io import xgboost_document
-
-        # Checked here with the format the extension names (publish then stores its JSON).
-        canonical, _ = xgboost_document(
-            data, fmt=suffix[1:], limits=limits, name=name, version=None, filename=filename
-        )
-        return canonical, None
-    if framework == "lightgbm":
-        from ._lightgbm_io import lightgbm_text
-
-        lightgbm_text(data, limits=limits, name=name, version=None, filename=filename)
-    return data, None
+    return fmt.read_import(
+        data, suffix=suffix, filename=filename, name=name, limits=limits, spec_path=spec_path
+    )
 
 
-def _read_torch(
+def read_torch(
     data: bytes,
     spec_path: str | os.PathLike[str] | None,
     *,
@@ -142,7 +130,7 @@ def _read_torch(
     raw = _read(Path(spec_path), limits, name)
     try:
         spec = parse_json(raw, max_bytes=limits.max_json_bytes, max_depth=limits.max_json_depth)
-    except JSONRefused as exc:
+    except Refused as exc:
         raise PublishError(name, f"{spec_path}: {exc}") from exc
     if not isinstance(spec, dict):
         raise PublishError(name, f"{spec_path}: the spec must be a JSON object")

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["JSONRefused", "canonical_bytes", "json_depth", "parse_json"]
+from ._refused import Refused
 
-
-class JSONRefused(ValueError):
-    """Not JSON, too large or too deeply nested; ``str()`` says which."""
+__all__ = ["canonical_bytes", "json_depth", "parse_json"]
 
 
 def json_depth(obj: Any) -> int:
@@ -36,15 +34,15 @@ def parse_json(data: bytes, *, max_bytes: int, max_depth: int) -> Any:
     ``RecursionError`` inside it; that and bad UTF-8 are refused like any other non-JSON.
     """
     if len(data) > max_bytes:
-        raise JSONRefused(f"{len(data)} bytes, over the cap of {max_bytes}")
+        raise Refused(f"{len(data)} bytes, over the cap of {max_bytes}")
     try:
         obj = json.loads(data)
     except RecursionError as exc:
-        raise JSONRefused("nested too deeply to parse") from exc
+        raise Refused("nested too deeply to parse") from exc
     except (ValueError, TypeError) as exc:  # JSONDecodeError, UnicodeDecodeError
-        raise JSONRefused(f"not JSON: {exc}") from exc
+        raise Refused(f"not JSON: {exc}") from exc
     if json_depth(obj) > max_depth:
-        raise JSONRefused(f"nested deeper than {max_depth} levels")
+        raise Refused(f"nested deeper than {max_depth} levels")
     return obj
 
 

@@ -33,10 +33,12 @@ from typing import Any
 import numpy as np
 
 from ._limits import StoreLimits
-from ._tree_links import LinksRefused, check_links
-from .errors import MissingDependencyError, UnsafeModelError
+from ._native import NativeCodec, Opened
+from ._refused import Refused
+from ._tree_links import check_links
+from .errors import MissingDependencyError, PublishError, UnsafeModelError
 
-__all__ = ["LIGHTGBM_FILE", "LightGBMInfo", "lightgbm_text", "load_lightgbm"]
+__all__ = ["CODEC", "LIGHTGBM_FILE", "LightGBMInfo", "lightgbm_text", "load_lightgbm"]
 
 LIGHTGBM_FILE = "model.txt"
 _HEADER_KEYS = (
@@ -93,10 +95,6 @@ _NO_INTS = np.zeros(0, np.int64)
 _FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?\Z")
 
 
-class _Refused(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
 class LightGBMInfo:
     n_features: int
@@ -119,11 +117,11 @@ def _key_values(lines: list[str], allowed: tuple[str, ...], where: str) -> dict[
         if not sep and key == "average_output":
             value = ""
         elif not sep:
-            raise _Refused(f"{where}: a line without '=': {line[:40]!r}")
+            raise Refused(f"{where}: a line without '=': {line[:40]!r}")
         if key not in allowed:
-            raise _Refused(f"{where}: unknown key {key[:40]!r}")
+            raise Refused(f"{where}: unknown key {key[:40]!r}")
         if key in out:
-            raise _Refused(f"{where}: key {key!r} appears twice")
+            raise Refused(f"{where}: key {key!r} appears twice")
         out[key] = value
     return out
 
@@ -131,12 +129,12 @@ def _key_values(lines: list[str], allowed: tuple[str, ...], where: str) -> dict[
 def _tokens(tree: dict[str, str], key: str, n: int, where: str, *, empty_ok: bool) -> list[str]:
     value = tree.get(key)
     if value is None and n:
-        raise _Refused(f"{where}: {key} must have {n} entries")
+        raise Refused(f"{where}: {key} must have {n} entries")
     tokens = value.split(" ") if value else []
     if empty_ok and not tokens:
         return tokens
     if len(tokens) != n:
-        raise _Refused(f"{where}: {key} must have {n} entries")
+        raise Refused(f"{where}: {key} must have {n} entries")
     return tokens
 
 
@@ -150,16 +148,16 @@ def _ints(tree: dict[str, str], key: str, n: int, where: str, out: dict[str, str
     value = tree.get(key)
     if not n:
         if value:
-            raise _Refused(f"{where}: {key} must have 0 entries")
+            raise Refused(f"{where}: {key} must have 0 entries")
         out[key] = ""
         return _NO_INTS
     if value is None or value.count(" ") != n - 1:
-        raise _Refused(f"{where}: {key} must have {n} entries")
+        raise Refused(f"{where}: {key} must have {n} entries")
     if not _INTS_LINE.match(value):
-        raise _Refused(f"{where}: {key} holds an integer not written in plain decimal")
+        raise Refused(f"{where}: {key} holds an integer not written in plain decimal")
     values = np.array(value.split(" "), dtype=np.int64)
     if values.min() < -(2**31) or values.max() >= 2**31:
-        raise _Refused(f"{where}: {key} holds an integer out of range")
+        raise Refused(f"{where}: {key} holds an integer out of range")
     out[key] = value
     return values
 
@@ -183,9 +181,9 @@ def _floats(
     try:
         text = " ".join(map(repr, map(float, tokens)))
     except ValueError as exc:
-        raise _Refused(f"{where}: {key} holds a non-number") from exc
+        raise Refused(f"{where}: {key} holds a non-number") from exc
     if "n" in text:  # repr writes only 'inf' and 'nan' with letters other than 'e'
-        raise _Refused(f"{where}: {key} holds NaN or infinity")
+        raise Refused(f"{where}: {key} holds NaN or infinity")
     out[key] = text
 
 
@@ -193,7 +191,7 @@ def _int(value: str | None, what: str, low: int, high: int) -> int:
     """An integer in plain decimal (see :func:`_ints`), in ``[low, high]``."""
     out = int(value) if value is not None and _INT_TEXT.match(value) else None
     if out is None or not low <= out <= high:
-        raise _Refused(f"{what} must be an integer in [{low}, {high}], got {str(value)[:40]!r}")
+        raise Refused(f"{what} must be an integer in [{low}, {high}], got {str(value)[:40]!r}")
     return out
 
 
@@ -203,9 +201,9 @@ def _check_tree(
     """The tree's lines rebuilt from the checked values, and its node count."""
     n_leaves = _int(tree.get("num_leaves"), f"{where}: num_leaves", 1, cap)
     if tree.get("num_cat", "0") != "0" or "cat_boundaries" in tree:
-        raise _Refused(f"{where}: categorical splits are not supported")
+        raise Refused(f"{where}: categorical splits are not supported")
     if tree.get("is_linear", "0") != "0":
-        raise _Refused(f"{where}: linear trees are not supported")
+        raise Refused(f"{where}: linear trees are not supported")
     n_splits = n_leaves - 1
     out: dict[str, str] = {"num_leaves": str(n_leaves)}
     if "num_cat" in tree:
@@ -229,12 +227,12 @@ def _check_tree(
     _floats(tree, "shrinkage", 1, where, out)
     features = arrays["split_feature"]
     if ((features < 0) | (features >= n_features)).any():
-        raise _Refused(f"{where}: a split feature is outside [0, {n_features})")
+        raise Refused(f"{where}: a split feature is outside [0, {n_features})")
     decision = arrays["decision_type"]
     if ((decision & 1) != 0).any():
-        raise _Refused(f"{where}: categorical splits are not supported")
+        raise Refused(f"{where}: categorical splits are not supported")
     if ((decision < 0) | (decision > 15) | (((decision >> 2) & 3) == 3)).any():
-        raise _Refused(f"{where}: a decision_type is not a numerical split")
+        raise Refused(f"{where}: a decision_type is not a numerical split")
 
     def unified(child: np.ndarray) -> np.ndarray:  # leaves after the splits: ~c -> n_splits + ~c
         return np.where(child >= 0, child, n_splits + (-child - 1))
@@ -246,15 +244,12 @@ def _check_tree(
         or (left >= n_splits + n_leaves).any()
         or (right >= n_splits + n_leaves).any()
     ):
-        raise _Refused(f"{where}: a child index is out of range")
+        raise Refused(f"{where}: a child index is out of range")
     if n_splits:
         is_split = np.zeros(n_splits + n_leaves, bool)
         is_split[:n_splits] = True
         pad = np.zeros(n_leaves, np.int64)
-        try:
-            check_links(np.concatenate((left, pad)), np.concatenate((right, pad)), is_split, where)
-        except LinksRefused as exc:
-            raise _Refused(str(exc)) from exc
+        check_links(np.concatenate((left, pad)), np.concatenate((right, pad)), is_split, where)
     lines = [f"{k}={out[k]}" for k in _TREE_KEYS if k in out]
     return lines, n_splits + n_leaves
 
@@ -269,15 +264,15 @@ def _objective(value: str, n_classes: int) -> tuple[str, str]:
             out.append(token)
         elif sep and key == "num_class":
             if _int(number, "objective num_class", 1, n_classes) != n_classes:
-                raise _Refused(f"the objective's num_class differs from num_class {n_classes}")
+                raise Refused(f"the objective's num_class differs from num_class {n_classes}")
             out.append(f"num_class:{n_classes}")
         elif sep and key == "sigmoid" and _FLOAT_TEXT.match(number):
             sigmoid = float(number)
             if not 0 < sigmoid < 1e6:
-                raise _Refused(f"sigmoid {number[:40]!r} is out of range")
+                raise Refused(f"sigmoid {number[:40]!r} is out of range")
             out.append(f"sigmoid:{sigmoid!r}")
         else:
-            raise _Refused(f"unknown objective parameter {token[:40]!r}")
+            raise Refused(f"unknown objective parameter {token[:40]!r}")
     return name, " ".join(out)
 
 
@@ -291,7 +286,7 @@ def _feature_info(token: str) -> str:
             return f"[{float(low)!r}:{float(high)!r}]"
     elif all(_INT_TEXT.match(c) for c in token.split(":")):
         return token
-    raise _Refused(f"feature_infos holds {token[:40]!r}")
+    raise Refused(f"feature_infos holds {token[:40]!r}")
 
 
 def _header(header: dict[str, str], n_features: int, n_classes: int) -> dict[str, str]:
@@ -303,18 +298,18 @@ def _header(header: dict[str, str], n_features: int, n_classes: int) -> dict[str
     out["objective"] = _objective(header.get("objective", ""), n_classes)[1]
     if "average_output" in header:
         if header["average_output"]:
-            raise _Refused("average_output takes no value")
+            raise Refused("average_output takes no value")
         out["average_output"] = ""
     out["feature_names"] = header.get("feature_names", "")
     if "feature_infos" in header:
         infos = header["feature_infos"].split(" ")
         if len(infos) != n_features:
-            raise _Refused(f"feature_infos must have {n_features} entries")
+            raise Refused(f"feature_infos must have {n_features} entries")
         out["feature_infos"] = " ".join(map(_feature_info, infos))
     if "monotone_constraints" in header:
         values = header["monotone_constraints"].split(" ")
         if len(values) != n_features or any(v not in ("-1", "0", "1") for v in values):
-            raise _Refused(f"monotone_constraints must be {n_features} of -1, 0 and 1")
+            raise Refused(f"monotone_constraints must be {n_features} of -1, 0 and 1")
         out["monotone_constraints"] = header["monotone_constraints"]
     return out
 
@@ -322,7 +317,7 @@ def _header(header: dict[str, str], n_features: int, n_classes: int) -> dict[str
 def _blocks(text: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
     lines = text.split("\n")
     if not lines or lines[0].strip() != "tree":
-        raise _Refused("the first line is not 'tree'")
+        raise Refused("the first line is not 'tree'")
     header: list[str] = []
     trees: list[tuple[str, list[str]]] = []
     for raw in lines[1:]:
@@ -337,22 +332,22 @@ def _blocks(text: str) -> tuple[list[str], list[tuple[str, list[str]]]]:
             trees[-1][1].append(line)
         else:
             header.append(line)
-    raise _Refused(f"no {_END!r} line")
+    raise Refused(f"no {_END!r} line")
 
 
 def check_text(text: str, limits: StoreLimits) -> tuple[str, LightGBMInfo]:
     """Check a model text; return the rebuilt text LightGBM will parse, and what was found."""
     if text.count("\nTree=") > limits.max_trees:
-        raise _Refused(f"more than {limits.max_trees} trees (store.limits.max_trees)")
+        raise Refused(f"more than {limits.max_trees} trees (store.limits.max_trees)")
     # Before the split into lines (about 60 bytes of memory per line, however short): about
     # 20 lines per tree, one per feature after the trees (importances), the parameters.
     max_lines = 4096 + 32 * limits.max_trees + limits.max_features
     if text.count("\n") > max_lines:
-        raise _Refused(f"more than {max_lines} lines, more than a model within the caps holds")
+        raise Refused(f"more than {max_lines} lines, more than a model within the caps holds")
     header_lines, tree_blocks = _blocks(text)
     header = _key_values(header_lines, _HEADER_KEYS + _DROPPED_HEADER, "header")
     if header.get("version") not in ("v2", "v3", "v4"):
-        raise _Refused(f"model format version {header.get('version')!r} is not v2, v3 or v4")
+        raise Refused(f"model format version {header.get('version')!r} is not v2, v3 or v4")
     n_features = (
         _int(header.get("max_feature_idx"), "max_feature_idx", 0, limits.max_features - 1) + 1
     )
@@ -364,16 +359,16 @@ def check_text(text: str, limits: StoreLimits) -> tuple[str, LightGBMInfo]:
     if objective in _CLASSIFICATION:
         task = "classification"
         if (objective == "binary") != (n_classes == 1) or per_iteration != n_classes:
-            raise _Refused(f"objective {objective!r} with num_class {n_classes}")
+            raise Refused(f"objective {objective!r} with num_class {n_classes}")
     elif objective in _REGRESSION and n_classes == 1:
         task = "regression"
     else:
-        raise _Refused(f"objective {objective[:40] or 'custom'!r} is not supported")
+        raise Refused(f"objective {objective[:40] or 'custom'!r} is not supported")
     if not tree_blocks or len(tree_blocks) % per_iteration:
-        raise _Refused(f"{len(tree_blocks)} trees for {per_iteration} per iteration")
+        raise Refused(f"{len(tree_blocks)} trees for {per_iteration} per iteration")
     names = header.get("feature_names", "").split(" ")
     if len(names) != n_features:
-        raise _Refused(f"feature_names must have {n_features} entries")
+        raise Refused(f"feature_names must have {n_features} entries")
     rebuilt = _header(header, n_features, n_classes)
     out = ["tree", *(f"{k}={v}" if v or k != "average_output" else k for k, v in rebuilt.items())]
     out.append("")
@@ -382,15 +377,15 @@ def check_text(text: str, limits: StoreLimits) -> tuple[str, LightGBMInfo]:
     for i, (title, lines) in enumerate(tree_blocks):
         where = f"tree {i}"
         if title != f"Tree={i}":
-            raise _Refused(f"{where}: expected 'Tree={i}', found {title[:40]!r}")
+            raise Refused(f"{where}: expected 'Tree={i}', found {title[:40]!r}")
         if "is_linear=1" in lines:  # before its own keys (leaf_const, ...) count as unknown
-            raise _Refused(f"{where}: linear trees are not supported")
+            raise Refused(f"{where}: linear trees are not supported")
         tree_lines, n_nodes = _check_tree(
             _key_values(lines, _TREE_KEYS, where), n_features, cap, where
         )
         total += n_nodes
         if total > limits.max_tree_nodes:
-            raise _Refused(f"more than {limits.max_tree_nodes} nodes (store.limits.max_tree_nodes)")
+            raise Refused(f"more than {limits.max_tree_nodes} nodes (store.limits.max_tree_nodes)")
         out += [title, *tree_lines, "", ""]
     out += [_END, ""]
     auto = names == [f"Column_{i}" for i in range(n_features)]
@@ -405,13 +400,13 @@ def lightgbm_text(
     """Decode and check a LightGBM text model (:func:`check_text`), naming ``filename``."""
     try:
         if len(data) > limits.max_file_bytes:
-            raise _Refused(f"{len(data)} bytes, over the cap of {limits.max_file_bytes}")
+            raise Refused(f"{len(data)} bytes, over the cap of {limits.max_file_bytes}")
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _Refused("not UTF-8 text") from exc
+            raise Refused("not UTF-8 text") from exc
         return check_text(text, limits)
-    except _Refused as exc:
+    except Refused as exc:
         raise UnsafeModelError(
             name, version, filename, reason=f"not a valid LightGBM text model ({exc})"
         ) from exc
@@ -449,3 +444,63 @@ def make_lightgbm_predictor(
         return out.astype(np.float64, copy=False).reshape(X.shape[0], -1)
 
     return predict
+
+
+def _lightgbm_bytes(model: Any, name: str) -> tuple[bytes, str]:
+    if isinstance(model, str):
+        return model.encode(), "text"
+    booster = getattr(model, "booster_", model)
+    if not hasattr(booster, "model_to_string"):
+        raise PublishError(name, f"not a LightGBM model: {type(model).__name__}")
+    return booster.model_to_string().encode(), "text"
+
+
+def _open_lightgbm(
+    data: bytes,
+    fmt: str,
+    *,
+    name: str,
+    version: int | None,
+    filename: str,
+    limits: StoreLimits,
+    threads: int,
+    n_features: int | None,
+    task: str | None,
+    classes: list[Any] | None,
+) -> Opened:
+    """Check the text model, load its re-spelt text."""
+    text, linfo = lightgbm_text(data, limits=limits, name=name, version=version, filename=filename)
+    lbooster = load_lightgbm(text, linfo, name=name)
+    found = {
+        "n_features": linfo.n_features,
+        "task": linfo.task,
+        "n_outputs": linfo.n_outputs,
+        "feature_names": linfo.feature_names,
+        "estimator": f"lightgbm.gbdt {linfo.objective}",
+    }
+    return (
+        text.encode(),
+        lbooster,
+        make_lightgbm_predictor(lbooster, linfo, threads=threads),
+        found,
+    )
+
+
+def _imported_lightgbm(
+    data: bytes, *, suffix: str, name: str, filename: str, limits: StoreLimits
+) -> bytes:
+    lightgbm_text(data, limits=limits, name=name, version=None, filename=filename)
+    return data
+
+
+#: The LightGBM format: a text model, stored re-spelt.
+CODEC = NativeCodec(
+    name="lightgbm",
+    filename=LIGHTGBM_FILE,
+    libraries=("lightgbm",),
+    stored_fmt="text",
+    bytes_fmt="text",
+    serialise=_lightgbm_bytes,
+    open=_open_lightgbm,
+    imported=_imported_lightgbm,
+)

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from . import _fs
-from ._json import JSONRefused, parse_json
+from ._json import parse_json
 from ._limits import StoreLimits
+from ._refused import Refused
 from ._signing import MANIFEST_PURPOSE, SIGNATURE_FIELD, Signer
 from .errors import IntegrityError, SignatureError
 
@@ -133,7 +134,7 @@ def read_manifest(
             data = _fs.read_regular(dir_fd, MANIFEST_NAME, max_bytes=ctx.limits.max_json_bytes)
     except FileNotFoundError as exc:
         raise refuse("missing") from exc
-    except _fs.PathRefused as exc:
+    except Refused as exc:
         raise refuse(exc.reason) from exc
     except OSError as exc:
         raise refuse(f"unreadable: {exc}") from exc
@@ -141,7 +142,7 @@ def read_manifest(
         manifest = parse_json(
             data, max_bytes=ctx.limits.max_json_bytes, max_depth=ctx.limits.max_json_depth
         )
-    except JSONRefused as exc:
+    except Refused as exc:
         raise refuse(f"unreadable: {exc}") from exc
     if not isinstance(manifest, dict):
         raise refuse("not a manifest object")
@@ -215,7 +216,7 @@ def read_verified_files(
                     data = _fs.read_regular(dir_fd, filename, max_bytes=cap, expected_size=size)
                 except FileNotFoundError as exc:
                     raise IntegrityError(name, version, filename, "missing", kind=kind) from exc
-                except _fs.PathRefused as exc:
+                except Refused as exc:
                     raise IntegrityError(name, version, filename, exc.reason, kind=kind) from exc
                 if sha256_hex(data) != meta["sha256"]:
                     raise IntegrityError(name, version, filename, kind=kind)
@@ -224,6 +225,6 @@ def read_verified_files(
         raise IntegrityError(
             name, version, MANIFEST_NAME, "version folder vanished", kind=kind
         ) from exc
-    except _fs.PathRefused as exc:
+    except Refused as exc:
         raise IntegrityError(name, version, MANIFEST_NAME, exc.reason, kind=kind) from exc
     return contents

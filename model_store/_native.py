@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,124 +19,47 @@ import numpy as np
 from ._limits import StoreLimits
 from .errors import PublishError, UnsafeModelError
 
-__all__ = ["NATIVE_FILES", "NATIVE_FRAMEWORKS", "describe_native", "load_native"]
+__all__ = ["NativeCodec", "Opened", "describe_native", "load_native"]
 
-NATIVE_FRAMEWORKS = ("xgboost", "lightgbm", "onnx")
-NATIVE_FILES = {"xgboost": "model.json", "lightgbm": "model.txt", "onnx": "model.onnx"}
 _OUTPUT_KIND = {"classification": "proba", "regression": "value"}
 _PICKLE = re.compile(rb"\x80[\x02-\x05]")
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+#: What a codec's ``open`` returns: the bytes to store, the model, its predictor, the findings.
+Opened = tuple[bytes, Any, Predictor, dict[str, Any]]
 
 
-def _as_bytes(framework: str, model: Any, name: str) -> tuple[bytes, str]:
-    """The serialised model and its format (``json``, ``ubj``, ``auto``, ``text``, ``onnx``)."""
+@dataclass(frozen=True)
+class NativeCodec:
+    """One format the store parses, checks and re-serialises (its module defines it).
+
+    ``serialise`` turns a library model into its bytes and their spelling; ``open`` checks
+    bytes of a spelling and loads them, returning the bytes to store, the model, its
+    predictor and what the checks found (``n_features``, ``task``, ``n_outputs``,
+    ``feature_names``, ``estimator``, and ``classes`` when the file states them). Bytes
+    handed to publish are read as ``bytes_fmt``, a stored file as ``stored_fmt``.
+    ``imported`` checks the bytes of a user's file (``store publish``) by its ending and
+    returns what publish is handed.
+    """
+
+    name: str
+    filename: str
+    libraries: tuple[str, ...]
+    stored_fmt: str
+    bytes_fmt: str
+    serialise: Callable[[Any, str], tuple[bytes, str]]
+    open: Callable[..., Opened]
+    imported: Callable[..., bytes]
+
+
+def _as_bytes(codec: NativeCodec, model: Any, name: str) -> tuple[bytes, str]:
+    """The serialised model and its spelling (``json``, ``ubj``, ``auto``, ``text``, ``onnx``)."""
     if isinstance(model, bytes | bytearray | memoryview):
         data = bytes(model)
         if _PICKLE.match(data[:2]):
             raise PublishError(name, "the bytes are a pickle, which the store never loads")
-        return data, "auto" if framework == "xgboost" else framework
-    if framework == "xgboost":
-        booster = model.get_booster() if hasattr(model, "get_booster") else model
-        if not hasattr(booster, "save_raw"):
-            raise PublishError(name, f"not an XGBoost model: {type(model).__name__}")
-        return bytes(booster.save_raw("json")), "json"
-    if framework == "lightgbm":
-        if isinstance(model, str):
-            return model.encode(), "text"
-        booster = getattr(model, "booster_", model)
-        if not hasattr(booster, "model_to_string"):
-            raise PublishError(name, f"not a LightGBM model: {type(model).__name__}")
-        return booster.model_to_string().encode(), "text"
-    if not hasattr(model, "SerializeToString"):
-        raise PublishError(name, f"not an ONNX ModelProto: {type(model).__name__}")
-    return model.SerializeToString(), "onnx"
-
-
-def _open(
-    framework: str,
-    data: bytes,
-    fmt: str,
-    *,
-    name: str,
-    version: int | None,
-    limits: StoreLimits,
-    threads: int,
-    n_features: int | None,
-    task: str | None,
-    classes: list[Any] | None,
-    source: str | None = None,
-) -> tuple[bytes, Any, Predictor, dict[str, Any]]:
-    """Check and load; returns the bytes to store, the model, its predictor and what the
-    checks found (``n_features``, ``task``, ``classes``, ``feature_names``, ``estimator``).
-
-    ``source`` is the user's file name at publish (refusals name it). An ONNX predictor's
-    columns follow ``classes`` when they are the file's labels in some order, else the
-    file's own order: the caller compares ``classes`` with the ``found`` ones.
-    """
-    filename = source or NATIVE_FILES[framework]
-    if framework == "xgboost":
-        from ._xgboost_io import load_xgboost, make_xgboost_predictor, xgboost_document
-
-        canonical, xinfo = xgboost_document(
-            data, fmt=fmt, limits=limits, name=name, version=version, filename=filename
-        )
-        booster = load_xgboost(canonical, xinfo, threads=threads, name=name)
-        found = {
-            "n_features": xinfo.n_features,
-            "task": xinfo.task,
-            "n_outputs": xinfo.n_outputs,
-            "feature_names": xinfo.feature_names,
-            "estimator": f"xgboost.{xinfo.booster} {xinfo.objective}",
-        }
-        return canonical, booster, make_xgboost_predictor(booster, xinfo), found
-    if framework == "lightgbm":
-        from ._lightgbm_io import lightgbm_text, load_lightgbm, make_lightgbm_predictor
-
-        text, linfo = lightgbm_text(
-            data, limits=limits, name=name, version=version, filename=filename
-        )
-        lbooster = load_lightgbm(text, linfo, name=name)
-        found = {
-            "n_features": linfo.n_features,
-            "task": linfo.task,
-            "n_outputs": linfo.n_outputs,
-            "feature_names": linfo.feature_names,
-            "estimator": f"lightgbm.gbdt {linfo.objective}",
-        }
-        return (
-            text.encode(),
-            lbooster,
-            make_lightgbm_predictor(lbooster, linfo, threads=threads),
-            found,
-        )
-    from ._onnx_io import (
-        OnnxRefused,
-        check_onnx,
-        class_columns,
-        load_onnx_session,
-        make_onnx_predictor,
-    )
-
-    try:
-        model, oinfo, width = check_onnx(data, n_features=n_features, task=task, limits=limits)
-    except OnnxRefused as exc:
-        raise UnsafeModelError(
-            name, version, filename, reason=f"not a valid ONNX model ({exc})"
-        ) from exc
-    session = load_onnx_session(data, threads=threads, name=name)
-    labels = oinfo.class_labels
-    if classes is None or (labels is not None and class_columns(labels, classes) is None):
-        classes = labels
-    found = {
-        "n_features": width,
-        "task": oinfo.task,
-        "n_outputs": None,
-        "feature_names": None,
-        "classes": oinfo.class_labels,
-        "estimator": f"onnx {model.producer_name or 'unknown'} {model.producer_version}".strip(),
-    }
-    return data, session, make_onnx_predictor(session, oinfo, classes), found
+        return data, codec.bytes_fmt
+    return codec.serialise(model, name)
 
 
 def _probe(predict: Predictor, n_features: int) -> np.ndarray:
@@ -146,7 +70,7 @@ def _probe(predict: Predictor, n_features: int) -> np.ndarray:
 
 
 def describe_native(
-    framework: str,
+    codec: NativeCodec,
     name: str,
     model: Any,
     *,
@@ -171,23 +95,22 @@ def describe_native(
 
     if tasks is not None or task not in (None, "classification", "regression"):
         raise PublishError(
-            name, f"{framework} models are single-task (classification or regression)"
+            name, f"{codec.name} models are single-task (classification or regression)"
         )
-    data, fmt = _as_bytes(framework, model, name)
+    data, fmt = _as_bytes(codec, model, name)
     declared = dict(input_schema or {})
     given_classes = None if classes is None else jsonable_classes(name, classes)
-    stored, _, predict, found = _open(
-        framework,
+    stored, _, predict, found = codec.open(
         data,
         fmt,
         name=name,
         version=None,
+        filename=source or codec.filename,
         limits=limits,
         threads=1,
         n_features=declared.get("n_features"),
         task=task,
         classes=given_classes,
-        source=source,
     )
     if task is not None and task != found["task"]:
         raise PublishError(name, f"task {task!r}, but the model's objective is {found['task']}")
@@ -212,7 +135,7 @@ def describe_native(
     if output_kind not in (None, expected):
         raise PublishError(name, f"output_kind {output_kind!r} does not fit task {task!r}")
     fields = {
-        "framework": framework,
+        "framework": codec.name,
         "input_schema": schema,
         "task": task,
         "classes": final,
@@ -222,23 +145,27 @@ def describe_native(
         "estimator": found["estimator"],
         "spec": None,
     }
-    return {NATIVE_FILES[framework]: stored}, fields
+    return {codec.filename: stored}, fields
 
 
 def load_native(
-    manifest: Mapping[str, Any], data: bytes, *, limits: StoreLimits, threads: int
+    codec: NativeCodec,
+    manifest: Mapping[str, Any],
+    data: bytes,
+    *,
+    limits: StoreLimits,
+    threads: int,
 ) -> tuple[Any, Predictor]:
     """Check and load a stored native model; its outputs must fit the manifest."""
-    framework, name, version = manifest["framework"], manifest["name"], manifest["version"]
+    name, version = manifest["name"], manifest["version"]
     n_features = manifest["input_schema"]["n_features"]
-    filename = NATIVE_FILES[framework]
-    fmt = {"xgboost": "json", "lightgbm": "text", "onnx": "onnx"}[framework]
-    _, model, predict, found = _open(
-        framework,
+    filename = codec.filename
+    _, model, predict, found = codec.open(
         data,
-        fmt,
+        codec.stored_fmt,
         name=name,
         version=version,
+        filename=filename,
         limits=limits,
         threads=threads,
         n_features=n_features,

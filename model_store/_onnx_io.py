@@ -48,12 +48,15 @@ from typing import Any
 
 import numpy as np
 
-from ._json import JSONRefused, parse_json
+from ._json import parse_json
 from ._limits import StoreLimits
-from ._tree_links import LinksRefused, check_links
-from .errors import MissingDependencyError, PublishError
+from ._native import NativeCodec, Opened
+from ._refused import Refused
+from ._tree_links import check_links
+from .errors import MissingDependencyError, PublishError, UnsafeModelError
 
 __all__ = [
+    "CODEC",
     "ONNX_FILE",
     "OnnxInfo",
     "check_onnx",
@@ -102,10 +105,6 @@ _OPS = _names(
 )
 
 
-class OnnxRefused(ValueError):
-    """The model fails a check; ``str()`` says which."""
-
-
 @dataclass(frozen=True)
 class OnnxInfo:
     input_name: str
@@ -127,7 +126,7 @@ def import_onnx(name: str | None = None) -> tuple[Any, Any]:
 
 def _graphs(graph: Any, depth: int = 0) -> Iterator[Any]:
     if depth > 32:
-        raise OnnxRefused("subgraphs nested deeper than 32 levels")
+        raise Refused("subgraphs nested deeper than 32 levels")
     yield graph
     for node in graph.node:
         for attr in node.attribute:
@@ -178,18 +177,18 @@ def _check_ensemble(node: Any, width: int, where: str) -> None:
         "nodes_falsenodeids",
     )
     if "nodes_values" not in a:
-        raise OnnxRefused(f"{where}: nodes_values missing (nodes_values_as_tensor not supported)")
+        raise Refused(f"{where}: nodes_values missing (nodes_values_as_tensor not supported)")
     n = len(a.get("nodes_nodeids", []))
     if any(len(a.get(k, [])) != n for k in (*keys, "nodes_values")) or n == 0:
-        raise OnnxRefused(f"{where}: the nodes_* lists differ in length")
+        raise Refused(f"{where}: the nodes_* lists differ in length")
     tree, nid = np.asarray(a["nodes_treeids"]), np.asarray(a["nodes_nodeids"])
     modes = [m.decode() if isinstance(m, bytes) else m for m in a["nodes_modes"]]
     if any(m not in (_LEAF, *_BRANCHES) for m in modes):
-        raise OnnxRefused(f"{where}: unknown node mode")
+        raise Refused(f"{where}: unknown node mode")
     is_split = np.asarray([m != _LEAF for m in modes])
     index = {(int(t), int(i)): k for k, (t, i) in enumerate(zip(tree, nid, strict=True))}
     if len(index) != n:
-        raise OnnxRefused(f"{where}: (tree, node) ids repeat")
+        raise Refused(f"{where}: (tree, node) ids repeat")
 
     def resolve(children: list[int]) -> np.ndarray:
         out = np.full(n, -1, np.int64)
@@ -200,13 +199,10 @@ def _check_ensemble(node: Any, width: int, where: str) -> None:
     left, right = resolve(a["nodes_truenodeids"]), resolve(a["nodes_falsenodeids"])
     feats = np.asarray(a["nodes_featureids"])[is_split]
     if ((feats < 0) | (feats >= width)).any():
-        raise OnnxRefused(f"{where}: a branch feature is outside [0, {width})")
+        raise Refused(f"{where}: a branch feature is outside [0, {width})")
     if not np.isfinite(np.asarray(a["nodes_values"], np.float64)[is_split]).all():
-        raise OnnxRefused(f"{where}: a branch threshold is not finite")
-    try:
-        check_links(left, right, is_split, where)
-    except LinksRefused as exc:
-        raise OnnxRefused(str(exc)) from exc
+        raise Refused(f"{where}: a branch threshold is not finite")
+    check_links(left, right, is_split, where)
     has_parent = np.zeros(n, bool)
     has_parent[np.r_[left[is_split], right[is_split]]] = True
     first: dict[int, int] = {}
@@ -214,23 +210,23 @@ def _check_ensemble(node: Any, width: int, where: str) -> None:
         first.setdefault(t, k)
     roots = np.flatnonzero(~has_parent)
     if sorted(roots.tolist()) != sorted(first.values()):
-        raise OnnxRefused(f"{where}: each tree's first node must be its only root")
+        raise Refused(f"{where}: each tree's first node must be its only root")
     leaf_tree, leaf_node = a.get(f"{prefix}_treeids", []), a.get(f"{prefix}_nodeids", [])
     ids, weights = a.get(f"{prefix}_ids", []), a.get(f"{prefix}_weights", [])
     if not len(leaf_tree) == len(leaf_node) == len(ids) == len(weights):
-        raise OnnxRefused(f"{where}: the {prefix}_* lists differ in length")
+        raise Refused(f"{where}: the {prefix}_* lists differ in length")
     for t, i in zip(leaf_tree, leaf_node, strict=True):
         leaf = index.get((int(t), int(i)))
         if leaf is None or is_split[leaf]:
-            raise OnnxRefused(f"{where}: a {prefix} weight is on no leaf")
+            raise Refused(f"{where}: a {prefix} weight is on no leaf")
     if prefix == "class":
         n_out = len(a.get("classlabels_int64s", []) or a.get("classlabels_strings", []))
     else:
         n_out = int(a.get("n_targets", 1))
     if ids and (min(ids) < 0 or max(ids) >= max(n_out, 1)):
-        raise OnnxRefused(f"{where}: a {prefix} id is outside [0, {n_out})")
+        raise Refused(f"{where}: a {prefix} id is outside [0, {n_out})")
     if not np.isfinite(np.asarray(weights, np.float64)).all():
-        raise OnnxRefused(f"{where}: a {prefix} weight is not finite")
+        raise Refused(f"{where}: a {prefix} weight is not finite")
 
 
 def _constant(node: Any) -> np.ndarray | None:
@@ -276,9 +272,7 @@ def _check_bounds(
 
     def declared(tensor: Any, what: str) -> None:
         if _elements(tensor.dims) > cap:
-            raise OnnxRefused(
-                f"{what} has more than {cap} elements (store.limits.max_onnx_elements)"
-            )
+            raise Refused(f"{what} has more than {cap} elements (store.limits.max_onnx_elements)")
 
     for tensor in graph.initializer:
         declared(tensor, f"initializer {tensor.name[:40]!r}")
@@ -306,7 +300,7 @@ def _check_bounds(
         for attr in node.attribute:
             for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
                 if depth > 32:
-                    raise OnnxRefused("subgraphs nested deeper than 32 levels")
+                    raise Refused("subgraphs nested deeper than 32 levels")
                 _check_bounds(sub, constants, limits, depth + 1, frozenset(live))
 
 
@@ -344,14 +338,14 @@ def _check_node_bounds(
         for i in _SHAPE_INPUTS.get(node.op_type, ()):
             name = node.input[i] if i < len(node.input) else ""
             if name and name not in constants and name not in live:
-                raise OnnxRefused(
+                raise Refused(
                     f"{where}: its input {name[:40]!r} is computed from constants only, "
                     "which the check does not evaluate (cannot bound it)"
                 )
 
     def bound(count: float, what: str) -> None:
         if not count <= cap:
-            raise OnnxRefused(
+            raise Refused(
                 f"{where}: {what} of more than {cap} elements (store.limits.max_onnx_elements)"
             )
 
@@ -368,7 +362,7 @@ def _check_node_bounds(
         elif op == "Range":
             start, limit, delta = const(0), const(1), const(2)
             if delta is not None and float(delta) == 0:
-                raise OnnxRefused(f"{where}: a delta of 0")
+                raise Refused(f"{where}: a delta of 0")
             if start is not None and limit is not None and delta is not None:
                 bound(abs((float(limit) - float(start)) / float(delta)), "a range")
         elif op in ("Resize", "Upsample"):
@@ -383,17 +377,17 @@ def _check_node_bounds(
         elif op == "Loop":
             trips = const(0)
             if trips is None:
-                raise OnnxRefused(f"{where}: a Loop without a constant trip count")
+                raise Refused(f"{where}: a Loop without a constant trip count")
             count = float(np.max(trips))
             if not 0 <= count <= limits.max_onnx_loop_trips:
-                raise OnnxRefused(
+                raise Refused(
                     f"{where}: a Loop of {count:.0f} iterations, over the cap of "
                     f"{limits.max_onnx_loop_trips} (store.limits.max_onnx_loop_trips)"
                 )
-    except OnnxRefused:
+    except Refused:
         raise
     except (TypeError, ValueError, OverflowError) as exc:
-        raise OnnxRefused(f"{where}: a constant input it cannot use") from exc
+        raise Refused(f"{where}: a constant input it cannot use") from exc
 
 
 def check_onnx(
@@ -408,48 +402,48 @@ def check_onnx(
     try:
         model = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf's DecodeError and friends
-        raise OnnxRefused(f"not an ONNX protobuf ({type(exc).__name__})") from exc
+        raise Refused(f"not an ONNX protobuf ({type(exc).__name__})") from exc
     if len(model.functions):
         # Their bodies are graphs of their own (tensors, attributes by reference): refused
         # rather than checked; the supported exporters do not write them.
-        raise OnnxRefused(
+        raise Refused(
             f"model-local functions ({model.functions[0].name[:40]!r}, ...) are not supported"
         )
     graphs = list(_graphs(model.graph))
     for graph in graphs:
         for tensor in _tensors(graph):
             if tensor.data_location == 1 or len(tensor.external_data):
-                raise OnnxRefused(f"tensor {tensor.name[:40]!r} uses external data (refused)")
+                raise Refused(f"tensor {tensor.name[:40]!r} uses external data (refused)")
         for node in graph.node:
             if node.domain not in _DOMAINS:
-                raise OnnxRefused(
+                raise Refused(
                     f"operator {node.op_type[:40]!r} of domain {node.domain[:40]!r} (custom)"
                 )
             allowed = _ML_OPS if node.domain == "ai.onnx.ml" else _OPS
             if node.op_type not in allowed:
-                raise OnnxRefused(
+                raise Refused(
                     f"operator {node.op_type[:40]!r} is not among those the store accepts"
                 )
     _check_bounds(model.graph, {}, limits or StoreLimits(), 0)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise OnnxRefused(f"onnx.checker: {str(exc)[:200]}") from exc
+        raise Refused(f"onnx.checker: {str(exc)[:200]}") from exc
     if len(model.graph.input) != 1:
-        raise OnnxRefused(f"{len(model.graph.input)} inputs; one feature matrix is supported")
+        raise Refused(f"{len(model.graph.input)} inputs; one feature matrix is supported")
     tin = model.graph.input[0].type.tensor_type
     dims = tin.shape.dim
     if tin.elem_type not in (_FLOAT, _DOUBLE) or len(dims) != 2:
-        raise OnnxRefused("the input must be a float or double tensor of rank 2")
+        raise Refused("the input must be a float or double tensor of rank 2")
     # A fixed width that is not the declared one is the caller's to refuse, in its words.
     width = dims[1].dim_value if dims[1].HasField("dim_value") else 0
     width = width or n_features or 0
     if width < 1:
-        raise OnnxRefused("the input width is not fixed: declare it (--features N)")
+        raise Refused("the input width is not fixed: declare it (--features N)")
     for graph in graphs:
         for i, node in enumerate(graph.node):
             if node.domain in ("ai.onnx.ml",) and node.op_type == "TreeEnsemble":
-                raise OnnxRefused("TreeEnsemble (ai.onnx.ml opset 5) is not supported yet")
+                raise Refused("TreeEnsemble (ai.onnx.ml opset 5) is not supported yet")
             if node.op_type in ("TreeEnsembleClassifier", "TreeEnsembleRegressor"):
                 _check_ensemble(node, width, f"node {i} ({node.op_type})")
     if task is None:
@@ -543,7 +537,7 @@ def _metadata_labels(model: Any) -> list[Any] | None:
     for key in _METADATA_KEYS:
         try:
             value = parse_json(props.get(key, "").encode(), max_bytes=1 << 16, max_depth=2)
-        except JSONRefused:
+        except Refused:
             continue
         if isinstance(value, dict) and sorted(value) == sorted(map(str, range(len(value)))):
             value = [value[str(i)] for i in range(len(value))]
@@ -611,9 +605,9 @@ def _pick_output(outputs: Any, task: str) -> Any:
         for o in outputs:
             if o.type.WhichOneof("value") == "sequence_type":
                 return o
-        raise OnnxRefused("no probability output (a rank-2 float tensor or a ZipMap)")
+        raise Refused("no probability output (a rank-2 float tensor or a ZipMap)")
     if not tensors:
-        raise OnnxRefused("no float output for the regression values")
+        raise Refused("no float output for the regression values")
     return tensors[0]
 
 
@@ -642,7 +636,7 @@ def make_onnx_predictor(
     if labels is not None and classes is not None:
         columns = class_columns(labels, classes)
         if columns is None:
-            raise OnnxRefused(f"the classes {classes} are not the file's {labels}")
+            raise Refused(f"the classes {classes} are not the file's {labels}")
         if columns == list(range(len(labels))):
             columns = None
 
@@ -658,3 +652,65 @@ def make_onnx_predictor(
         return result if columns is None else result[:, columns]
 
     return predict
+
+
+def _onnx_bytes(model: Any, name: str) -> tuple[bytes, str]:
+    if not hasattr(model, "SerializeToString"):
+        raise PublishError(name, f"not an ONNX ModelProto: {type(model).__name__}")
+    return model.SerializeToString(), "onnx"
+
+
+def _open_onnx(
+    data: bytes,
+    fmt: str,
+    *,
+    name: str,
+    version: int | None,
+    filename: str,
+    limits: StoreLimits,
+    threads: int,
+    n_features: int | None,
+    task: str | None,
+    classes: list[Any] | None,
+) -> Opened:
+    """Check the graph, load it in onnxruntime. The predictor's columns follow ``classes``
+    when they are the file's labels in some order, else the file's own order: the caller
+    compares ``classes`` with the ``found`` ones."""
+    try:
+        model, oinfo, width = check_onnx(data, n_features=n_features, task=task, limits=limits)
+    except Refused as exc:
+        raise UnsafeModelError(
+            name, version, filename, reason=f"not a valid ONNX model ({exc})"
+        ) from exc
+    session = load_onnx_session(data, threads=threads, name=name)
+    labels = oinfo.class_labels
+    if classes is None or (labels is not None and class_columns(labels, classes) is None):
+        classes = labels
+    found = {
+        "n_features": width,
+        "task": oinfo.task,
+        "n_outputs": None,
+        "feature_names": None,
+        "classes": oinfo.class_labels,
+        "estimator": f"onnx {model.producer_name or 'unknown'} {model.producer_version}".strip(),
+    }
+    return data, session, make_onnx_predictor(session, oinfo, classes), found
+
+
+def _imported_onnx(
+    data: bytes, *, suffix: str, name: str, filename: str, limits: StoreLimits
+) -> bytes:
+    return data  # publish checks it, naming the file
+
+
+#: The ONNX format: checked closed, stored as given.
+CODEC = NativeCodec(
+    name="onnx",
+    filename=ONNX_FILE,
+    libraries=("onnx", "onnxruntime"),
+    stored_fmt="onnx",
+    bytes_fmt="onnx",
+    serialise=_onnx_bytes,
+    open=_open_onnx,
+    imported=_imported_onnx,
+)

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from ._forest import forest_predictor
-from ._json import JSONRefused, parse_json
+from ._json import parse_json
 from ._limits import StoreLimits
-from ._tree_check import TreeRefused, check_trees
-from ._zipcheck import ZipRefused, check_zip
+from ._refused import Refused
+from ._tree_check import check_trees
+from ._zipcheck import check_zip
 from .errors import UnsafeModelError
 
 __all__ = [
@@ -185,16 +186,16 @@ def _read_schema(data: bytes, limits: StoreLimits) -> Any:
         try:
             info = archive.getinfo(_SCHEMA)
         except KeyError as exc:
-            raise ZipRefused("no schema.json") from exc
+            raise Refused("no schema.json") from exc
         if info.file_size > limits.max_schema_bytes:
-            raise ZipRefused(
+            raise Refused(
                 f"schema.json is {info.file_size} bytes, over the cap of {limits.max_schema_bytes}"
             )
         raw = archive.read(info)
     try:
         return parse_json(raw, max_bytes=limits.max_schema_bytes, max_depth=limits.max_json_depth)
-    except JSONRefused as exc:
-        raise ZipRefused(f"schema.json: {exc}") from exc
+    except Refused as exc:
+        raise Refused(f"schema.json: {exc}") from exc
 
 
 def skops_types(
@@ -226,7 +227,7 @@ def skops_types(
     limits = limits or StoreLimits()
     try:
         schema = _read_schema(data, limits)
-    except ZipRefused as exc:
+    except Refused as exc:
         raise UnsafeModelError(
             name, version, filename, reason=f"not a skops archive ({exc})"
         ) from exc
@@ -272,7 +273,7 @@ def dump_sklearn(model: object, *, name: str) -> bytes:
     skops_types(data, name=name, version=None, filename="model.skops")
     try:
         check_trees(model)
-    except TreeRefused as exc:
+    except Refused as exc:
         raise UnsafeModelError(name, None, "model.skops", reason=f"malformed tree: {exc}") from exc
     return data
 
@@ -307,7 +308,7 @@ def load_sklearn(
         )
     try:
         check_trees(estimator)
-    except TreeRefused as exc:
+    except Refused as exc:
         raise UnsafeModelError(name, version, filename, reason=f"malformed tree: {exc}") from exc
     return estimator
 

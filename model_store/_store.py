@@ -16,11 +16,12 @@ from ._arrays_io import dump_arrays, load_arrays
 from ._decisions import DECISIONS_DIR, DecisionLog, StoredDecision
 from ._fields import check_model_fields, check_strategy_fields
 from ._formats import FORMATS, format_for
-from ._json import JSONRefused, parse_json
+from ._json import parse_json
 from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
 from ._manifest import MANIFEST_NAME, ReadContext, read_manifest, read_verified_files
 from ._publish import jsonable_scores
+from ._refused import Refused
 from ._signing import Signer
 from ._trial import Candidate, StoreArgs, run_trial
 from ._versions import POINTER_NAME, VersionedDir, check_name
@@ -525,7 +526,7 @@ class ModelStore:
                     max_bytes=self.limits.max_json_bytes,
                     max_depth=self.limits.max_json_depth,
                 )
-            except JSONRefused as exc:
+            except Refused as exc:
                 raise IntegrityError(name, version, _META_FILE, str(exc), kind=kind) from exc
             if not isinstance(meta, dict):
                 raise IntegrityError(name, version, _META_FILE, "not an object", kind=kind)

@@ -36,19 +36,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TreeRefused", "check_trees"]
+from ._refused import Refused
+
+__all__ = ["check_trees"]
 
 _TREE_LEAF = -1
-
-
-class TreeRefused(ValueError):
-    """A tree structure is malformed; ``str()`` says where and how."""
 
 
 def _n_features(estimator: Any, where: str) -> int:
     n = getattr(estimator, "n_features_in_", None)
     if type(n) is not int or n < 1:
-        raise TreeRefused(f"{where}: n_features_in_ must be a positive int, got {n!r}")
+        raise Refused(f"{where}: n_features_in_ must be a positive int, got {n!r}")
     return n
 
 
@@ -60,10 +58,10 @@ def _check_children(
     split_idx = index[is_split]
     lc, rc = left[is_split].astype(np.int64), right[is_split].astype(np.int64)
     if ((lc <= split_idx) | (lc >= n) | (rc <= split_idx) | (rc >= n)).any():
-        raise TreeRefused(f"{where}: a child index is out of range or not after its parent")
+        raise Refused(f"{where}: a child index is out of range or not after its parent")
     parents = np.bincount(np.concatenate([lc, rc]), minlength=n)
     if parents[0] != 0 or (parents[1:] != 1).any():
-        raise TreeRefused(f"{where}: nodes are shared or unreachable (not a tree)")
+        raise Refused(f"{where}: nodes are shared or unreachable (not a tree)")
     # Depth: walk level by level (children come after parents, so this ends).
     depth, frontier = 0, np.array([0])
     while True:
@@ -78,29 +76,29 @@ def _check_tree(tree: Any, n_features: int, where: str) -> None:
     from sklearn.tree._tree import Tree
 
     if type(tree) is not Tree:
-        raise TreeRefused(f"{where}: tree_ is {type(tree).__name__}, not a Tree")
+        raise Refused(f"{where}: tree_ is {type(tree).__name__}, not a Tree")
     n = tree.node_count
     if not (1 <= n <= tree.capacity):
-        raise TreeRefused(f"{where}: node_count {n} outside [1, capacity {tree.capacity}]")
+        raise Refused(f"{where}: node_count {n} outside [1, capacity {tree.capacity}]")
     if tree.n_features != n_features:
-        raise TreeRefused(f"{where}: tree has {tree.n_features} features, expected {n_features}")
+        raise Refused(f"{where}: tree has {tree.n_features} features, expected {n_features}")
     left, right = tree.children_left, tree.children_right
     is_leaf = left == _TREE_LEAF
     if ((right == _TREE_LEAF) != is_leaf).any():
-        raise TreeRefused(f"{where}: a node has exactly one child")
+        raise Refused(f"{where}: a node has exactly one child")
     is_split = ~is_leaf
     depth = _check_children(left, right, is_split, n, where)
     if tree.max_depth != depth:
-        raise TreeRefused(f"{where}: max_depth {tree.max_depth}, actual depth {depth}")
+        raise Refused(f"{where}: max_depth {tree.max_depth}, actual depth {depth}")
     features = tree.feature[is_split]
     if ((features < 0) | (features >= n_features)).any():
-        raise TreeRefused(f"{where}: a split feature is outside [0, {n_features})")
+        raise Refused(f"{where}: a split feature is outside [0, {n_features})")
     thresholds = tree.threshold[is_split]
     if (np.isnan(thresholds) | (thresholds == -np.inf)).any():
-        raise TreeRefused(f"{where}: a split threshold is NaN or -inf")
+        raise Refused(f"{where}: a split threshold is NaN or -inf")
     expected = (n, tree.n_outputs, tree.max_n_classes)
     if tree.value.shape != expected:
-        raise TreeRefused(f"{where}: value has shape {tree.value.shape}, expected {expected}")
+        raise Refused(f"{where}: value has shape {tree.value.shape}, expected {expected}")
 
 
 def _check_predictor(predictor: Any, n_features: int, categorical: np.ndarray, where: str) -> None:
@@ -108,7 +106,7 @@ def _check_predictor(predictor: Any, n_features: int, categorical: np.ndarray, w
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 
     if type(predictor) is not TreePredictor:
-        raise TreeRefused(f"{where}: {type(predictor).__name__} is not a TreePredictor")
+        raise Refused(f"{where}: {type(predictor).__name__} is not a TreePredictor")
     nodes = predictor.nodes
     if not (
         type(nodes) is np.ndarray
@@ -116,15 +114,15 @@ def _check_predictor(predictor: Any, n_features: int, categorical: np.ndarray, w
         and nodes.ndim == 1
         and nodes.size >= 1
     ):
-        raise TreeRefused(f"{where}: nodes are not a 1-d array of predictor records")
+        raise Refused(f"{where}: nodes are not a 1-d array of predictor records")
     is_split = nodes["is_leaf"] == 0
     left, right = nodes["left"], nodes["right"]
     _check_children(left, right, is_split, nodes.size, where)
     features = nodes["feature_idx"][is_split]
     if ((features < 0) | (features >= n_features)).any():
-        raise TreeRefused(f"{where}: a split feature is outside [0, {n_features})")
+        raise Refused(f"{where}: a split feature is outside [0, {n_features})")
     if np.isnan(nodes["num_threshold"][is_split]).any():
-        raise TreeRefused(f"{where}: a split threshold is NaN")
+        raise Refused(f"{where}: a split threshold is NaN")
     is_cat = is_split & (nodes["is_categorical"] != 0)
     if is_cat.any():
         for attr in ("raw_left_cat_bitsets", "binned_left_cat_bitsets"):
@@ -135,11 +133,11 @@ def _check_predictor(predictor: Any, n_features: int, categorical: np.ndarray, w
                 and bitsets.ndim == 2
                 and bitsets.shape[1] == 8
             ):
-                raise TreeRefused(f"{where}: {attr} is not an (n, 8) uint32 array")
+                raise Refused(f"{where}: {attr} is not an (n, 8) uint32 array")
             if (nodes["bitset_idx"][is_cat] >= bitsets.shape[0]).any():
-                raise TreeRefused(f"{where}: a categorical split's bitset index is out of range")
+                raise Refused(f"{where}: a categorical split's bitset index is out of range")
         if not categorical[nodes["feature_idx"][is_cat]].all():
-            raise TreeRefused(f"{where}: a categorical split on a non-categorical feature")
+            raise Refused(f"{where}: a categorical split on a non-categorical feature")
 
 
 def _objects(root: Any) -> Iterator[Any]:
@@ -169,7 +167,7 @@ def check_trees(model: Any) -> int:
 
     Raises
     ------
-    TreeRefused
+    Refused
         A tree is malformed, or a tree structure sits outside a supported estimator.
     """
     from sklearn.ensemble import (
@@ -220,17 +218,17 @@ def check_trees(model: Any) -> int:
             n = _n_features(obj, name)
             trees = obj.estimators_
             if not isinstance(trees, list) or not all(type(t) in single for t in trees):
-                raise TreeRefused(f"{name}: estimators_ must be a list of decision trees")
+                raise Refused(f"{name}: estimators_ must be a list of decision trees")
             for i, tree in enumerate(trees):
                 if _n_features(tree, f"{name}.estimators_[{i}]") != n:
-                    raise TreeRefused(f"{name}.estimators_[{i}]: n_features_in_ differs")
+                    raise Refused(f"{name}.estimators_[{i}]: n_features_in_ differs")
         elif kind in boosting and hasattr(obj, "estimators_"):
             _check_boosting(obj, name, single)
         elif kind in hist and hasattr(obj, "_predictors"):
             _check_hist(obj, name, checked)
     for name, obj in found:
         if id(obj) not in checked:
-            raise TreeRefused(f"a {name} outside a supported tree estimator")
+            raise Refused(f"a {name} outside a supported tree estimator")
     return len(found)
 
 
@@ -246,19 +244,19 @@ def _check_boosting(gb: Any, name: str, single: tuple[type, ...]) -> None:
         and type(k) is int
         and grid.shape[1] == k
     ):
-        raise TreeRefused(f"{name}: estimators_ must be an (n_estimators, {k!r}) object grid")
+        raise Refused(f"{name}: estimators_ must be an (n_estimators, {k!r}) object grid")
     regressor = single[1]  # DecisionTreeRegressor
     trees: list[Any] = grid.ravel().tolist()
     for tree in trees:
         if type(tree) is not regressor:
-            raise TreeRefused(f"{name}: estimators_ holds a {type(tree).__name__}")
+            raise Refused(f"{name}: estimators_ holds a {type(tree).__name__}")
         outputs = vars(tree)["tree_"].n_outputs
         if _n_features(tree, f"{name} tree") != n or outputs != 1:
-            raise TreeRefused(f"{name}: a tree has another n_features_in_ or several outputs")
+            raise Refused(f"{name}: a tree has another n_features_in_ or several outputs")
     # predict_stages adds tree k into column k of the init's raw prediction, unchecked.
     raw = gb._raw_predict_init(np.zeros((1, n), dtype=np.float32))
     if np.shape(raw) != (1, k):
-        raise TreeRefused(f"{name}: init_ predicts shape {np.shape(raw)}, the trees need (1, {k})")
+        raise Refused(f"{name}: init_ predicts shape {np.shape(raw)}, the trees need (1, {k})")
 
 
 def _check_hist(hgb: Any, name: str, checked: set[int]) -> None:
@@ -268,14 +266,14 @@ def _check_hist(hgb: Any, name: str, checked: set[int]) -> None:
     if categorical is None:
         categorical = np.zeros(n, dtype=bool)
     if not (type(categorical) is np.ndarray and categorical.shape == (n,)):
-        raise TreeRefused(f"{name}: _bin_mapper.is_categorical_ must have {n} entries")
+        raise Refused(f"{name}: _bin_mapper.is_categorical_ must have {n} entries")
     categorical = categorical.astype(bool)
     iterations = hgb._predictors
     if not isinstance(iterations, list):
-        raise TreeRefused(f"{name}: _predictors must be a list")
+        raise Refused(f"{name}: _predictors must be a list")
     for i, predictors in enumerate(iterations):
         if not isinstance(predictors, list):
-            raise TreeRefused(f"{name}: _predictors[{i}] must be a list")
+            raise Refused(f"{name}: _predictors[{i}] must be a list")
         for k, predictor in enumerate(predictors):
             _check_predictor(predictor, n, categorical, f"{name}._predictors[{i}][{k}]")
             checked.add(id(predictor))

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["LinksRefused", "check_links"]
+from ._refused import Refused
 
-
-class LinksRefused(ValueError):
-    """The child links do not form a tree; ``str()`` says where."""
+__all__ = ["check_links"]
 
 
 def check_links(left: np.ndarray, right: np.ndarray, is_split: np.ndarray, where: str) -> None:
@@ -25,7 +23,7 @@ def check_links(left: np.ndarray, right: np.ndarray, is_split: np.ndarray, where
     lc, rc = left[is_split].astype(np.int64), right[is_split].astype(np.int64)
     children = np.concatenate([lc, rc])
     if ((children < 0) | (children >= n)).any() or (lc == index).any() or (rc == index).any():
-        raise LinksRefused(f"{where}: a child index is out of range or points to itself")
+        raise Refused(f"{where}: a child index is out of range or points to itself")
     parents = np.bincount(children, minlength=n)
     if n and (parents[0] != 0 or (parents > 1).any()):
-        raise LinksRefused(f"{where}: a node has two parents, or the root has one (not a tree)")
+        raise Refused(f"{where}: a node has two parents, or the root has one (not a tree)")

@@ -11,15 +11,13 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-__all__ = ["UBJRefused", "parse_ubjson"]
+from ._refused import Refused
+
+__all__ = ["parse_ubjson"]
 
 _INTS = {b"i": (1, ">b"), b"U": (1, ">B"), b"I": (2, ">h"), b"l": (4, ">i"), b"L": (8, ">q")}
 _FLOATS = {b"d": (4, ">f"), b"D": (8, ">d")}
 _NUMBERS = {**_INTS, **_FLOATS}
-
-
-class UBJRefused(ValueError):
-    """Not UBJSON of the supported subset, or over a cap; ``str()`` says which."""
 
 
 class _Reader:
@@ -30,11 +28,11 @@ class _Reader:
     def spend(self, n: int) -> None:
         self.items_left -= n
         if self.items_left < 0:
-            raise UBJRefused(f"more values than the cap, at byte {self.pos}")
+            raise Refused(f"more values than the cap, at byte {self.pos}")
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
-            raise UBJRefused(f"truncated at byte {self.pos}")
+            raise Refused(f"truncated at byte {self.pos}")
         out = self.data[self.pos : self.pos + n].tobytes()
         self.pos += n
         return out
@@ -45,11 +43,11 @@ class _Reader:
     def count(self) -> int:
         kind = self.marker()
         if kind not in _INTS:
-            raise UBJRefused(f"a length of type {kind!r} at byte {self.pos}")
+            raise Refused(f"a length of type {kind!r} at byte {self.pos}")
         size, fmt = _INTS[kind]
         (n,) = struct.unpack(fmt, self.take(size))
         if n < 0 or n > len(self.data) - self.pos:
-            raise UBJRefused(f"a length of {n} at byte {self.pos}, more than the bytes left")
+            raise Refused(f"a length of {n} at byte {self.pos}, more than the bytes left")
         return int(n)
 
     def string(self) -> str:
@@ -57,7 +55,7 @@ class _Reader:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise UBJRefused(f"a string that is not UTF-8 at byte {self.pos}") from exc
+            raise Refused(f"a string that is not UTF-8 at byte {self.pos}") from exc
 
     def value(self, kind: bytes, depth: int) -> Any:
         self.spend(1)
@@ -72,9 +70,9 @@ class _Reader:
             return None
         if kind in (b"[", b"{"):
             if depth >= self.max_depth:
-                raise UBJRefused(f"nested deeper than {self.max_depth} levels")
+                raise Refused(f"nested deeper than {self.max_depth} levels")
             return self.container(kind == b"{", depth + 1)
-        raise UBJRefused(f"unsupported marker {kind!r} at byte {self.pos - 1}")
+        raise Refused(f"unsupported marker {kind!r} at byte {self.pos - 1}")
 
     def container(self, is_object: bool, depth: int) -> Any:
         item_type: bytes | None = None
@@ -83,7 +81,7 @@ class _Reader:
             self.pos += 1
             item_type = self.marker()
             if self.marker() != b"#":
-                raise UBJRefused("a typed container without a count")
+                raise Refused("a typed container without a count")
             n = self.count()
         elif self.data[self.pos : self.pos + 1] == b"#":
             self.pos += 1
@@ -91,7 +89,7 @@ class _Reader:
         if item_type in _NUMBERS and not is_object and n is not None:
             size, fmt = _NUMBERS[item_type]
             if n * size > len(self.data) - self.pos:
-                raise UBJRefused(f"an array of {n} numbers longer than the bytes left")
+                raise Refused(f"an array of {n} numbers longer than the bytes left")
             self.spend(n)
             raw = self.take(n * size)
             return list(struct.unpack(f">{n}{fmt[1]}", raw))
@@ -104,7 +102,7 @@ class _Reader:
             if is_object:
                 key = self.string()
                 if key in out:
-                    raise UBJRefused(f"duplicate key {key!r}")
+                    raise Refused(f"duplicate key {key!r}")
                 out[key] = self.value(item_type or self.marker(), depth)
             else:
                 out.append(self.value(item_type or self.marker(), depth))
@@ -123,7 +121,7 @@ def parse_ubjson(data: bytes, *, max_depth: int, max_items: int | None = None) -
     try:
         doc = reader.value(reader.marker(), 0)
     except struct.error as exc:
-        raise UBJRefused(f"malformed number: {exc}") from exc
+        raise Refused(f"malformed number: {exc}") from exc
     if reader.pos != len(data):
-        raise UBJRefused(f"{len(data) - reader.pos} bytes after the document")
+        raise Refused(f"{len(data) - reader.pos} bytes after the document")
     return doc

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _atomic, _fs
-from ._json import JSONRefused, parse_json
+from ._json import parse_json
 from ._manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -52,6 +52,7 @@ from ._manifest import (
     read_manifest,
     read_verified_files,
 )
+from ._refused import Refused
 from ._signing import MANIFEST_PURPOSE, POINTER_PURPOSE, SIGNATURE_FIELD
 from .errors import (
     ConflictError,
@@ -108,7 +109,7 @@ class VersionedDir:
     def path(self, name: str, version: int | None = None) -> Path:
         return self.ctx.root.joinpath(*self.parts(name, version))
 
-    def _layout_error(self, name: str, exc: _fs.PathRefused) -> StoreLayoutError:
+    def _layout_error(self, name: str, exc: Refused) -> StoreLayoutError:
         return StoreLayoutError(str(self.path(name)), exc.reason)
 
     def names(self) -> list[str]:
@@ -116,7 +117,7 @@ class VersionedDir:
         try:
             with _fs.open_dir(self.ctx.root, self.collection) as dir_fd:
                 found = _fs.entries(dir_fd)
-        except (FileNotFoundError, _fs.PathRefused):
+        except (FileNotFoundError, Refused):
             return []
         return sorted(
             entry
@@ -137,7 +138,7 @@ class VersionedDir:
                 )
         except FileNotFoundError:
             return []
-        except _fs.PathRefused as exc:
+        except Refused as exc:
             raise self._layout_error(name, exc) from exc
 
     def publish(
@@ -168,7 +169,7 @@ class VersionedDir:
                     if current != expected_active:
                         raise ConflictError(name, expected_active, current, kind=self.kind)
                 return self._publish_locked(base_fd, name, files, fields, promote)
-        except _fs.PathRefused as exc:
+        except Refused as exc:
             raise self._layout_error(name, exc) from exc
 
     def _publish_locked(
@@ -219,7 +220,7 @@ class VersionedDir:
                 )
         except FileNotFoundError:
             return None
-        except _fs.PathRefused as exc:
+        except Refused as exc:
             raise StoreLayoutError(path, exc.reason) from exc
         except OSError as exc:
             raise StoreLayoutError(path, f"unreadable pointer file: {exc}") from exc
@@ -229,7 +230,7 @@ class VersionedDir:
                 max_bytes=self.ctx.limits.max_json_bytes,
                 max_depth=self.ctx.limits.max_json_depth,
             )
-        except JSONRefused as exc:
+        except Refused as exc:
             raise StoreLayoutError(path, f"unreadable pointer file: {exc}") from exc
         if not isinstance(pointer, dict):
             raise StoreLayoutError(path, "pointer file is not an object")
@@ -288,7 +289,7 @@ class VersionedDir:
                 complete = _fs.regular_size(dir_fd, MANIFEST_NAME) is not None
         except FileNotFoundError:
             complete = False
-        except _fs.PathRefused as exc:
+        except Refused as exc:
             raise StoreLayoutError(str(self.path(name, version)), exc.reason) from exc
         if not complete:
             raise ModelNotFoundError(name, version, kind=self.kind, available=self.versions(name))
@@ -303,7 +304,7 @@ class VersionedDir:
                 _atomic.locked(base_fd),
             ):
                 self._set_active(base_fd, name, version, "promote")
-        except _fs.PathRefused as exc:
+        except Refused as exc:
             raise self._layout_error(name, exc) from exc
 
     def rollback(self, name: str) -> int:
@@ -323,7 +324,7 @@ class VersionedDir:
                 return int(stack[-1])
         except FileNotFoundError as exc:
             raise ModelNotFoundError(name, None, kind=self.kind) from exc
-        except _fs.PathRefused as exc:
+        except Refused as exc:
             raise self._layout_error(name, exc) from exc
 
     def sign_unsigned(self, name: str) -> list[str]:
@@ -358,7 +359,7 @@ class VersionedDir:
                         stack.append(pointer["version"])
                     self._write_pointer(base_fd, name, pointer, stack, "sign")
                     signed.append("/".join([*self.parts(name), POINTER_NAME]))
-        except _fs.PathRefused as exc:
+        except Refused as exc:
             raise self._layout_error(name, exc) from exc
         return signed
 

@@ -32,13 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from ._json import JSONRefused, parse_json
+from ._json import parse_json
 from ._limits import StoreLimits
-from ._tree_links import LinksRefused, check_links
-from ._ubjson import UBJRefused, parse_ubjson
-from .errors import MissingDependencyError, UnsafeModelError
+from ._native import NativeCodec, Opened
+from ._refused import Refused
+from ._tree_links import check_links
+from ._ubjson import parse_ubjson
+from .errors import MissingDependencyError, PublishError, UnsafeModelError
 
 __all__ = [
+    "CODEC",
     "XGBOOST_FILE",
     "XGBoostInfo",
     "load_xgboost",
@@ -111,10 +114,6 @@ _OBJECTIVE_PARAMS: dict[str, dict[str, str]] = {
 _AFT_DISTRIBUTIONS = ("normal", "logistic", "extreme")
 
 
-class _Refused(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
 class XGBoostInfo:
     """What the checks learnt about a model."""
@@ -141,17 +140,17 @@ def _int(value: Any, what: str, low: int = 0, high: int = 2**31 - 1) -> int:
     else:
         out = None
     if out is None or not low <= out <= high:
-        raise _Refused(f"{what} must be an integer in [{low}, {high}], got {str(value)[:40]!r}")
+        raise Refused(f"{what} must be an integer in [{low}, {high}], got {str(value)[:40]!r}")
     return out
 
 
 def _float_text(value: Any, what: str) -> float:
     """A finite float32 written as XGBoost's parameters are (a decimal string)."""
     if not isinstance(value, str) or not _FLOAT_TEXT.match(value):
-        raise _Refused(f"{what} must be a decimal number, got {str(value)[:40]!r}")
+        raise Refused(f"{what} must be a decimal number, got {str(value)[:40]!r}")
     out = np.float32(float(value))
     if not np.isfinite(out):
-        raise _Refused(f"{what} is not a finite float32: {value[:40]!r}")
+        raise Refused(f"{what} is not a finite float32: {value[:40]!r}")
     return float(out)
 
 
@@ -168,13 +167,13 @@ def _spell_floats(values: list[float]) -> str:
 
 def _keys(obj: Any, allowed: tuple[str, ...], required: tuple[str, ...], where: str) -> dict:
     if not isinstance(obj, dict):
-        raise _Refused(f"{where} must be an object")
+        raise Refused(f"{where} must be an object")
     unknown = [k for k in obj if k not in allowed]
     if unknown:
-        raise _Refused(f"{where}: unknown key {str(unknown[0])[:40]!r}")
+        raise Refused(f"{where}: unknown key {str(unknown[0])[:40]!r}")
     missing = [k for k in required if k not in obj]
     if missing:
-        raise _Refused(f"{where}: {missing[0]} is missing")
+        raise Refused(f"{where}: {missing[0]} is missing")
     return obj
 
 
@@ -183,24 +182,24 @@ def _array(tree: dict[str, Any], key: str, n: int, where: str, dtype: Any) -> np
     booleans or nested lists, which numpy would silently convert."""
     values = tree.get(key)
     if not isinstance(values, list) or len(values) != n:
-        raise _Refused(f"{where}: {key} must be a list of {n} numbers")
+        raise Refused(f"{where}: {key} must be a list of {n} numbers")
     try:
         out = np.asarray(values)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise _Refused(f"{where}: {key} holds a non-number") from exc
+        raise Refused(f"{where}: {key} holds a non-number") from exc
     kinds = "iuf" if dtype is np.float32 else "iu"
     if out.shape != (n,) or (n and out.dtype.kind not in kinds):
-        raise _Refused(f"{where}: {key} must be a flat list of {n} numbers")
+        raise Refused(f"{where}: {key} must be a flat list of {n} numbers")
     if dtype is np.float32:
         # XGBoost keeps these as float32: a float64 beyond its range would become infinite.
         with np.errstate(over="ignore"):
             out = out.astype(np.float32)
         if not np.isfinite(out).all():
-            raise _Refused(f"{where}: {key} holds a value that is not finite as a float32")
+            raise Refused(f"{where}: {key} holds a value that is not finite as a float32")
     else:
         out = out.astype(np.int64)
         if n and (out.min() < -(2**31) or out.max() > 2**32 - 1):
-            raise _Refused(f"{where}: {key} holds an integer out of range")
+            raise Refused(f"{where}: {key} holds an integer out of range")
     return out
 
 
@@ -212,42 +211,39 @@ def _check_tree(
     param = _keys(tree["tree_param"], _TREE_PARAM_KEYS, _TREE_PARAM_KEYS, f"{where}.tree_param")
     n = _int(param.get("num_nodes"), f"{where}: num_nodes", 1, max_nodes)
     if _int(param.get("num_feature"), f"{where}: num_feature") != n_features:
-        raise _Refused(f"{where}: num_feature differs from the model's {n_features}")
+        raise Refused(f"{where}: num_feature differs from the model's {n_features}")
     if _int(param.get("size_leaf_vector"), f"{where}: size_leaf_vector") > 1:
-        raise _Refused(f"{where}: multi-target trees are not supported")
+        raise Refused(f"{where}: multi-target trees are not supported")
     if _int(param.get("num_deleted"), f"{where}: num_deleted") != 0:
-        raise _Refused(f"{where}: deleted nodes are not supported")
+        raise Refused(f"{where}: deleted nodes are not supported")
     if _int(tree.get("id"), f"{where}: id") != i:
-        raise _Refused(f"{where}: id must be {i}")
+        raise Refused(f"{where}: id must be {i}")
     for key in _CATEGORY_ARRAYS:
         # XGBoost indexes `categories` through the other three: all must be empty.
         value = tree.get(key, [])
         if not isinstance(value, list) or value:
-            raise _Refused(f"{where}: categorical splits are not supported ({key})")
+            raise Refused(f"{where}: categorical splits are not supported ({key})")
     arrays = {k: _array(tree, k, n, where, t) for k, t in _TREE_ARRAYS.items()}
     left, right, parents = arrays["left_children"], arrays["right_children"], arrays["parents"]
     is_leaf = left == -1
     if ((right == -1) != is_leaf).any():
-        raise _Refused(f"{where}: a node has exactly one child")
+        raise Refused(f"{where}: a node has exactly one child")
     is_split = ~is_leaf
-    try:
-        check_links(left, right, is_split, where)
-    except LinksRefused as exc:
-        raise _Refused(str(exc)) from exc
+    check_links(left, right, is_split, where)
     if int(parents[0]) not in _NO_PARENT:
-        raise _Refused(f"{where}: the root has a parent")
+        raise Refused(f"{where}: the root has a parent")
     split_idx = np.flatnonzero(is_split)
     if (parents[left[is_split]] != split_idx).any() or (
         parents[right[is_split]] != split_idx
     ).any():
-        raise _Refused(f"{where}: parents disagree with the child links")
+        raise Refused(f"{where}: parents disagree with the child links")
     f = arrays["split_indices"]
     if ((f < 0) | (f >= n_features)).any():
-        raise _Refused(f"{where}: a split feature is outside [0, {n_features})")
+        raise Refused(f"{where}: a split feature is outside [0, {n_features})")
     if ((arrays["default_left"] != 0) & (arrays["default_left"] != 1)).any():
-        raise _Refused(f"{where}: default_left holds other than 0 and 1")
+        raise Refused(f"{where}: default_left holds other than 0 and 1")
     if (arrays["split_type"] != 0).any():
-        raise _Refused(f"{where}: categorical splits are not supported")
+        raise Refused(f"{where}: categorical splits are not supported")
     rebuilt: dict[str, Any] = {k: v.tolist() for k, v in arrays.items()}
     rebuilt.update({k: [] for k in _CATEGORY_ARRAYS})
     rebuilt["id"] = i
@@ -263,14 +259,14 @@ def _check_tree(
 def _objective(obj: Any, n_class: int) -> tuple[str, dict[str, Any]]:
     """The objective's name and its rebuilt parameters (only those known, re-spelt)."""
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-        raise _Refused("objective.name is missing")
+        raise Refused("objective.name is missing")
     name = obj["name"]
     if name in _REFUSED_OBJECTIVES:
-        raise _Refused(f"objective {name!r} is not supported: {_REFUSED_OBJECTIVES[name]}")
+        raise Refused(f"objective {name!r} is not supported: {_REFUSED_OBJECTIVES[name]}")
     if name.startswith("rank:"):
-        raise _Refused(f"ranking objective {name!r} is not supported")
+        raise Refused(f"ranking objective {name!r} is not supported")
     if name not in _OBJECTIVES:
-        raise _Refused(f"objective {name[:40]!r} is not supported")
+        raise Refused(f"objective {name[:40]!r} is not supported")
     out: dict[str, Any] = {"name": name}
     for group, params in obj.items():
         if group == "name":
@@ -278,14 +274,14 @@ def _objective(obj: Any, n_class: int) -> tuple[str, dict[str, Any]]:
         known = _OBJECTIVE_PARAMS.get(group)
         where = f"objective.{str(group)[:40]}"
         if known is None:
-            raise _Refused(f"{where}: unknown parameter group")
+            raise Refused(f"{where}: unknown parameter group")
         _keys(params, tuple(known), (), where)
         rebuilt: dict[str, str] = {}
         for key, value in params.items():
             kind = known[key]
             if kind == "class_count":
                 if _int(value, f"{where}.{key}", 0) != n_class:
-                    raise _Refused(f"{where}.{key} differs from num_class {n_class}")
+                    raise Refused(f"{where}.{key} differs from num_class {n_class}")
                 rebuilt[key] = str(n_class)
             elif kind == "floats":
                 rebuilt[key] = _spell_floats(_floats_text(value, f"{where}.{key}"))
@@ -294,16 +290,16 @@ def _objective(obj: Any, n_class: int) -> tuple[str, dict[str, Any]]:
             elif value in _AFT_DISTRIBUTIONS:
                 rebuilt[key] = value
             else:
-                raise _Refused(f"{where}.{key}: unknown value {str(value)[:40]!r}")
+                raise Refused(f"{where}.{key}: unknown value {str(value)[:40]!r}")
         out[group] = rebuilt
     return name, out
 
 
 def _string_list(value: Any, n: int | None, what: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-        raise _Refused(f"{what} must be a list of strings")
+        raise Refused(f"{what} must be a list of strings")
     if n is not None and len(value) not in (0, n):
-        raise _Refused(f"{what} must have {n} entries")
+        raise Refused(f"{what} must have {n} entries")
     return list(value)
 
 
@@ -313,7 +309,7 @@ def check_document(doc: Any, limits: StoreLimits) -> tuple[dict[str, Any], XGBoo
     doc = _keys(doc, ("learner", "version"), ("learner",), "the document")
     version = doc.get("version", [1, 0, 0])
     if not (isinstance(version, list) and len(version) == 3):
-        raise _Refused("version must be a list of 3 integers")
+        raise Refused("version must be a list of 3 integers")
     version = [_int(v, "version") for v in version]
     learner = _keys(doc["learner"], _LEARNER_KEYS, _LEARNER_REQUIRED, "learner")
     param = _keys(
@@ -325,16 +321,16 @@ def check_document(doc: Any, limits: StoreLimits) -> tuple[dict[str, Any], XGBoo
     n_features = _int(param.get("num_feature"), "num_feature", 1, limits.max_features)
     n_class = _int(param.get("num_class", "0"), "num_class", 0, limits.max_features)
     if _int(param.get("num_target", "1"), "num_target", 1) != 1:
-        raise _Refused("multi-target models are not supported")
+        raise Refused("multi-target models are not supported")
     n_groups = max(1, n_class)
     base_score = _floats_text(param.get("base_score", "0.5"), "base_score")
     if len(base_score) not in (1, n_groups):
-        raise _Refused(f"base_score has {len(base_score)} values for {n_groups} outputs")
+        raise Refused(f"base_score has {len(base_score)} values for {n_groups} outputs")
     boost_from_average = _int(param.get("boost_from_average", "1"), "boost_from_average", 0, 1)
     objective, objective_doc = _objective(learner["objective"], n_class)
     task = "classification" if objective in CLASSIFICATION_OBJECTIVES else "regression"
     if (objective == "multi:softprob") != (n_class >= 2):
-        raise _Refused(f"objective {objective!r} with num_class {n_class}")
+        raise Refused(f"objective {objective!r} with num_class {n_class}")
     booster = learner["gradient_booster"]
     kind = booster.get("name") if isinstance(booster, dict) else None
     weight_drop: list[float] | None = None
@@ -342,17 +338,17 @@ def check_document(doc: Any, limits: StoreLimits) -> tuple[dict[str, Any], XGBoo
         booster = _keys(booster, ("name", "gbtree", "weight_drop"), ("gbtree",), "dart")
         inner = booster["gbtree"]
         if not isinstance(inner, dict) or inner.get("name") != "gbtree":
-            raise _Refused("dart: gbtree.name must be 'gbtree'")
+            raise Refused("dart: gbtree.name must be 'gbtree'")
         gbtree = _keys(inner, ("name", "model"), ("model",), "dart.gbtree")
     elif kind == "gbtree":
         gbtree = _keys(booster, ("name", "model"), ("model",), "gradient_booster")
     else:
-        raise _Refused(f"booster {str(kind)[:40]!r} is not supported (gbtree or dart)")
+        raise Refused(f"booster {str(kind)[:40]!r} is not supported (gbtree or dart)")
     model = _keys(gbtree["model"], _GBTREE_MODEL_KEYS, ("trees", "gbtree_model_param"), "model")
     cats = model.get("cats", {})
     _keys(cats, ("enc", "feature_segments", "sorted_idx"), (), "model.cats")
     if any(not isinstance(v, list) or v for v in cats.values()):
-        raise _Refused("categorical features are not supported (model.cats is not empty)")
+        raise Refused("categorical features are not supported (model.cats is not empty)")
     trees, tree_info = model["trees"], model.get("tree_info")
     gparam = _keys(
         model["gbtree_model_param"],
@@ -363,17 +359,17 @@ def check_document(doc: Any, limits: StoreLimits) -> tuple[dict[str, Any], XGBoo
     n_trees = _int(gparam.get("num_trees"), "num_trees", 0, limits.max_trees)
     n_parallel = _int(gparam.get("num_parallel_tree", "1"), "num_parallel_tree", 1, max(n_trees, 1))
     if not isinstance(trees, list) or len(trees) != n_trees:
-        raise _Refused(f"num_trees {n_trees}, but {len(trees)} trees")
+        raise Refused(f"num_trees {n_trees}, but {len(trees)} trees")
     tree_info = _array(model, "tree_info", n_trees, "model", np.int64)
     if ((tree_info < 0) | (tree_info >= n_groups)).any():
-        raise _Refused(f"tree_info holds a group outside [0, {n_groups})")
+        raise Refused(f"tree_info holds a group outside [0, {n_groups})")
     indptr = model.get("iteration_indptr")
     if indptr is not None:
         if not isinstance(indptr, list) or not 1 <= len(indptr) <= n_trees + 1:
-            raise _Refused("iteration_indptr does not slice the trees")
+            raise Refused("iteration_indptr does not slice the trees")
         indptr = _array(model, "iteration_indptr", len(indptr), "model", np.int64)
         if not (indptr[0] == 0 and indptr[-1] == n_trees and (np.diff(indptr) >= 0).all()):
-            raise _Refused("iteration_indptr does not slice the trees")
+            raise Refused("iteration_indptr does not slice the trees")
     if kind == "dart":
         weight_drop = _array(booster, "weight_drop", n_trees, "dart", np.float32).tolist()
     rebuilt_trees = []
@@ -382,17 +378,17 @@ def check_document(doc: Any, limits: StoreLimits) -> tuple[dict[str, Any], XGBoo
         rebuilt, n = _check_tree(tree, i, n_features, limits.max_tree_nodes, f"tree {i}")
         total += n
         if total > limits.max_tree_nodes:
-            raise _Refused(f"more than {limits.max_tree_nodes} nodes (store.limits.max_tree_nodes)")
+            raise Refused(f"more than {limits.max_tree_nodes} nodes (store.limits.max_tree_nodes)")
         rebuilt_trees.append(rebuilt)
     types = _string_list(learner.get("feature_types", []), n_features, "feature_types")
     if any(t not in ("float", "q", "int", "i") for t in types):
-        raise _Refused("categorical features are not supported")
+        raise Refused("categorical features are not supported")
     names = _string_list(learner.get("feature_names", []), n_features, "feature_names") or None
     attributes = learner.get("attributes", {})
     if not isinstance(attributes, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
     ):
-        raise _Refused("attributes must map strings to strings")
+        raise Refused("attributes must map strings to strings")
     best = attributes.get("best_iteration")
     best_iteration = None if best is None else _int(best, "best_iteration", 0, max(0, n_trees))
     model_doc: dict[str, Any] = {
@@ -448,7 +444,7 @@ def _precount(data: bytes, limits: StoreLimits) -> None:
     )
     for byte, cap, what in caps:
         if data.count(byte) > cap:
-            raise _Refused(
+            raise Refused(
                 f"more {what} than a model of {trees} trees and {nodes} nodes holds "
                 "(store.limits.max_trees, max_tree_nodes)"
             )
@@ -459,7 +455,7 @@ def _parse(data: bytes, fmt: str, limits: StoreLimits) -> Any:
         fmt = "json" if data[1:2] in (b'"', b" ", b"\n", b"\r", b"\t", b"}") else "ubj"
     if fmt == "ubj":
         if len(data) > limits.max_file_bytes:
-            raise _Refused(f"{len(data)} bytes, over the cap of {limits.max_file_bytes}")
+            raise Refused(f"{len(data)} bytes, over the cap of {limits.max_file_bytes}")
         return parse_ubjson(data, max_depth=limits.max_json_depth, max_items=_max_values(limits))
     # A model is far larger than a manifest: the file cap applies, not the manifest's.
     _precount(data, limits)
@@ -482,7 +478,7 @@ def xgboost_document(
         rebuilt, info = check_document(doc, limits)
         del doc
         canonical = json.dumps(rebuilt, separators=(",", ":"), allow_nan=False).encode()
-    except (_Refused, JSONRefused, UBJRefused) as exc:
+    except Refused as exc:
         kind = {"json": "JSON", "ubj": "UBJSON"}.get(fmt, "JSON or UBJSON")
         raise UnsafeModelError(
             name, version, filename, reason=f"not a valid XGBoost {kind} model ({exc})"
@@ -532,3 +528,62 @@ def make_xgboost_predictor(booster: Any, info: XGBoostInfo) -> Callable[[np.ndar
         return out.astype(np.float64).reshape(X.shape[0], -1)
 
     return predict
+
+
+def _xgboost_bytes(model: Any, name: str) -> tuple[bytes, str]:
+    booster = model.get_booster() if hasattr(model, "get_booster") else model
+    if not hasattr(booster, "save_raw"):
+        raise PublishError(name, f"not an XGBoost model: {type(model).__name__}")
+    return bytes(booster.save_raw("json")), "json"
+
+
+def _open_xgboost(
+    data: bytes,
+    fmt: str,
+    *,
+    name: str,
+    version: int | None,
+    filename: str,
+    limits: StoreLimits,
+    threads: int,
+    n_features: int | None,
+    task: str | None,
+    classes: list[Any] | None,
+) -> Opened:
+    """Check ``data`` (JSON, UBJSON or ``auto``), load its canonical rebuild."""
+    canonical, xinfo = xgboost_document(
+        data, fmt=fmt, limits=limits, name=name, version=version, filename=filename
+    )
+    booster = load_xgboost(canonical, xinfo, threads=threads, name=name)
+    found = {
+        "n_features": xinfo.n_features,
+        "task": xinfo.task,
+        "n_outputs": xinfo.n_outputs,
+        "feature_names": xinfo.feature_names,
+        "estimator": f"xgboost.{xinfo.booster} {xinfo.objective}",
+    }
+    return canonical, booster, make_xgboost_predictor(booster, xinfo), found
+
+
+def _imported_xgboost(
+    data: bytes, *, suffix: str, name: str, filename: str, limits: StoreLimits
+) -> bytes:
+    # Checked here with the format the extension names (publish then stores its JSON).
+    canonical, _ = xgboost_document(
+        data, fmt=suffix[1:], limits=limits, name=name, version=None, filename=filename
+    )
+    return canonical
+
+
+#: The XGBoost format: stored as the canonical JSON rebuild; bytes given to publish may be
+#: JSON or UBJSON (told apart by their first byte).
+CODEC = NativeCodec(
+    name="xgboost",
+    filename=XGBOOST_FILE,
+    libraries=("xgboost",),
+    stored_fmt="json",
+    bytes_fmt="auto",
+    serialise=_xgboost_bytes,
+    open=_open_xgboost,
+    imported=_imported_xgboost,
+)

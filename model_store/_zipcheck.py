@@ -16,15 +16,12 @@ import zipfile
 import numpy as np
 
 from ._limits import StoreLimits
+from ._refused import Refused
 
-__all__ = ["ZipRefused", "check_zip"]
+__all__ = ["check_zip"]
 
 _METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 _MAX_NPY_HEADER = 10_000
-
-
-class ZipRefused(ValueError):
-    """The archive is malformed or over a cap; ``str()`` says which member and why."""
 
 
 def _check_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
@@ -40,21 +37,21 @@ def _check_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
                     fh, max_header_size=_MAX_NPY_HEADER
                 )
             else:
-                raise ZipRefused(f"member {info.filename!r}: npy format {version}")
-        except ZipRefused:
+                raise Refused(f"member {info.filename!r}: npy format {version}")
+        except Refused:
             raise
         except Exception as exc:  # numpy raises ValueError, SyntaxError, ... on bad headers
-            raise ZipRefused(f"member {info.filename!r}: bad npy header ({exc})") from exc
+            raise Refused(f"member {info.filename!r}: bad npy header ({exc})") from exc
         header_end = fh.tell()
     if dtype.hasobject:
-        raise ZipRefused(f"member {info.filename!r}: object arrays need pickle")
+        raise Refused(f"member {info.filename!r}: object arrays need pickle")
     count = 1
     for n in shape:
         if not isinstance(n, int) or n < 0:
-            raise ZipRefused(f"member {info.filename!r}: bad shape {shape}")
+            raise Refused(f"member {info.filename!r}: bad shape {shape}")
         count *= n
     if count * dtype.itemsize != info.file_size - header_end:
-        raise ZipRefused(
+        raise Refused(
             f"member {info.filename!r}: shape {shape} of {dtype} needs "
             f"{count * dtype.itemsize} bytes, the member holds {info.file_size - header_end}"
         )
@@ -65,27 +62,27 @@ def check_zip(data: bytes, limits: StoreLimits) -> zipfile.ZipFile:
 
     Raises
     ------
-    ZipRefused
+    Refused
         Not a zip, too many members, a member over the caps, an unsupported compression
         method, encryption, or an npy header that does not fit its data.
     """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise ZipRefused(f"not a zip archive ({type(exc).__name__})") from exc
+        raise Refused(f"not a zip archive ({type(exc).__name__})") from exc
     try:
         members = archive.infolist()
         if len(members) > limits.max_zip_members:
-            raise ZipRefused(f"{len(members)} members, over the cap of {limits.max_zip_members}")
+            raise Refused(f"{len(members)} members, over the cap of {limits.max_zip_members}")
         total = 0
         for info in members:
             if info.compress_type not in _METHODS:
-                raise ZipRefused(f"member {info.filename!r}: compression {info.compress_type}")
+                raise Refused(f"member {info.filename!r}: compression {info.compress_type}")
             if info.flag_bits & 0x1:
-                raise ZipRefused(f"member {info.filename!r} is encrypted")
+                raise Refused(f"member {info.filename!r} is encrypted")
             total += info.file_size
             if total > limits.max_inflated_bytes:
-                raise ZipRefused(
+                raise Refused(
                     f"members inflate to more than the cap of {limits.max_inflated_bytes} bytes"
                 )
         for info in members:

@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=None, help="events to send (default: all)")
     p.add_argument("--rate", type=float, default=None, help="events per second (default: max)")
     p.add_argument(
+        "--format",
+        choices=("json", "avro"),
+        default="json",
+        help="json events, or Confluent-framed Avro with the schema registered in "
+        "schema_registry.url (default: json)",
+    )
+    p.add_argument(
         "--labels-delay", type=float, default=2.0, help="seconds from an event to its label"
     )
     p.add_argument("--id-prefix", default=None, help="event id prefix (default: the data set)")
@@ -259,6 +266,7 @@ def _produce(args: argparse.Namespace) -> int:
         data=args.data,
         target=args.target,
         dataset=args.dataset,
+        format=args.format,
     )
     labelled = settings.topics.labels and (args.data is None or args.target is not None)
     labels = f" and their labels to {settings.topics.labels}" if labelled else ""

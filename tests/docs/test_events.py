@@ -182,6 +182,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes | None]] | None = None
 
 
 def dead_letter_rows() -> list[tuple[str, str, str]]:

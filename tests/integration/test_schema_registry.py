@@ -357,3 +357,132 @@ def test_a_framed_record_without_a_registry_configured_is_dead_lettered_saying_s
     [reason] = dead_reasons(dead)
     assert "Confluent-framed record" in reason and "schema_registry.url" in reason
     assert dead[0].value == avro  # the original bytes, replayable once a registry is set
+
+
+def _without_nulls(value: Any) -> Any:
+    """A decoded Avro document as JSON has it: a field JSON leaves out reads back as null."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
+@pytest.mark.kafka
+def test_avro_output_read_back_equals_the_json_output_of_the_same_events(
+    kafka: Broker,
+    schema_registry: SchemaRegistry,
+    topics: Callable[..., Topics],
+    group_factory: Callable[[str], str],
+    named_store: Path,
+    named_rows: np.ndarray,
+    tmp_path: Path,
+) -> None:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    names = feature_names(named_store)
+    values = [
+        orjson.dumps({"id": f"e{i}", "features": row}) for i, row in enumerate(named_rows.tolist())
+    ][:40]
+    unknown = b"\x00" + (987654).to_bytes(4, "big") + b"payload"
+    workers, outputs = [], {}
+    for fmt in ("json", "avro"):
+        t = topics()
+        produce(kafka.bootstrap, t.input, [*values, unknown])
+        config = write_config(
+            tmp_path / f"{fmt}.yaml",
+            store=named_store,
+            bootstrap=kafka.bootstrap,
+            topics=t,
+            group=group_factory(f"out-{fmt}"),
+            shadows=("hard_vote",),
+            output={"format": fmt},
+            **registry_config(schema_registry, names),
+        )
+        workers.append(WorkerProcess(config, tmp_path / f"{fmt}.log").start())
+        outputs[fmt] = t
+    try:
+        got = {
+            fmt: kafka.consume_all(t.output, len(values), timeout=120) for fmt, t in outputs.items()
+        }
+        dead = kafka.consume_all(outputs["avro"].dead_letter, 1, timeout=30)
+    finally:
+        for worker in workers:
+            worker.stop()
+    avro_topic = outputs["avro"].output
+    latest = client.get_latest_version(f"{avro_topic}-value")
+    assert latest.schema.schema_type == "AVRO"
+    assert f"models: {', '.join(MODELS)}; classes: 0, 1" in latest.schema.schema_str
+    deserialize = AvroDeserializer(client)
+    context = SerializationContext(avro_topic, MessageField.VALUE)
+    as_avro = [deserialize(r.value, context) for r in got["avro"]]
+    assert all(r.value[:5] == b"\x00" + latest.schema_id.to_bytes(4, "big") for r in got["avro"])
+    as_json = [orjson.loads(r.value) for r in got["json"]]
+    for docs in (as_avro, as_json):
+        for doc in docs:
+            doc.pop("latency_ms")
+    by_id = {doc["id"]: doc for doc in as_json}
+    assert len(as_avro) == len(values) == len(by_id)
+    for doc in as_avro:
+        assert _without_nulls(doc) == by_id[doc["id"]]
+    assert dead[0].value == unknown  # the original bytes, and the writer schema id beside them
+    assert dict(dead[0].headers)["streamfuse.schema_id"] == b"987654"
+
+
+@pytest.mark.kafka
+def test_streamfuse_produce_format_avro_is_served_by_the_registry_path(
+    kafka: Broker,
+    schema_registry: SchemaRegistry,
+    topics: Callable[..., Topics],
+    group_factory: Callable[[str], str],
+    trained_store: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from worker import cli
+
+    t = topics()
+    n = 20
+    config = write_config(
+        tmp_path / "c.yaml",
+        store=trained_store,
+        bootstrap=kafka.bootstrap,
+        topics=t,
+        group=group_factory("produce-avro"),
+        shadows=(),
+        schema_registry={"url": schema_registry.url, "timeout_s": 2.0},
+    )
+    args = ["produce", "--config", str(config), "--dataset", "breast_cancer"]
+    code = cli.main([*args, "--count", str(n), "--format", "avro", "--labels-delay", "0"])
+    assert code == 0, capsys.readouterr().err
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    sent = kafka.consume_all(t.input, n, timeout=30)
+    context = SerializationContext(t.input, MessageField.VALUE)
+    docs = [AvroDeserializer(client)(r.value, context) for r in sent]
+    X = np.asarray(ModelStore(trained_store).load_dataset("test").arrays["X"])[:n]
+    assert [[d[f"f{j}"] for j in range(X.shape[1])] for d in docs] == X.tolist()
+    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    try:
+        out = kafka.consume_all(t.output, n, timeout=90)
+    finally:
+        worker.stop()
+    ids = sorted(orjson.loads(r.value)["id"] for r in out)
+    assert ids == sorted(d["id"] for d in docs)
+    assert "input schema checked" in worker.text()
+    expected = offline_scores(trained_store, X)
+    by_id = {orjson.loads(r.value)["id"]: orjson.loads(r.value)["scores"] for r in out}
+    got = np.array([by_id[d["id"]] for d in docs])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def offline_scores(store: Path, X: np.ndarray) -> np.ndarray:
+    """soft_vote of the demo store's four models, run directly on the rows."""
+    s = ModelStore(store)
+    P = np.stack([s.load(m).predict_outputs(X) for m in ("rf", "hgb", "linear", "mlp")])
+    stored = s.load_strategy("soft_vote")
+    return np.asarray(combiners.load_state(stored.meta, stored.arrays).combine(P))

@@ -49,3 +49,21 @@ def test_the_store_facade_compares_no_framework_names() -> None:
 def test_publish_is_written_once() -> None:
     source = (PACKAGE_DIR / "_store.py").read_text()
     assert source.count("input_schema: Mapping[str, Any] | None = None") == 1
+
+
+def test_each_native_format_is_defined_in_its_own_module_only() -> None:
+    from model_store import _lightgbm_io, _onnx_io, _xgboost_io
+
+    codecs = {m.CODEC.name: m.CODEC for m in (_xgboost_io, _lightgbm_io, _onnx_io)}
+    assert list(codecs) == ["xgboost", "lightgbm", "onnx"]
+    for name, codec in codecs.items():
+        assert FORMATS[name].filename == codec.filename
+        assert FORMATS[name].libraries == codec.libraries
+    code = re.sub(r'"""[\s\S]*?"""', "", (PACKAGE_DIR / "_native.py").read_text())
+    for name, codec in codecs.items():
+        assert f'"{name}"' not in code and f'"{codec.filename}"' not in code, name
+
+
+def test_a_file_is_imported_through_its_format() -> None:
+    code = re.sub(r'"""[\s\S]*?"""', "", (PACKAGE_DIR / "_import.py").read_text())
+    assert not re.search(r"framework\s*(==|!=)\s", code)

@@ -269,14 +269,15 @@ def test_lightgbm_number_spellings_load_as_checked_or_are_refused(tmp_path: Path
 
 
 def test_ubjson_values_are_capped_before_they_are_built() -> None:
-    from model_store._ubjson import UBJRefused, parse_ubjson
+    from model_store._refused import Refused
+    from model_store._ubjson import parse_ubjson
 
     empty_objects = b"[" + b"{}" * 100_000 + b"]"
     assert len(parse_ubjson(empty_objects, max_depth=4)) == 100_000
-    with pytest.raises(UBJRefused, match="more values than the cap"):
+    with pytest.raises(Refused, match="more values than the cap"):
         parse_ubjson(empty_objects, max_depth=4, max_items=50_000)
     typed = b"[$d#l" + (1_000).to_bytes(4, "big") + bytes(4_000)
-    with pytest.raises(UBJRefused, match="more values than the cap"):
+    with pytest.raises(Refused, match="more values than the cap"):
         parse_ubjson(typed, max_depth=4, max_items=999)
 
 

@@ -156,10 +156,11 @@ def test_onnx_reading_outside_or_without_bound_is_refused_before_onnxruntime(
 
 def test_onnx_bounds_follow_store_limits() -> None:
     from model_store import StoreLimits
-    from model_store._onnx_io import OnnxRefused, check_onnx
+    from model_store._onnx_io import check_onnx
+    from model_store._refused import Refused
 
     data = onnx_big_zeros()
-    with pytest.raises(OnnxRefused, match="max_onnx_elements"):
+    with pytest.raises(Refused, match="max_onnx_elements"):
         check_onnx(data, n_features=4, task="regression")
     _, info, width = check_onnx(
         data,
@@ -206,7 +207,8 @@ HOLDERS = (
 @pytest.mark.parametrize("kind", HOLDERS)
 def test_external_data_is_refused_in_every_attribute_and_subgraph(kind: str, place: str) -> None:
     """Every way a tensor can hold data, at every depth: refused by the check alone."""
-    from model_store._onnx_io import OnnxRefused, check_onnx
+    from model_store._onnx_io import check_onnx
+    from model_store._refused import Refused
 
     nodes, inits, sparse = _holder(kind)
     out = [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])]
@@ -250,5 +252,5 @@ def test_external_data_is_refused_in_every_attribute_and_subgraph(kind: str, pla
         sparse_initializer=sparse,
     )
     data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
-    with pytest.raises(OnnxRefused, match="uses external data"):
+    with pytest.raises(Refused, match="uses external data"):
         check_onnx(data, n_features=4, task="regression")

@@ -8,7 +8,8 @@ import pytest
 import xgboost as xgb
 from sklearn.datasets import load_iris
 
-from model_store._ubjson import UBJRefused, parse_ubjson
+from model_store._refused import Refused
+from model_store._ubjson import parse_ubjson
 
 
 def test_reads_what_xgboost_writes() -> None:
@@ -43,5 +44,5 @@ def _key(name: bytes) -> bytes:
     ],
 )
 def test_refusals(data: bytes, problem: str) -> None:
-    with pytest.raises(UBJRefused, match=problem):
+    with pytest.raises(Refused, match=problem):
         parse_ubjson(data, max_depth=64)

@@ -83,6 +83,7 @@ class Rec:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes | None]] | None = None
 
 
 @dataclass
@@ -109,6 +110,10 @@ class Log:
 
     def publish(self, topic: str, records: Sequence[OutRecord]) -> None:
         self.published.setdefault(topic, []).extend(records)
+        if topic == self.topic:  # sent to the input topic: read back, headers and all
+            part = self.partitions.setdefault(0, [])
+            for r in records:
+                part.append(Rec(topic, 0, len(part), r.key, r.value, list(r.headers)))
 
     def commit(self, offsets: Offsets) -> None:
         self.commits.append(dict(offsets))

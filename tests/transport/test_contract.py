@@ -356,6 +356,17 @@ def test_a_poll_returns_records_in_partition_order_with_their_span(harness: Harn
     assert [r.offset for r in records if r.partition == 0] == list(range(5))
 
 
+def test_headers_go_out_with_a_record_and_come_back_in_order(harness: Harness) -> None:
+    source = harness.source()
+    headers = [("traceparent", b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01"), ("x-t", b"1")]
+    sink = harness.sink()
+    sink.send(harness.input, [OutRecord(None, b"with", headers), OutRecord(None, b"none", [])])
+    sink.flush(30)
+    sink.close(10)
+    got = {r.value: [tuple(h) for h in r.headers or ()] for r in read(source, 2)}
+    assert got == {b"with": headers, b"none": []}
+
+
 def test_seek_rewinds_assigned_partitions_and_ignores_others(harness: Harness) -> None:
     source = harness.source()
     harness.produce(0, values("a", 5))

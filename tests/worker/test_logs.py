@@ -111,7 +111,7 @@ def test_interval_zero_writes_every_time(lines: Any) -> None:
 
 
 class Record:
-    topic, partition, key = "features", 0, None
+    topic, partition, key, headers = "features", 0, None, None
 
     def __init__(self, offset: int, value: bytes) -> None:
         self.offset = offset

@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry
 
 import combiners
 from model_store import ModelStore
+from worker.batch.headers import HeaderCarry
+from worker.batch.records import reason_of
 from worker.config import ModelErrorPolicy, ModelRef, StrategyRef
 from worker.inference.models import ModelSet
 from worker.inference.pipeline import BatchResult, OutRecord, Pipeline
@@ -37,6 +39,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes | None]] | None = None
 
 
 def records(
@@ -96,6 +99,7 @@ def make_pipeline(served: Served, registry: CollectorRegistry) -> Iterator[Any]:
         strategies: list[Strategy] | None = None,
         timeout_ms: int = 60_000,
         scores_by_class: bool = False,
+        carry: HeaderCarry | None = None,
     ) -> Pipeline:
         pipeline = Pipeline(
             Serving(
@@ -106,6 +110,7 @@ def make_pipeline(served: Served, registry: CollectorRegistry) -> Iterator[Any]:
             max_event_bytes=1 << 16,
             metrics=Metrics(registry) if not made else None,
             scores_by_class=scores_by_class,
+            carry=carry,
         )
         made.append(pipeline)
         return pipeline
@@ -432,3 +437,48 @@ def test_scores_by_class_when_asked(served: Served, make_pipeline: Any) -> None:
         for name in served.model_set.names:
             expected = dict(zip(keys, ref["models"][name]["scores"], strict=True))
             assert doc["models"][name]["scores"] == expected
+
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01".encode()
+
+
+def test_allow_listed_headers_and_the_trace_context_reach_predictions_and_dead_letters(
+    served: Served, make_pipeline: Any
+) -> None:
+    pipeline = make_pipeline(carry=HeaderCarry.build(["x-tenant", "x-b3-*"], trace_context=True))
+    batch = records([event("a", served.X[0]), b"{not json", event("c", served.X[2])])
+    given = [
+        ("traceparent", TRACEPARENT),
+        ("tracestate", b"vendor=1"),
+        ("x-tenant", b"acme"),
+        ("x-b3-sampled", b"1"),
+        ("x-secret", b"no"),
+        ("streamfuse.error", b"forged"),
+    ]
+    batch[0].headers = given
+    batch[1].headers = given
+    batch[2].headers = [("traceparent", b"00-not-a-trace-01"), ("x-tenant", b"other")]
+    result = pipeline.process(batch)
+    first, third = result.predictions
+    ((letter, stage),) = result.dead_letters
+    for out in (first, letter):
+        got = headers(out)
+        assert got["x-tenant"] == b"acme" and got["x-b3-sampled"] == b"1"
+        assert "x-secret" not in got and got.get("streamfuse.error") != b"forged"
+        version, trace, span, flags = got["traceparent"].decode().split("-")
+        assert (version, trace, flags) == ("00", TRACE_ID, "01")
+        assert len(span) == 16 and span != "00f067aa0ba902b7"
+        assert got["tracestate"] == b"vendor=1"
+    assert stage == "decode" and reason_of(letter)
+    assert headers(first)["traceparent"] != headers(letter)["traceparent"]  # a span each
+    assert headers(third)["x-tenant"] == b"other" and "traceparent" not in headers(third)
+
+
+def test_no_header_is_read_when_nothing_is_carried(served: Served, make_pipeline: Any) -> None:
+    assert HeaderCarry.build([], trace_context=False) is None
+    pipeline = make_pipeline(carry=None)
+    batch = records([event("a", served.X[0])])
+    batch[0].headers = [("traceparent", TRACEPARENT), ("x-tenant", b"acme")]
+    (out,) = pipeline.process(batch).predictions
+    assert [name for name, _ in out.headers] == ["streamfuse.source"]

@@ -7,6 +7,7 @@ transport adapter's records fit it), :class:`OutRecord` what it hands the sink, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +22,11 @@ class InRecord(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]] | None:
+        """The record's headers in order (None or empty when it has none); read only when
+        ``output.headers`` or ``output.trace_context`` is set (:mod:`worker.batch.headers`)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ def dead_letter(
         ("streamfuse.stage", stage.encode()),
         ("streamfuse.source", source_of(record)),
     ]
+    if len(value) >= 5 and value[0] == 0:  # Confluent-framed: its writer schema, for a replay
+        headers.append(("streamfuse.schema_id", str(int.from_bytes(value[1:5], "big")).encode()))
     if len(value) > max_bytes:
         headers.append(("streamfuse.truncated", str(len(value)).encode()))
         value = value[:max_bytes]

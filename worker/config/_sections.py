@@ -242,6 +242,25 @@ class OutputSettings(_Section):
     # Each "scores" as an object keyed by class ({"class_0": 0.02, ...}) instead of a list with
     # "classes" beside it.
     scores_by_class: bool = False
+    # Input headers copied onto the prediction and the dead letter of each record: names or
+    # glob patterns ("x-tenant", "x-b3-*"); the worker's own streamfuse.* headers never are.
+    headers: tuple[str, ...] = ()
+    # A W3C traceparent on the input is continued on the outputs (same trace id and flags, a
+    # new span id; its tracestate beside it); a malformed one is not copied. false: not read.
+    trace_context: bool = True
+    # The predictions' format: json, or avro (Confluent-framed, its schema generated from what
+    # is served and registered at start-up; needs schema_registry.url).
+    format: Literal["json", "avro"] = "json"
+    # The subject the output schema is registered under: topic "<topic>-value", record
+    # "streamfuse.Prediction", topic_record "<topic>-streamfuse.Prediction".
+    subject_strategy: Literal["topic", "record", "topic_record"] = "topic"
+
+    @field_validator("headers")
+    @classmethod
+    def _header_patterns(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not p.strip() for p in patterns):
+            raise ValueError("a header name or pattern cannot be empty")
+        return patterns
 
 
 class LoggingSettings(_Section):
@@ -331,6 +350,20 @@ class Settings(_Section):
         if self.strategy.name in {s.name for s in self.shadow_strategies}:
             raise _SectionKeyError(
                 "strategy.promote", f"{self.strategy.name!r} is both active and a shadow"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _output_format_needs_a_registry(self) -> Settings:
+        if self.output.format == "json":
+            return self
+        if self.schema_registry.url is None:
+            raise _SectionKeyError(
+                "output.format", f"{self.output.format} needs schema_registry.url"
+            )
+        if self.output.explain:
+            raise _SectionKeyError(
+                "output.format", f"{self.output.format} output has no explain field yet"
             )
         return self
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from combiners import Explanation
 from worker.batch.decode import DecodedBatch, Schema, decode_batch
 from worker.batch.encode import encode_predictions
 from worker.batch.framed import FieldMap, ReaderSource, decode_mixed
+from worker.batch.headers import HeaderCarry
 from worker.batch.records import InRecord, Outgoing, OutRecord, dead_letter, source_of
 from worker.config import InputSettings, ModelErrorPolicy
 from worker.inference.fanout import Failure, Fanout, Submitted
@@ -26,9 +28,15 @@ from worker.inference.serving import Serving
 from worker.inference.strategies import ExplainingCombiner
 from worker.metrics import Metrics
 
-__all__ = ["BatchResult", "InFlight", "Pipeline"]
+__all__ = ["BatchResult", "InFlight", "OutputEncoder", "Pipeline"]
 
 log = logging.getLogger("streamfuse.pipeline")
+
+
+class OutputEncoder(Protocol):
+    """Re-encodes a batch's JSON predictions (``output.format``: worker.schemas.output)."""
+
+    def encode(self, documents: Sequence[bytes]) -> list[bytes]: ...
 
 
 @dataclass
@@ -78,6 +86,8 @@ class Pipeline:
         scores_by_class: bool = False,
         readers: ReaderSource | None = None,
         input_fields: InputSettings | None = None,
+        carry: HeaderCarry | None = None,
+        output: OutputEncoder | None = None,
     ) -> None:
         self.serving = serving
         # With a Schema Registry: framed records decoded by their writer schema (worker.schemas)
@@ -92,6 +102,10 @@ class Pipeline:
         self.fanout = Fanout(serving.names, policy.timeout_ms / 1000, threads_per_model)
         self.last_good_X: np.ndarray | None = None
         self.dead_letter_max_bytes = dead_letter_max_bytes
+        # output.headers / output.trace_context: None reads no input header at all
+        self.carry = carry
+        # output.format other than json: the JSON documents re-encoded (worker.schemas.output)
+        self.output = output
 
     def close(self) -> None:
         self.fanout.close()
@@ -99,6 +113,13 @@ class Pipeline:
     def process(self, records: Sequence[InRecord], started: float | None = None) -> BatchResult:
         """Run one batch through every stage and wait for it."""
         return self.finish(self.start(records, started))
+
+    def _dead_letter(self, record: InRecord, stage: str, why: str) -> tuple[OutRecord, str]:
+        """:func:`dead_letter` with the input headers ``output.*`` carries (see HeaderCarry)."""
+        out, stage = dead_letter(record, stage, why, self.dead_letter_max_bytes)
+        if self.carry is not None:
+            out.headers.extend(self.carry.carried([record])[0])
+        return out, stage
 
     def start(self, records: Sequence[InRecord], started: float | None = None) -> InFlight:
         """Decode and validate the batch and start the models on it; returns at once.
@@ -121,12 +142,7 @@ class Pipeline:
             )
         for rejection in decoded.rejections:
             flight.result.dead_letters.append(
-                dead_letter(
-                    records[rejection.index],
-                    rejection.stage,
-                    rejection.reason,
-                    self.dead_letter_max_bytes,
-                )
+                self._dead_letter(records[rejection.index], rejection.stage, rejection.reason)
             )
         if len(decoded.ids) == 0:
             return flight
@@ -156,9 +172,8 @@ class Pipeline:
         return all(f.done() for f in futures) or time.monotonic() >= submitted.deadline
 
     def finish(self, flight: InFlight) -> BatchResult:
-        if flight.decoded is None or flight.submitted is None:
-            return flight.result
-        self._predict_and_encode(flight)
+        if flight.decoded is not None and flight.submitted is not None:
+            self._predict_and_encode(flight)
         return flight.result
 
     def _predict_and_encode(self, flight: InFlight) -> None:
@@ -175,9 +190,7 @@ class Pipeline:
         ):
             reason = "; ".join(f"{f.model}: {f.kind}: {f.message}" for f in fan.failures)
             why = f"{n_ok} of {len(fan.available)} models answered ({reason})"
-            result.dead_letters.extend(
-                dead_letter(r, "predict", why, self.dead_letter_max_bytes) for r in good
-            )
+            result.dead_letters.extend(self._dead_letter(r, "predict", why) for r in good)
             return
         outputs: dict[str, np.ndarray] = {}
         for strategy in serving.strategies:
@@ -189,9 +202,7 @@ class Pipeline:
                     self.metrics.strategy_errors.labels(strategy.name).inc()
                 if strategy is serving.active:
                     why = f"strategy {strategy.name}: {type(exc).__name__}: {exc}"
-                    result.dead_letters.extend(
-                        dead_letter(r, "combine", why, self.dead_letter_max_bytes) for r in good
-                    )
+                    result.dead_letters.extend(self._dead_letter(r, "combine", why) for r in good)
                     return
                 log.warning("shadow strategy %s failed: %s", strategy.name, exc)
                 continue
@@ -216,17 +227,19 @@ class Pipeline:
                 explanation=explanation,
                 scores_by_class=self.scores_by_class,
             )
+            if self.output is not None:
+                values = self.output.encode(values)
         except (TypeError, ValueError) as exc:
             why = f"cannot encode the prediction: {exc}"
-            result.dead_letters.extend(
-                dead_letter(r, "encode", why, self.dead_letter_max_bytes) for r in good
-            )
+            result.dead_letters.extend(self._dead_letter(r, "encode", why) for r in good)
             return
-        for record, doc_id, value in zip(good, decoded.ids, values, strict=True):
+        carried = self.carry.carried(good) if self.carry is not None else None
+        for i, (record, doc_id, value) in enumerate(zip(good, decoded.ids, values, strict=True)):
             key = record.key if record.key is not None else str(doc_id).encode()
-            result.predictions.append(
-                OutRecord(key, value, [("streamfuse.source", source_of(record))])
-            )
+            headers = [("streamfuse.source", source_of(record))]
+            if carried is not None:
+                headers.extend(carried[i])
+            result.predictions.append(OutRecord(key, value, headers))
         result.ids = decoded.ids
         result.ts = decoded.ts
         result.X = decoded.X

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,8 +46,16 @@ class _Prepared:
 
 
 class Reloader:
-    def __init__(self, store: ModelStore, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: ModelStore,
+        settings: Settings,
+        metrics: Metrics,
+        relayout: Callable[[Serving], str | None] | None = None,
+    ) -> None:
         self.store = store
+        # output.format: why a new snapshot cannot be published (refused and counted), or None
+        self.relayout = relayout
         self.settings = settings
         self.metrics = metrics
         self._next_check = 0.0
@@ -67,8 +76,15 @@ class Reloader:
             ready, self._ready = self._ready, None
         if ready is not None:
             if ready.base is serving:
-                self._announce(ready)
-                return ready.serving
+                # On the loop's thread, at the swap: the output schema moves with the snapshot.
+                refused = self.relayout(ready.serving) if self.relayout is not None else None
+                if refused is None:
+                    self._announce(ready)
+                    return ready.serving
+                for promotion, _ in ready.swapped:
+                    self._refuse(promotion, refused)
+                    self._refused.add(promotion)  # not retried on every check
+                return None
             self._next_check = 0.0
         if self._job is not None and self._job.is_alive():
             return None

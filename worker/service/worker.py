@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 
 from worker.accuracy.labels import LabelJoiner
 from worker.accuracy.live import MAX_LABELS_PER_POLL, LiveAccuracy
+from worker.batch.headers import HeaderCarry
 from worker.batch.records import reason_of
 from worker.config import Settings
 from worker.delivery import Backoff, Batch, Delivery, call_stuck, delivery_for
@@ -47,6 +48,7 @@ from worker.transport import LabelsReader, Sink, TopicPartition, open_transport
 
 if TYPE_CHECKING:
     from worker.schemas import RegistryReaders
+    from worker.schemas.output import AvroOutput
 
 __all__ = ["Worker"]
 
@@ -101,6 +103,12 @@ class Worker:
             self.promotion = Promotion(self.store, settings, self.metrics, serving)
             serving = self.promotion.start(serving)
         readers = self._schema_readers(serving)
+        self.output_encoder: AvroOutput | None = None
+        if settings.output.format != "json":
+            from worker.schemas.output import build_output
+
+            assert readers is not None  # the settings require schema_registry.url
+            self.output_encoder = build_output(settings, serving, readers.client)
         self.pipeline = Pipeline(
             serving,
             settings.on_model_error,
@@ -112,10 +120,12 @@ class Worker:
             scores_by_class=settings.output.scores_by_class,
             readers=readers,
             input_fields=settings.input,
+            carry=HeaderCarry.build(settings.output.headers, settings.output.trace_context),
+            output=self.output_encoder,
         )
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
-        self.reloader = Reloader(self.store, settings, self.metrics)
+        self.reloader = Reloader(self.store, settings, self.metrics, self._relayout)
         self.accuracy: LiveAccuracy | None = None
         if settings.topics.labels:
             joiner = LabelJoiner(
@@ -167,6 +177,12 @@ class Worker:
         if checked is not None:
             log.info("input schema checked: %s holds every feature", checked)
         return readers
+
+    def _relayout(self, serving: Serving) -> str | None:
+        """Why a hot-reloaded snapshot cannot be published in ``output.format``, else None."""
+        if self.output_encoder is None:
+            return None
+        return self.output_encoder.relayout_for(serving)
 
     @property
     def serving(self) -> Serving:

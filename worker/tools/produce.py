@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +161,13 @@ def produce(
     data: Path | None = None,
     target: str | None = None,
     dataset: str | None = None,
+    format: str = "json",
 ) -> int:
     """Send the store's test split (or the rows of ``data``) as events, and their labels
     ``labels_delay`` seconds later (for ``data``, only with a ``target`` column).
+
+    ``format``: ``json`` (the documented events) or ``avro`` (Confluent-framed, the schema
+    registered in ``schema_registry.url``: :mod:`worker.tools.produce_avro`).
 
     ``dataset``, when given, must be the data set the store's test split came from. The
     topics sent to must exist: checked first, so a missing one stops at once
@@ -177,6 +182,13 @@ def produce(
         check_dataset(store, dataset)
         events, docs = dataset_events(store, model, prefix, count)
         labels = list(docs)
+    encode: Callable[[dict[str, Any]], bytes] = orjson.dumps
+    if format == "avro":
+        from worker.tools.produce_avro import avro_event_serializer
+
+        schema = store.manifest(model)["input_schema"]
+        names = schema.get("feature_names") or [f"f{j}" for j in range(schema["n_features"])]
+        encode = avro_event_serializer(settings, names)
     t = settings.topics
     sends_labels = bool(t.labels) and any(label is not None for label in labels)
     wanted = {"topics.input": t.input}
@@ -200,7 +212,7 @@ def produce(
                 time.sleep(wait)  # pacing the producer, not synchronisation
         event["ts"] = time.time()
         key = str(event["id"]).encode()
-        producer.send(t.input, key=key, value=orjson.dumps(event))
+        producer.send(t.input, key=key, value=encode(event))
         if label is not None:
             pending.append((time.monotonic() + labels_delay, label))
         while pending and pending[0][0] <= time.monotonic():

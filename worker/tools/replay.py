@@ -29,6 +29,7 @@ class _Record:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: list[tuple[str, bytes | None]] | None = None
 
 
 @dataclass

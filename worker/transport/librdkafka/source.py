@@ -40,14 +40,21 @@ COMMITTED_TIMEOUT_S = 10.0
 class Record:
     """A consumed message as the pipeline reads it (librdkafka's ``Message`` has methods)."""
 
-    __slots__ = ("key", "offset", "partition", "topic", "value")
+    __slots__ = ("_message", "key", "offset", "partition", "topic", "value")
 
     def __init__(self, message: Any) -> None:
+        self._message = message
         self.topic: str = message.topic()
         self.partition: int = message.partition()
         self.offset: int = message.offset()
         self.key: bytes | None = message.key()
         self.value: bytes | None = message.value()
+
+    @property
+    def headers(self) -> list[tuple[str, bytes | None]] | None:
+        """Read from the message only when asked (no cost when no header is carried)."""
+        headers: list[tuple[str, bytes | None]] | None = self._message.headers()
+        return headers
 
 
 def _ours(tps: Sequence[Any]) -> tuple[TopicPartition, ...]:
