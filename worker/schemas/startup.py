@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from worker.batch.framed import FieldMap
 from worker.errors import ConfigError
-from worker.schemas.readers import SchemaReader, registry_down
+from worker.schemas.readers import RegistryReaders, SchemaReader, registry_down
 
 __all__ = ["check_input_subject"]
 
@@ -53,3 +54,19 @@ def check_input_subject(client: Any, topic: str, fields: FieldMap) -> str | None
             f"{', '.join(fields.features)} (input.fields renames them)",
         )
     return f"{subject} version {latest.version} ({reader.format})"
+
+
+def open_readers(
+    settings: Any, schema: Any, wait: Callable[[], bool], reached: Callable[[str | None], None]
+) -> RegistryReaders:
+    """The writer schemas' readers for ``settings`` (``schema_registry.url`` set), after checking
+    that the input subject's latest schema holds every feature the models' ``schema`` needs
+    (else :class:`ConfigError`: exit 2). ``wait`` backs off while the registry does not answer
+    (False: stop); ``reached`` tells the health checks whether it answers."""
+    readers = RegistryReaders.from_config(settings.schema_registry.client_config(), wait, reached)
+    i = settings.input
+    fields = FieldMap.for_schema(schema, i.fields, i.id_field, i.ts_field)
+    checked = check_input_subject(readers.client, settings.topics.input, fields)
+    if checked is not None:
+        log.info("input schema checked: %s holds every feature", checked)
+    return readers

@@ -155,28 +155,16 @@ class Worker:
         self.health.set_phase("connecting")
 
     def _schema_readers(self, serving: Serving) -> RegistryReaders | None:
-        """With ``schema_registry.url``: the writer schemas' readers, after checking that the
-        input subject's latest schema holds every feature (else ConfigError: exit 2)."""
-        s = self.settings
-        if s.schema_registry.url is None:
+        """With ``schema_registry.url``: the writer schemas' readers (input subject checked)."""
+        if self.settings.schema_registry.url is None:
             return None
-        from worker.batch.framed import FieldMap
-        from worker.schemas import RegistryReaders, check_input_subject
+        from worker.schemas import open_readers
 
         def wait() -> bool:
             self.backoff.wait()
             return not self.stop_event.is_set()
 
-        readers = RegistryReaders.from_config(
-            s.schema_registry.client_config(), wait, self.health.registry_reached
-        )
-        fields = FieldMap.for_schema(
-            serving.schema, s.input.fields, s.input.id_field, s.input.ts_field
-        )
-        checked = check_input_subject(readers.client, s.topics.input, fields)
-        if checked is not None:
-            log.info("input schema checked: %s holds every feature", checked)
-        return readers
+        return open_readers(self.settings, serving.schema, wait, self.health.registry_reached)
 
     def _relayout(self, serving: Serving) -> str | None:
         """Why a hot-reloaded snapshot cannot be published in ``output.format``, else None."""
