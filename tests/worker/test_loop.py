@@ -179,6 +179,26 @@ def test_a_failed_flush_rewinds_every_unpublished_batch(pipeline: Pipeline) -> N
     assert failures == [Outcome.RETRY_FROM_FIRST] * 2  # each reported (the metric's source)
 
 
+def test_a_producer_failing_batches_in_a_row_is_replaced(pipeline: Pipeline) -> None:
+    """A producer whose flushes keep failing (librdkafka after a broker restart can stay that
+    way) is replaced after FAILURES_BEFORE_REPLACING failures in a row; nothing is lost."""
+    from worker.delivery.at_least_once import FAILURES_BEFORE_REPLACING
+
+    log = filled(40)
+    source = FakeSource(log, on_commit=never_ahead_of_publishing(log))
+    sink = FakeSink(log)
+    sink.fail_next_flushes = FAILURES_BEFORE_REPLACING - 1  # then one success: no replacement
+    loop = make_loop(pipeline, source, sink, max_events=8)
+    run_until(loop, source, all_committed(log, 40))
+    assert sink.n_replaced == 0
+    log2 = filled(40)
+    source2, sink2 = FakeSource(log2, on_commit=never_ahead_of_publishing(log2)), FakeSink(log2)
+    sink2.fail_next_flushes = FAILURES_BEFORE_REPLACING
+    run_until(make_loop(pipeline, source2, sink2, max_events=8), source2, all_committed(log2, 40))
+    assert sink2.n_replaced == 1
+    assert set(published_ids(log2)) == {f"p{p}-{i}" for p in range(2) for i in range(40)}
+
+
 def test_a_refused_seek_rewinds_to_the_committed_offsets(pipeline: Pipeline) -> None:
     """A seek the client refuses (TransportError, e.g. racing a revoke) after a failed flush:
     the loop re-reads from the committed offsets instead of ending, and nothing is lost."""

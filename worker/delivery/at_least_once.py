@@ -6,7 +6,8 @@ batch). Rebalances and shutdown commit what is held synchronously (:meth:`commit
 A failed send commits nothing: the batch is re-read from its first offsets, so nothing
 unpublished is ever committed (duplicates are possible after a crash). A flush that does not
 return within its deadline (:mod:`worker.transport.deadline`) is named and counted, the producer
-replaced, and the batch re-read from its first offsets the same way.
+replaced, and the batch re-read from its first offsets the same way; so is a producer whose
+deliveries fail ``FAILURES_BEFORE_REPLACING`` times in a row.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ __all__ = ["AtLeastOnce"]
 log = logging.getLogger("streamfuse.delivery")
 
 
+# Failed deliveries in a row after which the producer is replaced (each waits kafka.watchdog_s).
+FAILURES_BEFORE_REPLACING = 2
+
+
 class AtLeastOnce:
     def __init__(
         self,
@@ -49,6 +54,7 @@ class AtLeastOnce:
         self.metrics = metrics
         self.backoff = backoff or Backoff()
         self._to_commit: Offsets = {}
+        self._failed_in_a_row = 0  # deliveries that failed since the last one that did not
 
     rebalance_rewind = Outcome.RETRY_FROM_FIRST  # every delivered batch was committed
 
@@ -68,7 +74,20 @@ class AtLeastOnce:
             return Outcome.RETRY_FROM_FIRST
         except TransportError as exc:
             log.error("publishing a batch failed (%s); re-reading it from its first offsets", exc)
+            self._failed_in_a_row += 1
+            if self._failed_in_a_row >= FAILURES_BEFORE_REPLACING:
+                # A producer that delivers nothing while the brokers answer again (librdkafka
+                # after a broker restart, its leader missing from the producer's cache) stays
+                # that way: a new one is built (its records, if they ever leave, are re-sent
+                # ones: at_least_once).
+                log.warning(
+                    "%d batches in a row not delivered: replacing the producer",
+                    self._failed_in_a_row,
+                )
+                replace_producer(self.sink, self.backoff)
+                self._failed_in_a_row = 0
             return Outcome.RETRY_FROM_FIRST
+        self._failed_in_a_row = 0
         offsets = batch.next_offsets()
         self._to_commit.update(offsets)
         try:
