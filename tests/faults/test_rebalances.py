@@ -135,11 +135,17 @@ def _join_and_leave(
                 )
                 rebalances += 1
                 mark = tail.distinct()
-                wait_for(
-                    lambda m=mark: still_running(first) and tail.distinct() > m + 300,
-                    timeout=60,
-                    what="progress",
-                )
+                try:
+                    wait_for(
+                        lambda m=mark: still_running(first) and tail.distinct() > m + 300,
+                        timeout=60,
+                        what="progress",
+                    )
+                except TimeoutError as exc:  # both workers' logs say why (seen once, unexplained)
+                    raise AssertionError(
+                        f"{exc} ({tail.distinct() - mark} new ids); first worker:\n"
+                        f"{first.text()[-4000:]}\nsecond worker:\n{second.text()[-4000:]}"
+                    ) from None
             finally:
                 second.stop()
             assert second.proc is not None and second.proc.returncode == 0, second.text()
