@@ -112,11 +112,11 @@ format_cluster() {
   mkdir -p "$cluster_dir"
   echo "$brokers" > "$cluster_dir/brokers"
   local uuid n
-  uuid="$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22])')"
+  uuid="$(python3 "$here/cluster_id.py")"
   for n in $(all_nodes); do
     write_node_config "$n"
     # Static voters (controller.quorum.voters): no --standalone/--initial-controllers.
-    node_java "$n" kafka.tools.StorageTool format -t "$uuid" -c "$(node_dir "$n")/server.properties" \
+    node_java "$n" kafka.tools.StorageTool format --cluster-id="$uuid" -c "$(node_dir "$n")/server.properties" \
       > "$(node_dir "$n")/format.log" 2>&1 \
       || { cat "$(node_dir "$n")/format.log" >&2; die "formatting node $n's data dir failed"; }
   done
