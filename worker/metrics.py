@@ -36,18 +36,13 @@ DEAD_LETTER_STAGES = ("decode", "validate", "predict", "combine", "encode")
 MODEL_ERROR_KINDS = ("exception", "timeout", "busy", "shape", "nonfinite")
 RELOAD_OUTCOMES = ("swapped", "refused")
 GROUP_STATES = ("stable", "rebalancing", "unassigned")  # worker.transport.GroupState's values
-CONSUMER_RESET_REASONS = ("rebalancing", "orphaned")  # worker.service.watchdog.Wedge.reason
+CONSUMER_RESET_REASONS = ("rebalancing", "orphaned", "topic_deleted", "topic_recreated")
 REBALANCE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 # The blocking client calls worker.transport bounds (CallGuard), exported at 0 from the start.
 KAFKA_CALLS = (
-    "flush",
-    "init_transactions",
-    "send_offsets_to_transaction",
-    "commit_transaction",
-    "abort_transaction",
-    "commit",
-    "close",
-)
+    "flush", "init_transactions", "send_offsets_to_transaction", "commit_transaction",
+    "abort_transaction", "commit", "close",
+)  # fmt: skip
 
 # 100 µs to 10 s: resolves sub-millisecond model calls and multi-second stalls alike.
 LATENCY_BUCKETS = (
@@ -313,9 +308,14 @@ class Metrics:
             buckets=REBALANCE_BUCKETS,
             registry=r,
         )
+        self.input_topic_exists = Gauge(
+            "streamfuse_input_topic_exists",
+            "1 while the input topic exists, 0 while the brokers do not know it (deleted).",
+            registry=r,
+        )
         self.consumer_resets = Counter(
             "streamfuse_consumer_resets",
-            "Consumer resets by the membership watchdog (rejoins, rebuilds) by reason.",
+            "Consumer resets (rejoins, rebuilds) by reason: the watchdog's, or the input topic's.",
             ["reason"],
             registry=r,
         )
@@ -362,6 +362,7 @@ class Metrics:
             self.rolling_metric.labels(scope, name, metric).set(float("nan"))
         for reason in CONSUMER_RESET_REASONS:
             self.consumer_resets.labels(reason)
+        self.input_topic_exists.set(1)  # ensure_topics found or made it before the loop
         for state in GROUP_STATES:  # not joined yet: rebalancing, since start-up
             self.group_state.labels(state).set(1 if state == "rebalancing" else 0)
         if strategies:

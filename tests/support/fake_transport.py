@@ -86,6 +86,9 @@ class Rec:
     headers: list[tuple[str, bytes | None]] | None = None
 
 
+_topic_ids = count(1)
+
+
 @dataclass
 class Log:
     """The broker: input partitions, the group's committed offsets, the output topics."""
@@ -96,11 +99,24 @@ class Log:
     published: dict[str, list[OutRecord]] = field(default_factory=dict)
     commits: list[Offsets] = field(default_factory=list)
     members: dict[str, frozenset[TopicPartition]] = field(default_factory=dict)  # the group
+    topic_id: str | None = field(default_factory=lambda: f"id-{next(_topic_ids)}")
 
     def append(self, partition: int, values: Sequence[bytes]) -> None:
         part = self.partitions.setdefault(partition, [])
         for v in values:
             part.append(Rec(self.topic, partition, len(part), None, v))
+
+    def delete(self) -> None:
+        """The input topic is deleted: its records and the group's offsets on it go (as the
+        coordinator drops a deleted topic's offsets); a source polls nothing from it."""
+        self.topic_id = None
+        self.partitions.clear()
+        self.committed.clear()
+
+    def create(self, n_partitions: int) -> None:
+        """The input topic is created (again: under a new id), empty."""
+        self.topic_id = f"id-{next(_topic_ids)}"
+        self.partitions = {p: [] for p in range(n_partitions)}
 
     def grow(self, n_partitions: int) -> None:
         """The input topic grows to ``n_partitions`` (a subscribed source is assigned the new
@@ -215,11 +231,11 @@ class FakeSource:
         if self.fail_next_polls:
             self.fail_next_polls -= 1
             raise TransportError("injected: polling failed")
-        if len(self.log.partitions) != self.n_partitions:  # grown: the group rebalances
+        if len(self.log.partitions) != self.n_partitions:  # grown or gone: the group rebalances
+            grown = len(self.log.partitions) > self.n_partitions
             self.n_partitions = len(self.log.partitions)
-            self.rebalance(
-                self.assigned | {TopicPartition(self.log.topic, p) for p in self.log.partitions}
-            )
+            existing = {TopicPartition(self.log.topic, p) for p in self.log.partitions}
+            self.rebalance(self.assigned | existing if grown else self.assigned & existing)
         records: list[Any] = []
         span: Span = {}
         for tp in sorted(self.assigned):
@@ -315,6 +331,9 @@ class FakeAdmin:
 
     def committed(self) -> Offsets:
         return dict(self.log.committed)
+
+    def topic_id(self) -> str | None:
+        return self.log.topic_id
 
     def describe_group(self) -> GroupDescription:
         self.n_described += 1

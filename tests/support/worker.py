@@ -92,7 +92,7 @@ class WorkerProcess:
     def text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
-    def wait_assigned(self, timeout: float = 60) -> None:
+    def wait_assigned(self, timeout: float = 120) -> None:
         def ready() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:

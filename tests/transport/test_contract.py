@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException
 from kafka import KafkaProducer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import NewPartitions
-from kafka.errors import IllegalStateError
+from kafka.errors import IllegalStateError, TopicAlreadyExistsError
 from kafka.errors import KafkaError as KafkaPythonError
 
 from tests.support.fake_transport import FakeAdmin, FakeSink, FakeSource, Log
@@ -88,6 +88,14 @@ class Harness:
         """The input topic grows to ``n_partitions``, each with a leader."""
         raise NotImplementedError
 
+    def delete(self) -> None:
+        """The input topic is deleted (and gone from the brokers' metadata)."""
+        raise NotImplementedError
+
+    def create(self) -> None:
+        """The input topic is created again, with two partitions, each with a leader."""
+        raise NotImplementedError
+
     def refuse(self, source: Source, call: str) -> None:
         """The source's client refuses its next ``call`` ("commit", "seek") with an error of
         its own (kafka-python's raised at once by commit_async, say, with no coordinator)."""
@@ -139,6 +147,12 @@ class FakeHarness(Harness):
 
     def grow(self, n_partitions: int) -> None:
         self.log.grow(n_partitions)
+
+    def delete(self) -> None:
+        self.log.delete()
+
+    def create(self) -> None:
+        self.log.create(2)
 
     def refuse(self, source: Source, call: str) -> None:
         assert isinstance(source, FakeSource)
@@ -273,6 +287,28 @@ class BrokerHarness(Harness):
 
         wait_for(led, what=f"{self.input} grown to {n_partitions} partitions")
         self._producer = None  # a new one, whose metadata has the new partitions
+
+    def delete(self) -> None:
+        self.kafka.admin.delete_topics([self.input])
+
+        def gone() -> bool:
+            try:
+                return self.input not in self.kafka.admin.list_topics()
+            except KafkaPythonError:
+                return False
+
+        wait_for(gone, what=f"{self.input} deleted")
+
+    def create(self) -> None:
+        def created() -> bool:  # refused while the deletion is still under way
+            try:
+                self.kafka.create_topic(self.input, 2)
+            except TopicAlreadyExistsError:
+                return False
+            return True
+
+        wait_for(created, what=f"{self.input} created again")
+        self._producer = None
 
     def refuse(self, source: Source, call: str) -> None:
         client: Any = source
@@ -433,6 +469,19 @@ def test_a_grown_topic_is_assigned_within_the_metadata_refresh_and_its_records_p
         (2, i, v) for i, v in enumerate(values("c", 3))
     ]
     print(f"{harness.name}: a new partition's records polled {served_s:.1f} s after the growth")
+
+
+def test_the_input_topics_id_is_stable_none_when_deleted_and_new_when_created_again(
+    harness: Harness,
+) -> None:
+    admin = harness.admin()
+    first = admin.topic_id()
+    assert first and admin.topic_id() == first
+    harness.delete()
+    wait_for(lambda: admin.topic_id() is None, timeout=30, what="no id once deleted")
+    harness.create()
+    again = wait_for(admin.topic_id, timeout=30, what="an id once created again")
+    assert again != first
 
 
 def test_membership_is_reported_stable_with_the_assignment(harness: Harness) -> None:

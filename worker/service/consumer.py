@@ -12,6 +12,7 @@ loop (:meth:`~.loop.Loop.revoke_all`): a soft reset, or a new consumer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -20,8 +21,9 @@ from worker.delivery import call_stuck
 from worker.errors import KafkaCallStuckError, StartupError, TransportError
 from worker.metrics import Metrics
 from worker.service.health import Health
+from worker.service.input_topic import InputTopicWatch, TopicChange
 from worker.service.loop import Loop
-from worker.service.watchdog import Action, Watchdog
+from worker.service.watchdog import Action, Watchdog, Wedge
 from worker.transport import (
     AssignmentChange,
     GroupState,
@@ -124,14 +126,28 @@ class RenewableSource:
             inner.close()
 
 
+def _from_the_start(source: RenewableSource) -> None:
+    """The input topic was created again: the group's offsets on the partitions this member
+    holds go back to 0 (the old positions may have skipped records), then it joins again."""
+    held = {tp: 0 for tp in source.assignment()}
+    try:
+        if held:
+            source.commit(held, wait=True)
+    except TransportError as exc:  # joining again still drops the positions
+        log.error("setting the offsets back to the start failed (%s)", exc)
+    source.reset()
+
+
 def tend(
     source: RenewableSource,
     watchdog: Watchdog,
     loop: Loop | None,
     metrics: Metrics,
     health: Health | None = None,
+    topic: InputTopicWatch | None = None,
 ) -> Action | None:
-    """Report the membership; take the watchdog's action, if any (returned)."""
+    """Report the membership; take the watchdog's action, if any (returned), or reset the
+    consumer after the input topic was created again (``topic``)."""
     m = source.membership()
     age = m.age_s()
     metrics.set_membership(m.state.value, age, m.generation, m.n_partitions)
@@ -141,11 +157,21 @@ def tend(
     if took is not None:
         metrics.rebalance_duration.observe(took)
     step = watchdog.check()
-    if step is None or loop is None:
+    if loop is None:
         return None
-    action, wedge = step
+    reset: Callable[[], None]
+    if step is not None:
+        action, wedge = step
+        reset = source.reset if action is Action.SOFT_RESET else source.renew
+    else:
+        change = topic.take_reset() if topic is not None else None
+        if change is None:
+            return None
+        action, wedge = Action.SOFT_RESET, Wedge(f"topic_{change.value}", "")
+        reset = source.reset
+        if change is TopicChange.RECREATED:
+            reset = functools.partial(_from_the_start, source)
     metrics.consumer_resets.labels(wedge.reason).inc()
-    reset = source.reset if action is Action.SOFT_RESET else source.renew
     try:
         loop.revoke_all(reset)
     except KafkaCallStuckError as exc:  # leaving the group: the next step builds a new one

@@ -125,6 +125,7 @@ class Health:
         # the membership watchdog's: why the membership is wedged now, why restarting is due
         self.wedged: Callable[[], str | None] = lambda: None
         self.resets_failing: Callable[[], str | None] = lambda: None
+        self.input_missing: Callable[[], str | None] = lambda: None  # the input topic deleted
 
     # -- what the worker reports -------------------------------------------------------------
 
@@ -212,6 +213,10 @@ class Health:
             problems.append(f"the consumer group membership is {stuck}")
         if self.phase == "running" and not live.ok:
             problems.append(live.body["reason"])
+        missing = self.input_missing()
+        if missing is not None:
+            checks["input_topic"] = missing
+            problems.append(missing)
         if self.registry_error is not None:
             checks["schema_registry"] = self.registry_error
             problems.append(f"the batch waits: {self.registry_error}")

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from worker.config import Settings
 from worker.metrics import Metrics
+from worker.service.input_topic import InputTopicWatch
 from worker.transport import Admin, TopicPartition
 
 __all__ = ["LagMonitor"]
@@ -33,8 +34,10 @@ class LagMonitor:
         make_admin: Callable[[], Admin],
         reached: Callable[[str | None], None] = lambda error: None,
         refreshed: Callable[[Admin, dict[TopicPartition, int]], None] | None = None,
+        topic: InputTopicWatch | None = None,
     ) -> None:
         self.settings = settings
+        self.topic = topic  # after each refresh: the input topic's id, for deletion and re-creation
         # after each refresh, with the admin and the lag: the membership watchdog's evidence
         self.refreshed = refreshed
         self.reached = reached  # after each refresh: None, or why the brokers did not answer
@@ -61,9 +64,12 @@ class LagMonitor:
             self._thread = None
 
     def refresh(self) -> dict[TopicPartition, int]:
-        """Read the offsets once and set the gauge; returns lag per partition (may raise)."""
+        """Read the input topic's id (with a watch) and the offsets once, set the gauges; returns
+        lag per partition (may raise)."""
         if self._admin is None:
             self._admin = self.make_admin()
+        if self.topic is not None:  # first: the lag of a deleted topic may fail to read
+            self._watch_topic(self.topic, self._admin)
         lags = self._admin.lag()
         labels = set()
         for tp, lag in lags.items():
@@ -82,6 +88,12 @@ class LagMonitor:
                     log.warning("reading the consumer group for the watchdog failed: %r", exc)
                 self._watch_failing = True
         return lags
+
+    def _watch_topic(self, watch: InputTopicWatch, admin: Admin) -> None:
+        """The input topic's id to the watch (may raise: a failed refresh)."""
+        topic_id = admin.topic_id()
+        self.metrics.input_topic_exists.set(0 if topic_id is None else 1)
+        watch.observe(topic_id)
 
     def _run(self) -> None:
         try:

@@ -39,6 +39,7 @@ from worker.metrics import Metrics
 from worker.service.consumer import RenewableSource, tend
 from worker.service.health import Health, stall_bound_s
 from worker.service.heldout import heldout_scores
+from worker.service.input_topic import InputTopicWatch
 from worker.service.lag import LagMonitor
 from worker.service.loop import Loop
 from worker.service.promotion import Promotion
@@ -75,6 +76,8 @@ class Worker:
         self.watchdog = Watchdog(settings.kafka.effective_rebalance_stuck_s)
         self.health.wedged = self.watchdog.wedged
         self.health.resets_failing = self.watchdog.failing
+        self.input_topic = InputTopicWatch(settings.topics.input)
+        self.health.input_missing = self.input_topic.missing
         self.freeze_gc = freeze_gc  # a process-wide setting: only for the process's own worker
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
@@ -147,6 +150,7 @@ class Worker:
             self.transport.admin,
             reached=self.health.brokers_reached,
             refreshed=self.watchdog.gather,
+            topic=self.input_topic,
         )
         self.source: RenewableSource | None = None
         self.sink: Sink | None = None
@@ -299,7 +303,7 @@ class Worker:
         """The source's group membership to the metrics, ``/readyz`` and the watchdog, which
         may reset the consumer (:func:`~.consumer.tend`)."""
         if self.source is not None:
-            tend(self.source, self.watchdog, self.loop, self.metrics, self.health)
+            tend(self.source, self.watchdog, self.loop, self.metrics, self.health, self.input_topic)
 
     def follow_assignment(self, assignment: Sequence[TopicPartition]) -> None:
         """Read the co-partitioned labels of the input partitions now assigned."""

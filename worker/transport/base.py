@@ -230,4 +230,9 @@ class Admin(Protocol):
         raises :class:`worker.errors.TransportError` when the coordinator did not answer within
         the admin calls' bound."""
 
+    def topic_id(self) -> str | None:
+        """The input topic's id as the brokers give it now (a fresh metadata request), or None
+        when the topic does not exist: a new id under the same name is a topic deleted and
+        created again (KIP-516 topic ids)."""
+
     def close(self) -> None: ...

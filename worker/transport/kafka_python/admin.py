@@ -9,7 +9,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from worker.config import Settings
 from worker.errors import KafkaCallStuckError, TransportError
@@ -90,6 +90,14 @@ class KafkaPythonAdmin:
         }
         return GroupDescription(str(found.get("group_state") or "Unknown"), members)
 
+    def topic_id(self) -> str | None:
+        admin, _ = self._lag_clients()
+        try:
+            found = admin.describe_topics([self.settings.topics.input])
+        except KafkaError as exc:
+            raise TransportError(f"describing the input topic failed ({exc})") from exc
+        return _topic_id(found)
+
     def _lag(self) -> dict[TopicPartition, int]:
         admin, consumer = self._lag_clients()
         topic = self.settings.topics.input
@@ -128,6 +136,19 @@ class KafkaPythonAdmin:
                 log.debug("closing an admin client failed: %s", exc)
         self._admin = self._lag_admin = None
         self._lag_consumer = None
+
+
+def _topic_id(described: list[dict[str, Any]]) -> str | None:
+    """The topic id of a one-topic metadata answer; None when the topic does not exist."""
+    for topic in described:
+        code = int(topic.get("error_code") or 0)
+        if code == UnknownTopicOrPartitionError.errno:
+            return None
+        if code:
+            raise TransportError(f"describing the input topic failed (error code {code})")
+        found = topic.get("topic_id")
+        return None if found is None else str(found)
+    return None
 
 
 def _assigned(assignment: Any, topic: str) -> list[TopicPartition]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -130,6 +130,26 @@ class LibrdkafkaAdmin:
         }
         state = getattr(found.state, "name", str(found.state))
         return GroupDescription(_STATES.get(state, state), members)
+
+    def topic_id(self) -> str | None:
+        topic = self.settings.topics.input
+        try:
+            futures = self._client().describe_topics(
+                TopicCollection([topic]), request_timeout=TIMEOUT_S
+            )
+            found = bounded(
+                lambda: futures[topic].result(TIMEOUT_S),
+                "describe_topics",
+                TIMEOUT_S + MARGIN_S,
+                "admin",
+            )
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                return None
+            raise TransportError(f"describing the input topic failed ({exc})") from exc
+        except KafkaCallStuckError as exc:
+            raise TransportError(f"describing the input topic failed ({exc})") from exc
+        return str(found.topic_id)
 
     def lag(self) -> dict[TopicPartition, int]:
         topic = self.settings.topics.input
