@@ -424,3 +424,132 @@ def test_cluster_faults_lose_nothing(
         assert stalled[g]["failures_counted"] > 0, f"{g}: the stall was not counted"
         assert results[g]["error_lines"] > 0, f"{g}: the stall was not logged"
     assert results["exactly_once"]["duplicates"] == 0
+
+
+def _coordinators_exist(cluster: Cluster) -> None:
+    """``__consumer_offsets`` and ``__transaction_state`` made (the first group and the first
+    transactional producer make them), so that coordinators can be looked up before a worker."""
+    from confluent_kafka import Consumer, Producer
+
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": unique("p")})
+    producer.init_transactions(60)
+    consumer = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": unique("probe")})
+    consumer.committed([], timeout=60)  # looks its coordinator up
+    consumer.close()
+    wait_for(
+        lambda: cluster.in_sync([OFFSETS, TRANSACTIONS]), timeout=60, what="coordinators in sync"
+    )
+
+
+def test_exactly_once_group_coordinator_killed_under_spanning_transactions(
+    cluster: Cluster,
+    trained_store: Path,
+    test_rows: np.ndarray,
+    tmp_path: Path,
+    figures: Callable[..., None],
+) -> None:
+    """confluent-kafka, ``exactly_once`` with transactions spanning 100 ms: SIGKILL the node
+    that coordinates the worker's group but not its transactions, and keep it down until the
+    worker publishes again (librdkafka's ``send_offsets_to_transaction`` may wait for a dead
+    coordinator regardless of its timeout: the call is bounded by ``kafka.watchdog_s`` and the
+    producer replaced). Then the node returns: 0 lost, 0 duplicates read_committed."""
+    _coordinators_exist(cluster)
+    for _ in range(50):  # a group whose coordinator is not its transactions' coordinator
+        group = unique("cluster-eos-gc")
+        stream_group = cluster.coordinator(OFFSETS, group)
+        if stream_group != cluster.coordinator(TRANSACTIONS, f"streamfuse-{group}-0"):
+            break
+    watchdog_s = 10.0
+    topics = Topics(
+        input=cluster.create_topic(unique("gcin"), PARTITIONS),
+        output=cluster.create_topic(
+            unique("gcout"), PARTITIONS, **{"message.timestamp.type": "LogAppendTime"}
+        ),
+        labels="",
+        dead_letter=unique("gcdlq"),
+    )
+    config = write_config(
+        tmp_path / "eos.yaml",
+        store=trained_store,
+        bootstrap=cluster.bootstrap,
+        topics=topics,
+        group=group,
+        shadows=(),
+        kafka={
+            "library": "confluent-kafka",
+            "processing_guarantee": "exactly_once",
+            "transaction_interval_ms": 100,
+            "transaction_timeout_ms": 10_000,
+            "watchdog_s": watchdog_s,
+            "consumer": fast_group("confluent-kafka"),
+        },
+        batch={"max_events": 200, "max_wait_ms": 20},
+    )
+    doc = yaml.safe_load(config.read_text())
+    doc["topics"].update(labels=None, create=True)
+    config.write_text(yaml.safe_dump(doc))
+    X = np.resize(test_rows, (MAX_EVENTS, test_rows.shape[1]))
+    ids, values = events(X, "gc")
+    stream = Stream(
+        "exactly_once",
+        topics,
+        group,
+        config,
+        ids,
+        values,
+        WorkerProcess(config, tmp_path / "eos.log").start(),
+        Tail(cluster.bootstrap, topics.output, "read_committed"),
+    )
+    phases = Phases(cluster, {"exactly_once": stream})
+    sampler: Sampler | None = None
+    down: dict[str, Any] = {}
+    try:
+        stream.worker.wait_assigned(timeout=120)
+        stream.start_input(cluster.bootstrap)
+        sampler = Sampler(stream)
+        phases.flowing()
+        node = cluster.coordinator(OFFSETS, group)
+        held = roles(phases, node)
+        assert "exactly_once transaction coordinator" not in held, held
+
+        def fault() -> float:
+            at = time.time()
+            cluster.kill(node)
+            phases.flowing(timeout=120)  # published again with the node still dead
+            down["resumed_while_down"] = True
+            phases.note(f"starting node {node} again")
+            cluster.start(node)
+            return at
+
+        phases.run("group_coordinator", fault, node=node, roles=held)
+        stream.stop_input.set()
+        assert stream.producer is not None
+        stream.producer.join(180)
+        n_sent = stream.sent[0] if stream.sent else 0
+        assert n_sent > 0, "the input producer failed"
+        seen = stream.tail.wait_all(ids[:n_sent], timeout=180, alive=[stream.worker])
+        phases.count({"exactly_once": sampler})
+    finally:
+        if sampler is not None:
+            sampler.close()
+        stream.stop_input.set()
+        if stream.producer is not None:
+            stream.producer.join(180)
+        stream.worker.stop()
+        stream.tail.close()
+    stuck = sum("stuck: " in line for line in stream.worker.text().splitlines())
+    lost = len(set(ids[:n_sent]) - set(seen))
+    duplicates = sum(c - 1 for c in seen.values())
+    figures(
+        library="confluent-kafka",
+        watchdog_s=watchdog_s,
+        events_sent=n_sent,
+        lost=lost,
+        duplicates=duplicates,
+        stuck_call_lines=stuck,
+        **phases.rows,
+    )
+    assert stream.worker.proc is not None and stream.worker.proc.returncode == 0
+    assert down.get("resumed_while_down"), "publishing did not resume while the node was down"
+    assert lost == 0, "events lost"
+    assert duplicates == 0, "published twice under exactly_once"
