@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from worker.rollout_metrics import RolloutSeries
+
 __all__ = [
     "CONSUMER_RESET_REASONS",
     "DEAD_LETTER_STAGES",
@@ -101,7 +103,7 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-class Metrics:
+class Metrics(RolloutSeries):
     """Every metric the worker exports, registered on ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -319,7 +321,6 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        # -- explain and champion/challenger (issue 16) --
         self.strategy_promotions = Counter(
             "streamfuse_strategy_promotions",
             "Champion/challenger promotions this worker decided and recorded, by new strategy.",

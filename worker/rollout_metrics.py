@@ -1,0 +1,45 @@
+"""The rollout's series (issue 25): :class:`worker.metrics.Metrics` has them as attributes, on
+its registry, like every other series (``docs/metrics.md`` lists them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+__all__ = ["ROLLOUT_ACTIONS", "RolloutSeries"]
+
+#: ``streamfuse_rollout_decisions_total{action}``, exported at 0 from the start.
+ROLLOUT_ACTIONS = ("advance", "rollback", "done")
+
+
+class RolloutSeries:
+    """A base of :class:`~worker.metrics.Metrics`: its rollout series are made as the object
+    is (``Metrics(registry)``), before ``Metrics.__init__`` makes the others."""
+
+    rollout_share: Gauge
+    rollout_step: Gauge
+    rollout_decisions: Counter
+
+    def __new__(cls, registry: CollectorRegistry, *args: Any, **kwargs: Any) -> Any:
+        self = super().__new__(cls)
+        self.rollout_share = Gauge(
+            "streamfuse_rollout_share",
+            "Percent of keys the rollout's candidate serves on this worker (0: no rollout).",
+            registry=registry,
+        )
+        self.rollout_step = Gauge(
+            "streamfuse_rollout_step",
+            "Index of the rollout step in force, from 0 (-1: no rollout running or paused).",
+            registry=registry,
+        )
+        self.rollout_decisions = Counter(
+            "streamfuse_rollout_decisions",
+            "Rollout moves this worker decided on live evidence and recorded, by action.",
+            ["action"],
+            registry=registry,
+        )
+        self.rollout_step.set(-1)
+        for action in ROLLOUT_ACTIONS:
+            self.rollout_decisions.labels(action)
+        return self
