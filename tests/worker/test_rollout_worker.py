@@ -228,7 +228,29 @@ def test_a_model_version_candidate_is_promoted_when_done(world: dict[str, Any]) 
     assert store.versions(name) == [1, 2] and store.active_version(name) == 1
     start(store, {"model": name, "version": 2}, min_labels=30)
     pipeline, rollout, _ = worker(world, (world["soft"],))
+    assert rollout.between_batches(pipeline) is None  # the version loads on a thread
+    assert rollout.wait(60)
     run(world, pipeline, rollout, 8)
     stored = store.load_rollout("grp")
     assert stored is not None and stored.record["status"] == "done", stored.record["history"]
     assert store.active_version(name) == 2
+
+
+def test_a_candidate_version_that_cannot_be_loaded_is_rolled_back(world: dict[str, Any]) -> None:
+    store, model_set = world["store"], world["model_set"]
+    name = model_set.names[0]
+    dst = store.root / name / "2"
+    shutil.copytree(store.root / name / "1", dst)
+    manifest = dst / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"version": 1', '"version": 2'))
+    model_file = next(p for p in dst.iterdir() if p.name != "manifest.json")
+    model_file.write_bytes(model_file.read_bytes() + b"\0")  # no longer its checksum
+    start(store, {"model": name, "version": 2})
+    pipeline, rollout, registry = worker(world, (world["soft"],))
+    assert rollout.between_batches(pipeline) is None
+    assert rollout.wait(60)
+    assert rollout.between_batches(pipeline) is None
+    stored = store.load_rollout("grp")
+    assert stored is not None and stored.record["status"] == "rolled_back"
+    assert "candidate cannot be served" in stored.record["history"][-1]["why"]
+    assert registry.get_sample_value("streamfuse_rollout_share") == 0.0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -63,6 +64,8 @@ class Rollout:
         self.stored: StoredRollout | None = None
         self.arms: Arms | None = None
         self._arms_for: dict[str, Any] | None = None  # the candidate the arms were built for
+        self._job: threading.Thread | None = None  # loading a candidate version
+        self._done: tuple[Serving, dict[str, Any], Serving | Exception] | None = None
         self.waiting = ""  # what the step waits for, as the gates said last
         self._loaded: dict[tuple[str, int], Any] = {}
         self._next_read = 0.0
@@ -187,17 +190,57 @@ class Rollout:
             return
         if self.arms is not None and self.arms.base is serving and self._arms_for == candidate:
             return
-        try:
-            built = self._build(serving, model, version, strategy, probe)
-        except Exception as exc:  # a candidate that cannot be served is rolled back
-            self._drop_arms()
-            if record["status"] in ("running", "paused"):
-                self._move("rollback", f"candidate cannot be served: {exc}", None)
-            return
+        if model is not None and serving.versions.get(model) != version:
+            # A version to load (seconds, in a bounded child first): on a thread, as hot reload
+            # loads; the champion serves every event meanwhile.
+            built: Serving | Exception | None = self._built_on_thread(serving, candidate, probe)
+            if built is None:
+                return
+        else:
+            try:
+                built = self._build(serving, None, None, strategy, None)
+            except Exception as exc:
+                built = exc
         self._drop_arms()
+        if isinstance(built, Exception):  # a candidate that cannot be served is rolled back
+            if record["status"] in ("running", "paused"):
+                self._move("rollback", f"candidate cannot be served: {built}", None)
+            return
         timeout_s = self.settings.on_model_error.timeout_ms / 1000
         self.arms, self._arms_for = Arms(built, serving, share_of(record), timeout_s), candidate
         self.evidence = self._new_evidence(serving)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a candidate being loaded (if any); whether none is left loading."""
+        job = self._job
+        if job is not None:
+            job.join(timeout)
+        return job is None or not job.is_alive()
+
+    def _built_on_thread(
+        self, serving: Serving, candidate: dict[str, Any], probe: np.ndarray | None
+    ) -> Serving | Exception | None:
+        """The candidate built from ``serving`` once its thread is done, else None (started
+        now, or still loading)."""
+        job, done = self._job, self._done
+        if job is not None and job.is_alive():
+            return None
+        self._job = self._done = None
+        if done is not None and done[0] is serving and done[1] == candidate:
+            return done[2]
+        model, version, strategy = (candidate.get(k) for k in ("model", "version", "strategy"))
+        probe = None if probe is None else np.array(probe, copy=True)
+
+        def build() -> None:
+            try:
+                result: Serving | Exception = self._build(serving, model, version, strategy, probe)
+            except Exception as exc:
+                result = exc
+            self._done = (serving, candidate, result)
+
+        self._job = threading.Thread(target=build, name="streamfuse-rollout", daemon=True)
+        self._job.start()
+        return None
 
     def _build(
         self,
