@@ -20,6 +20,10 @@ class RolloutSeries:
     rollout_share: Gauge
     rollout_step: Gauge
     rollout_decisions: Counter
+    rollout_labels: Gauge
+    rollout_arm_score: Gauge
+    rollout_p_value: Gauge
+    rollout_candidate_p99: Gauge
 
     def __new__(cls, registry: CollectorRegistry, *args: Any, **kwargs: Any) -> Any:
         self = super().__new__(cls)
@@ -37,6 +41,28 @@ class RolloutSeries:
             "streamfuse_rollout_decisions",
             "Rollout moves this worker decided on live evidence and recorded, by action.",
             ["action"],
+            registry=registry,
+        )
+        self.rollout_labels = Gauge(
+            "streamfuse_rollout_labels",
+            "Labelled events both arms were scored on at the step in force, at the last look.",
+            registry=registry,
+        )
+        self.rollout_arm_score = Gauge(
+            "streamfuse_rollout_arm_score",
+            "Each arm's score on those events: accuracy (mcnemar) or mean loss (paired_loss).",
+            ["arm"],
+            registry=registry,
+        )
+        self.rollout_p_value = Gauge(
+            "streamfuse_rollout_p_value",
+            "The paired test's one-sided p-value that the candidate is worse, or better.",
+            ["side"],
+            registry=registry,
+        )
+        self.rollout_candidate_p99 = Gauge(
+            "streamfuse_rollout_candidate_p99_seconds",
+            "The candidate's own predict time (its models and strategy), p99 at the step.",
             registry=registry,
         )
         self.rollout_step.set(-1)

@@ -138,6 +138,12 @@ def test_a_worse_candidate_is_rolled_back_at_its_first_step(world: dict[str, Any
     assert (
         registry.get_sample_value("streamfuse_rollout_decisions_total", {"action": "rollback"}) == 1
     )
+    sample = registry.get_sample_value
+    assert sample("streamfuse_rollout_labels") == last["figures"]["n"]
+    scores = [sample("streamfuse_rollout_arm_score", {"arm": a}) for a in ("champion", "candidate")]
+    assert scores == [last["figures"]["champion_score"], last["figures"]["candidate_score"]]
+    assert sample("streamfuse_rollout_p_value", {"side": "worse"}) == last["figures"]["p_worse"]
+    assert sample("streamfuse_rollout_candidate_p99_seconds") > 0
     # Never more than the first step's share of keys got the candidate's prediction.
     first, keys = served[0]
     canary = in_canary(bucket_of(keys), STEPS[0])

@@ -280,8 +280,20 @@ class Rollout:
         vitals = Vitals(elapsed, p99, self.n_batches, self.n_errors)
         verdict = judge(gates, self.evidence, vitals, to_last=reaches_last(record))
         self.waiting = verdict.why
+        self._export(verdict.figures)
         if verdict.action != "hold":
             self._move(verdict.action, verdict.why, verdict.figures)
+
+    def _export(self, figures: dict[str, Any]) -> None:
+        m, nan = self.metrics, float("nan")
+        m.rollout_labels.set(figures["n"])
+        for arm in ("champion", "candidate"):
+            score = figures[f"{arm}_score"]
+            m.rollout_arm_score.labels(arm).set(nan if score is None else score)
+        m.rollout_p_value.labels("worse").set(figures["p_worse"])
+        m.rollout_p_value.labels("better").set(figures["p_better"])
+        p99 = figures["p99_ms"]
+        m.rollout_candidate_p99.set(nan if p99 is None else p99 / 1000)
 
     def _move(self, action: str, why: str, figures: dict[str, Any] | None) -> None:
         stored = self.stored
