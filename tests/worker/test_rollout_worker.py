@@ -260,3 +260,54 @@ def test_a_candidate_version_that_cannot_be_loaded_is_rolled_back(world: dict[st
     assert stored is not None and stored.record["status"] == "rolled_back"
     assert "candidate cannot be served" in stored.record["history"][-1]["why"]
     assert registry.get_sample_value("streamfuse_rollout_share") == 0.0
+
+
+def test_the_worker_wires_the_rollout_between_batches_and_labels(trained_copy: Any) -> None:
+    """worker.service.worker: the step in force reaches the pipeline between batches, published
+    batches and joined labels reach the rollout, and the worker moves the step."""
+    from worker.delivery import Batch
+    from worker.service.worker import Worker
+
+    settings = settings_from_dict(
+        {
+            "store": str(trained_copy.root),
+            "models": [{"name": n} for n in trained_copy.model_names],
+            "strategy": {"name": "soft_vote"},
+            "shadow_strategies": [{"name": "hard_vote"}],
+            "topics": {"labels": "labels"},
+            "kafka": {"group_id": "grp"},
+        },
+        environ={},
+    )
+    store = ModelStore(trained_copy.root)
+    gates = Gates(min_labels=30, min_duration_s=0, alpha=1e-12)  # equal enough: never worse
+    store.publish_rollout(
+        "grp", new_record({"strategy": "hard_vote"}, [50, 100], gates, "t", 0), expected=None
+    )
+    registry = CollectorRegistry()
+    worker = Worker(settings, registry)
+    try:
+        worker.between_batches()
+        assert worker.pipeline.arms is not None and worker.pipeline.arms.share == 50.0
+        test = store.load_dataset("test").arrays
+        X, y = np.asarray(test["X"], dtype=np.float64), test["y"]  # wine's 36 test rows
+        ids = [f"w{i}" for i in range(len(X))]
+        keys = [i.encode() for i in ids]
+        recs = records([event(i, row) for i, row in zip(ids, X, strict=True)], keys)
+        result = worker.pipeline.process(recs)
+        canary = in_canary(bucket_of(keys), 50.0)
+        assert [arm_of(p.value) for p in result.predictions] == [
+            "candidate" if c else "champion" for c in canary
+        ]
+        worker.account(Batch(list(recs), {}, 0.0, None), result)
+        assert worker.accuracy is not None
+        labels = [orjson.dumps({"id": i, "label": v.item()}) for i, v in zip(ids, y, strict=True)]
+        worker.accuracy.add_labels(labels, worker.pipeline.serving.strategies)
+        worker.rollout._next_read = 0.0
+        worker.between_batches()
+        stored = store.load_rollout("grp")
+        assert stored is not None and stored.record["step"] == 1, stored.record["history"]
+        assert stored.record["history"][-1]["figures"]["n"] == len(ids)
+        assert worker.pipeline.arms is not None and worker.pipeline.arms.share == 100.0
+    finally:
+        worker.pipeline.close()
