@@ -24,6 +24,7 @@ class RolloutSeries:
     rollout_arm_score: Gauge
     rollout_p_value: Gauge
     rollout_candidate_p99: Gauge
+    model_warmup: Gauge
 
     def __new__(cls, registry: CollectorRegistry, *args: Any, **kwargs: Any) -> Any:
         self = super().__new__(cls)
@@ -63,6 +64,13 @@ class RolloutSeries:
         self.rollout_candidate_p99 = Gauge(
             "streamfuse_rollout_candidate_p99_seconds",
             "The candidate's own predict time (its models and strategy), p99 at the step.",
+            registry=registry,
+        )
+        self.model_warmup = Gauge(
+            "streamfuse_model_warmup_seconds",
+            "Seconds a rollout's candidate version took to predict at the worker's batch sizes "
+            "before it served (its first, cold calls).",
+            ["model"],
             registry=registry,
         )
         self.rollout_step.set(-1)

@@ -233,9 +233,11 @@ def test_a_model_version_candidate_is_promoted_when_done(world: dict[str, Any]) 
     manifest.write_text(manifest.read_text().replace('"version": 1', '"version": 2'))
     assert store.versions(name) == [1, 2] and store.active_version(name) == 1
     start(store, {"model": name, "version": 2}, min_labels=30)
-    pipeline, rollout, _ = worker(world, (world["soft"],))
+    pipeline, rollout, registry = worker(world, (world["soft"],))
     assert rollout.between_batches(pipeline) is None  # the version loads on a thread
     assert rollout.wait(60)
+    warmup = registry.get_sample_value("streamfuse_model_warmup_seconds", {"model": name})
+    assert warmup is not None and warmup > 0  # warmed before it served
     run(world, pipeline, rollout, 8)
     stored = store.load_rollout("grp")
     assert stored is not None and stored.record["status"] == "done", stored.record["history"]

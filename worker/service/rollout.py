@@ -254,21 +254,34 @@ class Rollout:
         if model is not None and version is not None and serving.versions.get(model) != version:
             if model not in serving.versions:
                 raise ValueError(f"the worker serves no model {model!r}")
+            if probe is None:
+                probe = np.zeros((8, serving.schema.n_features))
             loaded = self._loaded.get((model, version))
             if loaded is None:
-                if probe is None:
-                    probe = np.zeros((8, serving.schema.n_features))
                 promotion = Promotion(model, serving.versions[model], version)
                 loaded = serving.model_set.load_candidate(promotion, probe)
                 self._loaded = {(model, version): loaded}
             model_set = serving.model_set.replaced(loaded)
             candidate = build_serving(self.store, self.settings, model_set)
+            self._warm(candidate, model, probe)
         if strategy is not None:
             try:
                 candidate = candidate.with_active(strategy)
             except KeyError:
                 raise ValueError(f"strategy {strategy!r} is not configured") from None
         return candidate
+
+    def _warm(self, candidate: Serving, model: str, probe: np.ndarray) -> None:
+        """Run the candidate once at each batch size the worker uses (1 and
+        ``batch.max_events`` rows of ``probe``, repeated) before it serves: torch and ONNX
+        runtimes are slow on their first calls and on each new shape."""
+        t0 = time.perf_counter()
+        for n in sorted({1, self.settings.batch.max_events}):
+            X = np.resize(probe, (n, probe.shape[1]))
+            candidate.active.combiner.combine(np.stack([f(X) for f in candidate.predict_fns]))
+        seconds = time.perf_counter() - t0
+        self.metrics.model_warmup.labels(model).set(seconds)
+        log.info("rollout %r: %s warmed in %.3f s", self.name, model, seconds)
 
     def _judge(self) -> None:
         record = self.record
