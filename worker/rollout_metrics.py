@@ -76,4 +76,8 @@ class RolloutSeries:
         self.rollout_step.set(-1)
         for action in ROLLOUT_ACTIONS:
             self.rollout_decisions.labels(action)
+        for arm in ("champion", "candidate"):  # NaN: nothing judged yet
+            self.rollout_arm_score.labels(arm).set(float("nan"))
+        for side in ("worse", "better"):
+            self.rollout_p_value.labels(side).set(float("nan"))
         return self

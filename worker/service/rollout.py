@@ -70,6 +70,8 @@ class Rollout:
         self._loaded: dict[tuple[str, int], Any] = {}
         self._next_read = 0.0
         self._reset_evidence()
+        for ref in settings.models:  # NaN until warmed here (exported before any event)
+            metrics.model_warmup.labels(ref.name).set(float("nan"))
 
     @property
     def record(self) -> dict[str, Any] | None:
