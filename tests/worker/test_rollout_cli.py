@@ -94,3 +94,12 @@ def test_a_strategy_candidate_and_the_group_from_the_config(
     assert main(["rollout", "--config", config, "start", "--strategy", "stacking"]) == 0
     assert main(["rollout", "--config", config, "status"]) == 0
     assert "strategy stacking; running at 1% of keys" in capsys.readouterr().out
+
+
+def test_a_strategy_the_workers_do_not_configure_is_refused(
+    trained_copy: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(trained_copy.config)
+    assert main(["rollout", "--config", config, "start", "--strategy", "nope"]) == 2
+    assert "'nope' is not configured (configured: " in capsys.readouterr().err
+    assert not (trained_copy.root / "_rollouts").exists()

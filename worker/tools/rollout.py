@@ -52,10 +52,10 @@ def main(args: argparse.Namespace) -> int:
     from model_store import ConflictError, ModelStoreError
     from worker.errors import ConfigError
 
-    store, group = _open(args)
+    store, group, settings = _open(args)
     try:
         if args.rollout_command == "start":
-            return _start(store, group, args)
+            return _start(store, group, args, settings)
         current = store.load_rollout(group)
         if current is None:
             print(f"{group}: no rollout recorded")
@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, str]:
+def _open(args: argparse.Namespace) -> tuple[Any, str, Any]:
     from worker.config import StoreSettings, load_settings
     from worker.errors import ConfigError
     from worker.inference.store import open_store
@@ -94,12 +94,15 @@ def _open(args: argparse.Namespace) -> tuple[Any, str]:
             store_settings = store_settings.model_copy(update={"key_file": args.key_file})
         group = args.group or settings.kafka.group_id
     else:
+        settings = None
         store_settings = StoreSettings(path=args.store, key_file=args.key_file)
         group = args.group
-    return open_store(store_settings), group
+    return open_store(store_settings), group, settings
 
 
-def _start(store: Any, group: str, args: argparse.Namespace) -> int:
+def _start(store: Any, group: str, args: argparse.Namespace, settings: Any) -> int:
+    """Record a new rollout; with the workers' ``settings``, a strategy candidate must be one
+    they configure (the workers would roll an unknown one back at once)."""
     from worker.accuracy.gates import Gates
     from worker.errors import ConfigError
     from worker.service.rollout_record import new_record
@@ -119,6 +122,13 @@ def _start(store: Any, group: str, args: argparse.Namespace) -> int:
             )
         candidate.update(model=args.model, version=args.version)
     if args.strategy is not None:
+        if settings is not None:
+            known = [settings.strategy.name, *(s.name for s in settings.shadow_strategies)]
+            if args.strategy not in known:
+                raise ConfigError(
+                    "--strategy",
+                    f"{args.strategy!r} is not configured (configured: {', '.join(known)})",
+                )
         candidate["strategy"] = args.strategy
     try:
         steps = [float(s) for s in args.steps.split(",")]
