@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ._decisions import StoredDecision
 from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
+from ._rollouts import StoredRollout
 from ._signing import generate_key, read_key
 from ._sklearn_io import TRUSTED_BIT_GENERATORS, TRUSTED_TYPES
 from ._store import FRAMEWORKS, ModelStore
@@ -64,6 +65,7 @@ __all__ = [
     "StoredDataset",
     "StoredDecision",
     "StoredProfile",
+    "StoredRollout",
     "StoredStrategy",
     "UnsafeModelError",
     "build_torch_model",

@@ -22,6 +22,7 @@ from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
 from ._manifest import MANIFEST_NAME, ReadContext, read_manifest, read_verified_files
 from ._publish import jsonable_scores
 from ._refused import Refused
+from ._rollouts import ROLLOUTS_DIR, RolloutLog, StoredRollout
 from ._signing import Signer
 from ._trial import Candidate, StoreArgs, run_trial
 from ._versions import POINTER_NAME, VersionedDir, check_name
@@ -120,6 +121,8 @@ class ModelStore:
         root/_profiles/<name>/active.json
         root/_decisions/<name>/<version>/{manifest.json, decision.json}
         root/_decisions/<name>/active.json            the strategy a worker group serves
+        root/_rollouts/<name>/<version>/{manifest.json, rollout.json}
+        root/_rollouts/<name>/active.json             a rollout's state in force
     """
 
     def __init__(
@@ -144,6 +147,7 @@ class ModelStore:
         self._datasets = VersionedDir(ctx, (DATASETS_DIR,), "dataset")
         self._profiles = VersionedDir(ctx, (PROFILES_DIR,), "profile")
         self._decisions = DecisionLog(ctx)
+        self._rollouts = RolloutLog(ctx)
 
     def __repr__(self) -> str:
         return f"ModelStore({str(self.root)!r}, signing={self.signing!r})"
@@ -190,6 +194,7 @@ class ModelStore:
                 ((DATASETS_DIR,), "dataset"),
                 ((PROFILES_DIR,), "profile"),
                 ((DECISIONS_DIR,), "decision"),
+                ((ROLLOUTS_DIR,), "rollout"),
             ):
                 directory = VersionedDir(ctx, collection, kind)
                 for name in directory.names():
@@ -594,6 +599,30 @@ class ModelStore:
     def decisions(self) -> list[str]:
         with _boundary("decision", "*"):
             return self._decisions.dirs.names()
+
+    # -- rollouts (model_store._rollouts) -----------------------------------------------
+
+    def publish_rollout(self, name: str, record: Mapping[str, Any], *, expected: int | None) -> int:
+        """Record a rollout's new state if state ``expected`` (None: none yet) is still in
+        force; else :class:`~model_store.ConflictError` (another writer was first)."""
+        with _boundary("rollout", name):
+            return self._rollouts.publish(name, record, expected)
+
+    def active_rollout_version(self, name: str) -> int | None:
+        with _boundary("rollout", name):
+            return self._rollouts.active_version(name)
+
+    def load_rollout(self, name: str, version: int | None = None) -> StoredRollout | None:
+        """A verified rollout state (``None``: the one in force, or None when none)."""
+        with _boundary("rollout", name) as where:
+            if version is None:
+                return self._rollouts.active(name)
+            where.at(int(version))
+            return self._rollouts.load(name, int(version))
+
+    def rollout_history(self, name: str) -> list[StoredRollout]:
+        with _boundary("rollout", name):
+            return self._rollouts.history(name)
 
     # -- held-out data sets -------------------------------------------------------------
 

@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_bench_arguments(p)
 
+    from worker.tools.rollout import add_arguments as add_rollout_arguments
+
+    add_rollout_arguments(sub.add_parser("rollout", help="a candidate to a growing share of keys"))
     p = sub.add_parser("store", help="inspect and manage model versions")
     p.add_argument("--store", type=Path, default=None, help="store directory")
     p.add_argument("--config", type=Path, default=None, help="or the config naming it")
@@ -215,6 +218,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _fit(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "rollout":
+        from worker.tools import rollout
+
+        return rollout.main(args)
     if args.command == "bench":
         from worker.tools import bench
 

@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from worker.rollout_metrics import RolloutSeries
+
 __all__ = [
     "CONSUMER_RESET_REASONS",
     "DEAD_LETTER_STAGES",
@@ -38,8 +40,7 @@ RELOAD_OUTCOMES = ("swapped", "refused")
 GROUP_STATES = ("stable", "rebalancing", "unassigned")  # worker.transport.GroupState's values
 CONSUMER_RESET_REASONS = ("rebalancing", "orphaned", "topic_deleted", "topic_recreated")
 REBALANCE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
-# The blocking client calls worker.transport bounds (CallGuard), exported at 0 from the start.
-KAFKA_CALLS = (
+KAFKA_CALLS = (  # the calls worker.transport bounds (CallGuard), exported at 0 from the start
     "flush", "init_transactions", "send_offsets_to_transaction", "commit_transaction",
     "abort_transaction", "commit", "close",
 )  # fmt: skip
@@ -96,7 +97,7 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-class Metrics:
+class Metrics(RolloutSeries):
     """Every metric the worker exports, registered on ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -319,7 +320,6 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        # -- explain and champion/challenger (issue 16) --
         self.strategy_promotions = Counter(
             "streamfuse_strategy_promotions",
             "Champion/challenger promotions this worker decided and recorded, by new strategy.",

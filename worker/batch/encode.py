@@ -78,6 +78,7 @@ def encode_predictions(
     latency_ms: float,
     explanation: Any = None,
     scores_by_class: bool = False,
+    arms: np.ndarray | None = None,
 ) -> list[bytes]:
     """JSON values for the output topic, one per event, in ``ids`` order.
 
@@ -96,6 +97,9 @@ def encode_predictions(
         The active strategy's per-model contributions: each document gets ``"explain":
         {"link", "base", "models": {name: [...]}}`` (lists of ``n_outputs``, the answering
         models only; a failed model's contribution is 0).
+    arms : ndarray of bool, shape (n_events,), optional
+        While a rollout runs: the events whose ``combined`` row is the candidate's; each
+        document gets ``"arm": "candidate"`` or ``"champion"`` (no ``arm`` without a rollout).
     """
     degraded = not bool(available.all())
     dumps = orjson.dumps
@@ -141,9 +145,15 @@ def encode_predictions(
         )
         columns.append(map(dumps, base))
         columns.extend(map(dumps, rows) for _, rows in contributions)
+    if arms is not None:
+        template.append(b',"arm":%s')
+        columns.append(map(_ARM_LITERALS.__getitem__, arms.tolist()))
     template.append(b',"degraded":' + (b"true" if degraded else b"false"))
     template.append(b',"latency_ms":' + _literal(round(latency_ms, 3)) + b"}")
     return list(map(b"".join(template).__mod__, zip(*columns, strict=True)))
+
+
+_ARM_LITERALS = (b'"champion"', b'"candidate"')  # indexed by the canary flag
 
 
 def _literal(value: Any) -> bytes:

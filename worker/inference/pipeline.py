@@ -23,6 +23,8 @@ from worker.batch.framed import FieldMap, ReaderSource, decode_mixed
 from worker.batch.headers import HeaderCarry
 from worker.batch.records import InRecord, Outgoing, OutRecord, dead_letter, source_of
 from worker.config import InputSettings, ModelErrorPolicy
+from worker.inference.arms import event_keys
+from worker.inference.candidate import ArmOutputs, Arms
 from worker.inference.fanout import Failure, Fanout, Submitted
 from worker.inference.serving import Serving
 from worker.inference.strategies import ExplainingCombiner
@@ -56,6 +58,7 @@ class BatchResult(Outgoing):
     available: np.ndarray | None = None
     failures: list[Failure] = field(default_factory=list)
     degraded: bool = False
+    arms: ArmOutputs | None = None  # while a rollout runs: both arms, for its gates
 
 
 @dataclass
@@ -68,6 +71,8 @@ class InFlight:
     result: BatchResult
     decoded: DecodedBatch | None = None
     submitted: Submitted | None = None
+    arms: Arms | None = None  # a rollout's candidate, with its own models' work
+    arms_submitted: Submitted | None = None
 
 
 class Pipeline:
@@ -90,6 +95,7 @@ class Pipeline:
         output: OutputEncoder | None = None,
     ) -> None:
         self.serving = serving
+        self.arms: Arms | None = None  # a rollout's candidate arm, swapped like ``serving``
         # With a Schema Registry: framed records decoded by their writer schema (worker.schemas)
         self.readers = readers
         self.input_fields = input_fields or InputSettings()
@@ -148,6 +154,9 @@ class Pipeline:
             return flight
         flight.decoded = decoded
         flight.submitted = self.fanout.submit(serving.predict_fns, decoded.X)
+        arms = self.arms
+        if arms is not None and arms.base is serving:  # built from another snapshot: not yet
+            flight.arms, flight.arms_submitted = arms, arms.submit(decoded.X)
         return flight
 
     def field_map(self, schema: Schema) -> FieldMap:
@@ -211,12 +220,17 @@ class Pipeline:
             outputs[strategy.name] = out
         shadows = {s.name: outputs[s.name] for s in serving.shadows if s.name in outputs}
         explanation = self._explain(serving, fan.P, fan.available) if self.explain else None
+        combined, canary = outputs[serving.active.name], None
+        if flight.arms is not None:
+            keys = event_keys([r.key for r in good], decoded.ids)
+            result.arms = flight.arms.outputs(keys, combined, fan, flight.arms_submitted)
+            combined, canary = result.arms.published(), result.arms.canary
         try:
             values = encode_predictions(
                 ids=decoded.ids,
                 layout=layout,
                 strategy=serving.active.name,
-                combined=outputs[serving.active.name],
+                combined=combined,
                 model_names=serving.names,
                 model_versions=list(serving.versions.values()),
                 P=fan.P,
@@ -226,6 +240,7 @@ class Pipeline:
                 latency_ms=(time.perf_counter() - started) * 1000,
                 explanation=explanation,
                 scores_by_class=self.scores_by_class,
+                arms=canary,
             )
             if self.output is not None:
                 values = self.output.encode(values)

@@ -44,6 +44,7 @@ from worker.service.lag import LagMonitor
 from worker.service.loop import Loop
 from worker.service.promotion import Promotion
 from worker.service.reference import open_drift
+from worker.service.rollout import Rollout
 from worker.service.watchdog import Watchdog
 from worker.transport import LabelsReader, Sink, TopicPartition, open_transport
 
@@ -129,6 +130,7 @@ class Worker:
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
         self.reloader = Reloader(self.store, settings, self.metrics, self._relayout)
+        self.rollout = Rollout(self.store, settings, self.metrics)  # issue 25: canary
         self.accuracy: LiveAccuracy | None = None
         if settings.topics.labels:
             joiner = LabelJoiner(
@@ -139,8 +141,7 @@ class Worker:
                 self.metrics,
             )
             self.accuracy = LiveAccuracy(joiner, settings.labels.update_online, self.metrics)
-            if self.promotion is not None:
-                self.accuracy.on_joined = self.promotion.observe
+            self.accuracy.on_joined = self.rollout.observer(self.promotion)
         self._initialise_series(serving)
         self.drift = open_drift(self.store, serving, settings.drift, self.metrics)
         self.transport = open_transport(settings)
@@ -294,6 +295,7 @@ class Worker:
             promoted = self.promotion.step(self.pipeline.serving)
             if promoted is not None:
                 self.pipeline.serving = promoted
+        self.pipeline.arms = self.rollout.between_batches(self.pipeline)
         self._export_weights(self.pipeline.serving)  # hedge and select_best learn from labels
         if self.drift is not None:
             self.drift.update_if_due()
@@ -326,6 +328,7 @@ class Worker:
         """Count a published batch (``result``: what it produced); hand its predictions to the
         label join and the drift monitor."""
         self._observe(batch.n_records, result, batch.started)
+        self.rollout.delivered(result)  # before the label join: early labels find both arms
         if self.accuracy is not None:
             self.accuracy.add_batch(
                 result.ids,

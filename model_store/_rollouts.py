@@ -1,0 +1,156 @@
+"""Rollouts: a candidate served to a growing, key-sticky share of events, versioned like
+every artifact.
+
+Layout (``root/_rollouts/<name>/``, the same :class:`VersionedDir` as models)::
+
+    1/ 2/ ...       manifest.json + rollout.json (checksummed, signed with the store's key)
+    active.json     the rollout state in force, with the history of its versions
+
+Every change of state (started, advanced, paused, resumed, rolled back, aborted, done) is a new
+version published *compare-and-set* against the version its writer read
+(:class:`~model_store.errors.ConflictError` when another writer was first), so two workers
+never advance a rollout twice, and a record altered without the key fails its signature.
+
+A record is checked for shape on publish and on load (:func:`check_record`)::
+
+    {"candidate": {"model": str, "version": int} and/or {"strategy": str},
+     "steps": [1, 5, 25, 50, 100],        percent of keys, increasing, in (0, 100]
+     "step": 0,                           index into steps
+     "status": "running" | "paused" | "rolled_back" | "aborted" | "done",
+     "gates": {...}, "history": [{...}, ...], ...}
+
+Everything else (the gates' keys, each history entry's figures) is the worker's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._json import parse_json
+from ._manifest import ReadContext, read_manifest, read_verified_files
+from ._refused import Refused
+from ._versions import VersionedDir, check_name
+from .errors import IntegrityError, ModelNotFoundError, PublishError
+
+__all__ = ["ROLLOUTS_DIR", "STATUSES", "RolloutLog", "StoredRollout", "check_record"]
+
+ROLLOUTS_DIR = "_rollouts"
+STATUSES = ("running", "paused", "rolled_back", "aborted", "done")
+_RECORD_FILE = "rollout.json"
+_KIND = "rollout"
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_record(record: object) -> str | None:
+    """Why ``record`` is not a rollout record, or None."""
+    if not isinstance(record, dict):
+        return "not an object"
+    candidate = record.get("candidate")
+    if not isinstance(candidate, dict):
+        return "'candidate' is not an object"
+    model, version, strategy = (candidate.get(k) for k in ("model", "version", "strategy"))
+    if model is None and strategy is None:
+        return "'candidate' names neither a model nor a strategy"
+    if model is not None and not (
+        isinstance(model, str) and isinstance(version, int) and not isinstance(version, bool)
+    ):
+        return "'candidate' needs a 'model' (str) with its 'version' (int)"
+    if strategy is not None and not isinstance(strategy, str):
+        return "'candidate' 'strategy' is not a str"
+    steps = record.get("steps")
+    if not (isinstance(steps, list) and steps and all(_number(s) for s in steps)):
+        return "'steps' is not a non-empty list of numbers"
+    if any(not 0 < s <= 100 for s in steps) or any(a >= b for a, b in itertools.pairwise(steps)):
+        return "'steps' are not increasing percentages in (0, 100]"
+    step = record.get("step")
+    if not (isinstance(step, int) and not isinstance(step, bool) and 0 <= step < len(steps)):
+        return "'step' is not an index into 'steps'"
+    if record.get("status") not in STATUSES:
+        return f"'status' is not one of {', '.join(STATUSES)}"
+    if not isinstance(record.get("gates"), dict):
+        return "'gates' is not an object"
+    history = record.get("history")
+    if not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
+        return "'history' is not a list of objects"
+    return None
+
+
+@dataclass(frozen=True)
+class StoredRollout:
+    """One verified rollout state."""
+
+    name: str
+    version: int
+    record: dict[str, Any]
+    manifest: dict[str, Any] = field(repr=False)
+    signed: bool = False
+
+
+class RolloutLog:
+    def __init__(self, ctx: ReadContext) -> None:
+        self.ctx = ctx
+        self.dirs = VersionedDir(ctx, (ROLLOUTS_DIR,), _KIND)
+
+    def publish(self, name: str, record: Mapping[str, Any], expected: int | None) -> int:
+        """Publish and promote ``record`` if version ``expected`` (None: none yet) is still
+        the active one; else :class:`ConflictError`."""
+        check_name(name, kind=_KIND)
+        problem = check_record(dict(record))
+        if problem is not None:
+            raise PublishError(name, f"not a rollout record: {problem}")
+        try:
+            data = json.dumps(dict(record), indent=1, sort_keys=True).encode()
+        except (TypeError, ValueError) as exc:
+            raise PublishError(name, f"rollout is not JSON-serialisable: {exc}") from exc
+        return self.dirs.publish(
+            name, {_RECORD_FILE: data}, {}, promote=True, expected_active=expected
+        )
+
+    def active_version(self, name: str) -> int | None:
+        """The state in force (one small pointer read), None when no rollout was started."""
+        pointer = self.dirs.read_pointer(check_name(name, kind=_KIND))
+        return None if pointer is None else int(pointer["version"])
+
+    def load(self, name: str, version: int) -> StoredRollout:
+        version = self.dirs.resolve(name, version)
+        parts = self.dirs.parts(name, version)
+        manifest, signed = read_manifest(self.ctx, parts, name, version, kind=_KIND)
+        contents = read_verified_files(
+            self.ctx,
+            parts,
+            manifest,
+            kind=_KIND,
+            caps={_RECORD_FILE: self.ctx.limits.max_json_bytes},
+        )
+        if _RECORD_FILE not in contents:
+            raise IntegrityError(name, version, _RECORD_FILE, "missing", kind=_KIND)
+        try:
+            record = parse_json(
+                contents[_RECORD_FILE],
+                max_bytes=self.ctx.limits.max_json_bytes,
+                max_depth=self.ctx.limits.max_json_depth,
+            )
+        except Refused as exc:
+            raise IntegrityError(name, version, _RECORD_FILE, str(exc), kind=_KIND) from exc
+        problem = check_record(record)
+        if problem is not None:
+            raise IntegrityError(name, version, _RECORD_FILE, problem, kind=_KIND)
+        return StoredRollout(name, version, record, manifest, signed)
+
+    def active(self, name: str) -> StoredRollout | None:
+        version = self.active_version(name)
+        return None if version is None else self.load(name, version)
+
+    def history(self, name: str) -> list[StoredRollout]:
+        """Every state of ``name``, oldest first."""
+        versions = self.dirs.versions(check_name(name, kind=_KIND))
+        if not versions:
+            raise ModelNotFoundError(name, None, kind=_KIND)
+        return [self.load(name, v) for v in versions]
