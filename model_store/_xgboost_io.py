@@ -575,10 +575,18 @@ def _imported_xgboost(
     return canonical
 
 
+def _structure(data: bytes) -> dict[str, Any]:
+    """Trees and nodes of stored (canonical JSON) bytes."""
+    trees = json.loads(data)["learner"]["gradient_booster"]["model"]["trees"]
+    return {"trees": len(trees), "nodes": sum(len(t["left_children"]) for t in trees)}
+
+
 #: The XGBoost format: stored as the canonical JSON rebuild; bytes given to publish may be
 #: JSON or UBJSON (told apart by their first byte).
 CODEC = NativeCodec(
     name="xgboost",
+    extensions=(".json", ".ubj"),
+    how_to_convert="booster.save_model('model.json') (or model.get_booster().save_model)",
     filename=XGBOOST_FILE,
     libraries=("xgboost",),
     stored_fmt="json",
@@ -586,4 +594,5 @@ CODEC = NativeCodec(
     serialise=_xgboost_bytes,
     open=_open_xgboost,
     imported=_imported_xgboost,
+    structure=_structure,
 )
