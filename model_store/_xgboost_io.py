@@ -165,7 +165,9 @@ def _spell_floats(values: list[float]) -> str:
     return "[" + ",".join(repr(v) for v in values) + "]"
 
 
-def _keys(obj: Any, allowed: tuple[str, ...], required: tuple[str, ...], where: str) -> dict:
+def _keys(
+    obj: Any, allowed: tuple[str, ...], required: tuple[str, ...], where: str
+) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise Refused(f"{where} must be an object")
     unknown = [k for k in obj if k not in allowed]
