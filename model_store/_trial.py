@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -61,6 +61,11 @@ class Candidate:
     filename: str
     framework: str
     probe: np.ndarray | None = None
+    #: Its manifest as read before the trial: a candidate without a probe whose manifest (the
+    #: sha256 of every file included) passed a trial in this process, under the same limits,
+    #: is not tried again (the same bytes load the same way; a test suite builds many model
+    #: sets of one store).
+    manifest: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,29 @@ def run_trial(
     ModelStoreError
         The store refused a candidate in the child (the child's own error).
     """
+    settings = json.dumps(dataclasses.asdict(store.limits), sort_keys=True)
+    keys = [
+        None
+        if c.manifest is None or c.probe is not None
+        else (json.dumps(c.manifest, sort_keys=True), settings, threads)
+        for c in candidates
+    ]
+    known = [None if key is None else _tried.get(key) for key in keys]
+    todo = [c for c, files in zip(candidates, known, strict=True) if files is None]
+    tried = iter(_run_child(store, todo, threads) if todo else [])
+    found = [files if files is not None else next(tried) for files in known]
+    for key, files in zip(keys, found, strict=True):
+        if key is not None:
+            _tried[key] = files
+    return found
+
+
+_tried: dict[tuple[str, str, int], dict[str, Any]] = {}
+
+
+def _run_child(
+    store: StoreArgs, candidates: Sequence[Candidate], threads: int
+) -> list[dict[str, Any]]:
     limits = store.limits
     preload = libraries_of([c.framework for c in candidates])
     child = _take(preload)
@@ -138,7 +166,11 @@ def run_trial(
                 raise _refusal(candidates[at], _memory(limits, value))
     finally:
         child.close()
-        prestart(preload)  # the next trial finds its libraries imported
+        # The next hot reload finds its libraries imported. A trial without a caller's probe
+        # (start-up's) leaves none: a spare costs a second interpreter's imports, and a
+        # process that builds many model sets (fit, tests) would pay them for each.
+        if any(c.probe is not None for c in candidates):
+            prestart(preload)
     return files
 
 

@@ -133,6 +133,31 @@ def test_files_changed_after_the_trial_are_not_loaded(
         store.load_bounded([("m", 4, None)])
 
 
+def test_a_version_tried_in_this_process_is_not_tried_again_but_still_verified(
+    hostile_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model_store._trial
+
+    children: list[int] = []
+    real = model_store._trial._run_child
+
+    def counted(store: Any, candidates: Any, threads: int) -> Any:
+        children.append(len(candidates))
+        return real(store, candidates, threads)
+
+    monkeypatch.setattr(model_store._trial, "_run_child", counted)
+    store = _store(hostile_store)
+    store.load_bounded([("m", 1, None), ("m", 4, None)])
+    store.load_bounded([("m", 4, None), ("m", 1, None)])  # both tried: no child
+    _store(hostile_store, max_load_wall_s=299).load_bounded([("m", 1, None)])  # other limits
+    store.load_bounded([("m", 1, X[:5])])  # a probe of the caller's is always tried
+    assert children == [2, 1, 1]
+    (version_dir(hostile_store, "m", version=4) / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError, match=r"model\.onnx"):
+        store.load_bounded([("m", 4, None)])  # the same manifest, other bytes
+    assert children == [2, 1, 1]
+
+
 # -- start-up ------------------------------------------------------------------------------------
 
 REPO = Path(__file__).resolve().parents[2]
