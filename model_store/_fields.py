@@ -13,17 +13,15 @@ from typing import Any
 
 from ._limits import StoreLimits
 from ._manifest import MANIFEST_NAME, is_version
-from .errors import IntegrityError, InvalidSpecError
+from .errors import IntegrityError
 
-__all__ = ["check_model_fields", "check_strategy_fields"]
+__all__ = [
+    "check_model_fields",
+    "check_strategy_fields",
+    "classes_ok",
+    "no_manifest_spec",
+]
 
-_TASKS = {
-    "sklearn": ("classification", "regression"),
-    "torch": ("classification", "regression", "multitask"),
-    "xgboost": ("classification", "regression"),
-    "lightgbm": ("classification", "regression"),
-    "onnx": ("classification", "regression"),
-}
 _OUTPUT_KIND = {"classification": "proba", "regression": "value", "multitask": "mixed"}
 _MODEL_FIELDS = (
     "framework",
@@ -40,17 +38,9 @@ def _count(value: Any, cap: int) -> bool:
     return type(value) is int and 1 <= value <= cap
 
 
-def _classes_ok(classes: Any, n: int) -> bool:
-    return (
-        isinstance(classes, list)
-        and len(classes) == n
-        and all(type(c) in (str, int, float, bool) for c in classes)
-        and len({(type(c), c) for c in classes}) == n
-    )
-
-
 def check_model_fields(manifest: Mapping[str, Any], limits: StoreLimits) -> dict[str, Any] | None:
-    """Check a model manifest's fields; return the validated torch spec (None otherwise).
+    """Check a model manifest's fields; return the spec its format validated (torch's
+    architecture; None for the others).
 
     Raises
     ------
@@ -65,11 +55,14 @@ def check_model_fields(manifest: Mapping[str, Any], limits: StoreLimits) -> dict
     missing = [key for key in _MODEL_FIELDS if key not in manifest]
     if missing:
         raise refuse(f"missing fields {missing}")
+    from ._formats import FORMATS  # the formats check their own fields with this module
+
     framework, task = manifest["framework"], manifest["task"]
-    if framework not in _TASKS:
+    fmt = FORMATS.get(framework) if isinstance(framework, str) else None
+    if fmt is None:
         raise refuse(f"unknown framework {framework!r}")
-    if task not in _TASKS[framework]:
-        raise refuse(f"task {task!r} is not one of {_TASKS[framework]} for {framework}")
+    if task not in fmt.tasks:
+        raise refuse(f"task {task!r} is not one of {fmt.tasks} for {framework}")
     if manifest["output_kind"] != _OUTPUT_KIND[task]:
         raise refuse(f"output_kind {manifest['output_kind']!r} does not fit task {task!r}")
     schema = manifest["input_schema"]
@@ -89,47 +82,31 @@ def check_model_fields(manifest: Mapping[str, Any], limits: StoreLimits) -> dict
         raise refuse("n_outputs must be a positive integer within the cap")
     classes, tasks = manifest["classes"], manifest["tasks"]
     if task == "classification":
-        if not _classes_ok(classes, n_outputs):
+        if not classes_ok(classes, n_outputs):
             raise refuse(f"classes must be {n_outputs} unique JSON scalars")
     elif classes is not None:
         raise refuse(f"a {task} model has no classes")
     if task != "multitask" and tasks is not None:
         raise refuse("tasks is for multitask models only")
-    if framework != "torch":
-        if manifest.get("spec") is not None:
-            raise refuse("spec is for torch models only")
-        return None
-    try:
-        from ._torch_nets import validate_spec  # torch only for torch models
+    return fmt.manifest_spec(manifest, limits)
 
-        spec = validate_spec(manifest.get("spec"), limits)  # type: ignore[arg-type]
-    except InvalidSpecError as exc:
-        raise refuse(str(exc)) from exc
-    if spec["n_inputs"] != n_features:
-        raise refuse(f"spec n_inputs {spec['n_inputs']} but input_schema says {n_features}")
-    if spec["arch"] == "mlp":
-        if (spec["task"], spec["n_outputs"]) != (task, n_outputs):
-            raise refuse("task and n_outputs do not match the spec")
-        return spec
-    if task != "multitask":
-        raise refuse("a multitask_mlp has task 'multitask'")
-    spec_tasks = spec["tasks"]
-    if not isinstance(tasks, list) or len(tasks) != len(spec_tasks):
-        raise refuse(f"tasks must list the spec's {len(spec_tasks)} tasks")
-    for given, expected in zip(tasks, spec_tasks, strict=True):
-        if not isinstance(given, dict) or any(
-            given.get(k) != expected[k] for k in ("name", "type", "n_outputs")
-        ):
-            raise refuse(f"tasks entry {given!r} does not match the spec's {expected!r}")
-        task_classes = given.get("classes")
-        if expected["type"] == "classification":
-            if not _classes_ok(task_classes, expected["n_outputs"]):
-                raise refuse(f"task {expected['name']!r}: classes must be unique JSON scalars")
-        elif task_classes is not None:
-            raise refuse(f"task {expected['name']!r}: a regression output has no classes")
-    if sum(t["n_outputs"] for t in spec_tasks) != n_outputs:
-        raise refuse("n_outputs is not the sum of the tasks' outputs")
-    return spec
+
+def no_manifest_spec(manifest: Mapping[str, Any]) -> None:
+    """A format without architecture specs: refuse a manifest that carries one."""
+    if manifest.get("spec") is not None:
+        raise IntegrityError(
+            manifest["name"], manifest["version"], MANIFEST_NAME, "spec is for torch models only"
+        )
+
+
+def classes_ok(classes: Any, n: int) -> bool:
+    """``classes`` are ``n`` unique JSON scalars."""
+    return (
+        isinstance(classes, list)
+        and len(classes) == n
+        and all(type(c) in (str, int, float, bool) for c in classes)
+        and len({(type(c), c) for c in classes}) == n
+    )
 
 
 def check_strategy_fields(manifest: Mapping[str, Any], *, kind: str = "strategy") -> dict[str, int]:

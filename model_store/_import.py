@@ -1,4 +1,4 @@
-"""Importing a model file from disk: which formats each framework takes, and no pickle ever.
+"""Importing a model file from disk through its format, and no pickle ever.
 
 The file is the user's, outside the store, but handed over by whoever wrote it: it is read
 once (a regular file, within ``max_file_bytes``) and goes through the same checks as a
@@ -13,39 +13,24 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ._json import parse_json
 from ._limits import StoreLimits
-from ._refused import Refused
 from .errors import PublishError, UnsafeModelError
 
-__all__ = ["EXTENSIONS", "read_model_file", "read_torch"]
+__all__ = ["looks_pickled", "read_model_file", "read_regular"]
 
-#: The file name endings each framework imports.
-EXTENSIONS = {
-    "sklearn": (".skops",),
-    "torch": (".safetensors",),
-    "xgboost": (".json", ".ubj"),
-    "lightgbm": (".txt",),
-    "onnx": (".onnx",),
-}
 _PICKLE_EXTENSIONS = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".sav")
-_HOW_TO_CONVERT = {
-    "sklearn": "skops.io.dump(model, 'model.skops')",
-    "torch": "safetensors.torch.save_file(model.state_dict(), 'model.safetensors') plus a "
-    "JSON spec (--spec)",
-    "xgboost": "booster.save_model('model.json') (or model.get_booster().save_model)",
-    "lightgbm": "booster.save_model('model.txt') (or model.booster_.save_model)",
-    "onnx": "an exporter such as skl2onnx.to_onnx or torch.onnx.export",
-}
 
 
-def _looks_pickled(data: bytes) -> bool:
+def looks_pickled(data: bytes) -> bool:
+    """``data`` opens as a pickle does."""
     # Protocol 2+ pickles open with PROTO; joblib's compressed ones with zlib/gzip/xz/lz4
     # magic around a pickle. Neither is a valid file of any accepted format.
     return data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
 
 
-def _read(path: Path, limits: StoreLimits, name: str) -> bytes:
+def read_regular(path: Path, limits: StoreLimits, name: str) -> bytes:
+    """The bytes of the regular file at ``path``, within ``max_file_bytes`` (checked on its
+    ``fstat`` before reading)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -84,58 +69,34 @@ def read_model_file(
     UnsafeModelError
         The file fails its format's checks (names the file).
     """
-    from ._formats import FORMATS  # the formats import this module's EXTENSIONS
+    from ._formats import FORMATS  # the torch format reads its spec with this module
 
     path = Path(path)
     filename = path.name
-    if framework not in FORMATS:
+    fmt = FORMATS.get(framework) if isinstance(framework, str) else None
+    if fmt is None:
         raise PublishError(
-            name, f"--framework must be one of {', '.join(EXTENSIONS)}, got {framework!r}"
+            name, f"--framework must be one of {', '.join(FORMATS)}, got {framework!r}"
         )
     suffix = path.suffix.lower()
-    fmt = FORMATS[framework]
-    convert = f"convert it first: {_HOW_TO_CONVERT[framework]}"
+    convert = f"convert it first: {fmt.how_to_convert}"
     if suffix in _PICKLE_EXTENSIONS:
         raise PublishError(
             name,
             f"{filename} is a pickle, which can run any code when loaded; refused, never "
             f"loaded; {convert}",
         )
-    if suffix not in EXTENSIONS[framework]:
+    if suffix not in fmt.extensions:
         raise PublishError(
             name,
             f"{filename}: a {framework} model is imported from "
-            f"{' or '.join(EXTENSIONS[framework])}, not {suffix or 'a file without extension'}",
+            f"{' or '.join(fmt.extensions)}, not {suffix or 'a file without extension'}",
         )
-    data = _read(path, limits, name)
-    if _looks_pickled(data):
+    data = read_regular(path, limits, name)
+    if looks_pickled(data):
         raise UnsafeModelError(
             name, None, filename, reason=f"the file is a pickle, never loaded; {convert}"
         )
     return fmt.read_import(
         data, suffix=suffix, filename=filename, name=name, limits=limits, spec_path=spec_path
     )
-
-
-def read_torch(
-    data: bytes,
-    spec_path: str | os.PathLike[str] | None,
-    *,
-    name: str,
-    filename: str,
-    limits: StoreLimits,
-) -> tuple[Any, dict[str, Any]]:
-    if spec_path is None:
-        raise PublishError(name, "a torch model needs its architecture spec (--spec FILE.json)")
-    raw = _read(Path(spec_path), limits, name)
-    try:
-        spec = parse_json(raw, max_bytes=limits.max_json_bytes, max_depth=limits.max_json_depth)
-    except Refused as exc:
-        raise PublishError(name, f"{spec_path}: {exc}") from exc
-    if not isinstance(spec, dict):
-        raise PublishError(name, f"{spec_path}: the spec must be a JSON object")
-    from ._torch_io import load_torch
-    from ._torch_nets import validate_spec
-
-    clean = validate_spec(spec, limits)
-    return load_torch(data, clean, name=name, version=0, filename=filename), clean

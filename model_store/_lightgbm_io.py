@@ -493,9 +493,18 @@ def _imported_lightgbm(
     return data
 
 
+def _structure(data: bytes) -> dict[str, Any]:
+    """Trees and nodes of stored (canonical text) bytes."""
+    lines = data.decode().splitlines()
+    leaves = [int(x.split("=", 1)[1]) for x in lines if x.startswith("num_leaves=")]
+    return {"trees": len(leaves), "nodes": sum(2 * n - 1 for n in leaves)}
+
+
 #: The LightGBM format: a text model, stored re-spelt.
 CODEC = NativeCodec(
     name="lightgbm",
+    extensions=(".txt",),
+    how_to_convert="booster.save_model('model.txt') (or model.booster_.save_model)",
     filename=LIGHTGBM_FILE,
     libraries=("lightgbm",),
     stored_fmt="text",
@@ -503,4 +512,5 @@ CODEC = NativeCodec(
     serialise=_lightgbm_bytes,
     open=_open_lightgbm,
     imported=_imported_lightgbm,
+    structure=_structure,
 )

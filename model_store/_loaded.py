@@ -22,7 +22,7 @@ class LoadedModel:
     version : int
     manifest : dict
         The version's manifest, as stored.
-    framework : {"sklearn", "torch"}
+    framework : {"sklearn", "torch", "xgboost", "lightgbm", "onnx"}
     n_features : int
     feature_names : list of str or None
     task : {"classification", "regression", "multitask"}

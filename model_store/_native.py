@@ -9,22 +9,22 @@ install.
 
 from __future__ import annotations
 
-import re
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ._fields import no_manifest_spec
+from ._import import looks_pickled
 from ._limits import StoreLimits
+from ._publish import Predictor, checked_input_schema, jsonable_classes, no_spec
 from .errors import PublishError, UnsafeModelError
 
-__all__ = ["NativeCodec", "Opened", "describe_native", "load_native"]
+__all__ = ["NativeCodec", "NativeFormat", "Opened", "describe_native", "load_native"]
 
 _OUTPUT_KIND = {"classification": "proba", "regression": "value"}
-_PICKLE = re.compile(rb"\x80[\x02-\x05]")
-
-Predictor = Callable[[np.ndarray], np.ndarray]
 #: What a codec's ``open`` returns: the bytes to store, the model, its predictor, the findings.
 Opened = tuple[bytes, Any, Predictor, dict[str, Any]]
 
@@ -39,24 +39,29 @@ class NativeCodec:
     ``feature_names``, ``estimator``, and ``classes`` when the file states them). Bytes
     handed to publish are read as ``bytes_fmt``, a stored file as ``stored_fmt``.
     ``imported`` checks the bytes of a user's file (``store publish``) by its ending and
-    returns what publish is handed.
+    returns what publish is handed. A user's file is imported from one of ``extensions``
+    (``how_to_convert`` says how to write one); ``structure`` gives the trees and nodes, or
+    operators, of stored bytes (``python -m model_store.check``).
     """
 
     name: str
     filename: str
+    extensions: tuple[str, ...]
+    how_to_convert: str
     libraries: tuple[str, ...]
     stored_fmt: str
     bytes_fmt: str
     serialise: Callable[[Any, str], tuple[bytes, str]]
     open: Callable[..., Opened]
     imported: Callable[..., bytes]
+    structure: Callable[[bytes], dict[str, Any]]
 
 
 def _as_bytes(codec: NativeCodec, model: Any, name: str) -> tuple[bytes, str]:
     """The serialised model and its spelling (``json``, ``ubj``, ``auto``, ``text``, ``onnx``)."""
     if isinstance(model, bytes | bytearray | memoryview):
         data = bytes(model)
-        if _PICKLE.match(data[:2]):
+        if looks_pickled(data):
             raise PublishError(name, "the bytes are a pickle, which the store never loads")
         return data, codec.bytes_fmt
     return codec.serialise(model, name)
@@ -91,8 +96,6 @@ def describe_native(
     XGBoost and LightGBM files hold no labels: their classes are the given ones, or
     ``0..n-1``.
     """
-    from ._publish import _input_schema, jsonable_classes
-
     if tasks is not None or task not in (None, "classification", "regression"):
         raise PublishError(
             name, f"{codec.name} models are single-task (classification or regression)"
@@ -115,7 +118,7 @@ def describe_native(
     if task is not None and task != found["task"]:
         raise PublishError(name, f"task {task!r}, but the model's objective is {found['task']}")
     task = found["task"]
-    schema = _input_schema(name, declared, found["n_features"], found["feature_names"])
+    schema = checked_input_schema(name, declared, found["n_features"], found["feature_names"])
     try:
         out = _probe(predict, schema["n_features"])
     except Exception as exc:
@@ -201,3 +204,82 @@ def load_native(
             reason=f"the model has {out.shape[1]} outputs, the manifest {manifest['n_outputs']}",
         )
     return model, predict
+
+
+@dataclass(frozen=True)
+class NativeFormat:
+    """XGBoost, LightGBM and ONNX: parsed, checked and re-serialised by the store, each by
+    the codec its own module defines."""
+
+    codec: NativeCodec
+    tasks: tuple[str, ...] = ("classification", "regression")
+
+    @property
+    def name(self) -> str:
+        return self.codec.name
+
+    @property
+    def filename(self) -> str:
+        return self.codec.filename
+
+    @property
+    def extensions(self) -> tuple[str, ...]:
+        return self.codec.extensions
+
+    @property
+    def how_to_convert(self) -> str:
+        return self.codec.how_to_convert
+
+    @property
+    def libraries(self) -> tuple[str, ...]:
+        return self.codec.libraries
+
+    def describe(
+        self,
+        name: str,
+        model: Any,
+        *,
+        spec: Mapping[str, Any] | None,
+        limits: StoreLimits,
+        source: str | None,
+        describe_args: Mapping[str, Any],
+    ) -> tuple[dict[str, bytes], dict[str, Any]]:
+        no_spec(name, spec)
+        return describe_native(
+            self.codec, name, model, limits=limits, source=source, **describe_args
+        )
+
+    def manifest_spec(
+        self, manifest: Mapping[str, Any], limits: StoreLimits
+    ) -> dict[str, Any] | None:
+        no_manifest_spec(manifest)
+        return None
+
+    def load(
+        self,
+        manifest: Mapping[str, Any],
+        data: bytes,
+        *,
+        spec: Mapping[str, Any] | None,
+        limits: StoreLimits,
+        threads: int,
+    ) -> tuple[Any, Predictor]:
+        return load_native(self.codec, manifest, data, limits=limits, threads=threads)
+
+    def read_import(
+        self,
+        data: bytes,
+        *,
+        suffix: str,
+        filename: str,
+        name: str,
+        limits: StoreLimits,
+        spec_path: str | os.PathLike[str] | None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        imported = self.codec.imported(
+            data, suffix=suffix, name=name, filename=filename, limits=limits
+        )
+        return imported, None
+
+    def structure(self, data: bytes) -> dict[str, Any]:
+        return self.codec.structure(data)

@@ -42,6 +42,7 @@ first float output.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -703,9 +704,24 @@ def _imported_onnx(
     return data  # publish checks it, naming the file
 
 
+def _structure(data: bytes) -> dict[str, Any]:
+    """The operators of stored bytes, counted by domain and type."""
+    import onnx
+
+    model = onnx.load_model_from_string(data)
+    ops = Counter(
+        f"{node.domain or 'ai.onnx'}.{node.op_type}"
+        for graph in _graphs(model.graph)
+        for node in graph.node
+    )
+    return {"onnx_ops": dict(sorted(ops.items()))}
+
+
 #: The ONNX format: checked closed, stored as given.
 CODEC = NativeCodec(
     name="onnx",
+    extensions=(".onnx",),
+    how_to_convert="an exporter such as skl2onnx.to_onnx or torch.onnx.export",
     filename=ONNX_FILE,
     libraries=("onnx", "onnxruntime"),
     stored_fmt="onnx",
@@ -713,4 +729,5 @@ CODEC = NativeCodec(
     serialise=_onnx_bytes,
     open=_open_onnx,
     imported=_imported_onnx,
+    structure=_structure,
 )

@@ -269,7 +269,7 @@ def dump_sklearn(model: object, *, name: str) -> bytes:
     """Serialise ``model`` with skops, refusing it if it holds untrusted types."""
     import skops.io as sio  # imports all of scikit-learn (seconds): only when needed
 
-    data = sio.dumps(model)
+    data: bytes = sio.dumps(model)
     skops_types(data, name=name, version=None, filename="model.skops")
     try:
         check_trees(model)

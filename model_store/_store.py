@@ -409,7 +409,8 @@ class ModelStore:
                 manifest = self.manifest(name, resolved)
                 known = FORMATS.get(manifest["framework"])
                 filename = known.filename if known is not None else MANIFEST_NAME
-                candidates.append(Candidate(name, resolved, filename, manifest["framework"], probe))
+                framework = manifest["framework"]
+                candidates.append(Candidate(name, resolved, filename, framework, probe, manifest))
         store = StoreArgs(self.root, self._signer.key, self._signer.require, self.limits)
         files = run_trial(store, candidates, threads=threads)
         loaded = []

@@ -125,7 +125,8 @@ def make_torch_predictor(
                 out = model(x)
                 if softmax:
                     out = torch.softmax(out, dim=1)
-            return out.numpy().astype(np.float64)
+            result: np.ndarray = out.numpy().astype(np.float64)
+            return result
 
         return predict_single
 

@@ -67,7 +67,8 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*_layers(n_inputs, hidden), nn.Linear(last, n_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
 
 class MultiTaskMLP(nn.Module):

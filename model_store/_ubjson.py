@@ -74,16 +74,20 @@ class _Reader:
             return self.container(kind == b"{", depth + 1)
         raise Refused(f"unsupported marker {kind!r} at byte {self.pos - 1}")
 
+    def peek(self) -> bytes:
+        """The next byte, not taken (empty at the end)."""
+        return self.data[self.pos : self.pos + 1].tobytes()
+
     def container(self, is_object: bool, depth: int) -> Any:
         item_type: bytes | None = None
         n: int | None = None
-        if self.data[self.pos : self.pos + 1] == b"$":
+        if self.peek() == b"$":
             self.pos += 1
             item_type = self.marker()
             if self.marker() != b"#":
                 raise Refused("a typed container without a count")
             n = self.count()
-        elif self.data[self.pos : self.pos + 1] == b"#":
+        elif self.peek() == b"#":
             self.pos += 1
             n = self.count()
         if item_type in _NUMBERS and not is_object and n is not None:
@@ -96,7 +100,7 @@ class _Reader:
         out: Any = {} if is_object else []
         i = 0
         while n is None or i < n:
-            if n is None and self.data[self.pos : self.pos + 1] == (b"}" if is_object else b"]"):
+            if n is None and self.peek() == (b"}" if is_object else b"]"):
                 self.pos += 1
                 return out
             if is_object:

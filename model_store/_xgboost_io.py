@@ -165,7 +165,9 @@ def _spell_floats(values: list[float]) -> str:
     return "[" + ",".join(repr(v) for v in values) + "]"
 
 
-def _keys(obj: Any, allowed: tuple[str, ...], required: tuple[str, ...], where: str) -> dict:
+def _keys(
+    obj: Any, allowed: tuple[str, ...], required: tuple[str, ...], where: str
+) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise Refused(f"{where} must be an object")
     unknown = [k for k in obj if k not in allowed]
@@ -575,10 +577,18 @@ def _imported_xgboost(
     return canonical
 
 
+def _structure(data: bytes) -> dict[str, Any]:
+    """Trees and nodes of stored (canonical JSON) bytes."""
+    trees = json.loads(data)["learner"]["gradient_booster"]["model"]["trees"]
+    return {"trees": len(trees), "nodes": sum(len(t["left_children"]) for t in trees)}
+
+
 #: The XGBoost format: stored as the canonical JSON rebuild; bytes given to publish may be
 #: JSON or UBJSON (told apart by their first byte).
 CODEC = NativeCodec(
     name="xgboost",
+    extensions=(".json", ".ubj"),
+    how_to_convert="booster.save_model('model.json') (or model.get_booster().save_model)",
     filename=XGBOOST_FILE,
     libraries=("xgboost",),
     stored_fmt="json",
@@ -586,4 +596,5 @@ CODEC = NativeCodec(
     serialise=_xgboost_bytes,
     open=_open_xgboost,
     imported=_imported_xgboost,
+    structure=_structure,
 )

@@ -21,19 +21,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._formats import FORMATS
 from ._limits import StoreLimits
 from .errors import ModelStoreError
 
 __all__ = ["check_file", "main"]
 
-_FRAMEWORKS = ("sklearn", "torch", "xgboost", "lightgbm", "onnx")
 _MiB = 1 << 20
 _NAME = "candidate"
 
@@ -75,33 +74,8 @@ def check_file(
         "n_outputs": model.n_outputs,
         "estimator": manifest.get("estimator"),
     }
-    report.update(_structure(framework, data))
+    report.update(FORMATS[framework].structure(data))
     return report
-
-
-def _structure(framework: str, data: bytes) -> dict[str, Any]:
-    """Trees and nodes, or operators, of the canonical bytes the library is handed."""
-    if framework == "xgboost":
-        doc = json.loads(data)
-        trees = doc["learner"]["gradient_booster"]["model"]["trees"]
-        return {"trees": len(trees), "nodes": sum(len(t["left_children"]) for t in trees)}
-    if framework == "lightgbm":
-        lines = data.decode().splitlines()
-        leaves = [int(x.split("=", 1)[1]) for x in lines if x.startswith("num_leaves=")]
-        return {"trees": len(leaves), "nodes": sum(2 * n - 1 for n in leaves)}
-    if framework == "onnx":
-        import onnx
-
-        from ._onnx_io import _graphs
-
-        model = onnx.load_model_from_string(data)
-        ops = Counter(
-            f"{node.domain or 'ai.onnx'}.{node.op_type}"
-            for graph in _graphs(model.graph)
-            for node in graph.node
-        )
-        return {"onnx_ops": dict(sorted(ops.items()))}
-    return {}
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -113,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Run the model store's publish and load checks on one file.",
     )
     parser.add_argument("file", type=Path)
-    parser.add_argument("--framework", required=True, choices=_FRAMEWORKS)
+    parser.add_argument("--framework", required=True, choices=tuple(FORMATS))
     parser.add_argument("--spec", type=Path, help="a torch model's JSON architecture spec")
     parser.add_argument(
         "--limit",

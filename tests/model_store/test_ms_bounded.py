@@ -10,8 +10,12 @@ the child's limits stand between it and the worker.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import resource
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -127,6 +131,97 @@ def test_files_changed_after_the_trial_are_not_loaded(
     monkeypatch.setattr(model_store._store, "run_trial", then_swap)
     with pytest.raises(IntegrityError, match="changed since their trial load"):
         store.load_bounded([("m", 4, None)])
+
+
+def test_a_version_tried_in_this_process_is_not_tried_again_but_still_verified(
+    hostile_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import model_store._trial
+
+    children: list[int] = []
+    real = model_store._trial._run_child
+
+    def counted(store: Any, candidates: Any, threads: int) -> Any:
+        children.append(len(candidates))
+        return real(store, candidates, threads)
+
+    monkeypatch.setattr(model_store._trial, "_run_child", counted)
+    store = _store(hostile_store)
+    store.load_bounded([("m", 1, None), ("m", 4, None)])
+    store.load_bounded([("m", 4, None), ("m", 1, None)])  # both tried: no child
+    _store(hostile_store, max_load_wall_s=299).load_bounded([("m", 1, None)])  # other limits
+    store.load_bounded([("m", 1, X[:5])])  # a probe of the caller's is always tried
+    assert children == [2, 1, 1]
+    (version_dir(hostile_store, "m", version=4) / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(IntegrityError, match=r"model\.onnx"):
+        store.load_bounded([("m", 4, None)])  # the same manifest, other bytes
+    assert children == [2, 1, 1]
+
+
+# -- start-up ------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _start_worker(
+    tmp_path: Path, root: Path, limits: dict[str, int]
+) -> subprocess.CompletedProcess[str]:
+    """``streamfuse run`` in a child process of its own (6 GiB of address space: on a
+    worker that loads the model itself, the allocation fails there, not in this test)."""
+    config = tmp_path / "worker.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "store": {"path": str(root), "limits": {**ROOMY, **limits}},
+                "models": [{"name": "m"}],
+                "strategy": {"name": "weighted_average"},
+                "metrics": {"port": 0},
+                "kafka": {"bootstrap_servers": "127.0.0.1:9"},
+            }
+        )
+    )
+
+    def bounded() -> None:
+        space = 6 << 30
+        resource.setrlimit(resource.RLIMIT_AS, (space, resource.RLIM_INFINITY))
+
+    code = (
+        "import sys; from worker.cli import main; sys.exit(main(['run', '--config', sys.argv[1]]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=bounded,
+    )
+
+
+@pytest.mark.parametrize(
+    ("version", "limits", "reason"),
+    [
+        (2, {"max_load_wall_s": 5}, "did not finish within 5 s (store.limits.max_load_wall_s)"),
+        (3, {"max_load_bytes": 1 << 30}, "1024 MiB"),
+    ],
+    ids=["hangs", "allocates"],
+)
+def test_a_hostile_model_stops_start_up_naming_the_file_and_the_limit(
+    hostile_store: Path, tmp_path: Path, version: int, limits: dict[str, int], reason: str
+) -> None:
+    _store(hostile_store).promote("m", version)
+    started = time.monotonic()
+    try:
+        proc = _start_worker(tmp_path, hostile_store, limits)
+    except subprocess.TimeoutExpired:
+        pytest.fail("start-up hung on the model")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert time.monotonic() - started < 90
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("streamfuse: config key 'models': cannot load 'm'"), proc.stderr[-2000:]
+    assert "model.onnx" in last and f"version {version}" in last, last
+    assert reason in last, last
 
 
 # -- hot reload ---------------------------------------------------------------------------------

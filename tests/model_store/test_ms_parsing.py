@@ -23,7 +23,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-import model_store._formats
+import model_store._sklearn_format
 from model_store import (
     IntegrityError,
     InvalidNameError,
@@ -240,7 +240,7 @@ def test_any_loader_exception_becomes_a_store_error_naming_the_file(
     def explode(*args: Any, **kwargs: Any) -> None:
         raise KeyError("deep inside a loader")
 
-    monkeypatch.setattr(model_store._formats, "load_sklearn", explode)
+    monkeypatch.setattr(model_store._sklearn_format, "load_sklearn", explode)
     with pytest.raises(
         IntegrityError, match=r"'model\.skops': cannot be loaded \(KeyError"
     ) as info:

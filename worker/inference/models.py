@@ -74,11 +74,16 @@ class ModelSet:
         self.names = [r.name for r in refs]
         self.models: list[LoadedModel] = []
         check_names(store, self.refs)
-        for ref in refs:
-            try:
-                self.models.append(store.load(ref.name, ref.version, threads=threads))
-            except ModelStoreError as exc:
-                raise ConfigError("models", f"cannot load {ref.name!r}: {exc}") from exc
+        # Each model is first loaded and probed in a child process within store.limits: a
+        # file that hangs, allocates without bound or crashes stops start-up, naming the file
+        # and the limit, instead of hanging or killing this process.
+        try:
+            self.models = store.load_bounded(
+                [(ref.name, ref.version, None) for ref in refs], threads=threads
+            )
+        except ModelStoreError as exc:
+            name = getattr(exc, "name", None)
+            raise ConfigError("models", f"cannot load {name!r}: {exc}") from exc
         first = self.models[0]
         for model in self.models[1:]:
             problem = _disagreement(first, model)
