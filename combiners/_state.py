@@ -90,7 +90,7 @@ def _dotted(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def load_state(
+def load_state(  # noqa: C901 (one check per stored field of an untrusted file, read top to bottom)
     meta: Mapping[str, Any],
     arrays: Mapping[str, np.ndarray],
     *,

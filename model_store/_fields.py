@@ -38,7 +38,7 @@ def _count(value: Any, cap: int) -> bool:
     return type(value) is int and 1 <= value <= cap
 
 
-def check_model_fields(manifest: Mapping[str, Any], limits: StoreLimits) -> dict[str, Any] | None:
+def check_model_fields(manifest: Mapping[str, Any], limits: StoreLimits) -> dict[str, Any] | None:  # noqa: C901 (one check per field of an untrusted file, read top to bottom)
     """Check a model manifest's fields; return the spec its format validated (torch's
     architecture; None for the others).
 

@@ -110,7 +110,7 @@ def is_version(value: object) -> bool:
     return type(value) is int and 1 <= value <= MAX_VERSION
 
 
-def read_manifest(
+def read_manifest(  # noqa: C901 (one check per field of an untrusted file, read top to bottom)
     ctx: ReadContext, parts: Sequence[str], name: str, version: int, *, kind: str
 ) -> tuple[dict[str, Any], bool]:
     """Parse ``manifest.json`` of ``parts`` (the version folder), verify it, check its fields.

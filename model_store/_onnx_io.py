@@ -166,7 +166,7 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _check_ensemble(node: Any, width: int, where: str) -> None:
+def _check_ensemble(node: Any, width: int, where: str) -> None:  # noqa: C901 (one check per attribute of an untrusted node)
     a = _attrs(node)
     prefix = "class" if node.op_type == "TreeEnsembleClassifier" else "target"
     keys = (
@@ -251,7 +251,7 @@ def _elements(dims: Any) -> int:
     return count
 
 
-def _check_bounds(
+def _check_bounds(  # noqa: C901 (one bound per shape-making operator)
     graph: Any,
     outer: dict[str, np.ndarray],
     limits: StoreLimits,
@@ -320,7 +320,7 @@ _SHAPE_INPUTS = {
 }
 
 
-def _check_node_bounds(
+def _check_node_bounds(  # noqa: C901 (one bound per shape-making operator)
     node: Any,
     constants: dict[str, np.ndarray],
     live: frozenset[str],
@@ -391,7 +391,7 @@ def _check_node_bounds(
         raise Refused(f"{where}: a constant input it cannot use") from exc
 
 
-def check_onnx(
+def check_onnx(  # noqa: C901 (the checks of an untrusted graph, in the order they depend on each other)
     data: bytes, *, n_features: int | None, task: str | None, limits: StoreLimits | None = None
 ) -> tuple[Any, OnnxInfo, int]:
     """Parse and check an ONNX model; returns it, what to run, and its input width.
@@ -474,7 +474,7 @@ def _label_list(values: Any) -> list[Any]:
     return [v.decode() if isinstance(v, bytes) else v for v in np.asarray(values).tolist()]
 
 
-def _file_labels(graph: Any, output: str) -> list[Any] | None:
+def _file_labels(graph: Any, output: str) -> list[Any] | None:  # noqa: C901 (one branch per way an ONNX file states its classes)
     """The class labels of ``output``'s columns, as the file states them; None if it does not.
 
     Nearest first, walking back from ``output``: a ``ZipMap``'s keys or a classifier

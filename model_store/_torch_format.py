@@ -137,7 +137,7 @@ def read_torch(
     return load_torch(data, clean, name=name, version=0, filename=filename), clean
 
 
-def manifest_spec(manifest: Mapping[str, Any], limits: StoreLimits) -> dict[str, Any]:
+def manifest_spec(manifest: Mapping[str, Any], limits: StoreLimits) -> dict[str, Any]:  # noqa: C901 (one check per field of an untrusted file, read top to bottom)
     """The manifest's spec, validated and consistent with its other fields."""
 
     def refuse(problem: str) -> IntegrityError:

@@ -158,7 +158,7 @@ def _product(shape: tuple[int, ...]) -> int:
     return out
 
 
-def _validate_spec(spec: Mapping[str, Any], limits: StoreLimits) -> dict[str, Any]:
+def _validate_spec(spec: Mapping[str, Any], limits: StoreLimits) -> dict[str, Any]:  # noqa: C901 (one check per field of an untrusted file, read top to bottom)
     cap = limits.max_torch_width
     if not isinstance(spec, Mapping):
         raise InvalidSpecError("arch", f"spec must be a mapping, got {type(spec).__name__}")

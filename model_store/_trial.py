@@ -219,7 +219,7 @@ def _take(preload: tuple[str, ...]) -> _Child:
 def _start(preload: tuple[str, ...]) -> _Child:
     read_fd, write_fd = os.pipe()
     try:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 (this interpreter, fixed arguments; the model file is data to the child)
             [sys.executable, "-I", "-c", _BOOT],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,

@@ -102,3 +102,11 @@ def test_weights_that_move_and_the_promotion_moment(
     assert "now active: hedge" in text
     assert (tmp_path / "svg" / "promotion.svg").exists()
     assert (tmp_path / "svg" / "weights-of-hedge.svg").exists()
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://host/metrics", "/metrics"])
+def test_a_metrics_url_that_is_not_http_is_refused_before_it_is_opened(url: str) -> None:
+    from worker.errors import StartupError
+
+    with pytest.raises(StartupError, match="must be http:// or https://"):
+        scrape(url)

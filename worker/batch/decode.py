@@ -102,7 +102,7 @@ def _empty(schema: Schema) -> DecodedBatch:
     )
 
 
-def _fast_path(
+def _fast_path(  # noqa: C901 (the hot path: one pass over the batch, its bail-outs inline)
     values: Sequence[bytes | None], schema: Schema, max_event_bytes: int
 ) -> DecodedBatch | None:
     try:

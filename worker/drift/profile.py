@@ -216,7 +216,7 @@ def _float_array(arrays: Mapping[str, np.ndarray], key: str, ndim: int) -> np.nd
     return out
 
 
-def _read_profile(
+def _read_profile(  # noqa: C901 (one check per field of an untrusted profile)
     meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], n_features: int
 ) -> tuple[FeatureReference, list[OutputReference]]:
     if not isinstance(meta, Mapping) or meta.get("format") != FORMAT:

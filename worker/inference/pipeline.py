@@ -185,7 +185,7 @@ class Pipeline:
             self._predict_and_encode(flight)
         return flight.result
 
-    def _predict_and_encode(self, flight: InFlight) -> None:
+    def _predict_and_encode(self, flight: InFlight) -> None:  # noqa: C901 (the batch's steps in order, each failure handled where it happens)
         records, result, started = flight.records, flight.result, flight.started
         decoded, serving = flight.decoded, flight.serving
         assert decoded is not None and flight.submitted is not None

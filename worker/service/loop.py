@@ -135,7 +135,7 @@ class Loop:
 
     # -- the steps ---------------------------------------------------------------------------
 
-    def gather(self) -> Batch | Interrupted:
+    def gather(self) -> Batch | Interrupted:  # noqa: C901 (the loop's one waiting point: every way a gather ends is here)
         """The next batch's records, delivering the batch in flight meanwhile.
 
         While a batch is in flight, each turn takes only what is already fetched and then waits

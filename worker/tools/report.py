@@ -23,6 +23,7 @@ import html
 import math
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from itertools import pairwise
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from worker.errors import StartupError
 
 __all__ = ["charts", "collect", "quantile", "scrape", "write_report"]
 
@@ -40,7 +43,9 @@ WIDTH, HEIGHT, PAD = 760, 260, 48
 
 def scrape(url: str, timeout: float = 5.0) -> dict[str, Any]:
     """One sample of the worker's metrics at ``url`` (``http://host:port/metrics``)."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise StartupError(f"--url {url!r}: the metrics URL must be http:// or https://")
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (checked above)
         text = response.read().decode("utf-8")
     sample: dict[str, Any] = {
         "t": time.time(), "rolling": {}, "latency_buckets": [], "drift": {}, "estimated": {},
