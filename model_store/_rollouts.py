@@ -1,7 +1,7 @@
 """Rollouts: a candidate served to a growing, key-sticky share of events, versioned like
 every artifact.
 
-Layout (``root/_rollouts/<name>/``, the same :class:`VersionedDir` as models)::
+Layout (``root/_rollouts/<name>/``, a :class:`~._records.RecordLog`)::
 
     1/ 2/ ...       manifest.json + rollout.json (checksummed, signed with the store's key)
     active.json     the rollout state in force, with the history of its versions
@@ -25,16 +25,11 @@ Everything else (the gates' keys, each history entry's figures) is the worker's.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._json import parse_json
-from ._manifest import ReadContext, read_manifest, read_verified_files
-from ._refused import Refused
-from ._versions import VersionedDir, check_name
-from .errors import IntegrityError, ModelNotFoundError, PublishError
+from ._records import RecordLog
 
 __all__ = ["ROLLOUTS_DIR", "STATUSES", "RolloutLog", "StoredRollout", "check_record"]
 
@@ -93,56 +88,23 @@ class StoredRollout:
     signed: bool = False
 
 
-class RolloutLog:
-    def __init__(self, ctx: ReadContext) -> None:
-        self.ctx = ctx
-        self.dirs = VersionedDir(ctx, (ROLLOUTS_DIR,), _KIND)
+class RolloutLog(RecordLog):
+    kind, directory, record_file = _KIND, ROLLOUTS_DIR, _RECORD_FILE
+
+    def check(self, record: object) -> str | None:
+        return check_record(record)
+
+    def check_new(self, record: Mapping[str, Any]) -> str | None:
+        problem = check_record(dict(record))
+        return None if problem is None else f"not a rollout record: {problem}"
 
     def publish(self, name: str, record: Mapping[str, Any], expected: int | None) -> int:
         """Publish and promote ``record`` if version ``expected`` (None: none yet) is still
         the active one; else :class:`ConflictError`."""
-        check_name(name, kind=_KIND)
-        problem = check_record(dict(record))
-        if problem is not None:
-            raise PublishError(name, f"not a rollout record: {problem}")
-        try:
-            data = json.dumps(dict(record), indent=1, sort_keys=True).encode()
-        except (TypeError, ValueError) as exc:
-            raise PublishError(name, f"rollout is not JSON-serialisable: {exc}") from exc
-        return self.dirs.publish(
-            name, {_RECORD_FILE: data}, {}, promote=True, expected_active=expected
-        )
-
-    def active_version(self, name: str) -> int | None:
-        """The state in force (one small pointer read), None when no rollout was started."""
-        pointer = self.dirs.read_pointer(check_name(name, kind=_KIND))
-        return None if pointer is None else int(pointer["version"])
+        return self.publish_record(name, record, expected)
 
     def load(self, name: str, version: int) -> StoredRollout:
-        version = self.dirs.resolve(name, version)
-        parts = self.dirs.parts(name, version)
-        manifest, signed = read_manifest(self.ctx, parts, name, version, kind=_KIND)
-        contents = read_verified_files(
-            self.ctx,
-            parts,
-            manifest,
-            kind=_KIND,
-            caps={_RECORD_FILE: self.ctx.limits.max_json_bytes},
-        )
-        if _RECORD_FILE not in contents:
-            raise IntegrityError(name, version, _RECORD_FILE, "missing", kind=_KIND)
-        try:
-            record = parse_json(
-                contents[_RECORD_FILE],
-                max_bytes=self.ctx.limits.max_json_bytes,
-                max_depth=self.ctx.limits.max_json_depth,
-            )
-        except Refused as exc:
-            raise IntegrityError(name, version, _RECORD_FILE, str(exc), kind=_KIND) from exc
-        problem = check_record(record)
-        if problem is not None:
-            raise IntegrityError(name, version, _RECORD_FILE, problem, kind=_KIND)
-        return StoredRollout(name, version, record, manifest, signed)
+        return StoredRollout(name, *self.read_record(name, version))
 
     def active(self, name: str) -> StoredRollout | None:
         version = self.active_version(name)
@@ -150,7 +112,4 @@ class RolloutLog:
 
     def history(self, name: str) -> list[StoredRollout]:
         """Every state of ``name``, oldest first."""
-        versions = self.dirs.versions(check_name(name, kind=_KIND))
-        if not versions:
-            raise ModelNotFoundError(name, None, kind=_KIND)
-        return [self.load(name, v) for v in versions]
+        return [self.load(name, v) for v in self.versions_of(name)]
