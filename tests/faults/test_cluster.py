@@ -20,6 +20,7 @@ the five ports above it), started once for the module and stopped afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -441,6 +442,30 @@ def _coordinators_exist(cluster: Cluster) -> None:
     )
 
 
+def _group_apart_from_its_transactions(cluster: Cluster) -> str | None:
+    """A new group id whose coordinator is not its transactional id's coordinator, or None.
+    After the other test's kills one node may lead every partition of both internal topics:
+    the preferred leaders are elected back first (the brokers' own rebalance waits 5 min)."""
+    from confluent_kafka import ElectionType, KafkaException
+    from confluent_kafka import TopicPartition as RdTopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    parts = cluster.partitions([OFFSETS, TRANSACTIONS])
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    with contextlib.suppress(KafkaException):  # "election not needed" where already preferred
+        admin.elect_leaders(
+            ElectionType.PREFERRED,
+            [RdTopicPartition(p["topic"], p["partition_index"]) for p in parts],
+        ).result(30)
+    for _ in range(200):
+        group = unique("cluster-eos-gc")
+        if cluster.coordinator(OFFSETS, group) != cluster.coordinator(
+            TRANSACTIONS, f"streamfuse-{group}-0"
+        ):
+            return group
+    return None
+
+
 def test_exactly_once_group_coordinator_killed_under_spanning_transactions(
     cluster: Cluster,
     trained_store: Path,
@@ -454,11 +479,12 @@ def test_exactly_once_group_coordinator_killed_under_spanning_transactions(
     coordinator regardless of its timeout: the call is bounded by ``kafka.watchdog_s`` and the
     producer replaced). Then the node returns: 0 lost, 0 duplicates read_committed."""
     _coordinators_exist(cluster)
-    for _ in range(50):  # a group whose coordinator is not its transactions' coordinator
-        group = unique("cluster-eos-gc")
-        stream_group = cluster.coordinator(OFFSETS, group)
-        if stream_group != cluster.coordinator(TRANSACTIONS, f"streamfuse-{group}-0"):
-            break
+    group = wait_for(
+        lambda: _group_apart_from_its_transactions(cluster),
+        timeout=60,
+        interval=1.0,
+        what="a group whose coordinator is not its transaction coordinator",
+    )
     watchdog_s = 10.0
     topics = Topics(
         input=cluster.create_topic(unique("gcin"), PARTITIONS),
