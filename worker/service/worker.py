@@ -85,8 +85,7 @@ class Worker:
         self.dead_letter_log = DeadLetterLog(
             logging.getLogger("streamfuse.dead_letter"), settings.logging.dead_letter_interval_s
         )
-        # The stop signal: stop() sets it, which ends the loop and cuts every backoff short.
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()  # stop() sets it: the loop ends, backoffs cut short
         self.backoff = Backoff(self.stop_event, on_wait=self.health.heartbeat.beat)
         self.store = open_store(settings.store)
         signed = self.store.signing == "signed"
@@ -325,9 +324,9 @@ class Worker:
                 )
 
     def account(self, batch: Batch, result: BatchResult) -> None:
-        """Count a published batch (``result``: what it produced); hand its predictions to the
-        label join and the drift monitor."""
-        self._observe(batch.n_records, result, batch.started)
+        """Hand a published batch (``result``: what it produced) to the label join and the drift
+        monitor, then count it: a scrape that sees the count sees their figures too."""
+        processed_s = time.perf_counter() - batch.started
         self.rollout.delivered(result)  # before the label join: early labels find both arms
         if self.accuracy is not None:
             self.accuracy.add_batch(
@@ -340,8 +339,9 @@ class Worker:
         if self.drift is not None and result.X is not None:
             self.drift.add(result.X, result.P, result.available, result.outputs)
             self.drift.update_if_due()
+        self._observe(batch.n_records, result, processed_s)
 
-    def _observe(self, n_records: int, result: BatchResult, started: float) -> None:
+    def _observe(self, n_records: int, result: BatchResult, processed_s: float) -> None:
         m = self.metrics
         m.events_consumed.labels(self.settings.topics.input).inc(n_records)
         m.events_published.inc(len(result.predictions))
@@ -361,7 +361,7 @@ class Worker:
         m.batch_size.observe(n_records)
         if result.ts.size:
             m.end_to_end_latency.observe_many(time.time() - result.ts)
-        m.batch_processing_seconds.observe(time.perf_counter() - started)
+        m.batch_processing_seconds.observe(processed_s)
 
     def _initialise_series(self, serving: Serving) -> None:
         """Export every series whose labels are known now, before the first event."""
