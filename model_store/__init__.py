@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ._decisions import StoredDecision
 from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
+from ._passed import default_directory as default_trial_cache
 from ._rollouts import StoredRollout
 from ._signing import generate_key, read_key
 from ._sklearn_io import TRUSTED_BIT_GENERATORS, TRUSTED_TYPES
@@ -69,6 +70,7 @@ __all__ = [
     "StoredStrategy",
     "UnsafeModelError",
     "build_torch_model",
+    "default_trial_cache",
     "generate_key",
     "read_key",
 ]

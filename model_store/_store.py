@@ -20,6 +20,7 @@ from ._json import parse_json
 from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
 from ._manifest import MANIFEST_NAME, ReadContext, read_manifest, read_verified_files
+from ._passed import PassedTrials
 from ._publish import jsonable_scores
 from ._refused import Refused
 from ._rollouts import ROLLOUTS_DIR, RolloutLog, StoredRollout
@@ -107,6 +108,11 @@ class ModelStore:
         Refuse unsigned manifests and pointers (needs ``key``).
     limits : StoreLimits, optional
         Size caps; the defaults suit any model this store writes.
+    trial_cache : str or Path, optional
+        A directory of this user's where :meth:`load_bounded` remembers the trials that
+        passed, so that another process loading the same files under the same limits and
+        libraries skips the child (:func:`default_trial_cache` is the usual place). None:
+        each process tries them once.
 
     Notes
     -----
@@ -132,6 +138,7 @@ class ModelStore:
         key: bytes | None = None,
         require_signature: bool = False,
         limits: StoreLimits | None = None,
+        trial_cache: str | os.PathLike[str] | None = None,
     ) -> None:
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
@@ -140,6 +147,7 @@ class ModelStore:
         if not isinstance(self.limits, StoreLimits):
             raise TypeError(f"limits must be a StoreLimits, got {type(self.limits).__name__}")
         self._signer = Signer(key, require_signature)
+        self._passed = None if trial_cache is None else PassedTrials(trial_cache)
         ctx = ReadContext(self.root, self.limits, self._signer)
         self._ctx = ctx
         self._models = VersionedDir(ctx, (), "model")
@@ -411,7 +419,9 @@ class ModelStore:
                 filename = known.filename if known is not None else MANIFEST_NAME
                 framework = manifest["framework"]
                 candidates.append(Candidate(name, resolved, filename, framework, probe, manifest))
-        store = StoreArgs(self.root, self._signer.key, self._signer.require, self.limits)
+        store = StoreArgs(
+            self.root, self._signer.key, self._signer.require, self.limits, self._passed
+        )
         files = run_trial(store, candidates, threads=threads)
         loaded = []
         for candidate, checked in zip(candidates, files, strict=True):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import logging
 import os
 import resource
 import signal
@@ -37,10 +38,12 @@ import numpy as np
 from . import errors
 from ._formats import libraries_of
 from ._limits import StoreLimits
+from ._passed import PassedTrials
 from .errors import IntegrityError, ModelStoreError, UnsafeModelError
 
 __all__ = ["Candidate", "StoreArgs", "prestart", "run_trial"]
 
+log = logging.getLogger("model_store")
 _MiB = 1 << 20
 PROBE_ROWS = 8  # zeros of the declared width when the caller has no probe batch
 _CPU_GRACE_S = 5  # between SIGXCPU (the soft limit) and SIGKILL (the hard one)
@@ -76,6 +79,8 @@ class StoreArgs:
     key: bytes | None
     require_signature: bool
     limits: StoreLimits
+    #: Where passed trials are remembered across processes (None: in this process only).
+    passed: PassedTrials | None = None
 
 
 def run_trial(
@@ -94,19 +99,32 @@ def run_trial(
         The store refused a candidate in the child (the child's own error).
     """
     settings = json.dumps(dataclasses.asdict(store.limits), sort_keys=True)
-    keys = [
-        None
-        if c.manifest is None or c.probe is not None
-        else (json.dumps(c.manifest, sort_keys=True), settings, threads)
-        for c in candidates
-    ]
-    known = [None if key is None else _tried.get(key) for key in keys]
+    known: list[dict[str, Any] | None] = []
+    keys: list[tuple[str, str, int] | None] = []
+    names: list[str | None] = []  # in ``store.passed``, when not known yet
+    for c in candidates:
+        key = files = name = None
+        if c.manifest is not None and c.probe is None:
+            key = (json.dumps(c.manifest, sort_keys=True), settings, threads)
+            files = _tried.get(key)
+            if files is None and store.passed is not None:
+                name = store.passed.key(c.manifest, settings, threads)
+                if store.passed.get(name, c.manifest["files"]):
+                    files, name = dict(c.manifest["files"]), None
+        known.append(files)
+        keys.append(key)
+        names.append(name)
     todo = [c for c, files in zip(candidates, known, strict=True) if files is None]
+    if store.passed is not None and len(todo) < len(candidates):
+        remembered = [f"{c.name} v{c.version}" for c in candidates if c not in todo]
+        log.info("trial loads passed before, not tried again: %s", ", ".join(remembered))
     tried = iter(_run_child(store, todo, threads) if todo else [])
     found = [files if files is not None else next(tried) for files in known]
-    for key, files in zip(keys, found, strict=True):
+    for key, name, files in zip(keys, names, found, strict=True):
         if key is not None:
             _tried[key] = files
+        if name is not None and store.passed is not None:
+            store.passed.put(name, files)
     return found
 
 

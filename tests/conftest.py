@@ -3,6 +3,9 @@ and the real Kafka broker with factories for uniquely named topics and consumer 
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,18 @@ from model_store import ModelStore
 from tests.support.kafka import Broker, run_root, start_broker, stop_brokers, unique
 from tests.support.registry import SchemaRegistry, start_registry, stop_registry
 from tests.support.worker import Topics
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The workers this run starts remember their passed trial loads (``store.trial_cache``) in
+    a directory of the run's own, shared by its xdist processes, not in the user's cache: a
+    worker of the run skips the trial of a store an earlier worker of the run tried, and no run
+    finds another's record."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        return  # inherited from the controlling process
+    path = tempfile.mkdtemp(prefix="streamfuse-tests-cache-")
+    os.environ["XDG_CACHE_HOME"] = path
+    config.add_cleanup(lambda: shutil.rmtree(path, ignore_errors=True))
 
 
 @pytest.fixture(autouse=True)

@@ -71,6 +71,12 @@ def configure_logging(
     librdkafka = logging.getLogger("streamfuse.librdkafka")
     librdkafka.filters[:] = [ClientLogLimit(client_interval_s)]
     librdkafka.setLevel(logging.DEBUG if level == "DEBUG" else client_level)
+    # The model store's own records (a refused pointer, a trial not tried again) read as the
+    # worker's, at the worker's level.
+    store = logging.getLogger("model_store")
+    store.handlers[:] = [_ToWorkerLog()]
+    store.setLevel(level)
+    store.propagate = False
 
 
 class _ToWorkerLog(logging.Handler):

@@ -179,6 +179,10 @@ class StoreSettings(_Section):
     # Caps checked before a store file is read, inflated or allocated (model_store.StoreLimits;
     # unset: its defaults).
     limits: dict[str, int] = Field(default_factory=dict)
+    # Remember the start-up trials that passed in $XDG_CACHE_HOME/streamfuse/trials (else
+    # ~/.cache/streamfuse/trials): a restart with the same files, limits and libraries skips
+    # the child. Only this user's own directory is used.
+    trial_cache: bool = True
 
     @model_validator(mode="before")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model_store import ModelStore, ModelStoreError, StoreLimits, read_key
+from model_store import ModelStore, ModelStoreError, StoreLimits, default_trial_cache, read_key
 from worker.config import StoreSettings
 from worker.errors import ConfigError
 
@@ -31,7 +31,11 @@ def open_store(settings: StoreSettings | Path) -> ModelStore:
         raise ConfigError("store.limits", f"{exc}") from exc
     try:
         store = ModelStore(
-            path, key=key, require_signature=settings.require_signature, limits=limits
+            path,
+            key=key,
+            require_signature=settings.require_signature,
+            limits=limits,
+            trial_cache=default_trial_cache() if settings.trial_cache else None,
         )
     except ModelStoreError as exc:
         raise ConfigError("store", f"{exc}") from exc
