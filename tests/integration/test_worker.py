@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 import combiners
 from model_store import ModelStore
+from tests.faults.support import fast_group
 from tests.support.kafka import Broker, wait_for
 from tests.support.worker import WorkerProcess, events, produce, write_config
 from worker.config import load_settings
@@ -160,7 +161,14 @@ def test_mixed_stream_bad_events_are_dead_lettered_with_stage(
 
 
 def _crash_and_recover(
-    kafka: Broker, topics, group: str, store: Path, rows: np.ndarray, tmp_path: Path, guarantee: str
+    kafka: Broker,
+    topics,
+    group: str,
+    store: Path,
+    rows: np.ndarray,
+    tmp_path: Path,
+    guarantee: str,
+    library: str,
 ) -> tuple[Counter[str], list[str]]:
     t = topics(partitions=2)
     n = 6000
@@ -173,7 +181,13 @@ def _crash_and_recover(
         bootstrap=kafka.bootstrap,
         topics=t,
         group=group,
-        kafka={"processing_guarantee": guarantee, "transaction_timeout_ms": 10000},
+        kafka={
+            "processing_guarantee": guarantee,
+            "transaction_timeout_ms": 10000,
+            # The killed member's session ends in 6 s, not the default 45: what is shown is
+            # what the second worker reads and writes, not how long the broker waits.
+            "consumer": fast_group(library),
+        },
         batch={"max_events": 100, "max_wait_ms": 5},
     )
     first = WorkerProcess(config, tmp_path / "w1.log").start()
@@ -198,7 +212,14 @@ def test_exactly_once_survives_kill_9(
     kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path, library: str
 ) -> None:
     seen, ids = _crash_and_recover(
-        kafka, topics, group_factory("eos"), trained_store, test_rows, tmp_path, "exactly_once"
+        kafka,
+        topics,
+        group_factory("eos"),
+        trained_store,
+        test_rows,
+        tmp_path,
+        "exactly_once",
+        library,
     )
     dupes = sum(c - 1 for c in seen.values())
     print(f"{library} exactly_once after kill -9: {len(seen)} of {len(ids)}, {dupes} duplicates")
@@ -210,7 +231,14 @@ def test_at_least_once_survives_kill_9(
     kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path, library: str
 ) -> None:
     seen, ids = _crash_and_recover(
-        kafka, topics, group_factory("alo"), trained_store, test_rows, tmp_path, "at_least_once"
+        kafka,
+        topics,
+        group_factory("alo"),
+        trained_store,
+        test_rows,
+        tmp_path,
+        "at_least_once",
+        library,
     )
     dupes = sum(c - 1 for c in seen.values())
     print(f"{library} at_least_once after kill -9: {len(seen)} of {len(ids)}, {dupes} duplicates")
