@@ -22,7 +22,7 @@ from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
 from ._rollouts import StoredRollout
 from ._signing import generate_key, read_key
 from ._sklearn_io import TRUSTED_BIT_GENERATORS, TRUSTED_TYPES
-from ._store import FRAMEWORKS, ModelStore
+from ._store import FILE_ENDINGS, FRAMEWORKS, ModelStore
 from .errors import (
     ConflictError,
     InputShapeError,
@@ -41,6 +41,7 @@ from .errors import (
 )
 
 __all__ = [
+    "FILE_ENDINGS",
     "FRAMEWORKS",
     "MLP",
     "TRUSTED_BIT_GENERATORS",

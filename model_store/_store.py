@@ -31,9 +31,11 @@ from ._trial import Candidate, StoreArgs, run_trial
 from ._versions import VersionedDir, check_name
 from .errors import PublishError, SigningKeyError, StoreLayoutError
 
-__all__ = ["FRAMEWORKS", "ModelStore"]
+__all__ = ["FILE_ENDINGS", "FRAMEWORKS", "ModelStore"]
 
 FRAMEWORKS = tuple(FORMATS)
+#: The endings of the files ``store publish`` imports, by framework.
+FILE_ENDINGS = {name: fmt.extensions for name, fmt in FORMATS.items()}
 T = TypeVar("T")
 
 STRATEGIES_DIR = "_strategies"
