@@ -23,7 +23,7 @@ from ._passed import default_directory as default_trial_cache
 from ._rollouts import StoredRollout
 from ._signing import generate_key, read_key
 from ._sklearn_io import TRUSTED_BIT_GENERATORS, TRUSTED_TYPES
-from ._store import FRAMEWORKS, ModelStore
+from ._store import FILE_ENDINGS, FRAMEWORKS, ModelStore
 from .errors import (
     ConflictError,
     InputShapeError,
@@ -42,6 +42,7 @@ from .errors import (
 )
 
 __all__ = [
+    "FILE_ENDINGS",
     "FRAMEWORKS",
     "MLP",
     "TRUSTED_BIT_GENERATORS",

@@ -52,8 +52,9 @@ class StoredDecision:
         return str(self.record["strategy"])
 
 
-class DecisionLog(RecordLog):
+class DecisionLog(RecordLog[StoredDecision]):
     kind, directory, record_file = _KIND, DECISIONS_DIR, _RECORD_FILE
+    stored = StoredDecision
 
     def check(self, record: object) -> str | None:
         if not (isinstance(record, dict) and isinstance(record.get("strategy"), str)):
@@ -69,19 +70,3 @@ class DecisionLog(RecordLog):
         if not isinstance(record.get("strategy"), str):
             return "a decision needs a 'strategy' (str)"
         return None
-
-    def publish(self, name: str, record: Mapping[str, Any], expected: int | None) -> int:
-        """Publish and promote ``record`` if decision ``expected`` (None: none yet) is still
-        the active one; else :class:`ConflictError`."""
-        return self.publish_record(name, record, expected)
-
-    def load(self, name: str, version: int) -> StoredDecision:
-        return StoredDecision(name, *self.read_record(name, version))
-
-    def active(self, name: str) -> StoredDecision | None:
-        version = self.active_version(name)
-        return None if version is None else self.load(name, version)
-
-    def history(self, name: str) -> list[StoredDecision]:
-        """Every decision of ``name``, oldest first."""
-        return [self.load(name, v) for v in self.versions_of(name)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import stat
 from collections.abc import Iterator, Sequence
@@ -30,6 +31,7 @@ __all__ = [
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_BUFFER = 1 << 16  # the buffered reader's own buffer: only a read's last part passes through it
 
 
 def _kind(mode: int) -> str:
@@ -122,11 +124,7 @@ def read_regular(
         if st.st_size > max_bytes:
             raise Refused(f"is {st.st_size} bytes, over the cap of {max_bytes}", file=name)
         limit = st.st_size if expected_size is None else expected_size
-        # One buffer of the size fstat gave, filled by the kernel: the file is held once (a
-        # list of chunks joined at the end held it twice: 2 GB for a 1 GB file).
-        data = os.read(fd, limit)
-        if len(data) < limit:  # a short read (a signal, a network file system): the rest
-            data = b"".join(_rest(fd, data, limit))
+        data = _read_exactly(fd, limit)
         if len(data) != limit or os.read(fd, 1):  # one more byte shows a file that grew
             raise Refused(f"changed size while being read ({len(data)}+ bytes read)", file=name)
         return data
@@ -134,15 +132,17 @@ def read_regular(
         os.close(fd)
 
 
-def _rest(fd: int, head: bytes, limit: int) -> Iterator[bytes]:
-    yield head
-    remaining = limit - len(head)
-    while remaining > 0:
-        chunk = os.read(fd, min(remaining, 1 << 24))
-        if not chunk:
-            return
-        yield chunk
-        remaining -= len(chunk)
+def _read_exactly(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``fd``, fewer only at the end of the file, held once.
+
+    The buffered reader's ``read(limit)`` allocates the one ``bytes`` object first and reads
+    into it in place, again after a short read (a signal; Linux reads just under 2 GiB at a
+    time), so the file is never held twice (chunks joined at the end held it twice: 2 GB for
+    a 1 GB file). Whatever passes the buffered reader's own 64 KiB buffer is read straight
+    into the result.
+    """
+    with io.FileIO(fd, closefd=False) as raw, io.BufferedReader(raw, _BUFFER) as reader:
+        return reader.read(limit)
 
 
 def create_new(dir_fd: int, name: str, data: bytes, *, mode: int = 0o644) -> None:

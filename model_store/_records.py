@@ -13,28 +13,33 @@ A subclass names its kind and file and says why a record is not one of its kind
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
-from ._json import parse_json
-from ._manifest import ReadContext, read_manifest, read_verified_files
-from ._refused import Refused
-from ._versions import VersionedDir, check_name
-from .errors import IntegrityError, ModelNotFoundError, PublishError
+from ._artifacts import ArtifactKind, Found
+from ._manifest import ReadContext
+from ._versions import check_name
+from .errors import ModelNotFoundError, PublishError
 
 __all__ = ["RecordLog"]
 
+R = TypeVar("R")
 
-class RecordLog:
-    """The versions of the records of one kind, by name."""
+
+class RecordLog(Generic[R]):
+    """The versions of the records of one kind, by name; each read behind the store's
+    boundary (:func:`~._artifacts.boundary`)."""
 
     kind: str  # "decision", "rollout": the word the store's errors use
     directory: str  # below the store's root
     record_file: str  # in each version
+    stored: Callable[[str, int, dict[str, Any], dict[str, Any], bool], R]  # the result type
 
     def __init__(self, ctx: ReadContext) -> None:
-        self.ctx = ctx
-        self.dirs = VersionedDir(ctx, (self.directory,), self.kind)
+        self.artifacts = ArtifactKind(
+            ctx, self.kind, (self.directory,), self._verified, json_files=(self.record_file,)
+        )
+        self.dirs = self.artifacts.dir
 
     def check(self, record: object) -> str | None:
         """Why ``record`` is not a record of this kind (read from the store), or None."""
@@ -44,58 +49,56 @@ class RecordLog:
         """Why ``record`` may not be published, or None (by default :meth:`check`)."""
         return self.check(dict(record))
 
-    def publish_record(self, name: str, record: Mapping[str, Any], expected: int | None) -> int:
+    def publish(self, name: str, record: Mapping[str, Any], expected: int | None) -> int:
         """Publish and promote ``record`` if version ``expected`` (None: none yet) is still
         the active one; else :class:`ConflictError`."""
-        check_name(name, kind=self.kind)
-        problem = self.check_new(record)
-        if problem is not None:
-            raise PublishError(name, problem)
-        try:
-            data = json.dumps(dict(record), indent=1, sort_keys=True).encode()
-        except (TypeError, ValueError) as exc:
-            raise PublishError(name, f"{self.kind} is not JSON-serialisable: {exc}") from exc
-        return self.dirs.publish(
-            name, {self.record_file: data}, {}, promote=True, expected_active=expected
-        )
+        with self.artifacts.boundary(name):
+            check_name(name, kind=self.kind)
+            problem = self.check_new(record)
+            if problem is not None:
+                raise PublishError(name, problem)
+            try:
+                data = json.dumps(dict(record), indent=1, sort_keys=True).encode()
+            except (TypeError, ValueError) as exc:
+                raise PublishError(name, f"{self.kind} is not JSON-serialisable: {exc}") from exc
+            return self.dirs.publish(
+                name, {self.record_file: data}, {}, promote=True, expected_active=expected
+            )
+
+    def names(self) -> list[str]:
+        return self.artifacts.names()
 
     def active_version(self, name: str) -> int | None:
         """The record in force (one small pointer read), None when there is none yet."""
-        pointer = self.dirs.read_pointer(check_name(name, kind=self.kind))
-        return None if pointer is None else int(pointer["version"])
+        with self.artifacts.boundary(name):
+            pointer = self.dirs.read_pointer(check_name(name, kind=self.kind))
+            return None if pointer is None else int(pointer["version"])
 
-    def versions_of(self, name: str) -> list[int]:
+    def load(self, name: str, version: int | None = None) -> R | None:
+        """The verified record ``version`` (``None``: the one in force, or None when none)."""
+        with self.artifacts.boundary(name) as where:
+            if version is None:
+                version = self.active_version(name)
+                if version is None:
+                    return None
+            else:
+                where.at(int(version))
+            return self.artifacts.load(name, int(version))
+
+    def history(self, name: str) -> list[R]:
         """Every version of ``name``, oldest first."""
-        versions = self.dirs.versions(check_name(name, kind=self.kind))
-        if not versions:
-            raise ModelNotFoundError(name, None, kind=self.kind)
-        return list(versions)
+        with self.artifacts.boundary(name):
+            versions = self.dirs.versions(check_name(name, kind=self.kind))
+            if not versions:
+                raise ModelNotFoundError(name, None, kind=self.kind)
+            return [self.artifacts.load(name, v) for v in versions]
 
-    def read_record(
-        self, name: str, version: int
-    ) -> tuple[int, dict[str, Any], dict[str, Any], bool]:
-        """The verified record: (version, record, manifest, signed)."""
-        version = self.dirs.resolve(name, version)
-        parts = self.dirs.parts(name, version)
-        manifest, signed = read_manifest(self.ctx, parts, name, version, kind=self.kind)
-        contents = read_verified_files(
-            self.ctx,
-            parts,
-            manifest,
-            kind=self.kind,
-            caps={self.record_file: self.ctx.limits.max_json_bytes},
-        )
-        if self.record_file not in contents:
-            raise IntegrityError(name, version, self.record_file, "missing", kind=self.kind)
-        try:
-            record = parse_json(
-                contents[self.record_file],
-                max_bytes=self.ctx.limits.max_json_bytes,
-                max_depth=self.ctx.limits.max_json_depth,
-            )
-        except Refused as exc:
-            raise IntegrityError(name, version, self.record_file, str(exc), kind=self.kind) from exc
+    def _verified(self, found: Found) -> R:
+        if self.record_file not in found.contents:
+            raise found.refuse(self.record_file, "missing")
+        record = found.json(self.record_file)
         problem = self.check(record)
         if problem is not None:
-            raise IntegrityError(name, version, self.record_file, problem, kind=self.kind)
-        return version, record, manifest, signed
+            raise found.refuse(self.record_file, problem)
+        assert isinstance(record, dict)  # check refuses anything else
+        return self.stored(found.name, found.version, record, found.manifest, found.signed)

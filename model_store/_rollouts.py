@@ -88,8 +88,9 @@ class StoredRollout:
     signed: bool = False
 
 
-class RolloutLog(RecordLog):
+class RolloutLog(RecordLog[StoredRollout]):
     kind, directory, record_file = _KIND, ROLLOUTS_DIR, _RECORD_FILE
+    stored = StoredRollout
 
     def check(self, record: object) -> str | None:
         return check_record(record)
@@ -97,19 +98,3 @@ class RolloutLog(RecordLog):
     def check_new(self, record: Mapping[str, Any]) -> str | None:
         problem = check_record(dict(record))
         return None if problem is None else f"not a rollout record: {problem}"
-
-    def publish(self, name: str, record: Mapping[str, Any], expected: int | None) -> int:
-        """Publish and promote ``record`` if version ``expected`` (None: none yet) is still
-        the active one; else :class:`ConflictError`."""
-        return self.publish_record(name, record, expected)
-
-    def load(self, name: str, version: int) -> StoredRollout:
-        return StoredRollout(name, *self.read_record(name, version))
-
-    def active(self, name: str) -> StoredRollout | None:
-        version = self.active_version(name)
-        return None if version is None else self.load(name, version)
-
-    def history(self, name: str) -> list[StoredRollout]:
-        """Every state of ``name``, oldest first."""
-        return [self.load(name, v) for v in self.versions_of(name)]

@@ -1,94 +1,84 @@
-"""The :class:`ModelStore` facade: models, fitted strategies and held-out data sets."""
+"""The :class:`ModelStore` facade: models, fitted strategies and held-out data sets.
+
+Each kind of artifact is one :class:`~._artifacts.ArtifactKind` (decisions and rollouts one
+:class:`~._records.RecordLog` over it): the facade only names the kinds and keeps the public
+methods' names and documentation.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import operator
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from ._arrays_io import dump_arrays, load_arrays
-from ._decisions import DECISIONS_DIR, DecisionLog, StoredDecision
+from ._arrays_io import dump_arrays
+from ._artifacts import ArtifactKind, Found, boundary
+from ._decisions import DecisionLog, StoredDecision
 from ._fields import check_model_fields, check_strategy_fields
 from ._formats import FORMATS, format_for
-from ._json import parse_json
 from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
-from ._manifest import MANIFEST_NAME, ReadContext, read_manifest, read_verified_files
+from ._manifest import MANIFEST_NAME, ReadContext
 from ._passed import PassedTrials
 from ._publish import jsonable_scores
-from ._refused import Refused
-from ._rollouts import ROLLOUTS_DIR, RolloutLog, StoredRollout
+from ._rollouts import RolloutLog, StoredRollout
 from ._signing import Signer
 from ._trial import Candidate, StoreArgs, run_trial
-from ._versions import POINTER_NAME, VersionedDir, check_name
-from .errors import (
-    IntegrityError,
-    ModelNotFoundError,
-    ModelStoreError,
-    PublishError,
-    SigningKeyError,
-    StoreLayoutError,
-)
+from ._versions import VersionedDir, check_name
+from .errors import PublishError, SigningKeyError, StoreLayoutError
 
-__all__ = ["FRAMEWORKS", "ModelStore"]
+__all__ = ["FILE_ENDINGS", "FRAMEWORKS", "ModelStore"]
 
 FRAMEWORKS = tuple(FORMATS)
+#: The endings of the files ``store publish`` imports, by framework.
+FILE_ENDINGS = {name: fmt.extensions for name, fmt in FORMATS.items()}
+T = TypeVar("T")
 
 STRATEGIES_DIR = "_strategies"
 DATASETS_DIR = "_datasets"
 PROFILES_DIR = "_profiles"
 _META_FILE = "meta.json"
 _ARRAYS_FILE = "arrays.npz"
-_MAX_REASON = 300
 
 
-class _Where:
-    """The file being read, so an unexpected error can name it."""
-
-    def __init__(self, kind: str, name: str) -> None:
-        self.kind, self.name = kind, name
-        self.version: int | None = None
-        self.filename = POINTER_NAME
-
-    def at(self, version: int, filename: str = MANIFEST_NAME) -> None:
-        self.version, self.filename = version, filename
-
-
-@contextlib.contextmanager
-def _boundary(kind: str, name: str) -> Iterator[_Where]:
-    """One rule for every read: anything that is not a ModelStoreError becomes one.
-
-    A loader can fail in ways no list of exception types covers (a skops node raising
-    ``KeyError``, ``RecursionError``, ``MemoryError``, torch's ``RuntimeError``); the caller
-    (hot reload, start-up) handles one exception family, and the message names the file.
-    """
-    where = _Where(kind, name)
-    try:
-        yield where
-    except ModelStoreError:
-        raise
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        if len(reason) > _MAX_REASON:
-            reason = reason[:_MAX_REASON] + "..."
-        raise IntegrityError(
-            name, where.version, where.filename, f"cannot be loaded ({reason})", kind=kind
-        ) from exc
+def _model(found: Found) -> LoadedModel:
+    fmt = FORMATS[found.manifest["framework"]]  # check_model_fields knows only these
+    model, predictor = fmt.load(
+        found.manifest,
+        found.file(fmt.filename),
+        spec=found.fields,
+        limits=found.limits,
+        threads=found.threads,
+    )
+    return LoadedModel(found.manifest, model, predictor, signed=found.signed)
 
 
-def _version_arg(version: Any) -> int | None:
-    """Caller errors stay TypeErrors: a bool, float or str is not a version."""
-    if version is None:
-        return None
-    if isinstance(version, bool):
-        raise TypeError(f"version must be an int, got {version!r}")
-    return operator.index(version)
+def _meta_and_arrays(found: Found) -> tuple[Any, ...]:
+    """``(name, version, meta, arrays, fitted_on, manifest, signed)`` of a verified
+    meta-and-arrays artifact (a strategy or a reference profile)."""
+    meta = found.json(_META_FILE)
+    if not isinstance(meta, dict):
+        raise found.refuse(_META_FILE, "not an object")
+    arrays = found.arrays(_ARRAYS_FILE)
+    return found.name, found.version, meta, arrays, found.fields, found.manifest, found.signed
+
+
+def _strategy(found: Found) -> StoredStrategy:
+    return StoredStrategy(*_meta_and_arrays(found))
+
+
+def _profile(found: Found) -> StoredProfile:
+    return StoredProfile(*_meta_and_arrays(found))
+
+
+def _dataset(found: Found) -> StoredDataset:
+    arrays = found.arrays(_ARRAYS_FILE)
+    return StoredDataset(found.name, found.version, arrays, found.manifest, found.signed)
 
 
 class ModelStore:
@@ -150,10 +140,21 @@ class ModelStore:
         self._passed = None if trial_cache is None else PassedTrials(trial_cache)
         ctx = ReadContext(self.root, self.limits, self._signer)
         self._ctx = ctx
-        self._models = VersionedDir(ctx, (), "model")
-        self._strategies = VersionedDir(ctx, (STRATEGIES_DIR,), "strategy")
-        self._datasets = VersionedDir(ctx, (DATASETS_DIR,), "dataset")
-        self._profiles = VersionedDir(ctx, (PROFILES_DIR,), "profile")
+        self._models = ArtifactKind(
+            ctx, "model", (), _model, check=partial(check_model_fields, limits=self.limits)
+        )
+
+        def fitted(kind: str, directory: str, loader: Callable[[Found], T]) -> ArtifactKind[T]:
+            check = partial(check_strategy_fields, kind=kind)
+            return ArtifactKind(
+                ctx, kind, (directory,), loader, check=check, json_files=(_META_FILE,)
+            )
+
+        self._strategies = fitted("strategy", STRATEGIES_DIR, _strategy)
+        self._profiles = fitted("profile", PROFILES_DIR, _profile)
+        self._datasets = ArtifactKind(
+            ctx, "dataset", (DATASETS_DIR,), _dataset, latest_by_default=True
+        )
         self._decisions = DecisionLog(ctx)
         self._rollouts = RolloutLog(ctx)
 
@@ -195,16 +196,10 @@ class ModelStore:
             raise SigningKeyError("(key)", "signing a store needs its key (store.key_file)")
         ctx = ReadContext(self.root, self.limits, self._signer.lenient(), self._ctx.newest)
         signed: list[str] = []
-        with _boundary("artifact", "*"):
-            for collection, kind in (
-                ((), "model"),
-                ((STRATEGIES_DIR,), "strategy"),
-                ((DATASETS_DIR,), "dataset"),
-                ((PROFILES_DIR,), "profile"),
-                ((DECISIONS_DIR,), "decision"),
-                ((ROLLOUTS_DIR,), "rollout"),
-            ):
-                directory = VersionedDir(ctx, collection, kind)
+        kinds = (self._models, self._strategies, self._datasets, self._profiles)
+        with boundary("artifact", "*"):
+            for dirs in [k.dir for k in kinds] + [self._decisions.dirs, self._rollouts.dirs]:
+                directory = VersionedDir(ctx, dirs.collection, dirs.kind)
                 for name in directory.names():
                     signed += directory.sign_unsigned(name)
         return signed
@@ -279,7 +274,7 @@ class ModelStore:
             name, model, spec=spec, limits=self.limits, source=source, describe_args=describe_args
         )
         fields["scores"] = jsonable_scores(name, scores)
-        return self._models.publish(name, files, fields, promote=promote)
+        return self._models.dir.publish(name, files, fields, promote=promote)
 
     def publish_file(
         self,
@@ -309,13 +304,11 @@ class ModelStore:
 
     def models(self) -> list[str]:
         """Names of models with at least one complete version."""
-        with _boundary("model", "*"):
-            return self._models.names()
+        return self._models.names()
 
     def versions(self, name: str) -> list[int]:
         """Complete versions of model ``name``, ascending (empty if none)."""
-        with _boundary("model", name):
-            return self._models.versions(name)
+        return self._models.versions(name)
 
     def active_version(self, name: str) -> int:
         """The promoted version of ``name``.
@@ -328,8 +321,7 @@ class ModelStore:
         ModelNotFoundError
             Nothing has been promoted.
         """
-        with _boundary("model", name):
-            return self._models.active_version(name)
+        return self._models.active_version(name)
 
     def manifest(self, name: str, version: int | None = None) -> dict[str, Any]:
         """The manifest of a version (``None``: the promoted one), without checking files.
@@ -337,19 +329,12 @@ class ModelStore:
         Its signature is verified (when the store has a key); ``"signed"`` says whether it
         was signed.
         """
-        version = _version_arg(version)
-        with _boundary("model", name) as where:
-            version = self._models.resolve(name, version)
-            where.at(version)
-            manifest, signed = read_manifest(
-                self._ctx, self._models.parts(name, version), name, version, kind="model"
-            )
-            return {**manifest, "signed": signed}
+        _, manifest, signed = self._models.manifest(name, version)
+        return {**manifest, "signed": signed}
 
     def promote(self, name: str, version: int) -> None:
         """Make ``version`` the active one (atomic pointer replace, recorded in the history)."""
-        with _boundary("model", name):
-            self._models.promote(name, version)
+        self._models.promote(name, version)
 
     def rollback(self, name: str) -> int:
         """Go back to the previously promoted version and return it.
@@ -359,13 +344,11 @@ class ModelStore:
         RollbackError
             Fewer than two promotions are on record.
         """
-        with _boundary("model", name):
-            return self._models.rollback(name)
+        return self._models.rollback(name)
 
     def promotion_history(self, name: str) -> list[dict[str, Any]]:
         """``[{"version", "action" ("promote"|"rollback"), "at"}]``, oldest first."""
-        with _boundary("model", name):
-            return self._models.history(name)
+        return self._models.history(name)
 
     def load(self, name: str, version: int | None = None, *, threads: int = 0) -> LoadedModel:
         """Verify and load a version (``None``: the promoted one).
@@ -385,9 +368,7 @@ class ModelStore:
         MissingDependencyError
             The model's framework is not installed (the message names the extra).
         """
-        version = _version_arg(version)
-        with _boundary("model", name) as where:
-            return self._load_model(name, version, where, threads)
+        return self._models.load(name, version, threads=threads)
 
     def load_bounded(
         self,
@@ -411,54 +392,22 @@ class ModelStore:
         """
         candidates = []
         for name, version, probe in requests:
-            with _boundary("model", name) as where:
-                resolved = self._models.resolve(name, _version_arg(version))
+            resolved, manifest, signed = self._models.manifest(name, version)
+            with self._models.boundary(name) as where:
                 where.at(resolved)
-                manifest = self.manifest(name, resolved)
                 known = FORMATS.get(manifest["framework"])
                 filename = known.filename if known is not None else MANIFEST_NAME
                 framework = manifest["framework"]
-                candidates.append(Candidate(name, resolved, filename, framework, probe, manifest))
+                seen = {**manifest, "signed": signed}
+                candidates.append(Candidate(name, resolved, filename, framework, probe, seen))
         store = StoreArgs(
             self.root, self._signer.key, self._signer.require, self.limits, self._passed
         )
         files = run_trial(store, candidates, threads=threads)
-        loaded = []
-        for candidate, checked in zip(candidates, files, strict=True):
-            with _boundary("model", candidate.name) as where:
-                loaded.append(
-                    self._load_model(candidate.name, candidate.version, where, threads, checked)
-                )
-        return loaded
-
-    def _load_model(
-        self,
-        name: str,
-        version: int | None,
-        where: _Where,
-        threads: int = 0,
-        checked: Mapping[str, Any] | None = None,
-    ) -> LoadedModel:
-        version = self._models.resolve(name, version)
-        where.at(version)
-        parts = self._models.parts(name, version)
-        manifest, signed = read_manifest(self._ctx, parts, name, version, kind="model")
-        if checked is not None and manifest["files"] != checked:
-            raise IntegrityError(
-                name, version, MANIFEST_NAME, "its files changed since their trial load"
-            )
-        spec = check_model_fields(manifest, self.limits)
-        contents = read_verified_files(self._ctx, parts, manifest, kind="model")
-        fmt = FORMATS[manifest["framework"]]  # check_model_fields knows only these
-        where.at(version, fmt.filename)
-        model, predictor = fmt.load(
-            manifest,
-            _file(contents, fmt.filename, name, version),
-            spec=spec,
-            limits=self.limits,
-            threads=threads,
-        )
-        return LoadedModel(manifest, model, predictor, signed=signed)
+        return [
+            self._models.load(c.name, c.version, threads=threads, checked=checked)
+            for c, checked in zip(candidates, files, strict=True)
+        ]
 
     # -- fitted strategies --------------------------------------------------------------
 
@@ -482,34 +431,27 @@ class ModelStore:
         fitted_on : dict of str to int
             Model name -> version the strategy was fitted on; each must exist.
         """
-        return self._publish_fitted(
-            self._strategies, "strategy", name, meta, arrays, fitted_on, promote
-        )
+        return self._publish_fitted(self._strategies, name, meta, arrays, fitted_on, promote)
 
     def strategies(self) -> list[str]:
         """Names of stored strategies."""
-        with _boundary("strategy", "*"):
-            return self._strategies.names()
+        return self._strategies.names()
 
     def strategy_versions(self, name: str) -> list[int]:
         """Complete versions of strategy ``name``, ascending."""
-        with _boundary("strategy", name):
-            return self._strategies.versions(name)
+        return self._strategies.versions(name)
 
     def active_strategy_version(self, name: str) -> int:
         """The promoted version of strategy ``name`` (cheap pointer read)."""
-        with _boundary("strategy", name):
-            return self._strategies.active_version(name)
+        return self._strategies.active_version(name)
 
     def promote_strategy(self, name: str, version: int) -> None:
         """Make ``version`` the active version of strategy ``name``."""
-        with _boundary("strategy", name):
-            self._strategies.promote(name, version)
+        self._strategies.promote(name, version)
 
     def rollback_strategy(self, name: str) -> int:
         """Go back to the previously promoted strategy version and return it."""
-        with _boundary("strategy", name):
-            return self._strategies.rollback(name)
+        return self._strategies.rollback(name)
 
     def load_strategy(self, name: str, version: int | None = None) -> StoredStrategy:
         """Verify and load a strategy version (``None``: the promoted one).
@@ -517,66 +459,27 @@ class ModelStore:
         ``meta`` is plain JSON within the store's caps; nothing in it is interpreted here
         (``combiners.load_state`` resolves only registered names from it).
         """
-        return StoredStrategy(*self._load_fitted(self._strategies, "strategy", name, version))
-
-    def _load_fitted(
-        self, directory: VersionedDir, kind: str, name: str, version: int | None
-    ) -> tuple[Any, ...]:
-        """``(name, version, meta, arrays, fitted_on, manifest, signed)`` of a verified
-        meta-and-arrays artifact (a strategy or a reference profile)."""
-        version = _version_arg(version)
-        with _boundary(kind, name) as where:
-            version = directory.resolve(name, version)
-            where.at(version)
-            parts = directory.parts(name, version)
-            manifest, signed = read_manifest(self._ctx, parts, name, version, kind=kind)
-            fitted_on = check_strategy_fields(manifest, kind=kind)
-            contents = read_verified_files(
-                self._ctx, parts, manifest, kind=kind, caps={_META_FILE: self.limits.max_json_bytes}
-            )
-            where.at(version, _META_FILE)
-            meta_bytes = _file(contents, _META_FILE, name, version, kind=kind)
-            try:
-                meta = parse_json(
-                    meta_bytes,
-                    max_bytes=self.limits.max_json_bytes,
-                    max_depth=self.limits.max_json_depth,
-                )
-            except Refused as exc:
-                raise IntegrityError(name, version, _META_FILE, str(exc), kind=kind) from exc
-            if not isinstance(meta, dict):
-                raise IntegrityError(name, version, _META_FILE, "not an object", kind=kind)
-            where.at(version, _ARRAYS_FILE)
-            arrays = load_arrays(
-                _file(contents, _ARRAYS_FILE, name, version, kind=kind),
-                name=name,
-                version=version,
-                filename=_ARRAYS_FILE,
-                kind=kind,
-                limits=self.limits,
-            )
-            return name, version, meta, arrays, fitted_on, manifest, signed
+        return self._strategies.load(name, version)
 
     def _publish_fitted(
         self,
-        directory: VersionedDir,
-        kind: str,
+        kind: ArtifactKind[Any],
         name: str,
         meta: Mapping[str, Any],
         arrays: Mapping[str, np.ndarray],
         fitted_on: Mapping[str, int],
         promote: bool,
     ) -> int:
-        check_name(name, kind=kind)
+        check_name(name, kind=kind.kind)
         try:
             meta_bytes = json.dumps(dict(meta), indent=1, sort_keys=True).encode()
         except (TypeError, ValueError) as exc:
             raise PublishError(name, f"meta is not JSON-serialisable: {exc}") from exc
         fitted: dict[str, int] = {}
         for model_name, model_version in fitted_on.items():
-            fitted[model_name] = self._models.resolve(str(model_name), int(model_version))
+            fitted[model_name] = self._models.dir.resolve(str(model_name), int(model_version))
         files = {_META_FILE: meta_bytes, _ARRAYS_FILE: dump_arrays(arrays, name=name)}
-        return directory.publish(name, files, {"fitted_on": fitted}, promote=promote)
+        return kind.dir.publish(name, files, {"fitted_on": fitted}, promote=promote)
 
     # -- strategy decisions (champion/challenger) ---------------------------------------
 
@@ -586,54 +489,39 @@ class ModelStore:
         """Record which strategy the workers of ``name`` serve, as a new promoted version,
         only if decision ``expected`` (None: no decision yet) is still in force; else
         :class:`~model_store.ConflictError` (another decider was first)."""
-        with _boundary("decision", name):
-            return self._decisions.publish(name, record, expected)
+        return self._decisions.publish(name, record, expected)
 
     def active_decision_version(self, name: str) -> int | None:
         """The version of the decision in force (cheap pointer read); None when none."""
-        with _boundary("decision", name):
-            return self._decisions.active_version(name)
+        return self._decisions.active_version(name)
 
     def load_decision(self, name: str, version: int | None = None) -> StoredDecision | None:
         """A verified decision (``None``: the one in force, or None when none was made)."""
-        with _boundary("decision", name) as where:
-            if version is None:
-                return self._decisions.active(name)
-            where.at(int(version))
-            return self._decisions.load(name, int(version))
+        return self._decisions.load(name, version)
 
     def decision_history(self, name: str) -> list[StoredDecision]:
         """Every decision recorded under ``name``, oldest first."""
-        with _boundary("decision", name):
-            return self._decisions.history(name)
+        return self._decisions.history(name)
 
     def decisions(self) -> list[str]:
-        with _boundary("decision", "*"):
-            return self._decisions.dirs.names()
+        return self._decisions.names()
 
     # -- rollouts (model_store._rollouts) -----------------------------------------------
 
     def publish_rollout(self, name: str, record: Mapping[str, Any], *, expected: int | None) -> int:
         """Record a rollout's new state if state ``expected`` (None: none yet) is still in
         force; else :class:`~model_store.ConflictError` (another writer was first)."""
-        with _boundary("rollout", name):
-            return self._rollouts.publish(name, record, expected)
+        return self._rollouts.publish(name, record, expected)
 
     def active_rollout_version(self, name: str) -> int | None:
-        with _boundary("rollout", name):
-            return self._rollouts.active_version(name)
+        return self._rollouts.active_version(name)
 
     def load_rollout(self, name: str, version: int | None = None) -> StoredRollout | None:
         """A verified rollout state (``None``: the one in force, or None when none)."""
-        with _boundary("rollout", name) as where:
-            if version is None:
-                return self._rollouts.active(name)
-            where.at(int(version))
-            return self._rollouts.load(name, int(version))
+        return self._rollouts.load(name, version)
 
     def rollout_history(self, name: str) -> list[StoredRollout]:
-        with _boundary("rollout", name):
-            return self._rollouts.history(name)
+        return self._rollouts.history(name)
 
     # -- held-out data sets -------------------------------------------------------------
 
@@ -642,42 +530,19 @@ class ModelStore:
         check_name(name, kind="dataset")
         files = {_ARRAYS_FILE: dump_arrays(arrays, name=name)}
         shapes = {k: list(np.shape(v)) for k, v in arrays.items()}
-        return self._datasets.publish(name, files, {"shapes": shapes}, promote=False)
+        return self._datasets.dir.publish(name, files, {"shapes": shapes}, promote=False)
 
     def datasets(self) -> list[str]:
         """Names of stored data sets."""
-        with _boundary("dataset", "*"):
-            return self._datasets.names()
+        return self._datasets.names()
 
     def dataset_versions(self, name: str) -> list[int]:
         """Complete versions of data set ``name``, ascending."""
-        with _boundary("dataset", name):
-            return self._datasets.versions(name)
+        return self._datasets.versions(name)
 
     def load_dataset(self, name: str, version: int | None = None) -> StoredDataset:
         """Verify and load a data set version (``None``: the latest)."""
-        version = _version_arg(version)
-        with _boundary("dataset", name) as where:
-            if version is None:
-                available = self._datasets.versions(name)
-                if not available:
-                    raise ModelNotFoundError(name, None, kind="dataset")
-                version = available[-1]
-            version = self._datasets.resolve(name, version)
-            where.at(version)
-            parts = self._datasets.parts(name, version)
-            manifest, signed = read_manifest(self._ctx, parts, name, version, kind="dataset")
-            contents = read_verified_files(self._ctx, parts, manifest, kind="dataset")
-            where.at(version, _ARRAYS_FILE)
-            arrays = load_arrays(
-                _file(contents, _ARRAYS_FILE, name, version, kind="dataset"),
-                name=name,
-                version=version,
-                filename=_ARRAYS_FILE,
-                kind="dataset",
-                limits=self.limits,
-            )
-            return StoredDataset(name, version, arrays, manifest, signed)
+        return self._datasets.load(name, version)
 
     # -- reference profiles (drift) ---------------------------------------------------
 
@@ -693,34 +558,20 @@ class ModelStore:
         """Store a reference profile (what the live features and outputs are compared with):
         opaque ``meta`` and ``arrays``, ``fitted_on`` the model versions whose outputs it
         describes; versioned, checksummed and signed like a strategy."""
-        return self._publish_fitted(
-            self._profiles, "profile", name, meta, arrays, fitted_on, promote
-        )
+        return self._publish_fitted(self._profiles, name, meta, arrays, fitted_on, promote)
 
     def profiles(self) -> list[str]:
         """Names of stored reference profiles."""
-        with _boundary("profile", "*"):
-            return self._profiles.names()
+        return self._profiles.names()
 
     def profile_versions(self, name: str) -> list[int]:
         """Complete versions of profile ``name``, ascending."""
-        with _boundary("profile", name):
-            return self._profiles.versions(name)
+        return self._profiles.versions(name)
 
     def active_profile_version(self, name: str) -> int:
         """The promoted version of profile ``name`` (cheap pointer read)."""
-        with _boundary("profile", name):
-            return self._profiles.active_version(name)
+        return self._profiles.active_version(name)
 
     def load_profile(self, name: str, version: int | None = None) -> StoredProfile:
         """Verify and load a profile version (``None``: the promoted one)."""
-        return StoredProfile(*self._load_fitted(self._profiles, "profile", name, version))
-
-
-def _file(
-    contents: Mapping[str, bytes], filename: str, name: str, version: int, *, kind: str = "model"
-) -> bytes:
-    try:
-        return contents[filename]
-    except KeyError as exc:
-        raise IntegrityError(name, version, filename, "not in the manifest", kind=kind) from exc
+        return self._profiles.load(name, version)

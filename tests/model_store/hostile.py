@@ -263,30 +263,53 @@ def onnx_big_zeros() -> bytes:
     )
 
 
-def onnx_endless_loop() -> bytes:
-    """A ``Loop`` of 10^12 trips of nothing: hangs whoever runs it."""
+def _loop_body(op: str, width: int) -> Any:
+    """A ``Loop`` body: ``v = op(v)`` over ``width`` floats, the condition passed on."""
     from onnx import TensorProto, helper
 
-    body = helper.make_graph(
+    return helper.make_graph(
         [
             helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-            helper.make_node("Identity", ["v_in"], ["v_out"]),
+            helper.make_node(op, ["v_in"], ["v_out"]),
         ],
         "body",
         [
             helper.make_tensor_value_info("i", TensorProto.INT64, []),
             helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [width]),
         ],
         [
             helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [width]),
         ],
     )
+
+
+def onnx_endless_loop() -> bytes:
+    """A ``Loop`` of 10^12 trips of nothing: hangs whoever runs it."""
+    from onnx import TensorProto, helper
+
     trips = helper.make_tensor("trips", TensorProto.INT64, [], [10**12])
     cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
     v0 = helper.make_tensor("v0", TensorProto.FLOAT, [1], [0.0])
     return onnx_regression(
-        [helper.make_node("Loop", ["trips", "cond", "v0"], ["b"], body=body)],
+        [helper.make_node("Loop", ["trips", "cond", "v0"], ["b"], body=_loop_body("Identity", 1))],
         extra_init=[trips, cond, v0],
+    )
+
+
+def onnx_busy_loop(trips: int, width: int = 4096) -> bytes:
+    """A ``Loop`` of ``trips`` trips of ``Sin`` over ``width`` floats: a bounded, steady CPU
+    cost (about linear in ``trips``) that ends."""
+    from onnx import TensorProto, helper
+
+    count = helper.make_tensor("trips", TensorProto.INT64, [], [trips])
+    cond = helper.make_tensor("cond", TensorProto.BOOL, [], [True])
+    v0 = helper.make_tensor("v0", TensorProto.FLOAT, [width], [0.5] * width)
+    return onnx_regression(
+        [
+            helper.make_node("Loop", ["trips", "cond", "v0"], ["v"], body=_loop_body("Sin", width)),
+            helper.make_node("ReduceSum", ["v"], ["b"], keepdims=1),
+        ],
+        extra_init=[count, cond, v0],
     )

@@ -30,7 +30,13 @@ from sklearn.linear_model import LinearRegression
 
 import model_store._store
 from model_store import IntegrityError, ModelStore, StoreLimits, UnsafeModelError
-from tests.model_store.hostile import onnx_big_zeros, onnx_endless_loop, swap_version, version_dir
+from tests.model_store.hostile import (
+    onnx_big_zeros,
+    onnx_busy_loop,
+    onnx_endless_loop,
+    swap_version,
+    version_dir,
+)
 from worker.config import settings_from_dict
 from worker.inference.reload import Reloader
 from worker.inference.serving import build_serving
@@ -156,6 +162,92 @@ def test_a_version_tried_in_this_process_is_not_tried_again_but_still_verified(
     with pytest.raises(IntegrityError, match=r"model\.onnx"):
         store.load_bounded([("m", 4, None)])  # the same manifest, other bytes
     assert children == [2, 1, 1]
+
+
+def _trips_costing(cpu_s: float, width: int) -> int:
+    """Trips of :func:`onnx_busy_loop` that cost about ``cpu_s`` of CPU on this machine."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    trips, x = 2000, {"X": np.zeros((8, 4), np.float32)}
+    session = ort.InferenceSession(
+        onnx_busy_loop(trips, width), options, providers=["CPUExecutionProvider"]
+    )
+    session.run(None, x)
+    spent = []
+    for _ in range(3):
+        start = time.process_time()
+        session.run(None, x)
+        spent.append(time.process_time() - start)
+    return max(1, round(trips * cpu_s / max(min(spent), 1e-3)))
+
+
+def test_each_model_of_a_start_up_trial_has_the_cpu_limit_to_itself(tmp_path: Path) -> None:
+    """Models that each fit the CPU limit load together, though their sum is past it: a
+    trial that shared its CPU limit between the models would refuse one (SIGXCPU)."""
+    cpu_s, n_models, width = 2, 6, 16384
+    trips = _trips_costing(0.7, width)  # 6 x 0.7 s: past one model's 2 (+1) s
+    limits = {"max_onnx_loop_trips": trips + n_models, "max_load_cpu_s": cpu_s}
+    store = _store(tmp_path / "store", **limits, max_load_wall_s=300)
+    names = [f"busy{i}" for i in range(n_models)]
+    for i, name in enumerate(names):  # distinct bytes: none was tried in this process before
+        store.publish(name, onnx_busy_loop(trips + i, width), framework="onnx")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    loaded = store.load_bounded([(name, None, None) for name in names], threads=1)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert [model.name for model in loaded] == names
+    child_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert child_cpu > 2 * (cpu_s + 1), f"the trials cost only {child_cpu:.1f} s of CPU"
+
+
+def test_each_model_of_a_start_up_trial_has_the_wall_clock_limit_to_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child is stopped (SIGSTOP) for 5 s in each model's trial, as a slow disk or a busy
+    machine would hold it: 3 models take 15 s, past the 12 s limit, and load, since each
+    model's own trial took 5 s; a deadline shared between the models would refuse one."""
+    import model_store._trial
+
+    pause_s, wall_s, n_models, width = 5.0, 12, 3, 16384
+    trips = _trips_costing(0.5, width)  # work under way when the child is stopped
+    store = _store(tmp_path / "store", max_onnx_loop_trips=trips + n_models, max_load_wall_s=wall_s)
+    names = [f"m{i}" for i in range(n_models)]
+    for i, name in enumerate(names):
+        store.publish(name, onnx_busy_loop(trips + i, width), framework="onnx")
+    paused: list[threading.Thread] = []
+    seen: dict[str, list[float]] = {"at": [], "ok": []}
+
+    def hold(pids: list[int]) -> None:
+        time.sleep(pause_s)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    class Slowed(model_store._trial.Connection):  # type: ignore[misc]
+        """The parent's end: on each "at" (the child starts a model's trial), the child is
+        stopped for ``pause_s`` (one pause after another, never overlapping)."""
+
+        def recv_bytes(self, maxlength: int | None = None) -> bytes:
+            data: bytes = super().recv_bytes(maxlength)
+            kind = json.loads(data)[0]
+            if kind == "at":
+                for thread in paused:
+                    thread.join()
+                pids = _children()
+                for pid in pids:
+                    os.kill(pid, signal.SIGSTOP)
+                paused.append(threading.Thread(target=hold, args=(pids,), daemon=True))
+                paused[-1].start()
+            seen.setdefault(kind, []).append(time.monotonic())
+            return data
+
+    monkeypatch.setattr(model_store._trial, "Connection", Slowed)
+    loaded = store.load_bounded([(name, None, None) for name in names], threads=1)
+    assert [model.name for model in loaded] == names
+    took = [ok - at for at, ok in zip(seen["at"], seen["ok"], strict=True)]
+    assert all(pause_s <= t < wall_s for t in took), took  # each held, each within the limit
+    assert seen["ok"][-1] - seen["at"][0] > wall_s  # together past it
 
 
 # -- start-up ------------------------------------------------------------------------------------

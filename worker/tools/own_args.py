@@ -4,6 +4,7 @@ heavy is imported here, so ``streamfuse --help`` stays fast)."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["add_fit_arguments", "add_publish_arguments", "add_train_sources"]
@@ -81,9 +82,9 @@ def add_publish_arguments(q: argparse.ArgumentParser) -> None:
     q.add_argument(
         "--framework",
         required=True,
-        choices=["sklearn", "torch", "xgboost", "lightgbm", "onnx"],
-        help="sklearn: .skops; torch: .safetensors (+ --spec); xgboost: .json or .ubj; "
-        "lightgbm: .txt; onnx: .onnx",
+        choices=_Frameworks(),
+        metavar="FRAMEWORK",
+        help="the model's framework and the endings of its files: %(choices)s",
     )
     q.add_argument(
         "--task",
@@ -113,3 +114,25 @@ def add_publish_arguments(q: argparse.ArgumentParser) -> None:
         help="CSV or Parquet rows of the features the model learnt from: stored as the drift "
         "reference (other columns are left out when the features are named)",
     )
+
+
+class _Framework(str):
+    """A framework's name (what ``--framework`` takes); shown with its files' endings."""
+
+    def __str__(self) -> str:
+        from model_store import FILE_ENDINGS
+
+        return f"{self!r} ({' or '.join(FILE_ENDINGS[self])})"
+
+
+class _Frameworks:
+    """The store's frameworks, asked of its registry only when ``store publish`` checks or
+    shows them: importing the store to build the parser would cost every command its import."""
+
+    def __iter__(self) -> Iterator[_Framework]:
+        from model_store import FRAMEWORKS
+
+        return iter([_Framework(name) for name in FRAMEWORKS])
+
+    def __contains__(self, value: object) -> bool:
+        return value in list(self)

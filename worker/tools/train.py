@@ -4,8 +4,9 @@ Deterministic for a given seed. The base models are a random forest, histogram g
 boosting, a linear model (scaled logistic or ridge regression) and a torch MLP; data sets with
 several tasks (``diabetes``, ``synthetic``) also get two torch multi-task networks and the
 ``multitask`` fusion strategy over them. Every strategy is fitted on the held-out split, with the
-base models' outputs as the store serves them (each model is loaded back before use), and scored
-with the models on the test split.
+base models' outputs as the store serves them (each model is loaded back before use, first in a
+trial child within ``store.limits`` as start-up loads it), and scored with the models on the test
+split.
 """
 
 from __future__ import annotations
@@ -236,7 +237,9 @@ def _publish_run(
         except ModelStoreError as exc:
             raise ModelTrainError(name, str(exc)) from exc
     names = list(versions)
-    loaded = [store.load(n, versions[n]) for n in names]
+    # Loaded back as start-up loads them (a trial in a child, within store.limits): the store
+    # may be one others write, and these are its files, not the objects fitted here.
+    loaded = store.load_bounded([(n, versions[n], None) for n in names])
     P_ho = np.stack([m.predict_outputs(X_ho) for m in loaded])
     P_te = np.stack([m.predict_outputs(X_te) for m in loaded])
     for name, P in zip(names, P_te, strict=True):
@@ -528,7 +531,7 @@ def _publish_multitask(
             )
         except ModelStoreError as exc:
             raise ModelTrainError(name, str(exc)) from exc
-    loaded = [store.load(n, v) for n, v in versions.items()]
+    loaded = store.load_bounded([(n, v, None) for n, v in versions.items()])
     P_ho = np.stack([m.predict_outputs(ds.X[ho]) for m in loaded])
     P_te = np.stack([m.predict_outputs(ds.X[te]) for m in loaded])
     y_ho, y_te = targets[ho], targets[te]
