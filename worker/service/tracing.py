@@ -17,9 +17,11 @@ batches.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from worker.batch.headers import TRACEPARENT, traceparent_ids
 from worker.batch.records import InRecord
@@ -35,11 +37,16 @@ __all__ = ["BatchTracer", "open_tracer"]
 
 BATCH_SPAN = "streamfuse.batch"
 
+log = logging.getLogger("streamfuse.worker")
+
 
 def open_tracer(settings: Settings) -> BatchTracer | None:
     """The worker's tracer, or None when ``tracing.otlp_endpoint`` is not set."""
-    if settings.tracing.otlp_endpoint is None:
+    t = settings.tracing
+    if t.otlp_endpoint is None:
         return None
+    where = urlsplit(t.otlp_endpoint)  # host and port only: a URL may hold a user's password
+    log.info("tracing: spans to %s:%s, sample ratio %g", where.hostname, where.port, t.sample_ratio)
     return BatchTracer(settings)
 
 
