@@ -494,6 +494,11 @@ def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
         **{k: v for k, v in kp.items() if k != "kafka_ms"},
         naive_eps=naive_eps,
         pipeline_eps=pipeline_eps,
+        **(
+            {"pipeline_eps_traced": plan.batch_events / stages["process.traced"]}
+            if "process.traced" in stages
+            else {}
+        ),
         ratio_worker_ceiling=kp["worker_eps"] / kp["ceiling_eps"],
         ratio_worker_naive=kp["worker_eps"] / naive_eps,
         ratio_eos_alo=kp["worker_eos_eps"] / kp["worker_eps"],

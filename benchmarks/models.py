@@ -195,6 +195,56 @@ def _median_seconds(call: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def traced_seconds(
+    settings: Settings, pipeline: Pipeline, records: Sequence[BenchRecord], repeats: int
+) -> float | None:
+    """Median seconds of one batch with the worker's tracing on, as its loop makes the calls
+    (worker.service.tracing: a batch span, a span per model and per strategy), every span
+    exported by OTLP/HTTP to a receiver in this process that reads and drops what it is sent;
+    None without the otel extra. The bench's records carry no traceparent: no links."""
+    import importlib.util
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    if importlib.util.find_spec("opentelemetry.sdk") is None:
+        return None
+    from worker.config import TracingSettings
+    from worker.delivery import Batch
+    from worker.service.tracing import BatchTracer
+    from worker.transport import TopicPartition
+
+    class Drop(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drop)
+    Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    tracer = BatchTracer(
+        settings.model_copy(update={"tracing": TracingSettings(otlp_endpoint=url)})
+    )
+    span = {TopicPartition(settings.topics.input, 0): (0, len(records) - 1)}
+
+    def traced() -> None:
+        started = time.perf_counter()
+        flight = pipeline.start(records, started)
+        tracer.begin(Batch(list(records), span, started, None), flight.result)
+        tracer.end(pipeline.finish(flight), "delivered")
+
+    try:
+        return _median_seconds(traced, repeats)
+    finally:
+        tracer.shutdown()
+        server.shutdown()
+        server.server_close()
+
+
 def profile_pipeline(
     settings: Settings, values: Sequence[bytes], repeats: int = 20
 ) -> tuple[dict[str, float], bytes]:
@@ -259,6 +309,9 @@ def profile_pipeline(
 
     timings["encode"] = _median_seconds(encode, repeats)
     timings["process"] = _median_seconds(lambda: pipeline.process(records), repeats)
+    traced = traced_seconds(settings, pipeline, records, repeats)
+    if traced is not None:
+        timings["process.traced"] = traced
     sample = pipeline.process(records[:1]).predictions[0].value
     pipeline.close()
     return dict(timings), sample

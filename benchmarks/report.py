@@ -81,6 +81,8 @@ def render(result: dict[str, Any]) -> str:
         ("peak RSS of one worker (VmHWM)", f"{result['rss_peak_mb']:.0f} MiB", ""),
         ("in-process pipeline (decode, models, combine, encode)", eps(result["pipeline_eps"]), ""),
     ]
+    if "pipeline_eps_traced" in result:
+        rows.append(("in-process pipeline, tracing on", eps(result["pipeline_eps_traced"]), ""))
     rd = result.get("by_library", {}).get("confluent-kafka")
     if rd:
         rows += [

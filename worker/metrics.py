@@ -10,14 +10,11 @@ of one ``observe`` call per event.
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
-import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.registry import Collector
 
+from worker.histograms import BatchHistogram
 from worker.rollout_metrics import RolloutSeries
 
 __all__ = [
@@ -51,50 +48,6 @@ LATENCY_BUCKETS = (
     0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 BATCH_BUCKETS = tuple(float(2**i) for i in range(0, 15))
-
-
-class BatchHistogram(Collector):
-    """A label-less histogram fed whole arrays at a time."""
-
-    def __init__(
-        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry
-    ) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.bounds = np.asarray(buckets, dtype=np.float64)
-        self._counts = np.zeros(len(buckets) + 1, dtype=np.int64)  # last: above every bound
-        self._sum = 0.0
-        self._lock = threading.Lock()
-        registry.register(self)
-
-    def observe_many(self, values: np.ndarray) -> None:
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            return
-        # side="left": a value equal to a bound falls in that bucket (le is inclusive).
-        counts = np.bincount(
-            np.searchsorted(self.bounds, values, side="left"), minlength=len(self._counts)
-        )
-        with self._lock:
-            self._counts += counts
-            self._sum += float(values.sum())
-
-    def collect(self) -> Iterator[HistogramMetricFamily]:
-        with self._lock:
-            cumulative = np.cumsum(self._counts)
-            total = self._sum
-        family = HistogramMetricFamily(self.name, self.documentation)
-        buckets = [(_le(b), float(c)) for b, c in zip(self.bounds, cumulative[:-1], strict=True)]
-        buckets.append(("+Inf", float(cumulative[-1])))
-        family.add_metric([], buckets, total)
-        yield family
-
-    def describe(self) -> Iterator[HistogramMetricFamily]:
-        yield HistogramMetricFamily(self.name, self.documentation)
-
-
-def _le(bound: float) -> str:
-    return repr(float(bound))
 
 
 class Metrics(RolloutSeries):

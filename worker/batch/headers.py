@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from fnmatch import translate
 from typing import Any
 
-__all__ = ["HeaderCarry", "continue_traceparent"]
+__all__ = ["HeaderCarry", "continue_traceparent", "traceparent_ids"]
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -36,6 +36,24 @@ def continue_traceparent(value: bytes | None, span_id: bytes) -> bytes | None:
     Version 00 is exactly four fields; a later version may carry more, which are dropped (the
     output is version 00); version ff, an all-zero trace id or parent id are invalid.
     """
+    fields = _valid(value)
+    if fields is None:
+        return None
+    trace_id, _, flags = fields
+    return b"00-" + trace_id + b"-" + span_id + b"-" + flags
+
+
+def traceparent_ids(value: bytes | None) -> tuple[int, int, int] | None:
+    """The trace id, parent span id and flags of a valid ``traceparent``, else None (the same
+    rules as :func:`continue_traceparent`)."""
+    fields = _valid(value)
+    if fields is None:
+        return None
+    trace_id, parent_id, flags = fields
+    return int(trace_id, 16), int(parent_id, 16), int(flags, 16)
+
+
+def _valid(value: bytes | None) -> tuple[bytes, bytes, bytes] | None:
     if not value:
         return None
     match = _TRACEPARENT.match(value)
@@ -46,7 +64,7 @@ def continue_traceparent(value: bytes | None, span_id: bytes) -> bytes | None:
         return None
     if trace_id == _ZERO_TRACE or parent_id == _ZERO_SPAN:
         return None
-    return b"00-" + trace_id + b"-" + span_id + b"-" + flags
+    return trace_id, parent_id, flags
 
 
 class HeaderCarry:

@@ -35,6 +35,7 @@ from worker.config._sections import (
     StoreSettings,
     StrategyRef,
     TopicsSettings,
+    TracingSettings,
     ValidationSettings,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "StoreSettings",
     "StrategyRef",
     "TopicsSettings",
+    "TracingSettings",
     "ValidationSettings",
     "load_settings",
     "settings_from_dict",

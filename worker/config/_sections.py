@@ -20,6 +20,7 @@ from worker.config._base import (
 )
 from worker.config._kafka import KafkaSettings
 from worker.config._registry import InputSettings, SchemaRegistrySettings
+from worker.config._tracing import TracingSettings
 
 __all__ = [
     "ENV_PREFIX",
@@ -41,6 +42,7 @@ __all__ = [
     "StoreSettings",
     "StrategyRef",
     "TopicsSettings",
+    "TracingSettings",
     "ValidationSettings",
 ]
 
@@ -294,6 +296,7 @@ class Settings(_Section):
     output: OutputSettings = OutputSettings()
     schema_registry: SchemaRegistrySettings = SchemaRegistrySettings()
     input: InputSettings = InputSettings()
+    tracing: TracingSettings = TracingSettings()
 
     @field_validator("models")
     @classmethod

@@ -33,19 +33,21 @@ class Failure:
 
 @dataclass
 class FanoutResult:
-    """``P`` of shape (n_models, n_events, n_outputs); ``seconds[m]`` is model m's predict time."""
+    """``P`` of shape (n_models, n_events, n_outputs); ``seconds[m]`` is model m's predict time,
+    ``started[m]`` when it began (``time.perf_counter``; 0: it did not return)."""
 
     P: np.ndarray
     available: np.ndarray
     failures: list[Failure]
     seconds: np.ndarray
+    started: np.ndarray
 
 
 @dataclass
 class Submitted:
     """Models started on a batch; :meth:`Fanout.collect` waits for them."""
 
-    futures: list[Future[tuple[np.ndarray, float]] | None]
+    futures: list[Future[tuple[np.ndarray, float, float]] | None]
     failures: list[Failure]
     n_events: int
     deadline: float
@@ -60,7 +62,7 @@ class Fanout:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{n}", initializer=init)
             for n in names
         ]
-        self._pending: list[Future[tuple[np.ndarray, float]] | None] = [None] * len(names)
+        self._pending: list[Future[tuple[np.ndarray, float, float]] | None] = [None] * len(names)
 
     def predict(self, fns: Sequence[PredictFn], X: np.ndarray, n_outputs: int) -> FanoutResult:
         """Run every model on ``X`` and wait for them (``submit`` then ``collect``)."""
@@ -68,7 +70,7 @@ class Fanout:
 
     def submit(self, fns: Sequence[PredictFn], X: np.ndarray) -> Submitted:
         """Start every model on ``X`` and return at once; the deadline starts now."""
-        futures: list[Future[tuple[np.ndarray, float]] | None] = []
+        futures: list[Future[tuple[np.ndarray, float, float]] | None] = []
         failures: list[Failure] = []
         for m, fn in enumerate(fns):
             pending = self._pending[m]
@@ -90,12 +92,14 @@ class Fanout:
         P = np.full((n_models, n_events, n_outputs), np.nan)
         available = np.zeros(n_models, dtype=bool)
         seconds = np.zeros(n_models)
+        started = np.zeros(n_models)
         failures = list(submitted.failures)
         for m, fut in enumerate(futures):
             if fut is None:
                 continue
+            left = max(0.0, submitted.deadline - time.monotonic())
             try:
-                out, took = fut.result(timeout=max(0.0, submitted.deadline - time.monotonic()))
+                out, started[m], took = fut.result(timeout=left)
             except FutureTimeout:
                 failures.append(
                     Failure(self.names[m], "timeout", f"no result within {self.timeout_s:g}s")
@@ -112,7 +116,7 @@ class Fanout:
                 continue
             P[m] = out
             available[m] = True
-        return FanoutResult(P, available, failures, seconds)
+        return FanoutResult(P, available, failures, seconds, started)
 
     def close(self) -> None:
         for pool in self._pools:
@@ -130,10 +134,10 @@ def _limit_threads(n: int) -> None:
     _local.limits = threadpool_limits(limits=n)  # kept for the thread's lifetime
 
 
-def _timed(fn: PredictFn, X: np.ndarray) -> tuple[np.ndarray, float]:
+def _timed(fn: PredictFn, X: np.ndarray) -> tuple[np.ndarray, float, float]:
     start = time.perf_counter()
     out = fn(X)
-    return out, time.perf_counter() - start
+    return out, start, time.perf_counter() - start
 
 
 def _check(out: object, n_events: int, n_outputs: int) -> tuple[str, str] | None:

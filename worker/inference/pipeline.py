@@ -25,7 +25,7 @@ from worker.batch.records import InRecord, Outgoing, OutRecord, dead_letter, sou
 from worker.config import InputSettings, ModelErrorPolicy
 from worker.inference.arms import event_keys
 from worker.inference.candidate import ArmOutputs, Arms
-from worker.inference.fanout import Failure, Fanout, Submitted
+from worker.inference.fanout import Failure, Fanout, FanoutResult, Submitted
 from worker.inference.serving import Serving
 from worker.inference.strategies import ExplainingCombiner
 from worker.metrics import Metrics
@@ -59,6 +59,14 @@ class BatchResult(Outgoing):
     failures: list[Failure] = field(default_factory=list)
     degraded: bool = False
     arms: ArmOutputs | None = None  # while a rollout runs: both arms, for its gates
+    # tracing.otlp_endpoint set (worker.service.tracing): the batch's span, opaque here, and the
+    # exemplar its latencies are observed with; the models' and strategies' timings, for spans
+    trace: object = None
+    exemplar: dict[str, str] | None = None
+    models: Sequence[str] = ()
+    model_started: np.ndarray | None = None  # time.perf_counter, per model (0: no result)
+    model_seconds: np.ndarray | None = None
+    combined: list[tuple[str, float, float]] = field(default_factory=list)  # name, start, end
 
 
 @dataclass
@@ -192,7 +200,12 @@ class Pipeline:
         good = [records[i] for i in decoded.index.tolist()]
         layout = serving.layout
         fan = self.fanout.collect(flight.submitted, layout.n_outputs)
-        self._count_models(serving.names, fan.failures, fan.seconds, fan.available)
+        result.models, result.model_started, result.model_seconds = (
+            serving.names,
+            fan.started,
+            fan.seconds,
+        )
+        self._count_models(serving.names, fan, result.exemplar)
         n_ok = int(fan.available.sum())
         if n_ok < len(fan.available) and (
             self.policy.policy == "fail" or n_ok < self.policy.min_models
@@ -215,8 +228,10 @@ class Pipeline:
                     return
                 log.warning("shadow strategy %s failed: %s", strategy.name, exc)
                 continue
+            t1 = time.perf_counter()
             if self.metrics is not None:
-                self.metrics.combine_seconds.labels(strategy.name).observe(time.perf_counter() - t0)
+                self.metrics.combine_seconds.labels(strategy.name).observe(t1 - t0)
+            result.combined.append((strategy.name, t0, t1))
             outputs[strategy.name] = out
         shadows = {s.name: outputs[s.name] for s in serving.shadows if s.name in outputs}
         explanation = self._explain(serving, fan.P, fan.available) if self.explain else None
@@ -281,16 +296,12 @@ class Pipeline:
             return None
 
     def _count_models(
-        self,
-        names: list[str],
-        failures: list[Failure],
-        seconds: np.ndarray,
-        available: np.ndarray,
+        self, names: list[str], fan: FanoutResult, exemplar: dict[str, str] | None
     ) -> None:
         if self.metrics is None:
             return
-        for name, took, ok in zip(names, seconds, available, strict=True):
+        for name, took, ok in zip(names, fan.seconds, fan.available, strict=True):
             if ok:
-                self.metrics.model_predict_seconds.labels(name).observe(float(took))
-        for failure in failures:
+                self.metrics.model_predict_seconds.labels(name).observe(float(took), exemplar)
+        for failure in fan.failures:
             self.metrics.model_errors.labels(failure.model, failure.kind).inc()

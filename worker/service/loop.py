@@ -38,6 +38,7 @@ from worker.delivery import Backoff, Batch, Delivery, Outcome
 from worker.errors import TransportError
 from worker.inference.pipeline import BatchResult, InFlight, Pipeline
 from worker.service.health import Heartbeat
+from worker.service.tracing import BatchTracer
 from worker.transport import AssignmentChange, Offsets, Source, Span, TopicPartition, merge_span
 
 __all__ = ["IDLE_POLL_S", "Interrupted", "Loop", "Ready", "Running"]
@@ -99,6 +100,7 @@ class Loop:
         heartbeat: Heartbeat | None = None,
         failed: Callable[[Outcome], None] = lambda outcome: None,
         stop_event: threading.Event | None = None,
+        tracer: BatchTracer | None = None,
     ) -> None:
         self.settings = batch
         self.pipeline = pipeline
@@ -111,12 +113,19 @@ class Loop:
         self.heartbeat = heartbeat or Heartbeat()
         self.failed = failed
         self.stop_event = stop_event if stop_event is not None else backoff.stop_event
+        self.tracer = tracer  # tracing.otlp_endpoint: a span per batch (None: off)
         self.running: Running | None = None
         self.ready: Ready | None = None
         self.n_delivered = 0
 
     def stop(self) -> None:
         self.stop_event.set()
+
+    def close(self) -> None:
+        """Commit what is held back; export the last spans (``tracer``)."""
+        self.delivery.commit_pending()
+        if self.tracer is not None:
+            self.tracer.shutdown()
 
     def run(self, max_batches: int | None = None) -> None:
         """Gather, predict and deliver until stopped (or ``max_batches`` are delivered)."""
@@ -208,6 +217,8 @@ class Loop:
             assert self.ready is None  # gather delivers before it polls
             self.ready, self.running = self.finish(self.running), None
         self.running = Running(batch, self.pipeline.start(batch.records, batch.started))
+        if self.tracer is not None:
+            self.tracer.begin(batch, self.running.flight.result)
         outcome = self.deliver_ready()
         if outcome not in (None, Outcome.DELIVERED):
             self.delivery_failed(outcome, {})
@@ -239,6 +250,8 @@ class Loop:
             return None
         outcome = self.delivery.deliver(ready.batch, ready.outgoing)
         self.heartbeat.delivered(None if outcome is Outcome.DELIVERED else outcome.value)
+        if self.tracer is not None:
+            self.tracer.end(ready.outgoing, outcome.value)
         if outcome is Outcome.DELIVERED:
             self.ready = None
             self.backoff.reset()
@@ -287,11 +300,16 @@ class Loop:
         partition's first unpublished offset, or (after an aborted transaction) to the
         committed offsets, which come before all of them."""
         spans = [gathering]
+        dropped: list[BatchResult] = []
         if self.running is not None:  # let its models finish; the result is dropped
-            self.pipeline.finish(self.running.flight)
+            dropped.append(self.pipeline.finish(self.running.flight))
             spans.append(self.running.batch.span)
         if self.ready is not None:
+            dropped.append(self.ready.outgoing)
             spans.append(self.ready.batch.span)
+        if self.tracer is not None:
+            for result in dropped:
+                self.tracer.end(result, "dropped")
         self.running = self.ready = None
         if rewind is Outcome.RETRY_FROM_COMMITTED:
             self.rewind_to_committed()

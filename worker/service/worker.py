@@ -45,6 +45,7 @@ from worker.service.loop import Loop
 from worker.service.promotion import Promotion
 from worker.service.reference import open_drift
 from worker.service.rollout import Rollout
+from worker.service.tracing import open_tracer
 from worker.service.watchdog import Watchdog
 from worker.transport import LabelsReader, Sink, TopicPartition, open_transport
 
@@ -213,6 +214,7 @@ class Worker:
             heartbeat=self.health.heartbeat,
             failed=lambda outcome: self.metrics.delivery_failures.inc(),
             stop_event=self.stop_event,
+            tracer=open_tracer(s),  # tracing.otlp_endpoint; None: off, OpenTelemetry not imported
         )
         self.lag.start()
         self.health.set_phase("running")
@@ -255,7 +257,7 @@ class Worker:
 
     def close(self) -> None:
         if self.loop is not None:
-            self.loop.delivery.commit_pending()
+            self.loop.close()
         self.lag.stop()
         if self.labels is not None:
             self.labels.close()
@@ -270,9 +272,8 @@ class Worker:
         except KafkaCallStuckError as exc:
             call_stuck(exc, self.metrics, "stopping")
         self.pipeline.close()
-        n = self.loop.n_delivered if self.loop is not None else 0
         self.health.set_phase("stopped")
-        log.info("worker stopped after %d batches", n)
+        log.info("worker stopped after %d batches", self.loop.n_delivered if self.loop else 0)
 
     # -- the loop's callbacks ----------------------------------------------------------------
 
@@ -359,9 +360,8 @@ class Worker:
                 "; ".join(f"{f.model} {f.kind}" for f in result.failures),
             )
         m.batch_size.observe(n_records)
-        if result.ts.size:
-            m.end_to_end_latency.observe_many(time.time() - result.ts)
-        m.batch_processing_seconds.observe(processed_s)
+        m.end_to_end_latency.observe_many(time.time() - result.ts, result.exemplar)
+        m.batch_processing_seconds.observe(processed_s, result.exemplar)
 
     def _initialise_series(self, serving: Serving) -> None:
         """Export every series whose labels are known now, before the first event."""

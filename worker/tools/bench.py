@@ -217,7 +217,8 @@ def _table(settings: Settings, registry: CollectorRegistry, figures: dict[str, f
     rows.append(("degraded events (a model left out)", f"{degraded:,.0f}"))
     return "\n".join([
         f"streamfuse bench: {k.bootstrap_servers}, {k.library}, {k.processing_guarantee}, "
-        f"batches up to {settings.batch.max_events} events",
+        f"batches up to {settings.batch.max_events} events, "
+        f"tracing {'on' if settings.tracing.otlp_endpoint else 'off'}",
         "",
         "| figure | value |",
         "|---|---:|",
