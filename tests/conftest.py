@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from model_store import ModelStore
 from tests.support.kafka import Broker, run_root, start_broker, stop_brokers, unique
 from tests.support.registry import SchemaRegistry, start_registry, stop_registry
+from tests.support.scenario import Scenario
 from tests.support.worker import Topics
 
 
@@ -279,3 +280,24 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("streamfuse fault figures")
         for line in _FIGURES:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def scenario(
+    kafka: Broker,
+    topics: Callable[..., Topics],
+    group_factory: Callable[[str], str],
+    trained_store: Path,
+    test_rows: np.ndarray,
+    tmp_path: Path,
+) -> Callable[..., Scenario]:
+    """``scenario(partitions=1, group="g")``: fresh topics with that many partitions and a fresh
+    group named after ``group``, with the trained store, its test rows and ``tmp_path``
+    (see tests/support/scenario.py)."""
+
+    def make(partitions: int = 1, group: str = "g") -> Scenario:
+        return Scenario(
+            kafka, topics(partitions), group_factory(group), trained_store, test_rows, tmp_path
+        )
+
+    return make

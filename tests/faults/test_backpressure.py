@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.request
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -24,7 +24,8 @@ from tests.faults.support import (
     rss_mb,
 )
 from tests.support.kafka import Broker
-from tests.support.worker import events, write_config
+from tests.support.scenario import Scenario
+from tests.support.worker import events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -60,25 +61,15 @@ def lag_gauge(port: int) -> float | None:
 
 
 def test_a_model_ten_times_slower_than_the_input(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store,
-    test_rows,
-    tmp_path: Path,
+    scenario: Callable[..., Scenario],
     figures,
     library: str,
 ) -> None:
-    t = topics(partitions=2)
-    group = group_factory("slow")
-    X = np.resize(test_rows, (N_EVENTS, test_rows.shape[1]))
+    s = scenario(partitions=2, group="slow")
+    t = s.topics
+    X = np.resize(s.rows, (N_EVENTS, s.rows.shape[1]))
     ids, values = events(X, "b")
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group,
+    config = s.config(
         shadows=(),
         batch={"max_events": 100, "max_wait_ms": 20},
         # Generous model timeout: the slow model is waited for, so the whole worker is slow.
@@ -88,14 +79,14 @@ def test_a_model_ten_times_slower_than_the_input(
         metrics={"lag_interval_s": 1.0},
     )
     metrics_port = yaml.safe_load(config.read_text())["metrics"]["port"]
-    delay = tmp_path / "slow-seconds-per-event"
+    delay = s.tmp_path / "slow-seconds-per-event"
     delay.write_text(str(SLOW_S_PER_EVENT))
     worker = InjectedWorker(
         config,
-        tmp_path / "w.log",
+        s.tmp_path / "w.log",
         env={"STREAMFUSE_TEST_SLOW_MODEL": "hgb", "STREAMFUSE_TEST_SLOW_FILE": str(delay)},
     ).start()
-    tail = Tail(kafka.bootstrap, t.output)
+    tail = Tail(s.kafka.bootstrap, t.output)
     try:
         worker.wait_assigned()
         assert worker.proc is not None
@@ -105,15 +96,15 @@ def test_a_model_ten_times_slower_than_the_input(
         gauges: list[float | None] = []
         producer = threading.Thread(
             target=produce_at_rate,
-            args=(kafka.bootstrap, t.input, values, [i.encode() for i in ids], RATE),
+            args=(s.kafka.bootstrap, t.input, values, [i.encode() for i in ids], RATE),
         )
         started = time.monotonic()
         producer.start()
         while producer.is_alive():
-            lags.append(group_lag(kafka, group, t.input, 2))
+            lags.append(group_lag(s.kafka, s.group, t.input, 2))
             gauges.append(lag_gauge(metrics_port))
             producer.join(1.0)
-        lags.append(group_lag(kafka, group, t.input, 2))
+        lags.append(group_lag(s.kafka, s.group, t.input, 2))
         gauges.append(lag_gauge(metrics_port))
         out_when_input_done = tail.distinct()
         delay.write_text("0")  # the model is fast again: the backlog drains

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from tests.faults.support import Tail, fast_group
-from tests.support.kafka import Broker, wait_for
-from tests.support.worker import WorkerProcess, events, produce, write_config
+from tests.support.kafka import wait_for
+from tests.support.scenario import Scenario
+from tests.support.worker import events, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -22,26 +23,17 @@ N_KILLS = 5
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_kill_9_five_times_during_30k_events(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store: Path,
-    test_rows: np.ndarray,
-    tmp_path: Path,
+    scenario: Callable[..., Scenario],
     figures,
     guarantee: str,
     library: str,
 ) -> None:
-    t = topics(partitions=4)
-    X = np.resize(test_rows, (N_EVENTS, test_rows.shape[1]))
+    s = scenario(partitions=4, group="crash")
+    t = s.topics
+    X = np.resize(s.rows, (N_EVENTS, s.rows.shape[1]))
     ids, values = events(X, guarantee[0])
-    produce(kafka.bootstrap, t.input, values, [i.encode() for i in ids])
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("crash"),
+    produce(s.kafka.bootstrap, t.input, values, [i.encode() for i in ids])
+    config = s.config(
         shadows=(),
         kafka={
             "processing_guarantee": guarantee,
@@ -56,9 +48,9 @@ def test_kill_9_five_times_during_30k_events(
     moments = sorted(int(rng.uniform(0.05, 0.9) * N_EVENTS) for _ in range(N_KILLS))
     jitter = [rng.uniform(0.0, 0.5) for _ in moments]  # then a random phase of the batch loop
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
-    tail = Tail(kafka.bootstrap, t.output, isolation)
+    tail = Tail(s.kafka.bootstrap, t.output, isolation)
     started = time.monotonic()
-    worker = WorkerProcess(config, tmp_path / "w0.log").start()
+    worker = s.worker(config, "w0.log")
     kills = 0
     try:
         for at, delay in zip(moments, jitter, strict=True):
@@ -66,7 +58,7 @@ def test_kill_9_five_times_during_30k_events(
             time.sleep(delay)
             worker.kill()
             kills += 1
-            worker = WorkerProcess(config, tmp_path / f"w{kills}.log").start()
+            worker = s.worker(config, f"w{kills}.log")
         seen = tail.wait_all(ids, timeout=240, alive=[worker])
     finally:
         worker.stop()

@@ -22,8 +22,9 @@ from prometheus_client import CollectorRegistry
 import combiners
 from model_store import ModelStore
 from tests.faults.support import Tail
-from tests.support.kafka import Broker, wait_for
-from tests.support.worker import events, produce, write_config
+from tests.support.kafka import wait_for
+from tests.support.scenario import Scenario
+from tests.support.worker import events, produce
 from worker.config import load_settings
 from worker.service.worker import Worker
 
@@ -81,25 +82,13 @@ class Run:
 
 
 def run_with_faults(
-    kafka: Broker,
-    topics: Any,
-    group: str,
-    store: Path,
-    rows: np.ndarray,
-    tmp_path: Path,
-    faults: dict[str, Callable[[Predict], Predict]],
-    policy: dict[str, Any],
+    s: Scenario, faults: dict[str, Callable[[Predict], Predict]], policy: dict[str, Any]
 ) -> Run:
-    t = topics()
-    X = np.resize(rows, (N_EVENTS, rows.shape[1]))
+    t = s.topics
+    X = np.resize(s.rows, (N_EVENTS, s.rows.shape[1]))
     ids, values = events(X, "mf")
-    produce(kafka.bootstrap, t.input, values)
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group,
+    produce(s.kafka.bootstrap, t.input, values)
+    config = s.config(
         shadows=(),
         batch={"max_events": 100, "max_wait_ms": 20},
         on_model_error={"timeout_ms": TIMEOUT_MS, **policy},
@@ -109,8 +98,8 @@ def run_with_faults(
     for name, fault in faults.items():
         model = worker.model_set.models[MODELS.index(name)]
         model._predictor = fault(model._predictor)
-    out = Tail(kafka.bootstrap, t.output)
-    dlq = Tail(kafka.bootstrap, t.dead_letter)
+    out = Tail(s.kafka.bootstrap, t.output)
+    dlq = Tail(s.kafka.bootstrap, t.dead_letter)
     thread = threading.Thread(target=worker.run, daemon=True)
     with worker_log() as lines:
         thread.start()
@@ -160,26 +149,11 @@ def offline(store: Path, X: np.ndarray, available: np.ndarray) -> np.ndarray:
 
 
 def test_three_faulty_models_renormalize_over_the_one_left(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store,
-    test_rows,
-    tmp_path,
-    figures,
-    library: str,
+    scenario: Callable[..., Scenario], figures, library: str
 ) -> None:
     faults = {"rf": raises, "hgb": sleeps, "linear": nan}
-    run = run_with_faults(
-        kafka,
-        topics,
-        group_factory("mf"),
-        trained_store,
-        test_rows,
-        tmp_path,
-        faults,
-        {"policy": "renormalize", "min_models": 1},
-    )
+    s = scenario(group="mf")
+    run = run_with_faults(s, faults, {"policy": "renormalize", "min_models": 1})
     counts = {
         f"{m}/{k}": run.errors(m, k)
         for m in MODELS
@@ -202,7 +176,7 @@ def test_three_faulty_models_renormalize_over_the_one_left(
         assert d["models"]["linear"]["error"] == "nonfinite"
         assert "error" not in d["models"]["mlp"]
     available = np.array([False, False, False, True])
-    expected = offline(trained_store, run.X, available)
+    expected = offline(s.store, run.X, available)
     row = {i: k for k, i in enumerate(run.ids)}
     got = np.array([d["scores"] for d in run.published])
     np.testing.assert_allclose(got, expected[[row[d["id"]] for d in run.published]], atol=1e-12)
@@ -226,28 +200,15 @@ def test_three_faulty_models_renormalize_over_the_one_left(
     ids=["renormalize-min2-two-left", "renormalize-min3-two-left", "fail-one-nan"],
 )
 def test_policy_decides_between_degraded_output_and_dead_letter(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store,
-    test_rows,
-    tmp_path,
+    scenario: Callable[..., Scenario],
     figures,
     faults: dict[str, Callable[[Predict], Predict]],
     policy: str,
     min_models: int,
     published: bool,
 ) -> None:
-    run = run_with_faults(
-        kafka,
-        topics,
-        group_factory("mp"),
-        trained_store,
-        test_rows,
-        tmp_path,
-        faults,
-        {"policy": policy, "min_models": min_models},
-    )
+    s = scenario(group="mp")
+    run = run_with_faults(s, faults, {"policy": policy, "min_models": min_models})
     n_batches = run.sample("streamfuse_batch_size_count")
     figures(
         events_sent=N_EVENTS,
@@ -263,7 +224,7 @@ def test_policy_decides_between_degraded_output_and_dead_letter(
         assert sorted(d["id"] for d in run.published) == sorted(run.ids) and not run.dead
         assert all(d["degraded"] for d in run.published)
         available = np.array([m not in faults for m in MODELS])
-        expected = offline(trained_store, run.X, available)
+        expected = offline(s.store, run.X, available)
         row = {i: k for k, i in enumerate(run.ids)}
         got = np.array([d["scores"] for d in run.published])
         np.testing.assert_allclose(got, expected[[row[d["id"]] for d in run.published]], atol=1e-12)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import orjson
@@ -15,8 +15,9 @@ from kafka import KafkaProducer
 
 from tests.faults.poison import Poison, corpus
 from tests.faults.support import MemoryWatch, Tail, rss_mb
-from tests.support.kafka import Broker, wait_for
-from tests.support.worker import WorkerProcess, events, produce, write_config
+from tests.support.kafka import wait_for
+from tests.support.scenario import Scenario
+from tests.support.worker import events, produce
 
 pytestmark = pytest.mark.kafka
 
@@ -27,17 +28,13 @@ DLQ_MAX_BYTES = 900_000  # topics.dead_letter_max_bytes default
 
 
 def test_poison_corpus_is_dead_lettered_and_the_worker_lives_on(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store,
-    test_rows,
-    tmp_path: Path,
+    scenario: Callable[..., Scenario],
     figures,
     library: str,
 ) -> None:
-    t = topics()
-    n_features = test_rows.shape[1]
+    s = scenario(group="poison")
+    t = s.topics
+    n_features = s.rows.shape[1]
     cases = corpus(n_features)
     light = [c for c in cases if len(c.value or b"") <= 500_000]
     heavy = [c for c in cases if len(c.value or b"") > 500_000]
@@ -46,7 +43,7 @@ def test_poison_corpus_is_dead_lettered_and_the_worker_lives_on(
         for k in range(HEAVY_COPIES)
         for c in heavy
     ]
-    X = np.resize(test_rows, (N_GOOD, n_features))
+    X = np.resize(s.rows, (N_GOOD, n_features))
     ids, good = events(X, "g")
     # A duplicate id in the same batch: the first is predicted, the second dead-lettered.
     duplicate = Poison("duplicate_id", good[0], "validate", f"duplicate id {ids[0]!r}")
@@ -60,21 +57,16 @@ def test_poison_corpus_is_dead_lettered_and_the_worker_lives_on(
     ]
     # One good event with a null key: published, keyed by its id.
     stream.append((None, orjson.dumps({"id": "null-key-good", "features": X[0].tolist()}), None))
-    sent_offsets = _produce(kafka.bootstrap, t.input, [(k, v) for k, v, _ in stream])
+    sent_offsets = _produce(s.kafka.bootstrap, t.input, [(k, v) for k, v, _ in stream])
     poison = {off: c for off, (_, _, c) in zip(sent_offsets, stream, strict=True) if c is not None}
 
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("poison"),
+    config = s.config(
         shadows=(),
         batch={"max_events": 512, "max_wait_ms": 50},
     )
-    worker = WorkerProcess(config, tmp_path / "w.log").start()
-    out = Tail(kafka.bootstrap, t.output)
-    dlq = Tail(kafka.bootstrap, t.dead_letter)
+    worker = s.worker(config, "w.log")
+    out = Tail(s.kafka.bootstrap, t.output)
+    dlq = Tail(s.kafka.bootstrap, t.dead_letter)
     memory = None
     try:
         worker.wait_assigned()
@@ -87,7 +79,7 @@ def test_poison_corpus_is_dead_lettered_and_the_worker_lives_on(
         assert worker.proc.poll() is None, "the worker died:\n" + worker.text()
         # Still alive and serving: one more good event after the corpus.
         after = orjson.dumps({"id": "after", "features": X[1].tolist()})
-        produce(kafka.bootstrap, t.input, [after])
+        produce(s.kafka.bootstrap, t.input, [after])
         out.wait_all(["after"], timeout=60, idle_s=0.2)
     finally:
         worker.stop()

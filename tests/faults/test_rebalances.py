@@ -15,8 +15,9 @@ import orjson
 import pytest
 
 from tests.faults.support import Tail, fast_group, produce_at_rate, still_running
-from tests.support.kafka import Broker, wait_for
-from tests.support.worker import WorkerProcess, events, write_config
+from tests.support.kafka import wait_for
+from tests.support.scenario import Scenario
+from tests.support.worker import events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -35,13 +36,9 @@ def assigned(log: str) -> list[str]:
 
 
 @pytest.fixture
-def join_and_leave(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path: Path, figures
-) -> Callable[..., None]:
+def join_and_leave(scenario: Callable[..., Scenario], figures) -> Callable[..., None]:
     """The run of the tests below, given the guarantee, the library and the interval."""
-    return functools.partial(
-        _join_and_leave, kafka, topics, group_factory, trained_store, test_rows, tmp_path, figures
-    )
+    return functools.partial(_join_and_leave, scenario, figures)
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
@@ -60,29 +57,20 @@ def test_transactions_spanning_batches_join_and_leave_three_times(
 
 
 def _join_and_leave(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store,
-    test_rows,
-    tmp_path: Path,
+    scenario: Callable[..., Scenario],
     figures,
     guarantee: str,
     library: str,
     transaction_interval_ms: int = 0,
 ) -> None:
-    t = topics(partitions=4)
-    group = group_factory("rebal")
-    X = np.resize(test_rows, (N_MAX, test_rows.shape[1]))
+    s = scenario(partitions=4, group="rebal")
+    t = s.topics
+    X = np.resize(s.rows, (N_MAX, s.rows.shape[1]))
     ids, values = events(X, f"r{guarantee[0]}")
 
     def config(instance: int) -> Path:
-        return write_config(
-            tmp_path / f"c{instance}.yaml",
-            store=trained_store,
-            bootstrap=kafka.bootstrap,
-            topics=t,
-            group=group,
+        return s.config(
+            f"c{instance}",
             shadows=(),
             kafka={
                 "processing_guarantee": guarantee,
@@ -96,14 +84,14 @@ def _join_and_leave(
         )
 
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
-    tail = Tail(kafka.bootstrap, t.output, isolation)
-    first = WorkerProcess(config(0), tmp_path / "w0.log").start()
+    tail = Tail(s.kafka.bootstrap, t.output, isolation)
+    first = s.worker(config(0), "w0.log")
     stop_input = threading.Event()
     sent: list[int] = []
     producer = threading.Thread(
         target=lambda: sent.append(
             produce_at_rate(
-                kafka.bootstrap,
+                s.kafka.bootstrap,
                 t.input,
                 values,
                 [i.encode() for i in ids],
@@ -126,10 +114,10 @@ def _join_and_leave(
                 timeout=60,
                 what="output flowing",
             )
-            second = WorkerProcess(second_cfg, tmp_path / f"w1-{cycle}.log").start()
+            second = s.worker(second_cfg, f"w1-{cycle}.log")
             try:
                 wait_for(
-                    lambda s=second: len(assigned(s.text())) > 0,  # type: ignore[misc]
+                    lambda w=second: len(assigned(w.text())) > 0,  # type: ignore[misc]
                     timeout=90,
                     what="the second worker holding partitions",
                 )

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,7 +31,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from tests.faults.support import Tail
 from tests.support.kafka import Broker, unique
-from tests.support.worker import WorkerProcess, events, free_port, produce, write_config
+from tests.support.scenario import Scenario
+from tests.support.worker import events, free_port, produce
 from worker.config import settings_from_dict
 from worker.transport.kafka_python import admin as admin_module
 from worker.transport.kafka_python import clients as kafka_io
@@ -156,22 +158,16 @@ def refused(host: str, port: int) -> bool:
 @pytest.mark.kafka
 @pytest.mark.parametrize("host", [None, "127.0.0.2"], ids=["default", "configured"])
 def test_metrics_listen_on_the_configured_host_only(
-    kafka: Broker, topics, group_factory, trained_store, tmp_path: Path, figures, host: str | None
+    scenario: Callable[..., Scenario], figures, host: str | None
 ) -> None:
+    s = scenario(group="bind")
     port = free_port()
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=topics(),
-        group=group_factory("bind"),
-        shadows=(),
-    )
+    config = s.config(shadows=())
     data = yaml.safe_load(config.read_text())
     data["metrics"] = {"port": port} if host is None else {"host": host, "port": port}
     config.write_text(yaml.safe_dump(data))
     expected = host or "127.0.0.1"
-    worker = WorkerProcess(config, tmp_path / "w.log").start()
+    worker = s.worker(config, "w.log")
     try:
         worker.wait_assigned()
         with urllib.request.urlopen(f"http://{expected}:{port}/metrics", timeout=5) as response:
@@ -386,32 +382,24 @@ def test_plain_ssl_settings_validate() -> None:
 
 @pytest.mark.kafka
 def test_a_running_worker_never_logs_its_secrets(
-    kafka: Broker, library, topics, group_factory, trained_store, test_rows, tmp_path: Path, figures
+    scenario: Callable[..., Scenario], library, figures
 ) -> None:
     in_file, in_env = secret(), secret()
-    t = topics()
+    s = scenario(group="secret")
+    t = s.topics
     if library == "kafka-python":
         client = {"sasl_plain_username": "streamfuse", "sasl_plain_password": in_file}
         env = {"STREAMFUSE_KAFKA__CLIENT__SSL_PASSWORD": in_env}
     else:  # librdkafka's own debug log of its configuration, which it redacts
         client = {"sasl.username": "streamfuse", "sasl.password": in_file, "debug": "conf"}
         env = {"STREAMFUSE_KAFKA__CLIENT__SSL_KEY_PASSWORD": in_env}
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("secret"),
-        shadows=(),
-        kafka={"client": client},
-        logging={"level": "DEBUG"},
-    )
-    worker = WorkerProcess(config, tmp_path / "w.log", env=env).start()
-    ids, values = events(np.asarray(test_rows[:50]), "sec")
-    tail = Tail(kafka.bootstrap, t.output)
+    config = s.config(shadows=(), kafka={"client": client}, logging={"level": "DEBUG"})
+    worker = s.worker(config, "w.log", env=env)
+    ids, values = events(np.asarray(s.rows[:50]), "sec")
+    tail = Tail(s.kafka.bootstrap, t.output)
     try:
         worker.wait_assigned()
-        produce(kafka.bootstrap, t.input, values)
+        produce(s.kafka.bootstrap, t.input, values)
         tail.wait_all(ids, timeout=60, idle_s=0.2)
         port = yaml.safe_load(config.read_text())["metrics"]["port"]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.support.kafka import Broker, wait_for
-from tests.support.worker import events, produce, write_config
+from tests.support.worker import events, produce
 from worker.config import load_settings, settings_from_dict
 from worker.service.watchdog import Action, Wedge
 from worker.service.worker import Worker
@@ -29,28 +28,15 @@ pytestmark = pytest.mark.kafka
 
 @pytest.mark.parametrize("action", [Action.SOFT_RESET, Action.REBUILD], ids=lambda a: a.name)
 def test_a_reset_on_a_serving_worker_loses_nothing(
-    action: Action,
-    kafka: Broker,
-    topics: Any,
-    group_factory: Any,
-    trained_store: Path,
-    test_rows: np.ndarray,
-    tmp_path: Path,
-    library: str,
+    action: Action, scenario: Any, library: str
 ) -> None:
-    t = topics(partitions=2)
+    s = scenario(partitions=2, group="reset")
+    t = s.topics
     n = 2_000
-    ids, values = events(np.resize(test_rows, (n, test_rows.shape[1])), "r")
+    ids, values = events(np.resize(s.rows, (n, s.rows.shape[1])), "r")
     keys = [i.encode() for i in ids]
-    produce(kafka.bootstrap, t.input, values[: n // 2], keys[: n // 2])
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("reset"),
-        kafka={"processing_guarantee": "at_least_once"},
-    )
+    produce(s.kafka.bootstrap, t.input, values[: n // 2], keys[: n // 2])
+    config = s.config(kafka={"processing_guarantee": "at_least_once"})
     registry = CollectorRegistry()
     worker = Worker(load_settings(config), registry)
     worker.connect()
@@ -78,8 +64,8 @@ def test_a_reset_on_a_serving_worker_loses_nothing(
         wait_for(lambda: published() >= 200, timeout=30, what="the worker serving")
         forced.set()  # taken on the loop's thread at its next turn
         wait_for(lambda: bool(reset_at), timeout=10, what="the reset")
-        produce(kafka.bootstrap, t.input, values[n // 2 :], keys[n // 2 :])
-        out = kafka.consume_all(t.output, n, timeout=30, idle_s=1)
+        produce(s.kafka.bootstrap, t.input, values[n // 2 :], keys[n // 2 :])
+        out = s.kafka.consume_all(t.output, n, timeout=30, idle_s=1)
         wait_for(
             lambda: sample("streamfuse_group_state", {"state": "stable"}) == 1,
             timeout=10,

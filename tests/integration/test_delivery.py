@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,8 +14,7 @@ import pytest
 from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from tests.support.kafka import Broker
-from tests.support.worker import events, produce, write_config
+from tests.support.worker import events, produce
 from worker.config import load_settings
 from worker.service.worker import Worker
 
@@ -33,22 +31,15 @@ def _run(worker: Worker) -> threading.Thread:
     return thread
 
 
-def test_a_failed_send_with_the_next_batch_in_flight_loses_nothing(
-    kafka: Broker, topics, group_factory, trained_store: Path, test_rows: np.ndarray, tmp_path
-) -> None:
+def test_a_failed_send_with_the_next_batch_in_flight_loses_nothing(scenario) -> None:
     # One partition, filled before the worker starts: batch 2 is polled and its models started
     # before batch 1 is sent, so the failed batch 1 and the in-flight batch 2 share a partition.
-    t = topics(partitions=1)
+    s = scenario(partitions=1, group="failsend")
+    t = s.topics
     n = 2_000
-    ids, values = events(np.resize(test_rows, (n, test_rows.shape[1])), "s")
-    produce(kafka.bootstrap, t.input, values)
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("failsend"),
-    )
+    ids, values = events(np.resize(s.rows, (n, s.rows.shape[1])), "s")
+    produce(s.kafka.bootstrap, t.input, values)
+    config = s.config()
     worker = Worker(load_settings(config), CollectorRegistry())
     worker.connect()
     assert worker.sink is not None and worker.loop is not None
@@ -67,7 +58,7 @@ def test_a_failed_send_with_the_next_batch_in_flight_loses_nothing(
     producer.send = failing_once  # type: ignore[method-assign]
     thread = _run(worker)
     try:
-        out = kafka.consume_all(t.output, n, timeout=120, idle_s=1.0)
+        out = s.kafka.consume_all(t.output, n, timeout=120, idle_s=1.0)
     finally:
         worker.stop()
         thread.join(30)
@@ -81,25 +72,13 @@ def test_a_failed_send_with_the_next_batch_in_flight_loses_nothing(
     assert not thread.is_alive()
 
 
-def test_exactly_once_an_aborted_transaction_is_redone_once(
-    kafka: Broker, topics, group_factory, trained_store: Path, test_rows: np.ndarray, tmp_path
-) -> None:
-    t = topics(partitions=2)
+def test_exactly_once_an_aborted_transaction_is_redone_once(scenario) -> None:
+    s = scenario(partitions=2, group="txn")
+    t = s.topics
     n = 4_000
-    ids, values = events(np.resize(test_rows, (n, test_rows.shape[1])), "x")
-    produce(kafka.bootstrap, t.input, values, [i.encode() for i in ids])
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("txn"),
-        kafka={
-            "bootstrap_servers": kafka.bootstrap,
-            "group_id": group_factory("txn"),
-            "processing_guarantee": "exactly_once",
-        },
-    )
+    ids, values = events(np.resize(s.rows, (n, s.rows.shape[1])), "x")
+    produce(s.kafka.bootstrap, t.input, values, [i.encode() for i in ids])
+    config = s.config(kafka={"processing_guarantee": "exactly_once"})
     registry = CollectorRegistry()
     worker = Worker(load_settings(config), registry)
     worker.connect()
@@ -117,7 +96,7 @@ def test_exactly_once_an_aborted_transaction_is_redone_once(
     producer.send_offsets_to_transaction = failing_once  # type: ignore[method-assign]
     thread = _run(worker)
     try:
-        out = kafka.consume_all(
+        out = s.kafka.consume_all(
             t.output, n, timeout=120, isolation_level="read_committed", idle_s=1.0
         )
     finally:

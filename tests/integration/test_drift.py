@@ -19,9 +19,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.kafka import Broker, wait_for
+from tests.support.kafka import wait_for
 from tests.support.prometheus import ALERTS_FILE, get, start_prometheus
-from tests.support.worker import WorkerProcess, free_port, produce, write_config
+from tests.support.worker import free_port, produce
 
 pytestmark = pytest.mark.kafka
 
@@ -55,35 +55,29 @@ def _rules_without_waiting(path: Path) -> Path:
     return path
 
 
-def test_a_constant_feature_raises_its_gauge_and_fires_the_alert(
-    kafka: Broker, topics, group_factory, trained_store: Path, test_rows: np.ndarray, tmp_path: Path
-) -> None:
-    t = topics()
+def test_a_constant_feature_raises_its_gauge_and_fires_the_alert(scenario) -> None:
+    s = scenario(group="drift")
+    t = s.topics
     port = free_port()
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("drift"),
+    config = s.config(
         metrics={"host": "127.0.0.1", "port": port},
         # Gauges after every batch (by default at most every second), so that they cover every
         # published event when the published counter says so.
         drift={"window": N_HALF, "min_events": 100, "interval_s": 0},
     )
     url = f"http://127.0.0.1:{port}/metrics"
-    X = np.tile(test_rows, (math.ceil(2 * N_HALF / len(test_rows)), 1))[: 2 * N_HALF].copy()
-    constant = float(np.median(test_rows[:, 3]))
+    X = np.tile(s.rows, (math.ceil(2 * N_HALF / len(s.rows)), 1))[: 2 * N_HALF].copy()
+    constant = float(np.median(s.rows[:, 3]))
     X[N_HALF:, 3] = constant
     values = [orjson.dumps({"id": f"d-{i}", "features": row}) for i, row in enumerate(X.tolist())]
     keys = [f"d-{i}".encode() for i in range(len(values))]
 
-    worker = WorkerProcess(config, tmp_path / "w.log").start()
+    worker = s.worker(config, "w.log")
     prometheus = None
     try:
         worker.wait_assigned()
         prometheus = start_prometheus(
-            tmp_path, port, rules=_rules_without_waiting(tmp_path / "r.yml")
+            s.tmp_path, port, rules=_rules_without_waiting(s.tmp_path / "r.yml")
         )
 
         def published(n: int):  # type: ignore[no-untyped-def]
@@ -95,9 +89,9 @@ def test_a_constant_feature_raises_its_gauge_and_fires_the_alert(
 
             return done
 
-        produce(kafka.bootstrap, t.input, values[:N_HALF], keys[:N_HALF])
+        produce(s.kafka.bootstrap, t.input, values[:N_HALF], keys[:N_HALF])
         before = wait_for(published(N_HALF), timeout=120, what="the first half's predictions")
-        produce(kafka.bootstrap, t.input, values[N_HALF:], keys[N_HALF:])
+        produce(s.kafka.bootstrap, t.input, values[N_HALF:], keys[N_HALF:])
         after = wait_for(published(2 * N_HALF), timeout=120, what="the second half's predictions")
 
         prom = prometheus
@@ -123,7 +117,7 @@ def test_a_constant_feature_raises_its_gauge_and_fires_the_alert(
         f"PSI {max(v for f, v in psi_after.items() if f != '3'):.3f}, "
         f"KS {max(v for f, v in ks_after.items() if f != '3'):.3f}"
     )
-    assert len(psi_after) == len(ks_after) == test_rows.shape[1] == 30
+    assert len(psi_after) == len(ks_after) == s.rows.shape[1] == 30
     assert ks_before["3"] < 0.2 and psi_after["3"] > 2.0 and ks_after["3"] > 0.4
     others = [f for f in ks_after if f != "3"]
     assert all(ks_after[f] < 0.2 for f in others), {f: ks_after[f] for f in others}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -14,8 +13,7 @@ import pytest
 from kafka import KafkaProducer
 
 from model_store import ModelStore
-from tests.support.kafka import Broker
-from tests.support.worker import Topics, WorkerProcess, write_config
+from tests.support.scenario import Scenario
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
@@ -46,38 +44,27 @@ def kcat_headers(bootstrap: str, topic: str, n: int) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("library", ["kafka-python", "confluent-kafka"])
 def test_a_traceparent_and_allow_listed_headers_reach_the_prediction_and_the_dead_letter(
-    library: str,
-    kafka: Broker,
-    topics: Callable[..., Topics],
-    group_factory: Callable[[str], str],
-    trained_store: Path,
-    tmp_path: Path,
+    library: str, scenario: Callable[..., Scenario]
 ) -> None:
-    X = np.asarray(ModelStore(trained_store).load_dataset("test").arrays["X"], dtype=np.float64)
-    t = topics()
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap)
+    s = scenario(group="headers")
+    X = np.asarray(ModelStore(s.store).load_dataset("test").arrays["X"], dtype=np.float64)
+    t = s.topics
+    producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap)
     good = orjson.dumps({"id": "traced", "features": X[0].tolist()})
     for value in (good, b"{not json"):
         producer.send(t.input, value=value, headers=HEADERS).get(timeout=30)
     producer.close()
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("headers"),
-        shadows=(),
-        kafka={"library": library},
-        output={"headers": ["x-tenant", "x-b3-*"]},
+    config = s.config(
+        shadows=(), kafka={"library": library}, output={"headers": ["x-tenant", "x-b3-*"]}
     )
-    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    worker = s.worker(config, "worker.log")
     try:
-        kafka.consume_all(t.output, 1, timeout=90)
-        kafka.consume_all(t.dead_letter, 1, timeout=30)
+        s.kafka.consume_all(t.output, 1, timeout=90)
+        s.kafka.consume_all(t.dead_letter, 1, timeout=30)
     finally:
         worker.stop()
-    [prediction] = kcat_headers(kafka.bootstrap, t.output, 1)
-    [letter] = kcat_headers(kafka.bootstrap, t.dead_letter, 1)
+    [prediction] = kcat_headers(s.kafka.bootstrap, t.output, 1)
+    [letter] = kcat_headers(s.kafka.bootstrap, t.dead_letter, 1)
     for got in (prediction, letter):
         assert got["x-tenant"] == "acme" and got["x-b3-sampled"] == "1"
         assert "x-secret" not in got

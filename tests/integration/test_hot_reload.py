@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -16,43 +15,29 @@ from sklearn.ensemble import RandomForestClassifier
 
 from model_store import ModelStore
 from tests.faults.support import Tail
-from tests.support.kafka import Broker, wait_for
-from tests.support.worker import WorkerProcess, events, produce, write_config
+from tests.support.kafka import wait_for
+from tests.support.worker import events, produce
 
 pytestmark = pytest.mark.kafka
 
 
-def test_promote_mid_stream_swaps_between_batches(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store: Path,
-    test_rows,
-    tmp_path,
-    library: str,
-) -> None:
-    store_dir = tmp_path / "model-store"
-    shutil.copytree(trained_store, store_dir)
+def test_promote_mid_stream_swaps_between_batches(scenario, library: str) -> None:
+    s = scenario(group="reload")
+    store_dir = s.tmp_path / "model-store"
+    shutil.copytree(s.store, store_dir)
     store = ModelStore(store_dir)
     heldout = store.load_dataset("heldout").arrays
     rf2 = RandomForestClassifier(n_estimators=20, max_depth=4, random_state=1)
     rf2.fit(heldout["X"], heldout["y"])
     v2 = store.publish("rf", rf2, framework="sklearn", promote=False)
 
-    t = topics()
+    t = s.topics
     n, first, chunk = 20_000, 2_000, 100
-    X = np.resize(test_rows, (n, test_rows.shape[1]))
+    X = np.resize(s.rows, (n, s.rows.shape[1]))
     ids, values = events(X, "r")
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=store_dir,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("reload"),
-        batch={"max_events": 100, "max_wait_ms": 5},
-    )
-    worker = WorkerProcess(config, tmp_path / "w.log").start()
-    tail = Tail(kafka.bootstrap, t.output)
+    config = s.config(store=store_dir, batch={"max_events": 100, "max_wait_ms": 5})
+    worker = s.worker(config, "w.log")
+    tail = Tail(s.kafka.bootstrap, t.output)
 
     def serves_v2() -> bool:  # the latest step's predictions: versions never go back
         latest = tail.arrived()[-chunk:]
@@ -60,7 +45,7 @@ def test_promote_mid_stream_swaps_between_batches(
 
     try:
         worker.wait_assigned()
-        produce(kafka.bootstrap, t.input, values[:first])
+        produce(s.kafka.bootstrap, t.input, values[:first])
         wait_for(lambda: tail.count >= first, timeout=120, what=f"{first} predictions first")
         store.promote("rf", v2)
         # The stream goes on in small steps, each awaited, until the new version serves (a
@@ -68,11 +53,11 @@ def test_promote_mid_stream_swaps_between_batches(
         # the rest at once: the swap happens mid-stream, between batches.
         sent = first
         while sent < n and not serves_v2():
-            produce(kafka.bootstrap, t.input, values[sent : sent + chunk])
+            produce(s.kafka.bootstrap, t.input, values[sent : sent + chunk])
             sent += chunk
             wait_for(lambda n_out=sent: tail.count >= n_out, timeout=60, what=f"{sent} events")
         assert sent < n, "the promotion was not served while the stream flowed"
-        produce(kafka.bootstrap, t.input, values[sent:])
+        produce(s.kafka.bootstrap, t.input, values[sent:])
         tail.wait_all(ids, timeout=120, idle_s=0.5)
         out = tail.arrived()
     finally:
@@ -97,11 +82,10 @@ def test_promote_mid_stream_swaps_between_batches(
     assert "hot reload: rf v1 -> v2" in worker.text()
 
 
-def test_a_tampered_promotion_is_refused_and_the_old_version_keeps_serving(
-    kafka: Broker, topics, group_factory, trained_store: Path, test_rows, tmp_path
-) -> None:
-    store_dir = tmp_path / "model-store"
-    shutil.copytree(trained_store, store_dir)
+def test_a_tampered_promotion_is_refused_and_the_old_version_keeps_serving(scenario) -> None:
+    s = scenario(group="tamper")
+    store_dir = s.tmp_path / "model-store"
+    shutil.copytree(s.store, store_dir)
     store = ModelStore(store_dir)
     heldout = store.load_dataset("heldout").arrays
     rf2 = RandomForestClassifier(n_estimators=5, random_state=2).fit(heldout["X"], heldout["y"])
@@ -111,22 +95,15 @@ def test_a_tampered_promotion_is_refused_and_the_old_version_keeps_serving(
     )
     model_file.write_bytes(model_file.read_bytes() + b"tampered")
 
-    t = topics()
-    ids, values = events(test_rows, "t")
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=store_dir,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("tamper"),
-    )
-    worker = WorkerProcess(config, tmp_path / "w.log").start()
+    t = s.topics
+    ids, values = events(s.rows, "t")
+    worker = s.worker(s.config(store=store_dir), "w.log")
     try:
         worker.wait_assigned()
         store.promote("rf", v2)
         wait_for(lambda: "refusing rf v2" in worker.text(), timeout=30, what="the refusal")
-        produce(kafka.bootstrap, t.input, values)
-        out = kafka.consume_all(t.output, len(ids), timeout=60)
+        produce(s.kafka.bootstrap, t.input, values)
+        out = s.kafka.consume_all(t.output, len(ids), timeout=60)
     finally:
         worker.stop()
     versions = {orjson.loads(r.value)["models"]["rf"]["version"] for r in out}
@@ -136,7 +113,7 @@ def test_a_tampered_promotion_is_refused_and_the_old_version_keeps_serving(
 
 
 def test_a_promotion_that_hangs_its_trial_load_is_refused_while_the_worker_serves(
-    kafka: Broker, topics, group_factory, trained_store: Path, test_rows, tmp_path
+    scenario,
 ) -> None:
     """Issue 23: a candidate whose load never ends (an ONNX Loop of 10^12 trips the store's
     caps let through here) is tried in a child; the loop serves v1 all along and the child is
@@ -146,41 +123,35 @@ def test_a_promotion_that_hangs_its_trial_load_is_refused_while_the_worker_serve
 
     from tests.model_store.hostile import onnx_endless_loop, swap_version
 
-    store_dir = tmp_path / "model-store"
-    shutil.copytree(trained_store, store_dir)
+    s = scenario(group="hang")
+    store_dir = s.tmp_path / "model-store"
+    shutil.copytree(s.store, store_dir)
     store = ModelStore(store_dir)
     X4 = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
     onx = to_onnx(LinearRegression().fit(X4, X4[:, 0]), X4[:1])
     v2 = store.publish("rf", onx, framework="onnx", promote=False)
     swap_version(store_dir, "rf", v2, "model.onnx", onnx_endless_loop())
 
-    t = topics()
-    n = len(test_rows)
-    ids, values = events(np.resize(test_rows, (4 * n, test_rows.shape[1])), "h")
+    t = s.topics
+    n = len(s.rows)
+    ids, values = events(np.resize(s.rows, (4 * n, s.rows.shape[1])), "h")
     wall_s = 30
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=store_dir,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("hang"),
-        batch={"max_events": 50, "max_wait_ms": 5},
-    )
+    config = s.config(store=store_dir, batch={"max_events": 50, "max_wait_ms": 5})
     section = yaml.safe_load(config.read_text())
     section["store"] = {
         "path": str(store_dir),
         "limits": {"max_onnx_loop_trips": 10**13, "max_load_wall_s": wall_s},
     }
     config.write_text(yaml.safe_dump(section))
-    worker = WorkerProcess(config, tmp_path / "w.log").start()
-    tail = Tail(kafka.bootstrap, t.output)
+    worker = s.worker(config, "w.log")
+    tail = Tail(s.kafka.bootstrap, t.output)
     try:
         worker.wait_assigned()
-        produce(kafka.bootstrap, t.input, values[:n])
+        produce(s.kafka.bootstrap, t.input, values[:n])
         wait_for(lambda: tail.count >= n, timeout=120, what=f"{n} predictions first")
         store.promote("rf", v2)
         promoted = time.monotonic()
-        produce(kafka.bootstrap, t.input, values[n:])
+        produce(s.kafka.bootstrap, t.input, values[n:])
         tail.wait_all(ids, timeout=120, idle_s=0.5)
         served_s = time.monotonic() - promoted
         refused_yet = f"refusing rf v{v2}" in worker.text()

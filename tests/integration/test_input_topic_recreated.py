@@ -7,16 +7,16 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from kafka.errors import KafkaError
 
 from tests.integration.test_partition_growth import Output, batch_of, produce_to
-from tests.support.kafka import Broker, wait_for
-from tests.support.worker import Topics, WorkerProcess, write_config
+from tests.support.kafka import wait_for
+from tests.support.scenario import Scenario
 
 pytestmark = pytest.mark.kafka
 
@@ -49,33 +49,22 @@ def topic_resets(metrics: str) -> dict[str, float]:
 
 
 def test_a_deleted_input_topic_is_shown_and_once_created_again_read_from_its_start(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store: Path,
-    test_rows: np.ndarray,
-    tmp_path: Path,
-    library: str,
+    scenario: Callable[..., Scenario], library: str
 ) -> None:
-    t: Topics = topics(partitions=2)
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("recreated"),
-        kafka={"library": library, "metadata_refresh_s": 5.0},
-        metrics={"lag_interval_s": 1.0},
+    s = scenario(partitions=2, group="recreated")
+    t = s.topics
+    config = s.config(
+        kafka={"library": library, "metadata_refresh_s": 5.0}, metrics={"lag_interval_s": 1.0}
     )
-    output = Output(kafka, t.output, "read_uncommitted")
-    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    output = Output(s.kafka, t.output, "read_uncommitted")
+    worker = s.worker(config, "worker.log")
     try:
         worker.wait_assigned(timeout=120)
-        old = batch_of(test_rows, "old", range(2))
-        produce_to(kafka, t.input, {p: values for p, (_, values) in old.items()})
+        old = batch_of(s.rows, "old", range(2))
+        produce_to(s.kafka, t.input, {p: values for p, (_, values) in old.items()})
         output.wait_for_all([i for ids, _ in old.values() for i in ids], 120, "the old events")
 
-        kafka.admin.delete_topics([t.input])
+        s.kafka.admin.delete_topics([t.input])
         wait_for(
             lambda: "streamfuse_input_topic_exists 0.0" in metrics_of(config),
             timeout=30,
@@ -87,7 +76,7 @@ def test_a_deleted_input_topic_is_shown_and_once_created_again_read_from_its_sta
 
         def created() -> bool:  # refused while the deletion is still under way
             try:
-                kafka.create_topic(t.input, 2)
+                s.kafka.create_topic(t.input, 2)
             except KafkaError:  # TopicAlreadyExistsError, for a while
                 return False
             return True
@@ -95,23 +84,23 @@ def test_a_deleted_input_topic_is_shown_and_once_created_again_read_from_its_sta
         wait_for(created, timeout=60, what="the input topic created again")
         # twice the old topic's events: positions kept from the old topic would skip half
         first, second = (
-            batch_of(test_rows, "new-a", range(2)),
-            batch_of(test_rows, "new-b", range(2)),
+            batch_of(s.rows, "new-a", range(2)),
+            batch_of(s.rows, "new-b", range(2)),
         )
         new = {p: (first[p][0] + second[p][0], first[p][1] + second[p][1]) for p in range(2)}
-        produce_to(kafka, t.input, {p: values for p, (_, values) in new.items()})
+        produce_to(s.kafka, t.input, {p: values for p, (_, values) in new.items()})
         new_ids = [i for ids, _ in new.values() for i in ids]
         output.wait_for_all(new_ids, SERVE_WITHIN_S, "the new topic's events")
         wait_for(lambda: readyz(config)["status"] == "ready", timeout=30, what="ready once back")
 
         # deleted and created again at once: the worker may see only the new id, after its
         # consumer read the new topic from the old positions; it starts the new topic over
-        kafka.admin.delete_topics([t.input])
+        s.kafka.admin.delete_topics([t.input])
         wait_for(created, timeout=60, what="the input topic created again, at once")
-        first = batch_of(test_rows, "fast-a", range(2))
-        second = batch_of(test_rows, "fast-b", range(2))
+        first = batch_of(s.rows, "fast-a", range(2))
+        second = batch_of(s.rows, "fast-b", range(2))
         fast = {p: (first[p][0] + second[p][0], first[p][1] + second[p][1]) for p in range(2)}
-        produce_to(kafka, t.input, {p: values for p, (_, values) in fast.items()})
+        produce_to(s.kafka, t.input, {p: values for p, (_, values) in fast.items()})
         fast_ids = [i for ids, _ in fast.values() for i in ids]
         output.wait_for_all(fast_ids, SERVE_WITHIN_S, "the events of the topic made at once")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from kafka.errors import KafkaError
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.kafka import Broker, wait_for
-from tests.support.worker import Topics, WorkerProcess, events, write_config
+from tests.support.scenario import Scenario
+from tests.support.worker import events
 
 pytestmark = pytest.mark.kafka
 
@@ -139,43 +141,30 @@ def batch_of(rows: np.ndarray, prefix: str, partitions: range) -> dict[int, Any]
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_partitions_added_to_the_input_are_served_within_a_minute(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store: Path,
-    test_rows: np.ndarray,
-    tmp_path: Path,
-    library: str,
-    guarantee: str,
+    scenario: Callable[..., Scenario], library: str, guarantee: str
 ) -> None:
-    t: Topics = topics(partitions=2)
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("grow"),
-        kafka={"processing_guarantee": guarantee, "metadata_refresh_s": REFRESH_S},
-    )
+    s = scenario(partitions=2, group="grow")
+    t = s.topics
+    config = s.config(kafka={"processing_guarantee": guarantee, "metadata_refresh_s": REFRESH_S})
     isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
-    output = Output(kafka, t.output, isolation)
-    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    output = Output(s.kafka, t.output, isolation)
+    worker = s.worker(config, "worker.log")
     all_ids: list[str] = []
     served_s: dict[int, float] = {}
     membership: dict[str, float] = {}
     try:
         worker.wait_assigned(timeout=120)
-        first = batch_of(test_rows, "g2", range(2))
-        produce_to(kafka, t.input, {p: values for p, (_, values) in first.items()})
+        first = batch_of(s.rows, "g2", range(2))
+        produce_to(s.kafka, t.input, {p: values for p, (_, values) in first.items()})
         all_ids += [i for ids, _ in first.values() for i in ids]
         output.wait_for_all(all_ids, 120, "the events of the first two partitions")
 
         for n in (3, 4):
             # The labels topic grows with the input: it stays co-partitioned.
-            grow(kafka, [t.labels, t.input], n)
+            grow(s.kafka, [t.labels, t.input], n)
             grown = time.monotonic()
-            more = batch_of(test_rows, f"g{n}", range(n))
-            produce_to(kafka, t.input, {p: values for p, (_, values) in more.items()})
+            more = batch_of(s.rows, f"g{n}", range(n))
+            produce_to(s.kafka, t.input, {p: values for p, (_, values) in more.items()})
             new_ids, _ = more[n - 1]
             all_ids += [i for ids, _ in more.values() for i in ids]
             last = output.wait_for_all(
@@ -207,31 +196,19 @@ def test_partitions_added_to_the_input_are_served_within_a_minute(
 
 
 def test_an_input_grown_without_its_labels_topic_is_named_in_a_warning_and_a_metric(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store: Path,
-    test_rows: np.ndarray,
-    tmp_path: Path,
-    library: str,
+    scenario: Callable[..., Scenario], library: str
 ) -> None:
-    t: Topics = topics(partitions=1)
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("nolabels"),
-        kafka={"metadata_refresh_s": REFRESH_S},
-    )
-    output = Output(kafka, t.output, "read_uncommitted")
-    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    s = scenario(partitions=1, group="nolabels")
+    t = s.topics
+    config = s.config(kafka={"metadata_refresh_s": REFRESH_S})
+    output = Output(s.kafka, t.output, "read_uncommitted")
+    worker = s.worker(config, "worker.log")
     try:
         worker.wait_assigned(timeout=120)
         assert scrape(config).get(("streamfuse_labels_partitions_missing", "")) == 0
-        grow(kafka, [t.input], 2)  # the labels topic stays at 1
-        more = batch_of(test_rows, "nl", range(2))
-        produce_to(kafka, t.input, {p: values for p, (_, values) in more.items()})
+        grow(s.kafka, [t.input], 2)  # the labels topic stays at 1
+        more = batch_of(s.rows, "nl", range(2))
+        produce_to(s.kafka, t.input, {p: values for p, (_, values) in more.items()})
         output.wait_for_all(more[1][0], SERVE_WITHIN_S, "the events of new partition 1")
         wait_for(
             lambda: scrape(config).get(("streamfuse_labels_partitions_missing", "")) == 1,

@@ -11,8 +11,7 @@ right on the 68 benign events, so the paired test rejects it within the first la
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import orjson
@@ -21,8 +20,9 @@ import yaml
 
 from model_store import ModelStore
 from tests.integration.test_promotion import labelled, value
-from tests.support.kafka import Broker, wait_for
-from tests.support.worker import WorkerProcess, produce, write_config
+from tests.support.kafka import wait_for
+from tests.support.scenario import Scenario
+from tests.support.worker import produce
 from worker.accuracy.gates import Gates
 from worker.inference.arms import bucket_of, in_canary
 from worker.service.rollout_record import new_record
@@ -34,20 +34,16 @@ STEPS = [1, 5, 25, 50, 100]
 
 
 def test_a_worse_candidate_is_rolled_back_at_its_first_step(
-    kafka: Broker, topics: Any, group_factory: Any, trained_store: Path, tmp_path: Path
+    scenario: Callable[..., Scenario],
 ) -> None:
-    store_dir = tmp_path / "model-store"
-    shutil.copytree(trained_store, store_dir)
+    s = scenario(partitions=2, group="rollout")
+    store_dir = s.tmp_path / "model-store"
+    shutil.copytree(s.store, store_dir)
     store = ModelStore(store_dir)
     test = store.load_dataset("test").arrays
-    t = topics(partitions=2)
-    group = group_factory("rollout")
-    path = write_config(
-        tmp_path / "c.yaml",
+    t = s.topics
+    path = s.config(
         store=store_dir,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group,
         shadows=(),
         batch={"max_events": 32, "max_wait_ms": 20},
     )
@@ -56,9 +52,9 @@ def test_a_worse_candidate_is_rolled_back_at_its_first_step(
     path.write_text(yaml.safe_dump(config))
     gates = Gates(min_labels=150, min_duration_s=0, alpha=0.001)
     record = new_record({"strategy": "weighted_sum"}, STEPS, gates, "test", 0.0)
-    store.publish_rollout(group, record, expected=None)
+    store.publish_rollout(s.group, record, expected=None)
 
-    worker = WorkerProcess(path, tmp_path / "w.log").start()
+    worker = s.worker(path, "w.log")
     try:
         worker.wait_assigned(timeout=240)
         wait_for(
@@ -69,10 +65,10 @@ def test_a_worse_candidate_is_rolled_back_at_its_first_step(
         X, y = np.tile(test["X"], (2, 1)), np.tile(test["y"], 2)  # 228 events
         ids, values, labels = labelled(X, y, "r")
         keys = [i.encode() for i in ids]
-        produce(kafka.bootstrap, t.input, values, keys)
-        produce(kafka.bootstrap, t.labels, labels, keys)
+        produce(s.kafka.bootstrap, t.input, values, keys)
+        produce(s.kafka.bootstrap, t.labels, labels, keys)
         wait_for(
-            lambda: ModelStore(store_dir).load_rollout(group).record["status"] == "rolled_back",  # type: ignore[union-attr]
+            lambda: ModelStore(store_dir).load_rollout(s.group).record["status"] == "rolled_back",  # type: ignore[union-attr]
             timeout=120,
             what="the rollout rolled back",
         )
@@ -83,11 +79,11 @@ def test_a_worse_candidate_is_rolled_back_at_its_first_step(
         )
         decided = value(path, "streamfuse_rollout_decisions_total", action="rollback")
         ids2, values2, _ = labelled(test["X"][:20], test["y"][:20], "after")
-        produce(kafka.bootstrap, t.input, values2, [i.encode() for i in ids2])
-        out = kafka.consume_all(t.output, len(ids) + 20, timeout=60)
+        produce(s.kafka.bootstrap, t.input, values2, [i.encode() for i in ids2])
+        out = s.kafka.consume_all(t.output, len(ids) + 20, timeout=60)
     finally:
         worker.stop()
-    stored = ModelStore(store_dir).load_rollout(group)
+    stored = ModelStore(store_dir).load_rollout(s.group)
     assert stored is not None
     last = stored.record["history"][-1]
     assert last["action"] == "rollback" and last["step"] == 0

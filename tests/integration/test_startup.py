@@ -9,13 +9,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.support.kafka import Broker, unique, wait_for
-from tests.support.worker import Topics, WorkerProcess, write_config
+from tests.support.scenario import Scenario
+from tests.support.worker import Topics, write_config
 
 
 def run(config: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -156,17 +158,9 @@ def test_bad_config_exits_2_naming_the_key(
     assert f"config key '{key}'" in result.stderr
 
 
-def test_sigterm_while_loading_exits_zero(
-    kafka: Broker, topics, group_factory, trained_store: Path, tmp_path: Path
-) -> None:
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=topics(),
-        group=group_factory("early"),
-    )
-    worker = WorkerProcess(config, tmp_path / "w.log").start()
+def test_sigterm_while_loading_exits_zero(scenario: Callable[..., Scenario]) -> None:
+    s = scenario(group="early")
+    worker = s.worker(s.config(), "w.log")
     wait_for(lambda: "starting with" in worker.text(), timeout=60, what="the worker starting")
     worker.signal(signal.SIGTERM)  # while torch, scikit-learn and the models load
     code = worker.wait(60)

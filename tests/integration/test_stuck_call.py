@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +17,8 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.support.kafka import Broker, wait_for
-from tests.support.worker import events, produce, write_config
+from tests.support.kafka import wait_for
+from tests.support.worker import events, produce
 from worker.config import load_settings
 from worker.service.worker import Worker
 
@@ -47,30 +46,18 @@ class HangOnce:
     [("at_least_once", "flush"), ("exactly_once", "send_offsets_to_transaction")],
 )
 def test_a_call_that_never_returns_is_named_and_its_producer_replaced(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store: Path,
-    test_rows: np.ndarray,
-    tmp_path,
+    scenario,
     library: str,
     guarantee: str,
     call: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    t = topics(partitions=2)
+    s = scenario(partitions=2, group="stuck")
+    t = s.topics
     n = 2_000
-    ids, values = events(np.resize(test_rows, (n, test_rows.shape[1])), "s")
-    produce(kafka.bootstrap, t.input, values, [i.encode() for i in ids])
-    group = group_factory("stuck")
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group,
-        kafka={"processing_guarantee": guarantee, "watchdog_s": WATCHDOG_S},
-    )
+    ids, values = events(np.resize(s.rows, (n, s.rows.shape[1])), "s")
+    produce(s.kafka.bootstrap, t.input, values, [i.encode() for i in ids])
+    config = s.config(kafka={"processing_guarantee": guarantee, "watchdog_s": WATCHDOG_S})
     registry = CollectorRegistry()
     worker = Worker(load_settings(config), registry)
     worker.connect()
@@ -90,7 +77,7 @@ def test_a_call_that_never_returns_is_named_and_its_producer_replaced(
             wait_for(lambda: stuck() == 1, timeout=60, what=f"{call}() counted as stuck")
             reasons.append(worker.health.liveness().body["reason"])
             isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
-            out = kafka.consume_all(t.output, n, timeout=120, isolation_level=isolation, idle_s=1)
+            out = s.kafka.consume_all(t.output, n, timeout=120, isolation_level=isolation, idle_s=1)
     finally:
         worker.stop()
         thread.join(30)

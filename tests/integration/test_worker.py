@@ -19,8 +19,9 @@ from prometheus_client import CollectorRegistry
 import combiners
 from model_store import ModelStore
 from tests.faults.support import fast_group
-from tests.support.kafka import Broker, wait_for
-from tests.support.worker import WorkerProcess, events, produce, write_config
+from tests.support.kafka import wait_for
+from tests.support.scenario import Scenario
+from tests.support.worker import events, produce
 from worker.config import load_settings
 from worker.service.worker import Worker
 
@@ -39,30 +40,16 @@ def count_ids(records: list) -> Counter[str]:
     return Counter(orjson.loads(r.value)["id"] for r in records)
 
 
-def test_ten_thousand_events_each_predicted_once_equal_to_offline(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store: Path,
-    test_rows: np.ndarray,
-    tmp_path,
-    library: str,
-) -> None:
-    t = topics(partitions=2)
+def test_ten_thousand_events_each_predicted_once_equal_to_offline(scenario, library: str) -> None:
+    s = scenario(partitions=2, group="tenk")
+    t = s.topics
     n = 10_000
-    X = np.resize(test_rows, (n, test_rows.shape[1]))
+    X = np.resize(s.rows, (n, s.rows.shape[1]))
     ids, values = events(X, "e")
-    produce(kafka.bootstrap, t.input, values, [i.encode() for i in ids])
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("tenk"),
-    )
-    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    produce(s.kafka.bootstrap, t.input, values, [i.encode() for i in ids])
+    worker = s.worker(s.config(), "worker.log")
     try:
-        out = kafka.consume_all(t.output, n, timeout=120)
+        out = s.kafka.consume_all(t.output, n, timeout=120)
     finally:
         worker.stop()
     assert worker.proc is not None and worker.proc.returncode == 0, worker.text()
@@ -70,7 +57,7 @@ def test_ten_thousand_events_each_predicted_once_equal_to_offline(
     print(f"{library}: published {len(out)} predictions for {n} events; distinct {len(seen)}")
     assert set(seen) == set(ids) and max(seen.values()) == 1
 
-    P, combined = offline(trained_store, X, "soft_vote")
+    P, combined = offline(s.store, X, "soft_vote")
     row = {i: k for k, i in enumerate(ids)}
     docs = [orjson.loads(r.value) for r in out]
     order = np.array([row[d["id"]] for d in docs])
@@ -86,18 +73,11 @@ def test_ten_thousand_events_each_predicted_once_equal_to_offline(
     assert sources == {f"{t.input}:0", f"{t.input}:1"}
 
 
-def test_mixed_stream_bad_events_are_dead_lettered_with_stage(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store: Path,
-    test_rows: np.ndarray,
-    tmp_path,
-    library: str,
-) -> None:
-    t = topics()
+def test_mixed_stream_bad_events_are_dead_lettered_with_stage(scenario, library: str) -> None:
+    s = scenario(group="mixed")
+    t = s.topics
     n_good = 950
-    X = np.resize(test_rows, (n_good, test_rows.shape[1]))
+    X = np.resize(s.rows, (n_good, s.rows.shape[1]))
     ids, good = events(X, "m")
     n_features = X.shape[1]
     bad: list[tuple[bytes, str]] = []
@@ -123,18 +103,11 @@ def test_mixed_stream_bad_events_are_dead_lettered_with_stage(
     positions = np.random.default_rng(7).choice(len(good) + len(bad), len(bad), replace=False)
     for pos, (value, _) in sorted(zip(positions.tolist(), bad, strict=True)):
         stream.insert(pos, value)
-    produce(kafka.bootstrap, t.input, stream, max_request_size=8 << 20)
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("mixed"),
-    )
-    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    produce(s.kafka.bootstrap, t.input, stream, max_request_size=8 << 20)
+    worker = s.worker(s.config(), "worker.log")
     try:
-        out = kafka.consume_all(t.output, n_good, timeout=120)
-        dead = kafka.consume_all(t.dead_letter, len(bad), timeout=60)
+        out = s.kafka.consume_all(t.output, n_good, timeout=120)
+        dead = s.kafka.consume_all(t.dead_letter, len(bad), timeout=60)
         assert worker.proc is not None and worker.proc.poll() is None, "the worker died"
     finally:
         worker.stop()
@@ -160,27 +133,13 @@ def test_mixed_stream_bad_events_are_dead_lettered_with_stage(
     assert len(lines) < len(bad) // 2, lines
 
 
-def _crash_and_recover(
-    kafka: Broker,
-    topics,
-    group: str,
-    store: Path,
-    rows: np.ndarray,
-    tmp_path: Path,
-    guarantee: str,
-    library: str,
-) -> tuple[Counter[str], list[str]]:
-    t = topics(partitions=2)
+def _crash_and_recover(s: Scenario, guarantee: str, library: str) -> tuple[Counter[str], list[str]]:
+    t = s.topics
     n = 6000
-    X = np.resize(rows, (n, rows.shape[1]))
+    X = np.resize(s.rows, (n, s.rows.shape[1]))
     ids, values = events(X, f"k{guarantee}")
-    produce(kafka.bootstrap, t.input, values, [i.encode() for i in ids])
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group,
+    produce(s.kafka.bootstrap, t.input, values, [i.encode() for i in ids])
+    config = s.config(
         kafka={
             "processing_guarantee": guarantee,
             "transaction_timeout_ms": 10000,
@@ -190,73 +149,47 @@ def _crash_and_recover(
         },
         batch={"max_events": 100, "max_wait_ms": 5},
     )
-    first = WorkerProcess(config, tmp_path / "w1.log").start()
+    first = s.worker(config, "w1.log")
     try:
         wait_for(
-            lambda: len(kafka.consume_all(t.output, 1500, timeout=2)) >= 1500,
+            lambda: len(s.kafka.consume_all(t.output, 1500, timeout=2)) >= 1500,
             timeout=120,
             what="a share of the output before the kill",
         )
     finally:
         first.kill()
-    second = WorkerProcess(config, tmp_path / "w2.log").start()
+    second = s.worker(config, "w2.log")
     try:
         isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
-        out = kafka.consume_all(t.output, n, timeout=180, isolation_level=isolation, idle_s=2.0)
+        out = s.kafka.consume_all(t.output, n, timeout=180, isolation_level=isolation, idle_s=2.0)
     finally:
         second.stop()
     return count_ids(out), ids
 
 
-def test_exactly_once_survives_kill_9(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path, library: str
-) -> None:
-    seen, ids = _crash_and_recover(
-        kafka,
-        topics,
-        group_factory("eos"),
-        trained_store,
-        test_rows,
-        tmp_path,
-        "exactly_once",
-        library,
-    )
+def test_exactly_once_survives_kill_9(scenario, library: str) -> None:
+    seen, ids = _crash_and_recover(scenario(partitions=2, group="eos"), "exactly_once", library)
     dupes = sum(c - 1 for c in seen.values())
     print(f"{library} exactly_once after kill -9: {len(seen)} of {len(ids)}, {dupes} duplicates")
     assert set(seen) == set(ids)
     assert dupes == 0
 
 
-def test_at_least_once_survives_kill_9(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path, library: str
-) -> None:
-    seen, ids = _crash_and_recover(
-        kafka,
-        topics,
-        group_factory("alo"),
-        trained_store,
-        test_rows,
-        tmp_path,
-        "at_least_once",
-        library,
-    )
+def test_at_least_once_survives_kill_9(scenario, library: str) -> None:
+    seen, ids = _crash_and_recover(scenario(partitions=2, group="alo"), "at_least_once", library)
     dupes = sum(c - 1 for c in seen.values())
     print(f"{library} at_least_once after kill -9: {len(seen)} of {len(ids)}, {dupes} duplicates")
     assert set(seen) == set(ids)
 
 
-def test_sigterm_exits_zero_fast_with_offsets_committed(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path, library: str
-) -> None:
-    t = topics()
-    group = group_factory("term")
-    ids, values = events(test_rows, "s")
-    produce(kafka.bootstrap, t.input, values)
-    config = write_config(
-        tmp_path / "c.yaml", store=trained_store, bootstrap=kafka.bootstrap, topics=t, group=group
-    )
-    worker = WorkerProcess(config, tmp_path / "w.log").start()
-    kafka.consume_all(t.output, len(ids), timeout=120)
+def test_sigterm_exits_zero_fast_with_offsets_committed(scenario, library: str) -> None:
+    s = scenario(group="term")
+    t = s.topics
+    ids, values = events(s.rows, "s")
+    produce(s.kafka.bootstrap, t.input, values)
+    config = s.config()
+    worker = s.worker(config, "w.log")
+    s.kafka.consume_all(t.output, len(ids), timeout=120)
     started = time.monotonic()
     worker.signal(signal.SIGTERM)
     code = worker.wait(30)
@@ -264,51 +197,36 @@ def test_sigterm_exits_zero_fast_with_offsets_committed(
     print(f"SIGTERM: exit {code} after {took:.2f}s")
     assert code == 0, worker.text()
     assert took < 5
-    probe = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group)
+    probe = KafkaConsumer(bootstrap_servers=s.kafka.bootstrap, group_id=s.group)
     try:
         committed = probe.committed(TopicPartition(t.input, 0))
     finally:
         probe.close()
     assert committed == len(ids)
-    again = WorkerProcess(config, tmp_path / "w2.log").start()
+    again = s.worker(config, "w2.log")
     try:
         again.wait_assigned()
         produce(
-            kafka.bootstrap,
+            s.kafka.bootstrap,
             t.input,
-            [orjson.dumps({"id": "after", "features": test_rows[0].tolist()})],
+            [orjson.dumps({"id": "after", "features": s.rows[0].tolist()})],
         )
-        out = kafka.consume_all(t.output, len(ids) + 1, timeout=60, idle_s=1.0)
+        out = s.kafka.consume_all(t.output, len(ids) + 1, timeout=60, idle_s=1.0)
     finally:
         again.stop()
     assert len(out) == len(ids) + 1, "the restart reprocessed committed events"
 
 
-def test_two_workers_share_four_partitions(
-    kafka: Broker,
-    topics,
-    group_factory,
-    trained_store,
-    test_rows,
-    tmp_path,
-    library: str,
-) -> None:
-    t = topics(partitions=4)
-    group = group_factory("pair")
+def test_two_workers_share_four_partitions(scenario, library: str) -> None:
+    s = scenario(partitions=4, group="pair")
+    t = s.topics
     n = 4000
-    X = np.resize(test_rows, (n, test_rows.shape[1]))
+    X = np.resize(s.rows, (n, s.rows.shape[1]))
     ids, values = events(X, "p")
     workers = []
     for i in range(2):
-        config = write_config(
-            tmp_path / f"c{i}.yaml",
-            store=trained_store,
-            bootstrap=kafka.bootstrap,
-            topics=t,
-            group=group,
-            kafka={"instance_id": str(i)},
-        )
-        workers.append(WorkerProcess(config, tmp_path / f"w{i}.log").start())
+        config = s.config(f"c{i}", kafka={"instance_id": str(i)})
+        workers.append(s.worker(config, f"w{i}.log"))
     try:
         for w in workers:
             w.wait_assigned()
@@ -320,8 +238,8 @@ def test_two_workers_share_four_partitions(
             timeout=60,
             what="both workers holding partitions",
         )
-        produce(kafka.bootstrap, t.input, values, [i.encode() for i in ids])
-        out = kafka.consume_all(t.output, n, timeout=120)
+        produce(s.kafka.bootstrap, t.input, values, [i.encode() for i in ids])
+        out = s.kafka.consume_all(t.output, n, timeout=120)
     finally:
         for w in workers:
             w.stop()
@@ -341,20 +259,12 @@ def _assigned(log: str) -> list[str]:
     return [] if last == "none" else last.split(", ")
 
 
-def test_a_model_that_always_raises_degrades_outputs_and_loses_nothing(
-    kafka: Broker, topics, group_factory, trained_store, test_rows, tmp_path
-) -> None:
-    t = topics()
-    ids, values = events(test_rows, "f")
-    produce(kafka.bootstrap, t.input, values)
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("fail"),
-        on_model_error={"policy": "renormalize", "min_models": 2},
-    )
+def test_a_model_that_always_raises_degrades_outputs_and_loses_nothing(scenario) -> None:
+    s = scenario(group="fail")
+    t = s.topics
+    ids, values = events(s.rows, "f")
+    produce(s.kafka.bootstrap, t.input, values)
+    config = s.config(on_model_error={"policy": "renormalize", "min_models": 2})
     settings = load_settings(config)
     registry = CollectorRegistry()
     worker = Worker(settings, registry)
@@ -366,12 +276,12 @@ def test_a_model_that_always_raises_degrades_outputs_and_loses_nothing(
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
-        out = kafka.consume_all(t.output, len(ids), timeout=120)
+        out = s.kafka.consume_all(t.output, len(ids), timeout=120)
     finally:
         worker.stop()
         thread.join(30)
     docs = [orjson.loads(r.value) for r in out]
-    P, _ = offline(trained_store, test_rows, "soft_vote")
+    P, _ = offline(s.store, s.rows, "soft_vote")
     expected = P[[0, 2, 3]].mean(axis=0)  # soft_vote renormalised over rf, linear, mlp
     row = {i: k for k, i in enumerate(ids)}
     got = np.array([d["scores"] for d in docs])
