@@ -79,9 +79,12 @@ class _Waves:
         self.kafka, self.t, self.test = kafka, t, test
         self.published = 0
 
-    def serve(self, prefix: str) -> tuple[list[bytes], dict[bytes, dict[str, Any]], list[bytes]]:
-        """Publish one wave; its keys, every output read so far by key, and its labels."""
-        ids, values, labels = labelled(self.test["X"], self.test["y"], prefix)
+    def serve(
+        self, prefix: str, n: int | None = None
+    ) -> tuple[list[bytes], dict[bytes, dict[str, Any]], list[bytes]]:
+        """Publish one wave (the first ``n`` rows, default all); its keys, every output read
+        so far by key, and its labels."""
+        ids, values, labels = labelled(self.test["X"][:n], self.test["y"][:n], prefix)
         keys = [i.encode() for i in ids]
         produce(self.kafka.bootstrap, self.t.input, values, [*keys])
         self.published += len(keys)
@@ -160,3 +163,67 @@ def test_a_better_candidate_reaches_all_keys_through_every_step(
     assert history[-2]["figures"]["p_better"] < gates.alpha
     assert history[-1]["figures"]["p_better"] < gates.alpha
     assert decisions == {"advance": 4.0, "done": 1.0, "rollback": 0.0}
+
+
+def test_an_equal_candidate_holds_at_the_step_that_requires_significance(
+    kafka: Broker, topics: Any, group_factory: Any, trained_store: Path, tmp_path: Path
+) -> None:
+    steps = [1, 50, 100]  # from 50% the next move reaches the last step: significance needed
+    store_dir, t, group, path, test = _setup(
+        tmp_path,
+        kafka,
+        topics,
+        group_factory,
+        trained_store,
+        {"name": "soft_vote"},
+        {"name": "weighted_average"},
+    )
+    gates = Gates(min_labels=60, min_duration_s=0, alpha=0.05, promote_if_better=True)
+    record = new_record({"strategy": "weighted_average"}, steps, gates, "test", 0.0)
+    ModelStore(store_dir).publish_rollout(group, record, expected=None)
+    waves = _Waves(kafka, t, test)
+
+    worker = WorkerProcess(path, tmp_path / "w.log").start()
+    try:
+        worker.wait_assigned(timeout=240)
+        wait_for(
+            lambda: value(path, "streamfuse_rollout_share") == 1.0,
+            timeout=60,
+            what="the worker serving the rollout's first step",
+        )
+        # 80 labels at 1%, so the 114 awaited below can only be the next step's (the gauge
+        # keeps the last look's count until a look at the new step)
+        keys, docs, labels = waves.serve("s0", 80)
+        _arms_at(docs, keys, 1.0)
+        waves.label(keys, labels)
+        wait_for(
+            lambda: len(_record(store_dir, group)["history"]) == 2,
+            timeout=90,
+            what="the move from 1% (no significance needed)",
+        )
+        keys, docs, labels = waves.serve("s1")
+        _arms_at(docs, keys, 50.0)
+        waves.label(keys, labels)
+        # every label of the wave joined and looked at: well over min_labels at this step
+        wait_for(
+            lambda: value(path, "streamfuse_rollout_labels") == len(keys),
+            timeout=90,
+            what="all the wave's labels in the step's evidence",
+        )
+        held = _record(store_dir, group)
+        scores = {
+            a: value(path, "streamfuse_rollout_arm_score", arm=a) for a in ("champion", "candidate")
+        }
+        p_better = value(path, "streamfuse_rollout_p_value", side="better")
+        # more looks at the full evidence while another wave is served: still at 50%
+        keys2, docs, _ = waves.serve("s2")
+        _arms_at(docs, keys2, 50.0)
+        step = value(path, "streamfuse_rollout_step")
+    finally:
+        worker.stop()
+    for record_now in (held, _record(store_dir, group)):
+        assert record_now["status"] == "running" and record_now["step"] == 1
+        assert [h["action"] for h in record_now["history"]] == ["start", "advance"]
+    assert step == 1
+    assert scores["champion"] == scores["candidate"]
+    assert p_better >= gates.alpha
