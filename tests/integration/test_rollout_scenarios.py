@@ -227,3 +227,49 @@ def test_an_equal_candidate_holds_at_the_step_that_requires_significance(
     assert step == 1
     assert scores["champion"] == scores["candidate"]
     assert p_better >= gates.alpha
+
+
+def test_a_keys_arm_is_the_same_across_a_worker_restart(
+    kafka: Broker, topics: Any, group_factory: Any, trained_store: Path, tmp_path: Path
+) -> None:
+    share = 25.0
+    store_dir, t, group, path, test = _setup(
+        tmp_path, kafka, topics, group_factory, trained_store, {"name": "soft_vote"}, BAD
+    )
+    # no labels are produced: the rollout holds at its first step throughout
+    gates = Gates(min_labels=1000, min_duration_s=0, alpha=0.001)
+    record = new_record({"strategy": "weighted_sum"}, [share, 100], gates, "test", 0.0)
+    ModelStore(store_dir).publish_rollout(group, record, expected=None)
+    ids, values, _ = labelled(test["X"], test["y"], "before")
+    keys: list[bytes | None] = [f"user-{i}".encode() for i in range(len(ids))]
+    _, values2, _ = labelled(test["X"], test["y"], "after")
+
+    for values_now in (values, values2):  # the same keys, before and after the restart
+        worker = WorkerProcess(path, tmp_path / "w.log").start()
+        try:
+            worker.wait_assigned(timeout=240)
+            wait_for(
+                lambda: value(path, "streamfuse_rollout_share") == share,
+                timeout=60,
+                what="the worker serving the rollout's first step",
+            )
+            produce(kafka.bootstrap, t.input, values_now, keys)
+            expected = len(ids) * (1 if values_now is values else 2)
+            out = kafka.consume_all(t.output, expected, timeout=90)
+        finally:
+            worker.stop()  # SIGTERM, as a deployment stops it
+        assert worker.proc is not None and worker.proc.returncode == 0
+    arms: dict[str, dict[bytes, str]] = {"before": {}, "after": {}}
+    for r in out:
+        doc = orjson.loads(r.value)
+        arms[doc["id"].split("-")[0]][r.key] = doc["arm"]
+    served = [k for k in keys if k is not None]
+    canary = in_canary(bucket_of(served), share).tolist()
+    expected_arms = {
+        k: "candidate" if c else "champion" for k, c in zip(served, canary, strict=True)
+    }
+    assert 0 < sum(canary) < len(served)
+    assert arms["after"] == arms["before"]  # each key's arm unchanged by the restart
+    assert arms["before"] == expected_arms
+    assert arms["after"] == expected_arms
+    assert _record(store_dir, group)["history"][-1]["action"] == "start"
