@@ -214,6 +214,8 @@ def test_two_workers_move_a_step_once_and_a_restart_serves_it(world: dict[str, A
     ]
     assert sorted(counts) == [0.0, 1.0]
     assert p1.arms is not None and p2.arms is not None and p1.arms.share == p2.arms.share == 5.0
+    for reg in (reg1, reg2):  # the new step has seen no label yet (not the last step's 80)
+        assert reg.get_sample_value("streamfuse_rollout_labels") == 0.0
     p3, r3, reg3 = worker(world, strategies)  # a restart
     result, keys = serve(world, p3, r3, 64, 0)
     arms = [arm_of(p.value) for p in result.predictions]

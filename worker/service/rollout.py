@@ -162,6 +162,8 @@ class Rollout:
         key = ("step", "status", "step_started_at")
         if old is None or record is None or any(old.get(k) != record.get(k) for k in key):
             self._reset_evidence()
+            if running:  # a new step's count from its first label, not the last step's
+                self.metrics.rollout_labels.set(0)
         if stored is not None and (old is None or old != record):
             log.warning(
                 "rollout %r v%d: %s at step %d (%g%% of keys)",
