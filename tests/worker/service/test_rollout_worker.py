@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from model_store import ModelStore
+from tests.worker.test_pipeline import event, records
 from worker.accuracy.gates import Gates
 from worker.accuracy.labels import Joined
 from worker.config import ModelErrorPolicy, StrategyRef, settings_from_dict
@@ -25,8 +26,6 @@ from worker.inference.strategies import Strategy, build_strategies
 from worker.metrics import Metrics
 from worker.service.rollout import Rollout
 from worker.service.rollout_record import new_record
-
-from .test_pipeline import event, records
 
 STEPS = [1, 5, 25, 50, 100]
 
