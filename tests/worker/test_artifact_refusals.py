@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from model_store import IntegrityError, ModelStore, PublishError
+from tests.worker.accuracy.test_promotion import settings_for
 from tests.worker.conftest import TrainedStore
-from tests.worker.test_promotion import settings_for
 from worker.config import load_settings
 from worker.drift import PROFILE_NAME
 from worker.errors import ConfigError
