@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from model_store import ModelStore
-from tests.worker.test_pipeline import event, records
+from tests.worker.inference.test_pipeline import event, records
 from worker.accuracy.gates import Gates
 from worker.accuracy.labels import Joined
 from worker.config import ModelErrorPolicy, StrategyRef, settings_from_dict
