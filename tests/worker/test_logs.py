@@ -118,13 +118,15 @@ class Record:
         self.value = value
 
 
-def test_the_worker_logs_its_dead_letters(trained: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_worker_logs_its_dead_letters(
+    trained: Any, caplog: pytest.LogCaptureFixture, registry: CollectorRegistry
+) -> None:
     config = {
         "store": str(trained.root),
         "models": [{"name": n} for n in trained.model_names],
         "strategy": {"name": "soft_vote"},
     }
-    worker = Worker(settings_from_dict(config, environ={}), CollectorRegistry())
+    worker = Worker(settings_from_dict(config, environ={}), registry)
     try:
         good = [1.0] * worker.serving.schema.n_features
         bad = ["1.0", *good[1:]]

@@ -156,8 +156,8 @@ def test_an_initialised_exposition_passes_promtool() -> None:
     assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out
 
 
-def test_set_heldout_replaces_the_previous_scores() -> None:
-    m = Metrics(CollectorRegistry())
+def test_set_heldout_replaces_the_previous_scores(registry: CollectorRegistry) -> None:
+    m = Metrics(registry)
     m.set_heldout([("model", "rf", "accuracy", 0.9), ("model", "rf", "log_loss", 0.3)])
     m.set_heldout([("model", "rf", "accuracy", 0.95)])
     r = m.registry

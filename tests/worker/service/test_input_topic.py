@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.support.fake_transport import FakeAdmin, FakeSink, FakeSource, Log
-from tests.worker.test_loop import (  # noqa: F401  (pipeline and serving are fixtures)
+from tests.worker.service.test_loop import (  # noqa: F401  (pipeline and serving are fixtures)
     filled,
     make_loop,
     pipeline,

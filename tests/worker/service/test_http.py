@@ -10,8 +10,9 @@ from worker.metrics import Metrics
 from worker.service.http import serve_metrics
 
 
-def test_the_landing_page_points_to_metrics_dashboard_alerts_and_report() -> None:
-    registry = CollectorRegistry()
+def test_the_landing_page_points_to_metrics_dashboard_alerts_and_report(
+    registry: CollectorRegistry,
+) -> None:
     Metrics(registry).events_published.inc(3)
     server = serve_metrics(registry, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{server.server_address[1]}"

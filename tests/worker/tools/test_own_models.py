@@ -25,7 +25,7 @@ from model_store import ModelStore
 from worker import cli
 
 Run = Callable[..., tuple[int, str, str]]
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -151,8 +151,9 @@ def get(url: str) -> tuple[int, str, bytes]:
         return exc.code, exc.headers["Content-Type"], exc.read()
 
 
-def test_the_metrics_server_answers_both_verdicts_in_json_beside_the_metrics() -> None:
-    registry = CollectorRegistry()
+def test_the_metrics_server_answers_both_verdicts_in_json_beside_the_metrics(
+    registry: CollectorRegistry,
+) -> None:
     Metrics(registry).events_published.inc(2)
     clock = Clock()
     health = Health(10.0, clock)

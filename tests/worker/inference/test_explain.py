@@ -61,7 +61,9 @@ def test_contributions_add_up_to_every_published_score(
         np.testing.assert_allclose(total, doc["scores"], rtol=0, atol=1e-9)
 
 
-def test_no_explain_by_default_and_weights_of_every_strategy(trained: Any) -> None:
+def test_no_explain_by_default_and_weights_of_every_strategy(
+    trained: Any, registry: CollectorRegistry
+) -> None:
     config = {
         "store": str(trained.root),
         "models": [{"name": n} for n in trained.model_names],
@@ -70,7 +72,6 @@ def test_no_explain_by_default_and_weights_of_every_strategy(trained: Any) -> No
     }
     settings = settings_from_dict(config, environ={})
     assert settings.output.explain is False
-    registry = CollectorRegistry()
     worker = Worker(settings, registry)
     worker.pipeline.close()
     for strategy in worker.serving.strategies:

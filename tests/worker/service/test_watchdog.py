@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.support.fake_transport import FakeAdmin, FakeSink, FakeSource, Log
-from tests.worker.test_loop import (  # noqa: F401  (pipeline and serving are fixtures)
+from tests.worker.service.test_loop import (  # noqa: F401  (pipeline and serving are fixtures)
     Clock,
     all_committed,
     filled,
@@ -294,6 +294,7 @@ def test_exactly_once_a_reset_aborts_the_open_transaction(pipeline: Pipeline) ->
 def test_a_consumer_that_cannot_be_rebuilt_yet_is_rebuilt_at_the_next_step(
     pipeline: Pipeline,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
+    registry: CollectorRegistry,
 ) -> None:
     log = filled(4)
     clock = Clock()
@@ -311,7 +312,7 @@ def test_a_consumer_that_cannot_be_rebuilt_yet_is_rebuilt_at_the_next_step(
     assert isinstance(first, FakeSource)
     first.hold("rebalancing", sticky=True)
     dog = Watchdog(STUCK_S, clock)
-    metrics = Metrics(CollectorRegistry())
+    metrics = Metrics(registry)
     loop = make_loop(pipeline, source, FakeSink(log))
     assert tend(source, dog, loop, metrics) is None
     clock.now += STUCK_S + 1

@@ -66,13 +66,13 @@ def drifting(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray
 
 def test_hedge_weight_moves_away_from_the_model_the_drift_hurt_most(
     drifting: tuple[Path, np.ndarray, np.ndarray],
+    registry: CollectorRegistry,
 ) -> None:
     root, X, y = drifting
     at = len(y) // 2
     store = ModelStore(root)
     model_set = ModelSet(store, [ModelRef(name=n) for n in MODELS])
     strategies = build_strategies(store, model_set, StrategyRef(name="hedge"), [])
-    registry = CollectorRegistry()
     metrics = Metrics(registry)
     joiner = LabelJoiner(model_set.layout, model_set.names, ["hedge"], LabelsSettings(), metrics)
     live = LiveAccuracy(joiner, True, metrics)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.fake_transport import FakeSink, FakeSource
-from tests.worker.test_loop import (  # noqa: F401  (pipeline and serving are fixtures)
+from tests.worker.service.test_loop import (  # noqa: F401  (pipeline and serving are fixtures)
     Clock,
     all_committed,
     filled,

@@ -15,8 +15,8 @@ from worker.tools.report import quantile, scrape, write_report
 
 
 @pytest.fixture
-def served() -> Iterator[tuple[Metrics, str]]:
-    metrics = Metrics(CollectorRegistry())
+def served(registry: CollectorRegistry) -> Iterator[tuple[Metrics, str]]:
+    metrics = Metrics(registry)
     server, thread = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
     try:
         yield metrics, f"http://127.0.0.1:{server.server_address[1]}/metrics"
@@ -66,9 +66,9 @@ def test_the_report_charts_drift_and_the_estimate(
     assert "soft_vote estimated (last 0.7)" in estimate and "soft_vote realised" in estimate
 
 
-def test_quantile_agrees_with_prometheus_interpolation() -> None:
+def test_quantile_agrees_with_prometheus_interpolation(registry: CollectorRegistry) -> None:
     # 10 observations in (0.001, 0.0025]: the median is halfway through that bucket.
-    h = Histogram("h", "h", buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
+    h = Histogram("h", "h", buckets=LATENCY_BUCKETS, registry=registry)
     for _ in range(10):
         h.observe(0.002)
     buckets = [

@@ -86,9 +86,10 @@ def test_bad_store_settings_name_the_key(section: dict[str, Any], key: str, prob
 # -- start-up ----------------------------------------------------------------------------------
 
 
-def test_a_signed_store_is_verified_and_the_gauge_says_so(keyed: tuple[Path, Path]) -> None:
+def test_a_signed_store_is_verified_and_the_gauge_says_so(
+    keyed: tuple[Path, Path], registry: CollectorRegistry
+) -> None:
     store, key_file = keyed
-    registry = CollectorRegistry()
     worker = Worker(settings_for(store, key_file, require_signature=True), registry)
     worker.pipeline.close()
     assert registry.get_sample_value("streamfuse_store_signed") == 1
@@ -96,12 +97,14 @@ def test_a_signed_store_is_verified_and_the_gauge_says_so(keyed: tuple[Path, Pat
 
 
 def test_an_unsigned_store_works_with_a_warning_and_a_gauge_of_0(
-    tmp_path: Path, publish_tiny: Callable[..., int], caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    publish_tiny: Callable[..., int],
+    caplog: pytest.LogCaptureFixture,
+    registry: CollectorRegistry,
 ) -> None:
     store = ModelStore(tmp_path / "store")
     for name in ("alpha", "beta"):
         publish_tiny(store, name)
-    registry = CollectorRegistry()
     with caplog.at_level(logging.WARNING, logger="streamfuse.worker"):
         worker = Worker(_with_heldout(tmp_path / "store", store), registry)
     worker.pipeline.close()
@@ -211,6 +214,7 @@ def test_any_failure_of_a_candidate_is_a_refusal_not_a_crash(
     publish_tiny: Callable[..., int],
     monkeypatch: pytest.MonkeyPatch,
     failure: Exception,
+    registry: CollectorRegistry,
 ) -> None:
     root, key_file = keyed
     settings = settings_for(root, key_file)
@@ -222,7 +226,6 @@ def test_any_failure_of_a_candidate_is_a_refusal_not_a_crash(
         raise failure
 
     monkeypatch.setattr(ModelSet, "load_candidate", load_candidate)
-    registry = CollectorRegistry()
     reloader = Reloader(store, settings, Metrics(registry))
     assert reloader.check(serving, None) is None
     assert reloader.wait(60)
@@ -232,7 +235,7 @@ def test_any_failure_of_a_candidate_is_a_refusal_not_a_crash(
 
 
 def test_a_store_that_cannot_be_read_at_reload_keeps_the_old_snapshot(
-    keyed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    keyed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, registry: CollectorRegistry
 ) -> None:
     root, key_file = keyed
     settings = settings_for(root, key_file)
@@ -243,7 +246,7 @@ def test_a_store_that_cannot_be_read_at_reload_keeps_the_old_snapshot(
         raise RuntimeError("the store is gone")
 
     monkeypatch.setattr(ModelSet, "pending_promotions", broken)
-    reloader = Reloader(store, settings, Metrics(CollectorRegistry()))
+    reloader = Reloader(store, settings, Metrics(registry))
     assert reloader.check(serving, None) is None
     assert reloader.wait(60)
     assert reloader.check(serving, None) is None

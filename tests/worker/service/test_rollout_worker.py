@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from model_store import ModelStore
+from tests.worker.inference.test_pipeline import event, records
 from worker.accuracy.gates import Gates
 from worker.accuracy.labels import Joined
 from worker.config import ModelErrorPolicy, StrategyRef, settings_from_dict
@@ -25,8 +26,6 @@ from worker.inference.strategies import Strategy, build_strategies
 from worker.metrics import Metrics
 from worker.service.rollout import Rollout
 from worker.service.rollout_record import new_record
-
-from .test_pipeline import event, records
 
 STEPS = [1, 5, 25, 50, 100]
 
@@ -266,7 +265,9 @@ def test_a_candidate_version_that_cannot_be_loaded_is_rolled_back(world: dict[st
     assert registry.get_sample_value("streamfuse_rollout_share") == 0.0
 
 
-def test_the_worker_wires_the_rollout_between_batches_and_labels(trained_copy: Any) -> None:
+def test_the_worker_wires_the_rollout_between_batches_and_labels(
+    trained_copy: Any, registry: CollectorRegistry
+) -> None:
     """worker.service.worker: the step in force reaches the pipeline between batches, published
     batches and joined labels reach the rollout, and the worker moves the step."""
     from worker.delivery import Batch
@@ -288,7 +289,6 @@ def test_the_worker_wires_the_rollout_between_batches_and_labels(trained_copy: A
     store.publish_rollout(
         "grp", new_record({"strategy": "hard_vote"}, [50, 100], gates, "t", 0), expected=None
     )
-    registry = CollectorRegistry()
     worker = Worker(settings, registry)
     try:
         worker.between_batches()

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from model_store import IntegrityError, ModelStore, PublishError
+from tests.worker.accuracy.test_promotion import settings_for
 from tests.worker.conftest import TrainedStore
-from tests.worker.test_promotion import settings_for
 from worker.config import load_settings
 from worker.drift import PROFILE_NAME
 from worker.errors import ConfigError
@@ -110,14 +110,15 @@ def _batch(store: ModelStore, serving: Serving) -> tuple[np.ndarray, ...]:
 # -- reference profiles ------------------------------------------------------------------------
 
 
-def test_a_malformed_profile_turns_drift_off_never_raises(trained_copy: TrainedStore) -> None:
+def test_a_malformed_profile_turns_drift_off_never_raises(
+    trained_copy: TrainedStore, registry: CollectorRegistry
+) -> None:
     cfg = load_settings(trained_copy.config)
     store = ModelStore(trained_copy.root)
     serving = build_serving(store, cfg)
     good = store.load_profile(PROFILE_NAME)
     X, P = _batch(store, serving)
     outputs = {s.name: s.combiner.combine(P) for s in serving.strategies}
-    registry = CollectorRegistry()
     metrics = Metrics(registry)
 
     def watch(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

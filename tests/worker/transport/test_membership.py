@@ -112,8 +112,7 @@ def test_the_stuck_bound_is_the_session_timeout_plus_15_s_unless_given() -> None
     assert stuck({"rebalance_stuck_s": 90}) == 90.0
 
 
-def test_the_membership_gauges() -> None:
-    registry = CollectorRegistry()
+def test_the_membership_gauges(registry: CollectorRegistry) -> None:
     metrics = Metrics(registry)
     metrics.initialise(input_topic="in", models=["rf"], strategies=["soft_vote"])
 

@@ -112,8 +112,9 @@ def test_out_of_range_share(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(values.out_of_range, [0.25, 0.0])  # -1 is the minimum: in
 
 
-def test_gauges_read_nan_until_min_events_then_the_window(rng: np.random.Generator) -> None:
-    registry = CollectorRegistry()
+def test_gauges_read_nan_until_min_events_then_the_window(
+    rng: np.random.Generator, registry: CollectorRegistry
+) -> None:
     reference = rng.normal(size=(1000, 3))
     monitor = _monitor(reference, window=400, min_events=200, metrics=Metrics(registry))
 
@@ -268,12 +269,11 @@ def _drift_series(registry: CollectorRegistry) -> dict[str, list[dict[str, str]]
 
 
 def test_the_worker_watches_every_served_model_and_strategy(
-    trained_copy: TrainedStore, caplog: pytest.LogCaptureFixture
+    trained_copy: TrainedStore, caplog: pytest.LogCaptureFixture, registry: CollectorRegistry
 ) -> None:
     settings = load_settings(trained_copy.config)
     store = ModelStore(trained_copy.root)
     serving = build_serving(store, settings)
-    registry = CollectorRegistry()
     with caplog.at_level(logging.INFO, "streamfuse.worker"):
         monitor = open_drift(store, serving, settings.drift, Metrics(registry))
     assert monitor is not None and "outputs' reference as stored" in caplog.text
@@ -302,7 +302,7 @@ def test_the_worker_watches_every_served_model_and_strategy(
 
 
 def test_no_drift_without_a_good_profile(
-    trained_copy: TrainedStore, caplog: pytest.LogCaptureFixture
+    trained_copy: TrainedStore, caplog: pytest.LogCaptureFixture, registry: CollectorRegistry
 ) -> None:
     settings = load_settings(trained_copy.config)
     store = ModelStore(trained_copy.root)
@@ -311,7 +311,6 @@ def test_no_drift_without_a_good_profile(
     assert open_drift(store, serving, off, None) is None
     path = trained_copy.root / "_profiles" / "reference" / "1" / "arrays.npz"
     path.write_bytes(path.read_bytes()[:-1])
-    registry = CollectorRegistry()
     with caplog.at_level(logging.WARNING, "streamfuse.worker"):
         assert open_drift(store, serving, settings.drift, Metrics(registry)) is None
     assert "drift off: the store refused the reference profile" in caplog.text

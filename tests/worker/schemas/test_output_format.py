@@ -147,10 +147,9 @@ def test_a_changed_layout_is_registered_only_when_compatible() -> None:
 
 
 def test_a_reload_the_avro_output_cannot_carry_is_refused_and_counted(
-    tmp_path: Any, publish_tiny: Any
+    tmp_path: Any, publish_tiny: Any, registry: Any
 ) -> None:
     import numpy as np
-    from prometheus_client import CollectorRegistry
 
     from model_store import ModelStore
     from worker.inference.reload import Reloader
@@ -174,7 +173,6 @@ def test_a_reload_the_avro_output_cannot_carry_is_refused_and_counted(
     store = open_store(settings.store)
     serving = build_serving(store, settings)
     publish_tiny(store, "alpha", seed=9)  # v2, promoted
-    registry = CollectorRegistry()
     seen: list[Any] = []
 
     def relayout(candidate: Any) -> str:
