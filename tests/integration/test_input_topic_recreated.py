@@ -1,6 +1,6 @@
 """A running worker's input topic deleted and created again (issue 22): the deletion is shown on
 ``/readyz`` and the metrics, and every event of the new topic is predicted, however many the old
-topic held (tests/worker/test_input_topic.py has the decisions and the loop on the fake)."""
+topic held (tests/worker/service/test_input_topic.py has the decisions and the loop on the fake)."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ from worker.service.loop import Loop
 from worker.service.tracing import BATCH_SPAN, BatchTracer
 from worker.transport import TopicPartition
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOPICS = TopicsSettings(input="in", output="out", dead_letter="dlq", labels=None)
 MINIMAL: dict[str, Any] = {"models": [{"name": "a"}], "strategy": {"name": "soft_vote"}}
 ENDPOINT = "http://127.0.0.1:9/v1/traces"  # never reached: the tests export in memory
