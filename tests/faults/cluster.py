@@ -25,13 +25,16 @@ OFFSETS, TRANSACTIONS = "__consumer_offsets", "__transaction_state"
 
 
 def java_hash_partition(key: str, n_partitions: int) -> int:
-    """The partition of an internal topic that Kafka gives ``key``: ``abs(key.hashCode()) %
-    n`` with Java's ``String.hashCode`` (how a group or transactional id finds its coordinator)."""
+    """The partition of an internal topic that Kafka gives ``key``: ``Utils.abs(key.hashCode())
+    % n`` with Java's ``String.hashCode`` (how a group or transactional id finds its
+    coordinator). ``Utils.abs`` is ``Math.abs`` (0 for ``Integer.MIN_VALUE``), not the
+    partitioner's ``toPositive`` (``& 0x7fffffff``): the two differ for every negative hash."""
     data = key.encode("utf-16-be")
     h = 0
     for unit in struct.unpack(f">{len(data) // 2}H", data):  # Java chars: UTF-16 code units
         h = (31 * h + unit) & 0xFFFFFFFF
-    return (h & 0x7FFFFFFF) % n_partitions
+    signed = h - (1 << 32) if h & 0x80000000 else h
+    return (0 if signed == -(1 << 31) else abs(signed)) % n_partitions
 
 
 @dataclass
