@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,11 +144,53 @@ def _id(value: bytes | None) -> str | int | None:
     return doc_id if isinstance(doc_id, str | int) else None
 
 
+class Built:
+    """``n`` items, each built by ``make(i)`` only when a slice asks for it."""
+
+    def __init__(self, n: int, make: Callable[[int], bytes]) -> None:
+        self.n, self.make = n, make
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, part: slice) -> list[bytes]:
+        return [self.make(i) for i in range(*part.indices(self.n))]
+
+
+@dataclass(frozen=True)
+class EventStream:
+    """Up to ``n`` events cycling through ``rows`` (ids ``prefix-0``, ``prefix-1``, ...), built
+    as they are sent: input for as long as a test's cycles take, however slow the machine,
+    without holding it all."""
+
+    rows: Any
+    prefix: str
+    n: int
+
+    def id(self, i: int) -> str:
+        return f"{self.prefix}-{i}"
+
+    def ids(self, count: int) -> list[str]:
+        return [self.id(i) for i in range(count)]
+
+    @property
+    def values(self) -> Built:
+        def make(i: int) -> bytes:
+            row = self.rows[i % len(self.rows)].tolist()
+            return orjson.dumps({"id": self.id(i), "features": row, "ts": time.time()})
+
+        return Built(self.n, make)
+
+    @property
+    def keys(self) -> Built:
+        return Built(self.n, lambda i: self.id(i).encode())
+
+
 def produce_at_rate(
     bootstrap: str,
     topic: str,
-    values: list[bytes],
-    keys: list[bytes | None] | None,
+    values: Sequence[bytes],
+    keys: Sequence[bytes | None] | None,
     rate: float,
     stop: threading.Event | None = None,
     **config: Any,

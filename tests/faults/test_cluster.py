@@ -479,12 +479,16 @@ def test_exactly_once_group_coordinator_killed_under_spanning_transactions(
     coordinator regardless of its timeout: the call is bounded by ``kafka.watchdog_s`` and the
     producer replaced). Then the node returns: 0 lost, 0 duplicates read_committed."""
     _coordinators_exist(cluster)
-    group = wait_for(
-        lambda: _group_apart_from_its_transactions(cluster),
-        timeout=60,
-        interval=1.0,
-        what="a group whose coordinator is not its transaction coordinator",
-    )
+    try:
+        group = wait_for(
+            lambda: _group_apart_from_its_transactions(cluster),
+            timeout=60,
+            interval=1.0,
+            what="a group whose coordinator is not its transaction coordinator",
+        )
+    except TimeoutError as exc:  # say where the coordinators are (seen once under load)
+        leaders = {topic: dict(cluster.leaders([topic])) for topic in (OFFSETS, TRANSACTIONS)}
+        raise AssertionError(f"{exc}; partitions led per node: {leaders}") from None
     watchdog_s = 10.0
     topics = Topics(
         input=cluster.create_topic(unique("gcin"), PARTITIONS),
