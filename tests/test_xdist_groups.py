@@ -12,6 +12,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs a pytest-xdist suite in a child
+
 SUITE = """
 import pytest
 

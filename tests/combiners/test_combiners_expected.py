@@ -242,6 +242,7 @@ def test_hedge_unavailable_model_gets_mean_loss() -> None:
     np.testing.assert_allclose(comb.weights_, np.exp(log_w) / np.exp(log_w).sum())
 
 
+@pytest.mark.slow
 def test_multitask_layout_and_learning(rng: np.random.Generator) -> None:
     n = 120
     y = np.column_stack([rng.integers(0, 3, n), rng.normal(size=n)])
@@ -262,6 +263,7 @@ def test_multitask_layout_and_learning(rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(same.combine(P), out)
 
 
+@pytest.mark.slow
 def test_multitask_use_features(rng: np.random.Generator) -> None:
     X = rng.normal(size=(80, 2))
     y = (X[:, 0] > 0).astype(int)

@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -141,6 +142,7 @@ def test_an_event_is_judged_the_same_alone_or_in_a_batch(values: list[bytes | No
             assert (math.isnan(t0) and math.isnan(t1)) or t0 == t1
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     picks=st.lists(st.integers(0, 10_000), min_size=1, max_size=30),

@@ -97,6 +97,7 @@ def _swap_file(version_dir: Path, filename: str, data: bytes) -> None:
     manifest_path.write_text(json.dumps(manifest))
 
 
+@pytest.mark.slow
 def test_a_tampered_model_file_stops_the_worker_at_start(store_copy: Path, tmp_path: Path) -> None:
     model_file = store_copy / "rf" / "1" / "model.skops"
     data = bytearray(model_file.read_bytes())
@@ -108,6 +109,7 @@ def test_a_tampered_model_file_stops_the_worker_at_start(store_copy: Path, tmp_p
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "filename"), [("hgb", "model.skops"), ("mlp", "model.safetensors")]
 )

@@ -29,6 +29,7 @@ def run(config: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_unreachable_broker_retries_then_exits_1_with_a_clear_error(
     trained_store: Path, tmp_path: Path
 ) -> None:

@@ -268,6 +268,7 @@ def _drift_series(registry: CollectorRegistry) -> dict[str, list[dict[str, str]]
     return found
 
 
+@pytest.mark.slow
 def test_the_worker_watches_every_served_model_and_strategy(
     trained_copy: TrainedStore, caplog: pytest.LogCaptureFixture, registry: CollectorRegistry
 ) -> None:

@@ -31,6 +31,8 @@ from worker.service.reference import open_drift
 from worker.tools.decisions import strategy_command
 from worker.tools.fit import kept_reference
 
+pytestmark = pytest.mark.slow  # each case trains and serves a model set
+
 FUZZ = settings(
     max_examples=30,
     deadline=None,

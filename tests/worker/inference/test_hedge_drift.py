@@ -30,6 +30,8 @@ from worker.inference.serving import Serving
 from worker.inference.strategies import build_strategies
 from worker.metrics import Metrics
 
+pytestmark = pytest.mark.slow  # trains models and streams drifted batches
+
 MODELS = ("x0", "x1", "both")
 COLUMNS = {"x0": [0], "x1": [1], "both": [0, 1]}
 BATCH = 50

@@ -19,6 +19,8 @@ from worker.errors import ConfigError
 from worker.inference.models import ModelSet, Promotion
 from worker.inference.strategies import HELDOUT_DATASET, build_strategies
 
+pytestmark = pytest.mark.slow  # its cases fit strategies on held-out data, in trial children
+
 
 def refs(*names: str) -> list[ModelRef]:
     return [ModelRef(name=n) for n in names]

@@ -26,6 +26,8 @@ from worker.inference.store import open_store
 from worker.metrics import Metrics
 from worker.service.worker import Worker
 
+pytestmark = pytest.mark.slow  # its cases load candidates in trial children
+
 MODELS = [{"name": "alpha"}, {"name": "beta"}]
 
 

@@ -146,6 +146,7 @@ def test_a_changed_layout_is_registered_only_when_compatible() -> None:
     assert why is not None and "multi-task" in why
 
 
+@pytest.mark.slow
 def test_a_reload_the_avro_output_cannot_carry_is_refused_and_counted(
     tmp_path: Any, publish_tiny: Any, registry: Any
 ) -> None:

@@ -222,6 +222,7 @@ def test_two_workers_move_a_step_once_and_a_restart_serves_it(world: dict[str, A
     assert reg3.get_sample_value("streamfuse_rollout_step") == 1.0
 
 
+@pytest.mark.slow
 def test_a_model_version_candidate_is_promoted_when_done(world: dict[str, Any]) -> None:
     store, model_set = world["store"], world["model_set"]
     name = model_set.names[0]
@@ -245,6 +246,7 @@ def test_a_model_version_candidate_is_promoted_when_done(world: dict[str, Any]) 
     assert store.active_version(name) == 2
 
 
+@pytest.mark.slow
 def test_a_candidate_version_that_cannot_be_loaded_is_rolled_back(world: dict[str, Any]) -> None:
     store, model_set = world["store"], world["model_set"]
     name = model_set.names[0]

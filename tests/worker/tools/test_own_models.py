@@ -24,6 +24,8 @@ from sklearn.ensemble import RandomForestClassifier
 from model_store import ModelStore
 from worker import cli
 
+pytestmark = pytest.mark.slow  # each case runs the command line: trains, publishes or serves
+
 Run = Callable[..., tuple[int, str, str]]
 ROOT = Path(__file__).resolve().parents[3]
 

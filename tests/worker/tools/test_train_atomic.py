@@ -12,6 +12,8 @@ from model_store import ModelStore, UnsafeModelError
 from worker import cli
 from worker.tools import train as train_module
 
+pytestmark = pytest.mark.slow  # each case runs streamfuse train
+
 ARGS = ("--dataset", "wine", "--models", "rf,linear,mlp")
 
 

@@ -62,6 +62,7 @@ def test_report_scores_are_the_stored_models_scored_on_the_test_split(trained: A
         )
 
 
+@pytest.mark.slow
 def test_train_is_deterministic_for_a_seed(trained: Any, tmp_path: Path) -> None:
     config_out = tmp_path / "elsewhere" / "conf" / "sf.yaml"
     root = tmp_path / "second" / "store"
