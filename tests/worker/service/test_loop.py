@@ -23,16 +23,13 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-import combiners
-from model_store import ModelStore
 from tests.support.fake_transport import FakeSink, FakeSource, Log
-from worker.config import BatchSettings, ModelErrorPolicy, ModelRef, StrategyRef, TopicsSettings
+from tests.support.serving import two_model_serving
+from worker.config import BatchSettings, ModelErrorPolicy, TopicsSettings
 from worker.delivery import AtLeastOnce, Backoff, ExactlyOnce, Outcome
 from worker.errors import ProducerFencedError, TransportError
-from worker.inference.models import ModelSet
 from worker.inference.pipeline import Pipeline
 from worker.inference.serving import Serving
-from worker.inference.strategies import Strategy
 from worker.metrics import Metrics
 from worker.service.health import Heartbeat
 from worker.service.loop import Interrupted, Loop
@@ -44,19 +41,7 @@ MAX_POLLS = 20_000
 
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory: pytest.TempPathFactory) -> Serving:
-    store = ModelStore(tmp_path_factory.mktemp("loop") / "store")
-    from sklearn.linear_model import LogisticRegression
-
-    gen = np.random.default_rng(0)
-    X = gen.normal(size=(60, 3))
-    y = (X[:, 0] > 0).astype(np.int64)
-    for name, C in (("a", 1.0), ("b", 0.1)):
-        store.publish(name, LogisticRegression(C=C).fit(X, y))
-    model_set = ModelSet(store, [ModelRef(name="a"), ModelRef(name="b")])
-    P = np.stack([fn(X) for fn in model_set.predict_fns])
-    combiner = combiners.get_combiner("soft_vote").fit(P, y)
-    strategy = Strategy("soft_vote", StrategyRef(name="soft_vote"), combiner, "test", "strategy")
-    return Serving(model_set, (strategy,))
+    return two_model_serving(tmp_path_factory.mktemp("loop") / "store")
 
 
 @pytest.fixture

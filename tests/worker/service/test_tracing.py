@@ -26,24 +26,19 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
-import combiners
-from model_store import ModelStore
 from tests.support.fake_transport import FakeSink, FakeSource, Log
+from tests.support.serving import two_model_serving
 from worker import cli
 from worker.config import (
     BatchSettings,
     ModelErrorPolicy,
-    ModelRef,
-    StrategyRef,
     TopicsSettings,
     settings_from_dict,
 )
 from worker.delivery import AtLeastOnce, Backoff
 from worker.histograms import BatchHistogram
-from worker.inference.models import ModelSet
 from worker.inference.pipeline import Pipeline
 from worker.inference.serving import Serving
-from worker.inference.strategies import Strategy
 from worker.metrics import LATENCY_BUCKETS, Metrics
 from worker.service.loop import Loop
 from worker.service.tracing import BATCH_SPAN, BatchTracer
@@ -57,19 +52,7 @@ ENDPOINT = "http://127.0.0.1:9/v1/traces"  # never reached: the tests export in 
 
 @pytest.fixture(scope="module")
 def serving(tmp_path_factory: pytest.TempPathFactory) -> Serving:
-    from sklearn.linear_model import LogisticRegression
-
-    store = ModelStore(tmp_path_factory.mktemp("tracing") / "store")
-    gen = np.random.default_rng(0)
-    X = gen.normal(size=(60, 3))
-    y = (X[:, 0] > 0).astype(np.int64)
-    for name, C in (("a", 1.0), ("b", 0.1)):
-        store.publish(name, LogisticRegression(C=C).fit(X, y))
-    model_set = ModelSet(store, [ModelRef(name="a"), ModelRef(name="b")])
-    P = np.stack([fn(X) for fn in model_set.predict_fns])
-    combiner = combiners.get_combiner("soft_vote").fit(P, y)
-    strategy = Strategy("soft_vote", StrategyRef(name="soft_vote"), combiner, "test", "strategy")
-    return Serving(model_set, (strategy,))
+    return two_model_serving(tmp_path_factory.mktemp("tracing") / "store")
 
 
 @pytest.fixture
