@@ -16,6 +16,7 @@ tests/faults).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
@@ -84,6 +85,11 @@ class Rec:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes | None]] | None = None
+    timestamp: int = -1  # ms since the epoch (CreateTime), -1: none, as kafka-python's
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 _topic_ids = count(1)
@@ -101,10 +107,15 @@ class Log:
     members: dict[str, frozenset[TopicPartition]] = field(default_factory=dict)  # the group
     topic_id: str | None = field(default_factory=lambda: f"id-{next(_topic_ids)}")
 
-    def append(self, partition: int, values: Sequence[bytes]) -> None:
+    def append(
+        self, partition: int, values: Sequence[bytes], timestamp_ms: int | None = None
+    ) -> None:
+        """Records as a producer sends them: each stamped with its CreateTime, ``timestamp_ms``
+        or now."""
         part = self.partitions.setdefault(partition, [])
+        ms = _now_ms() if timestamp_ms is None else timestamp_ms
         for v in values:
-            part.append(Rec(self.topic, partition, len(part), None, v))
+            part.append(Rec(self.topic, partition, len(part), None, v, None, ms))
 
     def delete(self) -> None:
         """The input topic is deleted: its records and the group's offsets on it go (as the
@@ -128,8 +139,9 @@ class Log:
         self.published.setdefault(topic, []).extend(records)
         if topic == self.topic:  # sent to the input topic: read back, headers and all
             part = self.partitions.setdefault(0, [])
+            ms = _now_ms()
             for r in records:
-                part.append(Rec(topic, 0, len(part), r.key, r.value, list(r.headers)))
+                part.append(Rec(topic, 0, len(part), r.key, r.value, list(r.headers), ms))
 
     def commit(self, offsets: Offsets) -> None:
         self.commits.append(dict(offsets))

@@ -57,7 +57,8 @@ class Harness:
         """Subscribed to the input topic (two partitions), with both partitions assigned."""
         raise NotImplementedError
 
-    def produce(self, partition: int, values: list[bytes]) -> None:
+    def produce(self, partition: int, values: list[bytes], timestamp_ms: int | None = None) -> None:
+        """Sent by a producer, each with ``timestamp_ms`` as its CreateTime (None: now)."""
         raise NotImplementedError
 
     def sink(self, transactional: bool = False) -> Sink:
@@ -116,8 +117,8 @@ class FakeHarness(Harness):
         self.src = FakeSource(self.log)
         return self.src
 
-    def produce(self, partition: int, values: list[bytes]) -> None:
-        self.log.append(partition, values)
+    def produce(self, partition: int, values: list[bytes], timestamp_ms: int | None = None) -> None:
+        self.log.append(partition, values, timestamp_ms)
 
     def sink(self, transactional: bool = False) -> Sink:
         sink = FakeSink(self.log, self.src)
@@ -229,11 +230,14 @@ class BrokerHarness(Harness):
         )
         return source
 
-    def produce(self, partition: int, values: list[bytes]) -> None:
+    def produce(self, partition: int, values: list[bytes], timestamp_ms: int | None = None) -> None:
         if self._producer is None:
             self._producer = KafkaProducer(bootstrap_servers=self.kafka.bootstrap)
             self.closing.append(self._producer.close)
-        futures = [self._producer.send(self.input, v, partition=partition) for v in values]
+        futures = [
+            self._producer.send(self.input, v, partition=partition, timestamp_ms=timestamp_ms)
+            for v in values
+        ]
         for future in futures:
             future.get(timeout=30)
 
@@ -401,6 +405,19 @@ def test_headers_go_out_with_a_record_and_come_back_in_order(harness: Harness) -
     sink.close(10)
     got = {r.value: [tuple(h) for h in r.headers or ()] for r in read(source, 2)}
     assert got == {b"with": headers, b"none": []}
+
+
+def test_a_record_carries_its_kafka_timestamp_in_ms(harness: Harness) -> None:
+    # The event time of an event that gives none (issue 24): CreateTime as the producer set it.
+    source = harness.source()
+    given = 1_764_390_000_123
+    harness.produce(0, values("given", 2), timestamp_ms=given)
+    before = int(time.time() * 1000)
+    harness.produce(1, values("now", 2))
+    after = int(time.time() * 1000)
+    got = {r.value: r.timestamp for r in read(source, 4)}
+    assert {v: got[v] for v in values("given", 2)} == dict.fromkeys(values("given", 2), given)
+    assert all(before <= got[v] <= after for v in values("now", 2)), (before, got, after)
 
 
 def test_seek_rewinds_assigned_partitions_and_ignores_others(harness: Harness) -> None:

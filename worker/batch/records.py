@@ -11,7 +11,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["InRecord", "OutRecord", "Outgoing", "dead_letter", "reason_of", "source_of"]
+import numpy as np
+
+__all__ = [
+    "InRecord",
+    "OutRecord",
+    "Outgoing",
+    "dead_letter",
+    "event_times",
+    "reason_of",
+    "source_of",
+]
 
 
 class InRecord(Protocol):
@@ -22,6 +32,10 @@ class InRecord(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+    # ``timestamp``: the record's Kafka timestamp (CreateTime or LogAppendTime, as the topic
+    # keeps it) in ms since the epoch, -1 when it has none (kafka-python's convention). Every
+    # transport's records carry it; a record built from a file (``streamfuse replay``) may not,
+    # so it is read with a default (:func:`event_times`) rather than required here.
 
     @property
     def headers(self) -> Sequence[tuple[str, bytes | None]] | None:
@@ -43,6 +57,33 @@ class Outgoing:
 
     predictions: list[OutRecord] = field(default_factory=list)
     dead_letters: list[tuple[OutRecord, str]] = field(default_factory=list)
+
+
+def event_times(ts: np.ndarray, records: Sequence[InRecord], index: np.ndarray) -> np.ndarray:
+    """Each good event's time: its own (``ts``, or ``input.ts_field`` of a framed record) where
+    it gave one, else its record's Kafka timestamp; NaN where neither is known.
+
+    Parameters
+    ----------
+    ts : ndarray of shape (n_good,), float64, epoch seconds; NaN where the event gave none
+    records : the whole batch, length n_records
+    index : ndarray of shape (n_good,), the good events' positions in ``records``
+
+    Returns
+    -------
+    ndarray of shape (n_good,), float64, epoch seconds
+    """
+    missing = np.isnan(ts)
+    if not missing.any():
+        return ts
+    at = index[missing].tolist()
+    ms = np.fromiter(
+        (getattr(records[i], "timestamp", -1) for i in at), dtype=np.float64, count=len(at)
+    )
+    ms[ms < 0] = np.nan
+    filled = ts.copy()
+    filled[missing] = ms / 1000.0
+    return filled
 
 
 def source_of(record: InRecord) -> bytes:

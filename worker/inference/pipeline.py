@@ -21,7 +21,14 @@ from worker.batch.decode import DecodedBatch, Schema, decode_batch
 from worker.batch.encode import encode_predictions
 from worker.batch.framed import FieldMap, ReaderSource, decode_mixed
 from worker.batch.headers import HeaderCarry
-from worker.batch.records import InRecord, Outgoing, OutRecord, dead_letter, source_of
+from worker.batch.records import (
+    InRecord,
+    Outgoing,
+    OutRecord,
+    dead_letter,
+    event_times,
+    source_of,
+)
 from worker.config import InputSettings, ModelErrorPolicy
 from worker.inference.arms import event_keys
 from worker.inference.candidate import ArmOutputs, Arms
@@ -160,6 +167,7 @@ class Pipeline:
             )
         if len(decoded.ids) == 0:
             return flight
+        decoded.ts = event_times(decoded.ts, records, decoded.index)  # else the record's time
         flight.decoded = decoded
         flight.submitted = self.fanout.submit(serving.predict_fns, decoded.X)
         arms = self.arms

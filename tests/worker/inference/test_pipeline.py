@@ -40,6 +40,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes | None]] | None = None
+    timestamp: int = -1
 
 
 def records(
@@ -191,6 +192,24 @@ def test_one_prediction_per_event_equal_to_the_offline_result(
             == 1
         )
     assert registry.get_sample_value("streamfuse_combine_seconds_count", {"strategy": ACTIVE}) == 1
+
+
+def test_an_event_without_ts_takes_its_records_kafka_timestamp(
+    served: Served, make_pipeline: Any
+) -> None:
+    X = served.X[:4]
+    values = [
+        event("own", X[0]),  # its own ts wins over the record's
+        orjson.dumps({"id": "kafka", "features": X[1].tolist()}),
+        b"not json",  # dead-lettered: the good events' records are found by their position
+        orjson.dumps({"id": "none", "features": X[3].tolist()}),
+    ]
+    batch = records(values)
+    for record, ms in zip(batch, [1_764_390_000_123, 1_764_390_000_456, 7, -1], strict=True):
+        record.timestamp = ms
+    result = make_pipeline().process(batch)
+    assert result.ids == ["own", "kafka", "none"]
+    np.testing.assert_array_equal(result.ts, [1_700_000_000.5, 1_764_390_000.456, np.nan])
 
 
 def test_key_falls_back_to_the_id(served: Served, make_pipeline: Any) -> None:

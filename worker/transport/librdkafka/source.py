@@ -13,7 +13,13 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+)
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from worker.batch.records import InRecord
@@ -40,7 +46,7 @@ COMMITTED_TIMEOUT_S = 10.0
 class Record:
     """A consumed message as the pipeline reads it (librdkafka's ``Message`` has methods)."""
 
-    __slots__ = ("_message", "key", "offset", "partition", "topic", "value")
+    __slots__ = ("_message", "key", "offset", "partition", "timestamp", "topic", "value")
 
     def __init__(self, message: Any) -> None:
         self._message = message
@@ -49,6 +55,8 @@ class Record:
         self.offset: int = message.offset()
         self.key: bytes | None = message.key()
         self.value: bytes | None = message.value()
+        kind, ms = message.timestamp()
+        self.timestamp: int = -1 if kind == TIMESTAMP_NOT_AVAILABLE else ms
 
     @property
     def headers(self) -> list[tuple[str, bytes | None]] | None:
