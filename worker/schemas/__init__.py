@@ -10,6 +10,6 @@ and waits (with backoff) while the registry does not answer. Imported only when
 from __future__ import annotations
 
 from worker.schemas.readers import RegistryReaders
-from worker.schemas.startup import check_input_subject, open_readers
+from worker.schemas.startup import check_input_subject, check_subject, open_readers
 
-__all__ = ["RegistryReaders", "check_input_subject", "open_readers"]
+__all__ = ["RegistryReaders", "check_input_subject", "check_subject", "open_readers"]

@@ -10,7 +10,7 @@ from worker.batch.framed import FieldMap
 from worker.errors import ConfigError
 from worker.schemas.readers import RegistryReaders, SchemaReader, registry_down
 
-__all__ = ["check_input_subject"]
+__all__ = ["check_input_subject", "check_subject"]
 
 log = logging.getLogger("streamfuse.schemas")
 
@@ -20,9 +20,13 @@ def check_input_subject(client: Any, topic: str, fields: FieldMap) -> str | None
     models need, or holds it as something other than a number. Returns what was checked (None:
     the subject does not exist, or the registry did not answer; records are checked one by one).
     """
+    return check_subject(client, f"{topic}-value", fields)
+
+
+def check_subject(client: Any, subject: str, fields: FieldMap) -> str | None:
+    """:func:`check_input_subject` of any ``subject`` (``store publish --subject``)."""
     from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-    subject = f"{topic}-value"
     try:
         latest = client.get_latest_version(subject)
     except SchemaRegistryError as exc:

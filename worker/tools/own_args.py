@@ -105,6 +105,18 @@ def add_publish_arguments(q: argparse.ArgumentParser) -> None:
         default=None,
         help="a file of feature names, one per line (or one comma-separated line)",
     )
+    q.add_argument(
+        "--schema-registry",
+        default=None,
+        metavar="URL",
+        help="check --feature-names against the input subject's latest schema in this registry "
+        "first (default: the --config's schema_registry.url), as the worker does at start-up",
+    )
+    q.add_argument(
+        "--subject",
+        default=None,
+        help="the subject to check (default: <the --config's topics.input>-value)",
+    )
     q.add_argument("--spec", type=Path, default=None, help="torch: the JSON architecture spec")
     q.add_argument("--no-promote", action="store_true", help="publish without serving it yet")
     q.add_argument(
