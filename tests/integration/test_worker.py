@@ -260,10 +260,20 @@ def _assigned(log: str) -> list[str]:
 
 
 def test_a_model_that_always_raises_degrades_outputs_and_loses_nothing(scenario) -> None:
+    # Also (issue 24): the second half of the events gives no ts, so their event time is their
+    # record's Kafka timestamp, set an hour back: the end-to-end latency observes them from it.
     s = scenario(group="fail")
     t = s.topics
+    began = time.time()
     ids, values = events(s.rows, "f")
-    produce(s.kafka.bootstrap, t.input, values)
+    half = len(ids) // 2
+    untimed = [
+        orjson.dumps({"id": i, "features": row})
+        for i, row in zip(ids[half:], s.rows[half:].tolist(), strict=True)
+    ]
+    hour_ago_ms = int((began - 3600) * 1000)
+    produce(s.kafka.bootstrap, t.input, values[:half])
+    produce(s.kafka.bootstrap, t.input, untimed, timestamp_ms=hour_ago_ms)
     config = s.config(on_model_error={"policy": "renormalize", "min_models": 2})
     settings = load_settings(config)
     registry = CollectorRegistry()
@@ -290,7 +300,16 @@ def test_a_model_that_always_raises_degrades_outputs_and_loses_nothing(scenario)
     errors = registry.get_sample_value(
         "streamfuse_model_errors_total", {"model": "hgb", "kind": "exception"}
     )
-    print(f"degraded outputs {degraded}, hgb errors {errors}")
+    elapsed = time.time() - began + 1.0  # a second's slack: ms timestamps, clock reads
+    n_latency = registry.get_sample_value("streamfuse_end_to_end_latency_seconds_count")
+    latency_s = registry.get_sample_value("streamfuse_end_to_end_latency_seconds_sum")
+    print(
+        f"degraded outputs {degraded}, hgb errors {errors}; end-to-end latency: {n_latency} "
+        f"observed, sum {latency_s:.1f} s"
+    )
+    assert n_latency == len(ids)  # before issue 24, the untimed half was left out
+    n_untimed = len(ids) - half
+    assert 3600 * n_untimed <= latency_s <= (3600 + elapsed) * n_untimed + elapsed * half
     assert sorted(d["id"] for d in docs) == sorted(ids)
     assert all(d["degraded"] and d["models"]["hgb"]["error"] == "exception" for d in docs)
     assert degraded == len(ids)

@@ -134,11 +134,16 @@ def produce(
     topic: str,
     values: list[bytes],
     keys: list[bytes | None] | None = None,
+    timestamp_ms: int | None = None,
     **config: Any,
 ) -> None:
+    """Send ``values`` and wait for each; ``timestamp_ms``: their CreateTime (default: now)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **config)
     keys = keys if keys is not None else [None] * len(values)
-    futures = [producer.send(topic, key=k, value=v) for k, v in zip(keys, values, strict=True)]
+    futures = [
+        producer.send(topic, key=k, value=v, timestamp_ms=timestamp_ms)
+        for k, v in zip(keys, values, strict=True)
+    ]
     producer.flush()
     for future in futures:
         future.get(timeout=30)
