@@ -1,6 +1,6 @@
 """``store publish --feature-names`` against a Schema Registry's input subject (issue 24, Build
 3): the worker's start-up check, run before anything is published. The registry client is faked
-here (the option logic); tests/integration/test_schema_registry.py runs the command on a real
+here (the option logic); tests/integration/test_publish_registry.py runs the command on a real
 registry."""
 
 from __future__ import annotations
