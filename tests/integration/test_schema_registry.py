@@ -517,3 +517,30 @@ def offline_scores(store: Path, X: np.ndarray) -> np.ndarray:
     P = np.stack([s.load(m).predict_outputs(X) for m in ("rf", "hgb", "linear", "mlp")])
     stored = s.load_strategy("soft_vote")
     return np.asarray(combiners.load_state(stored.meta, stored.arrays).combine(P))
+
+
+@pytest.mark.parametrize("fmt", list(OUTPUT_FORMATS))
+def test_a_changed_output_layout_is_registered_only_when_the_registry_accepts_it(
+    schema_registry: SchemaRegistry, fmt: str
+) -> None:
+    """The hot-reload relayout against the real registry (its compatibility BACKWARD for the
+    subject): other models served is a compatible new version (Protobuf: the same schema),
+    classes that change type are refused and the old schema id kept."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from worker.schemas.output import output_class
+
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    kind = output_class(fmt)
+    topic = f"relayout-{fmt}-{time.time_ns()}"  # a subject of its own in the run's registry
+    out = kind(client, topic, "topic", kind.output_schema(["rf"], [0, 1]))
+    client.set_compatibility(out.subject, "BACKWARD")
+    first = out.schema_id
+    assert out.relayout(kind.output_schema(["rf", "mlp"], [0, 1])) is None
+    assert client.get_latest_version(out.subject).schema_id == out.schema_id
+    if fmt != "protobuf":
+        assert out.schema_id != first  # the doc or description names the models served
+    kept = out.schema_id
+    why = out.relayout(kind.output_schema(["rf", "mlp"], ["no", "yes"]))
+    assert why is not None and out.subject in why
+    assert out.schema_id == kept == client.get_latest_version(out.subject).schema_id
