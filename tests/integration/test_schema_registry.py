@@ -524,8 +524,9 @@ def test_a_changed_output_layout_is_registered_only_when_the_registry_accepts_it
     schema_registry: SchemaRegistry, fmt: str
 ) -> None:
     """The hot-reload relayout against the real registry (its compatibility BACKWARD for the
-    subject): other models served is a compatible new version (Protobuf: the same schema),
-    classes that change type are refused and the old schema id kept."""
+    subject), after a restart that registers the same schema again: other models served is a
+    compatible new version (Protobuf: the same schema), classes that change type are refused
+    and the old schema id kept."""
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
     from worker.schemas.output import output_class
@@ -536,6 +537,9 @@ def test_a_changed_output_layout_is_registered_only_when_the_registry_accepts_it
     out = kind(client, topic, "topic", kind.output_schema(["rf"], [0, 1]))
     client.set_compatibility(out.subject, "BACKWARD")
     first = out.schema_id
+    fresh = SchemaRegistryClient({"url": schema_registry.url})  # a restarted worker's client
+    again = kind(fresh, topic, "topic", kind.output_schema(["rf"], [0, 1]))
+    assert again.schema_id == first  # the same layout after a restart: the same schema id
     assert out.relayout(kind.output_schema(["rf", "mlp"], [0, 1])) is None
     assert client.get_latest_version(out.subject).schema_id == out.schema_id
     if fmt != "protobuf":
