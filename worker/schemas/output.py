@@ -133,7 +133,7 @@ class RegisteredOutput:
     """A prediction format whose schema is generated from what is served and registered at
     start-up: registration under ``output.subject_strategy`` and the hot-reload relayout (a
     changed schema registered only when the subject's compatibility accepts it) are shared;
-    each format says how it generates its schema (:meth:`schema_for`), reads one
+    each format says how it generates its schema (:meth:`output_schema`), reads one
     (:meth:`_use`) and encodes a batch's JSON documents (:meth:`encode`)."""
 
     format = ""  # the value of output.format
