@@ -79,10 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=None, help="events per second (default: max)")
     p.add_argument(
         "--format",
-        choices=("json", "avro"),
+        choices=("json", "avro", "protobuf", "json_schema"),
         default="json",
-        help="json events, or Confluent-framed Avro with the schema registered in "
-        "schema_registry.url (default: json)",
+        help="json events, or Confluent-framed Avro, Protobuf or JSON Schema with the schema "
+        "registered in schema_registry.url (default: json)",
     )
     p.add_argument(
         "--labels-delay", type=float, default=2.0, help="seconds from an event to its label"
@@ -92,7 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="backtest every configured strategy offline")
     p.add_argument("--config", required=True, type=Path, help=config_help)
     p.add_argument(
-        "--events", required=True, type=Path, help="feature events: JSON lines, CSV or Parquet"
+        "--events",
+        required=True,
+        type=Path,
+        help="feature events: JSON lines, CSV or Parquet, or a topic's records as "
+        "kcat -C -e -f '%%R%%s' writes them (Confluent-framed ones decoded through "
+        "schema_registry.url)",
     )
     p.add_argument("--labels", type=Path, default=None, help="label events, JSON lines")
     p.add_argument("--target", default=None, help="with CSV or Parquet events: the label column")

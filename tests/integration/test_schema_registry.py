@@ -366,8 +366,32 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
+def _read_back(fmt: str, client: Any, topic: str, value: bytes) -> dict[str, Any]:
+    """A prediction read back by confluent-kafka's deserializer of its format, as a document."""
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from worker.schemas.output_protobuf import document_of, message_class
+
+    context = SerializationContext(topic, MessageField.VALUE)
+    if fmt == "avro":
+        return _without_nulls(AvroDeserializer(client)(value, context))
+    if fmt == "protobuf":
+        schema_id = int.from_bytes(value[1:5], "big")
+        kind = message_class(client.get_schema(schema_id).schema_str)
+        conf = {"use.deprecated.format": False}
+        return document_of(ProtobufDeserializer(kind, conf)(value, context))
+    doc: dict[str, Any] = JSONDeserializer(None, schema_registry_client=client)(value, context)
+    return doc
+
+
+OUTPUT_FORMATS = {"avro": "AVRO", "protobuf": "PROTOBUF", "json_schema": "JSON"}
+
+
 @pytest.mark.kafka
-def test_avro_output_read_back_equals_the_json_output_of_the_same_events(
+def test_avro_protobuf_and_json_schema_output_read_back_equal_the_json_output(
     kafka: Broker,
     schema_registry: SchemaRegistry,
     topics: Callable[..., Topics],
@@ -377,8 +401,6 @@ def test_avro_output_read_back_equals_the_json_output_of_the_same_events(
     tmp_path: Path,
 ) -> None:
     from confluent_kafka.schema_registry import SchemaRegistryClient
-    from confluent_kafka.schema_registry.avro import AvroDeserializer
-    from confluent_kafka.serialization import MessageField, SerializationContext
 
     client = SchemaRegistryClient({"url": schema_registry.url})
     names = feature_names(named_store)
@@ -387,7 +409,7 @@ def test_avro_output_read_back_equals_the_json_output_of_the_same_events(
     ][:40]
     unknown = b"\x00" + (987654).to_bytes(4, "big") + b"payload"
     workers, outputs = [], {}
-    for fmt in ("json", "avro"):
+    for fmt in ("json", *OUTPUT_FORMATS):
         t = topics()
         produce(kafka.bootstrap, t.input, [*values, unknown])
         config = write_config(
@@ -410,28 +432,30 @@ def test_avro_output_read_back_equals_the_json_output_of_the_same_events(
     finally:
         for worker in workers:
             worker.stop()
-    avro_topic = outputs["avro"].output
-    latest = client.get_latest_version(f"{avro_topic}-value")
-    assert latest.schema.schema_type == "AVRO"
-    assert f"models: {', '.join(MODELS)}; classes: 0, 1" in latest.schema.schema_str
-    deserialize = AvroDeserializer(client)
-    context = SerializationContext(avro_topic, MessageField.VALUE)
-    as_avro = [deserialize(r.value, context) for r in got["avro"]]
-    assert all(r.value[:5] == b"\x00" + latest.schema_id.to_bytes(4, "big") for r in got["avro"])
     as_json = [orjson.loads(r.value) for r in got["json"]]
-    for docs in (as_avro, as_json):
+    for doc in as_json:
+        doc.pop("latency_ms")
+    by_id = {doc["id"]: doc for doc in as_json}
+    assert len(by_id) == len(values)
+    for fmt, schema_type in OUTPUT_FORMATS.items():
+        topic = outputs[fmt].output
+        latest = client.get_latest_version(f"{topic}-value")
+        assert latest.schema.schema_type == schema_type
+        frame = b"\x00" + latest.schema_id.to_bytes(4, "big")
+        assert all(r.value[:5] == frame for r in got[fmt]), fmt
+        docs = [_read_back(fmt, client, topic, r.value) for r in got[fmt]]
+        assert len(docs) == len(values), fmt
         for doc in docs:
             doc.pop("latency_ms")
-    by_id = {doc["id"]: doc for doc in as_json}
-    assert len(as_avro) == len(values) == len(by_id)
-    for doc in as_avro:
-        assert _without_nulls(doc) == by_id[doc["id"]]
+            assert doc == by_id[doc["id"]], fmt
+    served = f"models: {', '.join(MODELS)}; classes: 0, 1"
+    assert served in client.get_latest_version(f"{outputs['avro'].output}-value").schema.schema_str
     assert dead[0].value == unknown  # the original bytes, and the writer schema id beside them
     assert dict(dead[0].headers)["streamfuse.schema_id"] == b"987654"
 
 
 @pytest.mark.kafka
-def test_streamfuse_produce_format_avro_is_served_by_the_registry_path(
+def test_streamfuse_produce_format_avro_protobuf_json_schema_served_by_the_registry_path(
     kafka: Broker,
     schema_registry: SchemaRegistry,
     topics: Callable[..., Topics],
@@ -441,43 +465,50 @@ def test_streamfuse_produce_format_avro_is_served_by_the_registry_path(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from confluent_kafka.schema_registry import SchemaRegistryClient
-    from confluent_kafka.schema_registry.avro import AvroDeserializer
-    from confluent_kafka.serialization import MessageField, SerializationContext
 
     from worker import cli
+    from worker.schemas.readers import SchemaReader
 
-    t = topics()
     n = 20
-    config = write_config(
-        tmp_path / "c.yaml",
-        store=trained_store,
-        bootstrap=kafka.bootstrap,
-        topics=t,
-        group=group_factory("produce-avro"),
-        shadows=(),
-        schema_registry={"url": schema_registry.url, "timeout_s": 2.0},
-    )
-    args = ["produce", "--config", str(config), "--dataset", "breast_cancer"]
-    code = cli.main([*args, "--count", str(n), "--format", "avro", "--labels-delay", "0"])
-    assert code == 0, capsys.readouterr().err
-    client = SchemaRegistryClient({"url": schema_registry.url})
-    sent = kafka.consume_all(t.input, n, timeout=30)
-    context = SerializationContext(t.input, MessageField.VALUE)
-    docs = [AvroDeserializer(client)(r.value, context) for r in sent]
     X = np.asarray(ModelStore(trained_store).load_dataset("test").arrays["X"])[:n]
-    assert [[d[f"f{j}"] for j in range(X.shape[1])] for d in docs] == X.tolist()
-    worker = WorkerProcess(config, tmp_path / "worker.log").start()
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    workers, sent, outputs = [], {}, {}
+    for fmt, schema_type in OUTPUT_FORMATS.items():
+        t = topics()
+        config = write_config(
+            tmp_path / f"{fmt}.yaml",
+            store=trained_store,
+            bootstrap=kafka.bootstrap,
+            topics=t,
+            group=group_factory(f"produce-{fmt}"),
+            shadows=(),
+            schema_registry={"url": schema_registry.url, "timeout_s": 2.0},
+        )
+        args = ["produce", "--config", str(config), "--dataset", "breast_cancer"]
+        code = cli.main([*args, "--count", str(n), "--format", fmt, "--labels-delay", "0"])
+        assert code == 0, capsys.readouterr().err
+        latest = client.get_latest_version(f"{t.input}-value")
+        assert latest.schema.schema_type == schema_type
+        reader = SchemaReader(latest.schema_id, latest.schema, client)
+        records = kafka.consume_all(t.input, n, timeout=30)
+        docs = [reader.decode(r.value) for r in records]
+        row = reader.row_getter([f"f{j}" for j in range(X.shape[1])])
+        assert [list(row(d)) for d in docs] == X.tolist(), fmt
+        sent[fmt] = [reader.getter("id")(d) for d in docs]
+        workers.append(WorkerProcess(config, tmp_path / f"{fmt}.log").start())
+        outputs[fmt] = t
     try:
-        out = kafka.consume_all(t.output, n, timeout=90)
+        got = {fmt: kafka.consume_all(t.output, n, timeout=120) for fmt, t in outputs.items()}
     finally:
-        worker.stop()
-    ids = sorted(orjson.loads(r.value)["id"] for r in out)
-    assert ids == sorted(d["id"] for d in docs)
-    assert "input schema checked" in worker.text()
+        for worker in workers:
+            worker.stop()
     expected = offline_scores(trained_store, X)
-    by_id = {orjson.loads(r.value)["id"]: orjson.loads(r.value)["scores"] for r in out}
-    got = np.array([by_id[d["id"]] for d in docs])
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    for fmt, worker in zip(outputs, workers, strict=True):
+        assert "input schema checked" in worker.text(), fmt
+        by_id = {orjson.loads(r.value)["id"]: orjson.loads(r.value)["scores"] for r in got[fmt]}
+        assert sorted(by_id) == sorted(sent[fmt]), fmt
+        scores = np.array([by_id[i] for i in sent[fmt]])
+        np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-12, err_msg=fmt)
 
 
 def offline_scores(store: Path, X: np.ndarray) -> np.ndarray:
@@ -486,3 +517,34 @@ def offline_scores(store: Path, X: np.ndarray) -> np.ndarray:
     P = np.stack([s.load(m).predict_outputs(X) for m in ("rf", "hgb", "linear", "mlp")])
     stored = s.load_strategy("soft_vote")
     return np.asarray(combiners.load_state(stored.meta, stored.arrays).combine(P))
+
+
+@pytest.mark.parametrize("fmt", list(OUTPUT_FORMATS))
+def test_a_changed_output_layout_is_registered_only_when_the_registry_accepts_it(
+    schema_registry: SchemaRegistry, fmt: str
+) -> None:
+    """The hot-reload relayout against the real registry (its compatibility BACKWARD for the
+    subject), after a restart that registers the same schema again: other models served is a
+    compatible new version (Protobuf: the same schema), classes that change type are refused
+    and the old schema id kept."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from worker.schemas.output import output_class
+
+    client = SchemaRegistryClient({"url": schema_registry.url})
+    kind = output_class(fmt)
+    topic = f"relayout-{fmt}-{time.time_ns()}"  # a subject of its own in the run's registry
+    out = kind(client, topic, "topic", kind.output_schema(["rf"], [0, 1]))
+    client.set_compatibility(out.subject, "BACKWARD")
+    first = out.schema_id
+    fresh = SchemaRegistryClient({"url": schema_registry.url})  # a restarted worker's client
+    again = kind(fresh, topic, "topic", kind.output_schema(["rf"], [0, 1]))
+    assert again.schema_id == first  # the same layout after a restart: the same schema id
+    assert out.relayout(kind.output_schema(["rf", "mlp"], [0, 1])) is None
+    assert client.get_latest_version(out.subject).schema_id == out.schema_id
+    if fmt != "protobuf":
+        assert out.schema_id != first  # the doc or description names the models served
+    kept = out.schema_id
+    why = out.relayout(kind.output_schema(["rf", "mlp"], ["no", "yes"]))
+    assert why is not None and out.subject in why
+    assert out.schema_id == kept == client.get_latest_version(out.subject).schema_id

@@ -254,9 +254,10 @@ class OutputSettings(_Section):
     # A W3C traceparent on the input is continued on the outputs (same trace id and flags, a
     # new span id; its tracestate beside it); a malformed one is not copied. false: not read.
     trace_context: bool = True
-    # The predictions' format: json, or avro (Confluent-framed, its schema generated from what
-    # is served and registered at start-up; needs schema_registry.url).
-    format: Literal["json", "avro"] = "json"
+    # The predictions' format: json, or avro, protobuf or json_schema (Confluent-framed, the
+    # schema generated from what is served and registered at start-up; needs
+    # schema_registry.url).
+    format: Literal["json", "avro", "protobuf", "json_schema"] = "json"
     # The subject the output schema is registered under: topic "<topic>-value", record
     # "streamfuse.Prediction", topic_record "<topic>-streamfuse.Prediction".
     subject_strategy: Literal["topic", "record", "topic_record"] = "topic"

@@ -1,4 +1,5 @@
-"""Predictions in Avro behind the Confluent framing (``output.format: avro``).
+"""Predictions in a registered schema behind the Confluent framing (``output.format``): the
+shared registration and relayout, and Avro (Protobuf and JSON Schema in the modules beside).
 
 The schema is generated from what is served and mirrors the JSON document of
 :func:`worker.batch.encode.encode_predictions` field for field, so an Avro prediction read back
@@ -25,7 +26,9 @@ log = logging.getLogger("streamfuse.worker")
 __all__ = [
     "OUTPUT_RECORD",
     "AvroOutput",
+    "RegisteredOutput",
     "build_output",
+    "output_class",
     "output_schema",
     "output_subject",
     "schema_for_serving",
@@ -113,18 +116,8 @@ def output_schema(
 
 
 def schema_for_serving(serving: Any, scores_by_class: bool = False) -> tuple[str | None, str]:
-    """The output schema of a :class:`worker.inference.serving.Serving`, or None and why."""
-    layout = serving.layout
-    if layout.is_multitask:
-        return None, "multi-task models have no Avro output yet"
-    block = layout.blocks[0]
-    classes = (
-        list(block.classes or range(block.n_outputs)) if block.kind == "classification" else None
-    )
-    schema = output_schema(
-        serving.names, classes, n_outputs=block.n_outputs, scores_by_class=scores_by_class
-    )
-    return schema, ""
+    """The Avro output schema of a :class:`worker.inference.serving.Serving`, or None and why."""
+    return AvroOutput.schema_for(serving, scores_by_class)
 
 
 def output_subject(topic: str, strategy: str) -> str:
@@ -136,13 +129,16 @@ def output_subject(topic: str, strategy: str) -> str:
     return f"{topic}-{OUTPUT_RECORD}"
 
 
-class AvroOutput:
-    """Registers the output schema and encodes a batch's JSON documents as framed Avro: the
-    frame (magic byte and schema id) from confluent-kafka's ``SchemaId``, the body by
-    fastavro's ``schemaless_writer`` with the parsed schema (about 4x faster per event than
-    ``AvroSerializer``, which resolves the schema and its rules on every call)."""
+class RegisteredOutput:
+    """A prediction format whose schema is generated from what is served and registered at
+    start-up: registration under ``output.subject_strategy`` and the hot-reload relayout (a
+    changed schema registered only when the subject's compatibility accepts it) are shared;
+    each format says how it generates its schema (:meth:`output_schema`), reads one
+    (:meth:`_use`) and encodes a batch's JSON documents (:meth:`encode`)."""
 
-    format = "avro"
+    format = ""  # the value of output.format
+    schema_type = ""  # the registry's name of the schema type
+    name = ""  # the format's name in messages
 
     def __init__(self, client: Any, topic: str, strategy: str, schema_str: str) -> None:
         from confluent_kafka.schema_registry import Schema
@@ -150,31 +146,58 @@ class AvroOutput:
         self._client, self._schema_class = client, Schema
         self.scores_by_class = False
         self.subject = output_subject(topic, strategy)
-        schema_id: int = client.register_schema(self.subject, Schema(schema_str, "AVRO"))
+        schema_id: int = client.register_schema(self.subject, Schema(schema_str, self.schema_type))
         self._use(schema_str, schema_id)
 
-    def _use(self, schema_str: str, schema_id: int) -> None:
-        from confluent_kafka.schema_registry.common.serde import SchemaId
-        from fastavro import parse_schema
+    @classmethod
+    def output_schema(
+        cls,
+        model_names: Sequence[str],
+        classes: Sequence[Any] | None,
+        *,
+        n_outputs: int = 1,
+        scores_by_class: bool = False,
+    ) -> str:
+        """The schema of a prediction; ``ValueError`` (saying why) when this format has none."""
+        raise NotImplementedError
 
-        self._parsed = parse_schema(json.loads(schema_str))
-        self._frame = SchemaId("AVRO", schema_id).id_to_bytes()
+    @classmethod
+    def schema_for(cls, serving: Any, scores_by_class: bool = False) -> tuple[str | None, str]:
+        """The output schema of a :class:`worker.inference.serving.Serving`, or None and why."""
+        layout = serving.layout
+        if layout.is_multitask:
+            return None, f"multi-task models have no {cls.name} output yet"
+        block = layout.blocks[0]
+        classes = (
+            list(block.classes or range(block.n_outputs))
+            if block.kind == "classification"
+            else None
+        )
+        try:
+            schema = cls.output_schema(
+                serving.names, classes, n_outputs=block.n_outputs, scores_by_class=scores_by_class
+            )
+        except ValueError as exc:
+            return None, str(exc)
+        return schema, ""
+
+    def _use(self, schema_str: str, schema_id: int) -> None:
         self.schema_str, self.schema_id = schema_str, schema_id
 
     def relayout_for(self, serving: Any) -> str | None:
         """:meth:`relayout` with the schema of a new snapshot (``output.scores_by_class`` as
         at start-up)."""
-        return self.relayout(*schema_for_serving(serving, self.scores_by_class))
+        return self.relayout(*self.schema_for(serving, self.scores_by_class))
 
     def relayout(self, schema_str: str | None, why_not: str = "") -> str | None:
         """Before a hot reload swaps in a new snapshot: its output schema (None: it has none,
         ``why_not`` says why) registered as a new version when it differs and the subject's
         compatibility accepts it; returns why the reload must be refused, else None."""
         if schema_str is None:
-            return f"the Avro output cannot carry it: {why_not}"
+            return f"the {self.name} output cannot carry it: {why_not}"
         if schema_str == self.schema_str:
             return None
-        schema = self._schema_class(schema_str, "AVRO")
+        schema = self._schema_class(schema_str, self.schema_type)
         try:
             if not self._client.test_compatibility(self.subject, schema):
                 return f"its output schema is not compatible with subject {self.subject}"
@@ -185,8 +208,41 @@ class AvroOutput:
         return None
 
     def encode(self, documents: Sequence[bytes]) -> list[bytes]:
-        """The framed Avro of each JSON document, in order (``ValueError`` when one does not
-        fit the schema: the caller dead-letters the batch at ``encode``)."""
+        """The framed record of each JSON document, in order (``ValueError`` when one does
+        not fit the schema: the caller dead-letters the batch at ``encode``)."""
+        raise NotImplementedError
+
+
+class AvroOutput(RegisteredOutput):
+    """Encodes a batch's JSON documents as framed Avro: the frame (magic byte and schema id)
+    from confluent-kafka's ``SchemaId``, the body by fastavro's ``schemaless_writer`` with the
+    parsed schema (about 4x faster per event than ``AvroSerializer``, which resolves the
+    schema and its rules on every call)."""
+
+    format, schema_type, name = "avro", "AVRO", "Avro"
+
+    @classmethod
+    def output_schema(
+        cls,
+        model_names: Sequence[str],
+        classes: Sequence[Any] | None,
+        *,
+        n_outputs: int = 1,
+        scores_by_class: bool = False,
+    ) -> str:
+        return output_schema(
+            model_names, classes, n_outputs=n_outputs, scores_by_class=scores_by_class
+        )
+
+    def _use(self, schema_str: str, schema_id: int) -> None:
+        from confluent_kafka.schema_registry.common.serde import SchemaId
+        from fastavro import parse_schema
+
+        self._parsed = parse_schema(json.loads(schema_str))
+        self._frame = SchemaId("AVRO", schema_id).id_to_bytes()
+        super()._use(schema_str, schema_id)
+
+    def encode(self, documents: Sequence[bytes]) -> list[bytes]:
         from fastavro import schemaless_writer
 
         parsed, frame, loads = self._parsed, self._frame, orjson.loads
@@ -202,19 +258,38 @@ class AvroOutput:
         return out
 
 
-def build_output(settings: Any, serving: Any, client: Any) -> AvroOutput:
-    """``output.format: avro``: the output schema generated from ``serving`` and registered
-    at start-up; :class:`ConfigError` (exit 2) when it cannot be."""
+def output_class(format: str) -> type[RegisteredOutput]:
+    """The :class:`RegisteredOutput` of an ``output.format`` other than json."""
+    if format == "protobuf":
+        from worker.schemas.output_protobuf import ProtobufOutput
+
+        return ProtobufOutput
+    if format == "json_schema":
+        from worker.schemas.output_json_schema import JsonSchemaOutput
+
+        return JsonSchemaOutput
+    return AvroOutput
+
+
+def build_output(settings: Any, serving: Any, client: Any) -> RegisteredOutput:
+    """``output.format`` other than json: the output schema generated from ``serving`` and
+    registered at start-up; :class:`ConfigError` (exit 2) when it cannot be."""
     from worker.errors import ConfigError
 
+    kind = output_class(settings.output.format)
     by_class = settings.output.scores_by_class
-    schema, why_not = schema_for_serving(serving, by_class)
+    schema, why_not = kind.schema_for(serving, by_class)
     if schema is None:
         raise ConfigError("output.format", why_not)
     try:
-        out = AvroOutput(client, settings.topics.output, settings.output.subject_strategy, schema)
+        out = kind(client, settings.topics.output, settings.output.subject_strategy, schema)
     except Exception as exc:  # the registry refused or did not answer
         raise ConfigError("output.format", f"cannot register the output schema: {exc}") from exc
     out.scores_by_class = by_class
-    log.info("output schema registered: subject %s, schema id %d", out.subject, out.schema_id)
+    log.info(
+        "output schema registered (%s): subject %s, schema id %d",
+        out.name,
+        out.subject,
+        out.schema_id,
+    )
     return out

@@ -51,7 +51,7 @@ from worker.transport import LabelsReader, Sink, TopicPartition, open_transport
 
 if TYPE_CHECKING:
     from worker.schemas import RegistryReaders
-    from worker.schemas.output import AvroOutput
+    from worker.schemas.output import RegisteredOutput
 
 __all__ = ["Worker"]
 
@@ -107,7 +107,7 @@ class Worker:
             self.promotion = Promotion(self.store, settings, self.metrics, serving)
             serving = self.promotion.start(serving)
         readers = self._schema_readers(serving)
-        self.output_encoder: AvroOutput | None = None
+        self.output_encoder: RegisteredOutput | None = None
         if settings.output.format != "json":
             from worker.schemas.output import build_output
 

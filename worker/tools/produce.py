@@ -166,8 +166,9 @@ def produce(
     """Send the store's test split (or the rows of ``data``) as events, and their labels
     ``labels_delay`` seconds later (for ``data``, only with a ``target`` column).
 
-    ``format``: ``json`` (the documented events) or ``avro`` (Confluent-framed, the schema
-    registered in ``schema_registry.url``: :mod:`worker.tools.produce_avro`).
+    ``format``: ``json`` (the documented events), or ``avro``, ``protobuf`` or
+    ``json_schema`` (Confluent-framed, the schema registered in ``schema_registry.url``:
+    :mod:`worker.tools.produce_framed`).
 
     ``dataset``, when given, must be the data set the store's test split came from. The
     topics sent to must exist: checked first, so a missing one stops at once
@@ -183,12 +184,12 @@ def produce(
         events, docs = dataset_events(store, model, prefix, count)
         labels = list(docs)
     encode: Callable[[dict[str, Any]], bytes] = orjson.dumps
-    if format == "avro":
-        from worker.tools.produce_avro import avro_event_serializer
+    if format != "json":
+        from worker.tools.produce_framed import event_serializer
 
         schema = store.manifest(model)["input_schema"]
         names = schema.get("feature_names") or [f"f{j}" for j in range(schema["n_features"])]
-        encode = avro_event_serializer(settings, names)
+        encode = event_serializer(format, settings, names)
     t = settings.topics
     sends_labels = bool(t.labels) and any(label is not None for label in labels)
     wanted = {"topics.input": t.input}

@@ -17,12 +17,12 @@ from typing import Any
 from worker.config import Settings
 from worker.errors import ConfigError
 
-__all__ = ["avro_event_schema", "avro_event_serializer"]
+__all__ = ["avro_event_schema", "avro_event_serializer", "event_builder", "event_tree"]
 
 _AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def _paths(settings: Settings, feature_names: Sequence[str]) -> list[str]:
+def _paths(settings: Settings, feature_names: Sequence[str], kind: str = "Avro") -> list[str]:
     renames = settings.input.fields
     paths = [renames.get(n, n) for n in feature_names]
     for name, path in zip(feature_names, paths, strict=True):
@@ -30,17 +30,19 @@ def _paths(settings: Settings, feature_names: Sequence[str]) -> list[str]:
         if bad:
             raise ConfigError(
                 "--format",
-                f"feature {name!r} would be the Avro field {path!r}, not a valid Avro name "
+                f"feature {name!r} would be the {kind} field {path!r}, not a valid {kind} name "
                 f"({bad[0]!r}); map it with input.fields, e.g. {{{name!r}: "
                 f"'features.{re.sub(r'[^A-Za-z0-9_]', '_', name)}'}}",
             )
     return paths
 
 
-def avro_event_schema(settings: Settings, feature_names: Sequence[str]) -> str:
-    """The Avro schema of an event: the features at their paths, doubles; id and time."""
+def event_tree(
+    settings: Settings, feature_names: Sequence[str], kind: str = "Avro"
+) -> dict[str, Any]:
+    """The features' fields as a tree of nested records: a leaf is ``"double"``."""
     tree: dict[str, Any] = {}
-    for path in _paths(settings, feature_names):
+    for path in _paths(settings, feature_names, kind):
         node = tree
         *parents, leaf = path.split(".")
         for part in parents:
@@ -48,6 +50,12 @@ def avro_event_schema(settings: Settings, feature_names: Sequence[str]) -> str:
             if not isinstance(node, dict):
                 raise ConfigError("input.fields", f"{path!r} reaches into a number")
         node[leaf] = "double"
+    return tree
+
+
+def avro_event_schema(settings: Settings, feature_names: Sequence[str]) -> str:
+    """The Avro schema of an event: the features at their paths, doubles; id and time."""
+    tree = event_tree(settings, feature_names)
 
     def record(name: str, node: dict[str, Any]) -> dict[str, Any]:
         fields = [
@@ -75,13 +83,28 @@ def avro_event_serializer(
     from confluent_kafka.schema_registry.avro import AvroSerializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
-    paths = _paths(settings, feature_names)
     client = SchemaRegistryClient(settings.schema_registry.client_config())
     serialize = AvroSerializer(client, avro_event_schema(settings, feature_names))
     context = SerializationContext(settings.topics.input, MessageField.VALUE)
-    s = settings.input
+    build = event_builder(settings, feature_names)
 
     def encode(event: dict[str, Any]) -> bytes:
+        framed = serialize(build(event), context)
+        assert isinstance(framed, bytes)
+        return framed
+
+    return encode
+
+
+def event_builder(
+    settings: Settings, feature_names: Sequence[str], kind: str = "Avro"
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A function of a produced event (``{"id", "features", "ts"}``) to the nested document
+    of its schema: the features at their paths, the id and the time at their fields."""
+    paths = _paths(settings, feature_names, kind)
+    s = settings.input
+
+    def build(event: dict[str, Any]) -> dict[str, Any]:
         features = event["features"]
         values = [features[n] for n in feature_names] if isinstance(features, dict) else features
         doc: dict[str, Any] = {s.id_field: str(event["id"])}
@@ -93,8 +116,6 @@ def avro_event_serializer(
             node[leaf] = float(value)
         if s.ts_field is not None:
             doc[s.ts_field] = float(event["ts"])
-        framed = serialize(doc, context)
-        assert isinstance(framed, bytes)
-        return framed
+        return doc
 
-    return encode
+    return build

@@ -1,8 +1,12 @@
 """``streamfuse replay``: the batch pipeline offline, no broker, to backtest strategies.
 
-Reads feature events (JSON lines), runs them through the configured models and every configured
-strategy in micro-batches exactly as the worker would, joins the labels file by id and scores
-every model and strategy on the labelled events.
+Reads feature events (JSON lines, CSV or Parquet, or a topic's records as ``kcat -f '%R%s'``
+writes them: each value behind its length, 4 bytes big-endian), runs them through the
+configured models and every configured strategy in micro-batches exactly as the worker would,
+joins the labels file by id and scores every model and strategy on the labelled events. With
+``schema_registry.url`` a Confluent-framed record (Avro, Protobuf or JSON Schema, as
+``streamfuse produce --format`` writes them) is decoded as the worker decodes it; a registry
+that does not answer stops the replay (it is not waited for).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import orjson
 
 from worker.accuracy.scoring import score, score_table
 from worker.config import Settings
+from worker.errors import ConfigError
 from worker.inference.pipeline import Pipeline
 from worker.inference.serving import build_serving, open_store
 
@@ -70,24 +75,77 @@ def _label(doc: dict[str, Any] | None, task: str) -> Any:
 TABULAR = (".csv", ".parquet", ".pq")
 
 
+def read_values(data: bytes) -> list[bytes | None]:
+    """The record values of an events file: JSON lines, or (when its first byte is 0, as a
+    length's under 16 MiB is and a JSON line's never is) values each behind its length, 4
+    bytes big-endian, -1 for a null value (``kcat -C -t TOPIC -e -f '%R%s'``)."""
+    if not data.startswith(b"\0"):
+        return [line for line in data.splitlines() if line.strip()]
+    values: list[bytes | None] = []
+    at = 0
+    while at < len(data):
+        if at + 4 > len(data):
+            raise ValueError(f"a truncated length at byte {at} of the events file")
+        n = int.from_bytes(data[at : at + 4], "big", signed=True)
+        at += 4
+        if n < 0:
+            values.append(None)
+            continue
+        if at + n > len(data):
+            raise ValueError(f"a truncated value at byte {at} of the events file")
+        values.append(data[at : at + n])
+        at += n
+    return values
+
+
+def _stop_waiting() -> bool:
+    return False  # replay does not wait for a registry that does not answer: it stops
+
+
 def replay(
-    settings: Settings, events: Path, labels: Path | None = None, target: str | None = None
+    settings: Settings,
+    events: Path,
+    labels: Path | None = None,
+    target: str | None = None,
+    registry_client: Any = None,
 ) -> ReplayReport:
-    """Backtest on feature events (JSON lines, or a CSV/Parquet file whose ``target``
-    column, when named, gives the labels) and a labels file (JSON lines)."""
+    """Backtest on feature events (JSON lines, a topic's records (:func:`read_values`), or a
+    CSV/Parquet file whose ``target`` column, when named, gives the labels) and a labels file
+    (JSON lines). Framed records are decoded through ``schema_registry.url`` (or
+    ``registry_client``, a confluent-kafka registry client)."""
     store = open_store(settings.store)
     serving = build_serving(store, settings)
     model_set = serving.model_set
-    pipeline = Pipeline(serving, settings.on_model_error, settings.validation.max_event_bytes)
+    readers = None
+    if registry_client is not None:
+        from worker.schemas import RegistryReaders
+
+        readers = RegistryReaders(registry_client, _stop_waiting)
+    elif settings.schema_registry.url is not None:
+        from worker.schemas import RegistryReaders
+
+        readers = RegistryReaders.from_config(
+            settings.schema_registry.client_config(), _stop_waiting
+        )
+    pipeline = Pipeline(
+        serving,
+        settings.on_model_error,
+        settings.validation.max_event_bytes,
+        readers=readers,
+        input_fields=settings.input,
+    )
     truth: dict[Any, Any] = _read_labels(labels) if labels is not None else {}
     if events.suffix.lower() in TABULAR:
         from worker.tools.produce import file_events
 
         docs, label_docs = file_events(store, model_set.names[0], events, target, "row")
-        lines = [orjson.dumps(doc) for doc in docs]
+        lines: list[bytes | None] = [orjson.dumps(doc) for doc in docs]
         truth.update({doc["id"]: doc for doc in label_docs or []})
     else:
-        lines = [line for line in events.read_bytes().splitlines() if line.strip()]
+        try:
+            lines = read_values(events.read_bytes())
+        except ValueError as exc:
+            raise ConfigError("--events", f"{events}: {exc}") from exc
     records = [_Record("replay", 0, i, None, v) for i, v in enumerate(lines)]
     ids: list[Any] = []
     outs: dict[str, list[np.ndarray]] = {s.name: [] for s in serving.strategies}

@@ -11,7 +11,15 @@ import pytest
 
 from worker.config import settings_from_dict
 from worker.errors import ConfigError
-from worker.schemas.output import AvroOutput, output_schema, output_subject
+from worker.schemas.output import (
+    AvroOutput,
+    RegisteredOutput,
+    output_class,
+    output_schema,
+    output_subject,
+)
+from worker.schemas.output_json_schema import JsonSchemaOutput
+from worker.schemas.output_protobuf import ProtobufOutput, document_of, message_class
 
 MINIMAL: dict[str, Any] = {"models": [{"name": "alpha"}], "strategy": {"name": "soft_vote"}}
 URL = {"url": "http://127.0.0.1:1/apis/ccompat/v7"}
@@ -25,6 +33,13 @@ def test_json_is_the_default_and_avro_needs_a_registry() -> None:
     assert settings.output.subject_strategy == "topic"
     with pytest.raises((ConfigError, ValueError)):
         settings_from_dict({**MINIMAL, "output": {"format": "xml"}, "schema_registry": URL})
+    for fmt, kind in (("protobuf", ProtobufOutput), ("json_schema", JsonSchemaOutput)):
+        with pytest.raises((ConfigError, ValueError), match=r"schema_registry\.url"):
+            settings_from_dict({**MINIMAL, "output": {"format": fmt}})
+        settings = settings_from_dict(
+            {**MINIMAL, "output": {"format": fmt}, "schema_registry": URL}
+        )
+        assert output_class(settings.output.format) is kind
 
 
 def test_the_label_type_follows_the_classes_served() -> None:
@@ -190,3 +205,153 @@ def test_a_reload_the_avro_output_cannot_carry_is_refused_and_counted(
     reloader._next_check = 0.0  # the next check is due now
     assert reloader.check(serving, None) is None and reloader.wait(120)
     assert reloader.check(serving, None) is None and len(seen) == 1  # not retried
+
+
+# -- Protobuf and JSON Schema output -------------------------------------------------------------
+
+DOC: dict[str, Any] = {
+    "id": 7,
+    "prediction": "yes",
+    "scores": {"no": 0.2, "yes": 0.8},
+    "strategy": "soft_vote",
+    "models": {
+        "rf": {"prediction": "no", "scores": {"no": 1.0, "yes": 0.0}, "version": 1},
+        "hgb": {"error": "timeout", "version": 0},
+    },
+    "shadow": {"hard_vote": "no"},
+    "arm": "champion",
+    "degraded": False,
+    "latency_ms": 0.0,
+}
+
+
+def _read_back(out: RegisteredOutput, client: Any, value: bytes) -> dict[str, Any]:
+    """The document confluent-kafka's deserializer reads from ``value`` (Protobuf: as
+    :func:`document_of` turns the message into the JSON document's fields)."""
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    context = SerializationContext("preds", MessageField.VALUE)
+    if isinstance(out, ProtobufOutput):
+        kind = message_class(client.get_schema(out.schema_id).schema_str)
+        message = ProtobufDeserializer(kind, {"use.deprecated.format": False})(value, context)
+        return document_of(message)
+    back: dict[str, Any] = JSONDeserializer(None, schema_registry_client=client)(value, context)
+    return back
+
+
+@pytest.mark.parametrize("kind", [ProtobufOutput, JsonSchemaOutput])
+@pytest.mark.parametrize(
+    ("doc", "classes", "by_class"),
+    [
+        (DOC, ["no", "yes"], True),
+        (
+            {
+                **DOC,
+                "id": "evt-1",
+                "prediction": 0,
+                "scores": [0.75, 0.25],
+                "classes": [0, 1],
+                "models": {"rf": {"prediction": 0, "scores": [1.0, 0.0], "classes": [0, 1]}},
+                "shadow": {"hard_vote": 1},
+                "degraded": True,
+            },
+            [0, 1],
+            False,
+        ),
+        (
+            {
+                "id": "r",
+                "prediction": -1.5,
+                "strategy": "mean",
+                "models": {"rf": {"prediction": 0.0}, "hgb": {"error": "nan", "version": 2}},
+                "degraded": True,
+            },
+            None,
+            False,
+        ),
+    ],
+    ids=["labels-by-class", "int-labels-list", "regression"],
+)
+def test_protobuf_and_json_schema_predictions_read_back_as_their_json_document(
+    kind: type[RegisteredOutput], doc: dict[str, Any], classes: Any, by_class: bool
+) -> None:
+    from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (
+        MockSchemaRegistryClient,
+    )
+
+    doc = orjson.loads(orjson.dumps({"latency_ms": 2.5, **doc}))  # a copy of its own
+    doc["models"]["rf"]["version"] = 3
+    client = MockSchemaRegistryClient({"url": "mock://"})
+    schema = kind.output_schema(["rf", "hgb"], classes, scores_by_class=by_class)
+    out = kind(client, "preds", "topic_record", schema)
+    assert out.subject == "preds-streamfuse.Prediction"
+    assert client.get_latest_version(out.subject).schema.schema_type == kind.schema_type
+    values = out.encode([orjson.dumps(doc), orjson.dumps({**doc, "id": "second"})])
+    assert all(v[:5] == b"\x00" + out.schema_id.to_bytes(4, "big") for v in values)
+    assert _read_back(out, client, values[0]) == doc
+    assert _read_back(out, client, values[1]) == {**doc, "id": "second"}
+
+
+@pytest.mark.parametrize("kind", [ProtobufOutput, JsonSchemaOutput])
+def test_a_document_that_does_not_fit_the_output_schema_is_refused(
+    kind: type[RegisteredOutput],
+) -> None:
+    from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (
+        MockSchemaRegistryClient,
+    )
+
+    client = MockSchemaRegistryClient({"url": "mock://"})
+    out = kind(client, "preds", "topic", kind.output_schema(["rf"], ["no", "yes"]))
+    with pytest.raises(ValueError, match="output schema"):
+        out.encode([orjson.dumps({**DOC, "latency_ms": "slow"})])
+
+
+def test_json_schema_output_validates_the_first_document_of_a_layout_only() -> None:
+    from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (
+        MockSchemaRegistryClient,
+    )
+
+    registry = Compat()
+    schema = JsonSchemaOutput.output_schema(["rf"], ["no", "yes"], scores_by_class=True)
+    out = JsonSchemaOutput(registry, "preds", "topic", schema)
+    bad = orjson.dumps({**DOC, "latency_ms": "slow"})
+    good = orjson.dumps(DOC)
+    assert out.encode([good, bad])[1].endswith(bad)  # checked once: the layout, not each event
+    wider = JsonSchemaOutput.output_schema(["rf", "mlp"], ["no", "yes"], scores_by_class=True)
+    assert out.relayout(wider) is None
+    with pytest.raises(ValueError, match="latency_ms"):
+        out.encode([bad])  # a new layout: its first document checked again
+    assert isinstance(registry.client, MockSchemaRegistryClient)
+
+
+def test_protobuf_output_has_no_layout_for_mixed_labels_or_several_regression_outputs() -> None:
+    with pytest.raises(ValueError, match="mix types"):
+        ProtobufOutput.output_schema(["rf"], [0, "x"])
+    with pytest.raises(ValueError, match="several outputs"):
+        ProtobufOutput.output_schema(["rf"], None, n_outputs=2)
+    registry = Compat()
+    out = ProtobufOutput(registry, "preds", "topic", ProtobufOutput.output_schema(["rf"], [0, 1]))
+    why = out.relayout(None, "the classes served mix types (int, str)")
+    assert why is not None and "Protobuf output cannot carry it" in why
+
+
+@pytest.mark.parametrize("kind", [AvroOutput, ProtobufOutput, JsonSchemaOutput])
+def test_every_format_registers_a_changed_layout_only_when_compatible(
+    kind: type[RegisteredOutput],
+) -> None:
+    registry = Compat()
+    out = kind(registry, "preds", "topic", kind.output_schema(["rf"], [0, 1]))
+    first = out.schema_id
+    changed = kind.output_schema(["rf"], ["no", "yes"])  # the classes change type
+    registry.compatible = False
+    why = out.relayout(changed)
+    assert why is not None and "not compatible with subject preds-value" in why
+    assert out.schema_id == first and registry.checked == 1
+    registry.compatible = True
+    assert out.relayout(changed) is None and out.schema_id != first
+    assert registry.get_latest_version("preds-value").schema_id == out.schema_id
+    doc = {**DOC, "id": "a", "scores": [0.5, 0.5], "classes": ["no", "yes"], "models": {}}
+    (value,) = out.encode([orjson.dumps(doc)])
+    assert value[1:5] == out.schema_id.to_bytes(4, "big")
