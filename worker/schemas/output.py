@@ -23,6 +23,11 @@ import orjson
 
 log = logging.getLogger("streamfuse.worker")
 
+ARMS = (
+    "champion",
+    "candidate",
+)  # a prediction's `arm` in a rollout, as worker.batch.encode writes it
+
 __all__ = [
     "OUTPUT_RECORD",
     "AvroOutput",
@@ -110,6 +115,11 @@ def output_schema(
             },
             {"name": "degraded", "type": "boolean"},
             {"name": "latency_ms", "type": "double"},
+            {  # a rollout's arm; null outside one
+                "name": "arm",
+                "type": ["null", {"type": "enum", "name": "Arm", "symbols": list(ARMS)}],
+                "default": None,
+            },
         ],
     }
     return json.dumps(schema)

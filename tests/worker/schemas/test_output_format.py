@@ -96,8 +96,10 @@ def test_an_avro_prediction_reads_back_as_its_json_document() -> None:
         "shadow": {"hard_vote": "no"},
         "degraded": True,
         "latency_ms": 1.5,
+        "arm": "candidate",
     }
-    (value,) = out.encode([orjson.dumps(doc)])
+    outside = {k: v for k, v in doc.items() if k != "arm"}  # no rollout: no arm
+    value, plain = out.encode([orjson.dumps(doc), orjson.dumps(outside)])
     assert value[:5] == b"\x00" + out.schema_id.to_bytes(4, "big")
     back = AvroDeserializer(client)(value, SerializationContext("preds", MessageField.VALUE))
     assert back["models"]["hgb"] == {
@@ -110,6 +112,10 @@ def test_an_avro_prediction_reads_back_as_its_json_document() -> None:
     back["models"]["hgb"] = doc["models"]["hgb"]
     back["models"]["rf"] = {k: v for k, v in back["models"]["rf"].items() if v is not None}
     assert {k: v for k, v in back.items() if v is not None} == doc
+    assert (
+        AvroDeserializer(client)(plain, SerializationContext("preds", MessageField.VALUE))["arm"]
+        is None
+    )
     with pytest.raises(ValueError, match="output schema"):
         out.encode([orjson.dumps({**doc, "latency_ms": "slow"})])
 
