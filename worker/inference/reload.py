@@ -29,15 +29,12 @@ from model_store import LoadedModel, ModelStore
 from worker.config import Settings
 from worker.inference.models import Promotion
 from worker.inference.serving import Serving, build_serving
-from worker.inference.strategies import heldout_name
-from worker.inference.warm import warm
+from worker.inference.warm import first_rows, warm
 from worker.metrics import Metrics
 
 __all__ = ["Reloader"]
 
 log = logging.getLogger("streamfuse.worker")
-
-PROBE_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -134,7 +131,7 @@ class Reloader:
             if promotion in self._refused:
                 continue
             if probe is None:
-                probe = self._heldout_probe(serving)
+                probe = first_rows(self.store, serving)
             candidate = self._load(current, promotion, probe)
             if candidate is None:
                 continue
@@ -191,11 +188,3 @@ class Reloader:
             promotion.old_version,
             why,
         )
-
-    def _heldout_probe(self, serving: Serving) -> np.ndarray:
-        """A probe batch for a promoted model before any good batch was seen."""
-        try:
-            data = self.store.load_dataset(heldout_name(serving.model_set))
-            return np.asarray(data.arrays["X"][:PROBE_ROWS], dtype=np.float64)
-        except Exception:  # no usable held-out set: zeros still check the output shape
-            return np.zeros((8, serving.schema.n_features))

@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model_store import LoadedModel, largest_difference
+from model_store import LoadedModel, ModelStore, largest_difference
 
 if TYPE_CHECKING:  # models.py imports this module, and serving.py imports models.py
     from worker.config import Settings
     from worker.inference.serving import Serving
 
-__all__ = ["PUBLISHED_TOLERANCE", "check_published", "warm"]
+__all__ = ["PROBE_ROWS", "PUBLISHED_TOLERANCE", "check_published", "first_rows", "warm"]
+
+PROBE_ROWS = 64
 
 #: Largest absolute difference from the published outputs still taken as the same answer
 #: (float32 runtimes and thread counts move the last digits, never this far).
@@ -35,6 +37,18 @@ def warm(serving: Serving, probe: np.ndarray, settings: Settings) -> float:
         X = np.resize(probe, (n, probe.shape[1]))
         serving.active.combiner.combine(np.stack([f(X) for f in serving.predict_fns]))
     return time.perf_counter() - t0
+
+
+def first_rows(store: ModelStore, serving: Serving) -> np.ndarray:
+    """Rows to load and warm a new version on before the worker saw a good batch: the store's
+    held-out set (real rows), else zeros (which still check the output shape)."""
+    from worker.inference.strategies import heldout_name  # strategies imports models, this
+
+    try:
+        data = store.load_dataset(heldout_name(serving.model_set))
+        return np.asarray(data.arrays["X"][:PROBE_ROWS], dtype=np.float64)
+    except Exception:  # no usable held-out set
+        return np.zeros((8, serving.schema.n_features))
 
 
 def check_published(model: LoadedModel, tolerance: float = PUBLISHED_TOLERANCE) -> None:

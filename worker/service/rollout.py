@@ -34,7 +34,7 @@ from worker.inference.candidate import Arms
 from worker.inference.models import Promotion
 from worker.inference.pipeline import BatchResult, Pipeline
 from worker.inference.serving import Serving, build_serving
-from worker.inference.warm import warm
+from worker.inference.warm import first_rows, warm
 from worker.metrics import Metrics
 from worker.service.rollout_record import moved, reaches_last, share_of
 
@@ -260,7 +260,7 @@ class Rollout:
             if model not in serving.versions:
                 raise ValueError(f"the worker serves no model {model!r}")
             if probe is None:
-                probe = np.zeros((8, serving.schema.n_features))
+                probe = first_rows(self.store, serving)
             loaded = self._loaded.get((model, version))
             if loaded is None:
                 promotion = Promotion(model, serving.versions[model], version)
