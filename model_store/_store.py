@@ -110,7 +110,8 @@ class ModelStore:
     -----
     Layout::
 
-        root/<model>/<version>/{manifest.json, model.skops | model.safetensors}
+        root/<model>/<version>/{manifest.json, model.skops | model.safetensors | ...,
+                                published_outputs.npz}   rows and the outputs at publish
         root/<model>/active.json                      promoted version + history
         root/_strategies/<name>/<version>/{manifest.json, meta.json, arrays.npz}
         root/_strategies/<name>/active.json
