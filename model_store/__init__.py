@@ -20,6 +20,7 @@ from ._decisions import StoredDecision
 from ._limits import StoreLimits
 from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
 from ._passed import default_directory as default_trial_cache
+from ._published import largest_difference
 from ._rollouts import StoredRollout
 from ._signing import generate_key, read_key
 from ._sklearn_io import TRUSTED_BIT_GENERATORS, TRUSTED_TYPES
@@ -73,6 +74,7 @@ __all__ = [
     "build_torch_model",
     "default_trial_cache",
     "generate_key",
+    "largest_difference",
     "read_key",
 ]
 

@@ -39,6 +39,9 @@ class LoadedModel:
         The underlying scikit-learn estimator or torch module.
     signed : bool
         The manifest carried a signature that verified with the store's key.
+    published : dict of str to ndarray or None
+        ``X`` and the ``outputs`` the model gave on it at publish (``published_outputs.npz``);
+        None for a version published without them.
     """
 
     def __init__(
@@ -48,8 +51,10 @@ class LoadedModel:
         predictor: Callable[[np.ndarray], np.ndarray],
         *,
         signed: bool = False,
+        published: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.signed = signed
+        self.published = None if published is None else dict(published)
         self.manifest: dict[str, Any] = dict(manifest)
         self.name: str = manifest["name"]
         self.version: int = manifest["version"]

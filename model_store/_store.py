@@ -26,6 +26,7 @@ from ._loaded import LoadedModel, StoredDataset, StoredProfile, StoredStrategy
 from ._manifest import MANIFEST_NAME, ReadContext
 from ._passed import PassedTrials
 from ._publish import jsonable_scores
+from ._published import OUTPUTS_FILE, published_outputs
 from ._rollouts import RolloutLog, StoredRollout
 from ._signing import Signer
 from ._trial import Candidate, StoreArgs, run_trial
@@ -55,7 +56,8 @@ def _model(found: Found) -> LoadedModel:
         limits=found.limits,
         threads=found.threads,
     )
-    return LoadedModel(found.manifest, model, predictor, signed=found.signed)
+    published = found.arrays(OUTPUTS_FILE) if OUTPUTS_FILE in found.manifest["files"] else None
+    return LoadedModel(found.manifest, model, predictor, signed=found.signed, published=published)
 
 
 def _meta_and_arrays(found: Found) -> tuple[Any, ...]:
@@ -108,7 +110,8 @@ class ModelStore:
     -----
     Layout::
 
-        root/<model>/<version>/{manifest.json, model.skops | model.safetensors}
+        root/<model>/<version>/{manifest.json, model.skops | model.safetensors | ...,
+                                published_outputs.npz}   rows and the outputs at publish
         root/<model>/active.json                      promoted version + history
         root/_strategies/<name>/<version>/{manifest.json, meta.json, arrays.npz}
         root/_strategies/<name>/active.json
@@ -270,10 +273,13 @@ class ModelStore:
             "output_kind": output_kind,
             "tasks": tasks,
         }
-        files, fields = format_for(framework, name).describe(
+        fmt = format_for(framework, name)
+        files, fields = fmt.describe(
             name, model, spec=spec, limits=self.limits, source=source, describe_args=describe_args
         )
         fields["scores"] = jsonable_scores(name, scores)
+        # what it answers now, loaded as a worker loads it: compared when a worker loads it
+        files[OUTPUTS_FILE] = published_outputs(fmt, name, files, fields, self.limits)
         return self._models.dir.publish(name, files, fields, promote=promote)
 
     def publish_file(

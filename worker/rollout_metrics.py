@@ -68,8 +68,8 @@ class RolloutSeries:
         )
         self.model_warmup = Gauge(
             "streamfuse_model_warmup_seconds",
-            "Seconds a rollout's candidate version took to predict at the worker's batch sizes "
-            "before it served (its first, cold calls).",
+            "Seconds a new model version (hot reload or a rollout's candidate) took to predict "
+            "at the worker's batch sizes before it served (its first, cold calls).",
             ["model"],
             registry=registry,
         )

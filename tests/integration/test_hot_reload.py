@@ -90,9 +90,7 @@ def test_a_tampered_promotion_is_refused_and_the_old_version_keeps_serving(scena
     heldout = store.load_dataset("heldout").arrays
     rf2 = RandomForestClassifier(n_estimators=5, random_state=2).fit(heldout["X"], heldout["y"])
     v2 = store.publish("rf", rf2, framework="sklearn", promote=False)
-    model_file = next(
-        p for p in (store_dir / "rf" / str(v2)).iterdir() if p.name != "manifest.json"
-    )
+    model_file = store_dir / "rf" / str(v2) / "model.skops"
     model_file.write_bytes(model_file.read_bytes() + b"tampered")
 
     t = s.topics

@@ -1,6 +1,7 @@
 """Rollouts against the real broker that are not rolled back: a clearly better candidate ramps
-through every step to 100%, and one equal to the champion holds at the step that requires
-significance.
+through every step to 100%, one equal to the champion holds at the step that requires
+significance, and a key's arm is the same across a worker restart (at_least_once, and the
+exactly_once run read committed) and when a second worker joins the group.
 
 breast_cancer's test rows (``trained_store``, 114 events). The better scenario turns
 test_rollout.py's weak strategy into the champion (a ``weighted_sum`` of the random forest with
@@ -28,7 +29,7 @@ from model_store import ModelStore
 from tests.integration.test_promotion import labelled, value
 from tests.integration.test_rollout import BAD
 from tests.support.kafka import Broker, wait_for
-from tests.support.worker import WorkerProcess, produce, write_config
+from tests.support.worker import WorkerProcess, free_port, produce, write_config
 from worker.accuracy.gates import Gates
 from worker.inference.arms import bucket_of, in_canary
 from worker.service.rollout_record import new_record
@@ -44,6 +45,7 @@ def _setup(
     trained_store: Path,
     strategy: dict[str, Any],
     shadow: dict[str, Any],
+    kafka_section: dict[str, Any] | None = None,
 ) -> tuple[Path, Any, str, Path, dict[str, np.ndarray]]:
     store_dir = tmp_path / "model-store"
     shutil.copytree(trained_store, store_dir)
@@ -58,6 +60,7 @@ def _setup(
         group=group,
         shadows=(),
         batch={"max_events": 32, "max_wait_ms": 20},
+        **({"kafka": kafka_section} if kafka_section else {}),
     )
     config = yaml.safe_load(path.read_text())
     config["strategy"] = strategy
@@ -229,12 +232,27 @@ def test_an_equal_candidate_holds_at_the_step_that_requires_significance(
     assert p_better >= gates.alpha
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_keys_arm_is_the_same_across_a_worker_restart(
-    kafka: Broker, topics: Any, group_factory: Any, trained_store: Path, tmp_path: Path
+    kafka: Broker,
+    topics: Any,
+    group_factory: Any,
+    trained_store: Path,
+    tmp_path: Path,
+    guarantee: str,
 ) -> None:
+    """Also the exactly_once run: read committed, every event published once, none lost."""
     share = 25.0
     store_dir, t, group, path, test = _setup(
-        tmp_path, kafka, topics, group_factory, trained_store, {"name": "soft_vote"}, BAD
+        tmp_path,
+        kafka,
+        topics,
+        group_factory,
+        trained_store,
+        {"name": "soft_vote"},
+        BAD,
+        {"processing_guarantee": guarantee},
     )
     # no labels are produced: the rollout holds at its first step throughout
     gates = Gates(min_labels=1000, min_duration_s=0, alpha=0.001)
@@ -242,7 +260,8 @@ def test_a_keys_arm_is_the_same_across_a_worker_restart(
     ModelStore(store_dir).publish_rollout(group, record, expected=None)
     ids, values, _ = labelled(test["X"], test["y"], "before")
     keys: list[bytes | None] = [f"user-{i}".encode() for i in range(len(ids))]
-    _, values2, _ = labelled(test["X"], test["y"], "after")
+    ids2, values2, _ = labelled(test["X"], test["y"], "after")
+    isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
 
     for values_now in (values, values2):  # the same keys, before and after the restart
         worker = WorkerProcess(path, tmp_path / "w.log").start()
@@ -255,10 +274,15 @@ def test_a_keys_arm_is_the_same_across_a_worker_restart(
             )
             produce(kafka.bootstrap, t.input, values_now, keys)
             expected = len(ids) * (1 if values_now is values else 2)
-            out = kafka.consume_all(t.output, expected, timeout=90)
+            out = kafka.consume_all(t.output, expected, timeout=90, isolation_level=isolation)
         finally:
             worker.stop()  # SIGTERM, as a deployment stops it
         assert worker.proc is not None and worker.proc.returncode == 0
+    published = [orjson.loads(r.value)["id"] for r in out]
+    if guarantee == "exactly_once":  # 0 lost, 0 duplicates, across the restart
+        out = kafka.consume_all(t.output, len(published), 60, isolation, idle_s=3)
+        assert sorted(orjson.loads(r.value)["id"] for r in out) == sorted(ids + ids2)
+    assert set(published) == set(ids + ids2)  # none lost
     arms: dict[str, dict[bytes, str]] = {"before": {}, "after": {}}
     for r in out:
         doc = orjson.loads(r.value)
@@ -273,3 +297,81 @@ def test_a_keys_arm_is_the_same_across_a_worker_restart(
     assert arms["before"] == expected_arms
     assert arms["after"] == expected_arms
     assert _record(store_dir, group)["history"][-1]["action"] == "start"
+
+
+@pytest.mark.slow
+def test_a_keys_arm_is_the_same_when_a_second_worker_joins(
+    kafka: Broker, topics: Any, group_factory: Any, trained_store: Path, tmp_path: Path
+) -> None:
+    share = 25.0
+    store_dir, t, group, path, test = _setup(
+        tmp_path,
+        kafka,
+        topics,
+        group_factory,
+        trained_store,
+        {"name": "soft_vote"},
+        BAD,
+        {"instance_id": "0", "consumer": {"session_timeout_ms": 6000}},
+    )
+    config = yaml.safe_load(path.read_text())  # the second worker: its own id and /metrics
+    config["kafka"]["instance_id"] = "1"
+    config["metrics"]["port"] = free_port()
+    path2 = tmp_path / "c2.yaml"
+    path2.write_text(yaml.safe_dump(config))
+    # no labels are produced: the rollout holds at its first step throughout
+    gates = Gates(min_labels=1000, min_duration_s=0, alpha=0.001)
+    record = new_record({"strategy": "weighted_sum"}, [share, 100], gates, "test", 0.0)
+    ModelStore(store_dir).publish_rollout(group, record, expected=None)
+    keys: list[bytes | None] = [f"user-{i}".encode() for i in range(len(test["X"]))]
+    ids, values, _ = labelled(test["X"], test["y"], "before")
+    ids2, values2, _ = labelled(test["X"], test["y"], "after")
+
+    def at_share(config: Path) -> None:
+        wait_for(
+            lambda: value(config, "streamfuse_rollout_share") == share,
+            timeout=60,
+            what="the worker serving the rollout's first step",
+        )
+
+    first = WorkerProcess(path, tmp_path / "w1.log").start()
+    second: WorkerProcess | None = None
+    try:
+        first.wait_assigned(timeout=240)
+        at_share(path)
+        produce(kafka.bootstrap, t.input, values, keys)
+        kafka.consume_all(t.output, len(ids), timeout=90)
+        alone = value(path, "streamfuse_events_published_total")
+        second = WorkerProcess(path2, tmp_path / "w2.log").start()
+        second.wait_assigned(timeout=240)  # the group rebalanced: one partition each
+        at_share(path2)
+        produce(kafka.bootstrap, t.input, values2, keys)
+        out = kafka.consume_all(t.output, len(ids) + len(ids2), timeout=90)
+
+        def by_worker() -> list[float]:
+            return [
+                value(path, "streamfuse_events_published_total") - alone,
+                value(path2, "streamfuse_events_published_total"),
+            ]
+
+        wait_for(lambda: sum(by_worker()) >= len(ids2), timeout=30, what="both workers' counts")
+        published = by_worker()
+    finally:
+        for worker in (second, first):
+            if worker is not None:
+                worker.stop()
+    assert alone == len(ids)
+    assert all(n > 0 for n in published)  # both workers served keys after the join
+    arms: dict[str, dict[bytes, str]] = {"before": {}, "after": {}}
+    for r in out:
+        doc = orjson.loads(r.value)
+        arms[doc["id"].split("-")[0]][r.key] = doc["arm"]
+    served = [k for k in keys if k is not None]
+    canary = in_canary(bucket_of(served), share).tolist()
+    expected_arms = {
+        k: "candidate" if c else "champion" for k, c in zip(served, canary, strict=True)
+    }
+    assert 0 < sum(canary) < len(served)
+    assert arms["after"] == arms["before"]  # each key's arm unchanged by the join
+    assert arms["before"] == expected_arms
+    assert arms["after"] == expected_arms

@@ -107,7 +107,7 @@ def test_published_files_are_checksummed_and_signed(tmp_store: Path, tmp_path: P
     store.publish("xgb", xgb.XGBClassifier(n_estimators=3).fit(X, y), framework="xgboost")
     manifest = store.manifest("xgb")
     assert manifest["signed"] is True
-    assert set(manifest["files"]) == {"model.json"}
+    assert set(manifest["files"]) == {"model.json", "published_outputs.npz"}
     assert manifest["library_versions"]["xgboost"] == xgb.__version__
 
 
@@ -352,7 +352,8 @@ def test_a_tampered_file_is_refused_on_load(store: ModelStore, framework: str) -
         "onnx": lambda: _onnx(),
     }[framework]()
     store.publish("m", model, framework=framework)
-    (path,) = [p for p in (store.root / "m" / "1").iterdir() if p.name != "manifest.json"]
+    ignored = {"manifest.json", "published_outputs.npz"}
+    (path,) = [p for p in (store.root / "m" / "1").iterdir() if p.name not in ignored]
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 1
     path.write_bytes(bytes(data))

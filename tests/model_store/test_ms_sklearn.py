@@ -121,10 +121,12 @@ def test_manifest_contents(store: ModelStore, clf_data) -> None:
     assert manifest["spec"] is None
     assert set(manifest["library_versions"]) >= {"python", "numpy", "sklearn", "torch", "skops"}
     assert dt.datetime.fromisoformat(manifest["created"]).tzinfo is not None
-    data = (store.root / "lr" / "1" / "model.skops").read_bytes()
+    files = {f: (store.root / "lr" / "1" / f).read_bytes() for f in manifest["files"]}
     assert manifest["files"] == {
-        "model.skops": {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        f: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        for f, data in files.items()
     }
+    assert set(files) == {"model.skops", "published_outputs.npz"}
     assert store.load("lr").feature_names == names
 
 

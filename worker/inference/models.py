@@ -21,6 +21,7 @@ from worker.batch.decode import Schema
 from worker.batch.layout import OutputLayout
 from worker.config import ModelRef
 from worker.errors import ConfigError
+from worker.inference.warm import check_published
 
 __all__ = ["ModelSet", "PredictFn", "Promotion", "check_names"]
 
@@ -131,7 +132,8 @@ class ModelSet:
         ModelStoreError
             The version cannot be loaded (missing, tampered with, unsafe, past a limit).
         ValueError
-            It disagrees with the served set or its probe output is wrong.
+            It disagrees with the served set, its probe output is wrong, or it answers
+            otherwise than at publish on the rows recorded then (:func:`check_published`).
         """
         (candidate,) = self.store.load_bounded(
             [(promotion.model, promotion.new_version, probe)], threads=self.threads
@@ -147,6 +149,7 @@ class ModelSet:
             or not np.isfinite(out).all()
         ):
             raise ValueError(f"probe batch gave shape {out.shape} or non-finite values")
+        check_published(candidate)
         return candidate
 
     def replaced(self, candidate: LoadedModel) -> ModelSet:

@@ -4,7 +4,10 @@ Every ``reload.interval_s`` :meth:`Reloader.check` starts a preparation on a thr
 own: it looks for promotions of the models not pinned in config, loads each candidate (first
 tried in a child process within ``store.limits``, :meth:`ModelStore.load_bounded`), checks it
 against the served set and on a probe batch (the last good batch's features, else the store's
-held-out set), and refits the strategies for the new versions. The loop keeps serving the old
+held-out set), compares its outputs on the rows recorded at publish with those recorded then,
+refits the strategies for the new versions and runs the new snapshot once at every batch size
+the worker uses (:func:`~worker.inference.warm.warm`, ``streamfuse_model_warmup_seconds``):
+its cold first calls are paid before it serves. The loop keeps serving the old
 snapshot meanwhile: a later :meth:`~Reloader.check`, between batches, returns the new
 :class:`~worker.inference.serving.Serving` once it is ready and the caller swaps it in; a
 batch already running finishes with the snapshot it started with. A candidate that fails any
@@ -26,14 +29,12 @@ from model_store import LoadedModel, ModelStore
 from worker.config import Settings
 from worker.inference.models import Promotion
 from worker.inference.serving import Serving, build_serving
-from worker.inference.strategies import heldout_name
+from worker.inference.warm import first_rows, warm
 from worker.metrics import Metrics
 
 __all__ = ["Reloader"]
 
 log = logging.getLogger("streamfuse.worker")
-
-PROBE_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -129,9 +130,12 @@ class Reloader:
         for promotion in promotions:
             if promotion in self._refused:
                 continue
+            if probe is None:
+                probe = first_rows(self.store, serving)
             candidate = self._load(current, promotion, probe)
             if candidate is None:
                 continue
+            before = current
             try:
                 current = build_serving(
                     self.store,
@@ -142,6 +146,17 @@ class Reloader:
             except Exception as exc:  # any failure to refit keeps the old version serving
                 self._refuse(promotion, f"strategies cannot be refit: {exc}")
                 continue
+            try:
+                seconds = warm(current, probe, self.settings)
+            except Exception as exc:
+                self._refuse(promotion, f"cannot predict at the worker's batch sizes: {exc}")
+                self._refused.add(promotion)
+                current = before
+                continue
+            self.metrics.model_warmup.labels(promotion.model).set(seconds)
+            log.info(
+                "hot reload: %s v%d warmed in %.3f s", promotion.model, candidate.version, seconds
+            )
             swapped.append((promotion, candidate.version))
         return _Prepared(serving, current, swapped) if swapped else None
 
@@ -152,10 +167,8 @@ class Reloader:
             log.info("hot reload: %s v%d -> v%d", promotion.model, promotion.old_version, version)
 
     def _load(
-        self, serving: Serving, promotion: Promotion, probe: np.ndarray | None
+        self, serving: Serving, promotion: Promotion, probe: np.ndarray
     ) -> LoadedModel | None:
-        if probe is None:
-            probe = self._heldout_probe(serving)
         try:
             return serving.model_set.load_candidate(promotion, probe)
         except Exception as exc:  # any failure of a candidate is a refusal, never a crash
@@ -175,11 +188,3 @@ class Reloader:
             promotion.old_version,
             why,
         )
-
-    def _heldout_probe(self, serving: Serving) -> np.ndarray:
-        """A probe batch for a promoted model before any good batch was seen."""
-        try:
-            data = self.store.load_dataset(heldout_name(serving.model_set))
-            return np.asarray(data.arrays["X"][:PROBE_ROWS], dtype=np.float64)
-        except Exception:  # no usable held-out set: zeros still check the output shape
-            return np.zeros((8, serving.schema.n_features))

@@ -34,6 +34,7 @@ from worker.inference.candidate import Arms
 from worker.inference.models import Promotion
 from worker.inference.pipeline import BatchResult, Pipeline
 from worker.inference.serving import Serving, build_serving
+from worker.inference.warm import first_rows, warm
 from worker.metrics import Metrics
 from worker.service.rollout_record import moved, reaches_last, share_of
 
@@ -259,7 +260,7 @@ class Rollout:
             if model not in serving.versions:
                 raise ValueError(f"the worker serves no model {model!r}")
             if probe is None:
-                probe = np.zeros((8, serving.schema.n_features))
+                probe = first_rows(self.store, serving)
             loaded = self._loaded.get((model, version))
             if loaded is None:
                 promotion = Promotion(model, serving.versions[model], version)
@@ -276,14 +277,8 @@ class Rollout:
         return candidate
 
     def _warm(self, candidate: Serving, model: str, probe: np.ndarray) -> None:
-        """Run the candidate once at each batch size the worker uses (1 and
-        ``batch.max_events`` rows of ``probe``, repeated) before it serves: torch and ONNX
-        runtimes are slow on their first calls and on each new shape."""
-        t0 = time.perf_counter()
-        for n in sorted({1, self.settings.batch.max_events}):
-            X = np.resize(probe, (n, probe.shape[1]))
-            candidate.active.combiner.combine(np.stack([f(X) for f in candidate.predict_fns]))
-        seconds = time.perf_counter() - t0
+        """The candidate run at the worker's batch sizes before it serves (:func:`warm`)."""
+        seconds = warm(candidate, probe, self.settings)
         self.metrics.model_warmup.labels(model).set(seconds)
         log.info("rollout %r: %s warmed in %.3f s", self.name, model, seconds)
 

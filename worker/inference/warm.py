@@ -1,0 +1,63 @@
+"""Warm a new snapshot before it serves, and check a new version against what it answered at
+publish.
+
+torch and ONNX runtimes are slow on their first calls and on each new batch shape: a version
+that reaches the worker (hot reload, or a rollout's candidate) is run once at every batch size
+the worker uses, on recent events, while the old snapshot still serves. Its outputs on the rows
+recorded at publish (:func:`model_store.largest_difference`) must be those recorded then.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from model_store import LoadedModel, ModelStore, largest_difference
+
+if TYPE_CHECKING:  # models.py imports this module, and serving.py imports models.py
+    from worker.config import Settings
+    from worker.inference.serving import Serving
+
+__all__ = ["PROBE_ROWS", "PUBLISHED_TOLERANCE", "check_published", "first_rows", "warm"]
+
+PROBE_ROWS = 64
+
+#: Largest absolute difference from the published outputs still taken as the same answer
+#: (float32 runtimes and thread counts move the last digits, never this far).
+PUBLISHED_TOLERANCE = 1e-5
+
+
+def warm(serving: Serving, probe: np.ndarray, settings: Settings) -> float:
+    """Seconds ``serving`` took to predict and combine 1 and ``batch.max_events`` rows of
+    ``probe`` (repeated to fill), the batch sizes the worker runs."""
+    t0 = time.perf_counter()
+    for n in sorted({1, settings.batch.max_events}):
+        X = np.resize(probe, (n, probe.shape[1]))
+        serving.active.combiner.combine(np.stack([f(X) for f in serving.predict_fns]))
+    return time.perf_counter() - t0
+
+
+def first_rows(store: ModelStore, serving: Serving) -> np.ndarray:
+    """Rows to load and warm a new version on before the worker saw a good batch: the store's
+    held-out set (real rows), else zeros (which still check the output shape)."""
+    from worker.inference.strategies import heldout_name  # strategies imports models, this
+
+    try:
+        data = store.load_dataset(heldout_name(serving.model_set))
+        return np.asarray(data.arrays["X"][:PROBE_ROWS], dtype=np.float64)
+    except Exception:  # no usable held-out set
+        return np.zeros((8, serving.schema.n_features))
+
+
+def check_published(model: LoadedModel, tolerance: float = PUBLISHED_TOLERANCE) -> None:
+    """Raise ValueError when ``model`` answers otherwise than at publish on the rows recorded
+    then (a version recorded without them passes)."""
+    difference = largest_difference(model)
+    if difference is not None and not difference <= tolerance:
+        n = 0 if model.published is None else len(model.published["X"])
+        raise ValueError(
+            f"it answers differently from what was published: largest difference "
+            f"{difference:.3g} > {tolerance:g} on the {n} rows recorded at publish"
+        )
