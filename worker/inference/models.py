@@ -85,6 +85,11 @@ class ModelSet:
         except ModelStoreError as exc:
             name = getattr(exc, "name", None)
             raise ConfigError("models", f"cannot load {name!r}: {exc}") from exc
+        for ref, model in zip(refs, self.models, strict=True):
+            try:  # as a hot-reloaded version is (a library upgrade changes what a file answers)
+                check_published(model)
+            except ValueError as exc:
+                raise ConfigError("models", f"{ref.name!r} version {model.version}: {exc}") from exc
         first = self.models[0]
         for model in self.models[1:]:
             problem = _disagreement(first, model)

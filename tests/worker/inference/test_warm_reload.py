@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from model_store import LoadedModel, ModelStore
 from tests.model_store.hostile import swap_version
 from worker.config import settings_from_dict
+from worker.errors import ConfigError
 from worker.inference.reload import Reloader
 from worker.inference.serving import Serving, build_serving
 from worker.inference.store import open_store
@@ -119,3 +120,22 @@ def test_a_version_that_answers_otherwise_than_at_publish_is_refused(
     message = caplog.text
     assert "refusing alpha v2, still serving v1" in message
     assert "answers differently from what was published: largest difference 0.02" in message
+
+
+@pytest.mark.parametrize(("shift", "starts"), [(1e-8, True), (0.02, False)])
+def test_start_up_refuses_a_version_that_answers_otherwise_than_at_publish(
+    store_dir: Path, registry: CollectorRegistry, shift: float, starts: bool
+) -> None:
+    store = ModelStore(store_dir)
+    recorded = store.load("beta", 1).published
+    assert recorded is not None
+    buffer = io.BytesIO()
+    np.savez(buffer, X=recorded["X"], outputs=recorded["outputs"] + shift)
+    swap_version(store_dir, "beta", 1, "published_outputs.npz", buffer.getvalue())
+    if starts:
+        serving, _ = _world(store_dir, registry)
+        assert serving.versions == {"alpha": 1, "beta": 1}
+        return
+    with pytest.raises(ConfigError, match="'beta' version 1: it answers differently") as info:
+        _world(store_dir, registry)
+    assert info.value.key == "models"
