@@ -59,6 +59,12 @@ class Reader(Protocol):
     def decode(self, value: bytes) -> Any:
         """The record's object (a dict, or a Protobuf message); raises on bad bytes."""
 
+    def decode_table(
+        self, values: Sequence[bytes], fields: FieldMap
+    ) -> tuple[np.ndarray, list[Any], np.ndarray] | None:
+        """``(X, ids, ts)`` of every record, read without building its object, or None (the
+        schema or a record does not allow it): then :meth:`decode_all`."""
+
     def decode_all(self, values: Sequence[bytes]) -> list[Any] | None:
         """Every record's object in one call, or None (a record failed, or the format has no
         such call): then each is decoded alone."""
@@ -163,12 +169,16 @@ def _decode_group(
     schema_id: int,
 ) -> DecodedBatch:
     rejections: list[Rejection] = []
-    objects = reader.decode_all([values[i] for i in members])  # type: ignore[misc]
+    group: list[bytes] = [values[i] for i in members]  # type: ignore[misc]
+    n_features = len(fields.features)
+    table = reader.decode_table(group, fields)
+    if table is not None:
+        return _checked(members, *table, fields, rejections)
+    objects = reader.decode_all(group)
     if objects is not None:
         index = members
     else:
         index, objects = _decode_each(values, members, reader, schema_id, rejections)
-    n_features = len(fields.features)
     if not objects:
         return DecodedBatch(
             np.zeros(0, dtype=np.int64), [], np.zeros((0, n_features)), np.zeros(0), rejections
@@ -186,8 +196,20 @@ def _decode_group(
         ts = np.array(list(map(reader.getter(fields.ts_field), objects)), dtype=np.float64)
     else:
         ts = np.full(len(objects), np.nan)
+    return _checked(index, X, ids, ts, fields, rejections)
+
+
+def _checked(
+    index: list[int],
+    X: np.ndarray,
+    ids: list[Any],
+    ts: np.ndarray,
+    fields: FieldMap,
+    rejections: list[Rejection],
+) -> DecodedBatch:
+    """The group's rows whose features are finite and ids fit; the others rejected."""
     bad = ~np.isfinite(X).all(axis=1)
-    keep = np.ones(len(objects), dtype=bool)
+    keep = np.ones(len(ids), dtype=bool)
     for k in np.flatnonzero(bad).tolist():
         j = int(np.flatnonzero(~np.isfinite(X[k]))[0])
         why = f"field {fields.features[j]!r} is null or not finite"

@@ -20,6 +20,7 @@ from typing import Any
 from worker.batch.framed import FieldMap
 from worker.errors import RegistryUnavailableError
 from worker.schemas import fields as schema_fields
+from worker.schemas.avro_table import AvroTable, Columns
 
 __all__ = ["RegistryReaders", "SchemaReader", "registry_down"]
 
@@ -49,6 +50,7 @@ class SchemaReader:
         self._descriptor: Any = None
         self._decoder: Callable[[bytes, Any], Any]
         self._avro: Any = None  # the parsed writer schema, when fastavro can read a group alone
+        self._tables: dict[FieldMap, AvroTable | None] = {}
         if kind == "AVRO":
             self.format = "Avro"
             self._decoder = AvroDeserializer(client)
@@ -83,6 +85,19 @@ class SchemaReader:
         if self._descriptor is not None:
             self._first_message_only(value)
         return self._decoder(value, None)
+
+    def decode_table(self, values: Sequence[bytes], fields: FieldMap) -> Columns | None:
+        """``(X, ids, ts)`` read by numpy when the schema is flat numbers and strings (see
+        :mod:`worker.schemas.avro_table`), else None."""
+        if self._avro is None or not values or min(map(len, values)) <= 5:
+            return None
+        if fields not in self._tables:
+            schema = json.loads(self.schema_str)
+            self._tables[fields] = AvroTable.plan(
+                schema, fields.features, fields.id_field, fields.ts_field
+            )
+        table = self._tables[fields]
+        return None if table is None else table.read(values)
 
     def decode_all(self, values: Sequence[bytes]) -> list[Any] | None:
         """Every record's object, or None if one cannot be read this way (then ``decode`` each
