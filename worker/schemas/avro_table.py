@@ -44,7 +44,10 @@ class AvroTable:
         leaves = _leaves(schema, "")
         if leaves is None:
             return None
-        kinds = dict(leaves)
+        kinds = {path: kind.strip("?") for path, kind in leaves}
+        nullable = {path for path, kind in leaves if kind != kind.strip("?")}
+        if id_field in nullable:
+            return None  # a null id has its own reason, given record by record
         numeric = (*_WIDTH, *_VARINT)
         if any(kinds.get(p) not in numeric for p in features):
             return None
@@ -88,14 +91,17 @@ class AvroTable:
         numbers: dict[str, np.ndarray] = {}
         strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for path, kind in self.leaves:
-            if kind in _WIDTH:
-                width = _WIDTH[kind]
-                if (pos + width > ends).any():
+            if "?" in kind or kind in _WIDTH:
+                read = (
+                    _nullable(data, pos, ends, kind)
+                    if "?" in kind
+                    else _number(data, pos, ends, kind)
+                )
+                if read is None:
                     return None
                 if path in self.wanted:
-                    raw = data[pos[:, None] + np.arange(width)]
-                    numbers[path] = raw.view(_DTYPE[kind])[:, 0].astype(np.float64)
-                pos = pos + width
+                    numbers[path] = read[0]
+                pos = pos + read[1]
                 continue
             read = _varints(data, pos, ends)
             if read is None:
@@ -146,10 +152,55 @@ def _leaves(schema: Any, prefix: str) -> list[tuple[str, str]] | None:
             continue
         if isinstance(kind, dict) and set(kind) == {"type"}:
             kind = kind["type"]
+        if isinstance(kind, list) and len(kind) == 2 and "null" in kind:
+            [inner] = [k for k in kind if k != "null"]
+            if inner in (*_WIDTH, *_VARINT):
+                # The null branch's side marks it: "?double" is ["null", "double"].
+                leaves.append((path, f"?{inner}" if kind[0] == "null" else f"{inner}?"))
+                continue
         if kind not in (*_WIDTH, *_VARINT, "string"):
             return None  # unions, enums, arrays, maps, bytes, fixed, logical types, names
         leaves.append((path, kind))
     return leaves
+
+
+def _nullable(
+    data: np.ndarray, pos: np.ndarray, ends: np.ndarray, kind: str
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A ``["null", T]`` (kind ``?T``) or ``[T, "null"]`` (``T?``) union at each ``pos``: the
+    branch index (one byte, 0 or 2 zigzagged), then T's value or nothing; NaN for null, as
+    fastavro's None becomes in a float array."""
+    if (pos >= ends).any():
+        return None
+    byte = data[pos]
+    if not ((byte == 0) | (byte == 2)).all():
+        return None
+    nulls = (byte >> 1) == (0 if kind.startswith("?") else 1)
+    if not nulls.any():
+        read = _number(data, pos + 1, ends, kind.strip("?"))
+        return None if read is None else (read[0].astype(np.float64), read[1] + 1)
+    present = np.flatnonzero(~nulls)
+    read = _number(data, pos[present] + 1, ends[present], kind.strip("?"))
+    if read is None:
+        return None
+    column = np.full(len(pos), np.nan)
+    column[present] = read[0]
+    size = np.ones(len(pos), dtype=np.int64)
+    size[present] += read[1]
+    return column, size
+
+
+def _number(
+    data: np.ndarray, pos: np.ndarray, ends: np.ndarray, kind: str
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The number of Avro type ``kind`` at each ``pos``, and its size in bytes."""
+    if kind in _VARINT:
+        return _varints(data, pos, ends)
+    width = _WIDTH[kind]
+    if (pos + width > ends).any():
+        return None
+    raw = data[pos[:, None] + np.arange(width)]
+    return raw.view(_DTYPE[kind])[:, 0].astype(np.float64), np.full(len(pos), width)
 
 
 def _varints(

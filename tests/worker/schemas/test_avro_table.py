@@ -132,3 +132,59 @@ def test_long_ids_and_no_time() -> None:
     X, ids, ts = got
     assert ids == [0, -1, 2**40, -(2**63)] and all(type(i) is int for i in ids)
     assert X[:, 0].tolist() == [k / 3 for k in ids] and np.isnan(ts).all()
+
+
+NULLABLE = {
+    "type": "record",
+    "name": "U",
+    "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "a", "type": ["null", "double"]},
+        {"name": "b", "type": ["long", "null"]},
+        {"name": "c", "type": ["null", "float"]},
+        {"name": "ts", "type": ["null", "double"]},
+    ],
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "id": LONG,
+                "a": st.none() | DOUBLE,
+                "b": st.none() | LONG,
+                "c": st.none() | FLOAT32,
+                "ts": st.none() | DOUBLE,
+            }
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_nullable_numbers_read_as_fastavro_reads_them(docs: list[dict[str, Any]]) -> None:
+    values = [framed(d, NULLABLE) for d in docs]
+    table = AvroTable.plan(NULLABLE, ("a", "b", "c"), "id", "ts")
+    assert table is not None
+    got = table.read(values)
+    assert got is not None
+    parsed = fastavro.parse_schema(NULLABLE)
+    read = [fastavro.schemaless_reader(io.BytesIO(v[5:]), parsed, None) for v in values]
+    # fastavro's None becomes NaN in the float array the worker builds from its rows.
+    want_X = np.array([[d["a"], d["b"], d["c"]] for d in read], dtype=np.float64)
+    want_ts = np.array([d["ts"] for d in read], dtype=np.float64)
+    np.testing.assert_array_equal(got[0], want_X)
+    assert got[1] == [d["id"] for d in read]
+    np.testing.assert_array_equal(got[2], want_ts)
+
+
+def test_a_bad_union_branch_or_a_nullable_id_is_left_to_fastavro() -> None:
+    table = AvroTable.plan(NULLABLE, ("a",), "id", None)
+    assert table is not None
+    good = framed({"id": 1, "a": 2.0, "b": None, "c": None, "ts": None}, NULLABLE)
+    assert table.read([good]) is not None
+    assert good[6] == 2  # the branch of "a": double
+    assert table.read([good[:6] + b"\x04" + good[7:]]) is None  # branch 2 of two
+    with_null_id = {**NULLABLE, "fields": [{"name": "id", "type": ["null", "long"]}]}
+    assert AvroTable.plan(with_null_id, (), "id", None) is None

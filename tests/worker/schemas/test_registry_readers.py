@@ -174,3 +174,36 @@ def test_one_corrupt_record_in_a_group_is_rejected_with_its_own_reason() -> None
     assert (rejection.index, rejection.stage) == (2, "decode")
     said = str(caught.value).partition(" from <")[0]  # then the buffer, named 'the payload'
     assert rejection.reason == f"schema id 1 (Avro): cannot decode: {said} from the payload"
+
+
+def test_the_numpy_reader_and_fastavro_give_the_same_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    schema = {
+        "type": "record",
+        "name": "T",
+        "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "x", "type": ["null", "double"]},
+            {"name": "y", "type": "long"},
+        ],
+    }
+    docs = [{"id": "a", "x": 1.5, "y": 2}, {"id": "b", "x": None, "y": 3}]
+    docs += [{"id": "", "x": 0.5, "y": 4}, {"id": "a", "x": 2.5, "y": 5}]  # empty, duplicate
+    docs += [{"id": "c", "x": float("inf"), "y": 6}, {"id": "d", "x": -1.0, "y": -(2**40)}]
+    values = [avro_record(schema, d) for d in docs]
+    fields = FieldMap(("x", "y"), "id", None)
+
+    def batch() -> Any:
+        readers = RegistryReaders(OneSchemaClient(schema), lambda: False)
+        return decode_mixed(values, DecoderSchema(2), 1 << 20, readers, fields)
+
+    client = OneSchemaClient(schema)
+    assert SchemaReader(1, client.registered, client).decode_table(values, fields) is not None
+    by_numpy = batch()
+    monkeypatch.setattr(SchemaReader, "decode_table", lambda self, values, fields: None)
+    by_fastavro = batch()
+    assert by_numpy.ids == by_fastavro.ids == ["a", "d"]
+    assert by_numpy.index.tolist() == by_fastavro.index.tolist() == [0, 5]
+    assert by_numpy.X.tolist() == by_fastavro.X.tolist() == [[1.5, 2.0], [-1.0, -(2.0**40)]]
+    assert by_numpy.rejections == by_fastavro.rejections
+    assert [r.index for r in by_numpy.rejections] == [1, 2, 3, 4]
+    assert "field 'x' is null or not finite" in by_numpy.rejections[0].reason
