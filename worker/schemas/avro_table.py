@@ -26,10 +26,44 @@ Columns = tuple[np.ndarray, list[Any], np.ndarray]
 
 
 @dataclass(frozen=True)
+class _Run:
+    """Consecutive fixed-width fields: gathered for all records by one index, then viewed by
+    ``dtype`` (field ``c<k>`` is the run's k-th leaf)."""
+
+    width: int
+    paths: tuple[str, ...]
+    dtype: np.dtype[Any]
+
+
+def _runs(leaves: Sequence[tuple[str, str]]) -> tuple[tuple[str, str] | _Run, ...]:
+    steps: list[tuple[str, str] | _Run] = []
+    run: list[tuple[str, str]] = []
+    for leaf in [*leaves, ("", "")]:
+        if leaf[1] in _WIDTH:
+            run.append(leaf)
+            continue
+        if run:
+            offsets = np.cumsum([0] + [_WIDTH[k] for _, k in run]).tolist()
+            dtype = np.dtype(
+                {
+                    "names": [f"c{k}" for k in range(len(run))],
+                    "formats": [_DTYPE[k] for _, k in run],
+                    "offsets": offsets[:-1],
+                    "itemsize": offsets[-1],
+                }
+            )
+            steps.append(_Run(offsets[-1], tuple(p for p, _ in run), dtype))
+            run = []
+        if leaf[1]:
+            steps.append(leaf)
+    return tuple(steps)
+
+
+@dataclass(frozen=True)
 class AvroTable:
     """The record's leaves in order (dotted path, Avro type), and which of them to read."""
 
-    leaves: tuple[tuple[str, str], ...]
+    steps: tuple[tuple[str, str] | _Run, ...]
     features: tuple[str, ...]
     id_field: str
     ts_field: str | None
@@ -56,7 +90,7 @@ class AvroTable:
         if kinds.get(id_field) not in ("string", *_VARINT):
             return None
         wanted = frozenset([*features, id_field, *([ts_field] if ts_field else [])])
-        return cls(tuple(leaves), tuple(features), id_field, ts_field, wanted)
+        return cls(_runs(leaves), tuple(features), id_field, ts_field, wanted)
 
     def read(self, values: Sequence[bytes]) -> Columns | None:
         """``(X, ids, ts)`` of Confluent-framed ``values`` (5-byte frame, then the body), or
@@ -83,20 +117,24 @@ class AvroTable:
             ts = numbers[self.ts_field].astype(np.float64)
         return X, ids, ts
 
-    def _scan(
+    def _scan(  # noqa: C901 (one pass over the steps, each kind's bail-out inline)
         self, data: np.ndarray, pos: np.ndarray, ends: np.ndarray
     ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]] | None:
         """Every leaf in wire order, for all records at once: the wanted numbers, and where
         the wanted strings lie; None once a record runs past its end."""
         numbers: dict[str, np.ndarray] = {}
         strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for path, kind in self.leaves:
-            if "?" in kind or kind in _WIDTH:
-                read = (
-                    _nullable(data, pos, ends, kind)
-                    if "?" in kind
-                    else _number(data, pos, ends, kind)
-                )
+        for step in self.steps:
+            if isinstance(step, _Run):
+                if (pos + step.width > ends).any():
+                    return None
+                if self.wanted.intersection(step.paths):
+                    numbers.update(self._gather(data, pos, step))
+                pos = pos + step.width
+                continue
+            path, kind = step
+            if "?" in kind:
+                read = _nullable(data, pos, ends, kind)
                 if read is None:
                     return None
                 if path in self.wanted:
@@ -117,6 +155,14 @@ class AvroTable:
             elif path in self.wanted:
                 numbers[path] = value
         return numbers, strings
+
+    def _gather(self, data: np.ndarray, pos: np.ndarray, run: _Run) -> dict[str, np.ndarray]:
+        fixed = data[pos[:, None] + np.arange(run.width)].view(run.dtype)[:, 0]
+        return {
+            path: fixed[f"c{k}"].astype(np.float64)
+            for k, path in enumerate(run.paths)
+            if path in self.wanted
+        }
 
     def _ids(
         self,

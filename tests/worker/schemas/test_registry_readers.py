@@ -17,7 +17,7 @@ from worker.batch.decode import Schema as DecoderSchema
 from worker.batch.framed import FieldMap, decode_mixed
 from worker.errors import ConfigError, RegistryUnavailableError
 from worker.schemas import RegistryReaders, check_input_subject
-from worker.schemas.readers import SchemaReader
+from worker.schemas.readers import MIN_TABLE, SchemaReader
 from worker.service.health import Health
 
 AVRO = json.dumps(
@@ -189,6 +189,7 @@ def test_the_numpy_reader_and_fastavro_give_the_same_batch(monkeypatch: pytest.M
     docs = [{"id": "a", "x": 1.5, "y": 2}, {"id": "b", "x": None, "y": 3}]
     docs += [{"id": "", "x": 0.5, "y": 4}, {"id": "a", "x": 2.5, "y": 5}]  # empty, duplicate
     docs += [{"id": "c", "x": float("inf"), "y": 6}, {"id": "d", "x": -1.0, "y": -(2**40)}]
+    docs += [{"id": f"e{k}", "x": 0.25, "y": k} for k in range(MIN_TABLE - len(docs))]
     values = [avro_record(schema, d) for d in docs]
     fields = FieldMap(("x", "y"), "id", None)
 
@@ -197,13 +198,16 @@ def test_the_numpy_reader_and_fastavro_give_the_same_batch(monkeypatch: pytest.M
         return decode_mixed(values, DecoderSchema(2), 1 << 20, readers, fields)
 
     client = OneSchemaClient(schema)
-    assert SchemaReader(1, client.registered, client).decode_table(values, fields) is not None
+    reader = SchemaReader(1, client.registered, client)
+    assert reader.decode_table(values, fields) is not None
+    assert reader.decode_table(values[1:], fields) is None  # too few: fastavro's fixed cost
     by_numpy = batch()
     monkeypatch.setattr(SchemaReader, "decode_table", lambda self, values, fields: None)
     by_fastavro = batch()
-    assert by_numpy.ids == by_fastavro.ids == ["a", "d"]
-    assert by_numpy.index.tolist() == by_fastavro.index.tolist() == [0, 5]
-    assert by_numpy.X.tolist() == by_fastavro.X.tolist() == [[1.5, 2.0], [-1.0, -(2.0**40)]]
+    assert by_numpy.ids == by_fastavro.ids == ["a", "d", "e0", "e1"]
+    assert by_numpy.index.tolist() == by_fastavro.index.tolist() == [0, 5, 6, 7]
+    rows = [[1.5, 2.0], [-1.0, -(2.0**40)], [0.25, 0.0], [0.25, 1.0]]
+    assert by_numpy.X.tolist() == by_fastavro.X.tolist() == rows
     assert by_numpy.rejections == by_fastavro.rejections
     assert [r.index for r in by_numpy.rejections] == [1, 2, 3, 4]
     assert "field 'x' is null or not finite" in by_numpy.rejections[0].reason
