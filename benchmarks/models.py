@@ -13,6 +13,7 @@ as the worker does), each strategy's combine, encode, and the whole ``process`` 
 
 from __future__ import annotations
 
+import io
 import statistics
 import time
 from collections import defaultdict
@@ -32,8 +33,9 @@ from threadpoolctl import threadpool_limits
 
 import combiners
 from model_store import ModelStore
-from worker.batch.decode import decode_batch
+from worker.batch.decode import DecodedBatch, Schema, decode_batch
 from worker.batch.encode import encode_predictions
+from worker.batch.framed import FieldMap, ReaderSource, decode_mixed
 from worker.config import Settings
 from worker.inference.pipeline import Pipeline
 from worker.inference.serving import build_serving, open_store
@@ -48,7 +50,9 @@ __all__ = [
     "N_FEATURES",
     "SHADOW_STRATEGIES",
     "BenchRecord",
+    "avro_batch",
     "build_store",
+    "decode_seconds",
     "event_value",
     "profile_pipeline",
 ]
@@ -195,6 +199,68 @@ def _median_seconds(call: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def decode_seconds(
+    values: Sequence[bytes], schema: Schema, max_bytes: int, repeats: int
+) -> dict[str, float]:
+    """Median seconds to decode ``values`` (``decode``), and the same events as Confluent-framed
+    Avro (``decode.avro``: a record of ``id``, ``ts`` and one double per feature, read through
+    :class:`~worker.schemas.RegistryReaders` over an in-memory registry), the two alternated so
+    that a loaded machine slows both alike. Without the schema-registry extra: ``decode`` only.
+    """
+    json_call = partial(decode_batch, values, schema, max_bytes)
+    try:
+        avro = avro_batch(decode_batch(values, schema, max_bytes), schema)
+    except ImportError:
+        return {"decode": _median_seconds(json_call, repeats)}
+    framed, source, fields = avro
+    got = decode_mixed(framed, schema, max_bytes, source, fields)
+    if got.rejections or len(got.ids) != len(values):
+        raise RuntimeError(f"the Avro batch does not decode: {got.rejections[:1]}")
+    avro_call = partial(decode_mixed, framed, schema, max_bytes, source, fields)
+    times: dict[str, list[float]] = {"decode": [], "decode.avro": []}
+    for _ in range(repeats):
+        for name, call in (("decode", json_call), ("decode.avro", avro_call)):
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def avro_batch(decoded: DecodedBatch, schema: Schema) -> tuple[list[bytes], ReaderSource, FieldMap]:
+    """``decoded``'s events as Confluent-framed Avro (schema id 1), a reader source that knows
+    the schema, and the field map that reads them back."""
+    import fastavro
+    from confluent_kafka.schema_registry import Schema as RegisteredSchema
+
+    from worker.schemas import RegistryReaders
+
+    fields = FieldMap.for_schema(schema, {}, "id", "ts")
+    record = {
+        "type": "record",
+        "name": "Features",
+        "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "ts", "type": "double"},
+            *({"name": name, "type": "double"} for name in fields.features),
+        ],
+    }
+    registered = RegisteredSchema(orjson.dumps(record).decode(), "AVRO")
+
+    class Registry:  # the client's get_schema, cached as confluent-kafka's client caches it
+        def get_schema(self, schema_id: int, *args: Any, **kwargs: Any) -> RegisteredSchema:
+            return registered
+
+    parsed = fastavro.parse_schema(record)
+    framed = []
+    for doc_id, row, t in zip(decoded.ids, decoded.X.tolist(), decoded.ts.tolist(), strict=True):
+        out = io.BytesIO()
+        out.write(b"\x00" + (1).to_bytes(4, "big"))
+        doc = {"id": str(doc_id), "ts": t, **dict(zip(fields.features, row, strict=True))}
+        fastavro.schemaless_writer(out, parsed, doc)
+        framed.append(out.getvalue())
+    return framed, RegistryReaders(Registry(), wait=lambda: False), fields
+
+
 def traced_seconds(
     settings: Settings, pipeline: Pipeline, records: Sequence[BenchRecord], repeats: int
 ) -> float | None:
@@ -250,11 +316,12 @@ def profile_pipeline(
 ) -> tuple[dict[str, float], bytes]:
     """Median seconds per stage on one batch of ``values``, and one encoded prediction.
 
-    Stage names: ``decode``, ``predict.<model>`` (one model alone, default thread pools),
-    ``predict.<model>.1thread`` (pools limited to one thread), ``predict.<model>.row`` (one
-    event per call, as a naive loop does), ``predict.fanout`` (all models in parallel threads,
-    as the worker runs them), ``combine.<strategy>``, ``encode`` and ``process`` (the whole
-    :meth:`Pipeline.process` call).
+    Stage names: ``decode``, ``decode.avro`` (the same events as Avro, :func:`decode_seconds`),
+    ``predict.<model>`` (one model alone, default thread pools), ``predict.<model>.1thread``
+    (pools limited to one thread), ``predict.<model>.row`` (one event per call, as a naive loop
+    does), ``predict.fanout`` (all models in parallel threads, as the worker runs them),
+    ``combine.<strategy>``, ``encode`` and ``process`` (the whole :meth:`Pipeline.process`
+    call).
     """
     serving = build_serving(open_store(settings.store), settings)
     model_set, strategies = serving.model_set, serving.strategies
@@ -267,7 +334,7 @@ def profile_pipeline(
     decoded = decode_batch(values, schema, max_bytes)
     X, n_outputs = decoded.X, model_set.layout.n_outputs
     timings: dict[str, float] = defaultdict(float)
-    timings["decode"] = _median_seconds(lambda: decode_batch(values, schema, max_bytes), repeats)
+    timings.update(decode_seconds(values, schema, max_bytes, repeats))
     for model in model_set.models:
         timings[f"predict.{model.name}"] = _median_seconds(
             partial(model.predict_outputs, X), repeats

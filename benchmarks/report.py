@@ -81,6 +81,15 @@ def render(result: dict[str, Any]) -> str:
         ("peak RSS of one worker (VmHWM)", f"{result['rss_peak_mb']:.0f} MiB", ""),
         ("in-process pipeline (decode, models, combine, encode)", eps(result["pipeline_eps"]), ""),
     ]
+    decode_ms = result["profile_ms"]
+    if "decode.avro" in decode_ms:
+        rows.append(
+            (
+                "Avro decode / JSON decode, per event",
+                f"{decode_ms['decode.avro'] / decode_ms['decode']:.2f}",
+                "<= 1.5",
+            )
+        )
     if "pipeline_eps_traced" in result:
         rows.append(("in-process pipeline, tracing on", eps(result["pipeline_eps_traced"]), ""))
     rd = result.get("by_library", {}).get("confluent-kafka")

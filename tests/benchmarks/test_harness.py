@@ -13,7 +13,10 @@ import pytest
 
 from benchmarks import harness as bench
 from benchmarks.__main__ import COMMANDS, build_parser
+from benchmarks.models import avro_batch, decode_seconds, event_value
 from tests.support.kafka import Broker
+from worker.batch.decode import Schema, decode_batch
+from worker.batch.framed import decode_mixed
 
 FIGURES = (
     "n_events",
@@ -46,7 +49,14 @@ FIGURES = (
     "latency_p99_ms_librdkafka",
 )
 PER_LIBRARY = ("ceiling_eps", "worker_eps", "worker_eos_eps", "two_workers_eps", "latency_p99_ms")
-PROFILE_STAGES = ("decode", "predict.rf", "predict.hgb", "predict.mlp", "predict.fanout")
+PROFILE_STAGES = (
+    "decode",
+    "decode.avro",
+    "predict.rf",
+    "predict.hgb",
+    "predict.mlp",
+    "predict.fanout",
+)
 PROFILE_STAGES += ("combine.soft_vote", "encode", "process")
 
 
@@ -93,6 +103,18 @@ def test_quick_bench_emits_every_figure(
     assert "| confluent-kafka / kafka-python worker |" in table
     assert "| stage | ms per batch | µs per event |" in table
     assert "| library | rate, events/s | p50 | p99 |" in table
+
+
+def test_decode_is_timed_for_json_and_the_same_events_as_avro() -> None:
+    rows = [[float(i), -1.5 * i, 2.0**i] for i in range(6)]
+    values = [event_value(f"e-{i}", row, 1.7e9 + i) for i, row in enumerate(rows)]
+    schema = Schema(3)
+    framed, source, fields = avro_batch(decode_batch(values, schema), schema)
+    decoded = decode_mixed(framed, schema, 1 << 20, source, fields)
+    assert decoded.X.tolist() == rows and decoded.ids == [f"e-{i}" for i in range(6)]
+    assert decoded.ts.tolist() == [1.7e9 + i for i in range(6)] and not decoded.rejections
+    seconds = decode_seconds(values, schema, 1 << 20, repeats=3)
+    assert set(seconds) == {"decode", "decode.avro"} and min(seconds.values()) > 0
 
 
 def test_quick_plan_and_overrides() -> None:

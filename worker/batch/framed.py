@@ -59,6 +59,16 @@ class Reader(Protocol):
     def decode(self, value: bytes) -> Any:
         """The record's object (a dict, or a Protobuf message); raises on bad bytes."""
 
+    def decode_table(
+        self, values: Sequence[bytes], fields: FieldMap
+    ) -> tuple[np.ndarray, list[Any], np.ndarray] | None:
+        """``(X, ids, ts)`` of every record, read without building its object, or None (the
+        schema or a record does not allow it): then :meth:`decode_all`."""
+
+    def decode_all(self, values: Sequence[bytes]) -> list[Any] | None:
+        """Every record's object in one call, or None (a record failed, or the format has no
+        such call): then each is decoded alone."""
+
     def getter(self, path: str) -> Callable[[Any], Any]:
         """Reads the field at dotted ``path`` from a decoded object."""
 
@@ -83,11 +93,13 @@ def decode_mixed(
     fields: FieldMap,
 ) -> DecodedBatch:
     """Decode ``values``: framed records through ``source``, the rest as JSON events."""
-    framed = [i for i, v in enumerate(values) if is_framed(v)]
+    framed = [i for i, v in enumerate(values) if v is not None and v[:1] == MAGIC]
     if not framed:
         return decode_batch(values, schema, max_event_bytes)
-    framed_set = set(framed)
-    plain = [i for i in range(len(values)) if i not in framed_set]
+    plain: list[int] = []
+    if len(framed) < len(values):
+        framed_set = set(framed)
+        plain = [i for i in range(len(values)) if i not in framed_set]
     parts: list[DecodedBatch] = []
     if plain:
         part = decode_batch([values[i] for i in plain], schema, max_event_bytes)
@@ -96,7 +108,11 @@ def decode_mixed(
     framed_values: list[bytes] = [values[i] for i in framed]  # type: ignore[misc]
     ids = source.schema_ids(framed_values)
     groups: dict[int, list[int]] = {}
-    for i, schema_id in zip(framed, ids, strict=True):
+    [one_id] = set(ids) if len(set(ids)) == 1 else [None]
+    if one_id is not None and max(map(len, framed_values)) <= max_event_bytes:
+        groups[one_id] = framed  # the usual batch: one writer schema, nothing oversized
+        ids = []
+    for i, schema_id in zip(framed, ids, strict=False):
         value = values[i]
         assert value is not None
         if schema_id is None:
@@ -122,16 +138,16 @@ def decode_mixed(
     return _merge(parts, rejections, schema)
 
 
-def _decode_group(
+def _decode_each(
     values: Sequence[bytes | None],
     members: list[int],
     reader: Reader,
-    fields: FieldMap,
     schema_id: int,
-) -> DecodedBatch:
+    rejections: list[Rejection],
+) -> tuple[list[int], list[Any]]:
+    """The group record by record: the decoded ones, and each other one's reason."""
     index: list[int] = []
     objects: list[Any] = []
-    rejections: list[Rejection] = []
     decode = reader.decode
     for i in members:
         try:
@@ -142,7 +158,27 @@ def _decode_group(
             rejections.append(Rejection(i, "decode", why[:500]))
             continue
         index.append(i)
+    return index, objects
+
+
+def _decode_group(
+    values: Sequence[bytes | None],
+    members: list[int],
+    reader: Reader,
+    fields: FieldMap,
+    schema_id: int,
+) -> DecodedBatch:
+    rejections: list[Rejection] = []
+    group: list[bytes] = [values[i] for i in members]  # type: ignore[misc]
     n_features = len(fields.features)
+    table = reader.decode_table(group, fields)
+    if table is not None:
+        return _checked(members, *table, fields, rejections)
+    objects = reader.decode_all(group)
+    if objects is not None:
+        index = members
+    else:
+        index, objects = _decode_each(values, members, reader, schema_id, rejections)
     if not objects:
         return DecodedBatch(
             np.zeros(0, dtype=np.int64), [], np.zeros((0, n_features)), np.zeros(0), rejections
@@ -160,18 +196,31 @@ def _decode_group(
         ts = np.array(list(map(reader.getter(fields.ts_field), objects)), dtype=np.float64)
     else:
         ts = np.full(len(objects), np.nan)
+    return _checked(index, X, ids, ts, fields, rejections)
+
+
+def _checked(
+    index: list[int],
+    X: np.ndarray,
+    ids: list[Any],
+    ts: np.ndarray,
+    fields: FieldMap,
+    rejections: list[Rejection],
+) -> DecodedBatch:
+    """The group's rows whose features are finite and ids fit; the others rejected."""
     bad = ~np.isfinite(X).all(axis=1)
-    keep = np.ones(len(objects), dtype=bool)
+    keep = np.ones(len(ids), dtype=bool)
     for k in np.flatnonzero(bad).tolist():
         j = int(np.flatnonzero(~np.isfinite(X[k]))[0])
         why = f"field {fields.features[j]!r} is null or not finite"
         rejections.append(Rejection(index[k], "validate", why))
         keep[k] = False
-    for k, doc_id in enumerate(ids):
-        problem = _id_problem(doc_id, fields.id_field)
-        if problem is not None and keep[k]:
-            rejections.append(Rejection(index[k], "validate", problem))
-            keep[k] = False
+    if not _ids_fine(ids):
+        for k, doc_id in enumerate(ids):
+            problem = _id_problem(doc_id, fields.id_field)
+            if problem is not None and keep[k]:
+                rejections.append(Rejection(index[k], "validate", problem))
+                keep[k] = False
     kept = np.flatnonzero(keep)
     return DecodedBatch(
         np.array(index, dtype=np.int64)[kept],
@@ -180,6 +229,17 @@ def _decode_group(
         ts[kept],
         rejections,
     )
+
+
+def _ids_fine(ids: list[Any]) -> bool:
+    """Whether every id passes :func:`_id_problem`, by C-level passes over them."""
+    types = set(map(type, ids))
+    if not types <= {str, int}:
+        return False
+    if str not in types:
+        return True
+    lengths = [len(i) for i in ids if type(i) is str]
+    return min(lengths) > 0 and max(lengths) <= MAX_ID_CHARS
 
 
 def _id_problem(doc_id: Any, field: str) -> str | None:
@@ -207,9 +267,13 @@ def _merge(parts: list[DecodedBatch], rejections: list[Rejection], schema: Schem
     ids = [i for p in parts for i in p.ids]
     X = np.concatenate([p.X for p in parts]).reshape(len(ids), schema.n_features)
     ts = np.concatenate([p.ts for p in parts])
-    order = np.argsort(index, kind="stable")
-    index, X, ts = index[order], X[order], ts[order]
-    ids = [ids[k] for k in order.tolist()]
+    if len(parts) > 1:  # each part is in batch order already
+        order = np.argsort(index, kind="stable")
+        index, X, ts = index[order], X[order], ts[order]
+        ids = [ids[k] for k in order.tolist()]
+    if len(set(ids)) == len(ids):
+        rejections.sort(key=lambda r: r.index)
+        return DecodedBatch(index, ids, X, ts, rejections)
     seen: set[Any] = set()
     keep = []
     for k, doc_id in enumerate(ids):

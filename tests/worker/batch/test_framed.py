@@ -40,6 +40,14 @@ class JsonReader:
     def decode(self, value: bytes) -> Any:
         return orjson.loads(value[5:])
 
+    def decode_table(
+        self, values: Sequence[bytes], fields: FieldMap
+    ) -> tuple[np.ndarray, list[Any], np.ndarray] | None:
+        return None
+
+    def decode_all(self, values: Sequence[bytes]) -> list[Any] | None:
+        return None  # record by record, as a format without a group call
+
     def getter(self, path: str) -> Callable[[Any], Any]:
         getters = [itemgetter(p) for p in path.split(".")]
 

@@ -4,17 +4,20 @@ this is the retry logic only (tests/integration/test_schema_registry.py freezes 
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
+import fastavro
 import pytest
 from confluent_kafka.schema_registry import RegisteredSchema, Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from worker.batch.framed import FieldMap
+from worker.batch.decode import Schema as DecoderSchema
+from worker.batch.framed import FieldMap, decode_mixed
 from worker.errors import ConfigError, RegistryUnavailableError
 from worker.schemas import RegistryReaders, check_input_subject
-from worker.schemas.readers import SchemaReader
+from worker.schemas.readers import MIN_TABLE, SchemaReader
 from worker.service.health import Health
 
 AVRO = json.dumps(
@@ -107,3 +110,104 @@ def test_a_registry_down_at_start_up_does_not_stop_it(caplog: Any) -> None:
 
     assert check_input_subject(Down(0), "known", FieldMap(("x",))) is None
     assert "not checked" in caplog.text
+
+
+GROUP_AVRO = {
+    "type": "record",
+    "name": "G",
+    "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "x", "type": ["null", "double"]},
+        {
+            "name": "n",
+            "type": {"type": "record", "name": "N", "fields": [{"name": "y", "type": "float"}]},
+        },
+        {"name": "k", "type": {"type": "enum", "name": "K", "symbols": ["A", "B"]}},
+    ],
+}
+
+
+class OneSchemaClient:
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.registered = Schema(json.dumps(schema), "AVRO")
+
+    def get_schema(
+        self, schema_id: int, subject_name: str | None = None, fmt: Any = None
+    ) -> Schema:
+        return self.registered
+
+
+def avro_record(schema: dict[str, Any], doc: dict[str, Any]) -> bytes:
+    out = io.BytesIO(b"\x00" + (1).to_bytes(4, "big"))
+    out.seek(5)
+    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), doc)
+    return out.getvalue()
+
+
+def test_a_group_decodes_as_the_deserializer_does_record_by_record() -> None:
+    reader = SchemaReader(1, OneSchemaClient(GROUP_AVRO).registered, OneSchemaClient(GROUP_AVRO))
+    docs = [
+        {"id": f"e{i}", "x": None if i % 3 == 0 else i / 7, "n": {"y": 0.5 * i}, "k": "AB"[i % 2]}
+        for i in range(9)
+    ]
+    values = [avro_record(GROUP_AVRO, d) for d in docs]
+    assert reader.decode_all(values) == [reader.decode(v) for v in values]
+
+
+def test_one_corrupt_record_in_a_group_is_rejected_with_its_own_reason() -> None:
+    client = OneSchemaClient(GROUP_AVRO)
+    readers = RegistryReaders(client, lambda: pytest.fail("must not wait"))
+    docs = [{"id": f"e{i}", "x": float(i), "n": {"y": 1.0}, "k": "A"} for i in range(5)]
+    values = [avro_record(GROUP_AVRO, d) for d in docs]
+    values[2] = values[2][:9]  # cut inside the record: its decoder cannot read it
+    reader = readers.readers({1})[1]
+    assert isinstance(reader, SchemaReader)
+    assert reader.decode_all(values) is None  # the group call gives up: record by record
+    with pytest.raises(Exception) as caught:
+        reader.decode(values[2])
+    fields = FieldMap(("x", "n.y"), "id", None)
+    got = decode_mixed(values, DecoderSchema(2), 1 << 20, readers, fields)
+    assert got.index.tolist() == [0, 1, 3, 4]
+    assert got.ids == ["e0", "e1", "e3", "e4"]
+    assert got.X.tolist() == [[0.0, 1.0], [1.0, 1.0], [3.0, 1.0], [4.0, 1.0]]
+    [rejection] = got.rejections
+    assert (rejection.index, rejection.stage) == (2, "decode")
+    said = str(caught.value).partition(" from <")[0]  # then the buffer, named 'the payload'
+    assert rejection.reason == f"schema id 1 (Avro): cannot decode: {said} from the payload"
+
+
+def test_the_numpy_reader_and_fastavro_give_the_same_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    schema = {
+        "type": "record",
+        "name": "T",
+        "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "x", "type": ["null", "double"]},
+            {"name": "y", "type": "long"},
+        ],
+    }
+    docs = [{"id": "a", "x": 1.5, "y": 2}, {"id": "b", "x": None, "y": 3}]
+    docs += [{"id": "", "x": 0.5, "y": 4}, {"id": "a", "x": 2.5, "y": 5}]  # empty, duplicate
+    docs += [{"id": "c", "x": float("inf"), "y": 6}, {"id": "d", "x": -1.0, "y": -(2**40)}]
+    docs += [{"id": f"e{k}", "x": 0.25, "y": k} for k in range(MIN_TABLE - len(docs))]
+    values = [avro_record(schema, d) for d in docs]
+    fields = FieldMap(("x", "y"), "id", None)
+
+    def batch() -> Any:
+        readers = RegistryReaders(OneSchemaClient(schema), lambda: False)
+        return decode_mixed(values, DecoderSchema(2), 1 << 20, readers, fields)
+
+    client = OneSchemaClient(schema)
+    reader = SchemaReader(1, client.registered, client)
+    assert reader.decode_table(values, fields) is not None
+    assert reader.decode_table(values[1:], fields) is None  # too few: fastavro's fixed cost
+    by_numpy = batch()
+    monkeypatch.setattr(SchemaReader, "decode_table", lambda self, values, fields: None)
+    by_fastavro = batch()
+    assert by_numpy.ids == by_fastavro.ids == ["a", "d", "e0", "e1"]
+    assert by_numpy.index.tolist() == by_fastavro.index.tolist() == [0, 5, 6, 7]
+    rows = [[1.5, 2.0], [-1.0, -(2.0**40)], [0.25, 0.0], [0.25, 1.0]]
+    assert by_numpy.X.tolist() == by_fastavro.X.tolist() == rows
+    assert by_numpy.rejections == by_fastavro.rejections
+    assert [r.index for r in by_numpy.rejections] == [1, 2, 3, 4]
+    assert "field 'x' is null or not finite" in by_numpy.rejections[0].reason
