@@ -17,6 +17,7 @@ import orjson
 import yaml
 from kafka import KafkaProducer
 
+from tests.support import forkserver
 from tests.support.kafka import wait_for
 
 
@@ -77,15 +78,21 @@ class WorkerProcess:
     config: Path
     log: Path
     env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | forkserver.ForkedProcess | None = None
 
     def start(self) -> WorkerProcess:
+        args = ["run", "--config", str(self.config)]
+        env = {**_worker_environ(), **self.env}
+        if forkserver.enabled():  # the imports done once (tests/support/forkserver.py)
+            self.log.touch()
+            self.proc = forkserver.spawn(args, env, self.log, _worker_environ())
+            return self
         self._log = open(self.log, "ab")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "worker.cli", *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**_worker_environ(), **self.env},
+            env=env,
         )
         return self
 
@@ -114,7 +121,7 @@ class WorkerProcess:
         try:
             return self.proc.wait(timeout)
         finally:
-            if self.proc.poll() is not None:
+            if self.proc.poll() is not None and hasattr(self, "_log"):
                 self._log.close()
 
     def stop(self) -> None:
