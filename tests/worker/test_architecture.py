@@ -301,3 +301,18 @@ def test_runtime_modules_stay_small() -> None:
     assert too_big == {}
     assert sizes[LOOP_MODULE] < 350
     assert sorted(sizes.values())[len(sizes) // 2] < 150
+
+
+@pytest.mark.parametrize(
+    "package", sorted(p.parent.name for p in (ROOT / "worker").glob("*/__init__.py"))
+)
+def test_each_package_docstring_names_its_modules(package: str) -> None:
+    """A newcomer reads a package's docstring first: it names every module beside it."""
+    root = ROOT / "worker" / package
+    doc = ast.get_docstring(ast.parse((root / "__init__.py").read_text(encoding="utf-8"))) or ""
+    unnamed = [
+        p.stem
+        for p in sorted(root.glob("*.py"))
+        if p.stem != "__init__" and f":mod:`.{p.stem}`" not in doc
+    ]
+    assert not unnamed, f"worker/{package}/__init__.py does not name {unnamed}"

@@ -7,6 +7,11 @@ environment are parsed as YAML scalars, so ``STREAMFUSE_BATCH__MAX_EVENTS=256`` 
 Relative paths resolve against the config file's folder. Every key, with its type, default
 and meaning: ``docs/configuration.md``, written from these models.
 
+:mod:`._load` (reading, overriding from the environment, validating), :mod:`._base` (the
+strict base model, the key error, secrets), :mod:`._sections` (one model per section),
+:mod:`._kafka` (the ``kafka`` section), :mod:`._registry` (``schema_registry`` and ``input``),
+:mod:`._tracing` (``tracing``).
+
 The bottom layer of the worker: imports nothing of it but :mod:`worker.errors`, and builds no
 client. The names in ``kafka.client``, ``kafka.consumer`` and ``kafka.producer`` are the chosen
 library's; the transport checks them when it is opened (:func:`worker.transport.open_transport`).

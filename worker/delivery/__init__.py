@@ -1,13 +1,11 @@
 """Delivery guarantees over the transport protocols: one object per guarantee.
 
-Owns how a processed batch is published and its offsets committed: :class:`Batch` (records,
-offset span, start time, group token; what it publishes is a
-:class:`worker.batch.records.Outgoing`), :class:`Outcome`
-(delivered, or re-read from the batch's first offsets, or from the committed offsets), and the
-two guarantees behind one interface (:class:`Delivery`): :class:`AtLeastOnce` and
-:class:`ExactlyOnce`. May import :mod:`worker.transport` (protocols only, never an adapter),
-:mod:`worker.batch` (records), :mod:`worker.metrics`, :mod:`worker.errors`; never
-:mod:`worker.inference`.
+:mod:`.base` (:class:`Batch`: records, offset span, start time, group token, what it publishes
+being a :class:`worker.batch.records.Outgoing`; :class:`Outcome`: delivered, or re-read from
+the batch's first offsets, or from the committed offsets; the :class:`Delivery` interface),
+:mod:`.at_least_once` (:class:`AtLeastOnce`) and :mod:`.exactly_once` (:class:`ExactlyOnce`).
+May import :mod:`worker.transport` (protocols only, never an adapter), :mod:`worker.batch`
+(records), :mod:`worker.metrics`, :mod:`worker.errors`; never :mod:`worker.inference`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,13 @@
-"""Writer schemas from a Confluent-compatible Schema Registry, for framed input records.
+"""Writer schemas from a Confluent-compatible Schema Registry, for framed input records, and
+the registered schemas of framed predictions.
 
-confluent-kafka's ``schema_registry`` package (extra ``streamfuse[schema-registry]``) does the
-HTTP, the framing and the decoding; this package picks the decoder by the registered schema's
-type, checks each schema's fields against what the models need once, caches both by schema id,
-and waits (with backoff) while the registry does not answer. Imported only when
+:mod:`.readers` (a reader per writer schema id, cached, waiting with backoff while the registry
+does not answer), :mod:`.fields` (where a dotted field path leads in a writer schema),
+:mod:`.avro_table` (a group's Avro bytes read into columns with numpy), :mod:`.startup` (the
+input subject checked before the first event), :mod:`.output` (the output schema generated from
+what is served and registered; Avro), :mod:`.output_protobuf` and :mod:`.output_json_schema`
+(the other two formats). confluent-kafka's ``schema_registry`` package (extra
+``streamfuse[schema-registry]``) does the HTTP, the framing and the decoding. Imported only when
 ``schema_registry.url`` is set.
 """
 

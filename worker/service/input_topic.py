@@ -1,4 +1,4 @@
-"""The input topic watched for deletion and re-creation (issue 22).
+"""The input topic watched for deletion and re-creation.
 
 A topic deleted and created again under the same name is a new topic: new partitions whose
 offsets start at 0 again, and (the group coordinator drops a deleted topic's committed offsets)

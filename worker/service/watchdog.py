@@ -1,4 +1,4 @@
-"""The membership watchdog: notice a wedged consumer group membership and act on it (issue 22).
+"""The membership watchdog: notice a wedged consumer group membership and act on it.
 
 Two wedges, both invisible to the loop's heartbeat (it keeps turning, serving nothing):
 

@@ -2,10 +2,12 @@
 
 Owns everything that speaks to a Kafka client. :mod:`.base` holds the protocols
 (:class:`Source`, :class:`Sink`, :class:`LabelsReader`, :class:`Admin`) and their value types,
-:mod:`.policy` the client defaults both adapters take; adapter packages (:mod:`.kafka_python`,
-:mod:`.librdkafka`) implement the protocols, rename the policy into their client's keys, and
-are imported only here, lazily, by :func:`open_transport`. May import :mod:`worker.config`,
-:mod:`worker.errors` and :mod:`worker.batch.records`; nothing above it imports a Kafka client.
+:mod:`.policy` the client defaults both adapters take, :mod:`.topics` the rules of
+``Admin.ensure_topics``, :mod:`.membership` a member's place in its group, :mod:`.deadline`
+blocking calls under a deadline; adapter packages (:mod:`.kafka_python`, :mod:`.librdkafka`)
+implement the protocols, rename the policy into their client's keys, and are imported only
+here, lazily, by :func:`open_transport`. May import :mod:`worker.config`, :mod:`worker.errors`
+and :mod:`worker.batch.records`; nothing above it imports a Kafka client.
 """
 
 from __future__ import annotations
