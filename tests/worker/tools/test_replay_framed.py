@@ -74,6 +74,7 @@ def setup(tmp_path: Path, publish_tiny: Callable[..., int]) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow  # replay loads the trained store's models through a trial child
 def test_framed_records_replay_as_the_same_rows_in_json(setup: dict[str, Any]) -> None:
     settings, client, tmp = setup["settings"], setup["client"], setup["tmp"]
     encoders = [
@@ -94,6 +95,7 @@ def test_framed_records_replay_as_the_same_rows_in_json(setup: dict[str, Any]) -
     assert framed.rows == plain.rows and len(plain.rows) == 3
 
 
+@pytest.mark.slow  # replay loads the trained store's models through a trial child
 def test_without_a_registry_framed_records_are_dead_lettered_and_a_silent_one_stops_it(
     setup: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,6 +16,7 @@ from worker import cli
 from worker.tools.train import train
 
 
+@pytest.mark.slow  # trains, then loads each model in a trial child
 def test_train_tries_the_models_it_loads_back_in_a_child(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
