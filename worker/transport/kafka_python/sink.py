@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +25,8 @@ from worker.transport.deadline import MARGIN_S, CallGuard
 __all__ = ["KafkaPythonSink"]
 
 log = logging.getLogger("streamfuse.kafka")
+
+STOP_WAIT_S = 5.0  # a discarded producer's I/O thread stops at its next poll, which is woken
 
 FATAL_TXN_ERRORS = (
     ProducerFencedError,
@@ -54,7 +55,6 @@ class KafkaPythonSink:
         self._guard = CallGuard("producer")
         self.producer: KafkaProducer | None = make()
         self._futures: list[Any] = []
-        self._retired: KafkaProducer | None = None  # replaced, closed once the new one is ready
 
     def _client(self) -> KafkaProducer:
         if self.producer is None:
@@ -149,17 +149,22 @@ class KafkaPythonSink:
             raise errors.ProducerStuckError(f"aborting failed ({exc})") from cause
 
     def replace(self) -> None:
-        """The old producer (perhaps blocked in a call) stays referenced until the new one is
-        ready: its transactional id is fenced by the new ``init_transactions``; then it is
-        closed on a thread of its own, not waited for."""
+        """Stop the old producer for sure, then make a new one (a transactional one fences the
+        old transactional id with its ``init_transactions``, which aborts any transaction the
+        old one left open).
+
+        Stopping means its I/O thread, not only its handle: kafka-python's ``close(timeout=0)``
+        raises from its flush while batches are undelivered and never reaches the thread, which
+        then retries on its own. A transactional one, once a coordinator answers, bumps its
+        epoch after the "recoverable error" and so fences the producer that replaced it: the
+        worker then exits fenced (seen in tests/faults/test_cluster.py below the minimum ISR).
+        """
         old, self.producer = self.producer, None
         self._futures.clear()
-        if old is not None:
-            if self._retired is not None:  # an earlier replacement never became ready
-                _close_in_background(self._retired)
-            self._retired = old
         self._guard.close()
         self._guard = CallGuard("producer")
+        if old is not None:
+            _stop(old)
         producer = None
         try:
             producer = self._make()
@@ -168,16 +173,11 @@ class KafkaPythonSink:
                 self._run(new.init_transactions, "init_transactions")
         except (KafkaError, errors.WorkerError) as exc:
             if producer is not None:
-                # Left open, its init_transactions() goes on retrying in the background and,
-                # once a coordinator answers, bumps the epoch past the producer that replaced
-                # it: that one is then fenced and the worker exits (seen with two of three
-                # brokers down in tests/faults/test_cluster.py).
-                _close_in_background(producer)
+                # Left running, its init_transactions() goes on retrying in the background
+                # and, once a coordinator answers, fences the next replacement the same way.
+                _stop(producer)
             raise errors.TransportError(f"the new producer is not ready yet ({exc})") from exc
         self.producer = producer
-        retired, self._retired = self._retired, None
-        if retired is not None:
-            _close_in_background(retired)
 
     def close(self, timeout_s: float) -> None:
         producer, self.producer = self.producer, None
@@ -190,13 +190,21 @@ def _fenced(exc: Exception) -> errors.ProducerFencedError:
     return errors.ProducerFencedError(f"this worker's producer was fenced ({exc})")
 
 
-def _close_in_background(producer: KafkaProducer) -> None:
-    """Close a discarded producer on a daemon thread (it may be blocked in a call)."""
+def _stop(producer: KafkaProducer, wait_s: float = STOP_WAIT_S) -> None:
+    """Stop a discarded producer's I/O thread (within ``wait_s``), then close it.
 
-    def close() -> None:
-        try:
-            producer.close(timeout=0)
-        except Exception as exc:  # the client is being discarded either way
-            log.warning("closing the old producer: %s", exc)
-
-    threading.Thread(target=close, name="kafka-producer-close", daemon=True).start()
+    The thread is kafka-python's ``Sender`` (``producer._sender``, private): its
+    ``force_close()`` fails the undelivered batches and ends its loop at the next poll, which
+    it wakes. ``close()`` is the public way there, but with a timeout of 0 it raises from its
+    flush first while any batch is undelivered, and a longer timeout would wait for a broker
+    that may not answer. A thread still running after ``wait_s`` is logged, not waited for."""
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+        sender.join(wait_s)
+    try:
+        producer.close(timeout=0)  # its batches are failed now: no flush to wait for
+    except Exception as exc:  # the client is being discarded either way
+        log.warning("closing the old producer: %s", exc)
+    if sender is not None and sender.is_alive():
+        log.warning("the old producer's I/O thread still runs %.0f s after it was stopped", wait_s)
