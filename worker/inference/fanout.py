@@ -19,7 +19,10 @@ from functools import partial
 
 import numpy as np
 
-__all__ = ["Failure", "Fanout", "FanoutResult", "Submitted"]
+__all__ = ["WARM_BOUND_S", "Failure", "Fanout", "FanoutResult", "Submitted"]
+
+#: How long start-up waits for a model's warm-up calls (:meth:`Fanout.warm`).
+WARM_BOUND_S = 60.0
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
@@ -62,7 +65,39 @@ class Fanout:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"model-{n}", initializer=init)
             for n in names
         ]
+        # Each thread started (its initializer run: threadpoolctl reads every loaded library)
+        # here, not inside the first batch's deadline.
+        for pool in self._pools:
+            pool.submit(_nothing).result()
         self._pending: list[Future[tuple[np.ndarray, float, float]] | None] = [None] * len(names)
+
+    def warm(
+        self, fns: Sequence[PredictFn], batches: Sequence[np.ndarray], bound_s: float = WARM_BOUND_S
+    ) -> list[float | Exception]:
+        """Run every model on each of ``batches`` on the thread that will run it (a runtime's
+        per-thread state is set up on its first call there), with no deadline but ``bound_s``:
+        per model, the seconds it took or what it raised. A model still running after
+        ``bound_s`` is left to finish; until it does, batches find it busy."""
+        futures = [
+            [pool.submit(_timed, fn, X) for X in batches]
+            for pool, fn in zip(self._pools, fns, strict=True)
+        ]
+        ends = time.monotonic() + bound_s
+        took: list[float | Exception] = []
+        for m, submitted in enumerate(futures):
+            seconds = 0.0
+            try:
+                for future in submitted:
+                    seconds += future.result(timeout=max(0.0, ends - time.monotonic()))[2]
+            except FutureTimeout:
+                self._pending[m] = submitted[-1]
+                took.append(TimeoutError(f"still running after {bound_s:g}s"))
+                continue
+            except Exception as exc:  # the batch path counts a failing model; start-up goes on
+                took.append(exc)
+                continue
+            took.append(seconds)
+        return took
 
     def predict(self, fns: Sequence[PredictFn], X: np.ndarray, n_outputs: int) -> FanoutResult:
         """Run every model on ``X`` and wait for them (``submit`` then ``collect``)."""
@@ -124,6 +159,10 @@ class Fanout:
 
 
 _local = threading.local()
+
+
+def _nothing() -> None:
+    return None
 
 
 def _limit_threads(n: int) -> None:

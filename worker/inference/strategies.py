@@ -53,6 +53,7 @@ __all__ = [
     "heldout_name",
     "heldout_outputs",
     "resolve_strategies",
+    "strategy_weights",
 ]
 
 log = logging.getLogger("streamfuse.strategies")
@@ -109,6 +110,24 @@ class Strategy:
     @property
     def online(self) -> bool:
         return isinstance(self.combiner, OnlineCombiner)
+
+
+def strategy_weights(strategies: Sequence[Strategy]) -> dict[str, list[float]]:
+    """The per-model weights of every strategy that holds them (:class:`WeightedCombiner`);
+    a user's strategy whose ``model_weights`` fails is left out, never stops the worker."""
+    weights: dict[str, list[float]] = {}
+    for strategy in strategies:
+        combiner = strategy.combiner
+        if not isinstance(combiner, WeightedCombiner):
+            continue
+        try:
+            values = combiner.model_weights()
+        except Exception as exc:
+            log.debug("no weights from %s: %s", strategy.name, exc)
+            continue
+        if values is not None:
+            weights[strategy.name] = [float(w) for w in values]
+    return weights
 
 
 def heldout_name(model_set: ModelSet) -> str:

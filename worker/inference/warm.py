@@ -9,6 +9,7 @@ recorded at publish (:func:`model_store.largest_difference`) must be those recor
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -18,9 +19,20 @@ from model_store import LoadedModel, ModelStore, largest_difference
 
 if TYPE_CHECKING:  # models.py imports this module, and serving.py imports models.py
     from worker.config import Settings
+    from worker.inference.fanout import Fanout
     from worker.inference.serving import Serving
+    from worker.metrics import Metrics
 
-__all__ = ["PROBE_ROWS", "PUBLISHED_TOLERANCE", "check_published", "first_rows", "warm"]
+__all__ = [
+    "PROBE_ROWS",
+    "PUBLISHED_TOLERANCE",
+    "check_published",
+    "first_rows",
+    "warm",
+    "warm_threads",
+]
+
+log = logging.getLogger("streamfuse.worker")
 
 PROBE_ROWS = 64
 
@@ -37,6 +49,32 @@ def warm(serving: Serving, probe: np.ndarray, settings: Settings) -> float:
         X = np.resize(probe, (n, probe.shape[1]))
         serving.active.combiner.combine(np.stack([f(X) for f in serving.predict_fns]))
     return time.perf_counter() - t0
+
+
+def warm_threads(
+    fanout: Fanout, serving: Serving, store: ModelStore, settings: Settings, metrics: Metrics
+) -> None:
+    """At start-up: every model run at the batch sizes the worker uses, on its own fan-out
+    thread, before the first batch. A cold first call there (threadpoolctl reading every loaded
+    library, a runtime's per-thread set-up, torch's first shapes) would otherwise count against
+    ``on_model_error.timeout_ms``. A model that fails here is logged; the batches then count its
+    failures as they would have."""
+    probe = first_rows(store, serving)
+    sizes = sorted({1, settings.batch.max_events})
+    took = fanout.warm(serving.predict_fns, [np.resize(probe, (n, probe.shape[1])) for n in sizes])
+    for name, seconds in zip(serving.names, took, strict=True):
+        if isinstance(seconds, Exception):
+            log.warning("model %s failed its warm-up: %s", name, seconds)
+        else:
+            metrics.model_warmup.labels(name).set(seconds)
+    log.info(
+        "models warmed at %s rows: %s",
+        "/".join(map(str, sizes)),
+        ", ".join(
+            f"{n} {t:.3f}s" if isinstance(t, float) else f"{n} failed"
+            for n, t in zip(serving.names, took, strict=True)
+        ),
+    )
 
 
 def first_rows(store: ModelStore, serving: Serving) -> np.ndarray:

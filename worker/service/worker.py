@@ -33,7 +33,8 @@ from worker.inference.pipeline import BatchResult, Pipeline
 from worker.inference.reload import Reloader
 from worker.inference.serving import Serving, build_serving
 from worker.inference.store import open_store
-from worker.inference.strategies import WeightedCombiner
+from worker.inference.strategies import strategy_weights
+from worker.inference.warm import warm_threads
 from worker.logs import DeadLetterLog
 from worker.metrics import Metrics
 from worker.service.consumer import RenewableSource, tend
@@ -131,6 +132,7 @@ class Worker:
             self.metrics.set_model_version(name, version)
         self.reloader = Reloader(self.store, settings, self.metrics, self._relayout)
         self.rollout = Rollout(self.store, settings, self.metrics)  # issue 25: canary
+        warm_threads(self.pipeline.fanout, serving, self.store, settings, self.metrics)
         self.accuracy: LiveAccuracy | None = None
         if settings.topics.labels:
             joiner = LabelJoiner(
@@ -376,18 +378,8 @@ class Worker:
 
     def _export_weights(self, serving: Serving) -> None:
         """``streamfuse_strategy_weight`` of every strategy that holds per-model weights."""
-        for strategy in serving.strategies:
-            combiner = strategy.combiner
-            if not isinstance(combiner, WeightedCombiner):
-                continue
-            try:
-                values = combiner.model_weights()
-            except Exception as exc:  # a user's strategy: never stops the worker
-                log.debug("no weights from %s: %s", strategy.name, exc)
-                continue
-            if values is not None:
-                weights = [float(w) for w in values]
-                self.metrics.set_strategy_weights(strategy.name, serving.names, weights)
+        for name, weights in strategy_weights(serving.strategies).items():
+            self.metrics.set_strategy_weights(name, serving.names, weights)
 
     def _freeze_heap(self) -> None:
         """With ``freeze_gc``: collect, then freeze every live object (models, libraries, clients)

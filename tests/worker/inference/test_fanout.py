@@ -182,3 +182,42 @@ def test_failures_do_not_leak_into_the_next_batch(
     result = fanout.predict([good, good], X, N_OUTPUTS)
     assert result.failures == []
     assert_only_good_rows(result, X, [0, 1])
+
+
+def test_each_models_thread_is_started_and_initialised_before_the_first_deadline() -> None:
+    fanout = Fanout(["early"], 0.5, threads_per_model=1)
+    try:
+        names = [t.name for t in threading.enumerate()]
+        assert any(n.startswith("model-early") for n in names), names
+    finally:
+        fanout.close()
+
+
+def test_warm_runs_each_model_on_the_thread_that_serves_it_and_reports_what_it_took(
+    fanout_factory: Callable[..., Fanout], X: np.ndarray
+) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def recording(rows: np.ndarray) -> np.ndarray:
+        seen.append((threading.current_thread().name, len(rows)))
+        return good(rows)
+
+    fanout = fanout_factory(["rec", "bad"])
+    took = fanout.warm([recording, raising], [X[:1], X])
+    assert isinstance(took[0], float) and took[0] >= 0
+    assert isinstance(took[1], RuntimeError) and "exploded" in str(took[1])
+    assert [n for _, n in seen] == [1, len(X)]
+    fanout.predict([recording, good], X, N_OUTPUTS)
+    assert len({name for name, _ in seen}) == 1  # warmed where it then serves
+
+
+def test_a_model_still_warming_after_the_bound_is_busy_for_the_first_batch(
+    fanout_factory: Callable[..., Fanout], X: np.ndarray, blocker: Blocker
+) -> None:
+    fanout = fanout_factory(["ok", "slow"], timeout_s=0.5)
+    took = fanout.warm([good, blocker], [X], bound_s=0.2)
+    assert isinstance(took[0], float)
+    assert isinstance(took[1], TimeoutError)
+    first = fanout.predict([good, blocker], X, N_OUTPUTS)
+    assert [(f.model, f.kind) for f in first.failures] == [("slow", "busy")]
+    assert blocker.calls == 1
