@@ -1,4 +1,5 @@
-"""A starting worker warms every model (worker.inference.warm.warm_threads) on the thread that will serve it, before any batch.
+"""A starting worker warms every model on the thread that will serve it, before any batch
+(:func:`worker.inference.warm.warm_threads`).
 
 A model's first call on its fan-out thread is slow (threadpoolctl reads every loaded library
 there, runtimes set up their per-thread state): inside the first batch's deadline that made a
