@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--labels", type=Path, default=None, help="label events, JSON lines")
     p.add_argument("--target", default=None, help="with CSV or Parquet events: the label column")
+    from worker.tools.rollout import add_rehearsal_arguments
+
+    add_rehearsal_arguments(p)
 
     own_args.add_fit_arguments(
         sub.add_parser(
@@ -290,6 +293,10 @@ def _replay(args: argparse.Namespace) -> int:
     from worker.tools.replay import replay
 
     settings = _settings(args.config)
+    if args.rollout:
+        from worker.tools.rehearse import command
+
+        return command(args, settings)
     report = replay(settings, args.events, args.labels, args.target)
     print(
         f"{report.n_events} events: {report.n_predicted} predicted, "

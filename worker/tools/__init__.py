@@ -3,7 +3,8 @@
 :mod:`.train` and :mod:`.own_commands` (``train``, ``fit``), :mod:`.own_args` (their command
 lines), :mod:`.fit`, :mod:`.publish` (``store publish``), :mod:`.decisions` (``store
 strategy``), :mod:`.rollout`, :mod:`.produce` with :mod:`.produce_avro` and
-:mod:`.produce_framed` (events in the registry's formats), :mod:`.replay`, :mod:`.report`,
+:mod:`.produce_framed` (events in the registry's formats), :mod:`.replay` with
+:mod:`.rehearse` (``replay --rollout``), :mod:`.report`,
 :mod:`.bench`, and their data: :mod:`.datasets` (demo data sets) and :mod:`.tabular` (the
 user's CSV or Parquet files).
 

@@ -24,7 +24,7 @@ from worker.errors import ConfigError
 from worker.inference.pipeline import Pipeline
 from worker.inference.serving import build_serving, open_store
 
-__all__ = ["ReplayReport", "replay"]
+__all__ = ["ReplayReport", "event_records", "label_of", "read_labels", "registry_readers", "replay"]
 
 
 @dataclass
@@ -49,7 +49,7 @@ class ReplayReport:
         return score_table(self.rows)
 
 
-def _read_labels(path: Path) -> dict[Any, Any]:
+def read_labels(path: Path) -> dict[Any, Any]:
     """Label documents by id; lines that are not JSON objects with an id are skipped."""
     truth: dict[Any, Any] = {}
     for line in path.read_bytes().splitlines():
@@ -64,7 +64,7 @@ def _read_labels(path: Path) -> dict[Any, Any]:
     return truth
 
 
-def _label(doc: dict[str, Any] | None, task: str) -> Any:
+def label_of(doc: dict[str, Any] | None, task: str) -> Any:
     if doc is None:
         return None
     if "labels" in doc and isinstance(doc["labels"], dict):
@@ -98,8 +98,40 @@ def read_values(data: bytes) -> list[bytes | None]:
     return values
 
 
+def event_records(
+    store: Any, model: str, events: Path, labels: Path | None, target: str | None
+) -> tuple[list[_Record], dict[Any, Any]]:
+    """The records of ``events`` (their values as the topic held them) and the label documents
+    by id: from ``labels``, and from the ``target`` column of a CSV or Parquet file."""
+    truth: dict[Any, Any] = read_labels(labels) if labels is not None else {}
+    if events.suffix.lower() in TABULAR:
+        from worker.tools.produce import file_events
+
+        docs, label_docs = file_events(store, model, events, target, "row")
+        lines: list[bytes | None] = [orjson.dumps(doc) for doc in docs]
+        truth.update({doc["id"]: doc for doc in label_docs or []})
+    else:
+        try:
+            lines = read_values(events.read_bytes())
+        except ValueError as exc:
+            raise ConfigError("--events", f"{events}: {exc}") from exc
+    return [_Record("replay", 0, i, None, v) for i, v in enumerate(lines)], truth
+
+
 def _stop_waiting() -> bool:
     return False  # replay does not wait for a registry that does not answer: it stops
+
+
+def registry_readers(settings: Settings, client: Any = None) -> Any:
+    """Readers of Confluent-framed records through ``client`` (a confluent-kafka registry
+    client) or ``schema_registry.url``; None without either."""
+    if client is None and settings.schema_registry.url is None:
+        return None
+    from worker.schemas import RegistryReaders
+
+    if client is not None:
+        return RegistryReaders(client, _stop_waiting)
+    return RegistryReaders.from_config(settings.schema_registry.client_config(), _stop_waiting)
 
 
 def replay(
@@ -116,17 +148,7 @@ def replay(
     store = open_store(settings.store)
     serving = build_serving(store, settings)
     model_set = serving.model_set
-    readers = None
-    if registry_client is not None:
-        from worker.schemas import RegistryReaders
-
-        readers = RegistryReaders(registry_client, _stop_waiting)
-    elif settings.schema_registry.url is not None:
-        from worker.schemas import RegistryReaders
-
-        readers = RegistryReaders.from_config(
-            settings.schema_registry.client_config(), _stop_waiting
-        )
+    readers = registry_readers(settings, registry_client)
     pipeline = Pipeline(
         serving,
         settings.on_model_error,
@@ -134,19 +156,7 @@ def replay(
         readers=readers,
         input_fields=settings.input,
     )
-    truth: dict[Any, Any] = _read_labels(labels) if labels is not None else {}
-    if events.suffix.lower() in TABULAR:
-        from worker.tools.produce import file_events
-
-        docs, label_docs = file_events(store, model_set.names[0], events, target, "row")
-        lines: list[bytes | None] = [orjson.dumps(doc) for doc in docs]
-        truth.update({doc["id"]: doc for doc in label_docs or []})
-    else:
-        try:
-            lines = read_values(events.read_bytes())
-        except ValueError as exc:
-            raise ConfigError("--events", f"{events}: {exc}") from exc
-    records = [_Record("replay", 0, i, None, v) for i, v in enumerate(lines)]
+    records, truth = event_records(store, model_set.names[0], events, labels, target)
     ids: list[Any] = []
     outs: dict[str, list[np.ndarray]] = {s.name: [] for s in serving.strategies}
     model_outs: list[np.ndarray] = []
@@ -173,8 +183,8 @@ def replay(
         multitask = model_set.layout.is_multitask
         for block in model_set.layout.blocks:
             suffix = f"[{block.name}]" if multitask else ""
-            have = [i for i, d in enumerate(ids) if _label(truth.get(d), block.name) is not None]
-            y, ok = block.label_index([_label(truth[ids[i]], block.name) for i in have])
+            have = [i for i, d in enumerate(ids) if label_of(truth.get(d), block.name) is not None]
+            y, ok = block.label_index([label_of(truth[ids[i]], block.name) for i in have])
             sel = np.asarray(have, dtype=np.int64)[ok]
             y = y[ok]
             n_labelled = max(n_labelled, len(sel))

@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_arguments", "main"]
+__all__ = [
+    "add_arguments",
+    "add_candidate_arguments",
+    "add_rehearsal_arguments",
+    "candidate_record",
+    "main",
+    "status_table",
+]
 
 _MOVES = {"pause": "pause", "resume": "resume", "abort": "abort"}
 
@@ -28,6 +35,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", default=None, help="the group (default: kafka.group_id)")
     rsub = p.add_subparsers(dest="rollout_command", metavar="ACTION", required=True)
     q = rsub.add_parser("start", help="start rolling a model version and/or strategy out")
+    add_candidate_arguments(q)
+    rsub.add_parser("status", help="the rollout's steps, state and history (a table)")
+    for move in _MOVES:
+        rsub.add_parser(move, help=f"{move} the rollout")
+
+
+def add_rehearsal_arguments(p: argparse.ArgumentParser) -> None:
+    """``replay --rollout`` and the candidate's arguments (:mod:`worker.tools.rehearse`)."""
+    p.add_argument(
+        "--rollout",
+        action="store_true",
+        help="rehearse a rollout (the candidate, steps and gates below, as rollout start takes "
+        "them) over the events and labels: when each step advances or rolls back; the store is "
+        "only read",
+    )
+    add_candidate_arguments(p)
+
+
+def add_candidate_arguments(q: argparse.ArgumentParser) -> None:
+    """The candidate, its steps and its gates (``rollout start``, ``replay --rollout``)."""
     q.add_argument("--model", default=None, help="the model whose version is the candidate")
     q.add_argument("--version", type=int, default=None, help="its candidate version")
     q.add_argument("--strategy", default=None, help="a configured strategy as the candidate")
@@ -43,9 +70,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="reach the last step only when the candidate is significantly better",
     )
-    rsub.add_parser("status", help="the rollout's steps, state and history (a table)")
-    for move in _MOVES:
-        rsub.add_parser(move, help=f"{move} the rollout")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -101,8 +125,23 @@ def _open(args: argparse.Namespace) -> tuple[Any, str, Any]:
 
 
 def _start(store: Any, group: str, args: argparse.Namespace, settings: Any) -> int:
-    """Record a new rollout; with the workers' ``settings``, a strategy candidate must be one
-    they configure (the workers would roll an unknown one back at once)."""
+    from worker.errors import ConfigError
+
+    record = candidate_record(store, args, settings, time.time())
+    current = store.load_rollout(group)
+    if current is not None and current.record["status"] in ("running", "paused"):
+        raise ConfigError("rollout start", f"a rollout of {group} is {current.record['status']}")
+    version = store.publish_rollout(
+        group, record, expected=None if current is None else current.version
+    )
+    print(f"{group}: rollout v{version} started at {record['steps'][0]:g}% of keys")
+    return 0
+
+
+def candidate_record(store: Any, args: argparse.Namespace, settings: Any, at: float) -> Any:
+    """A new rollout record from :func:`add_candidate_arguments`' ``args``, started ``at``;
+    with the workers' ``settings``, a strategy candidate must be one they configure (the
+    workers would roll an unknown one back at once)."""
     from worker.accuracy.gates import Gates
     from worker.errors import ConfigError
     from worker.service.rollout_record import new_record
@@ -143,17 +182,7 @@ def _start(store: Any, group: str, args: argparse.Namespace, settings: Any) -> i
         )
     except ValueError as exc:
         raise ConfigError("rollout start", str(exc)) from exc
-    current = store.load_rollout(group)
-    if current is not None and current.record["status"] in ("running", "paused"):
-        raise ConfigError("rollout start", f"a rollout of {group} is {current.record['status']}")
-    record = new_record(
-        candidate, [int(s) if s.is_integer() else s for s in steps], gates, "cli", time.time()
-    )
-    version = store.publish_rollout(
-        group, record, expected=None if current is None else current.version
-    )
-    print(f"{group}: rollout v{version} started at {record['steps'][0]:g}% of keys")
-    return 0
+    return new_record(candidate, [int(s) if s.is_integer() else s for s in steps], gates, "cli", at)
 
 
 def status_table(record: dict[str, Any], version: int, group: str) -> str:
