@@ -22,11 +22,10 @@ from model_store import ModelStore, StoredRollout
 from worker.accuracy.labels import Joined
 from worker.config import Settings
 from worker.errors import ConfigError
-from worker.inference.pipeline import Pipeline
 from worker.inference.serving import build_serving, open_store
 from worker.metrics import Metrics
 from worker.service.rollout import Rollout
-from worker.tools.replay import event_records, label_of, registry_readers
+from worker.tools.replay import event_records, label_of, replay_pipeline
 
 __all__ = ["Move", "Rehearsal", "RehearsalStore", "command", "rehearse"]
 
@@ -118,7 +117,6 @@ def rehearse(
         raise ConfigError("--rollout", "a multi-task model's rollout is not rehearsed")
     block = layout.blocks[0]
     lines, truth = event_records(store, serving.model_set.names[0], events, labels, target)
-    readers = registry_readers(settings, registry_client)
     rehearsal_store = RehearsalStore(store, settings.kafka.group_id, record)
     now = [0.0]  # the gates' clock: the latest event time replayed
     rollout = Rollout(
@@ -128,13 +126,7 @@ def rehearse(
         clock=lambda: now[0],
         interval_s=0.0,
     )
-    pipeline = Pipeline(
-        serving,
-        settings.on_model_error,
-        settings.validation.max_event_bytes,
-        readers=readers,
-        input_fields=settings.input,
-    )
+    pipeline = replay_pipeline(settings, serving, registry_client)
     moves: list[Move] = []
     n_labelled = 0
     size = settings.batch.max_events

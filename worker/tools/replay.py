@@ -22,9 +22,9 @@ from worker.accuracy.scoring import score, score_table
 from worker.config import Settings
 from worker.errors import ConfigError
 from worker.inference.pipeline import Pipeline
-from worker.inference.serving import build_serving, open_store
+from worker.inference.serving import Serving, build_serving, open_store
 
-__all__ = ["ReplayReport", "event_records", "label_of", "read_labels", "registry_readers", "replay"]
+__all__ = ["ReplayReport", "event_records", "label_of", "read_labels", "replay", "replay_pipeline"]
 
 
 @dataclass
@@ -122,16 +122,25 @@ def _stop_waiting() -> bool:
     return False  # replay does not wait for a registry that does not answer: it stops
 
 
-def registry_readers(settings: Settings, client: Any = None) -> Any:
-    """Readers of Confluent-framed records through ``client`` (a confluent-kafka registry
-    client) or ``schema_registry.url``; None without either."""
-    if client is None and settings.schema_registry.url is None:
-        return None
-    from worker.schemas import RegistryReaders
+def replay_pipeline(settings: Settings, serving: Serving, client: Any = None) -> Pipeline:
+    """The worker's pipeline for ``serving``, no metrics; Confluent-framed records decoded
+    through ``client`` (a confluent-kafka registry client) or ``schema_registry.url``."""
+    readers = None
+    if client is not None or settings.schema_registry.url is not None:
+        from worker.schemas import RegistryReaders
 
-    if client is not None:
-        return RegistryReaders(client, _stop_waiting)
-    return RegistryReaders.from_config(settings.schema_registry.client_config(), _stop_waiting)
+        if client is not None:
+            readers = RegistryReaders(client, _stop_waiting)
+        else:
+            config = settings.schema_registry.client_config()
+            readers = RegistryReaders.from_config(config, _stop_waiting)
+    return Pipeline(
+        serving,
+        settings.on_model_error,
+        settings.validation.max_event_bytes,
+        readers=readers,
+        input_fields=settings.input,
+    )
 
 
 def replay(
@@ -148,14 +157,7 @@ def replay(
     store = open_store(settings.store)
     serving = build_serving(store, settings)
     model_set = serving.model_set
-    readers = registry_readers(settings, registry_client)
-    pipeline = Pipeline(
-        serving,
-        settings.on_model_error,
-        settings.validation.max_event_bytes,
-        readers=readers,
-        input_fields=settings.input,
-    )
+    pipeline = replay_pipeline(settings, serving, registry_client)
     records, truth = event_records(store, model_set.names[0], events, labels, target)
     ids: list[Any] = []
     outs: dict[str, list[np.ndarray]] = {s.name: [] for s in serving.strategies}
