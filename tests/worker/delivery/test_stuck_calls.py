@@ -127,7 +127,7 @@ def test_at_least_once_a_commit_that_never_returns_is_named_and_counted(
     source.hangs.next["commit"] = 1
     began = time.monotonic()
     loop.delivery.commit_pending()  # as at a rebalance: waits for the answer, here in vain
-    assert time.monotonic() - began < DEADLINE_S + 0.5
+    assert time.monotonic() - began < DEADLINE_S + 5  # the call never returns: not waited out
     assert source.hangs.hung == ["commit"] and stuck_count(loop, "commit") == 1
 
 
