@@ -29,6 +29,7 @@ __all__ = [
     "check_published",
     "first_rows",
     "warm",
+    "warm_batches",
     "warm_threads",
 ]
 
@@ -45,10 +46,14 @@ def warm(serving: Serving, probe: np.ndarray, settings: Settings) -> float:
     """Seconds ``serving`` took to predict and combine 1 and ``batch.max_events`` rows of
     ``probe`` (repeated to fill), the batch sizes the worker runs."""
     t0 = time.perf_counter()
-    for n in sorted({1, settings.batch.max_events}):
-        X = np.resize(probe, (n, probe.shape[1]))
+    for X in warm_batches(probe, settings):
         serving.active.combiner.combine(np.stack([f(X) for f in serving.predict_fns]))
     return time.perf_counter() - t0
+
+
+def warm_batches(probe: np.ndarray, settings: Settings) -> list[np.ndarray]:
+    """``probe`` repeated to 1 and ``batch.max_events`` rows: the batch sizes the worker runs."""
+    return [np.resize(probe, (n, probe.shape[1])) for n in sorted({1, settings.batch.max_events})]
 
 
 def warm_threads(
@@ -59,9 +64,8 @@ def warm_threads(
     library, a runtime's per-thread set-up, torch's first shapes) would otherwise count against
     ``on_model_error.timeout_ms``. A model that fails here is logged; the batches then count its
     failures as they would have."""
-    probe = first_rows(store, serving)
-    sizes = sorted({1, settings.batch.max_events})
-    took = fanout.warm(serving.predict_fns, [np.resize(probe, (n, probe.shape[1])) for n in sizes])
+    batches = warm_batches(first_rows(store, serving), settings)
+    took = fanout.warm(serving.predict_fns, batches)
     for name, seconds in zip(serving.names, took, strict=True):
         if isinstance(seconds, Exception):
             log.warning("model %s failed its warm-up: %s", name, seconds)
@@ -69,7 +73,7 @@ def warm_threads(
             metrics.model_warmup.labels(name).set(seconds)
     log.info(
         "models warmed at %s rows: %s",
-        "/".join(map(str, sizes)),
+        "/".join(str(len(X)) for X in batches),
         ", ".join(
             f"{n} {t:.3f}s" if isinstance(t, float) else f"{n} failed"
             for n, t in zip(serving.names, took, strict=True)
