@@ -14,7 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 import numpy as np
 
@@ -192,11 +194,24 @@ def _decode_group(
         empty = np.zeros(0, dtype=np.int64)
         return DecodedBatch(empty, [], np.zeros((0, n_features)), np.zeros(0), rejections)
     ids = list(map(reader.getter(fields.id_field), objects))
+    if not set(map(type, ids)) <= {str, int}:
+        ids = [str(i) if isinstance(i, UUID) else i for i in ids]  # Avro's uuid: its text
     if fields.ts_field is not None:
-        ts = np.array(list(map(reader.getter(fields.ts_field), objects)), dtype=np.float64)
+        ts = _seconds(list(map(reader.getter(fields.ts_field), objects)))
     else:
         ts = np.full(len(objects), np.nan)
     return _checked(index, X, ids, ts, fields, rejections)
+
+
+def _seconds(times: list[Any]) -> np.ndarray:
+    """Event times as epoch seconds: numbers as they are, an aware ``datetime`` (an Avro
+    ``timestamp-millis`` or ``-micros``, as fastavro gives it) by its ``timestamp()``."""
+    try:
+        return np.array(times, dtype=np.float64)
+    except TypeError:
+        return np.array(
+            [t.timestamp() if isinstance(t, datetime) else t for t in times], dtype=np.float64
+        )
 
 
 def _checked(

@@ -86,7 +86,8 @@ class InputSettings(_Section):
     ts_field: str | None = Field(
         None,
         description="The field of a framed record that holds the event time in epoch seconds "
-        "(dotted path); unset, or null in a record: the record's Kafka timestamp.",
+        "(or an Avro timestamp-millis or timestamp-micros long; dotted path); unset, or null "
+        "in a record: the record's Kafka timestamp.",
     )
     fields: dict[str, str] = Field(
         default_factory=dict,

@@ -1,12 +1,19 @@
 """Read the columns a prediction needs straight from a group's Avro bytes, with numpy.
 
-For writer schemas whose records hold only ``double``, ``float``, ``int``, ``long`` and
-``string`` fields (nested records of them too), every field sits at an offset that numpy can
-compute for all records at once: fixed-width numbers are gathered from the joined payloads,
-varints (ints, longs, string lengths) decoded a byte position at a time over the whole group.
-No Python object is built per record but the id. Any other schema, or any record that does not
-read cleanly (too short, bad UTF-8, a varint over 10 bytes), returns None and the group is
-decoded by fastavro as before, so what a record decodes to, or why it cannot, is unchanged.
+An Avro record is its fields one after the other, each of a size its type tells: fixed-width
+numbers (``double``, ``float``), zigzag varints (``int``, ``long``, an ``enum``'s index),
+length-prefixed ``string`` and ``bytes``, one-byte ``boolean``, ``fixed`` of its declared size,
+a ``["null", T]`` union as a branch byte then T or nothing; logical types are their base type
+on the wire, named types are read as their definition. So every field's offset can be computed
+for all records of a group at once: fixed-width runs gathered from the joined payloads, varints
+decoded a byte position at a time over the whole group. No Python object is built per record
+but the id. Any other schema (arrays, maps, other unions, a recursive type), or any record that
+does not read cleanly (too short, bad UTF-8 in any string, an enum index out of range, a varint
+over 10 bytes), returns None and the group is decoded by fastavro, so what a record decodes to,
+or why it cannot, is unchanged.
+
+The event time may be a ``long`` of logical type ``timestamp-millis`` or ``timestamp-micros``:
+it is read in epoch seconds, as fastavro's ``datetime`` gives them.
 """
 
 from __future__ import annotations
@@ -17,12 +24,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AvroTable"]
+__all__ = ["TIME_SCALE", "AvroTable"]
 
 _WIDTH = {"double": 8, "float": 4}
 _DTYPE = {"double": "<f8", "float": "<f4"}
 _VARINT = {"int", "long"}
+_NUMBERS = (*_WIDTH, *_VARINT)
+_PRIMITIVE = {*_NUMBERS, "boolean", "string", "bytes"}
+#: Seconds per unit of the event-time logical types read (the value is divided by it).
+TIME_SCALE = {"long@timestamp-millis": 1e3, "long@timestamp-micros": 1e6}
 Columns = tuple[np.ndarray, list[Any], np.ndarray]
+Spans = tuple[np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -61,13 +73,19 @@ def _runs(leaves: Sequence[tuple[str, str]]) -> tuple[tuple[str, str] | _Run, ..
 
 @dataclass(frozen=True)
 class AvroTable:
-    """The record's leaves in order (dotted path, Avro type), and which of them to read."""
+    """The record's leaves in order (dotted path, kind), and which of them to read.
+
+    A kind is an Avro type name (``double``, ``long``, ``string``, ``boolean``, ``bytes``),
+    ``enum:<symbols>``, ``fixed:<size>``, a base type and its logical type (``long@date``),
+    with ``?`` before it for ``["null", T]`` and after it for ``[T, "null"]``.
+    """
 
     steps: tuple[tuple[str, str] | _Run, ...]
     features: tuple[str, ...]
     id_field: str
     ts_field: str | None
     wanted: frozenset[str]
+    ts_scale: float = 1.0
 
     @classmethod
     def plan(
@@ -75,22 +93,28 @@ class AvroTable:
     ) -> AvroTable | None:
         """The plan for a writer schema (its JSON, as loaded), or None if it has a type the
         plan does not read, or the fields are not all leaves of a readable type."""
-        leaves = _leaves(schema, "")
+        named: dict[str, Any] = {}
+        if not isinstance(schema, dict) or not _define(schema, named, "", True):
+            return None
+        leaves = _leaves(schema, "", named, "")
         if leaves is None:
             return None
         kinds = {path: kind.strip("?") for path, kind in leaves}
         nullable = {path for path, kind in leaves if kind != kind.strip("?")}
         if id_field in nullable:
             return None  # a null id has its own reason, given record by record
-        numeric = (*_WIDTH, *_VARINT)
-        if any(kinds.get(p) not in numeric for p in features):
+        if any(kinds.get(p) not in _NUMBERS for p in features):
             return None
-        if ts_field is not None and kinds.get(ts_field) not in numeric:
-            return None
-        if kinds.get(id_field) not in ("string", *_VARINT):
-            return None
+        scale = 1.0
+        if ts_field is not None:
+            kind = kinds.get(ts_field, "")
+            if kind not in _NUMBERS and kind not in TIME_SCALE:
+                return None
+            scale = TIME_SCALE.get(kind, 1.0)
+        if kinds.get(id_field) not in ("string", "string@uuid", *_VARINT):
+            return None  # a uuid id is read as its text, as the fastavro path gives it
         wanted = frozenset([*features, id_field, *([ts_field] if ts_field else [])])
-        return cls(_runs(leaves), tuple(features), id_field, ts_field, wanted)
+        return cls(_runs(leaves), tuple(features), id_field, ts_field, wanted, scale)
 
     def read(self, values: Sequence[bytes]) -> Columns | None:
         """``(X, ids, ts)`` of Confluent-framed ``values`` (5-byte frame, then the body), or
@@ -104,9 +128,9 @@ class AvroTable:
         scanned = self._scan(data, pos, ends)
         if scanned is None:
             return None
-        numbers, strings = scanned
+        numbers, strings, texts = scanned
         ids = self._ids(joined, numbers, strings)
-        if ids is None:
+        if ids is None or not _utf8(joined, data, texts):
             return None
         X = np.empty((n, len(self.features)), dtype=np.float64)
         for j, path in enumerate(self.features):
@@ -115,15 +139,19 @@ class AvroTable:
             ts = np.full(n, np.nan)
         else:
             ts = numbers[self.ts_field].astype(np.float64)
+            if self.ts_scale != 1.0:
+                ts = ts / self.ts_scale
         return X, ids, ts
 
-    def _scan(  # noqa: C901 (one pass over the steps, each kind's bail-out inline)
+    def _scan(
         self, data: np.ndarray, pos: np.ndarray, ends: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]] | None:
-        """Every leaf in wire order, for all records at once: the wanted numbers, and where
-        the wanted strings lie; None once a record runs past its end."""
+    ) -> tuple[dict[str, np.ndarray], dict[str, Spans], list[Spans]] | None:
+        """Every leaf in wire order, for all records at once: the wanted numbers, where the
+        wanted strings lie, and where every other string lies (its UTF-8 is checked); None once
+        a record runs past its end or holds what its type forbids."""
         numbers: dict[str, np.ndarray] = {}
-        strings: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        strings: dict[str, Spans] = {}
+        texts: list[Spans] = []
         for step in self.steps:
             if isinstance(step, _Run):
                 if (pos + step.width > ends).any():
@@ -133,28 +161,22 @@ class AvroTable:
                 pos = pos + step.width
                 continue
             path, kind = step
-            if "?" in kind:
+            if kind != kind.strip("?"):
                 read = _nullable(data, pos, ends, kind)
-                if read is None:
-                    return None
-                if path in self.wanted:
-                    numbers[path] = read[0]
-                pos = pos + read[1]
-                continue
-            read = _varints(data, pos, ends)
+            else:
+                read = _field(data, pos, ends, kind)
             if read is None:
                 return None
             value, size = read
-            pos = pos + size
-            if kind == "string":
-                if (value < 0).any() or (pos + value > ends).any():
-                    return None
+            if isinstance(value, tuple):
                 if path in self.wanted:
-                    strings[path] = (pos, pos + value)
-                pos = pos + value
-            elif path in self.wanted:
+                    strings[path] = value
+                elif kind.strip("?").startswith("string"):
+                    texts.append(value)
+            elif path in self.wanted and value is not None:
                 numbers[path] = value
-        return numbers, strings
+            pos = pos + size
+        return numbers, strings, texts
 
     def _gather(self, data: np.ndarray, pos: np.ndarray, run: _Run) -> dict[str, np.ndarray]:
         fixed = data[pos[:, None] + np.arange(run.width)].view(run.dtype)[:, 0]
@@ -165,10 +187,7 @@ class AvroTable:
         }
 
     def _ids(
-        self,
-        joined: bytes,
-        numbers: dict[str, np.ndarray],
-        strings: dict[str, tuple[np.ndarray, np.ndarray]],
+        self, joined: bytes, numbers: dict[str, np.ndarray], strings: dict[str, Spans]
     ) -> list[Any] | None:
         if self.id_field in numbers:
             ids: list[Any] = numbers[self.id_field].tolist()
@@ -182,71 +201,185 @@ class AvroTable:
             return None
 
 
-def _leaves(schema: Any, prefix: str) -> list[tuple[str, str]] | None:
-    """A record's leaves in wire order, or None if one has a type not read here."""
+def _leaves(
+    schema: Any,
+    prefix: str,
+    named: dict[str, Any],
+    namespace: str,
+    inside: frozenset[str] = frozenset(),
+) -> list[tuple[str, str]] | None:
+    """A record's leaves in wire order, or None if one has a type not read here. ``named``
+    holds the named types defined so far, as Avro resolves a type given by name: its full and
+    its short name to ``(definition, namespace)``; ``inside`` the records being walked."""
     if not isinstance(schema, dict) or schema.get("type") != "record":
         return None
+    full, namespace = _name(schema, namespace)
+    if full in inside:
+        return None  # a record that holds itself
     leaves: list[tuple[str, str]] = []
     for field in schema.get("fields", []):
         path = prefix + field["name"]
-        kind = field["type"]
+        kind, where = _resolve(field["type"], named, namespace)
         if isinstance(kind, dict) and kind.get("type") == "record":
-            inner = _leaves(kind, path + ".")
+            if not _define(kind, named, where, field["type"] is kind):
+                return None
+            inner = _leaves(kind, path + ".", named, where, inside | {full})
             if inner is None:
                 return None
             leaves += inner
             continue
-        if isinstance(kind, dict) and set(kind) == {"type"}:
-            kind = kind["type"]
+        nullable = ""
         if isinstance(kind, list) and len(kind) == 2 and "null" in kind:
-            [inner] = [k for k in kind if k != "null"]
-            if inner in (*_WIDTH, *_VARINT):
-                # The null branch's side marks it: "?double" is ["null", "double"].
-                leaves.append((path, f"?{inner}" if kind[0] == "null" else f"{inner}?"))
-                continue
-        if kind not in (*_WIDTH, *_VARINT, "string"):
-            return None  # unions, enums, arrays, maps, bytes, fixed, logical types, names
-        leaves.append((path, kind))
+            [branch] = [k for k in kind if k != "null"]
+            nullable = "?" if kind[0] == "null" else "!"
+            kind, where = _resolve(branch, named, namespace)
+            if isinstance(kind, dict) and kind.get("type") == "record":
+                return None  # a record that may be null
+        leaf = _leaf(kind, named, where, _inline(field["type"], kind))
+        if leaf is None:
+            return None  # arrays, maps, other unions
+        # The null branch's side marks it: "?double" is ["null", "double"], "double?" the other.
+        leaves.append((path, {"": leaf, "?": f"?{leaf}", "!": f"{leaf}?"}[nullable]))
     return leaves
+
+
+def _inline(given: Any, kind: Any) -> bool:
+    """Whether ``kind`` is defined where it is given (not named): then it is defined here."""
+    if given is kind:
+        return True
+    return isinstance(given, list) and any(branch is kind for branch in given)
+
+
+def _name(schema: dict[str, Any], namespace: str) -> tuple[str, str]:
+    """The full name of a named type, and its namespace (the enclosing one by default)."""
+    name = str(schema.get("name", ""))
+    if "." in name:
+        namespace = name.rpartition(".")[0]
+        return name, namespace
+    namespace = str(schema.get("namespace", namespace) or "")
+    return (f"{namespace}.{name}" if namespace else name), namespace
+
+
+def _define(schema: dict[str, Any], named: dict[str, Any], namespace: str, inline: bool) -> bool:
+    """Record the named type ``schema`` defines (when ``inline``); False if its name is taken."""
+    if not inline:
+        return True
+    full, namespace = _name(schema, namespace)
+    if full in named:
+        return False
+    short = full.rpartition(".")[2]
+    named[full] = (schema, namespace)
+    named[short] = None if short in named else (schema, namespace)  # ambiguous: full only
+    return True
+
+
+def _resolve(kind: Any, named: dict[str, Any], namespace: str) -> tuple[Any, str]:
+    """``kind`` with a named type's name replaced by its definition (and the namespace it was
+    defined in), and ``{"type": T}`` by T (a logical type is kept as the dict)."""
+    if isinstance(kind, str) and kind not in _PRIMITIVE and kind != "null":
+        found = named.get(f"{namespace}.{kind}") or named.get(kind)
+        return found if found is not None else (kind, namespace)
+    if isinstance(kind, dict) and set(kind) == {"type"}:
+        return _resolve(kind["type"], named, namespace)
+    return kind, namespace
+
+
+def _leaf(kind: Any, named: dict[str, Any], namespace: str, inline: bool) -> str | None:
+    """The kind string of a leaf type (see :class:`AvroTable`), or None if not read here."""
+    if isinstance(kind, str):
+        return kind if kind in _PRIMITIVE else None
+    if not isinstance(kind, dict):
+        return None
+    base = kind.get("type")
+    if base == "enum":
+        symbols = kind.get("symbols")
+        if not isinstance(symbols, list) or not _define(kind, named, namespace, inline):
+            return None
+        return f"enum:{len(symbols)}"
+    if base == "fixed":
+        size = kind.get("size")
+        if type(size) is not int or size < 0 or not _define(kind, named, namespace, inline):
+            return None
+        return f"fixed:{size}"
+    if base in _PRIMITIVE:
+        logical = kind.get("logicalType")
+        return f"{base}@{logical}" if isinstance(logical, str) else str(base)
+    return None
+
+
+def _field(
+    data: np.ndarray, pos: np.ndarray, ends: np.ndarray, kind: str
+) -> tuple[np.ndarray | Spans | None, np.ndarray] | None:
+    """The value of a leaf of ``kind`` at each ``pos`` (a number, or where a string or bytes
+    lie), and its size in bytes; None if a record cannot hold it."""
+    base = kind.partition("@")[0]
+    if base in _WIDTH:
+        width = _WIDTH[base]
+        if (pos + width > ends).any():
+            return None
+        raw = data[pos[:, None] + np.arange(width)]
+        return raw.view(_DTYPE[base])[:, 0].astype(np.float64), np.full(len(pos), width)
+    if base == "boolean":  # one byte, any value (fastavro reads non-zero as true)
+        return (None, np.ones(len(pos), dtype=np.int64)) if (pos < ends).all() else None
+    if base.startswith("fixed:"):
+        width = int(base[6:])
+        return (None, np.full(len(pos), width)) if (pos + width <= ends).all() else None
+    read = _varints(data, pos, ends)
+    if read is None:
+        return None
+    value, size = read
+    if base.startswith("enum:"):
+        return None if ((value < 0) | (value >= int(base[5:]))).any() else (value, size)
+    if base in ("string", "bytes"):
+        start = pos + size
+        if (value < 0).any() or (start + value > ends).any():
+            return None
+        return (start, start + value), size + value
+    return value, size
 
 
 def _nullable(
     data: np.ndarray, pos: np.ndarray, ends: np.ndarray, kind: str
-) -> tuple[np.ndarray, np.ndarray] | None:
+) -> tuple[np.ndarray | Spans | None, np.ndarray] | None:
     """A ``["null", T]`` (kind ``?T``) or ``[T, "null"]`` (``T?``) union at each ``pos``: the
-    branch index (one byte, 0 or 2 zigzagged), then T's value or nothing; NaN for null, as
-    fastavro's None becomes in a float array."""
+    branch index (one byte, 0 or 2 zigzagged), then T's value or nothing. A number is NaN for
+    null, as fastavro's None becomes in a float array; a string's null is an empty span."""
     if (pos >= ends).any():
         return None
     byte = data[pos]
     if not ((byte == 0) | (byte == 2)).all():
         return None
     nulls = (byte >> 1) == (0 if kind.startswith("?") else 1)
-    if not nulls.any():
-        read = _number(data, pos + 1, ends, kind.strip("?"))
-        return None if read is None else (read[0].astype(np.float64), read[1] + 1)
     present = np.flatnonzero(~nulls)
-    read = _number(data, pos[present] + 1, ends[present], kind.strip("?"))
+    read = _field(data, pos[present] + 1, ends[present], kind.strip("?"))
     if read is None:
         return None
-    column = np.full(len(pos), np.nan)
-    column[present] = read[0]
+    value, inner = read
     size = np.ones(len(pos), dtype=np.int64)
-    size[present] += read[1]
+    size[present] += inner
+    if isinstance(value, tuple):
+        starts, stops = np.zeros(len(pos), dtype=np.int64), np.zeros(len(pos), dtype=np.int64)
+        starts[present], stops[present] = value
+        return (starts, stops), size
+    column = np.full(len(pos), np.nan)
+    if value is not None:
+        column[present] = value
     return column, size
 
 
-def _number(
-    data: np.ndarray, pos: np.ndarray, ends: np.ndarray, kind: str
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The number of Avro type ``kind`` at each ``pos``, and its size in bytes."""
-    if kind in _VARINT:
-        return _varints(data, pos, ends)
-    width = _WIDTH[kind]
-    if (pos + width > ends).any():
-        return None
-    raw = data[pos[:, None] + np.arange(width)]
-    return raw.view(_DTYPE[kind])[:, 0].astype(np.float64), np.full(len(pos), width)
+def _utf8(joined: bytes, data: np.ndarray, texts: list[Spans]) -> bool:
+    """Whether every string not read is valid UTF-8, as fastavro requires: one pass over the
+    group's bytes finds the strings that are all ASCII; only the others are decoded."""
+    if not texts:
+        return True
+    high = np.concatenate([[0], np.cumsum(data >= 0x80)])
+    for starts, stops in texts:
+        for k in np.flatnonzero(high[stops] > high[starts]).tolist():
+            try:
+                joined[starts[k] : stops[k]].decode()
+            except UnicodeDecodeError:
+                return False
+    return True
 
 
 def _varints(
@@ -256,6 +389,8 @@ def _varints(
     value = np.zeros(len(pos), dtype=np.uint64)
     size = np.zeros(len(pos), dtype=np.int64)
     more = np.ones(len(pos), dtype=bool)
+    if not len(pos):
+        return value.astype(np.int64), size
     for k in range(10):
         at = pos + k
         if (at[more] >= ends[more]).any():

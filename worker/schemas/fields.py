@@ -11,12 +11,20 @@ _AVRO_NUMBERS = frozenset({"int", "long", "float", "double"})
 _JSON_NUMBERS = frozenset({"number", "integer"})
 
 
-def avro_problem(schema_str: str, path: str, *, numeric: bool = True) -> str | None:
-    """Why ``path`` is not a (numeric) field of the Avro record ``schema_str``, or None."""
+#: What an event time may also be in Avro: a long counting from the epoch, in UTC.
+AVRO_TIMES = frozenset({"long (timestamp-millis)", "long (timestamp-micros)"})
+
+
+def avro_problem(
+    schema_str: str, path: str, *, numeric: bool = True, time: bool = False
+) -> str | None:
+    """Why ``path`` is not a (numeric) field of the Avro record ``schema_str``, or None; with
+    ``time``, a ``timestamp-millis`` or ``timestamp-micros`` long is one too."""
     node: Any = json.loads(schema_str)
+    named = _avro_names(node, "")
     walked: list[str] = []
     for part in path.split("."):
-        node = _avro_record(node)
+        node = _avro_record(node, named)
         if node is None:
             return f"field {'.'.join(walked)!r} is not a record, so it has no {part!r}"
         found = [f for f in node.get("fields", []) if f.get("name") == part]
@@ -28,14 +36,40 @@ def avro_problem(schema_str: str, path: str, *, numeric: bool = True) -> str | N
     if not numeric:
         return None
     kind = _avro_kind(node)
-    if kind not in _AVRO_NUMBERS:
+    if kind not in _AVRO_NUMBERS and not (time and kind in AVRO_TIMES):
         return f"field {path!r} is {kind}, not a number"
     return None
 
 
-def _avro_record(node: Any) -> dict[str, Any] | None:
+def _avro_names(node: Any, namespace: str) -> dict[str, Any]:
+    """Every named type ``node`` defines, by full and by short name (a type may be given by
+    either after its definition)."""
+    names: dict[str, Any] = {}
+    if isinstance(node, list):
+        for branch in node:
+            names.update(_avro_names(branch, namespace))
+    elif isinstance(node, dict):
+        if node.get("type") in ("record", "enum", "fixed") and "name" in node:
+            name = str(node["name"])
+            if "." not in name:
+                namespace = str(node.get("namespace", namespace) or "")
+                name = f"{namespace}.{name}" if namespace else name
+            else:
+                namespace = name.rpartition(".")[0]
+            names[name] = names[name.rpartition(".")[2]] = node
+        for field in node.get("fields", []) if node.get("type") == "record" else []:
+            names.update(_avro_names(field.get("type"), namespace))
+        if isinstance(node.get("type"), dict | list):
+            names.update(_avro_names(node["type"], namespace))
+    return names
+
+
+def _avro_record(node: Any, named: dict[str, Any]) -> dict[str, Any] | None:
+    if isinstance(node, str):
+        node = named.get(node, node)
     if isinstance(node, list):  # a union: its one record branch (["null", {record}])
-        records = [n for n in node if isinstance(n, dict) and n.get("type") == "record"]
+        branches = [named.get(n, n) if isinstance(n, str) else n for n in node]
+        records = [n for n in branches if isinstance(n, dict) and n.get("type") == "record"]
         return records[0] if len(records) == 1 else None
     if isinstance(node, dict) and node.get("type") == "record":
         return node

@@ -150,18 +150,19 @@ class SchemaReader:
         return self._problems[fields]
 
     def _first_problem(self, fields: FieldMap) -> str | None:
-        checks = [(p, True) for p in fields.features] + [(fields.id_field, False)]
+        checks = [(p, True, False) for p in fields.features] + [(fields.id_field, False, False)]
         if fields.ts_field is not None:
-            checks.append((fields.ts_field, True))
-        for path, numeric in checks:
-            problem = self.field_problem(path, numeric=numeric)
+            checks.append((fields.ts_field, True, True))
+        for path, numeric, time in checks:
+            problem = self.field_problem(path, numeric=numeric, time=time)
             if problem is not None:
                 return problem
         return None
 
-    def field_problem(self, path: str, numeric: bool = True) -> str | None:
+    def field_problem(self, path: str, numeric: bool = True, time: bool = False) -> str | None:
+        """Why ``path`` is not a (numeric) field; ``time``: an Avro timestamp is one too."""
         if self.format == "Avro":
-            return schema_fields.avro_problem(self.schema_str, path, numeric=numeric)
+            return schema_fields.avro_problem(self.schema_str, path, numeric=numeric, time=time)
         if self.format == "JSON Schema":
             return schema_fields.json_schema_problem(self.schema_str, path, numeric=numeric)
         return schema_fields.protobuf_problem(self._descriptor, path, numeric=numeric)

@@ -211,3 +211,68 @@ def test_the_numpy_reader_and_fastavro_give_the_same_batch(monkeypatch: pytest.M
     assert by_numpy.rejections == by_fastavro.rejections
     assert [r.index for r in by_numpy.rejections] == [1, 2, 3, 4]
     assert "field 'x' is null or not finite" in by_numpy.rejections[0].reason
+
+
+TIMED = {
+    "type": "record",
+    "name": "Timed",
+    "namespace": "shop",
+    "fields": [
+        {"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "ok", "type": "boolean"},
+        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B"]}},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {
+            "name": "p",
+            "type": {"type": "record", "name": "P", "fields": [{"name": "x", "type": "double"}]},
+        },
+        {"name": "q", "type": "P"},
+    ],
+}
+
+
+@pytest.mark.parametrize("n", [MIN_TABLE, 3])
+def test_a_uuid_id_and_a_millisecond_time_read_alike_by_every_path(
+    monkeypatch: pytest.MonkeyPatch, n: int
+) -> None:
+    """numpy (``n`` = MIN_TABLE), fastavro (fewer), and the deserializer record by record give
+    the id as its text and the time in epoch seconds: the group is not dead-lettered for its
+    logical types, and a reused named type is found by name."""
+    docs = [
+        {"id": f"00000000-0000-4000-8000-{k:012d}", "ok": k % 2 == 0, "kind": "AB"[k % 2],
+         "at": 1_700_000_000_000 + 7 * k, "p": {"x": k / 2}, "q": {"x": -k}}
+        for k in range(n)
+    ]  # fmt: skip
+    values = [avro_record(TIMED, d) for d in docs]
+    fields = FieldMap(("p.x", "q.x"), "id", "at")
+    client = OneSchemaClient(TIMED)
+    reader = SchemaReader(1, client.registered, client)
+    assert reader.problem(fields) is None
+    assert (reader.decode_table(values, fields) is not None) is (n >= MIN_TABLE)
+
+    def batch() -> Any:
+        readers = RegistryReaders(OneSchemaClient(TIMED), lambda: False)
+        return decode_mixed(values, DecoderSchema(2), 1 << 20, readers, fields)
+
+    got = [batch()]
+    monkeypatch.setattr(SchemaReader, "decode_table", lambda self, values, fields: None)
+    got.append(batch())
+    monkeypatch.setattr(SchemaReader, "decode_all", lambda self, values: None)
+    got.append(batch())
+    for decoded in got:
+        assert not decoded.rejections
+        assert decoded.ids == [d["id"] for d in docs]
+        assert decoded.ts.tolist() == [d["at"] / 1000 for d in docs]
+        assert decoded.X.tolist() == [[d["p"]["x"], d["q"]["x"]] for d in docs]
+
+
+def test_a_time_of_another_logical_type_is_named() -> None:
+    schema = json.loads(json.dumps(TIMED))
+    schema["fields"][3]["type"]["logicalType"] = "local-timestamp-millis"
+    client = OneSchemaClient(schema)
+    reader = SchemaReader(1, client.registered, client)
+    problem = reader.problem(FieldMap(("p.x",), "id", "at"))
+    assert problem == "field 'at' is long (local-timestamp-millis), not a number"
+    assert reader.problem(FieldMap(("at",), "id", None)) == (
+        "field 'at' is long (local-timestamp-millis), not a number"
+    )
