@@ -261,12 +261,13 @@ def _name(schema: dict[str, Any], namespace: str) -> tuple[str, str]:
 
 
 def _define(schema: dict[str, Any], named: dict[str, Any], namespace: str, inline: bool) -> bool:
-    """Record the named type ``schema`` defines (when ``inline``); False if its name is taken."""
+    """Record the named type ``schema`` defines (when ``inline``); False if its name is taken
+    by another definition."""
     if not inline:
         return True
     full, namespace = _name(schema, namespace)
     if full in named:
-        return False
+        return bool(named[full][0] == schema)  # written out again where used: the same type
     short = full.rpartition(".")[2]
     named[full] = (schema, namespace)
     named[short] = None if short in named else (schema, namespace)  # ambiguous: full only

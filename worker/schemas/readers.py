@@ -58,17 +58,15 @@ class SchemaReader:
         self._descriptor: Any = None
         self._message_class: Any = None
         self._decoder: Callable[[bytes, Any], Any]
-        self._avro: Any = None  # the parsed writer schema, when fastavro can read a group alone
+        self._avro: Any = None  # the parsed writer schema (references resolved), for fastavro
+        self._expanded = self.schema_str  # Avro: every named type written out where it is used
         self._validate: Callable[[Any], Any] | None = None  # JSON Schema, compiled
         self._tables: dict[FieldMap, AvroTable | None] = {}
         if kind == "AVRO":
             self.format = "Avro"
             self._decoder = AvroDeserializer(client)
             self._dotted = False
-            if not registered.references:  # a referenced schema: the deserializer resolves it
-                from fastavro import parse_schema
-
-                self._avro = parse_schema(json.loads(self.schema_str))
+            self._avro, self._expanded = _parsed_avro(registered, client)
         elif kind == "JSON":
             self.format = "JSON Schema"
             # No subject: the writer schema by id only (no data-contract rules to run).
@@ -105,7 +103,7 @@ class SchemaReader:
         if self._avro is None or len(values) < MIN_TABLE or min(map(len, values)) <= 5:
             return None
         if fields not in self._tables:
-            schema = json.loads(self.schema_str)
+            schema = json.loads(self._expanded)
             self._tables[fields] = AvroTable.plan(
                 schema, fields.features, fields.id_field, fields.ts_field
             )
@@ -162,7 +160,7 @@ class SchemaReader:
     def field_problem(self, path: str, numeric: bool = True, time: bool = False) -> str | None:
         """Why ``path`` is not a (numeric) field; ``time``: an Avro timestamp is one too."""
         if self.format == "Avro":
-            return schema_fields.avro_problem(self.schema_str, path, numeric=numeric, time=time)
+            return schema_fields.avro_problem(self._expanded, path, numeric=numeric, time=time)
         if self.format == "JSON Schema":
             return schema_fields.json_schema_problem(self.schema_str, path, numeric=numeric)
         return schema_fields.protobuf_problem(self._descriptor, path, numeric=numeric)
@@ -214,6 +212,36 @@ def _dict_path(path: str) -> Callable[[Any], Any]:
 def _as_tuple(get: Callable[[Any], Any], n: int) -> Callable[[Any], Sequence[Any]]:
     """``itemgetter``/``attrgetter`` of one name returns the value, not a 1-tuple."""
     return get if n > 1 else (lambda obj: (get(obj),))
+
+
+def _parsed_avro(registered: Any, client: Any) -> tuple[Any, str]:
+    """The writer schema parsed by fastavro with the schemas it references resolved, as the
+    deserializer resolves them (from the client's cache: :func:`fetch_references` has fetched
+    them), and the same schema expanded (every named type written out where it is used) as
+    JSON, for the field checks and the numpy reader."""
+    from confluent_kafka.schema_registry._sync.avro import _resolve_named_schema
+    from confluent_kafka.schema_registry.common.avro import parse_schema_with_repo
+    from fastavro.schema import expand_schema
+
+    named = _resolve_named_schema(registered, client) if registered.references else {}
+    parsed = parse_schema_with_repo(registered.schema_str, named)
+    expanded = expand_schema(parsed)
+    if isinstance(expanded, dict):
+        expanded = {k: v for k, v in expanded.items() if not k.startswith("__fastavro")}
+        expanded.pop("__named_schemas", None)
+    return parsed, json.dumps(expanded)
+
+
+def fetch_references(client: Any, registered: Any, seen: frozenset[str] = frozenset()) -> None:
+    """Fetch every schema ``registered`` references, recursively, into the client's cache, so
+    that a registry that stops answering is met here (and waited for), not while the reader is
+    built (which would make the schema unreadable for good)."""
+    for ref in registered.references or []:
+        key = f"{ref.subject}/{ref.version}"
+        if key in seen:
+            continue
+        found = client.get_version(ref.subject, ref.version, True)
+        fetch_references(client, found.schema, seen | {key})
 
 
 def _protobuf_group(values: Sequence[bytes], message_class: Any) -> list[Any] | None:
@@ -306,6 +334,15 @@ class RegistryReaders:
             if registry_down(exc):
                 raise
             return f"unknown schema id {schema_id} (the registry says: {exc.error_message})"
+        try:
+            fetch_references(self.client, registered)
+        except SchemaRegistryError as exc:
+            if registry_down(exc):
+                raise
+            return (
+                f"schema id {schema_id} references a schema the registry does not have "
+                f"({exc.error_message})"
+            )
         try:
             return SchemaReader(schema_id, registered, self.client)
         except Exception as exc:  # a schema its library cannot read: its records are poison

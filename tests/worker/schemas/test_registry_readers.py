@@ -10,7 +10,7 @@ from typing import Any
 
 import fastavro
 import pytest
-from confluent_kafka.schema_registry import RegisteredSchema, Schema
+from confluent_kafka.schema_registry import RegisteredSchema, Schema, SchemaReference
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from worker.batch.decode import Schema as DecoderSchema
@@ -275,4 +275,90 @@ def test_a_time_of_another_logical_type_is_named() -> None:
     assert problem == "field 'at' is long (local-timestamp-millis), not a number"
     assert reader.problem(FieldMap(("at",), "id", None)) == (
         "field 'at' is long (local-timestamp-millis), not a number"
+    )
+
+
+ADDRESS = {
+    "type": "record",
+    "name": "Address",
+    "namespace": "acme",
+    "fields": [
+        {"name": "lat", "type": "double"},
+        {"name": "zone", "type": {"type": "enum", "name": "Zone", "symbols": ["N", "S"]}},
+    ],
+}
+ORDER = {
+    "type": "record",
+    "name": "Order",
+    "namespace": "acme",
+    "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "home", "type": "acme.Address"},  # defined in another subject
+        {"name": "work", "type": "Address"},
+    ],
+}
+
+
+class ReferencingClient:
+    """Knows schema id 1, ``ORDER``, which references ``ADDRESS`` (subject address-value v1);
+    the reference's lookup fails ``down`` times first, or is unknown when ``missing``."""
+
+    def __init__(self, down: int = 0, missing: bool = False) -> None:
+        self.down = down
+        self.missing = missing
+        reference = SchemaReference("acme.Address", "address-value", 1)
+        self.registered = Schema(json.dumps(ORDER), "AVRO", [reference])
+
+    def get_schema(self, schema_id: int, subject_name: str | None = None, fmt: Any = None) -> Any:
+        return self.registered
+
+    def get_version(self, subject: str, version: int, deleted: bool = False) -> RegisteredSchema:
+        if self.down:
+            self.down -= 1
+            raise ConnectionError("connection refused")
+        if self.missing or (subject, version) != ("address-value", 1):
+            raise SchemaRegistryError(404, 40402, f"Version {version} not found")
+        schema = Schema(json.dumps(ADDRESS), "AVRO")
+        return RegisteredSchema(subject=subject, version=1, schema_id=2, guid=None, schema=schema)
+
+
+def test_a_schema_that_references_another_subject_reads_alike_by_every_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, a schema with references went to the deserializer record by record, and its
+    fields in a referenced record were 'not a record' to the field check."""
+    waits: list[int] = []
+    readers = RegistryReaders(ReferencingClient(down=2), lambda: waits.append(1) is None)
+    reader = readers.readers({1})[1]
+    assert isinstance(reader, SchemaReader) and waits == [1, 1]  # waited, not poisoned
+    fields = FieldMap(("home.lat", "work.lat"), "id", None)
+    assert reader.problem(fields) is None
+    assert reader.problem(FieldMap(("home.zone",))) == "field 'home.zone' is enum, not a number"
+    full = {**ORDER, "fields": [ORDER["fields"][0]]}
+    full["fields"] += [{"name": "home", "type": ADDRESS}, {"name": "work", "type": "Address"}]
+    docs = [
+        {"id": f"o{k}", "home": {"lat": k / 3, "zone": "N"}, "work": {"lat": -k, "zone": "S"}}
+        for k in range(MIN_TABLE)
+    ]
+    values = [avro_record(full, d) for d in docs]
+    assert reader.decode_table(values, fields) is not None
+
+    def batch() -> Any:
+        return decode_mixed(values, DecoderSchema(2), 1 << 20, readers, fields)
+
+    got = [batch()]
+    monkeypatch.setattr(SchemaReader, "decode_table", lambda self, values, fields: None)
+    got.append(batch())
+    monkeypatch.setattr(SchemaReader, "decode_all", lambda self, values: None)
+    got.append(batch())
+    for decoded in got:
+        assert not decoded.rejections and decoded.ids == [d["id"] for d in docs]
+        assert decoded.X.tolist() == [[d["home"]["lat"], d["work"]["lat"]] for d in docs]
+
+
+def test_a_reference_the_registry_does_not_have_is_a_reason() -> None:
+    readers = RegistryReaders(ReferencingClient(missing=True), lambda: pytest.fail("no wait"))
+    reason = readers.readers({1})[1]
+    assert reason == (
+        "schema id 1 references a schema the registry does not have (Version 1 not found)"
     )
