@@ -18,6 +18,7 @@ from worker.drift.profile import (
     output_references,
     profile_arrays,
     read_profile,
+    sample_rows,
 )
 from worker.drift.stats import binned_ks, psi
 
@@ -34,4 +35,5 @@ __all__ = [
     "profile_arrays",
     "psi",
     "read_profile",
+    "sample_rows",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "output_references",
     "profile_arrays",
     "read_profile",
+    "sample_rows",
 ]
 
 PROFILE_NAME = "reference"
@@ -93,6 +94,28 @@ def feature_reference(X: np.ndarray, n_bins: int = DEFAULT_BINS) -> FeatureRefer
         ref_shares[j] = shares(bin_counts(col[:, None], edges[j : j + 1]))[0]
         low[j], high[j] = col.min(), col.max()
     return FeatureReference(edges, ref_shares, missing, low, high)
+
+
+def sample_rows(reference: FeatureReference, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` synthetic rows (n, n_features) with each feature's reference distribution: a bin
+    drawn by its share, then a value uniformly inside it (the outer bins end at the reference's
+    smallest and largest value). Features are drawn independently: rows to warm a model on
+    (its runtime's paths and shapes) when no real row is at hand, not a sample of the data."""
+    rng = np.random.default_rng(seed)
+    weights = np.clip(np.nan_to_num(reference.shares, nan=0.0), 0.0, None)
+    totals = weights.sum(axis=1, keepdims=True)
+    weights = np.where(
+        totals > 0, weights / np.where(totals > 0, totals, 1.0), 1.0 / weights.shape[1]
+    )
+    bounds = np.column_stack([reference.low, reference.edges, reference.high])
+    bounds = np.nan_to_num(np.maximum.accumulate(bounds, axis=1), nan=0.0, posinf=0.0, neginf=0.0)
+    last = weights.shape[1] - 1
+    bins = (rng.random((n, 1, weights.shape[0])) > np.cumsum(weights, axis=1).T[None]).sum(axis=1)
+    bins = np.minimum(bins, last)
+    features = np.arange(weights.shape[0])
+    low, high = bounds[features, bins], bounds[features, bins + 1]
+    rows: np.ndarray = low + rng.random(low.shape) * (high - low)
+    return rows
 
 
 def _calibration(confidence: np.ndarray, correct: np.ndarray) -> np.ndarray:

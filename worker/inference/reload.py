@@ -53,8 +53,10 @@ class Reloader:
         settings: Settings,
         metrics: Metrics,
         relayout: Callable[[Serving], str | None] | None = None,
+        synthetic: np.ndarray | None = None,
     ) -> None:
         self.store = store
+        self.synthetic = synthetic  # rows from the reference profile (first_rows)
         # output.format: why a new snapshot cannot be published (refused and counted), or None
         self.relayout = relayout
         self.settings = settings
@@ -131,7 +133,7 @@ class Reloader:
             if promotion in self._refused:
                 continue
             if probe is None:
-                probe = first_rows(self.store, serving)
+                probe = first_rows(self.store, serving, self.synthetic)
             candidate = self._load(current, promotion, probe)
             if candidate is None:
                 continue

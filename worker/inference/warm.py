@@ -57,14 +57,19 @@ def warm_batches(probe: np.ndarray, settings: Settings) -> list[np.ndarray]:
 
 
 def warm_threads(
-    fanout: Fanout, serving: Serving, store: ModelStore, settings: Settings, metrics: Metrics
+    fanout: Fanout,
+    serving: Serving,
+    store: ModelStore,
+    settings: Settings,
+    metrics: Metrics,
+    synthetic: np.ndarray | None = None,
 ) -> None:
     """At start-up: every model run at the batch sizes the worker uses, on its own fan-out
     thread, before the first batch. A cold first call there (threadpoolctl reading every loaded
     library, a runtime's per-thread set-up, torch's first shapes) would otherwise count against
     ``on_model_error.timeout_ms``. A model that fails here is logged; the batches then count its
     failures as they would have."""
-    batches = warm_batches(first_rows(store, serving), settings)
+    batches = warm_batches(first_rows(store, serving, synthetic), settings)
     took = fanout.warm(serving.predict_fns, batches)
     for name, seconds in zip(serving.names, took, strict=True):
         if isinstance(seconds, Exception):
@@ -81,16 +86,22 @@ def warm_threads(
     )
 
 
-def first_rows(store: ModelStore, serving: Serving) -> np.ndarray:
+def first_rows(
+    store: ModelStore, serving: Serving, synthetic: np.ndarray | None = None
+) -> np.ndarray:
     """Rows to load and warm a new version on before the worker saw a good batch: the store's
-    held-out set (real rows), else zeros (which still check the output shape)."""
+    held-out set (real rows), else ``synthetic`` (rows drawn from the reference profile, made
+    by the service layer), else zeros (which still check the output shape)."""
     from worker.inference.strategies import heldout_name  # strategies imports models, this
 
     try:
         data = store.load_dataset(heldout_name(serving.model_set))
         return np.asarray(data.arrays["X"][:PROBE_ROWS], dtype=np.float64)
-    except Exception:  # no usable held-out set
-        return np.zeros((8, serving.schema.n_features))
+    except Exception as exc:  # no usable held-out set
+        log.debug("no held-out rows to warm on (%s)", exc)
+    if synthetic is not None and synthetic.shape[1:] == (serving.schema.n_features,):
+        return synthetic
+    return np.zeros((8, serving.schema.n_features))
 
 
 def check_published(model: LoadedModel, tolerance: float = PUBLISHED_TOLERANCE) -> None:

@@ -7,21 +7,33 @@ profile was made with exactly the served model versions and holds every served s
 (a hot reload, a model published after the profile, another strategy set) it is made again
 from the store's held-out set with the served versions, as the held-out scores are.
 Multi-task model sets get the features' part only.
+
+:func:`reference_rows` draws synthetic rows from the features' reference, for warming a new
+version when neither a live batch nor a held-out set is at hand.
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from model_store import ModelNotFoundError, ModelStore, ModelStoreError, StoredProfile
 from worker.config import DriftSettings
-from worker.drift import PROFILE_NAME, DriftMonitor, ProfileError, output_references, read_profile
+from worker.drift import (
+    PROFILE_NAME,
+    DriftMonitor,
+    ProfileError,
+    output_references,
+    read_profile,
+    sample_rows,
+)
 from worker.drift.profile import OutputReference
 from worker.inference.serving import Serving
 from worker.inference.strategies import heldout_outputs
 from worker.metrics import Metrics
 
-__all__ = ["open_drift"]
+__all__ = ["open_drift", "reference_rows"]
 
 log = logging.getLogger("streamfuse.worker")
 
@@ -51,6 +63,17 @@ def open_drift(
             f"malformed: {reason}",
         )
         return None
+
+
+def reference_rows(store: ModelStore, n_features: int, n: int) -> np.ndarray | None:
+    """``n`` rows drawn from the store's reference profile of the features
+    (:func:`worker.drift.sample_rows`), or None when the store has no usable profile."""
+    try:
+        stored = store.load_profile(PROFILE_NAME)
+        features, _ = read_profile(stored.meta, stored.arrays, n_features)
+    except Exception:  # no profile, or one refused: open_drift says why, when drift is on
+        return None
+    return sample_rows(features, n)
 
 
 def _refused(metrics: Metrics | None, why: str) -> None:

@@ -54,8 +54,10 @@ class Rollout:
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
         interval_s: float = READ_INTERVAL_S,
+        synthetic: np.ndarray | None = None,
     ) -> None:
         self.store = store
+        self.synthetic = synthetic  # rows from the reference profile (first_rows)
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -260,7 +262,7 @@ class Rollout:
             if model not in serving.versions:
                 raise ValueError(f"the worker serves no model {model!r}")
             if probe is None:
-                probe = first_rows(self.store, serving)
+                probe = first_rows(self.store, serving, self.synthetic)
             loaded = self._loaded.get((model, version))
             if loaded is None:
                 promotion = Promotion(model, serving.versions[model], version)

@@ -34,7 +34,7 @@ from worker.inference.reload import Reloader
 from worker.inference.serving import Serving, build_serving
 from worker.inference.store import open_store
 from worker.inference.strategies import strategy_weights
-from worker.inference.warm import warm_threads
+from worker.inference.warm import PROBE_ROWS, warm_threads
 from worker.logs import DeadLetterLog
 from worker.metrics import Metrics
 from worker.service.consumer import RenewableSource, tend
@@ -44,7 +44,7 @@ from worker.service.input_topic import InputTopicWatch
 from worker.service.lag import LagMonitor
 from worker.service.loop import Loop
 from worker.service.promotion import Promotion
-from worker.service.reference import open_drift
+from worker.service.reference import open_drift, reference_rows
 from worker.service.rollout import Rollout
 from worker.service.tracing import open_tracer
 from worker.service.watchdog import Watchdog
@@ -130,9 +130,10 @@ class Worker:
         )
         for name, version in serving.versions.items():
             self.metrics.set_model_version(name, version)
-        self.reloader = Reloader(self.store, settings, self.metrics, self._relayout)
-        self.rollout = Rollout(self.store, settings, self.metrics)  # issue 25: canary
-        warm_threads(self.pipeline.fanout, serving, self.store, settings, self.metrics)
+        synthetic = reference_rows(self.store, serving.schema.n_features, PROBE_ROWS)
+        self.reloader = Reloader(self.store, settings, self.metrics, self._relayout, synthetic)
+        self.rollout = Rollout(self.store, settings, self.metrics, synthetic=synthetic)
+        warm_threads(self.pipeline.fanout, serving, self.store, settings, self.metrics, synthetic)
         self.accuracy: LiveAccuracy | None = None
         if settings.topics.labels:
             joiner = LabelJoiner(

@@ -26,6 +26,7 @@ from worker.drift import (
     profile_arrays,
     psi,
     read_profile,
+    sample_rows,
 )
 from worker.drift.stats import bin_counts, quantile_edges, shares
 from worker.inference.serving import build_serving
@@ -322,3 +323,18 @@ def test_no_drift_without_a_good_profile(
         "prediction_drift": [],
         "estimated_metric": [],
     }
+
+
+def test_rows_drawn_from_a_reference_follow_its_bins_and_stay_in_its_range() -> None:
+    rng = np.random.default_rng(3)
+    X = np.column_stack([rng.normal(size=2000), rng.exponential(5.0, 2000), np.full(2000, 7.0)])
+    reference = feature_reference(X)
+    drawn = sample_rows(reference, 20_000, seed=1)
+    assert drawn.shape == (20_000, 3) and np.isfinite(drawn).all()
+    assert (drawn >= reference.low).all() and (drawn <= reference.high).all()
+    np.testing.assert_array_equal(drawn[:, 2], 7.0)  # a constant feature stays constant
+    for j in range(2):  # each bin's share as the reference's, within sampling error
+        got = shares(bin_counts(drawn[:, j : j + 1], reference.edges[j : j + 1]))[0]
+        np.testing.assert_allclose(got, reference.shares[j], atol=0.02)
+    np.testing.assert_array_equal(drawn, sample_rows(reference, 20_000, seed=1))
+    assert not np.array_equal(drawn, sample_rows(reference, 20_000, seed=2))
