@@ -224,6 +224,9 @@ class StoreSettings(_Section):
 class ReloadSettings(_Section):
     enabled: bool = True
     interval_s: float = Field(1.0, gt=0)
+    # Run a new version (hot reload, a rollout's candidate) at the worker's batch sizes before
+    # it serves. Off only to measure what it saves (python -m benchmarks swap).
+    warmup: bool = True
 
 
 class RuntimeSettings(_Section):

@@ -148,17 +148,27 @@ class Reloader:
             except Exception as exc:  # any failure to refit keeps the old version serving
                 self._refuse(promotion, f"strategies cannot be refit: {exc}")
                 continue
-            try:
-                seconds = warm(current, probe, self.settings)
-            except Exception as exc:
-                self._refuse(promotion, f"cannot predict at the worker's batch sizes: {exc}")
-                self._refused.add(promotion)
-                current = before
-                continue
-            self.metrics.model_warmup.labels(promotion.model).set(seconds)
-            log.info(
-                "hot reload: %s v%d warmed in %.3f s", promotion.model, candidate.version, seconds
-            )
+            if self.settings.reload.warmup:
+                try:
+                    seconds = warm(current, probe, self.settings)
+                except Exception as exc:
+                    self._refuse(promotion, f"cannot predict at the worker's batch sizes: {exc}")
+                    self._refused.add(promotion)
+                    current = before
+                    continue
+                self.metrics.model_warmup.labels(promotion.model).set(seconds)
+                log.info(
+                    "hot reload: %s v%d warmed in %.3f s",
+                    promotion.model,
+                    candidate.version,
+                    seconds,
+                )
+            else:
+                log.info(
+                    "hot reload: %s v%d not warmed (reload.warmup is off)",
+                    promotion.model,
+                    candidate.version,
+                )
             swapped.append((promotion, candidate.version))
         return _Prepared(serving, current, swapped) if swapped else None
 

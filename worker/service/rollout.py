@@ -279,7 +279,11 @@ class Rollout:
         return candidate
 
     def _warm(self, candidate: Serving, model: str, probe: np.ndarray) -> None:
-        """The candidate run at the worker's batch sizes before it serves (:func:`warm`)."""
+        """The candidate run at the worker's batch sizes before it serves (:func:`warm`), unless
+        ``reload.warmup`` is off."""
+        if not self.settings.reload.warmup:
+            log.info("rollout %r: %s not warmed (reload.warmup is off)", self.name, model)
+            return
         seconds = warm(candidate, probe, self.settings)
         self.metrics.model_warmup.labels(model).set(seconds)
         log.info("rollout %r: %s warmed in %.3f s", self.name, model, seconds)

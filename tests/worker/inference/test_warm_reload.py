@@ -37,7 +37,9 @@ def store_dir(tmp_path: Path, publish_tiny: Callable[..., int]) -> Path:
     return tmp_path / "store"
 
 
-def _world(store_dir: Path, registry: CollectorRegistry) -> tuple[Serving, Reloader]:
+def _world(
+    store_dir: Path, registry: CollectorRegistry, warmup: bool = True
+) -> tuple[Serving, Reloader]:
     """The snapshot served from ``store_dir`` and a hot reloader for it."""
     settings = settings_from_dict(
         {
@@ -45,6 +47,7 @@ def _world(store_dir: Path, registry: CollectorRegistry) -> tuple[Serving, Reloa
             "models": [{"name": "alpha"}, {"name": "beta"}],
             "strategy": {"name": "soft_vote"},
             "batch": {"max_events": MAX_EVENTS},
+            "reload": {"warmup": warmup},
         },
         environ={},
     )
@@ -59,15 +62,18 @@ def _prepared(reloader: Reloader, serving: Serving) -> Serving | None:
     return reloader.check(serving, None)
 
 
+@pytest.mark.parametrize("warmup", [True, False])
 def test_a_hot_reloaded_version_is_warmed_at_the_batch_sizes_before_it_serves(
     store_dir: Path,
     publish_tiny: Callable[..., int],
     registry: CollectorRegistry,
     monkeypatch: pytest.MonkeyPatch,
+    warmup: bool,
 ) -> None:
-    serving, reloader = _world(store_dir, registry)
-    warmup = {"model": "alpha"}
-    before = registry.get_sample_value("streamfuse_model_warmup_seconds", warmup)
+    """``reload.warmup`` off (only to measure what the warm-up saves): swapped in cold."""
+    serving, reloader = _world(store_dir, registry, warmup)
+    labels = {"model": "alpha"}
+    before = registry.get_sample_value("streamfuse_model_warmup_seconds", labels)
     publish_tiny(ModelStore(store_dir), "alpha", seed=9)  # v2, promoted
     calls: list[tuple[str, int, int]] = []
     predict = LoadedModel.predict_outputs
@@ -79,11 +85,15 @@ def test_a_hot_reloaded_version_is_warmed_at_the_batch_sizes_before_it_serves(
     monkeypatch.setattr(LoadedModel, "predict_outputs", counted)
     reloaded = _prepared(reloader, serving)
     assert reloaded is not None and reloaded.versions == {"alpha": 2, "beta": 1}
-    seconds = registry.get_sample_value("streamfuse_model_warmup_seconds", warmup)
+    seconds = registry.get_sample_value("streamfuse_model_warmup_seconds", labels)
     assert before is None or math.isnan(before)
+    sizes = {n for name, version, n in calls if (name, version) == ("alpha", 2)}
+    if not warmup:
+        assert seconds is None or math.isnan(seconds)
+        assert not {1, MAX_EVENTS} & sizes  # only the load's probe and the published rows
+        return
     assert seconds is not None and 0 < seconds < 60
     # the new version predicted one event and a full batch before the swap
-    sizes = {n for name, version, n in calls if (name, version) == ("alpha", 2)}
     assert {1, MAX_EVENTS} <= sizes
 
 
