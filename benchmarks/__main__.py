@@ -18,6 +18,7 @@ COMMANDS = {
     "drift": ("benchmarks.drift", "the drift monitor's cost (--worker: in the whole worker)"),
     "scale": ("benchmarks.scale", "N workers on one broker or a 3-node cluster, and takeover"),
     "combine": ("benchmarks.combine", "combine per strategy, no broker"),
+    "swap": ("benchmarks.swap", "end-to-end p99 after a hot swap, warm-up on and off"),
 }
 
 

@@ -46,6 +46,7 @@ from worker.tools.train import fit_torch
 __all__ = [
     "ACTIVE_STRATEGY",
     "BENCH_MODELS",
+    "MLP_SPEC",
     "MODEL_NAMES",
     "N_FEATURES",
     "SHADOW_STRATEGIES",
@@ -55,6 +56,8 @@ __all__ = [
     "decode_seconds",
     "event_value",
     "profile_pipeline",
+    "publish_common",
+    "training_rows",
 ]
 
 N_FEATURES = 32
@@ -117,14 +120,7 @@ def build_store(
     ndarray of shape (n_samples // 5, 32)
         Rows none of the models or strategies saw, to send as events.
     """
-    X, y = make_classification(
-        n_samples=n_samples,
-        n_features=N_FEATURES,
-        n_informative=12,
-        n_redundant=4,
-        flip_y=0.02,
-        random_state=seed,
-    )
+    X, y = _classification(seed, n_samples)
     n_train, n_heldout = n_samples * 3 // 5, n_samples // 5
     X_tr, y_tr = X[:n_train], y[:n_train]
     X_ho, y_ho = X[n_train : n_train + n_heldout], y[n_train : n_train + n_heldout]
@@ -139,8 +135,7 @@ def build_store(
         "lightgbm": lambda: (_boosters(seed)["lightgbm"].fit(X_tr, y_tr), "lightgbm"),
     }  # fmt: skip
     store = ModelStore(root)
-    schema = {"n_features": N_FEATURES, "feature_names": None}
-    common: dict[str, Any] = {"input_schema": schema, "task": "classification", "classes": [0, 1]}
+    common = publish_common()
     versions = {}
     for name in models:
         with _one_thread():
@@ -164,6 +159,30 @@ def build_store(
         store, "classification", X_tr, P_ho, list(models), strategies, y_ho, versions, None
     )
     return np.asarray(X[n_train + n_heldout :], dtype=np.float64)
+
+
+def _classification(seed: int, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    X, y = make_classification(
+        n_samples=n_samples,
+        n_features=N_FEATURES,
+        n_informative=12,
+        n_redundant=4,
+        flip_y=0.02,
+        random_state=seed,
+    )
+    return X, y
+
+
+def training_rows(seed: int = 0, n_samples: int = 5_000) -> tuple[np.ndarray, np.ndarray]:
+    """The rows :func:`build_store` trains its models on (for more versions of one)."""
+    X, y = _classification(seed, n_samples)
+    return X[: n_samples * 3 // 5], y[: n_samples * 3 // 5]
+
+
+def publish_common() -> dict[str, Any]:
+    """The ``publish`` arguments every bench model shares (schema, task, classes)."""
+    schema = {"n_features": N_FEATURES, "feature_names": None}
+    return {"input_schema": schema, "task": "classification", "classes": [0, 1]}
 
 
 def _boosters(seed: int) -> dict[str, Any]:
