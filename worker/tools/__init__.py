@@ -4,9 +4,9 @@
 lines), :mod:`.fit`, :mod:`.publish` (``store publish``), :mod:`.decisions` (``store
 strategy``), :mod:`.rollout`, :mod:`.produce` with :mod:`.produce_avro` and
 :mod:`.produce_framed` (events in the registry's formats), :mod:`.replay` with
-:mod:`.rehearse` (``replay --rollout``), :mod:`.report`,
-:mod:`.bench`, and their data: :mod:`.datasets` (demo data sets) and :mod:`.tabular` (the
-user's CSV or Parquet files).
+:mod:`.rehearse` (``replay --rollout``), :mod:`.report` with :mod:`.report_rollout` (its
+rollout chart), :mod:`.bench`, and their data: :mod:`.datasets` (demo data sets) and
+:mod:`.tabular` (the user's CSV or Parquet files).
 
 Imported lazily by the CLI, one command at a time. Tools may import anything in ``worker`` and
 a Kafka client (``produce`` and the bench fill topics with kafka-python directly); nothing

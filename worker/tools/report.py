@@ -10,11 +10,14 @@ A sample is plain data (``scrape`` returns one, so they can be saved as JSON lin
      "rolling": {"model/rf/accuracy": 0.93, ...},
      "latency_buckets": [[upper bound, cumulative count], ..., [inf, n]],
      "drift": {"3/psi": 0.02, ...}, "estimated": {"strategy/soft_vote/accuracy": 0.95, ...},
-     "weights": {"hedge/rf": 0.31, ...}, "active": "soft_vote"}
+     "weights": {"hedge/rf": 0.31, ...}, "active": "soft_vote",
+     "rollout": {"share": 5.0, "step": 1, "scores": {"champion": 0.41, "candidate": 0.96},
+                 "decisions": {"advance": 1.0, "rollback": 0.0, "done": 0.0}}}
 
 Besides, a chart of each strategy's weights when they moved (``streamfuse_strategy_weight``) and,
 when the active strategy changed (champion/challenger), the strategies' rolling accuracy with a
-vertical line at each change (``promotion.svg``).
+vertical line at each change (``promotion.svg``); when a rollout ran, its chart
+(:mod:`.report_rollout`, ``rollout.svg``).
 """
 
 from __future__ import annotations
@@ -34,11 +37,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from worker.errors import StartupError
 
-__all__ = ["charts", "collect", "quantile", "scrape", "write_report"]
+__all__ = ["charts", "collect", "parse", "quantile", "scrape", "write_report"]
 
 LATENCY = "streamfuse_end_to_end_latency_seconds"
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 WIDTH, HEIGHT, PAD = 760, 260, 48
+ROLLOUT = {
+    "streamfuse_rollout_share": "share", "streamfuse_rollout_step": "step",
+    "streamfuse_rollout_arm_score": "scores", "streamfuse_rollout_decisions_total": "decisions",
+}  # fmt: skip
 
 
 def scrape(url: str, timeout: float = 5.0) -> dict[str, Any]:
@@ -46,9 +53,14 @@ def scrape(url: str, timeout: float = 5.0) -> dict[str, Any]:
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise StartupError(f"--url {url!r}: the metrics URL must be http:// or https://")
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (checked above)
-        text = response.read().decode("utf-8")
+        return parse(response.read().decode("utf-8"))
+
+
+def parse(text: str, t: float | None = None) -> dict[str, Any]:
+    """One sample of the metrics exposition ``text``, taken at ``t`` (default: now)."""
     sample: dict[str, Any] = {
-        "t": time.time(), "rolling": {}, "latency_buckets": [], "drift": {}, "estimated": {},
+        "t": time.time() if t is None else t, "rolling": {}, "latency_buckets": [], "drift": {},
+        "estimated": {},
     }  # fmt: skip
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -67,6 +79,14 @@ def scrape(url: str, timeout: float = 5.0) -> dict[str, Any]:
                 sample.setdefault("weights", {})[key] = s.value
             elif s.name == LATENCY + "_bucket":
                 sample["latency_buckets"].append([float(s.labels["le"]), s.value])
+            elif s.name in ROLLOUT:
+                rollout = sample.setdefault("rollout", {"scores": {}, "decisions": {}})
+                if s.name == "streamfuse_rollout_arm_score":
+                    rollout["scores"][s.labels["arm"]] = s.value
+                elif s.name == "streamfuse_rollout_decisions_total":
+                    rollout["decisions"][s.labels["action"]] = s.value
+                else:
+                    rollout[ROLLOUT[s.name]] = s.value
     sample["latency_buckets"].sort()
     return sample
 
@@ -123,7 +143,12 @@ def charts(samples: list[dict[str, Any]]) -> list[tuple[str, str]]:
         out.append((title, _chart(title, series)))
     title = "End-to-end latency (ms, per scrape interval)"
     out.append((title, _chart(title, latency)))
-    return out + _drift_charts(samples, t0) + _strategy_charts(samples, t0)
+    from worker.tools.report_rollout import rollout_charts  # it draws with this module's style
+
+    return (
+        out + _drift_charts(samples, t0) + _strategy_charts(samples, t0)
+        + rollout_charts(samples, t0)
+    )  # fmt: skip
 
 
 DRIFT_TITLE = "Feature drift (PSI; the 5 features highest at the end)"
@@ -154,6 +179,7 @@ def _drift_charts(samples: list[dict[str, Any]], t0: float) -> list[tuple[str, s
     ]
 
 
+ROLLOUT_TITLE = "Rollout: the candidate's share of keys, both arms' scores; lines: decisions"
 PROMOTION_TITLE = "Rolling accuracy of the strategies; vertical lines: the active one changes"
 
 
@@ -198,7 +224,7 @@ def write_report(
 
     With ``svg_dir``, each chart is also written there as a standalone SVG file
     (``rolling-accuracy.svg``, ..., ``latency.svg``, ``feature-drift.svg``,
-    ``estimated-accuracy.svg``), for a README or a wiki.
+    ``estimated-accuracy.svg``, ``promotion.svg``, ``rollout.svg``), for a README or a wiki.
     """
     path = Path(path)
     t0 = samples[0]["t"] if samples else 0.0
@@ -216,7 +242,10 @@ def write_report(
     if svg_dir is not None:
         folder = Path(svg_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        names = {DRIFT_TITLE: "feature-drift", ESTIMATE_TITLE: "estimated-accuracy"}
+        names = {
+            DRIFT_TITLE: "feature-drift", ESTIMATE_TITLE: "estimated-accuracy",
+            ROLLOUT_TITLE: "rollout",
+        }  # fmt: skip
         for title, svg in drawn:
             name = "latency" if title.startswith("End-to-end") else title.lower().replace(" ", "-")
             name = "promotion" if title == PROMOTION_TITLE else names.get(title, name)
