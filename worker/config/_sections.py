@@ -240,7 +240,7 @@ class RuntimeSettings(_Section):
     gil_switch_ms: float = Field(0.5, ge=0)
     # Move everything alive after start-up (torch, scikit-learn, the models: ~300,000 objects)
     # out of the garbage collector's reach (gc.freeze), so its full collections stop pausing
-    # every thread for ~140 ms; done again after each hot reload.
+    # every thread for ~140 ms; the objects of each hot-reloaded version frozen too.
     gc_freeze: bool = True
 
 
