@@ -150,7 +150,7 @@ class Reloader:
                 continue
             if self.settings.reload.warmup:
                 try:
-                    seconds = warm(current, probe, self.settings)
+                    seconds = warm(current, probe, self.settings, promotion.model)
                 except Exception as exc:
                     self._refuse(promotion, f"cannot predict at the worker's batch sizes: {exc}")
                     self._refused.add(promotion)

@@ -284,7 +284,7 @@ class Rollout:
         if not self.settings.reload.warmup:
             log.info("rollout %r: %s not warmed (reload.warmup is off)", self.name, model)
             return
-        seconds = warm(candidate, probe, self.settings)
+        seconds = warm(candidate, probe, self.settings, model)
         self.metrics.model_warmup.labels(model).set(seconds)
         log.info("rollout %r: %s warmed in %.3f s", self.name, model, seconds)
 
