@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 import fastavro
@@ -213,6 +214,17 @@ def test_the_numpy_reader_and_fastavro_give_the_same_batch(monkeypatch: pytest.M
     assert "field 'x' is null or not finite" in by_numpy.rejections[0].reason
 
 
+def by_every_path(monkeypatch: pytest.MonkeyPatch, batch: Callable[[], Any]) -> list[Any]:
+    """``batch()`` decoded by numpy (where the group allows), by fastavro, and by the
+    deserializer record by record."""
+    got = [batch()]
+    monkeypatch.setattr(SchemaReader, "decode_table", lambda self, values, fields: None)
+    got.append(batch())
+    monkeypatch.setattr(SchemaReader, "decode_all", lambda self, values: None)
+    got.append(batch())
+    return got
+
+
 TIMED = {
     "type": "record",
     "name": "Timed",
@@ -254,12 +266,7 @@ def test_a_uuid_id_and_a_millisecond_time_read_alike_by_every_path(
         readers = RegistryReaders(OneSchemaClient(TIMED), lambda: False)
         return decode_mixed(values, DecoderSchema(2), 1 << 20, readers, fields)
 
-    got = [batch()]
-    monkeypatch.setattr(SchemaReader, "decode_table", lambda self, values, fields: None)
-    got.append(batch())
-    monkeypatch.setattr(SchemaReader, "decode_all", lambda self, values: None)
-    got.append(batch())
-    for decoded in got:
+    for decoded in by_every_path(monkeypatch, batch):
         assert not decoded.rejections
         assert decoded.ids == [d["id"] for d in docs]
         assert decoded.ts.tolist() == [d["at"] / 1000 for d in docs]
@@ -346,12 +353,7 @@ def test_a_schema_that_references_another_subject_reads_alike_by_every_path(
     def batch() -> Any:
         return decode_mixed(values, DecoderSchema(2), 1 << 20, readers, fields)
 
-    got = [batch()]
-    monkeypatch.setattr(SchemaReader, "decode_table", lambda self, values, fields: None)
-    got.append(batch())
-    monkeypatch.setattr(SchemaReader, "decode_all", lambda self, values: None)
-    got.append(batch())
-    for decoded in got:
+    for decoded in by_every_path(monkeypatch, batch):
         assert not decoded.rejections and decoded.ids == [d["id"] for d in docs]
         assert decoded.X.tolist() == [[d["home"]["lat"], d["work"]["lat"]] for d in docs]
 
