@@ -1,7 +1,8 @@
 """Rollouts against the real broker that are not rolled back: a clearly better candidate ramps
 through every step to 100%, one equal to the champion holds at the step that requires
-significance, and a key's arm is the same across a worker restart (at_least_once, and the
-exactly_once run read committed) and when a second worker joins the group.
+significance, a key's arm is the same across a worker restart (at_least_once, and the
+exactly_once run read committed) and when a second worker joins the group, and two workers
+take each step within the rollout's read interval of each other.
 
 breast_cancer's test rows (``trained_store``, 114 events). The better scenario turns
 test_rollout.py's weak strategy into the champion (a ``weighted_sum`` of the random forest with
@@ -17,6 +18,8 @@ is served at one step; its labels are the step's evidence (a step's evidence sta
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ import numpy as np
 import orjson
 import pytest
 import yaml
+from kafka import KafkaConsumer, KafkaProducer
 
 from model_store import ModelStore
 from tests.integration.test_promotion import labelled, value
@@ -31,7 +35,8 @@ from tests.integration.test_rollout import BAD
 from tests.support.kafka import Broker, wait_for
 from tests.support.worker import WorkerProcess, free_port, produce, write_config
 from worker.accuracy.gates import Gates
-from worker.inference.arms import bucket_of, in_canary
+from worker.inference.arms import bucket_of, in_canary, threshold
+from worker.service.rollout import READ_INTERVAL_S
 from worker.service.rollout_record import new_record
 
 pytestmark = pytest.mark.kafka
@@ -375,3 +380,158 @@ def test_a_keys_arm_is_the_same_when_a_second_worker_joins(
     assert arms["after"] == arms["before"]  # each key's arm unchanged by the join
     assert arms["before"] == expected_arms
     assert arms["after"] == expected_arms
+
+
+def _markers(steps: list[float], per_step: int) -> dict[bytes, tuple[int, int]]:
+    """Keys whose arm says whether a worker serves step ``i`` yet: their buckets lie between
+    the shares of steps ``i - 1`` and ``i`` (the candidate serves them from step ``i`` on).
+    Key: (partition it is sent to, step index)."""
+    pool = [f"marker-{j}".encode() for j in range(20_000)]
+    buckets = bucket_of(pool)
+    chosen: dict[bytes, tuple[int, int]] = {}
+    for i in range(1, len(steps)):
+        low, high = threshold(steps[i - 1]), threshold(steps[i])
+        inside = [k for k, b in zip(pool, buckets.tolist(), strict=True) if low <= b < high]
+        for p in (0, 1):
+            for key in inside[p * per_step : (p + 1) * per_step]:
+                chosen[key] = (p, i)
+    return chosen
+
+
+def test_two_workers_serve_the_same_step_within_the_read_interval(
+    kafka: Broker, topics: Any, group_factory: Any, trained_store: Path, tmp_path: Path
+) -> None:
+    """Two workers of one group, one partition each: a better candidate moves through every
+    step on the labels of one worker's events, while a marker stream sends both, every 0.1 s,
+    keys whose arm tells the step each serves. From the outputs: each worker takes each step
+    once, for good, and the other takes it within the rollout's read interval (1 s) plus a
+    batch of the first."""
+    steps = [5.0, 25.0, 50.0, 100.0]
+    store_dir, t, group, path, test = _setup(
+        tmp_path,
+        kafka,
+        topics,
+        group_factory,
+        trained_store,
+        BAD,
+        {"name": "soft_vote"},
+        {"instance_id": "0", "consumer": {"session_timeout_ms": 6000}},
+    )
+    config = yaml.safe_load(path.read_text())
+    config["kafka"]["instance_id"] = "1"
+    config["metrics"]["port"] = free_port()
+    path2 = tmp_path / "c2.yaml"
+    path2.write_text(yaml.safe_dump(config))
+    # each step lasts 2 s at least: the other worker reads the record in it (a step that
+    # moves on within 1 s may be skipped by a worker, which then serves the next one)
+    gates = Gates(min_labels=40, min_duration_s=2.0, alpha=0.001)
+    record = new_record({"strategy": "soft_vote"}, steps, gates, "test", 0.0)
+    ModelStore(store_dir).publish_rollout(group, record, expected=None)
+    markers = _markers(steps, per_step=2)
+    row = test["X"][0].tolist()
+    stop = threading.Event()
+
+    sent: list[str] = []
+
+    def to_partition_0(values: list[bytes], keys: list[bytes | None]) -> None:
+        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=5)
+        for key, value_ in zip(keys, values, strict=True):
+            producer.send(t.input, key=key, value=value_, partition=0)
+        producer.flush()
+        producer.close()
+
+    def send_markers() -> None:
+        producer = KafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=5)
+        n = 0
+        while not stop.is_set():
+            for key, (partition, _) in markers.items():
+                doc = {"id": f"m{n}-{key.decode()}", "features": row, "ts": time.time()}
+                producer.send(t.input, key=key, value=orjson.dumps(doc), partition=partition)
+                sent.append(doc["id"])
+            producer.flush()
+            n += 1
+            stop.wait(0.1)
+        producer.close()
+
+    outputs: list[Any] = []
+
+    def read_outputs() -> None:
+        consumer = KafkaConsumer(
+            t.output, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest",
+            enable_auto_commit=False, group_id=None,
+        )  # fmt: skip
+        while not done_reading.is_set():
+            for records in consumer.poll(timeout_ms=200).values():
+                outputs.extend(records)
+        consumer.close()
+
+    def served() -> set[str]:
+        return {orjson.loads(r.value)["id"] for r in list(outputs)}
+
+    done_reading = threading.Event()
+    workers = [
+        WorkerProcess(p, tmp_path / f"w{i}.log").start() for i, p in enumerate((path, path2))
+    ]
+    threads = [
+        threading.Thread(target=send_markers, name="markers", daemon=True),
+        threading.Thread(target=read_outputs, name="outputs", daemon=True),
+    ]
+    try:
+        for worker in workers:
+            worker.wait_assigned(timeout=240)
+        wait_for(
+            lambda: (
+                [value(c, "streamfuse_assigned_partitions") for c in (path, path2)] == [1, 1]
+                and [value(c, "streamfuse_rollout_share") for c in (path, path2)] == [steps[0]] * 2
+            ),
+            timeout=90,
+            what="both workers on one partition each, serving the first step",
+        )
+        for thread in threads:
+            thread.start()
+        for i in range(len(steps)):
+            # every wave to partition 0: one worker has the evidence and decides, the other
+            # learns of each move only by reading the record
+            ids, values, labels = labelled(test["X"], test["y"], f"s{i}")
+            keys: list[bytes | None] = [k.encode() for k in ids]
+            to_partition_0(values, keys)
+            wait_for(lambda ids=ids: set(ids) <= served(), timeout=90, what=f"wave {i} served")  # type: ignore[misc]
+            produce(kafka.bootstrap, t.labels, labels, keys)
+            wait_for(
+                lambda i=i: len(_record(store_dir, group)["history"]) == i + 2,  # type: ignore[misc]
+                timeout=90,
+                what=f"the move from step {i} ({steps[i]}%)",
+            )
+        stop.set()
+        threads[0].join(10)
+        wait_for(lambda: set(sent) <= served(), timeout=60, what="every marker served")
+    finally:
+        stop.set()
+        done_reading.set()
+        for worker in workers:
+            worker.stop()
+    threads[1].join(10)
+    out = list(outputs)
+    history = _record(store_dir, group)["history"]
+    assert [h["action"] for h in history] == ["start", "advance", "advance", "advance", "done"]
+    seen: dict[tuple[int, int], list[tuple[int, str]]] = {}
+    for r in out:
+        if r.key not in markers:
+            continue
+        arm = orjson.loads(r.value).get("arm")
+        if arm is not None:  # none once the rollout is done
+            seen.setdefault(markers[r.key], []).append((r.timestamp, arm))
+    took: dict[tuple[int, int], int] = {}
+    for (partition, i), served in seen.items():
+        served.sort()
+        arms = [a for _, a in served]
+        assert "candidate" in arms, (partition, i, {k: len(v) for k, v in seen.items()}, arms[-5:])
+        first = arms.index("candidate")  # every step was taken while markers ran
+        assert set(arms[:first]) == {"champion"} and set(arms[first:]) == {"candidate"}, (
+            f"partition {partition} went back and forth at step {i}"
+        )
+        took[partition, i] = served[first][0]
+    assert set(took) == {(p, i) for p in (0, 1) for i in range(1, len(steps))}
+    gaps = [abs(took[0, i] - took[1, i]) / 1000 for i in range(1, len(steps))]
+    bound = READ_INTERVAL_S + 1.0  # the other reads the record within 1 s, then a batch
+    assert max(gaps) <= bound, f"the workers took the steps {gaps} s apart"
