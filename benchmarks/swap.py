@@ -2,7 +2,8 @@
 
 ``python -m benchmarks swap [--rate 100] [--window 10] [--rounds 2] [--json out.json]``: the
 bench's store (``rf``, ``hgb`` and the torch ``mlp``, :func:`benchmarks.models.build_store`),
-one kafka-python worker at a time on a broker from ``dev/kafka`` (``--kafka-port``), events
+one kafka-python worker at a time on a broker from ``dev/kafka`` (``--kafka-port``, default
+39092 as the harness's), events
 produced at ``--rate`` by a librdkafka producer. After ``--window`` seconds of steady serving
 (and 3 s of start), a new ``mlp`` version (trained with another seed before the run starts) is
 published and promoted; the worker prepares it on its reload thread and swaps it in. The
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="events per second")
     parser.add_argument("--window", type=float, default=10.0, help="seconds before and after")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--kafka-port", type=int, default=19092)
+    parser.add_argument("--kafka-port", type=int, default=39092, help="as python -m benchmarks")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     rows = measure(args.kafka_port, args.rate, args.window, args.rounds)
