@@ -74,6 +74,16 @@ def _setup(
     return store_dir, t, group, path, test
 
 
+def _second_worker(path: Path) -> Path:
+    """The config at ``path`` for a second worker of the group: its own id and /metrics."""
+    config = yaml.safe_load(path.read_text())
+    config["kafka"]["instance_id"] = "1"
+    config["metrics"]["port"] = free_port()
+    second = path.with_name("c2.yaml")
+    second.write_text(yaml.safe_dump(config))
+    return second
+
+
 def _record(store_dir: Path, group: str) -> dict[str, Any]:
     stored = ModelStore(store_dir).load_rollout(group)
     assert stored is not None
@@ -319,11 +329,7 @@ def test_a_keys_arm_is_the_same_when_a_second_worker_joins(
         BAD,
         {"instance_id": "0", "consumer": {"session_timeout_ms": 6000}},
     )
-    config = yaml.safe_load(path.read_text())  # the second worker: its own id and /metrics
-    config["kafka"]["instance_id"] = "1"
-    config["metrics"]["port"] = free_port()
-    path2 = tmp_path / "c2.yaml"
-    path2.write_text(yaml.safe_dump(config))
+    path2 = _second_worker(path)
     # no labels are produced: the rollout holds at its first step throughout
     gates = Gates(min_labels=1000, min_duration_s=0, alpha=0.001)
     record = new_record({"strategy": "weighted_sum"}, [share, 100], gates, "test", 0.0)
@@ -417,11 +423,7 @@ def test_two_workers_serve_the_same_step_within_the_read_interval(
         {"name": "soft_vote"},
         {"instance_id": "0", "consumer": {"session_timeout_ms": 6000}},
     )
-    config = yaml.safe_load(path.read_text())
-    config["kafka"]["instance_id"] = "1"
-    config["metrics"]["port"] = free_port()
-    path2 = tmp_path / "c2.yaml"
-    path2.write_text(yaml.safe_dump(config))
+    path2 = _second_worker(path)
     # each step lasts 2 s at least: the other worker reads the record in it (a step that
     # moves on within 1 s may be skipped by a worker, which then serves the next one)
     gates = Gates(min_labels=40, min_duration_s=2.0, alpha=0.001)
