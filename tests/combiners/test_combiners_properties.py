@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from combiners import get_combiner
+from combiners.errors import NoModelsAvailableError
 
 SETTINGS = settings(max_examples=25, deadline=None)
 
@@ -114,6 +116,13 @@ def test_classification_outputs_are_probabilities(
     combiner = get_combiner(name).fit(P, y)
     mask = rng.random(P.shape[0]) < 0.6
     mask[rng.integers(P.shape[0])] = True
+    weights = getattr(combiner, "weights_", None)
+    if weights is not None and not np.asarray(weights)[mask].sum() > 0:
+        # every available model was fitted a weight of 0 (weighted_sum may learn that): no
+        # probabilities can be made of them, and the combiner says so
+        with pytest.raises(NoModelsAvailableError, match="weights sum to zero"):
+            combiner.combine(P, available=mask)
+        mask = np.ones_like(mask)
     for out in (combiner.combine(P), combiner.combine(P, available=mask)):
         assert out.shape == P.shape[1:]
         assert np.all(out >= 0)
@@ -128,3 +137,14 @@ def test_weighted_sum_any_bias_keeps_probabilities(data: Any, bias: list[float])
     out = combiner.combine(P)
     assert np.all(out >= 0)
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=0, atol=1e-9)
+
+
+def test_a_weighted_sum_whose_available_models_were_all_fitted_zero_weight_says_so() -> None:
+    """The case hypothesis found: model 0 is fitted a weight of 0, and only model 0 is left."""
+    p0 = [5.3e-4, 4.4e-3, 0.4207, 0.9605, 2.1e-8, 0.9260, 2.3e-4]
+    p1 = [0.9795, 0.0496, 0.6918, 0.0614, 0.8933, 0.8536, 0.9834]
+    P = np.stack([np.column_stack([p, 1 - np.array(p)]) for p in (p0, p1)])
+    combiner = get_combiner("weighted_sum").fit(P, np.array([0, 1, 0, 1, 0, 1, 0]))
+    assert combiner.weights_.tolist() == [0.0, 1.0]
+    with pytest.raises(NoModelsAvailableError, match="weights sum to zero"):
+        combiner.combine(P, available=np.array([True, False]))
