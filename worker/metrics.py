@@ -35,7 +35,13 @@ DEAD_LETTER_STAGES = ("decode", "validate", "predict", "combine", "encode")
 MODEL_ERROR_KINDS = ("exception", "timeout", "busy", "shape", "nonfinite")
 RELOAD_OUTCOMES = ("swapped", "refused")
 GROUP_STATES = ("stable", "rebalancing", "unassigned")  # worker.transport.GroupState's values
-CONSUMER_RESET_REASONS = ("rebalancing", "orphaned", "topic_deleted", "topic_recreated")
+CONSUMER_RESET_REASONS = (
+    "rebalancing",
+    "orphaned",
+    "topic_deleted",
+    "topic_recreated",
+    "committed_unreadable",
+)
 REBALANCE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 KAFKA_CALLS = (  # the calls worker.transport bounds (CallGuard), exported at 0 from the start
     "flush", "init_transactions", "send_offsets_to_transaction", "commit_transaction",
@@ -269,7 +275,8 @@ class Metrics(RolloutSeries):
         )
         self.consumer_resets = Counter(
             "streamfuse_consumer_resets",
-            "Consumer resets (rejoins, rebuilds) by reason: the watchdog's, or the input topic's.",
+            "Consumer resets (rejoins, rebuilds) by reason: the watchdog's, the input topic's, or "
+            "committed offsets the consumer could not read.",
             ["reason"],
             registry=r,
         )

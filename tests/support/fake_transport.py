@@ -169,7 +169,7 @@ class FakeSource:
         self.stable = True
         self.on_commit = on_commit
         self.fail_next_polls = 0
-        self.refuse_next: dict[str, int] = {}  # "commit", "seek": the client refuses the call
+        self.refuse_next: dict[str, int] = {}  # "commit", "seek", "seek_to_committed": refused
         self.on_poll: Callable[[FakeSource], None] | None = None  # runs inside each poll
         self._changes: list[AssignmentChange] = []
         self.n_polls = 0
@@ -305,6 +305,7 @@ class FakeSource:
                 self.position[tp] = offset
 
     def seek_to_committed(self) -> None:
+        self._refused("seek_to_committed")
         for tp in self.assigned:
             self.position[tp] = self.log.committed.get(tp, 0)
 

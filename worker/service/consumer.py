@@ -3,7 +3,9 @@
 :class:`RenewableSource` is a :class:`~worker.transport.Source` over the transport's current
 one: :meth:`RenewableSource.renew` closes that one and builds a new one in its place, reporting
 every partition it held as revoked (the loop drops its unpublished batches and follows the new
-assignment), so nothing that holds the source needs to know it was replaced.
+assignment), so nothing that holds the source needs to know it was replaced. The watchdog
+renews it, and so does the loop when the consumer cannot read its committed offsets
+(:meth:`RenewableSource.rebuild`).
 
 :func:`tend` is the membership's turn between batches: the source's membership to the metrics,
 ``/readyz`` and the :class:`~.watchdog.Watchdog`, and the watchdog's action taken through the
@@ -76,6 +78,20 @@ class RenewableSource:
             new.before_revoke(*self._hooks)
         self.inner = new
         self.n_renewed += 1
+
+    def rebuild(self) -> None:
+        """A new consumer because this one cannot read its committed offsets (the loop's
+        :meth:`~.loop.Loop.rewind_to_committed`), counted as ``committed_unreadable``. If the
+        new one cannot be built either, the source stays closed: the watchdog sees a member
+        rebalancing and renews it again at its next step."""
+        if self.metrics is not None:
+            self.metrics.consumer_resets.labels("committed_unreadable").inc()
+        try:
+            self.renew()
+        except KafkaCallStuckError as exc:
+            call_stuck(exc, self.metrics, "a new consumer at the watchdog's next step")
+        except (TransportError, StartupError) as exc:
+            log.warning("building a new consumer failed (%s); the watchdog tries again", exc)
 
     def _source(self) -> Source:
         if self.inner is None:

@@ -9,18 +9,16 @@ its tests drive it on an in-memory transport. Each turn is a handful of named st
 2. :meth:`Loop.advance` starts the new batch's models (after finishing the previous batch's,
    if they still run) and delivers the previous batch while they run.
 
-Every poll of a gather first lets the delivery commit what is due (:meth:`Delivery.tick`: a
-transaction spanning batches, ``kafka.transaction_interval_ms``), and an idle poll waits no
-longer than until then.
+Every poll first lets the delivery commit what is due (:meth:`Delivery.tick`: a transaction
+spanning ``kafka.transaction_interval_ms``); an idle poll waits no longer than until then.
 
 The main thread keeps polling while the models run on their own threads. A batch is only
 published between polls, and ``at_least_once`` commits it before the next poll, so a rebalance
-(which happens inside a poll) never revokes published, uncommitted work: after one, every
-unpublished batch (running, ready, being gathered) is dropped and its partitions rewound.
-A failed delivery drops and rewinds them the same way (to the committed offsets after an
-aborted transaction). :meth:`Loop.stop` ends the loop after the current batch, which is
-delivered. Every turn and every poll beats a :class:`~worker.service.health.Heartbeat`, and
-failed polls and deliveries are reported on it, for ``/healthz`` and ``/readyz``.
+(which happens inside a poll) never revokes published, uncommitted work: after one, and after a
+failed delivery, every unpublished batch is dropped and its partitions rewound (to the
+committed offsets after an aborted transaction; a consumer that cannot read them is rebuilt).
+:meth:`Loop.stop` ends the loop after the current batch, which is delivered. Every turn and
+poll beats a :class:`~worker.service.health.Heartbeat` (with failed polls and deliveries).
 """
 
 from __future__ import annotations
@@ -48,6 +46,7 @@ log = logging.getLogger("streamfuse.worker")
 IDLE_POLL_S = 0.2  # longest poll with nothing gathered: stay responsive to signals, reloads
 FLIGHT_WAIT_S = 0.02  # while a batch is in flight: wait up to this long for its models, then poll
 POLL_RETRY_S = 0.5  # after a poll that raised with nothing gathered
+COMMITTED_TRIES = 3  # failed reads of the committed offsets before the consumer is rebuilt
 
 
 class Interrupted(enum.Enum):
@@ -84,7 +83,7 @@ class Loop:
     the whole assignment after a rebalance, ``delivered`` with each published batch and what it
     produced, ``failed`` with the outcome of each batch not delivered (before it is re-read).
     ``heartbeat`` is beaten on every turn and poll. ``stop_event`` (the backoff's unless given)
-    ends the loop once set: :meth:`stop` sets it.
+    ends the loop once set: :meth:`stop` sets it. ``rebuild``: a new consumer.
     """
 
     def __init__(
@@ -101,6 +100,7 @@ class Loop:
         failed: Callable[[Outcome], None] = lambda outcome: None,
         stop_event: threading.Event | None = None,
         tracer: BatchTracer | None = None,
+        rebuild: Callable[[], None] | None = None,
     ) -> None:
         self.settings = batch
         self.pipeline = pipeline
@@ -114,6 +114,7 @@ class Loop:
         self.failed = failed
         self.stop_event = stop_event if stop_event is not None else backoff.stop_event
         self.tracer = tracer  # tracing.otlp_endpoint: a span per batch (None: off)
+        self.rebuild = rebuild
         self.running: Running | None = None
         self.ready: Ready | None = None
         self.n_delivered = 0
@@ -275,10 +276,9 @@ class Loop:
         return Interrupted.REBALANCED
 
     def revoke_all(self, reset: Callable[[], None]) -> None:
-        """The membership watchdog resets the consumer (``reset``: leave and join again, or a
-        new consumer): as if every partition were revoked. Unpublished batches are dropped, the
-        open transaction (exactly_once) aborted and offsets held back forgotten, so what the
-        group assigns next is read from its committed offsets under either guarantee."""
+        """The consumer is reset (``reset``: rejoin, or a new consumer) as if every partition
+        were revoked: unpublished batches dropped, the open transaction aborted, offsets held
+        back forgotten; what the group assigns next is read from its committed offsets."""
         n_unsent = self.n_unsent()
         if n_unsent:
             log.info("dropping %d unsent events before resetting the consumer", n_unsent)
@@ -288,8 +288,7 @@ class Loop:
 
     def n_unsent(self) -> int:
         """Events read into batches that are running or ready (not yet published)."""
-        held = (self.running, self.ready)
-        return sum(held_batch.batch.n_records for held_batch in held if held_batch is not None)
+        return sum(held.batch.n_records for held in (self.running, self.ready) if held is not None)
 
     def delivery_failed(self, outcome: Outcome, gathering: Span) -> Interrupted:
         self.discard_unsent(gathering, outcome)
@@ -326,12 +325,17 @@ class Loop:
             self.rewind_to_committed()
 
     def rewind_to_committed(self) -> None:
-        """Retried with backoff: a position past the committed offset would skip events."""
+        """Retried with backoff: a position past the committed offset would skip events. After
+        ``COMMITTED_TRIES`` failed reads the consumer is rebuilt (a new one starts from them)."""
+        tries = 0
         while not self.stop_event.is_set():
+            tries += 1
             try:
-                self.source.seek_to_committed()
-                return
+                return self.source.seek_to_committed()
             except TransportError as exc:
+                if self.rebuild is not None and tries >= COMMITTED_TRIES:
+                    log.error("%s, %d times in a row: building a new consumer", exc, tries)
+                    return self.revoke_all(self.rebuild)
                 log.warning("%s; retrying", exc)
                 self.backoff.wait()
 

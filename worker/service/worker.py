@@ -218,6 +218,7 @@ class Worker:
             failed=lambda outcome: self.metrics.delivery_failures.inc(),
             stop_event=self.stop_event,
             tracer=open_tracer(s),  # tracing.otlp_endpoint; None: off, OpenTelemetry not imported
+            rebuild=self.source.rebuild,
         )
         self.lag.start()
         self.health.set_phase("running")

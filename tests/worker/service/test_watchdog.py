@@ -291,6 +291,58 @@ def test_exactly_once_a_reset_aborts_the_open_transaction(pipeline: Pipeline) ->
     assert not log.published.get("out")  # nothing of the aborted transaction is visible
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_a_consumer_that_cannot_read_its_committed_offsets_is_rebuilt(
+    pipeline: Pipeline,  # noqa: F811
+    guarantee: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found in the fault suite: after a broker restart a confluent-kafka consumer's every read
+    of its committed offsets timed out, and the loop retried them on that consumer for good,
+    serving nothing. The third failed read builds a new consumer, which starts from them."""
+    log = filled(40)
+    members: list[FakeSource] = []
+
+    def make() -> FakeSource:
+        member = FakeSource(log, on_commit=never_ahead_of_publishing(log))
+        if not members:  # the first consumer never reads them again
+            member.refuse_next["seek_to_committed"] = 1_000
+        member.on_poll = poll
+        members.append(member)
+        return member
+
+    done = all_committed(log, 40)
+
+    def poll(member: FakeSource) -> None:
+        assert member.n_polls < 20_000, "the loop made no progress"
+        if done():
+            loop.stop()
+
+    metrics = Metrics(CollectorRegistry())
+    metrics.initialise(input_topic="in", models=["a"], strategies=["soft_vote"])
+    source = RenewableSource(make, metrics)
+    sink = FakeSink(log)
+    exactly_once = guarantee == "exactly_once"
+    if exactly_once:
+        sink.abort_next_transactions = 1  # redone from the committed offsets
+    else:
+        members[0].refuse_next["seek"] = 1  # a refused seek falls back to them
+        sink.fail_next_flushes = 1
+    loop = make_loop(
+        pipeline, source, sink, exactly_once=exactly_once, max_events=8, rebuild=source.rebuild
+    )
+    with caplog.at_level(logging.ERROR, logger="streamfuse.worker"):
+        loop.run()
+    ids = published_ids(log)
+    assert set(ids) == {f"p{p}-{i}" for p in range(2) for i in range(40)}  # nothing lost
+    if exactly_once:
+        assert max(ids.values()) == 1
+    assert len(members) == 2 and source.n_renewed == 1
+    assert members[0].refuse_next["seek_to_committed"] == 1_000 - 3
+    assert resets(metrics, "committed_unreadable") == 1
+    assert "3 times in a row: building a new consumer" in caplog.text
+
+
 def test_a_consumer_that_cannot_be_rebuilt_yet_is_rebuilt_at_the_next_step(
     pipeline: Pipeline,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
