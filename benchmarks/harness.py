@@ -503,6 +503,7 @@ def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
         ratio_worker_naive=kp["worker_eps"] / naive_eps,
         ratio_eos_alo=kp["worker_eos_eps"] / kp["worker_eps"],
         ratio_two_one=kp["two_workers_eps"] / kp["worker_eps"],
+        ratio_e2e_worker_p99=_waiting_outside(kp),
         profile_ms={k: v * 1000 for k, v in stages.items()},
         kafka_ms=kp["kafka_ms"],
         naive_ms=naive_ms,
@@ -516,10 +517,18 @@ def run_bench(bootstrap: str, plan: BenchPlan, workdir: Path) -> dict[str, Any]:
             ratio_eos_alo_librdkafka=rd["worker_eos_eps"] / rd["worker_eps"],
             ratio_eos_spanning_alo_librdkafka=rd["worker_eos_spanning_eps"] / rd["worker_eps"],
             latency_p99_ms_librdkafka=rd["latency_p99_ms"],
+            ratio_e2e_worker_p99_librdkafka=_waiting_outside(rd),
         )
     result["machine"]["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     result["targets"] = targets(result)
     return result
+
+
+def _waiting_outside(figures: dict[str, Any]) -> float:
+    """End-to-end p99 over the worker's own p99 at the sweep's highest rate (50% of saturation):
+    how much of the tail is waiting outside the worker's batches."""
+    top = figures["latency_sweep"][-1]
+    return float(top["latency_p99_ms"] / top["worker_latency_p99_ms"])
 
 
 LIBRARY_TAGS = {"kafka-python": "", "confluent-kafka": "-rd"}

@@ -47,6 +47,8 @@ FIGURES = (
     "ratio_eos_alo_librdkafka",
     "ratio_eos_spanning_alo_librdkafka",
     "latency_p99_ms_librdkafka",
+    "ratio_e2e_worker_p99",
+    "ratio_e2e_worker_p99_librdkafka",
 )
 PER_LIBRARY = ("ceiling_eps", "worker_eps", "worker_eos_eps", "two_workers_eps", "latency_p99_ms")
 PROFILE_STAGES = (

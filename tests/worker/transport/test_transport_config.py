@@ -204,3 +204,23 @@ def test_transactions_spanning_batches_need_exactly_once_and_librdkafka(
         | {"transaction_interval_ms": 100}
     )
     assert chosen.kafka.transaction_interval_ms == 100
+
+
+@pytest.mark.parametrize(
+    ("kafka", "interval_ms"),
+    [
+        ({"library": "confluent-kafka", "processing_guarantee": "exactly_once"}, 100),
+        ({"library": "confluent-kafka", "processing_guarantee": "at_least_once"}, 0),
+        ({"library": "kafka-python", "processing_guarantee": "exactly_once"}, 0),
+        ({"processing_guarantee": "exactly_once"}, 0),  # kafka-python, the default library
+        (
+            {"library": "confluent-kafka", "processing_guarantee": "exactly_once"}
+            | {"transaction_interval_ms": 0},
+            0,
+        ),  # a transaction per batch, when asked for
+    ],
+)
+def test_transactions_span_100_ms_by_default_where_they_can(
+    kafka: dict[str, Any], interval_ms: int
+) -> None:
+    assert settings(kafka).kafka.transaction_interval_ms == interval_ms
