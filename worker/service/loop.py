@@ -269,8 +269,7 @@ class Loop:
         assignments = [c.assignment for c in changes if c.assignment is not None]
         if assignments:
             self.assigned(assignments[-1])
-        n_unsent = self.n_unsent()
-        if n_unsent:
+        if n_unsent := self.n_unsent():
             log.info("dropping %d unsent events after a rebalance", n_unsent)
         self.discard_unsent(gathering, self.delivery.rebalance_rewind)
         return Interrupted.REBALANCED
@@ -279,8 +278,7 @@ class Loop:
         """The consumer is reset (``reset``: rejoin, or a new consumer) as if every partition
         were revoked: unpublished batches dropped, the open transaction aborted, offsets held
         back forgotten; what the group assigns next is read from its committed offsets."""
-        n_unsent = self.n_unsent()
-        if n_unsent:
+        if n_unsent := self.n_unsent():
             log.info("dropping %d unsent events before resetting the consumer", n_unsent)
         self.discard_unsent({}, Outcome.RETRY_FROM_FIRST)
         self.delivery.abort_pending()
@@ -325,8 +323,10 @@ class Loop:
             self.rewind_to_committed()
 
     def rewind_to_committed(self) -> None:
-        """Retried with backoff: a position past the committed offset would skip events. After
-        ``COMMITTED_TRIES`` failed reads the consumer is rebuilt (a new one starts from them)."""
+        """Retried with backoff (a position past the committed offset would skip events); an open
+        transaction is aborted first, as what it holds is read again. ``COMMITTED_TRIES`` failed
+        reads rebuild the consumer."""
+        self.delivery.abort_pending()
         tries = 0
         while not self.stop_event.is_set():
             tries += 1

@@ -443,6 +443,38 @@ def test_a_transaction_spans_batches_until_it_is_due(pipeline: Pipeline) -> None
     assert len(published_ids(log)) == 8 * n
 
 
+def test_a_refused_seek_aborts_the_open_transaction_before_reading_from_committed(
+    pipeline: Pipeline,
+) -> None:
+    """A seek the client refuses falls back to the committed offsets (a batch read while the
+    group rebalanced is re-read this way). The batches of the open transaction come after
+    them and are read again: the transaction is aborted first, or they would be published twice
+    when it commits."""
+    log = filled(40, partitions=1)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    clock = Clock()
+    loop = make_loop(pipeline, source, sink, True, max_events=8, clock=clock, interval_s=1.0)
+    loop.run(max_batches=2)  # delivered into the open transaction, not committed
+    n = loop.n_delivered
+    assert sink.n_begun == 1 and log.committed == {}
+    source.refuse_next["seek"] = 1
+    loop.seek_or_rewind({TopicPartition("in", 0): 8 * n})  # re-read what came after them
+    assert sink.n_aborted == 1 and source.position == {TopicPartition("in", 0): 0}
+    done = all_committed(log, 40, partitions=1)
+
+    def poll(src: FakeSource) -> None:
+        clock.now += 0.25  # each transaction commits after a few polls
+        assert src.n_polls < MAX_POLLS, "the loop made no progress"
+        if done():
+            loop.stop()
+
+    source.on_poll = poll
+    loop.run()
+    ids = published_ids(log)
+    assert len(ids) == 40 and set(ids.values()) == {1}
+
+
 def test_a_due_transaction_commits_on_a_turn_without_a_batch(pipeline: Pipeline) -> None:
     log = filled(8, partitions=1)
     source = FakeSource(log)
