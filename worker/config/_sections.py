@@ -77,6 +77,9 @@ class BatchSettings(_Section):
     # that came in while the previous batch was predicted), and a light stream waits for
     # nothing. False: always wait max_wait_ms (or max_events) after the first event.
     start_when_idle: bool = True
+    # Aim each batch at this latency (first event to last prediction): cap its size and wait by
+    # the measured batch time, lifted while the consumer is behind (worker.batch.sizing).
+    target_latency_ms: int | None = Field(None, ge=1, le=60_000)
 
 
 class ValidationSettings(_Section):

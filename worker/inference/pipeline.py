@@ -88,6 +88,7 @@ class InFlight:
     submitted: Submitted | None = None
     arms: Arms | None = None  # a rollout's candidate, with its own models' work
     arms_submitted: Submitted | None = None
+    begun: float = field(default_factory=time.perf_counter)  # when start() was called
 
 
 class Pipeline:

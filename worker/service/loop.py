@@ -3,9 +3,9 @@
 Speaks only to :mod:`worker.transport` protocols, :mod:`worker.delivery` and the pipeline, so
 its tests drive it on an in-memory transport. Each turn is a handful of named steps:
 
-1. :meth:`Loop.gather` polls up to ``batch.max_events`` records (at most ``batch.max_wait_ms``
-   after the first), delivering the batch in flight as soon as its models are done, and
-   returns a :class:`~worker.delivery.Batch` or why there is none (:class:`Interrupted`);
+1. :meth:`Loop.gather` polls up to ``batch.max_events`` records, at most ``batch.max_wait_ms``
+   after the first (:class:`~worker.batch.sizing.BatchSizer`), delivering the batch in flight
+   once its models are done; returns a :class:`~worker.delivery.Batch` or :class:`Interrupted`;
 2. :meth:`Loop.advance` starts the new batch's models (after finishing the previous batch's,
    if they still run) and delivers the previous batch while they run.
 
@@ -17,8 +17,7 @@ published between polls, and ``at_least_once`` commits it before the next poll, 
 (which happens inside a poll) never revokes published, uncommitted work: after one, and after a
 failed delivery, every unpublished batch is dropped and its partitions rewound (to the
 committed offsets after an aborted transaction; a consumer that cannot read them is rebuilt).
-:meth:`Loop.stop` ends the loop after the current batch, which is delivered. Every turn and
-poll beats a :class:`~worker.service.health.Heartbeat` (with failed polls and deliveries).
+Every turn and poll beats a :class:`~worker.service.health.Heartbeat`.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from worker.batch.records import InRecord
+from worker.batch.sizing import BatchSizer
 from worker.config import BatchSettings
 from worker.delivery import Backoff, Batch, Delivery, Outcome
 from worker.errors import TransportError
@@ -82,8 +82,9 @@ class Loop:
     Callbacks: ``between_batches`` (hot reload, labels) before each gather, ``assigned`` with
     the whole assignment after a rebalance, ``delivered`` with each published batch and what it
     produced, ``failed`` with the outcome of each batch not delivered (before it is re-read).
-    ``heartbeat`` is beaten on every turn and poll. ``stop_event`` (the backoff's unless given)
-    ends the loop once set: :meth:`stop` sets it. ``rebuild``: a new consumer.
+    ``heartbeat`` is beaten on every turn and poll (with failed polls and deliveries).
+    ``stop_event`` (the backoff's unless given) ends the loop after the current batch, which
+    is delivered: :meth:`stop` sets it. ``rebuild``: a new consumer.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class Loop:
         self.stop_event = stop_event if stop_event is not None else backoff.stop_event
         self.tracer = tracer  # tracing.otlp_endpoint: a span per batch (None: off)
         self.rebuild = rebuild
+        self.sizer = BatchSizer(batch.max_events, batch.max_wait_ms, batch.target_latency_ms)
         self.running: Running | None = None
         self.ready: Ready | None = None
         self.n_delivered = 0
@@ -148,26 +150,22 @@ class Loop:
     def gather(self) -> Batch | Interrupted:  # noqa: C901 (the loop's one waiting point: every way a gather ends is here)
         """The next batch's records, delivering the batch in flight meanwhile.
 
-        While a batch is in flight, each turn takes only what is already fetched and then waits
-        for its models (up to the new batch's deadline) instead of polling for every few
-        records: each kafka-python poll hands work to its I/O thread several times over, and
-        frequent polls slow the models down. With ``batch.start_when_idle`` the records
-        gathered so far become a batch as soon as the models are free.
+        While a batch is in flight, each turn takes what is already fetched, then waits for its
+        models (up to the new batch's deadline): frequent polls slow the models down (each
+        kafka-python poll hands work to its I/O thread several times over). With
+        ``batch.start_when_idle`` what was gathered becomes a batch once the models are free.
         """
-        s = self.settings
-        max_wait = s.max_wait_ms / 1000
+        s, limit, max_wait = self.settings, self.sizer.limit(), self.sizer.wait_s()
         records: list[InRecord] = []
         span: Span = {}
         started = deadline = 0.0
         before = self.delivery.membership()  # exactly_once: taken before the first poll
-        while len(records) < s.max_events and not self.stop_event.is_set():
+        while len(records) < limit and not self.stop_event.is_set():
             self.heartbeat.beat()
             changes = self.source.changes()
             if changes:  # the client may rebalance between polls too
                 return self.rebalanced(changes, span)
-            outcome = self.deliver_if_done()
-            if outcome is None:
-                outcome = self.delivery.tick()
+            outcome = self.deliver_if_done() or self.delivery.tick()  # None: nothing delivered
             if outcome not in (None, Outcome.DELIVERED):
                 return self.delivery_failed(outcome, span)
             timeout = (
@@ -177,7 +175,7 @@ class Loop:
             )
             try:
                 polled = self.source.poll(
-                    0.0 if self.running is not None else timeout, s.max_events - len(records)
+                    0.0 if self.running is not None else timeout, limit - len(records)
                 )
             except TransportError as exc:  # the broker went away: the client reconnects
                 log.warning("%s; retrying", exc)
@@ -196,7 +194,7 @@ class Loop:
                 started = time.perf_counter()
                 deadline = time.monotonic() + max_wait
                 timeout = min(timeout, max_wait)
-            if len(records) >= s.max_events or (records and time.monotonic() >= deadline):
+            if len(records) >= limit or (records and time.monotonic() >= deadline):
                 break
             if self.running is not None:
                 # Leave the CPU to the models (waiting releases the GIL); deliver next turn.
@@ -233,8 +231,10 @@ class Loop:
     # -- helpers -----------------------------------------------------------------------------
 
     def finish(self, running: Running) -> Ready:
-        """Wait for the running batch's models, then combine and encode it."""
-        return Ready(running.batch, self.pipeline.finish(running.flight))
+        """Wait for the running batch's models, then combine and encode it (timed: the sizer)."""
+        result = self.pipeline.finish(running.flight)
+        self.sizer.observe(running.batch.n_records, time.perf_counter() - running.flight.begun)
+        return Ready(running.batch, result)
 
     def deliver_if_done(self) -> Outcome | None:
         """Deliver the batch in flight if its models are done (None: nothing was delivered)."""

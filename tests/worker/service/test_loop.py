@@ -150,6 +150,38 @@ def test_every_event_is_published_once_and_committed(pipeline: Pipeline) -> None
     assert loop.running is None and loop.ready is None
 
 
+class FixedSizer:
+    """A :class:`~worker.batch.sizing.BatchSizer` whose cap is fixed, recording what it is told."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.observed: list[tuple[int, float]] = []
+
+    def limit(self) -> int:
+        return self.cap
+
+    def wait_s(self) -> float:
+        return 0.0
+
+    def observe(self, n_events: int, seconds: float) -> None:
+        self.observed.append((n_events, seconds))
+
+
+def test_batches_keep_to_the_sizers_cap_and_tell_it_their_time(pipeline: Pipeline) -> None:
+    log = filled(40)
+    source = FakeSource(log, on_commit=never_ahead_of_publishing(log))
+    sizes: list[int] = []
+    loop = make_loop(
+        pipeline, source, FakeSink(log), delivered=lambda b, r: sizes.append(b.n_records)
+    )
+    sizer = loop.sizer = FixedSizer(5)  # type: ignore[assignment]
+    run_until(loop, source, all_committed(log, 40))
+    assert sum(sizes) == 80 and max(sizes) == 5  # max_events is 16
+    assert [n for n, _ in sizer.observed] == sizes  # every batch timed, in order
+    assert all(seconds > 0 for _, seconds in sizer.observed)
+    assert set(published_ids(log).values()) == {1}
+
+
 def test_a_failed_flush_rewinds_every_unpublished_batch(pipeline: Pipeline) -> None:
     log = filled(40)
     source = FakeSource(log, on_commit=never_ahead_of_publishing(log))
