@@ -8,8 +8,10 @@ weighing less) and, from it:
 
 - caps the batch at the largest size estimated to take at most the goal
   (:meth:`BatchSizer.limit`);
-- waits for more events only as long as the wait plus that batch's estimate stays within the
-  goal (:meth:`BatchSizer.wait_s`), so a light stream is not held back by ``max_wait_ms``;
+- without ``batch.start_when_idle``, waits for more events only as long as the wait plus that
+  batch's estimate stays within the goal (:meth:`BatchSizer.wait_s`), so a light stream is not
+  held back by ``max_wait_ms``. With it, a batch waits only while the models are busy, when
+  starting it sooner is not possible: gathering stops no sooner than ``max_wait_ms``;
 - lifts the cap while the consumer is behind: when two batches in a row were full at the cap,
   more events arrive than capped batches can keep up with, and batches grow to ``max_events``
   until one is smaller than the cap again. At saturation it therefore costs nothing.
@@ -30,12 +32,19 @@ FULL_STREAK = 2  # batches in a row full at the cap: the consumer is behind
 
 
 class BatchSizer:
-    """The size and wait of the next batch: ``batch.max_events``, ``batch.max_wait_ms`` and
-    ``batch.target_latency_ms`` (None: the first two, always)."""
+    """The size and wait of the next batch, from the ``batch`` settings (``target_latency_ms``
+    None: ``max_events`` and ``max_wait_ms``, always)."""
 
-    def __init__(self, max_events: int, max_wait_ms: int, target_latency_ms: int | None) -> None:
+    def __init__(
+        self,
+        max_events: int,
+        max_wait_ms: int,
+        start_when_idle: bool = True,
+        target_latency_ms: int | None = None,
+    ) -> None:
         self.max_events = max_events
         self.max_wait_s = max_wait_ms / 1000
+        self.start_when_idle = start_when_idle
         self.target_s = None if target_latency_ms is None else target_latency_ms / 1000
         # weighted sums of 1, n, n^2, t and n*t over the observed batches
         self.sums = [0.0] * 5
@@ -83,7 +92,7 @@ class BatchSizer:
     def wait_s(self) -> float:
         """How long after its first event the next batch waits for more."""
         fit = self.estimate() if self.target_s is not None else None
-        if fit is None or self.target_s is None:
+        if fit is None or self.target_s is None or self.start_when_idle:
             return self.max_wait_s
         a, b = fit
         return min(self.max_wait_s, max(0.0, self.target_s - (a + b * self.limit())))

@@ -116,7 +116,7 @@ class Loop:
         self.stop_event = stop_event if stop_event is not None else backoff.stop_event
         self.tracer = tracer  # tracing.otlp_endpoint: a span per batch (None: off)
         self.rebuild = rebuild
-        self.sizer = BatchSizer(batch.max_events, batch.max_wait_ms, batch.target_latency_ms)
+        self.sizer = BatchSizer(**batch.model_dump())  # each batch's size and wait
         self.running: Running | None = None
         self.ready: Ready | None = None
         self.n_delivered = 0

@@ -9,8 +9,10 @@ from worker.batch.sizing import MIN_BATCHES, BatchSizer
 from worker.config import BatchSettings
 
 
-def sizer(target_ms: int | None, max_events: int = 512, max_wait_ms: int = 20) -> BatchSizer:
-    return BatchSizer(max_events, max_wait_ms, target_ms)
+def sizer(
+    target_ms: int | None, max_events: int = 512, max_wait_ms: int = 20, when_idle: bool = False
+) -> BatchSizer:
+    return BatchSizer(max_events, max_wait_ms, when_idle, target_ms)
 
 
 def feed(s: BatchSizer, a: float, b: float, sizes: list[int]) -> None:
@@ -50,6 +52,19 @@ def test_with_room_in_the_goal_a_batch_waits_what_is_left_of_it() -> None:
     roomy = sizer(500, max_events=200, max_wait_ms=50)
     feed(roomy, 0.002, 0.0001, [10, 50, 100])
     assert roomy.wait_s() == 0.05  # never longer than max_wait_ms
+
+
+def test_starting_when_idle_a_batch_gathers_while_the_models_are_busy() -> None:
+    s = sizer(22, when_idle=True)  # it waits only while it could not start anyway
+    feed(s, 0.002, 0.0001, [10, 50, 100, 40, 20])
+    assert s.limit() < 512
+    assert s.wait_s() == 0.02
+
+
+def test_the_sizer_takes_every_batch_setting() -> None:
+    settings = BatchSettings(max_events=64, max_wait_ms=7, target_latency_ms=9)
+    s = BatchSizer(**settings.model_dump())
+    assert (s.max_events, s.max_wait_s, s.start_when_idle, s.target_s) == (64, 0.007, True, 0.009)
 
 
 def test_batches_full_at_the_cap_lift_it_until_one_is_smaller() -> None:
