@@ -10,11 +10,11 @@ weighing less) and, from it:
   (:meth:`BatchSizer.limit`);
 - without ``batch.start_when_idle``, waits for more events only as long as the wait plus that
   batch's estimate stays within the goal (:meth:`BatchSizer.wait_s`), so a light stream is not
-  held back by ``max_wait_ms``. With it, a batch waits only while the models are busy, when
-  starting it sooner is not possible: gathering stops no sooner than ``max_wait_ms``;
+  held back by ``max_wait_ms``. With it, a batch waits only while the models are busy, where a
+  shorter wait would not start it sooner (it would only stop the polls): it keeps ``max_wait_ms``;
 - lifts the cap while the consumer is behind: when two batches in a row were full at the cap,
   more events arrive than capped batches can keep up with, and batches grow to ``max_events``
-  until one is smaller than the cap again. At saturation it therefore costs nothing.
+  until one is smaller than the cap again. At saturation it therefore costs two smaller batches.
 
 This is BentoML's dispatcher's rule (wait only while the wait plus the regressed batch time meets
 the goal) with Triton's preference for the largest batch available when the models are free.
