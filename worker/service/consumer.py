@@ -38,7 +38,7 @@ from worker.transport import (
 )
 from worker.transport.membership import MembershipClock
 
-__all__ = ["RenewableSource", "tend"]
+__all__ = ["RenewableSource", "counted_reset", "tend"]
 
 log = logging.getLogger("streamfuse.watchdog")
 
@@ -84,14 +84,7 @@ class RenewableSource:
         :meth:`~.loop.Loop.rewind_to_committed`), counted as ``committed_unreadable``. If the
         new one cannot be built either, the source stays closed: the watchdog sees a member
         rebalancing and renews it again at its next step."""
-        if self.metrics is not None:
-            self.metrics.consumer_resets.labels("committed_unreadable").inc()
-        try:
-            self.renew()
-        except KafkaCallStuckError as exc:
-            call_stuck(exc, self.metrics, "a new consumer at the watchdog's next step")
-        except (TransportError, StartupError) as exc:
-            log.warning("building a new consumer failed (%s); the watchdog tries again", exc)
+        counted_reset(self.renew, "committed_unreadable", self.metrics)
 
     def _source(self) -> Source:
         if self.inner is None:
@@ -187,15 +180,23 @@ def tend(
         reset = source.reset
         if change is TopicChange.RECREATED:
             reset = functools.partial(_from_the_start, source)
-    metrics.consumer_resets.labels(wedge.reason).inc()
-    try:
-        loop.revoke_all(reset)
-    except KafkaCallStuckError as exc:  # leaving the group: the next step builds a new one
-        call_stuck(exc, metrics, "a new consumer at the watchdog's next step")
-    except (TransportError, StartupError) as exc:  # the watchdog's next step escalates
-        log.warning("resetting the consumer failed (%s)", exc)
+    counted_reset(functools.partial(loop.revoke_all, reset), wedge.reason, metrics)
     # the rejoin may complete within the next gather: its rebalance is timed from now
     took = watchdog.observe(source.membership(), source.assignment())
     if took is not None:  # a new consumer already in the group
         metrics.rebalance_duration.observe(took)
     return action
+
+
+def counted_reset(reset: Callable[[], None], reason: str, metrics: Metrics | None) -> None:
+    """``reset`` the consumer, counted in ``streamfuse_consumer_resets_total{reason}``. If it
+    fails (leaving the group stuck, or no new consumer built), the source stays closed and the
+    watchdog's next step sees a member rebalancing and escalates."""
+    if metrics is not None:
+        metrics.consumer_resets.labels(reason).inc()
+    try:
+        reset()
+    except KafkaCallStuckError as exc:
+        call_stuck(exc, metrics, "a new consumer at the watchdog's next step")
+    except (TransportError, StartupError) as exc:
+        log.warning("resetting the consumer failed (%s); the watchdog tries again", exc)
