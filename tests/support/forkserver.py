@@ -7,7 +7,9 @@ process, started on first use) to fork a child that runs ``worker.cli`` with the
 arguments, environment, working directory and log file: the code ``streamfuse run`` runs, from
 ``main`` on, in a process of its own with a real PID (signals, ``/proc``). What a fresh
 interpreter does at exit (wait for non-daemon threads, ``atexit``) the child does too; its exit
-status comes back through a file the server writes when it reaps it.
+status comes back through a file the server writes when it reaps it, named by the request's
+number rather than the PID: PIDs wrap (at 32768 on the CI machine) within a run, and a new child
+given an earlier one's PID would otherwise read that one's status as its own.
 
 ``STREAMFUSE_TEST_FORK=0`` starts every worker as a fresh interpreter instead.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import json
 import os
 import select
@@ -108,8 +111,8 @@ class _Server:
             line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"the fork server exited with {self.proc.wait()}")
-        pid = int(line)
-        return ForkedProcess(["worker.cli", *args], pid, self.statuses / str(pid))
+        pid, number = (int(part) for part in line.split())
+        return ForkedProcess(["worker.cli", *args], pid, self.statuses / str(number))
 
 
 _server: _Server | None = None
@@ -170,7 +173,30 @@ def _child(request: dict[str, Any]) -> None:
         os._exit(code)
 
 
-def _reap(statuses: Path) -> None:
+class Children:
+    """The server's children, each known by its request's number from its fork to its reaping:
+    the kernel may give a later child the PID of one reaped before."""
+
+    def __init__(self, statuses: Path) -> None:
+        self.statuses = statuses
+        self._numbers = itertools.count()
+        self._live: dict[int, int] = {}  # PID -> request number
+
+    def forked(self, pid: int) -> int:
+        """The new child's number, the name of its status file."""
+        number = next(self._numbers)
+        self._live[pid] = number
+        return number
+
+    def exited(self, pid: int, code: int) -> None:
+        """Write the status of the live child ``pid`` to ``statuses/NUMBER``, atomically."""
+        number = self._live.pop(pid)
+        partial = self.statuses / f"{number}.part"
+        partial.write_text(str(code))
+        partial.rename(self.statuses / str(number))
+
+
+def _reap(children: Children) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -178,15 +204,14 @@ def _reap(statuses: Path) -> None:
             return
         if pid == 0:
             return
-        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        partial = statuses / f"{pid}.part"
-        partial.write_text(str(code))
-        partial.rename(statuses / str(pid))
+        children.exited(
+            pid, -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        )
 
 
 def serve(statuses: Path) -> None:
-    """Read a request per line on stdin, fork its child, answer its PID on stdout; reap every
-    child into ``statuses/PID``; end when stdin closes."""
+    """Read a request per line on stdin, fork its child, answer its PID and the request's
+    number on stdout; reap every child into ``statuses/NUMBER``; end when stdin closes."""
     import importlib
 
     for name in PRELOAD:
@@ -195,9 +220,10 @@ def serve(statuses: Path) -> None:
     gc.collect()
     gc.freeze()  # the children do not copy the preloaded objects' pages when they collect
     pending = b""
+    children = Children(statuses)
     while True:
         readable, _, _ = select.select([0], [], [], 0.05)
-        _reap(statuses)
+        _reap(children)
         if not readable:
             continue
         chunk = os.read(0, 65536)
@@ -209,7 +235,7 @@ def serve(statuses: Path) -> None:
             pid = os.fork()
             if pid == 0:
                 _child(json.loads(line))
-            os.write(1, f"{pid}\n".encode())
+            os.write(1, f"{pid} {children.forked(pid)}\n".encode())
 
 
 if __name__ == "__main__":
