@@ -102,12 +102,19 @@ class Cluster:
         """How many partitions of ``topics`` each node leads."""
         return Counter(p["leader_id"] for p in self.partitions(topics))
 
-    def coordinator(self, internal_topic: str, key: str) -> int:
+    def coordinator(self, internal_topic: str, key: str, preferred: bool = False) -> int:
         """The node leading ``key``'s partition of ``__consumer_offsets`` (its group
-        coordinator) or ``__transaction_state`` (its transaction coordinator)."""
+        coordinator) or ``__transaction_state`` (its transaction coordinator); ``preferred``:
+        the node preferred to lead it (the first of its replicas), whoever leads it now."""
         parts = self.partitions([internal_topic])
-        wanted = java_hash_partition(key, len(parts))
-        return int(next(p["leader_id"] for p in parts if p["partition_index"] == wanted))
+        wanted = next(
+            p for p in parts if p["partition_index"] == java_hash_partition(key, len(parts))
+        )
+        return int(wanted["replica_nodes"][0] if preferred else wanted["leader_id"])
+
+    def preferred_lead(self, topics: Iterable[str]) -> bool:
+        """Every partition of ``topics`` is led by its preferred replica."""
+        return all(p["leader_id"] == p["replica_nodes"][0] for p in self.partitions(topics))
 
     def replication(self, topic: str) -> set[int]:
         """The replica count of each partition of ``topic``."""

@@ -444,23 +444,35 @@ def _coordinators_exist(cluster: Cluster) -> None:
 
 def _group_apart_from_its_transactions(cluster: Cluster) -> str | None:
     """A new group id whose coordinator is not its transactional id's coordinator, or None.
-    After the other test's kills one node may lead every partition of both internal topics:
-    the preferred leaders are elected back first (the brokers' own rebalance waits 5 min)."""
+
+    After the other test's kills one node may lead every partition of both internal topics: the
+    preferred leaders are elected back first, and the group is chosen once every partition is
+    described as led by its preferred replica (the first of its replicas), where leaders stay.
+    Chosen by leaders described before that, a group's two coordinators could come together
+    later (the election still under way, or the brokers' own rebalance, every 5 min): seen once
+    in a fresh clone's run."""
     from confluent_kafka import ElectionType, KafkaException
     from confluent_kafka import TopicPartition as RdTopicPartition
     from confluent_kafka.admin import AdminClient
 
-    parts = cluster.partitions([OFFSETS, TRANSACTIONS])
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-    with contextlib.suppress(KafkaException):  # "election not needed" where already preferred
-        admin.elect_leaders(
-            ElectionType.PREFERRED,
-            [RdTopicPartition(p["topic"], p["partition_index"]) for p in parts],
-        ).result(30)
+
+    def elected() -> bool:
+        if cluster.preferred_lead([OFFSETS, TRANSACTIONS]):
+            return True
+        parts = cluster.partitions([OFFSETS, TRANSACTIONS])
+        with contextlib.suppress(KafkaException):  # "election not needed" where preferred
+            admin.elect_leaders(
+                ElectionType.PREFERRED,
+                [RdTopicPartition(p["topic"], p["partition_index"]) for p in parts],
+            ).result(30)
+        return False
+
+    wait_for(elected, timeout=120, interval=1.0, what="the preferred leaders")
     for _ in range(200):
         group = unique("cluster-eos-gc")
-        if cluster.coordinator(OFFSETS, group) != cluster.coordinator(
-            TRANSACTIONS, f"streamfuse-{group}-0"
+        if cluster.coordinator(OFFSETS, group, preferred=True) != cluster.coordinator(
+            TRANSACTIONS, f"streamfuse-{group}-0", preferred=True
         ):
             return group
     return None
