@@ -128,6 +128,10 @@ class ExactlyOnce:
         if opened is None:
             try:
                 sink.begin_transaction()
+            except ProducerStuckError as exc:  # unusable (a fatal error): nothing begun
+                log.error("%s; replacing the producer and re-reading the batch", exc)
+                self._replace_producer()
+                return Outcome.RETRY_FROM_FIRST
             except TransportError as exc:  # nothing begun: read this batch again
                 log.error("%s; re-reading the batch", exc)
                 return Outcome.RETRY_FROM_FIRST

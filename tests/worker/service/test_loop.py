@@ -27,7 +27,7 @@ from tests.support.fake_transport import FakeSink, FakeSource, Log
 from tests.support.serving import two_model_serving
 from worker.config import BatchSettings, ModelErrorPolicy, TopicsSettings
 from worker.delivery import AtLeastOnce, Backoff, ExactlyOnce, Outcome
-from worker.errors import ProducerFencedError, TransportError
+from worker.errors import ProducerFencedError, ProducerStuckError, TransportError
 from worker.inference.pipeline import Pipeline
 from worker.inference.serving import Serving
 from worker.metrics import Metrics
@@ -355,6 +355,27 @@ def test_exactly_once_a_stuck_producer_is_replaced(pipeline: Pipeline) -> None:
     source = FakeSource(log)
     sink = FakeSink(log, source)
     sink.stick_next_transactions = 1
+    loop = make_loop(pipeline, source, sink, exactly_once=True)
+    run_until(loop, source, all_committed(log, 20))
+    assert sink.n_replaced == 1
+    assert set(published_ids(log).values()) == {1}
+
+
+def test_exactly_once_a_producer_unusable_at_begin_is_replaced(pipeline: Pipeline) -> None:
+    """A fatal error that is not a fence leaves the producer refusing every call, the next
+    begin_transaction's included (tests/worker/transport/test_fatal_producer_errors.py): it is
+    replaced and the batch read again, where re-reading alone would refuse forever."""
+    log = filled(20)
+    source = FakeSource(log)
+    sink = FakeSink(log, source)
+    begin = sink.begin_transaction
+
+    def unusable_until_replaced() -> None:
+        if sink.n_replaced == 0:
+            raise ProducerStuckError("injected: begin_transaction: fatal error")
+        begin()
+
+    sink.begin_transaction = unusable_until_replaced  # type: ignore[method-assign]
     loop = make_loop(pipeline, source, sink, exactly_once=True)
     run_until(loop, source, all_committed(log, 20))
     assert sink.n_replaced == 1

@@ -24,9 +24,32 @@ PURGED = (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT)
 ABORT_MIN_S = 1.0  # an abort always gets this long, even when the commit used up the budget
 
 
+# Fatal errors that say another instance owns the transactional id (librdkafka reports the
+# broker's PRODUCER_FENCED and INVALID_PRODUCER_EPOCH as _FENCED), or that this worker may not
+# use it: a new producer would not help (kafka-python's sink: FATAL_TXN_ERRORS). After any other
+# fatal error the producer is unusable but the id is this worker's: a new producer, whose
+# init_transactions settles the old one's transaction, is the cure. The cluster test saw one:
+# INVALID_TXN_STATE from the abort after the group coordinator's node was killed.
+FENCED = frozenset(
+    {
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    }
+)
+
+
 def _kafka_error(exc: KafkaException) -> KafkaError | None:
     err = exc.args[0] if exc.args else None
     return err if isinstance(err, KafkaError) else None
+
+
+def _fatal(err: KafkaError, name: str) -> errors.ProducerFencedError | errors.ProducerStuckError:
+    """What a fatal error from the call ``name`` means: fenced, or replace the producer."""
+    if err.code() in FENCED:
+        return errors.ProducerFencedError(f"this worker's producer was fenced ({err.str()})")
+    return errors.ProducerStuckError(f"{name}: fatal error, the producer is unusable ({err.str()})")
 
 
 class LibrdkafkaSink:
@@ -171,7 +194,7 @@ class LibrdkafkaSink:
 
     def _call(self, call: Callable[[float], Any], name: str, deadline: float) -> None:
         """A transaction call given the time left before ``deadline``, retried while
-        librdkafka calls its error retriable; fatal errors mean this producer was fenced."""
+        librdkafka calls its error retriable; a fatal error fences it or makes it unusable."""
         while True:
             left = max(0.0, deadline - time.monotonic())
             try:
@@ -180,9 +203,7 @@ class LibrdkafkaSink:
             except KafkaException as exc:
                 err = _kafka_error(exc)
                 if err is not None and err.fatal():
-                    raise errors.ProducerFencedError(
-                        f"this worker's producer was fenced ({err.str()})"
-                    ) from exc
+                    raise _fatal(err, name) from exc
                 if err is not None and err.code() == KafkaError._TIMED_OUT:
                     raise errors.ProducerStuckError(f"{name}() timed out") from exc
                 if err is not None and err.retriable() and time.monotonic() < deadline:
@@ -203,9 +224,7 @@ class LibrdkafkaSink:
         except KafkaException as exc:
             err = _kafka_error(exc)
             if err is not None and err.fatal():
-                raise errors.ProducerFencedError(
-                    f"this worker's producer was fenced ({err.str()})"
-                ) from cause
+                raise _fatal(err, "abort_transaction") from cause
             raise errors.ProducerStuckError(
                 f"aborting failed ({err.str() if err else exc})"
             ) from cause
@@ -213,7 +232,7 @@ class LibrdkafkaSink:
     def _classified(self, exc: KafkaException, name: str) -> Exception:
         err = _kafka_error(exc)
         if err is not None and err.fatal():
-            return errors.ProducerFencedError(f"{name}: {err.str()}")
+            return _fatal(err, name)
         return errors.TransportError(f"{name} failed ({err.str() if err else exc})")
 
     def replace(self) -> None:
@@ -243,5 +262,8 @@ class LibrdkafkaSink:
     def close(self, timeout_s: float) -> None:
         producer, self.producer = self.producer, None
         if producer is not None:
-            self._run(lambda: producer.flush(timeout_s), "flush", timeout_s)
+            try:
+                self._run(lambda: producer.flush(timeout_s), "flush", timeout_s)
+            except KafkaException as exc:  # left unusable by a fatal error: nothing to flush
+                log.error("closing the producer: %s", exc)
         self._guard.close()
