@@ -89,7 +89,8 @@ class TransactionAbortedError(TransportError):
 
 
 class ProducerStuckError(TransportError):
-    """The producer hung or could not abort; it must be replaced before the next batch."""
+    """The producer hung, could not abort, or was left unusable by a fatal error that is not a
+    fence; it must be replaced before the next batch."""
 
 
 class KafkaCallStuckError(TransportError):
