@@ -3,6 +3,7 @@ and the real Kafka broker with factories for uniquely named topics and consumer 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -67,6 +68,22 @@ def _thread_limits_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for restore in saved:
         restore()
+
+
+@pytest.fixture(autouse=True)
+def _loggers_restored() -> Iterator[None]:
+    """``cli.main`` (called in-process by tests in several directories) points the worker's
+    loggers at the current, captured stderr and stops them propagating; put them back after
+    the test, so a later test's ``caplog`` sees their records and none is written to a capture
+    stream that is closed by then (a fresh clone's run failed two tests so)."""
+    names = ("streamfuse", "kafka", "streamfuse.librdkafka", "model_store")
+    loggers = [logging.getLogger(n) for n in names]
+    saved = [(lg.handlers[:], lg.filters[:], lg.level, lg.propagate) for lg in loggers]
+    yield
+    for logger, (handlers, filters, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:], logger.filters[:] = handlers, filters
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ serves. Tests that change a store work on a copy.
 
 from __future__ import annotations
 
-import logging
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,17 +76,3 @@ def publish_tiny() -> Callable[..., int]:
         return store.publish(name, LogisticRegression().fit(X, y))
 
     return publish
-
-
-@pytest.fixture(autouse=True)
-def _keep_streamfuse_logger() -> Iterator[None]:
-    """``cli.main`` points the ``streamfuse`` logger at the current (captured) stderr, and the
-    Kafka clients' loggers at it; undo it so later tests do not log into a closed capture
-    stream."""
-    loggers = [logging.getLogger(n) for n in ("streamfuse", "kafka", "streamfuse.librdkafka")]
-    saved = [(lg.handlers[:], lg.filters[:], lg.level, lg.propagate) for lg in loggers]
-    yield
-    for logger, (handlers, filters, level, propagate) in zip(loggers, saved, strict=True):
-        logger.handlers[:], logger.filters[:] = handlers, filters
-        logger.setLevel(level)
-        logger.propagate = propagate
