@@ -12,7 +12,7 @@ __all__ = ["SPANNING_INTERVAL_MS", "KafkaSettings"]
 
 # kafka.transaction_interval_ms when unset, with confluent-kafka and exactly_once: Kafka Streams'
 # exactly-once commit interval. In the bench's full runs of 2026-12-07 the worker's exactly_once
-# throughput was 0.91 to 1.19 of at_least_once with it, 0.65 to 0.86 with a transaction per batch.
+# throughput was 0.79 to 1.19 of at_least_once with it, 0.61 to 0.86 with a transaction per batch.
 SPANNING_INTERVAL_MS = 100
 
 
